@@ -1,0 +1,72 @@
+"""Build macros for wa-gateway: protobuf-c code generation and file embedding.
+
+Both call tools from Debian packages (protoc-c, protoc, od) inside genrules,
+so nothing is downloaded at build time.
+"""
+
+def proto_c_library(name, srcs, deps = [], includes = [], visibility = None):
+    """Compiles .proto files in this package to a protobuf-c cc_library.
+
+    Args:
+      name: the cc_library's name.
+      srcs: .proto files of this package.
+      deps: other proto_c_library targets whose messages these import.
+      includes: extra -I directories outside the workspace (e.g.
+        /usr/share/grpc-proto for Debian's grpc-proto files).
+      visibility: passed to the cc_library.
+    """
+    pkg = native.package_name()
+    c_outs = [s[:-len(".proto")] + ".pb-c.c" for s in srcs]
+    h_outs = [s[:-len(".proto")] + ".pb-c.h" for s in srcs]
+    inc = " ".join(["-I" + i for i in includes])
+    native.genrule(
+        name = name + "_gen",
+        srcs = srcs,
+        outs = c_outs + h_outs,
+        cmd = "protoc-c -I. %s --c_out=$(GENDIR) %s" % (
+            inc,
+            " ".join(["%s/%s" % (pkg, s) if pkg else s for s in srcs]),
+        ),
+    )
+    native.cc_library(
+        name = name,
+        srcs = c_outs,
+        hdrs = h_outs,
+        # Generated code is not held to our warning flags.
+        copts = ["-Wno-error", "-Wno-unused-parameter"],
+        deps = deps + ["//bazel:protobuf_c"],
+        visibility = visibility,
+    )
+
+def proto_descriptor_set(name, srcs, includes = [], visibility = None):
+    """Writes a FileDescriptorSet (with imports) for srcs to NAME.pb.
+
+    Used by the gRPC server reflection service.
+    """
+    pkg = native.package_name()
+    inc = " ".join(["-I" + i for i in includes])
+    native.genrule(
+        name = name,
+        srcs = srcs,
+        outs = [name + ".pb"],
+        cmd = "protoc -I. %s --include_imports --include_source_info --descriptor_set_out=$@ %s" % (
+            inc,
+            " ".join(["%s/%s" % (pkg, s) if pkg else s for s in srcs]),
+        ),
+        visibility = visibility,
+    )
+
+def c_embed(name, src, symbol, visibility = None):
+    """Embeds a file as `const unsigned char SYMBOL[]` + `SYMBOL_len` in a cc_library."""
+    native.genrule(
+        name = name + "_gen",
+        srcs = [src],
+        outs = [name + ".c"],
+        tools = ["//bazel:embed.sh"],
+        cmd = "$(location //bazel:embed.sh) %s $< $@" % symbol,
+    )
+    native.cc_library(
+        name = name,
+        srcs = [name + ".c"],
+        visibility = visibility,
+    )

@@ -1,0 +1,56 @@
+#!/bin/sh
+# Installs the Debian packages wa-gateway builds, runs and tests with.
+# Idempotent: when every package is already installed it only asks dpkg and
+# returns at once; `apt-get update` runs only when something is missing.
+# Usage: bazel/install-deps.sh [build|test|fuzz|all]   (default: test)
+set -eu
+
+BUILD_PKGS="
+bazel-bootstrap bazel-bootstrap-source gcc libc6-dev make pkg-config
+libh2o-dev libuv1-dev libgrpc-dev protobuf-compiler protobuf-c-compiler
+libprotobuf-c-dev libyajl-dev libwebsockets-dev libssl-dev
+libsignal-protocol-c-dev libqrencode-dev libpng-dev libsqlite3-dev
+zlib1g-dev grpc-proto curl ca-certificates
+"
+TEST_PKGS="
+libcmocka-dev python3 python3-grpcio python3-grpc-tools python3-protobuf
+zbar-tools openssl procps
+"
+FUZZ_PKGS="clang libclang-rt-14-dev"
+
+what="${1:-test}"
+case "$what" in
+build) pkgs="$BUILD_PKGS" ;;
+test) pkgs="$BUILD_PKGS $TEST_PKGS" ;;
+fuzz) pkgs="$BUILD_PKGS $TEST_PKGS $FUZZ_PKGS" ;;
+all) pkgs="$BUILD_PKGS $TEST_PKGS $FUZZ_PKGS" ;;
+*) echo "install-deps: unknown group '$what' (build|test|fuzz|all)" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $pkgs; do
+    st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    case "$st" in
+    *" installed") ;;
+    *) missing="$missing $p" ;;
+    esac
+done
+
+if [ -z "$missing" ]; then
+    exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+        echo "install-deps: missing packages:$missing (run as root to install them)" >&2
+        exit 1
+    fi
+fi
+
+echo "install-deps: installing:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+echo "install-deps: done" >&2

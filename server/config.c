@@ -1,0 +1,256 @@
+/* Configuration loading for the wa-gateway binary. The option table below is
+ * the single source for defaults, environment names, flags and --help. */
+#include "server/config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef enum { OPT_STRING, OPT_PORT, OPT_LEVEL, OPT_BOOL, OPT_HEXKEY, OPT_URL } opt_kind_t;
+
+typedef struct {
+    const char *flag; /* without the leading "--" */
+    const char *env;  /* NULL when there is no variable */
+    opt_kind_t kind;
+    size_t offset;
+    const char *def; /* default as text; NULL = unset */
+    const char *help;
+} opt_t;
+
+#define OFF(f) offsetof(cfg_t, f)
+
+static const opt_t options[] = {
+    {"host", "HOST", OPT_STRING, OFF(host), "127.0.0.1", "HTTP listen address"},
+    {"port", "PORT", OPT_PORT, OFF(port), "3000", "HTTP port"},
+    {"grpc-port", "GRPC_PORT", OPT_PORT, OFF(grpc_port), "50051", "gRPC port"},
+    {"api-key", "API_KEY", OPT_STRING, OFF(api_key), NULL,
+     "secret expected in X-API-Key / x-api-key (unset: no key)"},
+    {"data-dir", "DATA_DIR", OPT_STRING, OFF(data_dir), "./data",
+     "directory of the credential store (created 0700)"},
+    {"wa-url", "WA_URL", OPT_URL, OFF(wa_url), CFG_DEFAULT_WA_URL,
+     "WhatsApp WebSocket endpoint (ws:// only for tests)"},
+    {"wa-root-key", "WA_ROOT_KEY", OPT_HEXKEY, OFF(wa_root_key), CFG_DEFAULT_WA_ROOT_KEY,
+     "trusted WhatsApp root public key, 64 hex digits"},
+    {"log-level", "LOG_LEVEL", OPT_LEVEL, OFF(log_level), "info",
+     "debug, info, warn, error or off"},
+    {"allow-insecure-remote", "ALLOW_INSECURE_REMOTE", OPT_BOOL, OFF(allow_insecure_remote), "0",
+     "allow a non-loopback HOST without API_KEY"},
+};
+
+#define NOPTIONS (sizeof(options) / sizeof(options[0]))
+
+static int fail(char *err, size_t errlen, const char *fmt, const char *a, const char *b)
+{
+    snprintf(err, errlen, fmt, a, b);
+    return -1;
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+    if (!strcmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on"))
+        *out = 1;
+    else if (!strcmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "no") ||
+             !strcasecmp(v, "off") || !*v)
+        *out = 0;
+    else
+        return -1;
+    return 0;
+}
+
+/* Stores the text value `v` for option `o`; `src` names where it came from. */
+static int set_option(cfg_t *cfg, const opt_t *o, const char *v, const char *src, char *err,
+                      size_t errlen)
+{
+    char *base = (char *)cfg + o->offset;
+    char what[96];
+    snprintf(what, sizeof(what), "%s%s", src, src[0] == '-' ? o->flag : (o->env ? o->env : ""));
+    switch (o->kind) {
+    case OPT_STRING:
+    case OPT_URL:
+    case OPT_HEXKEY: {
+        if (o->kind == OPT_URL && strncmp(v, "ws://", 5) != 0 && strncmp(v, "wss://", 6) != 0)
+            return fail(err, errlen, "invalid %s: '%s' is not a ws:// or wss:// URL", what, v);
+        if (o->kind == OPT_HEXKEY) {
+            if (strlen(v) != 64)
+                return fail(err, errlen, "invalid %s: expected 64 hex digits%s", what, "");
+            for (int i = 0; i < 32; i++) {
+                int hi = hexval((unsigned char)v[2 * i]), lo = hexval((unsigned char)v[2 * i + 1]);
+                if (hi < 0 || lo < 0)
+                    return fail(err, errlen, "invalid %s: expected 64 hex digits%s", what, "");
+                cfg->wa_root_key_bin[i] = (uint8_t)(hi << 4 | lo);
+            }
+        }
+        char **slot = (char **)base;
+        char *copy = strdup(v);
+        if (!copy)
+            return fail(err, errlen, "out of memory%s%s", "", "");
+        free(*slot);
+        *slot = copy;
+        return 0;
+    }
+    case OPT_PORT: {
+        char *end;
+        errno = 0;
+        long p = strtol(v, &end, 10);
+        if (!*v || *end || errno || p < 1 || p > 65535)
+            return fail(err, errlen, "invalid %s: '%s' is not a port number (1-65535)", what, v);
+        *(int *)base = (int)p;
+        return 0;
+    }
+    case OPT_LEVEL:
+        if (log_level_parse(v, (log_level_t *)base) != 0)
+            return fail(err, errlen, "invalid %s: '%s' (use debug, info, warn, error or off)",
+                        what, v);
+        return 0;
+    case OPT_BOOL:
+        if (parse_bool(v, (int *)base) != 0)
+            return fail(err, errlen, "invalid %s: '%s' is not a boolean", what, v);
+        return 0;
+    }
+    return -1;
+}
+
+void cfg_free(cfg_t *cfg)
+{
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        opt_kind_t k = options[i].kind;
+        if (k == OPT_STRING || k == OPT_URL || k == OPT_HEXKEY) {
+            char **slot = (char **)((char *)cfg + options[i].offset);
+            free(*slot);
+            *slot = NULL;
+        }
+    }
+}
+
+int cfg_load(cfg_t *cfg, int argc, char **argv, const char *(*getenv_fn)(const char *), char *err,
+             size_t errlen)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < NOPTIONS; i++)
+        if (options[i].def && set_option(cfg, &options[i], options[i].def, "default ", err, errlen))
+            goto error;
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        if (!options[i].env)
+            continue;
+        const char *v = getenv_fn ? getenv_fn(options[i].env) : getenv(options[i].env);
+        if (v && *v && set_option(cfg, &options[i], v, "", err, errlen))
+            goto error;
+    }
+    for (int a = 1; a < argc; a++) {
+        const char *arg = argv[a];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+            cfg->help = 1;
+            continue;
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            fail(err, errlen, "unexpected argument '%s' (see --help)%s", arg, "");
+            goto error;
+        }
+        const char *name = arg + 2, *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const opt_t *o = NULL;
+        for (size_t i = 0; i < NOPTIONS; i++)
+            if (strlen(options[i].flag) == nlen && !strncmp(options[i].flag, name, nlen))
+                o = &options[i];
+        if (!o) {
+            fail(err, errlen, "unknown option '%s' (see --help)%s", arg, "");
+            goto error;
+        }
+        const char *v;
+        if (eq)
+            v = eq + 1;
+        else if (o->kind == OPT_BOOL)
+            v = "1";
+        else if (a + 1 < argc)
+            v = argv[++a];
+        else {
+            fail(err, errlen, "option '%s' needs a value%s", arg, "");
+            goto error;
+        }
+        if (set_option(cfg, o, v, "--", err, errlen))
+            goto error;
+    }
+    if (cfg->api_key && !*cfg->api_key) {
+        free(cfg->api_key);
+        cfg->api_key = NULL;
+    }
+    return 0;
+error:
+    cfg_free(cfg);
+    return -1;
+}
+
+int cfg_host_is_loopback(const char *host)
+{
+    if (!strcmp(host, "localhost") || !strcmp(host, "::1") || !strcmp(host, "[::1]"))
+        return 1;
+    struct in_addr a4;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    return 0;
+}
+
+int cfg_validate(cfg_t *cfg, char *err, size_t errlen)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (strcmp(cfg->host, "localhost") && inet_pton(AF_INET, cfg->host, &a4) != 1 &&
+        inet_pton(AF_INET6, cfg->host, &a6) != 1)
+        return fail(err, errlen, "invalid HOST '%s': not an IPv4/IPv6 address or localhost%s",
+                    cfg->host, "");
+    if (cfg->port == cfg->grpc_port)
+        return fail(err, errlen, "PORT and GRPC_PORT must differ%s%s", "", "");
+    if (!cfg_host_is_loopback(cfg->host) && !cfg->api_key && !cfg->allow_insecure_remote)
+        return fail(err, errlen,
+                    "refusing to listen on non-loopback HOST '%s' without API_KEY "
+                    "(set API_KEY, or --allow-insecure-remote to accept the risk)%s",
+                    cfg->host, "");
+    struct stat st;
+    if (stat(cfg->data_dir, &st) != 0) {
+        if (errno != ENOENT || mkdir(cfg->data_dir, 0700) != 0 || stat(cfg->data_dir, &st) != 0)
+            return fail(err, errlen, "DATA_DIR '%s' cannot be created: %s", cfg->data_dir,
+                        strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode))
+        return fail(err, errlen, "DATA_DIR '%s' is not a directory%s", cfg->data_dir, "");
+    if (access(cfg->data_dir, R_OK | W_OK | X_OK) != 0)
+        return fail(err, errlen, "DATA_DIR '%s' is not readable and writable: %s", cfg->data_dir,
+                    strerror(errno));
+    return 0;
+}
+
+void cfg_print_help(void *out, const char *argv0)
+{
+    FILE *f = out;
+    fprintf(f,
+            "Usage: %s [options]\n\n"
+            "wa-gateway: links a WhatsApp account as a companion device and serves it over\n"
+            "HTTP/JSON and gRPC. Each option can also be set by its environment variable;\n"
+            "a flag overrides the variable.\n\n",
+            argv0);
+    for (size_t i = 0; i < NOPTIONS; i++) {
+        const opt_t *o = &options[i];
+        char left[64];
+        snprintf(left, sizeof(left), "--%s%s", o->flag, o->kind == OPT_BOOL ? "" : "=VALUE");
+        fprintf(f, "  %-30s %-22s %s", left, o->env ? o->env : "", o->help);
+        if (o->def && o->kind != OPT_BOOL)
+            fprintf(f, " (default: %s)", o->def);
+        fputc('\n', f);
+    }
+    fprintf(f, "  %-30s %-22s %s\n", "--help", "", "print this help and exit");
+}

@@ -1,0 +1,53 @@
+/* Service configuration: defaults, then environment variables, then
+ * command-line flags (flags win). One table describes every option, so
+ * `--help`, parsing and validation cannot drift apart. */
+#ifndef WG_SERVER_CONFIG_H
+#define WG_SERVER_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/log.h"
+
+/* The default WhatsApp endpoint and root key (protocol doc 1.1 and 2.4). */
+#define CFG_DEFAULT_WA_URL "wss://web.whatsapp.com/ws/chat"
+#define CFG_DEFAULT_WA_ROOT_KEY "142375574d0a587166aae71ebe516437c4a28b73e3695c6ce1f7f9545da8ee6b"
+
+typedef struct {
+    char *host;           /* HTTP listen address (HOST) */
+    int port;             /* HTTP port (PORT) */
+    int grpc_port;        /* gRPC port (GRPC_PORT) */
+    char *api_key;        /* X-API-Key secret, NULL when none (API_KEY) */
+    char *data_dir;       /* directory of the store (DATA_DIR) */
+    char *wa_url;         /* WhatsApp endpoint (WA_URL) */
+    char *wa_root_key;    /* trusted root key, 64 hex chars (WA_ROOT_KEY) */
+    uint8_t wa_root_key_bin[32];
+    log_level_t log_level; /* LOG_LEVEL */
+    int allow_insecure_remote; /* listen on a non-loopback HOST without API_KEY */
+    int help;             /* --help was given */
+} cfg_t;
+
+/* Fills `cfg` from defaults, the environment (read through `getenv_fn`, which
+ * may be NULL for the process environment) and argv[1..argc-1].
+ * On success returns 0; `cfg` then owns heap strings released by cfg_free.
+ * On error returns -1 and writes a one-line message (no trailing newline)
+ * into `err` (size `errlen`); `cfg` is left freed. */
+int cfg_load(cfg_t *cfg, int argc, char **argv, const char *(*getenv_fn)(const char *), char *err,
+             size_t errlen);
+
+/* Checks the loaded values against the machine: creates DATA_DIR (mode 0700)
+ * when missing, requires it to be a writable directory, and refuses a
+ * non-loopback HOST without API_KEY unless allowed. Returns 0, or -1 with a
+ * one-line message in `err`. */
+int cfg_validate(cfg_t *cfg, char *err, size_t errlen);
+
+/* Writes the --help text (every option, its variable and default) to `out`. */
+void cfg_print_help(void *out, const char *argv0);
+
+/* Releases the strings owned by `cfg`; safe on a zeroed or freed cfg. */
+void cfg_free(cfg_t *cfg);
+
+/* Returns 1 when `host` is a loopback address or "localhost", else 0. */
+int cfg_host_is_loopback(const char *host);
+
+#endif
