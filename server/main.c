@@ -95,7 +95,8 @@ out:
     uv_run(&app.loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&app.loop) != 0)
         LOG_WARN("main", "event loop closed with handles still open");
-    LOG_INFO("main", "stopped");
+    if (rc == 0)
+        LOG_INFO("main", "stopped");
     cfg_free(&app.cfg);
     return rc;
 }

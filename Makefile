@@ -1,0 +1,51 @@
+# wa-gateway front door. Make only installs Debian packages and calls Bazel;
+# all building happens in Bazel (see WORKSPACE, BUILD files, bazel/).
+#
+#   make run    install what is missing, build, start the service
+#   make test   install what is missing, build, run every test
+#               (ends with "N passed, N failed")
+
+BAZEL ?= bazel
+# Extra flags for the service in `make run`, e.g. make run ARGS="--port 8080"
+ARGS ?=
+
+.PHONY: all deps build run test asan release fuzz clean format help
+
+all: build
+
+help:
+	@echo "make run | test | build | asan | release | fuzz | format | clean"
+
+deps:
+	@bazel/install-deps.sh test
+
+build: deps
+	$(BAZEL) build //...
+
+run:
+	@bazel/install-deps.sh build
+	$(BAZEL) build //server:wa-gateway
+	exec ./bazel-bin/server/wa-gateway $(ARGS)
+
+test: deps
+	@bazel/run-tests.sh
+
+# Every test under AddressSanitizer + UndefinedBehaviorSanitizer.
+asan: deps
+	@bazel/run-tests.sh --config=asan
+
+release:
+	@bazel/install-deps.sh build
+	$(BAZEL) build --config=release //server:wa-gateway
+
+# libFuzzer targets (clang), FUZZ_SECONDS each (default 60). Not part of `make test`.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@bazel/install-deps.sh fuzz
+	@bazel/fuzz.sh $(FUZZ_SECONDS)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	$(BAZEL) clean
