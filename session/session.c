@@ -1,0 +1,520 @@
+/* Session registry, snapshots and subscriptions (see session.h).
+ *
+ * Each session keeps its current snapshot behind a small mutex that is only
+ * held to swap or take a reference, never across I/O. Publishing builds a new
+ * immutable snapshot and pushes a reference into every subscriber's bounded
+ * queue; a full queue is coalesced or ended by the subscriber's policy, so a
+ * slow reader never blocks the loop or the other subscribers. */
+#include "session/session.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#define DEFAULT_MAX_QUEUE 256
+
+struct sess_sub {
+    sess_t *sess;
+    sess_sub_opts_t opts;
+    pthread_mutex_t mu; /* guards the queue fields below */
+    sess_snapshot_t **ring;
+    size_t cap, head, len;
+    uint64_t dropped;
+    int ended;
+    sess_sub_t *next; /* in the session's list (guarded by sess->sub_mu) */
+};
+
+struct sess {
+    sess_registry_t *reg;
+    char *name;
+    pthread_mutex_t cur_mu; /* guards `current` */
+    sess_snapshot_t *current;
+    pthread_mutex_t sub_mu; /* guards the subscriber list */
+    sess_sub_t *subs;
+    size_t nsubs;
+    sess_t *next;
+};
+
+typedef struct post_item {
+    void (*fn)(void *);
+    void *arg;
+    struct post_item *next;
+} post_item_t;
+
+struct sess_registry {
+    uv_loop_t *loop;
+    sess_render_hooks_t hooks;
+    sess_t *sessions;
+    uv_async_t async;
+    pthread_mutex_t post_mu; /* guards the post queue and `closing` */
+    post_item_t *post_head, *post_tail;
+    int closing;
+};
+
+const char *sess_state_name(sess_state_t st)
+{
+    switch (st) {
+    case SESS_DISCONNECTED:
+        return "DISCONNECTED";
+    case SESS_CONNECTING:
+        return "CONNECTING";
+    case SESS_QR_READY:
+        return "QR_READY";
+    case SESS_CONNECTED:
+        return "CONNECTED";
+    }
+    return "DISCONNECTED";
+}
+
+int64_t sess_now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* --- QR and account helpers --- */
+
+static void qr_unref(sess_qr_t *qr)
+{
+    if (!qr || __atomic_sub_fetch(&qr->refcount_, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    if (qr->rendered && qr->free_rendered_)
+        qr->free_rendered_(qr->rendered);
+    free(qr->text);
+    free(qr);
+}
+
+static sess_qr_t *qr_ref(sess_qr_t *qr)
+{
+    if (qr)
+        __atomic_add_fetch(&qr->refcount_, 1, __ATOMIC_RELAXED);
+    return qr;
+}
+
+static void account_clear(sess_account_t *a)
+{
+    free(a->jid);
+    free(a->lid);
+    free(a->phone);
+    free(a->push_name);
+    free(a->platform);
+    free(a->business_name);
+    memset(a, 0, sizeof(*a));
+}
+
+static int dup_str(char **dst, const char *src)
+{
+    *dst = NULL;
+    if (!src)
+        return 0;
+    *dst = strdup(src);
+    return *dst ? 0 : -1;
+}
+
+static int account_copy(sess_account_t *dst, const sess_account_t *src)
+{
+    memset(dst, 0, sizeof(*dst));
+    if (dup_str(&dst->jid, src->jid) || dup_str(&dst->lid, src->lid) ||
+        dup_str(&dst->phone, src->phone) || dup_str(&dst->push_name, src->push_name) ||
+        dup_str(&dst->platform, src->platform) ||
+        dup_str(&dst->business_name, src->business_name)) {
+        account_clear(dst);
+        return -1;
+    }
+    return 0;
+}
+
+/* --- snapshots --- */
+
+sess_snapshot_t *sess_snapshot_ref(sess_snapshot_t *s)
+{
+    if (s)
+        __atomic_add_fetch(&s->refcount_, 1, __ATOMIC_RELAXED);
+    return s;
+}
+
+void sess_snapshot_unref(sess_snapshot_t *s)
+{
+    if (!s || __atomic_sub_fetch(&s->refcount_, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    free((char *)s->session);
+    free((char *)s->detail);
+    account_clear(&s->account);
+    qr_unref(s->qr);
+    free(s);
+}
+
+int64_t sess_snapshot_qr_remaining_ms(const sess_snapshot_t *s, int64_t now_ms)
+{
+    if (!s->qr || s->state != SESS_QR_READY)
+        return 0;
+    int64_t left = s->qr->expires_at_ms - now_ms;
+    return left > 0 ? left : 0;
+}
+
+static sess_snapshot_t *snapshot_new(const char *name, const char *detail)
+{
+    sess_snapshot_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->refcount_ = 1;
+    s->session = strdup(name);
+    s->detail = strdup(detail ? detail : "");
+    if (!s->session || !s->detail) {
+        sess_snapshot_unref(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* --- registry --- */
+
+static void on_async(uv_async_t *h)
+{
+    sess_registry_t *reg = h->data;
+    for (;;) {
+        pthread_mutex_lock(&reg->post_mu);
+        post_item_t *it = reg->post_head;
+        reg->post_head = NULL;
+        reg->post_tail = NULL;
+        pthread_mutex_unlock(&reg->post_mu);
+        if (!it)
+            return;
+        while (it) {
+            post_item_t *next = it->next;
+            it->fn(it->arg);
+            free(it);
+            it = next;
+        }
+    }
+}
+
+sess_registry_t *sess_registry_new(uv_loop_t *loop, const sess_render_hooks_t *hooks)
+{
+    sess_registry_t *reg = calloc(1, sizeof(*reg));
+    if (!reg)
+        return NULL;
+    reg->loop = loop;
+    if (hooks)
+        reg->hooks = *hooks;
+    pthread_mutex_init(&reg->post_mu, NULL);
+    if (uv_async_init(loop, &reg->async, on_async) != 0) {
+        pthread_mutex_destroy(&reg->post_mu);
+        free(reg);
+        return NULL;
+    }
+    reg->async.data = reg;
+    return reg;
+}
+
+int sess_registry_post(sess_registry_t *reg, void (*fn)(void *arg), void *arg)
+{
+    post_item_t *it = malloc(sizeof(*it));
+    if (!it)
+        return -1;
+    it->fn = fn;
+    it->arg = arg;
+    it->next = NULL;
+    pthread_mutex_lock(&reg->post_mu);
+    if (reg->closing) {
+        pthread_mutex_unlock(&reg->post_mu);
+        free(it);
+        return -1;
+    }
+    if (reg->post_tail)
+        reg->post_tail->next = it;
+    else
+        reg->post_head = it;
+    reg->post_tail = it;
+    uv_async_send(&reg->async);
+    pthread_mutex_unlock(&reg->post_mu);
+    return 0;
+}
+
+static void sub_end_locked(sess_sub_t *sub);
+
+void sess_registry_close(sess_registry_t *reg)
+{
+    pthread_mutex_lock(&reg->post_mu);
+    int was = reg->closing;
+    reg->closing = 1;
+    pthread_mutex_unlock(&reg->post_mu);
+    if (was)
+        return;
+    on_async(&reg->async); /* run what was posted before closing */
+    uv_close((uv_handle_t *)&reg->async, NULL);
+    for (sess_t *s = reg->sessions; s; s = s->next) {
+        pthread_mutex_lock(&s->sub_mu);
+        for (sess_sub_t *sub = s->subs; sub; sub = sub->next) {
+            pthread_mutex_lock(&sub->mu);
+            sub_end_locked(sub);
+            pthread_mutex_unlock(&sub->mu);
+            if (sub->opts.notify)
+                sub->opts.notify(sub->opts.arg);
+        }
+        pthread_mutex_unlock(&s->sub_mu);
+    }
+}
+
+void sess_registry_free(sess_registry_t *reg)
+{
+    if (!reg)
+        return;
+    sess_t *s = reg->sessions;
+    while (s) {
+        sess_t *next = s->next;
+        /* subscriptions still owned by callers are detached, not freed */
+        pthread_mutex_lock(&s->sub_mu);
+        for (sess_sub_t *sub = s->subs; sub; sub = sub->next)
+            sub->sess = NULL;
+        pthread_mutex_unlock(&s->sub_mu);
+        sess_snapshot_unref(s->current);
+        pthread_mutex_destroy(&s->cur_mu);
+        pthread_mutex_destroy(&s->sub_mu);
+        free(s->name);
+        free(s);
+        s = next;
+    }
+    post_item_t *it = reg->post_head;
+    while (it) {
+        post_item_t *next = it->next;
+        free(it);
+        it = next;
+    }
+    pthread_mutex_destroy(&reg->post_mu);
+    free(reg);
+}
+
+sess_t *sess_registry_add(sess_registry_t *reg, const char *name)
+{
+    if (sess_registry_find(reg, name))
+        return NULL;
+    sess_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->reg = reg;
+    s->name = strdup(name);
+    s->current = snapshot_new(name, "");
+    if (!s->name || !s->current) {
+        free(s->name);
+        sess_snapshot_unref(s->current);
+        free(s);
+        return NULL;
+    }
+    s->current->seq = 1;
+    s->current->state = SESS_DISCONNECTED;
+    s->current->since_ms = s->current->changed_ms = sess_now_ms();
+    pthread_mutex_init(&s->cur_mu, NULL);
+    pthread_mutex_init(&s->sub_mu, NULL);
+    s->next = reg->sessions;
+    reg->sessions = s;
+    return s;
+}
+
+sess_t *sess_registry_find(sess_registry_t *reg, const char *name)
+{
+    for (sess_t *s = reg->sessions; s; s = s->next)
+        if (!strcmp(s->name, name))
+            return s;
+    return NULL;
+}
+
+const char *sess_name(const sess_t *s)
+{
+    return s->name;
+}
+
+sess_registry_t *sess_registry_of(const sess_t *s)
+{
+    return s->reg;
+}
+
+sess_snapshot_t *sess_current(sess_t *s)
+{
+    pthread_mutex_lock(&s->cur_mu);
+    sess_snapshot_t *snap = sess_snapshot_ref(s->current);
+    pthread_mutex_unlock(&s->cur_mu);
+    return snap;
+}
+
+/* --- subscriptions --- */
+
+static void sub_end_locked(sess_sub_t *sub)
+{
+    sub->ended = 1;
+}
+
+/* Queues a reference to `snap`; returns 1 when the consumer must be woken. */
+static int sub_push_locked(sess_sub_t *sub, sess_snapshot_t *snap)
+{
+    if (sub->ended)
+        return 0;
+    if (sub->len == sub->cap) {
+        if (sub->opts.policy == SESS_SLOW_DISCONNECT) {
+            sub_end_locked(sub);
+            return 1;
+        }
+        /* coalesce: drop everything queued, keep only the newest */
+        while (sub->len > 0) {
+            sess_snapshot_unref(sub->ring[sub->head]);
+            sub->head = (sub->head + 1) % sub->cap;
+            sub->len--;
+            sub->dropped++;
+        }
+    }
+    sub->ring[(sub->head + sub->len) % sub->cap] = sess_snapshot_ref(snap);
+    sub->len++;
+    return sub->len == 1;
+}
+
+sess_sub_t *sess_subscribe(sess_t *s, const sess_sub_opts_t *opts)
+{
+    sess_sub_t *sub = calloc(1, sizeof(*sub));
+    if (!sub)
+        return NULL;
+    sub->sess = s;
+    if (opts)
+        sub->opts = *opts;
+    sub->cap = sub->opts.max_queue ? sub->opts.max_queue : DEFAULT_MAX_QUEUE;
+    sub->ring = calloc(sub->cap, sizeof(*sub->ring));
+    if (!sub->ring) {
+        free(sub);
+        return NULL;
+    }
+    pthread_mutex_init(&sub->mu, NULL);
+    /* Taking the current snapshot and joining the list under sub_mu means
+     * no change can slip between the first snapshot and the stream. */
+    pthread_mutex_lock(&s->sub_mu);
+    sess_snapshot_t *cur = sess_current(s);
+    pthread_mutex_lock(&sub->mu);
+    int wake = sub_push_locked(sub, cur);
+    pthread_mutex_unlock(&sub->mu);
+    sess_snapshot_unref(cur);
+    sub->next = s->subs;
+    s->subs = sub;
+    s->nsubs++;
+    if (wake && sub->opts.notify)
+        sub->opts.notify(sub->opts.arg);
+    pthread_mutex_unlock(&s->sub_mu);
+    return sub;
+}
+
+int sess_sub_next(sess_sub_t *sub, sess_snapshot_t **out)
+{
+    int rc;
+    pthread_mutex_lock(&sub->mu);
+    if (sub->len > 0) {
+        *out = sub->ring[sub->head];
+        sub->head = (sub->head + 1) % sub->cap;
+        sub->len--;
+        rc = SESS_SUB_OK;
+    } else {
+        rc = sub->ended ? SESS_SUB_ENDED : SESS_SUB_EMPTY;
+    }
+    pthread_mutex_unlock(&sub->mu);
+    return rc;
+}
+
+uint64_t sess_sub_dropped(sess_sub_t *sub)
+{
+    pthread_mutex_lock(&sub->mu);
+    uint64_t d = sub->dropped;
+    pthread_mutex_unlock(&sub->mu);
+    return d;
+}
+
+void sess_unsubscribe(sess_sub_t *sub)
+{
+    if (!sub)
+        return;
+    sess_t *s = sub->sess;
+    if (s) {
+        pthread_mutex_lock(&s->sub_mu);
+        for (sess_sub_t **pp = &s->subs; *pp; pp = &(*pp)->next) {
+            if (*pp == sub) {
+                *pp = sub->next;
+                s->nsubs--;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&s->sub_mu);
+    }
+    while (sub->len > 0) {
+        sess_snapshot_unref(sub->ring[sub->head]);
+        sub->head = (sub->head + 1) % sub->cap;
+        sub->len--;
+    }
+    free(sub->ring);
+    pthread_mutex_destroy(&sub->mu);
+    free(sub);
+}
+
+size_t sess_subscriber_count(sess_t *s)
+{
+    pthread_mutex_lock(&s->sub_mu);
+    size_t n = s->nsubs;
+    pthread_mutex_unlock(&s->sub_mu);
+    return n;
+}
+
+/* --- publishing --- */
+
+int sess_publish(sess_t *s, const sess_change_t *c)
+{
+    sess_snapshot_t *old = s->current; /* only the loop thread swaps it */
+    sess_snapshot_t *snap = snapshot_new(s->name, c->detail);
+    if (!snap)
+        return -1;
+    snap->seq = old->seq + 1;
+    snap->state = c->state;
+    snap->changed_ms = sess_now_ms();
+    snap->since_ms = c->state == old->state ? old->since_ms : snap->changed_ms;
+    if (c->clear_account) {
+        snap->linked = 0;
+    } else if (c->account) {
+        if (account_copy(&snap->account, c->account) != 0)
+            goto oom;
+        snap->linked = 1;
+    } else if (old->linked) {
+        if (account_copy(&snap->account, &old->account) != 0)
+            goto oom;
+        snap->linked = 1;
+    }
+    if (c->qr_text && c->state == SESS_QR_READY) {
+        sess_qr_t *qr = calloc(1, sizeof(*qr));
+        if (!qr || !(qr->text = strdup(c->qr_text))) {
+            free(qr);
+            goto oom;
+        }
+        qr->refcount_ = 1;
+        qr->expires_at_ms = c->qr_expires_at_ms;
+        if (s->reg->hooks.render) {
+            qr->rendered = s->reg->hooks.render(qr->text, s->reg->hooks.arg);
+            qr->free_rendered_ = s->reg->hooks.free_rendered;
+        }
+        snap->qr = qr;
+    } else if (c->keep_qr && c->state == SESS_QR_READY) {
+        snap->qr = qr_ref(old->qr);
+    }
+
+    pthread_mutex_lock(&s->cur_mu);
+    s->current = snap;
+    pthread_mutex_unlock(&s->cur_mu);
+
+    pthread_mutex_lock(&s->sub_mu);
+    for (sess_sub_t *sub = s->subs; sub; sub = sub->next) {
+        pthread_mutex_lock(&sub->mu);
+        int wake = sub_push_locked(sub, snap);
+        pthread_mutex_unlock(&sub->mu);
+        if (wake && sub->opts.notify)
+            sub->opts.notify(sub->opts.arg);
+    }
+    pthread_mutex_unlock(&s->sub_mu);
+    sess_snapshot_unref(old);
+    return 0;
+oom:
+    sess_snapshot_unref(snap);
+    return -1;
+}

@@ -1,0 +1,191 @@
+/* The session module: a registry of named WhatsApp sessions, each a state
+ * machine (DISCONNECTED / CONNECTING / QR_READY / CONNECTED plus a detail
+ * string) that publishes an immutable, reference-counted snapshot on every
+ * change, and subscriptions that receive every change in order.
+ *
+ * Threads: the registry and its sessions live on one libuv loop thread (the
+ * "loop"). Snapshots are immutable and may be read from any thread once a
+ * reference is held. sess_current(), the subscription calls and
+ * sess_registry_post() are safe from any thread; everything else is loop-only. */
+#ifndef WG_SESSION_SESSION_H
+#define WG_SESSION_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* The four states of the API contract. Never add a fifth: detail says more. */
+typedef enum {
+    SESS_DISCONNECTED = 0,
+    SESS_CONNECTING = 1,
+    SESS_QR_READY = 2,
+    SESS_CONNECTED = 3,
+} sess_state_t;
+
+/* Returns "DISCONNECTED", "CONNECTING", "QR_READY" or "CONNECTED". */
+const char *sess_state_name(sess_state_t st);
+
+/* The linked WhatsApp account; strings are NULL when unknown. */
+typedef struct {
+    char *jid;           /* own device JID, "15551234567:12@s.whatsapp.net" */
+    char *lid;           /* own LID, "123...:12@lid" */
+    char *phone;         /* user part of the JID */
+    char *push_name;
+    char *platform;      /* the phone's platform from pair-success */
+    char *business_name; /* business accounts only */
+} sess_account_t;
+
+/* A QR code shared by every snapshot that shows it. `rendered` is what the
+ * registry's render hook made of `text` (e.g. the PNG), made once per QR. */
+typedef struct sess_qr sess_qr_t;
+struct sess_qr {
+    char *text;              /* the exact string encoded in the QR */
+    int64_t expires_at_ms;   /* wall clock (ms since the epoch) when it expires */
+    void *rendered;          /* from sess_render_hooks_t.render, or NULL */
+    int refcount_;           /* private */
+    void (*free_rendered_)(void *); /* private */
+};
+
+/* An immutable view of a session at one change. Read-only for everyone. */
+typedef struct {
+    int refcount_;         /* private: use sess_snapshot_ref / unref */
+    uint64_t seq;          /* 1 for the first snapshot, +1 per change */
+    const char *session;   /* the session's name */
+    sess_state_t state;
+    const char *detail;    /* "" when nothing to add; e.g. "logged_out" */
+    int64_t since_ms;      /* when `state` was entered (ms since the epoch) */
+    int64_t changed_ms;    /* when this snapshot was published */
+    int linked;            /* credentials with an account exist */
+    sess_account_t account; /* valid when linked */
+    sess_qr_t *qr;         /* current QR in QR_READY, else NULL */
+} sess_snapshot_t;
+
+/* Takes a reference; returns `s` for convenience. Any thread. */
+sess_snapshot_t *sess_snapshot_ref(sess_snapshot_t *s);
+
+/* Drops a reference; frees the snapshot with the last one. NULL is ignored. */
+void sess_snapshot_unref(sess_snapshot_t *s);
+
+/* Milliseconds the snapshot's QR stays valid at `now_ms` (0 when none or
+ * expired). */
+int64_t sess_snapshot_qr_remaining_ms(const sess_snapshot_t *s, int64_t now_ms);
+
+/* Current wall-clock time in milliseconds since the epoch. */
+int64_t sess_now_ms(void);
+
+/* --- registry --------------------------------------------------------- */
+
+typedef struct sess_registry sess_registry_t;
+typedef struct sess sess_t;
+
+/* Turns a new QR's text into a rendering kept with it (e.g. PNG bytes); runs
+ * once per QR on the loop thread. Returns NULL on failure (the QR is still
+ * published, without rendering). */
+typedef struct {
+    void *(*render)(const char *text, void *arg);
+    void (*free_rendered)(void *rendered);
+    void *arg;
+} sess_render_hooks_t;
+
+/* Creates an empty registry on `loop`. `hooks` may be NULL. Returns NULL when
+ * out of memory. The caller owns it: sess_registry_close, run the loop until
+ * it has no handles, then sess_registry_free. */
+sess_registry_t *sess_registry_new(uv_loop_t *loop, const sess_render_hooks_t *hooks);
+
+/* Closes the registry's loop handles and every subscription (subscribers see
+ * the end of the stream). Loop thread. */
+void sess_registry_close(sess_registry_t *reg);
+
+/* Frees the registry and every session. Call after the loop has closed the
+ * handles started by sess_registry_close. */
+void sess_registry_free(sess_registry_t *reg);
+
+/* Adds a session named `name` in DISCONNECTED. Returns it (owned by the
+ * registry), or NULL when the name exists already or memory runs out. */
+sess_t *sess_registry_add(sess_registry_t *reg, const char *name);
+
+/* Finds a session by name; NULL when none. Loop thread. */
+sess_t *sess_registry_find(sess_registry_t *reg, const char *name);
+
+/* Runs fn(arg) on the loop thread, soon. Safe from any thread. Returns 0, or
+ * -1 when the registry is closing (fn is then not called). */
+int sess_registry_post(sess_registry_t *reg, void (*fn)(void *arg), void *arg);
+
+/* The session's name (owned by the session). */
+const char *sess_name(const sess_t *s);
+
+/* The session's registry. */
+sess_registry_t *sess_registry_of(const sess_t *s);
+
+/* Returns a new reference to the session's current snapshot (never NULL).
+ * Any thread; the caller unrefs it. */
+sess_snapshot_t *sess_current(sess_t *s);
+
+/* --- publishing (used by the session's WhatsApp driver; loop thread) --- */
+
+/* Describes a change; fields left NULL/-1 keep their current value. */
+typedef struct {
+    sess_state_t state;
+    const char *detail;        /* NULL = "" */
+    const char *qr_text;       /* new QR (state must be QR_READY); NULL = none */
+    int64_t qr_expires_at_ms;
+    int keep_qr;               /* keep the current QR object (same QR, other change) */
+    const sess_account_t *account; /* copied; NULL = keep current */
+    int clear_account;         /* forget the account (logged out) */
+} sess_change_t;
+
+/* Publishes a new snapshot built from the current one and `change`, and
+ * queues it to every subscriber. Returns 0, or -1 when out of memory (nothing
+ * is published). */
+int sess_publish(sess_t *s, const sess_change_t *change);
+
+/* --- subscriptions ----------------------------------------------------- */
+
+typedef struct sess_sub sess_sub_t;
+
+/* What to do when a subscriber's queue is full. */
+typedef enum {
+    /* Drop the queued snapshots but keep the newest: the subscriber sees a
+     * gap in `seq` and then the latest state. */
+    SESS_SLOW_COALESCE = 0,
+    /* End the subscription: sess_sub_next returns SESS_SUB_ENDED. */
+    SESS_SLOW_DISCONNECT = 1,
+} sess_slow_policy_t;
+
+typedef struct {
+    /* Called (on the loop thread, or on the subscribing thread for the
+     * first snapshot) when the queue goes from empty to non-empty or the
+     * subscription ends. Must not block and must not call back into the
+     * session; typically it wakes the consumer (uv_async_send, an alarm). */
+    void (*notify)(void *arg);
+    void *arg;
+    size_t max_queue;          /* 0 = default 256 */
+    sess_slow_policy_t policy;
+} sess_sub_opts_t;
+
+/* Subscribes to `s`: the current snapshot is queued at once, then every
+ * change in order. Any thread. Returns NULL when out of memory. The caller
+ * owns the subscription and must end it with sess_unsubscribe. */
+sess_sub_t *sess_subscribe(sess_t *s, const sess_sub_opts_t *opts);
+
+enum {
+    SESS_SUB_EMPTY = 0, /* nothing queued now */
+    SESS_SUB_OK = 1,    /* *out holds a snapshot reference (caller unrefs) */
+    SESS_SUB_ENDED = -1 /* the subscription ended (slow, or registry closed) */
+};
+
+/* Pops the oldest queued snapshot. Any thread. Returns SESS_SUB_OK with a
+ * reference in *out, SESS_SUB_EMPTY, or SESS_SUB_ENDED. */
+int sess_sub_next(sess_sub_t *sub, sess_snapshot_t **out);
+
+/* Number of snapshots dropped by SESS_SLOW_COALESCE so far. */
+uint64_t sess_sub_dropped(sess_sub_t *sub);
+
+/* Ends and frees the subscription; no notify call runs after it returns.
+ * Any thread. */
+void sess_unsubscribe(sess_sub_t *sub);
+
+/* Number of live subscriptions of a session. Any thread. */
+size_t sess_subscriber_count(sess_t *s);
+
+#endif

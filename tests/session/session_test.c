@@ -1,0 +1,254 @@
+/* Unit tests for session/session.c: snapshots, ordered subscriptions, slow
+ * subscriber policies, cross-thread posting and QR rendering once per QR. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "session/session.h"
+
+static int renders;
+
+static void *render(const char *text, void *arg)
+{
+    (void)arg;
+    renders++;
+    size_t n = strlen(text);
+    char *r = malloc(n + 3);
+    memcpy(r, "R:", 2);
+    memcpy(r + 2, text, n + 1);
+    return r;
+}
+
+typedef struct {
+    uv_loop_t loop;
+    sess_registry_t *reg;
+    sess_t *s;
+} fx_t;
+
+static int setup(void **state)
+{
+    fx_t *fx = calloc(1, sizeof(*fx));
+    uv_loop_init(&fx->loop);
+    sess_render_hooks_t hooks = {render, free, NULL};
+    fx->reg = sess_registry_new(&fx->loop, &hooks);
+    fx->s = sess_registry_add(fx->reg, "default");
+    renders = 0;
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *fx = *state;
+    sess_registry_close(fx->reg);
+    uv_run(&fx->loop, UV_RUN_DEFAULT);
+    sess_registry_free(fx->reg);
+    assert_int_equal(uv_loop_close(&fx->loop), 0);
+    free(fx);
+    return 0;
+}
+
+static void publish(sess_t *s, sess_state_t st, const char *detail, const char *qr)
+{
+    sess_change_t c = {.state = st, .detail = detail, .qr_text = qr,
+                       .qr_expires_at_ms = sess_now_ms() + 60000};
+    assert_int_equal(sess_publish(s, &c), 0);
+}
+
+static void test_initial_and_publish(void **state)
+{
+    fx_t *fx = *state;
+    assert_null(sess_registry_add(fx->reg, "default"));
+    assert_ptr_equal(sess_registry_find(fx->reg, "default"), fx->s);
+    assert_null(sess_registry_find(fx->reg, "other"));
+    sess_snapshot_t *a = sess_current(fx->s);
+    assert_int_equal(a->state, SESS_DISCONNECTED);
+    assert_int_equal(a->seq, 1);
+    assert_string_equal(a->detail, "");
+    assert_string_equal(a->session, "default");
+    publish(fx->s, SESS_CONNECTING, NULL, NULL);
+    publish(fx->s, SESS_QR_READY, NULL, "qr-1");
+    sess_snapshot_t *b = sess_current(fx->s);
+    assert_int_equal(b->seq, 3);
+    assert_int_equal(b->state, SESS_QR_READY);
+    assert_non_null(b->qr);
+    assert_string_equal(b->qr->text, "qr-1");
+    assert_string_equal((char *)b->qr->rendered, "R:qr-1");
+    assert_true(sess_snapshot_qr_remaining_ms(b, sess_now_ms()) > 59000);
+    assert_int_equal(sess_snapshot_qr_remaining_ms(b, sess_now_ms() + 61000), 0);
+    /* the old snapshot is untouched */
+    assert_int_equal(a->state, SESS_DISCONNECTED);
+    /* keep_qr shares the same QR object, rendered once */
+    sess_change_t c = {.state = SESS_QR_READY, .detail = "x", .keep_qr = 1};
+    assert_int_equal(sess_publish(fx->s, &c), 0);
+    sess_snapshot_t *d = sess_current(fx->s);
+    assert_ptr_equal(d->qr, b->qr);
+    assert_int_equal(renders, 1);
+    assert_int_equal(d->since_ms, b->since_ms); /* same state: since kept */
+    publish(fx->s, SESS_CONNECTED, NULL, NULL);
+    sess_snapshot_t *e = sess_current(fx->s);
+    assert_null(e->qr);
+    sess_snapshot_unref(a);
+    sess_snapshot_unref(b);
+    sess_snapshot_unref(d);
+    sess_snapshot_unref(e);
+}
+
+static void test_account(void **state)
+{
+    fx_t *fx = *state;
+    sess_account_t acc = {.jid = "1555:3@s.whatsapp.net", .phone = "1555", .platform = "android"};
+    sess_change_t c = {.state = SESS_CONNECTED, .account = &acc};
+    assert_int_equal(sess_publish(fx->s, &c), 0);
+    publish(fx->s, SESS_CONNECTING, "restart", NULL);
+    sess_snapshot_t *s = sess_current(fx->s);
+    assert_true(s->linked);
+    assert_string_equal(s->account.jid, "1555:3@s.whatsapp.net");
+    assert_null(s->account.lid);
+    sess_snapshot_unref(s);
+    sess_change_t out = {.state = SESS_DISCONNECTED, .detail = "logged_out", .clear_account = 1};
+    assert_int_equal(sess_publish(fx->s, &out), 0);
+    s = sess_current(fx->s);
+    assert_false(s->linked);
+    assert_null(s->account.jid);
+    assert_string_equal(s->detail, "logged_out");
+    sess_snapshot_unref(s);
+}
+
+static int notified;
+static void notify(void *arg)
+{
+    (void)arg;
+    notified++;
+}
+
+static void test_thousand_subscribers_in_order(void **state)
+{
+    fx_t *fx = *state;
+    enum { N = 1000 };
+    sess_sub_t **subs = calloc(N, sizeof(*subs));
+    sess_sub_opts_t o = {.notify = notify};
+    notified = 0;
+    for (int i = 0; i < N; i++)
+        assert_non_null(subs[i] = sess_subscribe(fx->s, &o));
+    assert_int_equal(sess_subscriber_count(fx->s), N);
+    assert_int_equal(notified, N); /* the current snapshot was queued */
+    const sess_state_t flow[] = {SESS_CONNECTING, SESS_QR_READY, SESS_QR_READY, SESS_CONNECTING,
+                                 SESS_CONNECTED};
+    for (size_t k = 0; k < 5; k++)
+        publish(fx->s, flow[k], NULL, flow[k] == SESS_QR_READY ? "q" : NULL);
+    for (int i = 0; i < N; i++) {
+        sess_snapshot_t *snap;
+        assert_int_equal(sess_sub_next(subs[i], &snap), SESS_SUB_OK);
+        assert_int_equal(snap->state, SESS_DISCONNECTED);
+        uint64_t seq = snap->seq;
+        sess_snapshot_unref(snap);
+        for (size_t k = 0; k < 5; k++) {
+            assert_int_equal(sess_sub_next(subs[i], &snap), SESS_SUB_OK);
+            assert_int_equal(snap->state, flow[k]);
+            assert_int_equal(snap->seq, seq + 1 + k);
+            sess_snapshot_unref(snap);
+        }
+        assert_int_equal(sess_sub_next(subs[i], &snap), SESS_SUB_EMPTY);
+        assert_int_equal(sess_sub_dropped(subs[i]), 0);
+    }
+    for (int i = 0; i < N; i++)
+        sess_unsubscribe(subs[i]);
+    assert_int_equal(sess_subscriber_count(fx->s), 0);
+    free(subs);
+}
+
+static void test_slow_policies(void **state)
+{
+    fx_t *fx = *state;
+    sess_sub_opts_t co = {.max_queue = 4, .policy = SESS_SLOW_COALESCE};
+    sess_sub_opts_t dis = {.max_queue = 4, .policy = SESS_SLOW_DISCONNECT};
+    sess_sub_t *c = sess_subscribe(fx->s, &co);
+    sess_sub_t *d = sess_subscribe(fx->s, &dis);
+    for (int i = 0; i < 10; i++)
+        publish(fx->s, i % 2 ? SESS_CONNECTING : SESS_DISCONNECTED, NULL, NULL);
+    sess_snapshot_t *snap, *last = NULL;
+    int got = 0;
+    while (sess_sub_next(c, &snap) == SESS_SUB_OK) {
+        sess_snapshot_unref(last);
+        last = snap;
+        got++;
+    }
+    assert_true(got >= 1 && got <= 4);
+    sess_snapshot_t *cur = sess_current(fx->s);
+    assert_int_equal(last->seq, cur->seq); /* coalesced to the latest */
+    assert_true(sess_sub_dropped(c) > 0);
+    sess_snapshot_unref(last);
+    sess_snapshot_unref(cur);
+    /* the disconnecting one drains what it had, then ends */
+    int rc;
+    while ((rc = sess_sub_next(d, &snap)) == SESS_SUB_OK)
+        sess_snapshot_unref(snap);
+    assert_int_equal(rc, SESS_SUB_ENDED);
+    sess_unsubscribe(c);
+    sess_unsubscribe(d);
+}
+
+static void inc(void *arg)
+{
+    __atomic_add_fetch((int *)arg, 1, __ATOMIC_RELAXED);
+}
+
+typedef struct {
+    sess_registry_t *reg;
+    int *counter;
+} poster_t;
+
+static void *poster(void *arg)
+{
+    poster_t *p = arg;
+    for (int i = 0; i < 500; i++)
+        assert_int_equal(sess_registry_post(p->reg, inc, p->counter), 0);
+    return NULL;
+}
+
+static void test_post_from_threads(void **state)
+{
+    fx_t *fx = *state;
+    int counter = 0;
+    pthread_t th[4];
+    poster_t p = {fx->reg, &counter};
+    for (int i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, poster, &p);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < 100 && counter < 2000; i++)
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+    assert_int_equal(counter, 2000);
+}
+
+static void test_close_ends_subscriptions(void **state)
+{
+    fx_t *fx = *state;
+    sess_sub_t *s = sess_subscribe(fx->s, NULL);
+    sess_snapshot_t *snap;
+    assert_int_equal(sess_sub_next(s, &snap), SESS_SUB_OK);
+    sess_snapshot_unref(snap);
+    sess_registry_close(fx->reg);
+    assert_int_equal(sess_sub_next(s, &snap), SESS_SUB_ENDED);
+    assert_int_equal(sess_registry_post(fx->reg, inc, NULL), -1);
+    sess_unsubscribe(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_initial_and_publish, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_account, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_thousand_subscribers_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_policies, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_post_from_threads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_ends_subscriptions, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
