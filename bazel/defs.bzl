@@ -70,3 +70,30 @@ def c_embed(name, src, symbol, visibility = None):
         srcs = [name + ".c"],
         visibility = visibility,
     )
+
+def fuzz_target(name, srcs, deps = [], corpus = None):
+    """A libFuzzer target and its replay test.
+
+    Creates NAME (a cc_binary linked with -fsanitize=fuzzer; tagged manual and
+    "fuzzer", built only by bazel/fuzz.sh with clang and --config=fuzz) and
+    NAME_replay (a cc_test that runs every file of `corpus` through the same
+    LLVMFuzzerTestOneInput with gcc, so past crashes stay regression tests).
+    """
+    native.cc_binary(
+        name = name,
+        testonly = True,
+        srcs = srcs,
+        deps = deps,
+        copts = ["-fsanitize=fuzzer-no-link"],
+        linkopts = ["-fsanitize=fuzzer"],
+        tags = ["manual", "fuzzer"],
+    )
+    if corpus:
+        native.cc_test(
+            name = name + "_replay",
+            size = "small",
+            srcs = srcs,
+            deps = deps + ["//tests:fuzz_driver"],
+            args = ["$(location %s)" % corpus],
+            data = [corpus],
+        )

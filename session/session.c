@@ -33,6 +33,8 @@ struct sess {
     pthread_mutex_t sub_mu; /* guards the subscriber list */
     sess_sub_t *subs;
     size_t nsubs;
+    const sess_driver_ops_t *ops;
+    void *drv;
     sess_t *next;
 };
 
@@ -270,6 +272,8 @@ void sess_registry_free(sess_registry_t *reg)
         for (sess_sub_t *sub = s->subs; sub; sub = sub->next)
             sub->sess = NULL;
         pthread_mutex_unlock(&s->sub_mu);
+        if (s->ops && s->ops->destroy)
+            s->ops->destroy(s->drv);
         sess_snapshot_unref(s->current);
         pthread_mutex_destroy(&s->cur_mu);
         pthread_mutex_destroy(&s->sub_mu);
@@ -311,6 +315,11 @@ sess_t *sess_registry_add(sess_registry_t *reg, const char *name)
     s->next = reg->sessions;
     reg->sessions = s;
     return s;
+}
+
+uv_loop_t *sess_registry_loop(sess_registry_t *reg)
+{
+    return reg->loop;
 }
 
 sess_t *sess_registry_find(sess_registry_t *reg, const char *name)
@@ -517,4 +526,63 @@ int sess_publish(sess_t *s, const sess_change_t *c)
 oom:
     sess_snapshot_unref(snap);
     return -1;
+}
+
+/* --- operations --- */
+
+void sess_set_driver(sess_t *s, const sess_driver_ops_t *ops, void *drv)
+{
+    s->ops = ops;
+    s->drv = drv;
+}
+
+int sess_start(sess_t *s)
+{
+    return s->ops && s->ops->start ? s->ops->start(s->drv) : -1;
+}
+
+int sess_reconnect(sess_t *s, int keep_credentials)
+{
+    return s->ops && s->ops->reconnect ? s->ops->reconnect(s->drv, keep_credentials) : -1;
+}
+
+int sess_logout(sess_t *s)
+{
+    return s->ops && s->ops->logout ? s->ops->logout(s->drv) : -1;
+}
+
+typedef struct {
+    size_t pending;
+    void (*done)(void *);
+    void *arg;
+} stop_join_t;
+
+static void on_driver_stopped(void *arg)
+{
+    stop_join_t *j = arg;
+    if (--j->pending == 0) {
+        void (*done)(void *) = j->done;
+        void *darg = j->arg;
+        free(j);
+        done(darg);
+    }
+}
+
+void sess_registry_stop(sess_registry_t *reg, void (*done)(void *arg), void *arg)
+{
+    stop_join_t *j = calloc(1, sizeof(*j));
+    if (!j) {
+        done(arg);
+        return;
+    }
+    j->done = done;
+    j->arg = arg;
+    j->pending = 1; /* held until every stop has been started */
+    for (sess_t *s = reg->sessions; s; s = s->next) {
+        if (s->ops && s->ops->stop) {
+            j->pending++;
+            s->ops->stop(s->drv, on_driver_stopped, j);
+        }
+    }
+    on_driver_stopped(j);
 }

@@ -100,6 +100,9 @@ void sess_registry_close(sess_registry_t *reg);
  * handles started by sess_registry_close. */
 void sess_registry_free(sess_registry_t *reg);
 
+/* The loop the registry lives on. */
+uv_loop_t *sess_registry_loop(sess_registry_t *reg);
+
 /* Adds a session named `name` in DISCONNECTED. Returns it (owned by the
  * registry), or NULL when the name exists already or memory runs out. */
 sess_t *sess_registry_add(sess_registry_t *reg, const char *name);
@@ -120,6 +123,38 @@ sess_registry_t *sess_registry_of(const sess_t *s);
 /* Returns a new reference to the session's current snapshot (never NULL).
  * Any thread; the caller unrefs it. */
 sess_snapshot_t *sess_current(sess_t *s);
+
+/* --- operations (loop thread) ------------------------------------------ */
+
+/* What drives a session: the WhatsApp companion client (session/driver.c).
+ * Each returns 0 when the operation started, or a negative code. */
+typedef struct {
+    int (*start)(void *drv);
+    /* keep_credentials = 0: unlink (log out when linked), wipe and register
+     * anew (new QR); 1: restart the connection with the same credentials. */
+    int (*reconnect)(void *drv, int keep_credentials);
+    int (*logout)(void *drv);
+    /* Closes connections and timers; `done(arg)` runs when all is closed. */
+    void (*stop)(void *drv, void (*done)(void *arg), void *arg);
+    void (*destroy)(void *drv);
+} sess_driver_ops_t;
+
+/* Attaches the driver of a session; the session then owns `drv` and calls
+ * ops->destroy from sess_registry_free. */
+void sess_set_driver(sess_t *s, const sess_driver_ops_t *ops, void *drv);
+
+/* Starts the session (connect, log in or register). -1 without a driver. */
+int sess_start(sess_t *s);
+
+/* See sess_driver_ops_t.reconnect. -1 without a driver. */
+int sess_reconnect(sess_t *s, int keep_credentials);
+
+/* Logs out (see sess_driver_ops_t.logout). -1 without a driver. */
+int sess_logout(sess_t *s);
+
+/* Stops every session's driver; `done(arg)` runs once all have stopped
+ * (at once when there are none). */
+void sess_registry_stop(sess_registry_t *reg, void (*done)(void *arg), void *arg);
 
 /* --- publishing (used by the session's WhatsApp driver; loop thread) --- */
 

@@ -1,0 +1,292 @@
+/* The handler layer: resolves the session, checks nothing about transports,
+ * and returns results in the one error model (see api.h). Reconnect waits
+ * for its QR through an ordinary subscription, so it never blocks the loop. */
+#include "api/api.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+struct api {
+    sess_registry_t *reg;
+    char *key;
+    size_t key_len;
+    unsigned reconnect_wait_ms;
+};
+
+struct api_wait {
+    api_t *api;
+    sess_t *sess;
+    sess_sub_t *sub;
+    uv_async_t wake;
+    uv_timer_t timer;
+    int keep;
+    uint64_t start_seq;
+    int saw_connecting;
+    api_reconnect_cb cb;
+    void *arg;
+    int closing, handles;
+};
+
+static const struct {
+    int http;
+    int grpc;
+    const char *msg;
+} code_table[] = {
+    [API_OK] = {200, 0, "OK"},
+    [API_ERR_UNAUTHENTICATED] = {401, 16, "Invalid API key"},
+    [API_ERR_NO_QR] = {409, 9, "No QR code available in the current state"},
+    [API_ERR_BAD_REQUEST] = {400, 3, "Bad request"},
+    [API_ERR_NOT_FOUND] = {404, 5, "Not found"},
+    [API_ERR_TOO_LARGE] = {413, 3, "Request body too large"},
+    [API_ERR_RATE_LIMITED] = {429, 8, "Too many failed attempts, try again later"},
+    [API_ERR_TIMEOUT] = {504, 4, "WhatsApp did not answer in time"},
+    [API_ERR_UNREACHABLE] = {502, 14, "WhatsApp could not be reached"},
+    [API_ERR_SHUTTING_DOWN] = {503, 14, "The service is shutting down"},
+    [API_ERR_INTERNAL] = {500, 13, "Internal error"},
+};
+
+int api_http_status(api_code_t code)
+{
+    return code_table[code].http;
+}
+
+int api_grpc_status(api_code_t code)
+{
+    return code_table[code].grpc;
+}
+
+const char *api_code_message(api_code_t code)
+{
+    return code_table[code].msg;
+}
+
+api_t *api_new(sess_registry_t *reg, const api_opts_t *opts)
+{
+    api_t *api = calloc(1, sizeof(*api));
+    if (!api)
+        return NULL;
+    api->reg = reg;
+    if (opts && opts->api_key && *opts->api_key) {
+        api->key = strdup(opts->api_key);
+        if (!api->key) {
+            free(api);
+            return NULL;
+        }
+        api->key_len = strlen(api->key);
+    }
+    api->reconnect_wait_ms = opts && opts->reconnect_wait_ms ? opts->reconnect_wait_ms : 30000;
+    return api;
+}
+
+void api_free(api_t *api)
+{
+    if (!api)
+        return;
+    if (api->key) {
+        explicit_bzero(api->key, api->key_len);
+        free(api->key);
+    }
+    free(api);
+}
+
+sess_registry_t *api_registry(api_t *api)
+{
+    return api->reg;
+}
+
+int api_key_required(const api_t *api)
+{
+    return api->key != NULL;
+}
+
+int api_key_ok(const api_t *api, const char *key, size_t len)
+{
+    if (!api->key)
+        return 1;
+    if (!key)
+        return 0;
+    /* Every byte of the configured key is compared whatever the presented
+     * key's length, so timing reveals neither content nor a matching prefix. */
+    unsigned diff = (unsigned)(len ^ api->key_len);
+    for (size_t i = 0; i < api->key_len; i++) {
+        unsigned char k = len ? (unsigned char)key[i % len] : 0;
+        diff |= (unsigned)(k ^ (unsigned char)api->key[i]);
+    }
+    return diff == 0;
+}
+
+void api_result_clear(api_result_t *r)
+{
+    sess_snapshot_unref(r->snap);
+    r->snap = NULL;
+}
+
+static sess_t *find(api_t *api, const char *name)
+{
+    return sess_registry_find(api->reg, name && *name ? name : "default");
+}
+
+static api_result_t result(api_code_t code, sess_snapshot_t *snap)
+{
+    api_result_t r = {code, NULL, snap};
+    return r;
+}
+
+api_result_t api_status(api_t *api, const char *name)
+{
+    sess_t *s = find(api, name);
+    if (!s)
+        return result(API_ERR_NOT_FOUND, NULL);
+    return result(API_OK, sess_current(s));
+}
+
+api_result_t api_qr(api_t *api, const char *name)
+{
+    sess_t *s = find(api, name);
+    if (!s)
+        return result(API_ERR_NOT_FOUND, NULL);
+    sess_snapshot_t *snap = sess_current(s);
+    if (sess_snapshot_qr_remaining_ms(snap, sess_now_ms()) <= 0 || !snap->qr->rendered)
+        return result(API_ERR_NO_QR, snap);
+    return result(API_OK, snap);
+}
+
+api_result_t api_logout(api_t *api, const char *name)
+{
+    sess_t *s = find(api, name);
+    if (!s)
+        return result(API_ERR_NOT_FOUND, NULL);
+    if (sess_logout(s) != 0)
+        return result(API_ERR_INTERNAL, sess_current(s));
+    return result(API_OK, sess_current(s));
+}
+
+sess_sub_t *api_watch(api_t *api, const char *name, const sess_sub_opts_t *opts,
+                      api_code_t *code)
+{
+    sess_t *s = find(api, name);
+    if (!s) {
+        *code = API_ERR_NOT_FOUND;
+        return NULL;
+    }
+    sess_sub_t *sub = sess_subscribe(s, opts);
+    *code = sub ? API_OK : API_ERR_INTERNAL;
+    return sub;
+}
+
+/* --- reconnect: wait for the first new QR (or CONNECTED) --- */
+
+static void wait_handle_closed(uv_handle_t *h)
+{
+    api_wait_t *w = h->data;
+    if (--w->handles == 0)
+        free(w);
+}
+
+static void wait_finish(api_wait_t *w, api_code_t code, sess_snapshot_t *snap)
+{
+    if (w->closing) {
+        sess_snapshot_unref(snap);
+        return;
+    }
+    w->closing = 1;
+    sess_unsubscribe(w->sub);
+    w->sub = NULL;
+    uv_timer_stop(&w->timer);
+    if (w->cb) {
+        api_result_t r = {code, NULL, snap};
+        w->cb(r, w->arg);
+    } else {
+        sess_snapshot_unref(snap);
+    }
+    uv_close((uv_handle_t *)&w->wake, wait_handle_closed);
+    uv_close((uv_handle_t *)&w->timer, wait_handle_closed);
+}
+
+void api_wait_cancel(api_wait_t *w)
+{
+    if (!w || w->closing)
+        return;
+    w->cb = NULL;
+    wait_finish(w, API_OK, NULL);
+}
+
+static void on_wait_timeout(uv_timer_t *t)
+{
+    api_wait_t *w = t->data;
+    wait_finish(w, API_ERR_TIMEOUT, sess_current(w->sess));
+}
+
+static void on_wait_wake(uv_async_t *a)
+{
+    api_wait_t *w = a->data;
+    sess_snapshot_t *snap;
+    int rc;
+    while (!w->closing && (rc = sess_sub_next(w->sub, &snap)) == SESS_SUB_OK) {
+        if (snap->seq <= w->start_seq) {
+            sess_snapshot_unref(snap);
+            continue;
+        }
+        if (snap->state == SESS_CONNECTING)
+            w->saw_connecting = 1;
+        if (snap->state == SESS_QR_READY && snap->qr) {
+            wait_finish(w, API_OK, snap);
+            return;
+        }
+        if (snap->state == SESS_CONNECTED && w->keep) {
+            wait_finish(w, API_OK, snap);
+            return;
+        }
+        if (snap->state == SESS_DISCONNECTED && w->saw_connecting) {
+            wait_finish(w, API_ERR_UNREACHABLE, snap);
+            return;
+        }
+        sess_snapshot_unref(snap);
+    }
+    if (!w->closing && rc == SESS_SUB_ENDED)
+        wait_finish(w, API_ERR_SHUTTING_DOWN, NULL);
+}
+
+static void wait_notify(void *arg)
+{
+    api_wait_t *w = arg;
+    uv_async_send(&w->wake);
+}
+
+api_wait_t *api_reconnect(api_t *api, const char *name, int keep_credentials, unsigned wait_ms,
+                          api_reconnect_cb cb, void *arg)
+{
+    sess_t *s = find(api, name);
+    if (!s) {
+        cb(result(API_ERR_NOT_FOUND, NULL), arg);
+        return NULL;
+    }
+    api_wait_t *w = calloc(1, sizeof(*w));
+    if (!w) {
+        cb(result(API_ERR_INTERNAL, NULL), arg);
+        return NULL;
+    }
+    w->api = api;
+    w->keep = keep_credentials;
+    w->cb = cb;
+    w->arg = arg;
+    w->sess = s;
+    uv_loop_t *loop = sess_registry_loop(api->reg);
+    uv_async_init(loop, &w->wake, on_wait_wake);
+    uv_timer_init(loop, &w->timer);
+    w->wake.data = w->timer.data = w;
+    w->handles = 2;
+    sess_snapshot_t *cur = sess_current(s);
+    w->start_seq = cur->seq;
+    sess_snapshot_unref(cur);
+    sess_sub_opts_t o = {.notify = wait_notify, .arg = w, .policy = SESS_SLOW_COALESCE};
+    w->sub = sess_subscribe(s, &o);
+    if (!w->sub || sess_reconnect(s, keep_credentials) != 0) {
+        wait_finish(w, API_ERR_INTERNAL, sess_current(s));
+        return NULL;
+    }
+    uv_timer_start(&w->timer, on_wait_timeout, wait_ms ? wait_ms : api->reconnect_wait_ms, 0);
+    return w;
+}

@@ -1,0 +1,138 @@
+/* The transport-neutral handler layer: status, qr, reconnect, logout and
+ * watch, with one error model that HTTP (server/http.c) and gRPC
+ * (server/grpc.c) map to their own status codes, the API-key check, and the
+ * JSON views of api-contract.md. Nothing here knows about sockets.
+ *
+ * Threads: every function runs on the loop thread unless it says otherwise. */
+#ifndef WG_API_API_H
+#define WG_API_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "session/session.h"
+
+/* The one error model. Each code has one HTTP status and one gRPC code. */
+typedef enum {
+    API_OK = 0,
+    API_ERR_UNAUTHENTICATED, /* 401 / UNAUTHENTICATED: missing or wrong key */
+    API_ERR_NO_QR,           /* 409 / FAILED_PRECONDITION: no QR in this state */
+    API_ERR_BAD_REQUEST,     /* 400 / INVALID_ARGUMENT: malformed input */
+    API_ERR_NOT_FOUND,       /* 404 / NOT_FOUND: unknown path or session */
+    API_ERR_TOO_LARGE,       /* 413 / INVALID_ARGUMENT: body over the limit */
+    API_ERR_RATE_LIMITED,    /* 429 / RESOURCE_EXHAUSTED: too many bad keys */
+    API_ERR_TIMEOUT,         /* 504 / DEADLINE_EXCEEDED: WhatsApp not reached in time */
+    API_ERR_UNREACHABLE,     /* 502 / UNAVAILABLE: WhatsApp refused or unreachable */
+    API_ERR_SHUTTING_DOWN,   /* 503 / UNAVAILABLE: the service is stopping */
+    API_ERR_INTERNAL,        /* 500 / INTERNAL */
+} api_code_t;
+
+/* HTTP status for a code (200 for API_OK). */
+int api_http_status(api_code_t code);
+
+/* gRPC status code number (grpc_status_code values; 0 for API_OK). */
+int api_grpc_status(api_code_t code);
+
+/* A short default message for a code, e.g. "Invalid API key"; never NULL. */
+const char *api_code_message(api_code_t code);
+
+typedef struct api api_t;
+
+typedef struct {
+    const char *api_key;        /* NULL: no key required anywhere */
+    unsigned reconnect_wait_ms; /* how long reconnect waits for a QR; 0 = 30000 */
+} api_opts_t;
+
+/* Creates the handler layer over `reg`; `opts` strings are copied. Returns
+ * NULL when out of memory. Free with api_free. */
+api_t *api_new(sess_registry_t *reg, const api_opts_t *opts);
+
+/* Releases the handler layer (not the registry). */
+void api_free(api_t *api);
+
+/* The registry the handlers act on. */
+sess_registry_t *api_registry(api_t *api);
+
+/* Checks a presented key (may be NULL) in constant time with respect to the
+ * configured key's content. Returns 1 when no key is configured or the key
+ * matches, else 0. Any thread. */
+int api_key_ok(const api_t *api, const char *key, size_t len);
+
+/* Returns 1 when the service has a key configured. */
+int api_key_required(const api_t *api);
+
+/* The result of a synchronous handler. `snap` is a snapshot reference the
+ * caller must release with api_result_clear (NULL on some errors). */
+typedef struct {
+    api_code_t code;
+    const char *message; /* static text; NULL means api_code_message(code) */
+    sess_snapshot_t *snap;
+} api_result_t;
+
+/* Releases the snapshot held by a result. */
+void api_result_clear(api_result_t *r);
+
+/* The current state of session `name` (NULL or "" = "default"). No key needed.
+ * Any thread. */
+api_result_t api_status(api_t *api, const char *name);
+
+/* The current QR; API_ERR_NO_QR (with the snapshot) when there is none. */
+api_result_t api_qr(api_t *api, const char *name);
+
+/* Logs the session out: removes the companion device on WhatsApp when linked
+ * and wipes the credentials. */
+api_result_t api_logout(api_t *api, const char *name);
+
+/* Completion of api_reconnect: `r.snap` is the snapshot with the new QR (or
+ * CONNECTED with keep_credentials). The callee owns r and must clear it. */
+typedef void (*api_reconnect_cb)(api_result_t r, void *arg);
+
+typedef struct api_wait api_wait_t;
+
+/* Starts a reconnect: by default unlinks and starts a new registration, then
+ * calls `cb` once the first new QR is published; with keep_credentials
+ * restarts the connection and completes at CONNECTED or a new QR. Completes
+ * with API_ERR_TIMEOUT after wait_ms (0 = default), API_ERR_UNREACHABLE when
+ * the attempt ends DISCONNECTED. Returns a handle that api_wait_cancel can
+ * cancel (then cb is never called), or NULL when cb was already called. */
+api_wait_t *api_reconnect(api_t *api, const char *name, int keep_credentials, unsigned wait_ms,
+                          api_reconnect_cb cb, void *arg);
+
+/* Cancels a pending reconnect wait (e.g. the client went away). */
+void api_wait_cancel(api_wait_t *w);
+
+/* Subscribes to session `name` for a watcher (SSE, WebSocket, gRPC stream).
+ * Any thread. Returns NULL with *code set (API_ERR_NOT_FOUND, ...). */
+sess_sub_t *api_watch(api_t *api, const char *name, const sess_sub_opts_t *opts,
+                      api_code_t *code);
+
+/* --- JSON views (yajl). Each returns a malloc'd NUL-terminated string the
+ * caller frees, or NULL when out of memory. --- */
+
+/* {"success":true,"data":{connected,state,hasQR,detail,since,sinceMs,seq,
+ * expiresIn[,account]}}; the account only when `with_account`. */
+char *api_json_status(const sess_snapshot_t *s, int with_account, int64_t now_ms);
+
+/* {"success":true,"data":{"qrCode":"data:image/png;base64,...","expiresIn":N}}
+ * with `message` added at top level when non-NULL (reconnect's body). */
+char *api_json_qr(const sess_snapshot_t *s, const char *message, int64_t now_ms);
+
+/* {"success":false,"message":...[,"state":...,"detail":...]}; the state
+ * fields only when `s` is non-NULL. */
+char *api_json_error(const char *message, const sess_snapshot_t *s);
+
+/* The event object streamed over SSE and WebSocket: the status data object
+ * ({"seq":..,"state":..,"connected":..,"hasQR":..,...}). */
+char *api_json_event(const sess_snapshot_t *s, int with_account, int64_t now_ms);
+
+/* What the registry's render hook makes of each QR: PNG and data URL. */
+typedef struct {
+    uint8_t *png;
+    size_t png_len;
+    char *data_url;
+} api_qr_render_t;
+
+/* Render hooks for sess_registry_new (render once per QR). */
+sess_render_hooks_t api_render_hooks(void);
+
+#endif

@@ -1,0 +1,163 @@
+/* JSON views of the API contract, generated with yajl: status, qr,
+ * reconnect, errors and the streamed event object. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <yajl/yajl_gen.h>
+
+#include "api/api.h"
+
+#define KEY(g, k) yajl_gen_string(g, (const unsigned char *)(k), strlen(k))
+
+static void put_str(yajl_gen g, const char *k, const char *v)
+{
+    KEY(g, k);
+    if (v)
+        yajl_gen_string(g, (const unsigned char *)v, strlen(v));
+    else
+        yajl_gen_null(g);
+}
+
+static void put_int(yajl_gen g, const char *k, long long v)
+{
+    KEY(g, k);
+    yajl_gen_integer(g, v);
+}
+
+static void put_bool(yajl_gen g, const char *k, int v)
+{
+    KEY(g, k);
+    yajl_gen_bool(g, v != 0);
+}
+
+static char *finish(yajl_gen g)
+{
+    const unsigned char *buf;
+    size_t len;
+    char *out = NULL;
+    if (yajl_gen_get_buf(g, &buf, &len) == yajl_gen_status_ok) {
+        out = malloc(len + 1);
+        if (out) {
+            memcpy(out, buf, len);
+            out[len] = 0;
+        }
+    }
+    yajl_gen_free(g);
+    return out;
+}
+
+static yajl_gen gen_new(void)
+{
+    yajl_gen g = yajl_gen_alloc(NULL);
+    if (g)
+        yajl_gen_config(g, yajl_gen_validate_utf8, 1);
+    return g;
+}
+
+/* Seconds left, rounded up, so a fresh 60 s QR reads 60, not 59. */
+static long long expires_in(const sess_snapshot_t *s, int64_t now_ms)
+{
+    int64_t ms = sess_snapshot_qr_remaining_ms(s, now_ms);
+    return (ms + 999) / 1000;
+}
+
+static void iso8601(int64_t ms, char *buf, size_t len)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
+}
+
+/* The status data object's members (without the braces). */
+static void status_members(yajl_gen g, const sess_snapshot_t *s, int with_account, int64_t now_ms)
+{
+    long long left = expires_in(s, now_ms);
+    put_bool(g, "connected", s->state == SESS_CONNECTED);
+    put_str(g, "state", sess_state_name(s->state));
+    put_bool(g, "hasQR", left > 0);
+    put_str(g, "detail", s->detail);
+    char since[40];
+    iso8601(s->since_ms, since, sizeof(since));
+    put_str(g, "since", since);
+    put_int(g, "sinceMs", s->since_ms);
+    put_int(g, "seq", (long long)s->seq);
+    put_int(g, "expiresIn", left);
+    put_str(g, "session", s->session);
+    put_bool(g, "linked", s->linked);
+    if (with_account && s->linked) {
+        KEY(g, "account");
+        yajl_gen_map_open(g);
+        put_str(g, "jid", s->account.jid);
+        put_str(g, "lid", s->account.lid);
+        put_str(g, "phone", s->account.phone);
+        put_str(g, "pushName", s->account.push_name);
+        put_str(g, "platform", s->account.platform);
+        put_str(g, "businessName", s->account.business_name);
+        yajl_gen_map_close(g);
+    }
+}
+
+char *api_json_status(const sess_snapshot_t *s, int with_account, int64_t now_ms)
+{
+    yajl_gen g = gen_new();
+    if (!g)
+        return NULL;
+    yajl_gen_map_open(g);
+    put_bool(g, "success", 1);
+    KEY(g, "data");
+    yajl_gen_map_open(g);
+    status_members(g, s, with_account, now_ms);
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+    return finish(g);
+}
+
+char *api_json_event(const sess_snapshot_t *s, int with_account, int64_t now_ms)
+{
+    yajl_gen g = gen_new();
+    if (!g)
+        return NULL;
+    yajl_gen_map_open(g);
+    status_members(g, s, with_account, now_ms);
+    yajl_gen_map_close(g);
+    return finish(g);
+}
+
+char *api_json_qr(const sess_snapshot_t *s, const char *message, int64_t now_ms)
+{
+    const api_qr_render_t *r = s->qr ? s->qr->rendered : NULL;
+    yajl_gen g = gen_new();
+    if (!g)
+        return NULL;
+    yajl_gen_map_open(g);
+    put_bool(g, "success", 1);
+    if (message)
+        put_str(g, "message", message);
+    KEY(g, "data");
+    yajl_gen_map_open(g);
+    put_str(g, "qrCode", r ? r->data_url : NULL);
+    put_int(g, "expiresIn", expires_in(s, now_ms));
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+    return finish(g);
+}
+
+char *api_json_error(const char *message, const sess_snapshot_t *s)
+{
+    yajl_gen g = gen_new();
+    if (!g)
+        return NULL;
+    yajl_gen_map_open(g);
+    put_bool(g, "success", 0);
+    put_str(g, "message", message);
+    if (s) {
+        put_str(g, "state", sess_state_name(s->state));
+        put_str(g, "detail", s->detail);
+    }
+    yajl_gen_map_close(g);
+    return finish(g);
+}
