@@ -8,6 +8,8 @@
 
 #include <uv.h>
 
+#include "api/qr.h"
+
 struct api {
     sess_registry_t *reg;
     char *key;
@@ -289,4 +291,37 @@ api_wait_t *api_reconnect(api_t *api, const char *name, int keep_credentials, un
     }
     uv_timer_start(&w->timer, on_wait_timeout, wait_ms ? wait_ms : api->reconnect_wait_ms, 0);
     return w;
+}
+
+/* --- QR rendering once per QR (the registry's render hook) --- */
+
+static void *render_qr(const char *text, void *arg)
+{
+    (void)arg;
+    api_qr_render_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    if (api_qr_png(text, 0, &r->png, &r->png_len, NULL) != 0 ||
+        !(r->data_url = api_qr_data_url(r->png, r->png_len))) {
+        free(r->png);
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void free_render(void *p)
+{
+    api_qr_render_t *r = p;
+    if (!r)
+        return;
+    free(r->png);
+    free(r->data_url);
+    free(r);
+}
+
+sess_render_hooks_t api_render_hooks(void)
+{
+    sess_render_hooks_t h = {render_qr, free_render, NULL};
+    return h;
 }

@@ -38,6 +38,11 @@ static const opt_t options[] = {
      "trusted WhatsApp root public key, 64 hex digits"},
     {"log-level", "LOG_LEVEL", OPT_LEVEL, OFF(log_level), "info",
      "debug, info, warn, error or off"},
+    {"cors-origins", "CORS_ORIGINS", OPT_STRING, OFF(cors_origins), NULL,
+     "origins allowed by CORS, comma-separated, * for any (unset: none)"},
+    {"tls-cert", "TLS_CERT", OPT_STRING, OFF(tls_cert), NULL,
+     "PEM certificate chain: serve HTTPS and gRPC over TLS"},
+    {"tls-key", "TLS_KEY", OPT_STRING, OFF(tls_key), NULL, "PEM private key for TLS_CERT"},
     {"allow-insecure-remote", "ALLOW_INSECURE_REMOTE", OPT_BOOL, OFF(allow_insecure_remote), "0",
      "allow a non-loopback HOST without API_KEY"},
 };
@@ -213,6 +218,8 @@ int cfg_validate(cfg_t *cfg, char *err, size_t errlen)
         inet_pton(AF_INET6, cfg->host, &a6) != 1)
         return fail(err, errlen, "invalid HOST '%s': not an IPv4/IPv6 address or localhost%s",
                     cfg->host, "");
+    if (!cfg->tls_cert != !cfg->tls_key)
+        return fail(err, errlen, "TLS_CERT and TLS_KEY must be set together%s%s", "", "");
     if (cfg->port == cfg->grpc_port)
         return fail(err, errlen, "PORT and GRPC_PORT must differ%s%s", "", "");
     if (!cfg_host_is_loopback(cfg->host) && !cfg->api_key && !cfg->allow_insecure_remote)

@@ -24,6 +24,9 @@ typedef struct {
     uint8_t wa_root_key_bin[32];
     log_level_t log_level; /* LOG_LEVEL */
     int allow_insecure_remote; /* listen on a non-loopback HOST without API_KEY */
+    char *cors_origins;   /* CORS_ORIGINS: comma-separated, "*" = any */
+    char *tls_cert;       /* TLS_CERT: PEM certificate chain (HTTP and gRPC) */
+    char *tls_key;        /* TLS_KEY: PEM private key */
     int help;             /* --help was given */
 } cfg_t;
 

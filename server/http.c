@@ -1,6 +1,9 @@
 /* HTTP server on h2o + libuv. One catch-all h2o handler looks the path up in
  * a route table (the Redis command-table style) so that unknown paths get a
- * JSON 404 and wrong methods a 405 with Allow, instead of h2o's plain text. */
+ * JSON 404 and wrong methods a 405 with Allow. Event streams (SSE and
+ * WebSocket) pull snapshots from their session subscription only when the
+ * socket can take more, so a slow client coalesces instead of growing a
+ * buffer; one server-wide timer sends heartbeats to all of them. */
 #include "server/http.h"
 
 #include <stdio.h>
@@ -8,93 +11,835 @@
 #include <string.h>
 
 #include <h2o.h>
+#include <h2o/websocket.h>
+#include <yajl/yajl_tree.h>
 
 #include "common/log.h"
 
+#define DEFAULT_BODY_LIMIT (16 * 1024)
+#define DEFAULT_HEARTBEAT_MS 15000
+#define WS_MAX_QUEUED 16
+#define SSE_BATCH 64
+
+typedef enum { STREAM_SSE, STREAM_WS } stream_kind_t;
+
+typedef struct stream stream_t;
+
 struct http_server {
     uv_loop_t *loop;
+    http_opts_t opts;
     h2o_globalconf_t config;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
+    SSL_CTX *ssl_ctx;
     uv_tcp_t listener;
     uv_timer_t grace_timer;
+    uv_timer_t heartbeat;
+    uv_async_t flush;
     size_t nconns;
+    stream_t *streams; /* every live stream */
+    stream_t *dirty;   /* streams with new snapshots to send */
+    size_t nstreams;
     int stopping;
-    int listener_open, timer_open;
+    int listener_open;
     void (*on_stopped)(void *);
     void *on_stopped_arg;
 };
 
-/* The handler h2o sees; carries a pointer back to our server. */
+struct stream {
+    http_server_t *srv;
+    stream_kind_t kind;
+    sess_sub_t *sub;
+    int with_account;
+    /* SSE */
+    h2o_generator_t gen;
+    h2o_req_t *req;
+    int inflight;
+    char *sendbuf;
+    /* WebSocket */
+    h2o_websocket_conn_t *ws;
+    int ended;      /* the subscription ended; the final bytes were queued */
+    int in_dirty;
+    stream_t *prev, *next, *dirty_next;
+};
+
 typedef struct {
     h2o_handler_t super;
     http_server_t *srv;
 } http_handler_t;
 
-/* A connection's libuv handle, tagged with its server for accounting. */
 typedef struct {
     uv_tcp_t tcp;
     http_server_t *srv;
 } http_conn_t;
 
-typedef int (*http_route_fn)(http_server_t *srv, h2o_req_t *req);
+/* --- responses --- */
 
-typedef struct {
-    const char *path;
-    const char *allow; /* methods, as sent in the Allow header */
-    http_route_fn get; /* handler for GET and HEAD */
-} http_route_t;
-
-static void send_json(h2o_req_t *req, int status, const char *reason, const char *body)
+static const char *reason_for(int status)
 {
-    req->res.status = status;
-    req->res.reason = reason;
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                   H2O_STRLIT("application/json"));
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL,
-                   H2O_STRLIT("no-store"));
-    h2o_send_inline(req, body, strlen(body));
+    switch (status) {
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    }
+    return "Unknown";
 }
 
-static int route_healthz(http_server_t *srv, h2o_req_t *req)
+static void add_header(h2o_req_t *req, const h2o_token_t *tok, const char *v)
 {
-    (void)srv;
-    send_json(req, 200, "OK", "{\"status\":\"ok\"}");
+    h2o_add_header(&req->pool, &req->res.headers, tok, NULL, v, strlen(v));
+}
+
+static void add_header_str(h2o_req_t *req, const char *name, const char *v)
+{
+    h2o_add_header_by_str(&req->pool, &req->res.headers, name, strlen(name), 0, NULL, v, strlen(v));
+}
+
+static void count(http_server_t *srv, metrics_route_t route, int status)
+{
+    metrics_request(srv->opts.metrics, route, status);
+}
+
+/* Sends `body` (taken: freed here) with a content type; NULL body = 500. */
+static void send_body(http_server_t *srv, h2o_req_t *req, metrics_route_t route, int status,
+                      const char *ctype, char *body, size_t len)
+{
+    if (!body) {
+        status = 500;
+        ctype = "application/json";
+        body = strdup("{\"success\":false,\"message\":\"Internal error\"}");
+        len = body ? strlen(body) : 0;
+    }
+    req->res.status = status;
+    req->res.reason = reason_for(status);
+    add_header(req, H2O_TOKEN_CONTENT_TYPE, ctype);
+    add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
+    h2o_send_inline(req, body ? body : "", body ? len : 0);
+    free(body);
+    count(srv, route, status);
+}
+
+static void send_json(http_server_t *srv, h2o_req_t *req, metrics_route_t route, int status,
+                      char *json)
+{
+    send_body(srv, req, route, status, "application/json", json, json ? strlen(json) : 0);
+}
+
+static void send_error(http_server_t *srv, h2o_req_t *req, metrics_route_t route, api_code_t code,
+                       const char *message, const sess_snapshot_t *snap)
+{
+    send_json(srv, req, route, api_http_status(code),
+              api_json_error(message ? message : api_code_message(code), snap));
+}
+
+/* --- request helpers --- */
+
+static int header_value(h2o_req_t *req, const char *name, h2o_iovec_t *out)
+{
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);
+    if (i < 0)
+        return 0;
+    *out = req->headers.entries[i].value;
+    return 1;
+}
+
+/* Finds `name` in the query string; returns 1 and the raw value. */
+static int query_param(h2o_req_t *req, const char *name, h2o_iovec_t *out)
+{
+    if (req->query_at == SIZE_MAX)
+        return 0;
+    const char *q = req->path.base + req->query_at + 1;
+    const char *end = req->path.base + req->path.len;
+    size_t nl = strlen(name);
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *pe = amp ? amp : end;
+        const char *eq = memchr(q, '=', (size_t)(pe - q));
+        const char *ke = eq ? eq : pe;
+        if ((size_t)(ke - q) == nl && !memcmp(q, name, nl)) {
+            *out = h2o_iovec_init(eq ? eq + 1 : pe, eq ? (size_t)(pe - eq - 1) : 0);
+            return 1;
+        }
+        q = pe + 1;
+    }
     return 0;
 }
 
-static const http_route_t routes[] = {
-    {"/healthz", "GET, HEAD", route_healthz},
+/* The presented API key: X-API-Key, or ?apiKey= for browsers' EventSource
+ * and WebSocket, which cannot set headers. */
+static int key_ok(http_server_t *srv, h2o_req_t *req)
+{
+    api_t *api = srv->opts.api;
+    if (!api_key_required(api))
+        return 1;
+    h2o_iovec_t v;
+    int ok = 0;
+    if (header_value(req, "x-api-key", &v) || query_param(req, "apiKey", &v))
+        ok = api_key_ok(api, v.base, v.len);
+    if (!ok)
+        metrics_auth_failure(srv->opts.metrics);
+    return ok;
+}
+
+static int origin_allowed(http_server_t *srv, h2o_iovec_t origin)
+{
+    const char *list = srv->opts.cors_origins;
+    if (!list || !*list)
+        return 0;
+    const char *p = list;
+    while (*p) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        const char *e = p;
+        while (*e && *e != ',')
+            e++;
+        const char *t = e;
+        while (t > p && t[-1] == ' ')
+            t--;
+        size_t n = (size_t)(t - p);
+        if ((n == 1 && *p == '*') || (n == origin.len && n && !memcmp(p, origin.base, n)))
+            return 1;
+        p = e;
+    }
+    return 0;
+}
+
+static void add_cors(http_server_t *srv, h2o_req_t *req)
+{
+    h2o_iovec_t origin;
+    if (!header_value(req, "origin", &origin) || !origin_allowed(srv, origin))
+        return;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL,
+                   origin.base, origin.len);
+    add_header(req, H2O_TOKEN_VARY, "Origin");
+}
+
+/* --- event streams --- */
+
+static void stream_link(http_server_t *srv, stream_t *st)
+{
+    st->next = srv->streams;
+    if (srv->streams)
+        srv->streams->prev = st;
+    srv->streams = st;
+    srv->nstreams++;
+}
+
+static void stream_unlink(http_server_t *srv, stream_t *st)
+{
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        srv->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    srv->nstreams--;
+    if (st->in_dirty) {
+        for (stream_t **pp = &srv->dirty; *pp; pp = &(*pp)->dirty_next)
+            if (*pp == st) {
+                *pp = st->dirty_next;
+                break;
+            }
+    }
+}
+
+static void stream_free(stream_t *st)
+{
+    http_server_t *srv = st->srv;
+    stream_unlink(srv, st);
+    sess_unsubscribe(st->sub);
+    metrics_subscribers(srv->opts.metrics, st->kind == STREAM_SSE ? "sse" : "websocket", -1);
+    free(st->sendbuf);
+    free(st);
+}
+
+/* Called by the subscription when snapshots are queued (loop thread). */
+static void stream_notify(void *arg)
+{
+    stream_t *st = arg;
+    if (st->in_dirty)
+        return;
+    st->in_dirty = 1;
+    st->dirty_next = st->srv->dirty;
+    st->srv->dirty = st;
+    uv_async_send(&st->srv->flush);
+}
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} sbuf_t;
+
+static int sbuf_add(sbuf_t *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 1024;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *nb = realloc(b->buf, cap);
+        if (!nb)
+            return -1;
+        b->buf = nb;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->len, s, n);
+    b->len += n;
+    b->buf[b->len] = 0;
+    return 0;
+}
+
+static void ws_send_text(stream_t *st, const char *s, size_t n)
+{
+    struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)s, n};
+    wslay_event_queue_msg(st->ws->ws_ctx, &msg);
+}
+
+/* Moves queued snapshots to the socket when it can take them. */
+static void stream_pump(stream_t *st)
+{
+    if (st->ended)
+        return;
+    if (st->kind == STREAM_SSE && (st->inflight || !st->req))
+        return;
+    if (st->kind == STREAM_WS && wslay_event_get_queued_msg_count(st->ws->ws_ctx) >= WS_MAX_QUEUED)
+        return;
+    sbuf_t b = {0};
+    sess_snapshot_t *snap;
+    int rc = SESS_SUB_EMPTY, n = 0;
+    int64_t now = sess_now_ms();
+    while (n < SSE_BATCH && (rc = sess_sub_next(st->sub, &snap)) == SESS_SUB_OK) {
+        char *json = api_json_event(snap, st->with_account, now);
+        if (json) {
+            if (st->kind == STREAM_SSE) {
+                char head[64];
+                int hl = snprintf(head, sizeof(head), "id: %llu\nevent: status\ndata: ",
+                                  (unsigned long long)snap->seq);
+                sbuf_add(&b, head, (size_t)hl);
+                sbuf_add(&b, json, strlen(json));
+                sbuf_add(&b, "\n\n", 2);
+            } else {
+                ws_send_text(st, json, strlen(json));
+            }
+            free(json);
+        }
+        sess_snapshot_unref(snap);
+        n++;
+    }
+    if (rc == SESS_SUB_ENDED)
+        st->ended = 1;
+    if (st->kind == STREAM_WS) {
+        if (st->ended) {
+            struct wslay_event_msg m = {WSLAY_CONNECTION_CLOSE, (const uint8_t *)"\x03\xe9", 2};
+            wslay_event_queue_msg(st->ws->ws_ctx, &m); /* 1001 going away */
+        }
+        free(b.buf);
+        if (n > 0 || st->ended)
+            h2o_websocket_proceed(st->ws);
+        return;
+    }
+    if (b.len == 0 && !st->ended) {
+        free(b.buf);
+        return;
+    }
+    free(st->sendbuf);
+    st->sendbuf = b.buf;
+    h2o_iovec_t iov = h2o_iovec_init(b.buf ? b.buf : "", b.len);
+    st->inflight = 1;
+    h2o_send(st->req, &iov, 1, st->ended ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
+}
+
+static void on_flush(uv_async_t *a)
+{
+    http_server_t *srv = a->data;
+    while (srv->dirty) {
+        stream_t *st = srv->dirty;
+        srv->dirty = st->dirty_next;
+        st->in_dirty = 0;
+        stream_pump(st);
+    }
+}
+
+static void on_heartbeat(uv_timer_t *t)
+{
+    http_server_t *srv = t->data;
+    for (stream_t *st = srv->streams; st; st = st->next) {
+        if (st->ended)
+            continue;
+        if (st->kind == STREAM_SSE) {
+            if (st->inflight || !st->req)
+                continue;
+            free(st->sendbuf);
+            st->sendbuf = NULL;
+            static const char hb[] = ": heartbeat\n\n";
+            h2o_iovec_t iov = h2o_iovec_init(hb, sizeof(hb) - 1);
+            st->inflight = 1;
+            h2o_send(st->req, &iov, 1, H2O_SEND_STATE_IN_PROGRESS);
+        } else {
+            struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"hb", 2};
+            wslay_event_queue_msg(st->ws->ws_ctx, &m);
+            stream_pump(st); /* also retries a stream held back by a full queue */
+            h2o_websocket_proceed(st->ws);
+        }
+    }
+}
+
+static void sse_proceed(h2o_generator_t *gen, h2o_req_t *req)
+{
+    (void)req;
+    stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, gen, gen);
+    st->inflight = 0;
+    stream_pump(st);
+}
+
+static void sse_stop(h2o_generator_t *gen, h2o_req_t *req)
+{
+    (void)req;
+    stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, gen, gen);
+    st->ended = 1;
+}
+
+/* Lives in the request's pool; its dispose runs when the request is gone. */
+typedef struct {
+    stream_t *st;
+} sse_anchor_t;
+
+static void sse_dispose(void *p)
+{
+    sse_anchor_t *a = p;
+    if (a->st)
+        stream_free(a->st);
+}
+
+static stream_t *stream_new(http_server_t *srv, stream_kind_t kind, int with_account)
+{
+    stream_t *st = calloc(1, sizeof(*st));
+    if (!st)
+        return NULL;
+    st->srv = srv;
+    st->kind = kind;
+    st->with_account = with_account;
+    sess_sub_opts_t o = {.notify = stream_notify, .arg = st, .max_queue = 64,
+                         .policy = SESS_SLOW_COALESCE};
+    api_code_t code;
+    /* link first: the subscription notifies at once with the current state */
+    stream_link(srv, st);
+    st->sub = api_watch(srv->opts.api, NULL, &o, &code);
+    if (!st->sub) {
+        stream_unlink(srv, st);
+        free(st);
+        return NULL;
+    }
+    metrics_subscribers(srv->opts.metrics, kind == STREAM_SSE ? "sse" : "websocket", +1);
+    return st;
+}
+
+static void on_ws_message(h2o_websocket_conn_t *conn, const struct wslay_event_on_msg_recv_arg *arg)
+{
+    stream_t *st = conn->data;
+    if (arg == NULL) { /* closed or failed */
+        h2o_websocket_close(conn);
+        if (st)
+            stream_free(st);
+        return;
+    }
+    /* Clients have nothing to say; a text "ping" gets the current state. */
+    if (arg->opcode == WSLAY_TEXT_FRAME && arg->msg_length == 4 && !memcmp(arg->msg, "ping", 4)) {
+        sess_snapshot_t *snap = sess_current(sess_registry_find(api_registry(st->srv->opts.api),
+                                                                "default"));
+        char *json = api_json_event(snap, st->with_account, sess_now_ms());
+        if (json)
+            ws_send_text(st, json, strlen(json));
+        free(json);
+        sess_snapshot_unref(snap);
+    }
+}
+
+static int route_events(http_server_t *srv, h2o_req_t *req)
+{
+    const char *client_key;
+    int is_ws = h2o_is_websocket_handshake(req, &client_key) == 0 && client_key != NULL;
+    if (srv->stopping) {
+        send_error(srv, req, METRICS_ROUTE_EVENTS, API_ERR_SHUTTING_DOWN, NULL, NULL);
+        return 0;
+    }
+    int with_account = 1;
+    stream_t *st = stream_new(srv, is_ws ? STREAM_WS : STREAM_SSE, with_account);
+    if (!st) {
+        send_error(srv, req, METRICS_ROUTE_EVENTS, API_ERR_INTERNAL, NULL, NULL);
+        return 0;
+    }
+    count(srv, METRICS_ROUTE_EVENTS, is_ws ? 101 : 200);
+    if (is_ws) {
+        st->ws = h2o_upgrade_to_websocket(req, client_key, st, on_ws_message);
+        return 0;
+    }
+    st->req = req;
+    st->gen.proceed = sse_proceed;
+    st->gen.stop = sse_stop;
+    sse_anchor_t *a = h2o_mem_alloc_shared(&req->pool, sizeof(*a), sse_dispose);
+    a->st = st;
+    req->res.status = 200;
+    req->res.reason = "OK";
+    add_header(req, H2O_TOKEN_CONTENT_TYPE, "text/event-stream");
+    add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
+    add_header_str(req, "x-accel-buffering", "no");
+    h2o_start_response(req, &st->gen);
+    /* the retry hint first; the current snapshot follows from the flush */
+    static const char hello[] = "retry: 3000\n\n";
+    h2o_iovec_t iov = h2o_iovec_init(hello, sizeof(hello) - 1);
+    st->inflight = 1;
+    h2o_send(req, &iov, 1, H2O_SEND_STATE_IN_PROGRESS);
+    return 0;
+}
+
+/* --- contract routes --- */
+
+static int route_status(http_server_t *srv, h2o_req_t *req)
+{
+    api_result_t r = api_status(srv->opts.api, NULL);
+    if (r.code != API_OK) {
+        send_error(srv, req, METRICS_ROUTE_STATUS, r.code, r.message, NULL);
+        return 0;
+    }
+    /* the linked account only to callers that could also fetch the QR */
+    int with_account = key_ok(srv, req);
+    send_json(srv, req, METRICS_ROUTE_STATUS, 200,
+              api_json_status(r.snap, with_account, sess_now_ms()));
+    api_result_clear(&r);
+    return 0;
+}
+
+static const char *no_qr_message(const sess_snapshot_t *s)
+{
+    switch (s->state) {
+    case SESS_CONNECTED:
+        return "No QR code: already connected";
+    case SESS_CONNECTING:
+        return "No QR code yet: connecting to WhatsApp";
+    case SESS_DISCONNECTED:
+        return "No QR code: disconnected (POST reconnect to get a new one)";
+    default:
+        return "No QR code available";
+    }
+}
+
+static int route_qr(http_server_t *srv, h2o_req_t *req)
+{
+    api_result_t r = api_qr(srv->opts.api, NULL);
+    if (r.code != API_OK) {
+        send_error(srv, req, METRICS_ROUTE_QR, r.code, r.snap ? no_qr_message(r.snap) : NULL,
+                   r.snap);
+        api_result_clear(&r);
+        return 0;
+    }
+    const api_qr_render_t *img = r.snap->qr->rendered;
+    h2o_iovec_t fmt;
+    if (query_param(req, "format", &fmt) && h2o_memis(fmt.base, fmt.len, H2O_STRLIT("png"))) {
+        char *png = malloc(img->png_len);
+        if (png)
+            memcpy(png, img->png, img->png_len);
+        send_body(srv, req, METRICS_ROUTE_QR, 200, "image/png", png, img->png_len);
+    } else if (query_param(req, "format", &fmt) &&
+               h2o_memis(fmt.base, fmt.len, H2O_STRLIT("raw"))) {
+        char *text = strdup(r.snap->qr->text);
+        send_body(srv, req, METRICS_ROUTE_QR, 200, "text/plain; charset=utf-8", text,
+                  text ? strlen(text) : 0);
+    } else if (query_param(req, "format", &fmt) &&
+               !h2o_memis(fmt.base, fmt.len, H2O_STRLIT("json"))) {
+        send_error(srv, req, METRICS_ROUTE_QR, API_ERR_BAD_REQUEST,
+                   "Unknown format (use json, png or raw)", NULL);
+    } else {
+        send_json(srv, req, METRICS_ROUTE_QR, 200, api_json_qr(r.snap, NULL, sess_now_ms()));
+    }
+    api_result_clear(&r);
+    return 0;
+}
+
+static int route_logout(http_server_t *srv, h2o_req_t *req)
+{
+    api_result_t r = api_logout(srv->opts.api, NULL);
+    if (r.code != API_OK) {
+        send_error(srv, req, METRICS_ROUTE_LOGOUT, r.code, r.message, r.snap);
+    } else {
+        char *status = api_json_status(r.snap, 0, sess_now_ms());
+        /* {"success":true,"message":"Logged out","data":{...}} */
+        char *body = NULL;
+        if (status && strlen(status) > 15) {
+            size_t n = strlen(status) + 64;
+            body = malloc(n);
+            if (body)
+                snprintf(body, n, "{\"success\":true,\"message\":\"Logged out\",%s", status + 15);
+        }
+        free(status);
+        send_json(srv, req, METRICS_ROUTE_LOGOUT, 200, body);
+    }
+    api_result_clear(&r);
+    return 0;
+}
+
+/* A reconnect waiting for its QR; lives in the request's pool. */
+typedef struct {
+    http_server_t *srv;
+    h2o_req_t *req;
+    api_wait_t *wait;
+    int done;
+} reconnect_t;
+
+static void reconnect_dispose(void *p)
+{
+    reconnect_t *rc = p;
+    if (!rc->done && rc->wait) {
+        rc->done = 1;
+        api_wait_cancel(rc->wait); /* the client went away */
+    }
+}
+
+static void on_reconnected(api_result_t r, void *arg)
+{
+    reconnect_t *rc = arg;
+    rc->done = 1;
+    rc->wait = NULL;
+    if (r.code == API_OK && r.snap && r.snap->state == SESS_QR_READY)
+        send_json(rc->srv, rc->req, METRICS_ROUTE_RECONNECT, 200,
+                  api_json_qr(r.snap, "WhatsApp reconnection initiated", sess_now_ms()));
+    else if (r.code == API_OK) /* keep_credentials and linked: no QR needed */
+        send_json(rc->srv, rc->req, METRICS_ROUTE_RECONNECT, 200, api_json_status(r.snap, 0, sess_now_ms()));
+    else
+        send_error(rc->srv, rc->req, METRICS_ROUTE_RECONNECT, r.code,
+                   r.code == API_ERR_UNREACHABLE && r.snap && r.snap->detail[0] ? NULL : r.message,
+                   r.snap);
+    api_result_clear(&r);
+}
+
+/* Parses the optional JSON body {"keepCredentials":bool,"waitMs":n}. */
+static int parse_reconnect_body(h2o_req_t *req, int *keep, unsigned *wait_ms, const char **why)
+{
+    if (req->entity.base == NULL || req->entity.len == 0)
+        return 0;
+    char *text = malloc(req->entity.len + 1);
+    if (!text) {
+        *why = "Out of memory";
+        return -1;
+    }
+    memcpy(text, req->entity.base, req->entity.len);
+    text[req->entity.len] = 0;
+    char errbuf[128];
+    yajl_val v = yajl_tree_parse(text, errbuf, sizeof(errbuf));
+    free(text);
+    if (!v || !YAJL_IS_OBJECT(v)) {
+        yajl_tree_free(v);
+        *why = "Malformed JSON body (expected an object)";
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < v->u.object.len; i++) {
+        const char *k = v->u.object.keys[i];
+        yajl_val x = v->u.object.values[i];
+        if (!strcmp(k, "keepCredentials")) {
+            if (!YAJL_IS_TRUE(x) && !YAJL_IS_FALSE(x)) {
+                *why = "keepCredentials must be a boolean";
+                rc = -1;
+            } else {
+                *keep = YAJL_IS_TRUE(x);
+            }
+        } else if (!strcmp(k, "waitMs")) {
+            if (!YAJL_IS_INTEGER(x) || YAJL_GET_INTEGER(x) < 1 || YAJL_GET_INTEGER(x) > 300000) {
+                *why = "waitMs must be an integer from 1 to 300000";
+                rc = -1;
+            } else {
+                *wait_ms = (unsigned)YAJL_GET_INTEGER(x);
+            }
+        }
+    }
+    yajl_tree_free(v);
+    return rc;
+}
+
+static int route_reconnect(http_server_t *srv, h2o_req_t *req)
+{
+    int keep = 0;
+    unsigned wait_ms = 0;
+    const char *why = NULL;
+    h2o_iovec_t q;
+    if (query_param(req, "keepCredentials", &q))
+        keep = h2o_memis(q.base, q.len, H2O_STRLIT("true")) || h2o_memis(q.base, q.len, H2O_STRLIT("1"));
+    if (parse_reconnect_body(req, &keep, &wait_ms, &why) != 0) {
+        send_error(srv, req, METRICS_ROUTE_RECONNECT, API_ERR_BAD_REQUEST, why, NULL);
+        return 0;
+    }
+    metrics_reconnect(srv->opts.metrics);
+    reconnect_t *rc = h2o_mem_alloc_shared(&req->pool, sizeof(*rc), reconnect_dispose);
+    memset(rc, 0, sizeof(*rc));
+    rc->srv = srv;
+    rc->req = req;
+    rc->wait = api_reconnect(srv->opts.api, NULL, keep, wait_ms, on_reconnected, rc);
+    return 0;
+}
+
+/* --- service routes --- */
+
+static int route_healthz(http_server_t *srv, h2o_req_t *req)
+{
+    send_json(srv, req, METRICS_ROUTE_HEALTH, 200, strdup("{\"status\":\"ok\"}"));
+    return 0;
+}
+
+static int route_readyz(http_server_t *srv, h2o_req_t *req)
+{
+    const char *why = NULL;
+    int ready = srv->stopping ? 0 : (srv->opts.ready ? srv->opts.ready(srv->opts.ready_arg, &why) : 1);
+    if (srv->stopping)
+        why = "shutting down";
+    char body[256];
+    if (ready)
+        snprintf(body, sizeof(body), "{\"status\":\"ready\"}");
+    else
+        snprintf(body, sizeof(body), "{\"status\":\"not ready\",\"reason\":\"%s\"}",
+                 why ? why : "unknown");
+    send_json(srv, req, METRICS_ROUTE_HEALTH, ready ? 200 : 503, strdup(body));
+    return 0;
+}
+
+static int route_metrics(http_server_t *srv, h2o_req_t *req)
+{
+    api_result_t r = api_status(srv->opts.api, NULL);
+    char *text = srv->opts.metrics ? metrics_render(srv->opts.metrics, r.snap) : strdup("");
+    api_result_clear(&r);
+    send_body(srv, req, METRICS_ROUTE_METRICS, 200, "text/plain; version=0.0.4", text,
+              text ? strlen(text) : 0);
+    return 0;
+}
+
+static int route_page(http_server_t *srv, h2o_req_t *req)
+{
+    if (srv->opts.page && srv->opts.page(srv->opts.page_arg, req) == 0) {
+        count(srv, METRICS_ROUTE_PAGE, 200);
+        return 0;
+    }
+    send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_NOT_FOUND, NULL, NULL);
+    return 0;
+}
+
+typedef int (*route_fn)(http_server_t *srv, h2o_req_t *req);
+
+typedef struct {
+    const char *path; /* below the contract prefixes when `contract`, else absolute */
+    int contract;
+    const char *allow;
+    int post; /* 1: POST route; 0: GET/HEAD route */
+    int needs_key;
+    metrics_route_t metric;
+    route_fn fn;
+} route_t;
+
+static const route_t routes[] = {
+    {"/status", 1, "GET, HEAD, OPTIONS", 0, 0, METRICS_ROUTE_STATUS, route_status},
+    {"/qr", 1, "GET, HEAD, OPTIONS", 0, 1, METRICS_ROUTE_QR, route_qr},
+    {"/reconnect", 1, "POST, OPTIONS", 1, 1, METRICS_ROUTE_RECONNECT, route_reconnect},
+    {"/logout", 1, "POST, OPTIONS", 1, 1, METRICS_ROUTE_LOGOUT, route_logout},
+    {"/events", 1, "GET, OPTIONS", 0, 1, METRICS_ROUTE_EVENTS, route_events},
+    {"/ws", 1, "GET, OPTIONS", 0, 1, METRICS_ROUTE_EVENTS, route_events},
+    {"/healthz", 0, "GET, HEAD", 0, 0, METRICS_ROUTE_HEALTH, route_healthz},
+    {"/readyz", 0, "GET, HEAD", 0, 0, METRICS_ROUTE_HEALTH, route_readyz},
+    {"/metrics", 0, "GET, HEAD", 0, 0, METRICS_ROUTE_METRICS, route_metrics},
+    {"/", 0, "GET, HEAD", 0, 0, METRICS_ROUTE_PAGE, route_page},
 };
+
+static const char *const prefixes[] = {"/api/whatsapp", "/whatsapp"};
+
+static const route_t *find_route(h2o_iovec_t path)
+{
+    for (size_t p = 0; p < sizeof(prefixes) / sizeof(prefixes[0]); p++) {
+        size_t pl = strlen(prefixes[p]);
+        if (path.len > pl && !memcmp(path.base, prefixes[p], pl)) {
+            h2o_iovec_t rest = h2o_iovec_init(path.base + pl, path.len - pl);
+            for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+                if (routes[i].contract && h2o_memis(rest.base, rest.len, routes[i].path,
+                                                    strlen(routes[i].path)))
+                    return &routes[i];
+        }
+    }
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        if (!routes[i].contract && h2o_memis(path.base, path.len, routes[i].path,
+                                             strlen(routes[i].path)))
+            return &routes[i];
+    return NULL;
+}
 
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     http_server_t *srv = ((http_handler_t *)self)->srv;
-    h2o_iovec_t path = req->path_normalized;
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        const http_route_t *r = &routes[i];
-        if (path.len != strlen(r->path) || memcmp(path.base, r->path, path.len) != 0)
-            continue;
-        if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
-            h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))
-            return r->get(srv, req);
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, r->allow,
-                       strlen(r->allow));
-        send_json(req, 405, "Method Not Allowed",
-                  "{\"success\":false,\"message\":\"Method not allowed\"}");
+    const route_t *r = find_route(req->path_normalized);
+    if (!r) {
+        send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_NOT_FOUND, NULL, NULL);
         return 0;
     }
-    send_json(req, 404, "Not Found", "{\"success\":false,\"message\":\"Not found\"}");
-    return 0;
+    add_cors(srv, req);
+    int is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
+                 (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")) &&
+                  r->fn != route_events);
+    int is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
+    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS")) && r->contract) {
+        h2o_iovec_t origin;
+        add_header(req, H2O_TOKEN_ALLOW, r->allow);
+        if (header_value(req, "origin", &origin) && origin_allowed(srv, origin)) {
+            add_header_str(req, "access-control-allow-methods", r->allow);
+            add_header_str(req, "access-control-allow-headers", "X-API-Key, Content-Type");
+            add_header_str(req, "access-control-max-age", "600");
+        }
+        req->res.status = 204;
+        req->res.reason = "No Content";
+        h2o_send_inline(req, "", 0);
+        count(srv, r->metric, 204);
+        return 0;
+    }
+    if (!(r->post ? is_post : is_get)) {
+        add_header(req, H2O_TOKEN_ALLOW, r->allow);
+        send_json(srv, req, r->metric, 405,
+                  api_json_error("Method not allowed", NULL));
+        return 0;
+    }
+    if (r->post && req->entity.base && req->entity.len > srv->opts.body_limit) {
+        send_error(srv, req, r->metric, API_ERR_TOO_LARGE, NULL, NULL);
+        return 0;
+    }
+    if (r->needs_key && !key_ok(srv, req)) {
+        send_error(srv, req, r->metric, API_ERR_UNAUTHENTICATED, NULL, NULL);
+        return 0;
+    }
+    return r->fn(srv, req);
 }
+
+/* --- listener and life cycle --- */
 
 static void maybe_finish_stop(http_server_t *srv)
 {
     if (!srv->stopping || srv->nconns > 0 || srv->listener_open || !srv->on_stopped)
         return;
-    if (srv->timer_open) {
-        uv_timer_stop(&srv->grace_timer);
-    }
+    uv_timer_stop(&srv->grace_timer);
     void (*cb)(void *) = srv->on_stopped;
     srv->on_stopped = NULL;
     cb(srv->on_stopped_arg);
@@ -129,8 +874,37 @@ static void on_accept(uv_stream_t *listener, int status)
     h2o_accept(&srv->accept_ctx, sock);
 }
 
-int http_server_start(http_server_t **out, uv_loop_t *loop, const char *host, int port, char *err,
-                      size_t errlen)
+static int setup_tls(http_server_t *srv, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        snprintf(err, errlen, "cannot create a TLS context");
+        return -1;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20");
+    if (SSL_CTX_use_certificate_chain_file(ctx, srv->opts.tls_cert_file) != 1) {
+        snprintf(err, errlen, "cannot load TLS certificate '%s'", srv->opts.tls_cert_file);
+        SSL_CTX_free(ctx);
+        return -1;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, srv->opts.tls_key_file, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx) != 1) {
+        snprintf(err, errlen, "cannot load TLS private key '%s' (or it does not match)",
+                 srv->opts.tls_key_file);
+        SSL_CTX_free(ctx);
+        return -1;
+    }
+    h2o_ssl_register_alpn_protocols(ctx, h2o_http2_alpn_protocols);
+    srv->ssl_ctx = ctx;
+    srv->accept_ctx.ssl_ctx = ctx;
+    return 0;
+}
+
+int http_server_start(http_server_t **out, uv_loop_t *loop, const char *host, int port,
+                      const http_opts_t *opts, char *err, size_t errlen)
 {
     http_server_t *srv = calloc(1, sizeof(*srv));
     if (!srv) {
@@ -138,9 +912,17 @@ int http_server_start(http_server_t **out, uv_loop_t *loop, const char *host, in
         return UV_ENOMEM;
     }
     srv->loop = loop;
+    srv->opts = *opts;
+    if (!srv->opts.body_limit)
+        srv->opts.body_limit = DEFAULT_BODY_LIMIT;
+    if (!srv->opts.heartbeat_ms)
+        srv->opts.heartbeat_ms = DEFAULT_HEARTBEAT_MS;
     h2o_config_init(&srv->config);
     srv->config.server_name = h2o_iovec_init(H2O_STRLIT("wa-gateway"));
     srv->config.http2.graceful_shutdown_timeout = 2000;
+    /* h2o itself answers bodies over this with a plain 413; ours (smaller)
+     * answer with JSON. */
+    srv->config.max_request_entity_size = srv->opts.body_limit * 4 + 65536;
     h2o_hostconf_t *hostconf =
         h2o_config_register_host(&srv->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, "/", 0);
@@ -151,10 +933,12 @@ int http_server_start(http_server_t **out, uv_loop_t *loop, const char *host, in
     srv->accept_ctx.ctx = &srv->ctx;
     srv->accept_ctx.hosts = srv->config.hosts;
 
+    int r = 0;
+    if (srv->opts.tls_cert_file && setup_tls(srv, err, errlen) != 0)
+        r = -1;
     struct sockaddr_storage addr;
     const char *bind_host = strcmp(host, "localhost") == 0 ? "127.0.0.1" : host;
-    int r = uv_ip4_addr(bind_host, port, (struct sockaddr_in *)&addr);
-    if (r != 0)
+    if (r == 0 && (r = uv_ip4_addr(bind_host, port, (struct sockaddr_in *)&addr)) != 0)
         r = uv_ip6_addr(bind_host, port, (struct sockaddr_in6 *)&addr);
     if (r == 0)
         r = uv_tcp_init(loop, &srv->listener);
@@ -163,23 +947,31 @@ int http_server_start(http_server_t **out, uv_loop_t *loop, const char *host, in
         srv->listener.data = srv;
         r = uv_tcp_bind(&srv->listener, (struct sockaddr *)&addr, 0);
         if (r == 0)
-            r = uv_listen((uv_stream_t *)&srv->listener, 1024, on_accept);
+            r = uv_listen((uv_stream_t *)&srv->listener, 4096, on_accept);
+        if (r != 0)
+            snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, uv_strerror(r));
     }
     if (r != 0) {
-        snprintf(err, errlen, "cannot listen on %s:%d: %s", host, port, uv_strerror(r));
         if (srv->listener_open) {
             uv_close((uv_handle_t *)&srv->listener, NULL);
             uv_run(loop, UV_RUN_NOWAIT);
         }
         h2o_context_dispose(&srv->ctx);
         h2o_config_dispose(&srv->config);
+        if (srv->ssl_ctx)
+            SSL_CTX_free(srv->ssl_ctx);
         free(srv);
         return r;
     }
     uv_timer_init(loop, &srv->grace_timer);
-    srv->timer_open = 1;
     srv->grace_timer.data = srv;
-    LOG_INFO("http", "listening on %s:%d (HTTP/1.1, HTTP/2)", host, port);
+    uv_timer_init(loop, &srv->heartbeat);
+    srv->heartbeat.data = srv;
+    uv_timer_start(&srv->heartbeat, on_heartbeat, srv->opts.heartbeat_ms, srv->opts.heartbeat_ms);
+    uv_async_init(loop, &srv->flush, on_flush);
+    srv->flush.data = srv;
+    LOG_INFO("http", "listening on %s:%d (%s)", host, port,
+             srv->ssl_ctx ? "HTTPS: HTTP/1.1, HTTP/2 by ALPN" : "HTTP/1.1, HTTP/2 cleartext");
     *out = srv;
     return 0;
 }
@@ -196,7 +988,7 @@ static void on_grace_timeout(uv_timer_t *t)
     http_server_t *srv = t->data;
     if (srv->nconns > 0)
         LOG_WARN("http", "%zu connection(s) still open after the grace period", srv->nconns);
-    srv->nconns = 0; /* give up waiting; their memory goes with the process */
+    srv->nconns = 0;
     maybe_finish_stop(srv);
 }
 
@@ -208,35 +1000,60 @@ void http_server_stop(http_server_t *srv, unsigned grace_ms, void (*on_stopped)(
     srv->stopping = 1;
     srv->on_stopped = on_stopped;
     srv->on_stopped_arg = arg;
+    uv_timer_stop(&srv->heartbeat);
     uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
+    /* end every stream: SSE gets its final chunk, WebSocket a close frame */
+    for (stream_t *st = srv->streams; st; st = st->next) {
+        if (st->ended)
+            continue;
+        if (st->kind == STREAM_SSE) {
+            if (!st->inflight && st->req) {
+                st->ended = 1;
+                st->inflight = 1;
+                h2o_iovec_t iov = h2o_iovec_init("", 0);
+                h2o_send(st->req, &iov, 1, H2O_SEND_STATE_FINAL);
+            }
+        } else {
+            st->ended = 1;
+            struct wslay_event_msg m = {WSLAY_CONNECTION_CLOSE, (const uint8_t *)"\x03\xe9", 2};
+            wslay_event_queue_msg(st->ws->ws_ctx, &m);
+            h2o_websocket_proceed(st->ws);
+        }
+    }
     h2o_context_request_shutdown(&srv->ctx);
     uv_timer_start(&srv->grace_timer, on_grace_timeout, grace_ms, 0);
-}
-
-static void on_timer_closed(uv_handle_t *h)
-{
-    (void)h;
 }
 
 void http_server_free(http_server_t *srv)
 {
     if (!srv)
         return;
-    if (srv->timer_open) {
-        uv_close((uv_handle_t *)&srv->grace_timer, on_timer_closed);
-        srv->timer_open = 0;
-        uv_run(srv->loop, UV_RUN_NOWAIT);
+    /* streams whose connection never closed (grace expired) */
+    while (srv->streams) {
+        stream_t *st = srv->streams;
+        if (st->kind == STREAM_WS && st->ws)
+            st->ws->data = NULL;
+        stream_free(st);
     }
-    /* request_shutdown links a context-level graceful-shutdown timer entry
-     * that h2o_context_dispose asserts to be gone. */
+    uv_close((uv_handle_t *)&srv->grace_timer, NULL);
+    uv_close((uv_handle_t *)&srv->heartbeat, NULL);
+    uv_close((uv_handle_t *)&srv->flush, NULL);
+    uv_run(srv->loop, UV_RUN_NOWAIT);
     if (h2o_timeout_is_linked(&srv->ctx.http2._graceful_shutdown_timeout))
         h2o_timeout_unlink(&srv->ctx.http2._graceful_shutdown_timeout);
     h2o_context_dispose(&srv->ctx);
     h2o_config_dispose(&srv->config);
+    if (srv->ssl_ctx)
+        SSL_CTX_free(srv->ssl_ctx);
     free(srv);
 }
 
 size_t http_server_connections(const http_server_t *srv)
 {
     return srv->nconns;
+}
+
+size_t http_server_streams(const http_server_t *srv)
+{
+    return srv->nstreams;
 }

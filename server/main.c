@@ -8,14 +8,20 @@
 
 #include <uv.h>
 
+#include "api/api.h"
 #include "common/log.h"
 #include "server/config.h"
 #include "server/http.h"
+#include "server/metrics.h"
+#include "session/session.h"
 
 /* Everything main owns, passed to the loop callbacks. */
 typedef struct {
     uv_loop_t loop;
     cfg_t cfg;
+    sess_registry_t *reg;
+    api_t *api;
+    metrics_t *metrics;
     http_server_t *http;
     uv_signal_t sigint, sigterm;
     int shutting_down;
@@ -72,8 +78,25 @@ int main(int argc, char **argv)
 
     uv_loop_init(&app.loop);
     int rc = 0;
-    if (http_server_start(&app.http, &app.loop, app.cfg.host, app.cfg.port, err, sizeof(err)) !=
-        0) {
+    sess_render_hooks_t hooks = api_render_hooks();
+    app.reg = sess_registry_new(&app.loop, &hooks);
+    app.metrics = metrics_new();
+    api_opts_t aopts = {.api_key = app.cfg.api_key};
+    if (!app.reg || !app.metrics || !sess_registry_add(app.reg, "default") ||
+        !(app.api = api_new(app.reg, &aopts))) {
+        fprintf(stderr, "wa-gateway: out of memory\n");
+        rc = 1;
+        goto out;
+    }
+    http_opts_t hopts = {
+        .api = app.api,
+        .metrics = app.metrics,
+        .cors_origins = app.cfg.cors_origins,
+        .tls_cert_file = app.cfg.tls_cert,
+        .tls_key_file = app.cfg.tls_key,
+    };
+    if (http_server_start(&app.http, &app.loop, app.cfg.host, app.cfg.port, &hopts, err,
+                          sizeof(err)) != 0) {
         fprintf(stderr, "wa-gateway: %s\n", err);
         rc = 1;
         goto out;
@@ -91,12 +114,18 @@ int main(int argc, char **argv)
 out:
     http_server_free(app.http);
     app.http = NULL;
+    if (app.reg)
+        sess_registry_close(app.reg);
+    uv_run(&app.loop, UV_RUN_NOWAIT);
     uv_walk(&app.loop, close_any, NULL);
     uv_run(&app.loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&app.loop) != 0)
         LOG_WARN("main", "event loop closed with handles still open");
     if (rc == 0)
         LOG_INFO("main", "stopped");
+    api_free(app.api);
+    sess_registry_free(app.reg);
+    metrics_free(app.metrics);
     cfg_free(&app.cfg);
     return rc;
 }

@@ -1,0 +1,178 @@
+/* Atomic counters and their Prometheus text rendering (see metrics.h). */
+#include "server/metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HTTP_CODES 8
+static const int http_codes[HTTP_CODES] = {200, 400, 401, 404, 405, 409, 413, 0};
+
+struct metrics {
+    uint64_t req[METRICS_ROUTE_COUNT][METRICS_STATUS_SLOTS + HTTP_CODES + 16];
+    uint64_t auth_failures;
+    int64_t subs_sse, subs_ws, subs_grpc;
+    uint64_t reconnects;
+};
+
+static const char *const route_names[METRICS_ROUTE_COUNT] = {
+    "status", "qr", "reconnect", "logout", "events", "health", "metrics", "page", "other",
+    "GetStatus", "GetQR", "Reconnect", "Logout", "WatchStatus", "other"};
+
+metrics_t *metrics_new(void)
+{
+    return calloc(1, sizeof(metrics_t));
+}
+
+void metrics_free(metrics_t *m)
+{
+    free(m);
+}
+
+static int is_grpc(metrics_route_t r)
+{
+    return r >= METRICS_ROUTE_GRPC_GETSTATUS;
+}
+
+/* HTTP statuses are stored by exact code when common, else by class
+ * (slots 100..599 -> 1xx..5xx at the end). */
+static size_t slot_for(metrics_route_t route, int status)
+{
+    if (is_grpc(route))
+        return (status >= 0 && status < METRICS_STATUS_SLOTS) ? (size_t)status : 2;
+    for (size_t i = 0; i + 1 < HTTP_CODES; i++)
+        if (http_codes[i] == status)
+            return METRICS_STATUS_SLOTS + i;
+    int cls = status / 100;
+    if (cls < 1 || cls > 5)
+        cls = 5;
+    return METRICS_STATUS_SLOTS + HTTP_CODES + (size_t)cls;
+}
+
+void metrics_request(metrics_t *m, metrics_route_t route, int status)
+{
+    if (!m || route >= METRICS_ROUTE_COUNT)
+        return;
+    __atomic_add_fetch(&m->req[route][slot_for(route, status)], 1, __ATOMIC_RELAXED);
+}
+
+void metrics_auth_failure(metrics_t *m)
+{
+    if (m)
+        __atomic_add_fetch(&m->auth_failures, 1, __ATOMIC_RELAXED);
+}
+
+void metrics_subscribers(metrics_t *m, const char *transport, int delta)
+{
+    if (!m)
+        return;
+    int64_t *c = !strcmp(transport, "sse") ? &m->subs_sse
+                 : !strcmp(transport, "websocket") ? &m->subs_ws
+                                                    : &m->subs_grpc;
+    __atomic_add_fetch(c, delta, __ATOMIC_RELAXED);
+}
+
+void metrics_reconnect(metrics_t *m)
+{
+    if (m)
+        __atomic_add_fetch(&m->reconnects, 1, __ATOMIC_RELAXED);
+}
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+    int err;
+} out_t;
+
+static void outf(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void outf(out_t *o, const char *fmt, ...)
+{
+    if (o->err)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            o->err = 1;
+            return;
+        }
+        if ((size_t)n < o->cap - o->len) {
+            o->len += (size_t)n;
+            return;
+        }
+        size_t cap = o->cap * 2 + (size_t)n + 1024;
+        char *b = realloc(o->buf, cap);
+        if (!b) {
+            o->err = 1;
+            return;
+        }
+        o->buf = b;
+        o->cap = cap;
+    }
+}
+
+char *metrics_render(metrics_t *m, const sess_snapshot_t *snap)
+{
+    out_t o = {malloc(4096), 0, 4096, 0};
+    if (!o.buf)
+        return NULL;
+    o.buf[0] = 0;
+    outf(&o, "# HELP wagw_session_state 1 for the session's current state.\n"
+             "# TYPE wagw_session_state gauge\n");
+    static const sess_state_t states[] = {SESS_DISCONNECTED, SESS_CONNECTING, SESS_QR_READY,
+                                          SESS_CONNECTED};
+    for (size_t i = 0; i < 4; i++)
+        outf(&o, "wagw_session_state{session=\"default\",state=\"%s\"} %d\n",
+             sess_state_name(states[i]), snap && snap->state == states[i]);
+    outf(&o, "# HELP wagw_session_transitions_total State changes published.\n"
+             "# TYPE wagw_session_transitions_total counter\n"
+             "wagw_session_transitions_total{session=\"default\"} %llu\n",
+         snap ? (unsigned long long)(snap->seq - 1) : 0ULL);
+    outf(&o, "# HELP wagw_session_linked 1 when credentials of a linked account exist.\n"
+             "# TYPE wagw_session_linked gauge\n"
+             "wagw_session_linked{session=\"default\"} %d\n",
+         snap ? snap->linked : 0);
+    outf(&o, "# HELP wagw_requests_total Requests by transport, route and status.\n"
+             "# TYPE wagw_requests_total counter\n");
+    for (int r = 0; r < METRICS_ROUTE_COUNT; r++) {
+        for (size_t s = 0; s < sizeof(m->req[r]) / sizeof(m->req[r][0]); s++) {
+            uint64_t v = __atomic_load_n(&m->req[r][s], __ATOMIC_RELAXED);
+            if (!v)
+                continue;
+            char code[16];
+            if (s < METRICS_STATUS_SLOTS)
+                snprintf(code, sizeof(code), "%zu", s);
+            else if (s < METRICS_STATUS_SLOTS + HTTP_CODES - 1)
+                snprintf(code, sizeof(code), "%d", http_codes[s - METRICS_STATUS_SLOTS]);
+            else
+                snprintf(code, sizeof(code), "%zuxx", s - METRICS_STATUS_SLOTS - HTTP_CODES);
+            outf(&o, "wagw_requests_total{transport=\"%s\",route=\"%s\",%s=\"%s\"} %llu\n",
+                 is_grpc((metrics_route_t)r) ? "grpc" : "http", route_names[r],
+                 is_grpc((metrics_route_t)r) ? "code" : "status", code, (unsigned long long)v);
+        }
+    }
+    outf(&o, "# HELP wagw_subscribers Live state subscribers by transport.\n"
+             "# TYPE wagw_subscribers gauge\n"
+             "wagw_subscribers{transport=\"sse\"} %lld\n"
+             "wagw_subscribers{transport=\"websocket\"} %lld\n"
+             "wagw_subscribers{transport=\"grpc\"} %lld\n",
+         (long long)__atomic_load_n(&m->subs_sse, __ATOMIC_RELAXED),
+         (long long)__atomic_load_n(&m->subs_ws, __ATOMIC_RELAXED),
+         (long long)__atomic_load_n(&m->subs_grpc, __ATOMIC_RELAXED));
+    outf(&o, "# HELP wagw_reconnects_total Reconnects requested through the API.\n"
+             "# TYPE wagw_reconnects_total counter\n"
+             "wagw_reconnects_total %llu\n"
+             "# HELP wagw_auth_failures_total Requests refused for a missing or wrong API key.\n"
+             "# TYPE wagw_auth_failures_total counter\n"
+             "wagw_auth_failures_total %llu\n",
+         (unsigned long long)__atomic_load_n(&m->reconnects, __ATOMIC_RELAXED),
+         (unsigned long long)__atomic_load_n(&m->auth_failures, __ATOMIC_RELAXED));
+    if (o.err) {
+        free(o.buf);
+        return NULL;
+    }
+    return o.buf;
+}

@@ -1,0 +1,63 @@
+/* Process-wide counters for GET /metrics (Prometheus text format): requests
+ * by route and status, state transitions, subscribers, reconnects, failed
+ * key checks. Counters are atomic, so HTTP (loop) and gRPC threads update them
+ * without locks. No secret ever becomes a label or a value. */
+#ifndef WG_SERVER_METRICS_H
+#define WG_SERVER_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "session/session.h"
+
+/* Routes counted separately. */
+typedef enum {
+    METRICS_ROUTE_STATUS,
+    METRICS_ROUTE_QR,
+    METRICS_ROUTE_RECONNECT,
+    METRICS_ROUTE_LOGOUT,
+    METRICS_ROUTE_EVENTS,
+    METRICS_ROUTE_HEALTH,
+    METRICS_ROUTE_METRICS,
+    METRICS_ROUTE_PAGE,
+    METRICS_ROUTE_OTHER,
+    METRICS_ROUTE_GRPC_GETSTATUS,
+    METRICS_ROUTE_GRPC_GETQR,
+    METRICS_ROUTE_GRPC_RECONNECT,
+    METRICS_ROUTE_GRPC_LOGOUT,
+    METRICS_ROUTE_GRPC_WATCH,
+    METRICS_ROUTE_GRPC_OTHER,
+    METRICS_ROUTE_COUNT
+} metrics_route_t;
+
+/* Status classes counted per route: HTTP statuses, or gRPC codes 0..16. */
+#define METRICS_STATUS_SLOTS 17
+
+typedef struct metrics metrics_t;
+
+/* Creates zeroed counters. Returns NULL when out of memory. */
+metrics_t *metrics_new(void);
+
+/* Frees the counters. */
+void metrics_free(metrics_t *m);
+
+/* Counts one finished request: an HTTP status (100..599) for HTTP routes, a
+ * gRPC code (0..16) for gRPC routes. Any thread. */
+void metrics_request(metrics_t *m, metrics_route_t route, int status);
+
+/* Counts a failed API-key check. Any thread. */
+void metrics_auth_failure(metrics_t *m);
+
+/* Adds `delta` (+1/-1) to the number of live subscribers of a transport
+ * ("sse", "websocket", "grpc"). Any thread. */
+void metrics_subscribers(metrics_t *m, const char *transport, int delta);
+
+/* Counts a reconnect requested through the API. Any thread. */
+void metrics_reconnect(metrics_t *m);
+
+/* Renders every counter, plus the state of `snap` (may be NULL) and the
+ * session's transition count (its seq), as Prometheus text. Returns a
+ * malloc'd string the caller frees, or NULL when out of memory. */
+char *metrics_render(metrics_t *m, const sess_snapshot_t *snap);
+
+#endif
