@@ -94,6 +94,6 @@ def fuzz_target(name, srcs, deps = [], corpus = None):
             size = "small",
             srcs = srcs,
             deps = deps + ["//tests:fuzz_driver"],
-            args = ["$(location %s)" % corpus],
+            args = ["$(locations %s)" % corpus],
             data = [corpus],
         )
