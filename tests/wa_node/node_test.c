@@ -364,7 +364,7 @@ static void test_malformed(void **state)
     free(zeros);
     /* nesting deeper than the limit */
     size_t depth = WA_NODE_MAX_DEPTH + 10;
-    uint8_t *deep = malloc(1 + depth * 5 + 2);
+    uint8_t *deep = malloc(1 + depth * 5 + 3);
     size_t o = 0;
     deep[o++] = 0;
     for (size_t i = 0; i < depth; i++) {
