@@ -1,0 +1,241 @@
+/* WebSocket server for the fake WhatsApp server, on libwebsockets with the
+ * caller's libuv loop. Outgoing messages are queued per connection and
+ * written one per writable callback, so each send is one WebSocket message. */
+#include "tests/fakewa/wsserver.h"
+
+#include <libwebsockets.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct out_msg {
+    struct out_msg *next;
+    size_t len;
+    uint8_t data[];
+} out_msg_t;
+
+struct fakewa_ws_conn {
+    fakewa_ws_t *srv;
+    struct lws *wsi;
+    void *user;
+    out_msg_t *head, *tail;
+    uint8_t *rx;
+    size_t rx_len, rx_cap;
+    int closing;
+    fakewa_ws_conn_t *next;
+};
+
+struct fakewa_ws {
+    uv_loop_t *loop;
+    SSL_CTX *client_ctx; /* ours, so lws does not make (and keep) one */
+    struct lws_context *lws;
+    struct lws_vhost *vh;
+    fakewa_ws_callbacks_t cb;
+    fakewa_ws_conn_t *conns;
+    int port;
+};
+
+static void conn_free(fakewa_ws_conn_t *c)
+{
+    out_msg_t *m = c->head;
+    while (m) {
+        out_msg_t *n = m->next;
+        free(m);
+        m = n;
+    }
+    free(c->rx);
+    free(c);
+}
+
+static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                        size_t len)
+{
+    fakewa_ws_conn_t **slot = user;
+    fakewa_ws_t *srv = lws_context_user(lws_get_context(wsi));
+    switch (reason) {
+    case LWS_CALLBACK_ESTABLISHED: {
+        fakewa_ws_conn_t *c = calloc(1, sizeof(*c));
+        if (!c)
+            return -1;
+        c->srv = srv;
+        c->wsi = wsi;
+        *slot = c;
+        c->next = srv->conns;
+        srv->conns = c;
+        if (srv->cb.on_open)
+            c->user = srv->cb.on_open(srv->cb.arg, c);
+        return 0;
+    }
+    case LWS_CALLBACK_RECEIVE: {
+        fakewa_ws_conn_t *c = slot ? *slot : NULL;
+        if (!c || c->closing)
+            return -1;
+        if (!lws_frame_is_binary(wsi))
+            return 0;
+        if (c->rx_len + len > c->rx_cap) {
+            size_t cap = c->rx_cap ? c->rx_cap * 2 : 4096;
+            while (cap < c->rx_len + len)
+                cap *= 2;
+            uint8_t *b = realloc(c->rx, cap);
+            if (!b)
+                return -1;
+            c->rx = b;
+            c->rx_cap = cap;
+        }
+        memcpy(c->rx + c->rx_len, in, len);
+        c->rx_len += len;
+        if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
+            size_t n = c->rx_len;
+            c->rx_len = 0;
+            if (srv->cb.on_message)
+                srv->cb.on_message(srv->cb.arg, c, c->rx, n);
+        }
+        return c->closing ? -1 : 0;
+    }
+    case LWS_CALLBACK_SERVER_WRITEABLE: {
+        fakewa_ws_conn_t *c = slot ? *slot : NULL;
+        if (!c)
+            return 0;
+        if (c->closing && !c->head)
+            return -1;
+        out_msg_t *m = c->head;
+        if (!m)
+            return 0;
+        if (lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_BINARY) < (int)m->len)
+            return -1;
+        c->head = m->next;
+        if (!c->head)
+            c->tail = NULL;
+        free(m);
+        if (c->head || c->closing)
+            lws_callback_on_writable(wsi);
+        return 0;
+    }
+    case LWS_CALLBACK_CLOSED: {
+        fakewa_ws_conn_t *c = slot ? *slot : NULL;
+        if (!c)
+            return 0;
+        *slot = NULL;
+        for (fakewa_ws_conn_t **pp = &srv->conns; *pp; pp = &(*pp)->next)
+            if (*pp == c) {
+                *pp = c->next;
+                break;
+            }
+        if (srv->cb.on_close)
+            srv->cb.on_close(srv->cb.arg, c);
+        conn_free(c);
+        return 0;
+    }
+    default:
+        break;
+    }
+    return 0;
+}
+
+static const struct lws_protocols srv_protocols[] = {
+    {"fakewa", srv_callback, sizeof(fakewa_ws_conn_t *), 1 << 16, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+fakewa_ws_t *fakewa_ws_start(uv_loop_t *loop, const fakewa_ws_opts_t *opts,
+                             const fakewa_ws_callbacks_t *cb, char *err, size_t errlen)
+{
+    fakewa_ws_t *ws = calloc(1, sizeof(*ws));
+    if (!ws) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    ws->cb = *cb;
+    ws->loop = loop;
+    lws_set_log_level(LLL_ERR, NULL);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    void *foreign[1] = {loop};
+    info.port = opts->port;
+    info.iface = opts->host ? opts->host : "127.0.0.1";
+    info.protocols = srv_protocols;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.foreign_loops = foreign;
+    info.user = ws;
+    info.pcontext = &ws->lws;
+    ws->client_ctx = SSL_CTX_new(TLS_client_method());
+    info.provided_client_ssl_ctx = ws->client_ctx;
+    if (opts->cert_file) {
+        info.ssl_cert_filepath = opts->cert_file;
+        info.ssl_private_key_filepath = opts->key_file;
+    }
+    ws->lws = lws_create_context(&info);
+    if (!ws->lws) {
+        snprintf(err, errlen, "cannot start the WebSocket server on %s:%d", info.iface,
+                 opts->port);
+        SSL_CTX_free(ws->client_ctx);
+        free(ws);
+        return NULL;
+    }
+    ws->vh = lws_get_vhost_by_name(ws->lws, "default");
+    ws->port = ws->vh ? lws_get_vhost_listen_port(ws->vh) : opts->port;
+    return ws;
+}
+
+int fakewa_ws_port(const fakewa_ws_t *ws)
+{
+    return ws->port;
+}
+
+void fakewa_ws_stop(fakewa_ws_t *ws)
+{
+    if (ws && ws->lws)
+        lws_context_destroy(ws->lws);
+}
+
+void fakewa_ws_free(fakewa_ws_t *ws)
+{
+    if (!ws)
+        return;
+    /* lws finishes in stages on a foreign loop; it clears ws->lws when done */
+    for (int i = 0; i < 8 && ws->lws; i++) {
+        lws_context_destroy(ws->lws);
+        uv_run(ws->loop, UV_RUN_NOWAIT);
+    }
+    /* connections still listed were closed by the destroy */
+    while (ws->conns) {
+        fakewa_ws_conn_t *c = ws->conns;
+        ws->conns = c->next;
+        conn_free(c);
+    }
+    SSL_CTX_free(ws->client_ctx);
+    free(ws);
+}
+
+int fakewa_ws_send(fakewa_ws_conn_t *c, const uint8_t *data, size_t len)
+{
+    if (c->closing)
+        return -1;
+    out_msg_t *m = malloc(sizeof(*m) + LWS_PRE + len);
+    if (!m)
+        return -1;
+    m->next = NULL;
+    m->len = len;
+    memcpy(m->data + LWS_PRE, data, len);
+    if (c->tail)
+        c->tail->next = m;
+    else
+        c->head = m;
+    c->tail = m;
+    lws_callback_on_writable(c->wsi);
+    return 0;
+}
+
+void fakewa_ws_close(fakewa_ws_conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    lws_callback_on_writable(c->wsi);
+}
+
+void *fakewa_ws_conn_user(const fakewa_ws_conn_t *c)
+{
+    return c->user;
+}
