@@ -84,7 +84,6 @@ def fuzz_target(name, srcs, deps = [], corpus = None):
         testonly = True,
         srcs = srcs,
         deps = deps,
-        copts = ["-fsanitize=fuzzer-no-link"],
         linkopts = ["-fsanitize=fuzzer"],
         tags = ["manual", "fuzzer"],
     )

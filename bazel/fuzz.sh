@@ -18,10 +18,10 @@ bz() { CC=clang "$BAZEL" --output_base="$ob" "$@"; }
 if [ $# -gt 0 ]; then
     targets=("$@")
 else
-    mapfile -t targets < <(bz query --noshow_progress 'attr(tags, "\bfuzzer\b", //...)' 2>/dev/null)
+    mapfile -t targets < <(bz query --noshow_progress 'attr(tags, "fuzzer", //tests/...)' 2>/dev/null)
 fi
 [ ${#targets[@]} -gt 0 ] || { echo "no fuzz targets found" >&2; exit 1; }
-bz build --config=fuzz "${targets[@]}"
+bz build --config=fuzz --symlink_prefix=/ "${targets[@]}"
 
 status=0
 for t in "${targets[@]}"; do
