@@ -2,14 +2,14 @@
 # all building happens in Bazel (see WORKSPACE, BUILD files, bazel/).
 #
 #   make run    install what is missing, build, start the service
-#   make test   install what is missing, build, run every test
-#               (ends with "N passed, N failed")
+#   make test   install what is missing, build, run every test, plainly and
+#               under ASan + UBSan (ends with "N passed, N failed")
 
 BAZEL ?= bazel
 # Extra flags for the service in `make run`, e.g. make run ARGS="--port 8080"
 ARGS ?=
 
-.PHONY: all deps build run test asan release fuzz clean format help
+.PHONY: all deps build run test test-quick asan release fuzz clean format help
 
 all: build
 
@@ -30,9 +30,12 @@ run:
 test: deps
 	@bazel/run-tests.sh
 
-# Every test under AddressSanitizer + UndefinedBehaviorSanitizer.
+# Only the plain run, or only the sanitizer run (make test does both).
+test-quick: deps
+	@WAGW_TEST_CONFIGS=default bazel/run-tests.sh
+
 asan: deps
-	@bazel/run-tests.sh --config=asan
+	@WAGW_TEST_CONFIGS=asan bazel/run-tests.sh
 
 release:
 	@bazel/install-deps.sh build

@@ -225,7 +225,7 @@ static void on_wait_wake(uv_async_t *a)
 {
     api_wait_t *w = a->data;
     sess_snapshot_t *snap;
-    int rc;
+    int rc = SESS_SUB_EMPTY;
     while (!w->closing && (rc = sess_sub_next(w->sub, &snap)) == SESS_SUB_OK) {
         if (snap->seq <= w->start_seq) {
             sess_snapshot_unref(snap);

@@ -80,7 +80,7 @@ static void status_members(yajl_gen g, const sess_snapshot_t *s, int with_accoun
     put_str(g, "state", sess_state_name(s->state));
     put_bool(g, "hasQR", left > 0);
     put_str(g, "detail", s->detail);
-    char since[40];
+    char since[80];
     iso8601(s->since_ms, since, sizeof(since));
     put_str(g, "since", since);
     put_int(g, "sinceMs", s->since_ms);

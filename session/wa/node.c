@@ -476,6 +476,7 @@ typedef struct {
 
 static int rd_byte(rd_t *r, unsigned *v)
 {
+    *v = 0;
     if (r->pos >= r->len)
         return WA_NODE_ETRUNCATED;
     *v = r->p[r->pos++];
@@ -484,6 +485,7 @@ static int rd_byte(rd_t *r, unsigned *v)
 
 static int rd_int(rd_t *r, size_t n, size_t *v)
 {
+    *v = 0;
     if (r->len - r->pos < n)
         return WA_NODE_ETRUNCATED;
     size_t x = 0;
