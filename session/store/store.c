@@ -1,0 +1,507 @@
+/* SQLite implementation of the credential store (see store.h). The file is
+ * validated before anything is written to it: SQLite header, schema version,
+ * integrity check; only then are WAL mode and migrations applied. */
+#include "session/store/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+struct store {
+    sqlite3 *db;
+    char *path;
+};
+
+/* Migrations, in order: migrations[i] takes the schema from i to i + 1. */
+static const char *const migrations[] = {
+    "CREATE TABLE creds ("
+    " session TEXT PRIMARY KEY,"
+    " noise_priv BLOB NOT NULL, noise_pub BLOB NOT NULL,"
+    " ident_priv BLOB NOT NULL, ident_pub BLOB NOT NULL,"
+    " spk_id INTEGER NOT NULL, spk_priv BLOB NOT NULL, spk_pub BLOB NOT NULL,"
+    " spk_sig BLOB NOT NULL, reg_id INTEGER NOT NULL, adv_secret BLOB NOT NULL,"
+    " next_prekey_id INTEGER NOT NULL DEFAULT 1,"
+    " account BLOB, jid TEXT, lid TEXT, push_name TEXT, platform TEXT, business_name TEXT,"
+    " updated_at INTEGER NOT NULL DEFAULT (strftime('%s','now')));"
+    "CREATE TABLE prekeys ("
+    " session TEXT NOT NULL REFERENCES creds(session) ON DELETE CASCADE,"
+    " id INTEGER NOT NULL, priv BLOB NOT NULL, pub BLOB NOT NULL,"
+    " uploaded INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (session, id));",
+};
+
+#define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+
+const char *store_strerror(int code)
+{
+    switch (code) {
+    case STORE_OK:
+        return "ok";
+    case STORE_ENOTFOUND:
+        return "no credentials";
+    case STORE_EIO:
+        return "database error";
+    case STORE_ECORRUPT:
+        return "database file is corrupt";
+    case STORE_ENEWER:
+        return "database written by a newer version";
+    case STORE_ENOMEM:
+        return "out of memory";
+    case STORE_EINVAL:
+        return "invalid credential record";
+    }
+    return "unknown store error";
+}
+
+static int exec(store_t *st, const char *sql)
+{
+    return sqlite3_exec(st->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : STORE_EIO;
+}
+
+static int pragma_int(sqlite3 *db, const char *sql, int *out)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+/* The file must be empty or start with the SQLite header. */
+static int check_header(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : STORE_EIO;
+    char hdr[16];
+    ssize_t n = read(fd, hdr, sizeof(hdr));
+    close(fd);
+    if (n == 0)
+        return 0;
+    if (n != 16 || memcmp(hdr, "SQLite format 3", 16) != 0) {
+        snprintf(err, errlen, "%s is not a SQLite database; refusing to touch it", path);
+        return STORE_ECORRUPT;
+    }
+    return 0;
+}
+
+int store_open(const char *dir, store_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    store_t *st = calloc(1, sizeof(*st));
+    size_t plen = strlen(dir) + sizeof(STORE_FILE_NAME) + 2;
+    if (!st || !(st->path = malloc(plen))) {
+        free(st);
+        snprintf(err, errlen, "out of memory");
+        return STORE_ENOMEM;
+    }
+    snprintf(st->path, plen, "%s/%s", dir, STORE_FILE_NAME);
+    int rc = check_header(st->path, err, errlen);
+    if (rc) {
+        if (rc == STORE_EIO)
+            snprintf(err, errlen, "cannot read %s: %s", st->path, strerror(errno));
+        goto fail;
+    }
+    /* create it 0600 ourselves; SQLite gives -wal and -shm the same mode */
+    int fd = open(st->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot open %s: %s", st->path, strerror(errno));
+        rc = STORE_EIO;
+        goto fail;
+    }
+    fchmod(fd, 0600);
+    close(fd);
+    if (sqlite3_open_v2(st->path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, errlen, "cannot open %s: %s", st->path,
+                 st->db ? sqlite3_errmsg(st->db) : "out of memory");
+        rc = STORE_EIO;
+        goto fail;
+    }
+    sqlite3_busy_timeout(st->db, 5000);
+    int version = 0;
+    if (pragma_int(st->db, "PRAGMA user_version", &version) != 0) {
+        snprintf(err, errlen, "%s is not a readable SQLite database: %s", st->path,
+                 sqlite3_errmsg(st->db));
+        rc = STORE_ECORRUPT;
+        goto fail;
+    }
+    if (version > STORE_SCHEMA_VERSION) {
+        snprintf(err, errlen,
+                 "%s has schema version %d, newer than this wa-gateway (%d); refusing to touch it",
+                 st->path, version, STORE_SCHEMA_VERSION);
+        rc = STORE_ENEWER;
+        goto fail;
+    }
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db, "PRAGMA quick_check", -1, &s, NULL) != SQLITE_OK ||
+        sqlite3_step(s) != SQLITE_ROW ||
+        strcmp((const char *)sqlite3_column_text(s, 0), "ok") != 0) {
+        if (s)
+            sqlite3_finalize(s);
+        snprintf(err, errlen, "%s failed its integrity check; refusing to touch it", st->path);
+        rc = STORE_ECORRUPT;
+        goto fail;
+    }
+    sqlite3_finalize(s);
+    if (exec(st, "PRAGMA journal_mode=WAL") || exec(st, "PRAGMA synchronous=FULL") ||
+        exec(st, "PRAGMA foreign_keys=ON") || exec(st, "PRAGMA secure_delete=ON")) {
+        snprintf(err, errlen, "cannot configure %s: %s", st->path, sqlite3_errmsg(st->db));
+        rc = STORE_EIO;
+        goto fail;
+    }
+    for (int v = version; v < STORE_SCHEMA_VERSION; v++) {
+        char setv[64];
+        snprintf(setv, sizeof(setv), "PRAGMA user_version=%d", v + 1);
+        if (exec(st, "BEGIN IMMEDIATE") || exec(st, migrations[v]) || exec(st, setv) ||
+            exec(st, "COMMIT")) {
+            snprintf(err, errlen, "cannot migrate %s to schema %d: %s", st->path, v + 1,
+                     sqlite3_errmsg(st->db));
+            exec(st, "ROLLBACK");
+            rc = STORE_EIO;
+            goto fail;
+        }
+    }
+    *out = st;
+    return 0;
+fail:
+    if (st->db)
+        sqlite3_close(st->db);
+    free(st->path);
+    free(st);
+    return rc;
+}
+
+void store_close(store_t *st)
+{
+    if (!st)
+        return;
+    sqlite3_close(st->db);
+    free(st->path);
+    free(st);
+}
+
+const char *store_path(const store_t *st)
+{
+    return st->path;
+}
+
+void store_creds_free(store_creds_t *c)
+{
+    free(c->account);
+    free(c->jid);
+    free(c->lid);
+    free(c->push_name);
+    free(c->platform);
+    free(c->business_name);
+    explicit_bzero(c, sizeof(*c));
+}
+
+static int blob(sqlite3_stmt *s, int col, uint8_t *dst, size_t len)
+{
+    if ((size_t)sqlite3_column_bytes(s, col) != len)
+        return STORE_ECORRUPT;
+    const void *p = sqlite3_column_blob(s, col);
+    if (!p)
+        return STORE_ECORRUPT;
+    memcpy(dst, p, len);
+    return 0;
+}
+
+static char *text_dup(sqlite3_stmt *s, int col)
+{
+    const unsigned char *t = sqlite3_column_text(s, col);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+int store_load(store_t *st, const char *session, store_creds_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT noise_priv, noise_pub, ident_priv, ident_pub, spk_id, spk_priv,"
+                           " spk_pub, spk_sig, reg_id, adv_secret, next_prekey_id, account, jid,"
+                           " lid, push_name, platform, business_name FROM creds WHERE session=?",
+                           -1, &s, NULL) != SQLITE_OK)
+        return STORE_EIO;
+    sqlite3_bind_text(s, 1, session, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_DONE) {
+        sqlite3_finalize(s);
+        return STORE_ENOTFOUND;
+    }
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(s);
+        return STORE_EIO;
+    }
+    rc = blob(s, 0, c->noise_priv, 32) || blob(s, 1, c->noise_pub, 32) ||
+                 blob(s, 2, c->ident_priv, 32) || blob(s, 3, c->ident_pub, 32) ||
+                 blob(s, 5, c->spk_priv, 32) || blob(s, 6, c->spk_pub, 32) ||
+                 blob(s, 7, c->spk_sig, 64) || blob(s, 9, c->adv_secret, 32)
+             ? STORE_ECORRUPT
+             : 0;
+    c->spk_id = (uint32_t)sqlite3_column_int64(s, 4);
+    c->reg_id = (uint32_t)sqlite3_column_int64(s, 8);
+    c->next_prekey_id = (uint32_t)sqlite3_column_int64(s, 10);
+    if (!rc && sqlite3_column_type(s, 11) == SQLITE_BLOB) {
+        c->account_len = (size_t)sqlite3_column_bytes(s, 11);
+        c->account = malloc(c->account_len ? c->account_len : 1);
+        if (!c->account)
+            rc = STORE_ENOMEM;
+        else
+            memcpy(c->account, sqlite3_column_blob(s, 11), c->account_len);
+    }
+    if (!rc) {
+        c->jid = text_dup(s, 12);
+        c->lid = text_dup(s, 13);
+        c->push_name = text_dup(s, 14);
+        c->platform = text_dup(s, 15);
+        c->business_name = text_dup(s, 16);
+        if (!c->jid != !c->account)
+            rc = STORE_ECORRUPT; /* pairing data is written whole or not at all */
+    }
+    sqlite3_finalize(s);
+    if (rc)
+        store_creds_free(c);
+    return rc;
+}
+
+static void bind_opt_text(sqlite3_stmt *s, int i, const char *t)
+{
+    if (t)
+        sqlite3_bind_text(s, i, t, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(s, i);
+}
+
+/* Runs one prepared statement to completion inside its own transaction. */
+static int run_tx(store_t *st, sqlite3_stmt *s)
+{
+    if (exec(st, "BEGIN IMMEDIATE")) {
+        sqlite3_finalize(s);
+        return STORE_EIO;
+    }
+    int ok = sqlite3_step(s) == SQLITE_DONE;
+    sqlite3_finalize(s);
+    if (!ok || exec(st, "COMMIT")) {
+        exec(st, "ROLLBACK");
+        return STORE_EIO;
+    }
+    return 0;
+}
+
+int store_save(store_t *st, const char *session, const store_creds_t *c)
+{
+    if (!c->jid != !c->account)
+        return STORE_EINVAL;
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db,
+                           "INSERT OR REPLACE INTO creds (session, noise_priv, noise_pub,"
+                           " ident_priv, ident_pub, spk_id, spk_priv, spk_pub, spk_sig, reg_id,"
+                           " adv_secret, next_prekey_id, account, jid, lid, push_name, platform,"
+                           " business_name) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           -1, &s, NULL) != SQLITE_OK)
+        return STORE_EIO;
+    sqlite3_bind_text(s, 1, session, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(s, 2, c->noise_priv, 32, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(s, 3, c->noise_pub, 32, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(s, 4, c->ident_priv, 32, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(s, 5, c->ident_pub, 32, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 6, c->spk_id);
+    sqlite3_bind_blob(s, 7, c->spk_priv, 32, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(s, 8, c->spk_pub, 32, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(s, 9, c->spk_sig, 64, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 10, c->reg_id);
+    sqlite3_bind_blob(s, 11, c->adv_secret, 32, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 12, c->next_prekey_id ? c->next_prekey_id : 1);
+    if (c->account)
+        sqlite3_bind_blob(s, 13, c->account, (int)c->account_len, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(s, 13);
+    bind_opt_text(s, 14, c->jid);
+    bind_opt_text(s, 15, c->lid);
+    bind_opt_text(s, 16, c->push_name);
+    bind_opt_text(s, 17, c->platform);
+    bind_opt_text(s, 18, c->business_name);
+    return run_tx(st, s);
+}
+
+int store_save_pairing(store_t *st, const char *session, const uint8_t *account,
+                       size_t account_len, const char *jid, const char *lid, const char *platform,
+                       const char *business_name, const char *push_name)
+{
+    if (!account || !jid)
+        return STORE_EINVAL;
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db,
+                           "UPDATE creds SET account=?, jid=?, lid=?, platform=?, business_name=?,"
+                           " push_name=?, updated_at=strftime('%s','now') WHERE session=?",
+                           -1, &s, NULL) != SQLITE_OK)
+        return STORE_EIO;
+    sqlite3_bind_blob(s, 1, account, (int)account_len, SQLITE_TRANSIENT);
+    bind_opt_text(s, 2, jid);
+    bind_opt_text(s, 3, lid);
+    bind_opt_text(s, 4, platform);
+    bind_opt_text(s, 5, business_name);
+    bind_opt_text(s, 6, push_name);
+    sqlite3_bind_text(s, 7, session, -1, SQLITE_TRANSIENT);
+    int rc = run_tx(st, s);
+    if (rc == 0 && sqlite3_changes(st->db) != 1)
+        return STORE_ENOTFOUND;
+    return rc;
+}
+
+int store_wipe(store_t *st, const char *session)
+{
+    sqlite3_stmt *a, *b;
+    if (exec(st, "BEGIN IMMEDIATE"))
+        return STORE_EIO;
+    int ok = sqlite3_prepare_v2(st->db, "DELETE FROM prekeys WHERE session=?", -1, &a, NULL) ==
+             SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_text(a, 1, session, -1, SQLITE_TRANSIENT);
+        ok = sqlite3_step(a) == SQLITE_DONE;
+        sqlite3_finalize(a);
+    }
+    if (ok && (ok = sqlite3_prepare_v2(st->db, "DELETE FROM creds WHERE session=?", -1, &b,
+                                       NULL) == SQLITE_OK)) {
+        sqlite3_bind_text(b, 1, session, -1, SQLITE_TRANSIENT);
+        ok = sqlite3_step(b) == SQLITE_DONE;
+        sqlite3_finalize(b);
+    }
+    if (!ok || exec(st, "COMMIT")) {
+        exec(st, "ROLLBACK");
+        return STORE_EIO;
+    }
+    return 0;
+}
+
+int store_prekeys_add(store_t *st, const char *session, const store_prekey_t *keys, size_t n)
+{
+    if (exec(st, "BEGIN IMMEDIATE"))
+        return STORE_EIO;
+    sqlite3_stmt *s;
+    int ok = sqlite3_prepare_v2(st->db,
+                                "INSERT INTO prekeys (session, id, priv, pub) VALUES (?,?,?,?)",
+                                -1, &s, NULL) == SQLITE_OK;
+    uint32_t max = 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        sqlite3_reset(s);
+        sqlite3_bind_text(s, 1, session, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 2, keys[i].id);
+        sqlite3_bind_blob(s, 3, keys[i].priv, 32, SQLITE_TRANSIENT);
+        sqlite3_bind_blob(s, 4, keys[i].pub, 32, SQLITE_TRANSIENT);
+        ok = sqlite3_step(s) == SQLITE_DONE;
+        if (keys[i].id > max)
+            max = keys[i].id;
+    }
+    if (ok)
+        sqlite3_finalize(s);
+    sqlite3_stmt *u;
+    if (ok && (ok = sqlite3_prepare_v2(st->db,
+                                       "UPDATE creds SET next_prekey_id=max(next_prekey_id, ?)"
+                                       " WHERE session=?",
+                                       -1, &u, NULL) == SQLITE_OK)) {
+        sqlite3_bind_int64(u, 1, (sqlite3_int64)max + 1);
+        sqlite3_bind_text(u, 2, session, -1, SQLITE_TRANSIENT);
+        ok = sqlite3_step(u) == SQLITE_DONE && sqlite3_changes(st->db) == 1;
+        sqlite3_finalize(u);
+    }
+    if (!ok || exec(st, "COMMIT")) {
+        exec(st, "ROLLBACK");
+        return STORE_EIO;
+    }
+    return 0;
+}
+
+int store_prekeys_pending(store_t *st, const char *session, store_prekey_t *out, size_t max,
+                          size_t *n)
+{
+    *n = 0;
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT id, priv, pub FROM prekeys WHERE session=? AND uploaded=0"
+                           " ORDER BY id LIMIT ?",
+                           -1, &s, NULL) != SQLITE_OK)
+        return STORE_EIO;
+    sqlite3_bind_text(s, 1, session, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)max);
+    int rc = 0;
+    while (*n < max && sqlite3_step(s) == SQLITE_ROW) {
+        out[*n].id = (uint32_t)sqlite3_column_int64(s, 0);
+        if (blob(s, 1, out[*n].priv, 32) || blob(s, 2, out[*n].pub, 32)) {
+            rc = STORE_ECORRUPT;
+            break;
+        }
+        (*n)++;
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int store_prekeys_mark_uploaded(store_t *st, const char *session, uint32_t max_id)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db, "UPDATE prekeys SET uploaded=1 WHERE session=? AND id<=?", -1,
+                           &s, NULL) != SQLITE_OK)
+        return STORE_EIO;
+    sqlite3_bind_text(s, 1, session, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, max_id);
+    return run_tx(st, s);
+}
+
+int store_prekeys_count(store_t *st, const char *session, size_t *n)
+{
+    sqlite3_stmt *s;
+    *n = 0;
+    if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM prekeys WHERE session=?", -1, &s,
+                           NULL) != SQLITE_OK)
+        return STORE_EIO;
+    sqlite3_bind_text(s, 1, session, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        *n = (size_t)sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return 0;
+}
+
+int store_check(store_t *st, char *err, size_t errlen)
+{
+    sqlite3_stmt *s;
+    int bad = 0;
+    if (sqlite3_prepare_v2(st->db, "PRAGMA integrity_check", -1, &s, NULL) != SQLITE_OK)
+        return STORE_EIO;
+    if (sqlite3_step(s) != SQLITE_ROW || strcmp((const char *)sqlite3_column_text(s, 0), "ok")) {
+        snprintf(err, errlen, "integrity check failed");
+        bad = 1;
+    }
+    sqlite3_finalize(s);
+    static const char *const checks[][2] = {
+        {"SELECT count(*) FROM creds WHERE length(noise_priv)!=32 OR length(noise_pub)!=32 OR"
+         " length(ident_priv)!=32 OR length(ident_pub)!=32 OR length(spk_priv)!=32 OR"
+         " length(spk_pub)!=32 OR length(spk_sig)!=64 OR length(adv_secret)!=32",
+         "a credential record has keys of the wrong size"},
+        {"SELECT count(*) FROM creds WHERE (jid IS NULL) != (account IS NULL)",
+         "a half-written pairing record"},
+        {"SELECT count(*) FROM prekeys WHERE session NOT IN (SELECT session FROM creds)",
+         "pre-keys without a session"},
+        {"SELECT count(*) FROM prekeys p JOIN creds c USING (session)"
+         " WHERE p.id >= c.next_prekey_id",
+         "pre-key ids beyond the session's counter"},
+    };
+    for (size_t i = 0; !bad && i < sizeof(checks) / sizeof(checks[0]); i++) {
+        int n = 0;
+        if (pragma_int(st->db, checks[i][0], &n) != 0 || n != 0) {
+            snprintf(err, errlen, "%s", checks[i][1]);
+            bad = 1;
+        }
+    }
+    return bad ? STORE_ECORRUPT : 0;
+}

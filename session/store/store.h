@@ -1,0 +1,102 @@
+/* The durable credential store: one SQLite file (DATA_DIR/wa-gateway.db,
+ * mode 0600, WAL, synchronous FULL) holding, per named session, the device
+ * identity (noise, identity and signed pre-key key pairs, registration id,
+ * adv secret), what pairing gave (signed account identity, JID, LID, names)
+ * and the one-time pre-keys. Every change is one transaction, so a crash at
+ * any point leaves either the old or the new record, never half of one. A
+ * corrupt file or a schema newer than this code is refused and left as is.
+ * Key bytes are never logged. A handle is used from one thread. */
+#ifndef WG_SESSION_STORE_STORE_H
+#define WG_SESSION_STORE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+    STORE_OK = 0,
+    STORE_ENOTFOUND = 1,  /* no credentials for that session (not an error) */
+    STORE_EIO = -1,       /* SQLite or file system error */
+    STORE_ECORRUPT = -2,  /* not a database, or it fails its integrity check */
+    STORE_ENEWER = -3,    /* written by a newer version of wa-gateway */
+    STORE_ENOMEM = -4,
+    STORE_EINVAL = -5,    /* a record with wrong key sizes */
+};
+
+/* The schema version this code writes. */
+#define STORE_SCHEMA_VERSION 1
+
+/* The file name inside DATA_DIR. */
+#define STORE_FILE_NAME "wa-gateway.db"
+
+typedef struct store store_t;
+
+/* A session's credentials. Byte arrays are raw 32-byte Curve25519 keys. */
+typedef struct {
+    uint8_t noise_priv[32], noise_pub[32];
+    uint8_t ident_priv[32], ident_pub[32];
+    uint32_t spk_id;
+    uint8_t spk_priv[32], spk_pub[32], spk_sig[64];
+    uint32_t reg_id;
+    uint8_t adv_secret[32];
+    uint32_t next_prekey_id; /* first unused one-time pre-key id */
+    /* After pairing (NULL / 0 before): */
+    uint8_t *account;        /* serialized ADVSignedDeviceIdentity */
+    size_t account_len;
+    char *jid, *lid, *push_name, *platform, *business_name;
+} store_creds_t;
+
+typedef struct {
+    uint32_t id;
+    uint8_t priv[32], pub[32];
+} store_prekey_t;
+
+/* Returns a short English description of a code. */
+const char *store_strerror(int code);
+
+/* Opens (creating when missing) DATA_DIR/wa-gateway.db. On error returns a
+ * negative code with a one-line message in err, and the file is untouched. */
+int store_open(const char *dir, store_t **out, char *err, size_t errlen);
+
+/* Closes the store. NULL is ignored. */
+void store_close(store_t *st);
+
+/* The database file's path (owned by the store). */
+const char *store_path(const store_t *st);
+
+/* Loads `session`'s credentials into *out (caller frees with
+ * store_creds_free). Returns 0, STORE_ENOTFOUND or a negative code. */
+int store_load(store_t *st, const char *session, store_creds_t *out);
+
+/* Writes a whole record (insert or replace) in one transaction. */
+int store_save(store_t *st, const char *session, const store_creds_t *c);
+
+/* Records what pairing gave, in one transaction (the identity must exist). */
+int store_save_pairing(store_t *st, const char *session, const uint8_t *account,
+                       size_t account_len, const char *jid, const char *lid, const char *platform,
+                       const char *business_name, const char *push_name);
+
+/* Deletes the session's credentials and pre-keys in one transaction. */
+int store_wipe(store_t *st, const char *session);
+
+/* Adds one-time pre-keys and advances next_prekey_id past them, atomically. */
+int store_prekeys_add(store_t *st, const char *session, const store_prekey_t *keys, size_t n);
+
+/* Reads up to `max` pre-keys not yet uploaded, lowest ids first. */
+int store_prekeys_pending(store_t *st, const char *session, store_prekey_t *out, size_t max,
+                          size_t *n);
+
+/* Marks pre-keys with ids <= max_id as uploaded. */
+int store_prekeys_mark_uploaded(store_t *st, const char *session, uint32_t max_id);
+
+/* Counts a session's pre-keys (uploaded or not). */
+int store_prekeys_count(store_t *st, const char *session, size_t *n);
+
+/* Checks the whole file: integrity, key sizes, no half-written pairing,
+ * no pre-keys without a session. Returns 0 or STORE_ECORRUPT with a
+ * message in err. */
+int store_check(store_t *st, char *err, size_t errlen);
+
+/* Releases the heap parts of a record and wipes its key bytes. */
+void store_creds_free(store_creds_t *c);
+
+#endif
