@@ -1,0 +1,107 @@
+/* The WhatsApp companion's protocol engine for one connection (whatsmeow's
+ * pair.go, qrchan.go, keepalive.go and connectionevents.go together): it
+ * opens a noise socket with the registration or login payload and then
+ * reacts to the server: pair-device refs become QR codes that rotate on
+ * their lifetimes; pair-success is verified, handed to the owner to persist,
+ * and countersigned; success starts the connected life (passive/active,
+ * pre-key count and upload, keepalive pings, acks); stream errors and
+ * failures end the connection with a classified verdict (section 7 of the
+ * protocol doc). Loop-thread only; one wa_client_t per connection attempt. */
+#ifndef WG_SESSION_WA_CLIENT_H
+#define WG_SESSION_WA_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "session/wa/cert.h"
+#include "session/wa/framesocket.h"
+#include "session/wa/pair.h"
+#include "session/wa/payload.h"
+
+/* What the owner should do after a connection ended. */
+typedef enum {
+    WA_RETRY_NO = 0,        /* stay disconnected until asked */
+    WA_RETRY_NOW = 1,       /* reconnect at once (restart requested) */
+    WA_RETRY_BACKOFF = 2,   /* reconnect after an increasing delay */
+} wa_retry_t;
+
+/* A classified end of connection. */
+typedef struct {
+    const char *detail;  /* named detail, e.g. "logged_out", "replaced", "qr_timeout" */
+    int code;            /* the server's code (stream:error code / failure reason), or 0 */
+    wa_retry_t retry;
+    int wipe;            /* the credentials are useless: delete them */
+    int64_t expire_s;    /* temporary ban: seconds until it ends (0 if none) */
+    const char *message; /* human-readable, no secrets */
+} wa_verdict_t;
+
+/* Classifies a server node that ends the stream (stream:error, failure,
+ * xmlstreamend) into *out. Returns 1 when `node` is such a node, else 0. */
+int wa_client_classify(const wa_node_t *node, wa_verdict_t *out);
+
+/* The identity the connection uses (borrowed for wa_client_connect). */
+typedef struct {
+    const uint8_t *noise_priv, *noise_pub;
+    const uint8_t *ident_priv, *ident_pub;
+    uint32_t reg_id;
+    uint32_t spk_id;
+    const uint8_t *spk_pub, *spk_sig;
+    const uint8_t *adv_secret;
+    const char *jid; /* NULL: register (QR pairing); else log in as this device */
+} wa_client_identity_t;
+
+typedef struct {
+    const char *url;
+    wa_cert_trust_t trust;
+    wa_version_t version;
+    unsigned connect_timeout_ms;   /* 0 = 20000 */
+    unsigned qr_first_ms;          /* 0 = 60000 */
+    unsigned qr_next_ms;           /* 0 = 20000 */
+    unsigned keepalive_ms;         /* 0 = 25000 */
+    unsigned keepalive_timeout_ms; /* 0 = 20000 */
+    unsigned prekey_min;           /* upload when the server has fewer; 0 = 5 */
+    unsigned prekey_batch;         /* keys per upload; 0 = 50 (first upload: 812) */
+} wa_client_config_t;
+
+typedef struct wa_client wa_client_t;
+
+/* One-time pre-keys the owner provides for an upload. */
+typedef struct {
+    uint32_t id;
+    uint8_t pub[32];
+} wa_client_prekey_t;
+
+typedef struct {
+    /* The socket opened and the handshake completed. */
+    void (*on_open)(void *arg);
+    /* A new QR to show, valid until expires_at_ms (wall clock). */
+    void (*on_qr)(void *arg, const char *qr, int64_t expires_at_ms);
+    /* pair-success verified: persist it now (before we answer) and return 0;
+     * a non-zero return makes us answer with an error and close. */
+    int (*on_paired)(void *arg, const wa_pair_result_t *res);
+    /* Logged in: `lid` from the success node (may be NULL). */
+    void (*on_connected)(void *arg, const char *lid);
+    /* The server wants `want` more pre-keys (first upload or low count):
+     * fill up to `want` keys into out (generated and persisted by the owner)
+     * and return how many, or -1. */
+    int (*get_prekeys)(void *arg, size_t want, int first, wa_client_prekey_t *out);
+    /* The upload of keys up to max_id was accepted. */
+    void (*on_prekeys_uploaded)(void *arg, uint32_t max_id);
+    /* The connection ended (always the last call; the client is gone). */
+    void (*on_closed)(void *arg, const wa_verdict_t *v);
+    void *arg;
+} wa_client_hooks_t;
+
+/* Connects with the registration (identity->jid == NULL) or login payload.
+ * Returns NULL when it cannot start (bad URL, out of memory). */
+wa_client_t *wa_client_connect(wa_fsock_ctx_t *ctx, const wa_client_config_t *cfg,
+                               const wa_client_identity_t *id, const wa_client_hooks_t *hooks);
+
+/* Sends the remove-companion-device request (when logged in) and closes;
+ * on_closed follows with detail "logged_out". */
+void wa_client_logout(wa_client_t *c);
+
+/* Closes now; no hook runs after this returns. */
+void wa_client_close(wa_client_t *c);
+
+#endif
