@@ -65,9 +65,11 @@ static int exec(store_t *st, const char *sql)
 
 static int pragma_int(sqlite3 *db, const char *sql, int *out)
 {
-    sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
+        sqlite3_finalize(s);
         return -1;
+    }
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW)
         *out = sqlite3_column_int(s, 0);
@@ -141,12 +143,11 @@ int store_open(const char *dir, store_t **out, char *err, size_t errlen)
         rc = STORE_ENEWER;
         goto fail;
     }
-    sqlite3_stmt *s;
+    sqlite3_stmt *s = NULL;
     if (sqlite3_prepare_v2(st->db, "PRAGMA quick_check", -1, &s, NULL) != SQLITE_OK ||
         sqlite3_step(s) != SQLITE_ROW ||
         strcmp((const char *)sqlite3_column_text(s, 0), "ok") != 0) {
-        if (s)
-            sqlite3_finalize(s);
+        sqlite3_finalize(s);
         snprintf(err, errlen, "%s failed its integrity check; refusing to touch it", st->path);
         rc = STORE_ECORRUPT;
         goto fail;
@@ -174,7 +175,7 @@ int store_open(const char *dir, store_t **out, char *err, size_t errlen)
     return 0;
 fail:
     if (st->db)
-        sqlite3_close(st->db);
+        sqlite3_close_v2(st->db);
     free(st->path);
     free(st);
     return rc;
@@ -361,7 +362,7 @@ int store_save_pairing(store_t *st, const char *session, const uint8_t *account,
 
 int store_wipe(store_t *st, const char *session)
 {
-    sqlite3_stmt *a, *b;
+    sqlite3_stmt *a = NULL, *b = NULL;
     if (exec(st, "BEGIN IMMEDIATE"))
         return STORE_EIO;
     int ok = sqlite3_prepare_v2(st->db, "DELETE FROM prekeys WHERE session=?", -1, &a, NULL) ==
@@ -388,7 +389,7 @@ int store_prekeys_add(store_t *st, const char *session, const store_prekey_t *ke
 {
     if (exec(st, "BEGIN IMMEDIATE"))
         return STORE_EIO;
-    sqlite3_stmt *s;
+    sqlite3_stmt *s = NULL;
     int ok = sqlite3_prepare_v2(st->db,
                                 "INSERT INTO prekeys (session, id, priv, pub) VALUES (?,?,?,?)",
                                 -1, &s, NULL) == SQLITE_OK;
@@ -403,8 +404,7 @@ int store_prekeys_add(store_t *st, const char *session, const store_prekey_t *ke
         if (keys[i].id > max)
             max = keys[i].id;
     }
-    if (ok)
-        sqlite3_finalize(s);
+    sqlite3_finalize(s);
     sqlite3_stmt *u;
     if (ok && (ok = sqlite3_prepare_v2(st->db,
                                        "UPDATE creds SET next_prekey_id=max(next_prekey_id, ?)"

@@ -136,8 +136,10 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             lws_callback_on_writable(wsi);
         return 0;
     case LWS_CALLBACK_CLIENT_RECEIVE: {
-        if (!s || s->closing)
+        if (!s)
             return -1;
+        if (s->closing)
+            return 0; /* closing after the queue is written; ignore input */
         if (!lws_frame_is_binary(wsi))
             return 0; /* text messages are ignored */
         int rc = wa_frame_reader_feed(&s->reader, in, len);
@@ -152,14 +154,14 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         while (!s->closing && wa_frame_reader_next(&s->reader, &payload, &plen) == 1)
             if (s->cb.on_frame)
                 s->cb.on_frame(s->cb.arg, payload, plen);
-        return s->closing ? -1 : 0;
+        return 0; /* a close requested by a callback completes in WRITEABLE */
     }
     case LWS_CALLBACK_CLIENT_WRITEABLE: {
-        if (!s || s->closing)
+        if (!s)
             return -1;
         out_msg_t *m = s->head;
         if (!m)
-            return 0;
+            return s->closing ? -1 : 0;
         int n = lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_BINARY);
         if (n < (int)m->len)
             return -1;
@@ -167,7 +169,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         if (!s->head)
             s->tail = NULL;
         free(m);
-        if (s->head)
+        if (s->head || s->closing)
             lws_callback_on_writable(wsi);
         return 0;
     }
@@ -361,6 +363,13 @@ void wa_fsock_close(wa_fsock_t *s)
     s->closing = 1;
     s->reported = 1;
     close_timer(s);
-    if (s->wsi)
+    if (!s->wsi)
+        return;
+    if (s->open && s->head) {
+        /* write what is queued (e.g. a last error reply), then close */
+        lws_callback_on_writable(s->wsi);
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 2);
+    } else {
         lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+    }
 }

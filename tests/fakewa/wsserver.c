@@ -69,8 +69,10 @@ static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
     }
     case LWS_CALLBACK_RECEIVE: {
         fakewa_ws_conn_t *c = slot ? *slot : NULL;
-        if (!c || c->closing)
+        if (!c)
             return -1;
+        if (c->closing)
+            return 0;
         if (!lws_frame_is_binary(wsi))
             return 0;
         if (c->rx_len + len > c->rx_cap) {
@@ -91,7 +93,7 @@ static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
             if (srv->cb.on_message)
                 srv->cb.on_message(srv->cb.arg, c, c->rx, n);
         }
-        return c->closing ? -1 : 0;
+        return 0; /* a close requested meanwhile happens after the queue is written */
     }
     case LWS_CALLBACK_SERVER_WRITEABLE: {
         fakewa_ws_conn_t *c = slot ? *slot : NULL;
@@ -232,7 +234,8 @@ void fakewa_ws_close(fakewa_ws_conn_t *c)
     if (c->closing)
         return;
     c->closing = 1;
-    lws_callback_on_writable(c->wsi);
+    lws_callback_on_writable(c->wsi); /* writes what is queued, then closes */
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 2);
 }
 
 void *fakewa_ws_conn_user(const fakewa_ws_conn_t *c)

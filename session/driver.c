@@ -1,0 +1,388 @@
+/* The session driver (see driver.h): identity generation, the mapping from
+ * client events to published states, backoff, relinking and logout. */
+#include "session/driver.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "session/wa/crypto.h"
+
+typedef struct {
+    sess_t *sess;
+    sess_driver_opts_t o;
+    char *url;
+    store_creds_t creds;
+    int have_creds;
+    wa_client_t *client;
+    int connected;
+    unsigned attempt;
+    uv_timer_t retry;
+    int retry_open;
+    int relink_after_logout; /* reconnect (unlink) then register anew */
+    int stopping;
+    void (*stop_done)(void *);
+    void *stop_arg;
+} drv_t;
+
+unsigned sess_driver_backoff_ms(unsigned min_ms, unsigned max_ms, unsigned attempt, unsigned rnd)
+{
+    uint64_t d = min_ms;
+    for (unsigned i = 0; i < attempt && d < max_ms; i++)
+        d *= 2;
+    if (d > max_ms)
+        d = max_ms;
+    /* jitter: 80% .. 120% */
+    uint64_t j = d * (80 + (rnd % 41)) / 100;
+    return (unsigned)(j ? j : 1);
+}
+
+static void publish(drv_t *d, sess_state_t st, const char *detail)
+{
+    sess_account_t acc = {0};
+    char phone[32] = "";
+    sess_change_t c = {.state = st, .detail = detail};
+    if (d->have_creds && d->creds.jid) {
+        acc.jid = d->creds.jid;
+        acc.lid = d->creds.lid;
+        size_t n = strcspn(d->creds.jid, ":@_");
+        snprintf(phone, sizeof(phone), "%.*s", (int)(n < sizeof(phone) ? n : sizeof(phone) - 1),
+                 d->creds.jid);
+        acc.phone = phone;
+        acc.push_name = d->creds.push_name;
+        acc.platform = d->creds.platform;
+        acc.business_name = d->creds.business_name;
+        c.account = &acc;
+    } else {
+        c.clear_account = 1;
+    }
+    if (sess_publish(d->sess, &c) != 0)
+        LOG_ERROR("session", "out of memory publishing a state change");
+}
+
+static int new_identity(drv_t *d)
+{
+    store_creds_t *c = &d->creds;
+    if (d->have_creds)
+        store_creds_free(c);
+    memset(c, 0, sizeof(*c));
+    wa_keypair_t n, i, s;
+    uint8_t signed_msg[33], rnd[2];
+    if (wa_crypto_keypair_generate(&n) || wa_crypto_keypair_generate(&i) ||
+        wa_crypto_keypair_generate(&s) || wa_crypto_random(c->adv_secret, 32) ||
+        wa_crypto_random(rnd, 2))
+        return -1;
+    signed_msg[0] = 5;
+    memcpy(signed_msg + 1, s.pub, 32);
+    if (wa_crypto_sign(i.priv, signed_msg, 33, c->spk_sig))
+        return -1;
+    memcpy(c->noise_priv, n.priv, 32);
+    memcpy(c->noise_pub, n.pub, 32);
+    memcpy(c->ident_priv, i.priv, 32);
+    memcpy(c->ident_pub, i.pub, 32);
+    memcpy(c->spk_priv, s.priv, 32);
+    memcpy(c->spk_pub, s.pub, 32);
+    explicit_bzero(&n, sizeof(n));
+    explicit_bzero(&i, sizeof(i));
+    explicit_bzero(&s, sizeof(s));
+    c->spk_id = 1;
+    c->reg_id = 1 + ((unsigned)rnd[0] << 8 | rnd[1]) % 16380;
+    c->next_prekey_id = 1;
+    if (store_save(d->o.store, sess_name(d->sess), c) != 0) {
+        store_creds_free(c);
+        d->have_creds = 0;
+        return -1;
+    }
+    d->have_creds = 1;
+    return 0;
+}
+
+static void connect_now(drv_t *d);
+
+/* --- client hooks --- */
+
+static void on_qr(void *arg, const char *qr, int64_t expires_at_ms)
+{
+    drv_t *d = arg;
+    sess_change_t c = {.state = SESS_QR_READY, .detail = "", .qr_text = qr,
+                       .qr_expires_at_ms = expires_at_ms, .clear_account = 1};
+    sess_publish(d->sess, &c);
+}
+
+static int on_paired(void *arg, const wa_pair_result_t *r)
+{
+    drv_t *d = arg;
+    int rc = store_save_pairing(d->o.store, sess_name(d->sess), r->account, r->account_len, r->jid,
+                                r->lid, r->platform, r->business_name, NULL);
+    if (rc) {
+        LOG_ERROR("session", "cannot save the pairing: %s", store_strerror(rc));
+        return -1;
+    }
+    store_creds_free(&d->creds);
+    d->have_creds = store_load(d->o.store, sess_name(d->sess), &d->creds) == 0;
+    LOG_INFO("session", "linked to %s (%s)", d->creds.jid ? d->creds.jid : "?",
+             r->platform ? r->platform : "unknown platform");
+    publish(d, SESS_CONNECTING, "paired");
+    return d->have_creds ? 0 : -1;
+}
+
+static void on_connected(void *arg, const char *lid)
+{
+    drv_t *d = arg;
+    d->connected = 1;
+    d->attempt = 0; /* a good connection resets the backoff */
+    if (lid && d->have_creds && (!d->creds.lid || strcmp(lid, d->creds.lid))) {
+        store_save_pairing(d->o.store, sess_name(d->sess), d->creds.account,
+                           d->creds.account_len, d->creds.jid, lid, d->creds.platform,
+                           d->creds.business_name, d->creds.push_name);
+        free(d->creds.lid);
+        d->creds.lid = strdup(lid);
+    }
+    LOG_INFO("session", "connected");
+    publish(d, SESS_CONNECTED, "");
+}
+
+static int get_prekeys(void *arg, size_t want, int first, wa_client_prekey_t *out)
+{
+    drv_t *d = arg;
+    (void)first;
+    store_prekey_t *keys = calloc(want, sizeof(*keys));
+    if (!keys)
+        return -1;
+    uint32_t next = d->creds.next_prekey_id ? d->creds.next_prekey_id : 1;
+    for (size_t i = 0; i < want; i++) {
+        wa_keypair_t kp;
+        if (wa_crypto_keypair_generate(&kp)) {
+            free(keys);
+            return -1;
+        }
+        keys[i].id = (next + (uint32_t)i) & 0xffffff;
+        if (!keys[i].id)
+            keys[i].id = 1;
+        memcpy(keys[i].priv, kp.priv, 32);
+        memcpy(keys[i].pub, kp.pub, 32);
+        out[i].id = keys[i].id;
+        memcpy(out[i].pub, kp.pub, 32);
+        explicit_bzero(&kp, sizeof(kp));
+    }
+    int rc = store_prekeys_add(d->o.store, sess_name(d->sess), keys, want);
+    explicit_bzero(keys, want * sizeof(*keys));
+    free(keys);
+    if (rc)
+        return -1;
+    d->creds.next_prekey_id = next + (uint32_t)want;
+    return (int)want;
+}
+
+static void on_prekeys_uploaded(void *arg, uint32_t max_id)
+{
+    drv_t *d = arg;
+    store_prekeys_mark_uploaded(d->o.store, sess_name(d->sess), max_id);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    connect_now(t->data);
+}
+
+static void on_closed(void *arg, const wa_verdict_t *v)
+{
+    drv_t *d = arg;
+    d->client = NULL;
+    d->connected = 0;
+    LOG_INFO("session", "connection ended: %s (%s)", v->detail, v->message ? v->message : "");
+    if (v->wipe && d->have_creds) {
+        store_wipe(d->o.store, sess_name(d->sess));
+        store_creds_free(&d->creds);
+        d->have_creds = 0;
+    }
+    if (d->stopping)
+        return;
+    if (d->relink_after_logout) {
+        d->relink_after_logout = 0;
+        if (d->have_creds) {
+            store_wipe(d->o.store, sess_name(d->sess));
+            store_creds_free(&d->creds);
+            d->have_creds = 0;
+        }
+        d->attempt = 0;
+        connect_now(d);
+        return;
+    }
+    switch (v->retry) {
+    case WA_RETRY_NOW:
+        connect_now(d);
+        break;
+    case WA_RETRY_BACKOFF: {
+        uint8_t r[2];
+        wa_crypto_random(r, 2);
+        unsigned ms = sess_driver_backoff_ms(d->o.backoff_min_ms, d->o.backoff_max_ms, d->attempt++,
+                                             (unsigned)r[0] << 8 | r[1]);
+        LOG_INFO("session", "reconnecting in %u ms (attempt %u)", ms, d->attempt);
+        publish(d, SESS_DISCONNECTED, v->detail);
+        uv_timer_start(&d->retry, on_retry, ms, 0);
+        break;
+    }
+    case WA_RETRY_NO:
+        publish(d, SESS_DISCONNECTED, v->detail);
+        break;
+    }
+}
+
+static void connect_now(drv_t *d)
+{
+    uv_timer_stop(&d->retry);
+    if (d->client || d->stopping)
+        return;
+    if (!d->have_creds) {
+        int rc = store_load(d->o.store, sess_name(d->sess), &d->creds);
+        d->have_creds = rc == 0;
+        if (rc == 0 && !d->creds.jid) {
+            /* an identity that never finished pairing: start afresh */
+            store_creds_free(&d->creds);
+            d->have_creds = 0;
+        }
+        if (!d->have_creds && new_identity(d) != 0) {
+            LOG_ERROR("session", "cannot create and save a device identity");
+            publish(d, SESS_DISCONNECTED, "store_error");
+            return;
+        }
+    }
+    wa_client_identity_t id = {
+        .noise_priv = d->creds.noise_priv, .noise_pub = d->creds.noise_pub,
+        .ident_priv = d->creds.ident_priv, .ident_pub = d->creds.ident_pub,
+        .reg_id = d->creds.reg_id, .spk_id = d->creds.spk_id, .spk_pub = d->creds.spk_pub,
+        .spk_sig = d->creds.spk_sig, .adv_secret = d->creds.adv_secret, .jid = d->creds.jid};
+    wa_client_hooks_t h = {NULL, on_qr, on_paired, on_connected, get_prekeys,
+                           on_prekeys_uploaded, on_closed, d};
+    wa_client_config_t cfg = d->o.client;
+    cfg.url = d->url;
+    publish(d, SESS_CONNECTING, d->creds.jid ? "logging_in" : "registering");
+    d->client = wa_client_connect(d->o.fsock, &cfg, &id, &h);
+    if (!d->client) {
+        wa_verdict_t v = {.detail = "unreachable", .retry = WA_RETRY_BACKOFF,
+                          .message = "cannot start a connection"};
+        on_closed(d, &v);
+    }
+}
+
+/* --- session operations --- */
+
+static int op_start(void *arg)
+{
+    drv_t *d = arg;
+    d->attempt = 0;
+    connect_now(d);
+    return 0;
+}
+
+static int op_reconnect(void *arg, int keep)
+{
+    drv_t *d = arg;
+    uv_timer_stop(&d->retry);
+    d->attempt = 0;
+    if (keep) {
+        if (d->client) {
+            wa_client_close(d->client);
+            d->client = NULL;
+        }
+        connect_now(d);
+        return 0;
+    }
+    /* unlink the current device (if any), then register anew */
+    if (d->client && d->connected && d->have_creds && d->creds.jid) {
+        d->relink_after_logout = 1;
+        wa_client_logout(d->client);
+        return 0;
+    }
+    if (d->client) {
+        wa_client_close(d->client);
+        d->client = NULL;
+    }
+    if (d->have_creds) {
+        store_wipe(d->o.store, sess_name(d->sess));
+        store_creds_free(&d->creds);
+        d->have_creds = 0;
+    }
+    connect_now(d);
+    return 0;
+}
+
+static int op_logout(void *arg)
+{
+    drv_t *d = arg;
+    uv_timer_stop(&d->retry);
+    if (d->client && d->connected && d->have_creds && d->creds.jid) {
+        wa_client_logout(d->client); /* on_closed wipes and publishes */
+        return 0;
+    }
+    if (d->client) {
+        wa_client_close(d->client);
+        d->client = NULL;
+    }
+    if (d->have_creds || store_load(d->o.store, sess_name(d->sess), &d->creds) == 0) {
+        store_wipe(d->o.store, sess_name(d->sess));
+        store_creds_free(&d->creds);
+        d->have_creds = 0;
+    }
+    d->connected = 0;
+    publish(d, SESS_DISCONNECTED, "logged_out");
+    return 0;
+}
+
+static void on_retry_closed(uv_handle_t *h)
+{
+    drv_t *d = h->data;
+    d->retry_open = 0;
+    if (d->stop_done)
+        d->stop_done(d->stop_arg);
+}
+
+static void op_stop(void *arg, void (*done)(void *), void *darg)
+{
+    drv_t *d = arg;
+    d->stopping = 1;
+    if (d->client) {
+        wa_client_close(d->client);
+        d->client = NULL;
+    }
+    d->stop_done = done;
+    d->stop_arg = darg;
+    uv_timer_stop(&d->retry);
+    uv_close((uv_handle_t *)&d->retry, on_retry_closed);
+}
+
+static void op_destroy(void *arg)
+{
+    drv_t *d = arg;
+    if (d->have_creds)
+        store_creds_free(&d->creds);
+    free(d->url);
+    free(d);
+}
+
+static const sess_driver_ops_t ops = {op_start, op_reconnect, op_logout, op_stop, op_destroy};
+
+int sess_driver_attach(sess_t *s, const sess_driver_opts_t *opts)
+{
+    drv_t *d = calloc(1, sizeof(*d));
+    if (!d)
+        return -1;
+    d->sess = s;
+    d->o = *opts;
+    if (!d->o.backoff_min_ms)
+        d->o.backoff_min_ms = 1000;
+    if (!d->o.backoff_max_ms)
+        d->o.backoff_max_ms = 60000;
+    d->url = strdup(opts->client.url ? opts->client.url : WA_FSOCK_DEFAULT_URL);
+    if (!d->url) {
+        free(d);
+        return -1;
+    }
+    uv_timer_init(wa_fsock_ctx_loop(opts->fsock), &d->retry);
+    d->retry.data = d;
+    d->retry_open = 1;
+    sess_set_driver(s, &ops, d);
+    return 0;
+}

@@ -1,0 +1,593 @@
+/* Server-side WhatsApp behaviour and the simulated phone (see whatsapp.h).
+ * Pairing here is the mirror of session/wa/pair.c: the phone signs
+ * [6,0] || details || companion identity with its identity key, wraps it in
+ * an HMAC with the adv secret read from the QR, and later checks the
+ * companion's signature over [6,1] || details || identity || phone key. */
+#include "tests/fakewa/whatsapp.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "proto/wa/adv.pb-c.h"
+#include "proto/wa/client_payload.pb-c.h"
+#include "session/wa/crypto.h"
+#include "session/wa/pair.h"
+
+#define MAX_DEVICES 64
+#define MAX_REFS 16
+
+typedef struct {
+    char jid[64];
+    uint8_t noise_pub[32];
+    uint8_t ident_pub[32];
+} device_t;
+
+typedef struct conn_state {
+    fakewa_wa_t *w;
+    fakewa_conn_t *c;
+    int registration, logged_in;
+    uint8_t noise_pub[32];
+    char refs[MAX_REFS][40];
+    int nrefs;
+    int64_t refs_at_ms;
+    /* a pair-success waiting for its pair-device-sign */
+    char pending_id[32];
+    uint8_t pending_details[256];
+    size_t pending_details_len;
+    uint8_t pending_ident[32];
+    char pending_jid[64];
+    struct conn_state *next;
+} conn_state_t;
+
+struct fakewa_wa {
+    fakewa_t *f;
+    fakewa_wa_opts_t o;
+    char phone[32];
+    wa_keypair_t phone_ident;
+    device_t devices[MAX_DEVICES];
+    int ndevices;
+    int next_device;
+    conn_state_t *conns;
+    int stall, outdated, banned, bad_hmac, bad_sig;
+    int prekey_count;
+    uint32_t id_counter;
+    uv_timer_t ping_timer;
+    fakewa_wa_stats_t stats;
+};
+
+static int64_t now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static const char *const fault_names[FAKEWA_FAULT_COUNT] = {
+    "drop",     "stall",  "garbage", "restart",  "logged_out",   "replaced",
+    "server_error", "outdated", "banned", "bad_hmac", "bad_signature"};
+
+int fakewa_wa_fault_parse(const char *name)
+{
+    for (int i = 0; i < FAKEWA_FAULT_COUNT; i++)
+        if (!strcmp(name, fault_names[i]))
+            return i;
+    return -1;
+}
+
+static void send_and_free(fakewa_conn_t *c, wa_node_t *n)
+{
+    if (n)
+        fakewa_send(c, n);
+    wa_node_free(n);
+}
+
+static void reply(conn_state_t *cs, const wa_node_t *req, const char *type, wa_node_t *child)
+{
+    wa_node_t *r = wa_node_new("iq");
+    wa_node_set_attr(r, "from", "s.whatsapp.net");
+    wa_node_set_attr(r, "type", type);
+    wa_node_set_attr(r, "id", wa_node_attr(req, "id"));
+    if (child)
+        wa_node_add_child(r, child);
+    send_and_free(cs->c, r);
+}
+
+static void stream_error(conn_state_t *cs, const char *code, const char *conflict)
+{
+    wa_node_t *e = wa_node_new("stream:error");
+    if (code)
+        wa_node_set_attr(e, "code", code);
+    if (conflict)
+        wa_node_set_attr(wa_node_add(e, "conflict"), "type", conflict);
+    send_and_free(cs->c, e);
+    fakewa_close(cs->c);
+}
+
+static device_t *find_device(fakewa_wa_t *w, const char *jid)
+{
+    for (int i = 0; i < w->ndevices; i++)
+        if (!strcmp(w->devices[i].jid, jid))
+            return &w->devices[i];
+    return NULL;
+}
+
+static void forget_device(fakewa_wa_t *w, const uint8_t noise_pub[32])
+{
+    for (int i = 0; i < w->ndevices; i++) {
+        if (!memcmp(w->devices[i].noise_pub, noise_pub, 32)) {
+            w->devices[i] = w->devices[--w->ndevices];
+            return;
+        }
+    }
+}
+
+/* --- connection life --- */
+
+static void send_pair_device(conn_state_t *cs)
+{
+    wa_node_t *iq = wa_node_new("iq");
+    char id[32];
+    snprintf(id, sizeof(id), "pd-%u", ++cs->w->id_counter);
+    wa_node_set_attr(iq, "from", "s.whatsapp.net");
+    wa_node_set_attr(iq, "type", "set");
+    wa_node_set_attr(iq, "id", id);
+    wa_node_set_attr(iq, "xmlns", "md");
+    wa_node_t *pd = wa_node_add(iq, "pair-device");
+    cs->nrefs = cs->w->o.refs;
+    for (int i = 0; i < cs->nrefs; i++) {
+        uint8_t rnd[18];
+        wa_crypto_random(rnd, sizeof(rnd));
+        char *b = wa_pair_b64(rnd, sizeof(rnd));
+        snprintf(cs->refs[i], sizeof(cs->refs[i]), "2@%s", b ? b : "x");
+        free(b);
+        wa_node_set_bytes(wa_node_add(pd, "ref"), cs->refs[i], strlen(cs->refs[i]));
+    }
+    cs->refs_at_ms = now_ms();
+    send_and_free(cs->c, iq);
+}
+
+static void on_client(void *arg, fakewa_conn_t *c, const uint8_t cs_pub[32], const uint8_t *p,
+                      size_t len)
+{
+    fakewa_wa_t *w = arg;
+    conn_state_t *cs = calloc(1, sizeof(*cs));
+    if (!cs) {
+        fakewa_close(c);
+        return;
+    }
+    cs->w = w;
+    cs->c = c;
+    memcpy(cs->noise_pub, cs_pub, 32);
+    cs->next = w->conns;
+    w->conns = cs;
+    fakewa_conn_set_user(c, cs);
+    w->stats.connections++;
+    w->stats.live++;
+    Wa__ClientPayload *pl = wa__client_payload__unpack(NULL, len, p);
+    if (!pl) {
+        stream_error(cs, "500", NULL);
+        return;
+    }
+    if (pl->devicepairingdata) {
+        cs->registration = 1;
+        w->stats.registrations++;
+        send_pair_device(cs);
+    } else {
+        char jid[64];
+        snprintf(jid, sizeof(jid), "%llu:%u@s.whatsapp.net", (unsigned long long)pl->username,
+                 pl->device);
+        device_t *d = find_device(w, jid);
+        wa_node_t *n;
+        if (w->outdated) {
+            w->outdated = 0;
+            n = wa_node_new("failure");
+            wa_node_set_attr(n, "reason", "405");
+            wa_node_set_attr(n, "location", "fake");
+            w->stats.logins_refused++;
+        } else if (w->banned) {
+            w->banned = 0;
+            if (d)
+                forget_device(w, d->noise_pub);
+            n = wa_node_new("failure");
+            wa_node_set_attr(n, "reason", "403");
+            w->stats.logins_refused++;
+        } else if (!d || memcmp(d->noise_pub, cs_pub, 32) != 0) {
+            n = wa_node_new("failure");
+            wa_node_set_attr(n, "reason", "401");
+            w->stats.logins_refused++;
+        } else {
+            n = wa_node_new("success");
+            char t[32], lid[64];
+            snprintf(t, sizeof(t), "%lld", (long long)(now_ms() / 1000));
+            snprintf(lid, sizeof(lid), "123456789012345:%u@lid", pl->device);
+            wa_node_set_attr(n, "t", t);
+            wa_node_set_attr(n, "lid", lid);
+            wa_node_set_attr(n, "props", "1");
+            cs->logged_in = 1;
+            w->stats.logins_ok++;
+        }
+        int fail = strcmp(n->tag, "success") != 0;
+        send_and_free(c, n);
+        if (fail)
+            fakewa_close(c);
+    }
+    wa__client_payload__free_unpacked(pl, NULL);
+}
+
+static void handle_pair_sign(conn_state_t *cs, const wa_node_t *n)
+{
+    fakewa_wa_t *w = cs->w;
+    const wa_node_t *di = wa_node_path(n, "pair-device-sign", "device-identity", NULL);
+    size_t len;
+    const uint8_t *b = wa_node_content(di, &len);
+    Wa__ADVSignedDeviceIdentity *sdi = b ? wa__advsigned_device_identity__unpack(NULL, len, b)
+                                         : NULL;
+    int ok = 0;
+    if (sdi && sdi->has_devicesignature && sdi->devicesignature.len == 64 && sdi->has_details &&
+        sdi->details.len == cs->pending_details_len &&
+        !memcmp(sdi->details.data, cs->pending_details, cs->pending_details_len) &&
+        !sdi->has_accountsignaturekey) {
+        size_t dl = cs->pending_details_len;
+        uint8_t *msg = malloc(2 + dl + 64);
+        msg[0] = 6;
+        msg[1] = 1;
+        memcpy(msg + 2, cs->pending_details, dl);
+        memcpy(msg + 2 + dl, cs->pending_ident, 32);
+        memcpy(msg + 2 + dl + 32, w->phone_ident.pub, 32);
+        ok = wa_crypto_verify(cs->pending_ident, msg, 2 + dl + 64, sdi->devicesignature.data, 64) ==
+             0;
+        free(msg);
+    }
+    if (sdi)
+        wa__advsigned_device_identity__free_unpacked(sdi, NULL);
+    cs->pending_id[0] = 0;
+    if (!ok) {
+        w->stats.bad_device_sigs++;
+        stream_error(cs, "500", NULL);
+        return;
+    }
+    if (w->ndevices < MAX_DEVICES) {
+        device_t *d = &w->devices[w->ndevices++];
+        snprintf(d->jid, sizeof(d->jid), "%s", cs->pending_jid);
+        memcpy(d->noise_pub, cs->noise_pub, 32);
+        memcpy(d->ident_pub, cs->pending_ident, 32);
+    }
+    w->stats.paired++;
+    stream_error(cs, "515", NULL); /* restart required: log in now */
+}
+
+static void handle_iq(conn_state_t *cs, const wa_node_t *n)
+{
+    fakewa_wa_t *w = cs->w;
+    const char *type = wa_node_attr(n, "type"), *xmlns = wa_node_attr(n, "xmlns");
+    const char *id = wa_node_attr(n, "id");
+    if (!type)
+        return;
+    if (cs->pending_id[0] && id && !strcmp(id, cs->pending_id)) {
+        if (!strcmp(type, "result"))
+            handle_pair_sign(cs, n);
+        else {
+            w->stats.pair_errors++;
+            cs->pending_id[0] = 0;
+        }
+        return;
+    }
+    if (!strcmp(type, "result") || !strcmp(type, "error"))
+        return; /* answers to our iqs (pair-device ack, server pings) */
+    if (xmlns && !strcmp(xmlns, "w:p")) {
+        w->stats.pings++;
+        reply(cs, n, "result", NULL);
+    } else if (xmlns && !strcmp(xmlns, "encrypt") && !strcmp(type, "get") &&
+               wa_node_child(n, "count")) {
+        wa_node_t *c = wa_node_new("count");
+        char v[16];
+        snprintf(v, sizeof(v), "%d", w->prekey_count);
+        wa_node_set_attr(c, "value", v);
+        reply(cs, n, "result", c);
+    } else if (xmlns && !strcmp(xmlns, "encrypt") && !strcmp(type, "set")) {
+        const wa_node_t *list = wa_node_child(n, "list");
+        int keys = list ? (int)list->nchildren : 0;
+        w->prekey_count += keys;
+        w->stats.prekeys_uploaded += keys;
+        reply(cs, n, "result", NULL);
+    } else if (xmlns && !strcmp(xmlns, "md") && wa_node_child(n, "remove-companion-device")) {
+        w->stats.logouts++;
+        forget_device(w, cs->noise_pub);
+        reply(cs, n, "result", NULL);
+        fakewa_close(cs->c);
+    } else {
+        reply(cs, n, "result", NULL);
+    }
+}
+
+static void on_node(void *arg, fakewa_conn_t *c, const wa_node_t *n)
+{
+    fakewa_wa_t *w = arg;
+    conn_state_t *cs = fakewa_conn_user(c);
+    if (!cs || w->stall)
+        return;
+    if (!strcmp(n->tag, "iq"))
+        handle_iq(cs, n);
+}
+
+static void on_close(void *arg, fakewa_conn_t *c, const char *reason)
+{
+    fakewa_wa_t *w = arg;
+    (void)reason;
+    conn_state_t *cs = fakewa_conn_user(c);
+    if (!cs)
+        return;
+    for (conn_state_t **pp = &w->conns; *pp; pp = &(*pp)->next)
+        if (*pp == cs) {
+            *pp = cs->next;
+            break;
+        }
+    w->stats.live--;
+    free(cs);
+}
+
+static void on_ping_timer(uv_timer_t *t)
+{
+    fakewa_wa_t *w = t->data;
+    if (w->stall)
+        return;
+    for (conn_state_t *cs = w->conns; cs; cs = cs->next) {
+        if (!cs->logged_in)
+            continue;
+        wa_node_t *iq = wa_node_new("iq");
+        char id[32];
+        snprintf(id, sizeof(id), "sp-%u", ++w->id_counter);
+        wa_node_set_attr(iq, "from", "s.whatsapp.net");
+        wa_node_set_attr(iq, "type", "get");
+        wa_node_set_attr(iq, "xmlns", "urn:xmpp:ping");
+        wa_node_set_attr(iq, "id", id);
+        send_and_free(cs->c, iq);
+    }
+}
+
+fakewa_wa_t *fakewa_wa_new(uv_loop_t *loop, const fakewa_wa_opts_t *opts, char *err,
+                           size_t errlen)
+{
+    fakewa_wa_t *w = calloc(1, sizeof(*w));
+    if (!w) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    w->o = *opts;
+    if (!w->o.refs || w->o.refs > MAX_REFS)
+        w->o.refs = 6;
+    if (!w->o.qr_first_ms)
+        w->o.qr_first_ms = 60000;
+    if (!w->o.qr_next_ms)
+        w->o.qr_next_ms = 20000;
+    snprintf(w->phone, sizeof(w->phone), "%s", opts->phone ? opts->phone : "15551234567");
+    w->prekey_count = opts->prekey_count;
+    w->next_device = 10;
+    wa_crypto_keypair_generate(&w->phone_ident);
+    fakewa_callbacks_t cb = {on_client, on_node, on_close, w};
+    w->f = fakewa_new(loop, &opts->transport, &cb, err, errlen);
+    if (!w->f) {
+        free(w);
+        return NULL;
+    }
+    uv_timer_init(loop, &w->ping_timer);
+    w->ping_timer.data = w;
+    if (opts->server_ping_ms)
+        uv_timer_start(&w->ping_timer, on_ping_timer, opts->server_ping_ms, opts->server_ping_ms);
+    return w;
+}
+
+void fakewa_wa_stop(fakewa_wa_t *w)
+{
+    if (!w)
+        return;
+    uv_timer_stop(&w->ping_timer);
+    uv_close((uv_handle_t *)&w->ping_timer, NULL);
+    fakewa_stop(w->f);
+}
+
+void fakewa_wa_free(fakewa_wa_t *w)
+{
+    if (!w)
+        return;
+    fakewa_free(w->f);
+    while (w->conns) {
+        conn_state_t *n = w->conns->next;
+        free(w->conns);
+        w->conns = n;
+    }
+    free(w);
+}
+
+fakewa_t *fakewa_wa_transport(fakewa_wa_t *w)
+{
+    return w->f;
+}
+
+const fakewa_wa_stats_t *fakewa_wa_stats(const fakewa_wa_t *w)
+{
+    return &w->stats;
+}
+
+int fakewa_wa_scan(fakewa_wa_t *w, const char *qr, char *why, size_t whylen)
+{
+    wa_pair_qr_parts_t parts;
+    if (wa_pair_qr_parse(qr, &parts) != 0) {
+        snprintf(why, whylen, "not a WhatsApp linking QR");
+        return -1;
+    }
+    conn_state_t *cs = NULL;
+    int idx = -1;
+    for (conn_state_t *c = w->conns; c && !cs; c = c->next)
+        for (int i = 0; c->registration && i < c->nrefs; i++)
+            if (!strcmp(c->refs[i], parts.ref)) {
+                cs = c;
+                idx = i;
+                break;
+            }
+    if (!cs) {
+        wa_pair_qr_parts_free(&parts);
+        snprintf(why, whylen, "unknown ref (no registration connection offers it)");
+        return -1;
+    }
+    /* ref i is valid from its start until its lifetime has passed */
+    int64_t t = now_ms() - cs->refs_at_ms;
+    int64_t start = idx == 0 ? 0 : w->o.qr_first_ms + (int64_t)(idx - 1) * w->o.qr_next_ms;
+    int64_t end = idx == 0 ? w->o.qr_first_ms : start + w->o.qr_next_ms;
+    if (t > end + 100 || t + 100 < start) { /* 100 ms for clock and network slack */
+        wa_pair_qr_parts_free(&parts);
+        snprintf(why, whylen, "expired ref");
+        return -1;
+    }
+    if (memcmp(parts.noise_pub, cs->noise_pub, 32) != 0) {
+        wa_pair_qr_parts_free(&parts);
+        snprintf(why, whylen, "QR noise key does not match the connection");
+        return -1;
+    }
+    /* the device identity the phone issues */
+    unsigned device = (unsigned)++w->next_device;
+    Wa__ADVDeviceIdentity id = WA__ADVDEVICE_IDENTITY__INIT;
+    id.has_rawid = id.has_timestamp = id.has_keyindex = 1;
+    id.rawid = 424242;
+    id.timestamp = (uint64_t)(now_ms() / 1000);
+    id.keyindex = device;
+    uint8_t details[128];
+    size_t dl = wa__advdevice_identity__pack(&id, details);
+    uint8_t msg[2 + 128 + 32], sig[64];
+    msg[0] = 6;
+    msg[1] = 0;
+    memcpy(msg + 2, details, dl);
+    memcpy(msg + 2 + dl, parts.ident_pub, 32);
+    wa_crypto_sign(w->phone_ident.priv, msg, 2 + dl + 32, sig);
+    if (w->bad_sig) {
+        w->bad_sig = 0;
+        sig[5] ^= 1;
+    }
+    Wa__ADVSignedDeviceIdentity sdi = WA__ADVSIGNED_DEVICE_IDENTITY__INIT;
+    sdi.has_details = sdi.has_accountsignaturekey = sdi.has_accountsignature = 1;
+    sdi.details.data = details;
+    sdi.details.len = dl;
+    sdi.accountsignaturekey.data = w->phone_ident.pub;
+    sdi.accountsignaturekey.len = 32;
+    sdi.accountsignature.data = sig;
+    sdi.accountsignature.len = 64;
+    uint8_t sbuf[512];
+    size_t sl = wa__advsigned_device_identity__pack(&sdi, sbuf);
+    uint8_t mac[32];
+    const uint8_t *pp[1] = {sbuf};
+    size_t ll[1] = {sl};
+    wa_crypto_hmac_sha256(parts.adv_secret, 32, pp, ll, 1, mac);
+    if (w->bad_hmac) {
+        w->bad_hmac = 0;
+        mac[0] ^= 1;
+    }
+    Wa__ADVSignedDeviceIdentityHMAC h = WA__ADVSIGNED_DEVICE_IDENTITY_HMAC__INIT;
+    h.has_details = h.has_hmac = 1;
+    h.details.data = sbuf;
+    h.details.len = sl;
+    h.hmac.data = mac;
+    h.hmac.len = 32;
+    uint8_t hbuf[600];
+    size_t hl = wa__advsigned_device_identity_hmac__pack(&h, hbuf);
+
+    memcpy(cs->pending_details, details, dl);
+    cs->pending_details_len = dl;
+    memcpy(cs->pending_ident, parts.ident_pub, 32);
+    snprintf(cs->pending_jid, sizeof(cs->pending_jid), "%s:%u@s.whatsapp.net", w->phone, device);
+    snprintf(cs->pending_id, sizeof(cs->pending_id), "ps-%u", ++w->id_counter);
+
+    wa_node_t *iq = wa_node_new("iq");
+    wa_node_set_attr(iq, "from", "s.whatsapp.net");
+    wa_node_set_attr(iq, "type", "set");
+    wa_node_set_attr(iq, "id", cs->pending_id);
+    char ts[32], lid[64];
+    snprintf(ts, sizeof(ts), "%lld", (long long)(now_ms() / 1000));
+    wa_node_set_attr(iq, "t", ts);
+    wa_node_t *ps = wa_node_add(iq, "pair-success");
+    wa_node_set_bytes(wa_node_add(ps, "device-identity"), hbuf, hl);
+    wa_node_set_attr(wa_node_add(ps, "platform"), "name", "android");
+    wa_node_t *dev = wa_node_add(ps, "device");
+    snprintf(lid, sizeof(lid), "123456789012345:%u@lid", device);
+    wa_node_set_attr(dev, "jid", cs->pending_jid);
+    wa_node_set_attr(dev, "lid", lid);
+    send_and_free(cs->c, iq);
+    wa_pair_qr_parts_free(&parts);
+    return 0;
+}
+
+void fakewa_wa_fault(fakewa_wa_t *w, fakewa_fault_t f)
+{
+    switch (f) {
+    case FAKEWA_STALL:
+        w->stall = 1;
+        return;
+    case FAKEWA_OUTDATED:
+        w->outdated = 1;
+        return;
+    case FAKEWA_BANNED:
+        w->banned = 1;
+        return;
+    case FAKEWA_BAD_HMAC:
+        w->bad_hmac = 1;
+        return;
+    case FAKEWA_BAD_SIGNATURE:
+        w->bad_sig = 1;
+        return;
+    default:
+        break;
+    }
+    w->stall = 0;
+    conn_state_t *next;
+    for (conn_state_t *cs = w->conns; cs; cs = next) {
+        next = cs->next;
+        switch (f) {
+        case FAKEWA_DROP:
+            fakewa_close(cs->c);
+            break;
+        case FAKEWA_GARBAGE: {
+            static const uint8_t junk[48] = {0xde, 0xad, 0xbe, 0xef};
+            fakewa_send_raw_frame(cs->c, junk, sizeof(junk));
+            break;
+        }
+        case FAKEWA_RESTART:
+            stream_error(cs, "515", NULL);
+            break;
+        case FAKEWA_LOGGED_OUT:
+            forget_device(w, cs->noise_pub);
+            stream_error(cs, "401", "device_removed");
+            break;
+        case FAKEWA_REPLACED:
+            stream_error(cs, NULL, "replaced");
+            break;
+        case FAKEWA_SERVER_ERROR:
+            stream_error(cs, "503", NULL);
+            break;
+        default:
+            break;
+        }
+    }
+}
+
+char *fakewa_wa_state_json(const fakewa_wa_t *w)
+{
+    const fakewa_wa_stats_t *s = &w->stats;
+    size_t cap = 1024 + (size_t)w->ndevices * 96;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    int n = snprintf(out, cap,
+                     "{\"connections\":%d,\"registrations\":%d,\"loginsOk\":%d,"
+                     "\"loginsRefused\":%d,\"paired\":%d,\"badDeviceSignatures\":%d,"
+                     "\"pairErrors\":%d,\"prekeysUploaded\":%d,\"pings\":%d,\"logouts\":%d,"
+                     "\"live\":%d,\"devices\":[",
+                     s->connections, s->registrations, s->logins_ok, s->logins_refused, s->paired,
+                     s->bad_device_sigs, s->pair_errors, s->prekeys_uploaded, s->pings, s->logouts,
+                     s->live);
+    for (int i = 0; i < w->ndevices && n > 0 && (size_t)n < cap; i++)
+        n += snprintf(out + n, cap - (size_t)n, "%s\"%s\"", i ? "," : "", w->devices[i].jid);
+    if (n > 0 && (size_t)n < cap)
+        snprintf(out + n, cap - (size_t)n, "]}");
+    return out;
+}

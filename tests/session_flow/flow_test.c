@@ -1,0 +1,503 @@
+/* Integration tests of the session life cycle: registry + driver + store +
+ * protocol client against the fake WhatsApp server (tests/fakewa) on
+ * loopback, asserting the sequence of states subscribers see: pairing by QR,
+ * login after a restart, QR rotation and expiry, rejected pairings, every
+ * server verdict and fault, and logout. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "session/driver.h"
+#include "session/session.h"
+#include "session/store/store.h"
+#include "tests/fakewa/whatsapp.h"
+
+#define MAX_SEEN 256
+
+typedef struct {
+    uv_loop_t loop;
+    fakewa_wa_t *srv;
+    wa_fsock_ctx_t *fsock;
+    store_t *store;
+    sess_registry_t *reg;
+    sess_t *s;
+    sess_sub_t *sub;
+    uv_async_t wake;
+    uv_timer_t guard;
+    char dir[512];
+    /* what the subscriber saw */
+    sess_state_t seen[MAX_SEEN];
+    char detail[MAX_SEEN][40];
+    char qr[MAX_SEEN][400];
+    int nseen;
+    int timed_out;
+    unsigned qr_first, qr_next;
+    int refs;
+} fx_t;
+
+static void drain(fx_t *fx)
+{
+    sess_snapshot_t *snap;
+    if (!fx->sub)
+        return;
+    while (sess_sub_next(fx->sub, &snap) == SESS_SUB_OK) {
+        if (fx->nseen < MAX_SEEN) {
+            fx->seen[fx->nseen] = snap->state;
+            snprintf(fx->detail[fx->nseen], 40, "%s", snap->detail);
+            snprintf(fx->qr[fx->nseen], 400, "%s", snap->qr ? snap->qr->text : "");
+            fx->nseen++;
+        }
+        sess_snapshot_unref(snap);
+    }
+}
+
+static void on_wake(uv_async_t *a)
+{
+    drain(a->data);
+}
+
+static void notify(void *arg)
+{
+    fx_t *fx = arg;
+    uv_async_send(&fx->wake);
+}
+
+static void on_guard(uv_timer_t *t)
+{
+    fx_t *fx = t->data;
+    fx->timed_out = 1;
+}
+
+/* Runs the loop until the subscriber has seen `state` (with `detail` when
+ * non-NULL) after index `from`, or `ms` pass. Returns its index or -1. */
+static int wait_for(fx_t *fx, int from, sess_state_t state, const char *detail, unsigned ms)
+{
+    fx->timed_out = 0;
+    uv_timer_start(&fx->guard, on_guard, ms, 0);
+    for (;;) {
+        drain(fx);
+        for (int i = from; i < fx->nseen; i++)
+            if (fx->seen[i] == state && (!detail || !strcmp(fx->detail[i], detail))) {
+                uv_timer_stop(&fx->guard);
+                return i;
+            }
+        if (fx->timed_out)
+            return -1;
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    }
+}
+
+/* Runs the loop for `ms` milliseconds. */
+static void run_for(fx_t *fx, unsigned ms)
+{
+    fx->timed_out = 0;
+    uv_timer_start(&fx->guard, on_guard, ms, 0);
+    while (!fx->timed_out)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    drain(fx);
+}
+
+static void dump(fx_t *fx)
+{
+    for (int i = 0; i < fx->nseen; i++)
+        fprintf(stderr, "  seen[%d] %s %s\n", i, sess_state_name(fx->seen[i]), fx->detail[i]);
+}
+
+static void must(fx_t *fx, int idx, const char *what)
+{
+    if (idx < 0) {
+        dump(fx);
+        fail_msg("did not see %s", what);
+    }
+}
+
+static void start_gateway(fx_t *fx)
+{
+    char err[512];
+    assert_int_equal(store_open(fx->dir, &fx->store, err, sizeof(err)), 0);
+    fx->reg = sess_registry_new(&fx->loop, NULL);
+    fx->s = sess_registry_add(fx->reg, "default");
+    sess_driver_opts_t o = {.fsock = fx->fsock, .store = fx->store, .backoff_min_ms = 50,
+                            .backoff_max_ms = 400};
+    char url[128];
+    snprintf(url, sizeof(url), "ws://127.0.0.1:%d/ws/chat",
+             fakewa_port(fakewa_wa_transport(fx->srv)));
+    o.client.url = url;
+    memcpy(o.client.trust.root_pub, fakewa_root_pub(fakewa_wa_transport(fx->srv)), 32);
+    wa_payload_parse_version(WA_PAYLOAD_DEFAULT_VERSION, &o.client.version);
+    o.client.qr_first_ms = fx->qr_first;
+    o.client.qr_next_ms = fx->qr_next;
+    o.client.keepalive_ms = 200;
+    o.client.keepalive_timeout_ms = 600;
+    o.client.connect_timeout_ms = 3000;
+    assert_int_equal(sess_driver_attach(fx->s, &o), 0);
+    sess_sub_opts_t so = {.notify = notify, .arg = fx, .max_queue = 1024};
+    fx->sub = sess_subscribe(fx->s, &so);
+    fx->nseen = 0;
+    assert_int_equal(sess_start(fx->s), 0);
+}
+
+static void stopped(void *arg)
+{
+    (void)arg;
+}
+
+static void stop_gateway(fx_t *fx)
+{
+    if (!fx->reg)
+        return;
+    sess_registry_stop(fx->reg, stopped, NULL);
+    drain(fx);
+    sess_unsubscribe(fx->sub);
+    fx->sub = NULL;
+    sess_registry_close(fx->reg);
+    for (int i = 0; i < 20; i++)
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+    sess_registry_free(fx->reg);
+    fx->reg = NULL;
+    store_close(fx->store);
+    fx->store = NULL;
+}
+
+static int setup_with(void **state, unsigned first, unsigned next, int refs)
+{
+    fx_t *fx = calloc(1, sizeof(*fx));
+    uv_loop_init(&fx->loop);
+    uv_async_init(&fx->loop, &fx->wake, on_wake);
+    fx->wake.data = fx;
+    uv_timer_init(&fx->loop, &fx->guard);
+    fx->guard.data = fx;
+    fx->qr_first = first;
+    fx->qr_next = next;
+    snprintf(fx->dir, sizeof(fx->dir), "%s/flowXXXXXX",
+             getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp");
+    assert_non_null(mkdtemp(fx->dir));
+    char err[256];
+    fakewa_wa_opts_t wo = {.refs = refs, .qr_first_ms = first, .qr_next_ms = next,
+                           .server_ping_ms = 150};
+    fx->srv = fakewa_wa_new(&fx->loop, &wo, err, sizeof(err));
+    assert_non_null(fx->srv);
+    fx->fsock = wa_fsock_ctx_new(&fx->loop, NULL, err, sizeof(err));
+    assert_non_null(fx->fsock);
+    *state = fx;
+    return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_with(state, 4000, 2000, 6);
+}
+
+static int setup_short_qr(void **state)
+{
+    return setup_with(state, 400, 250, 3);
+}
+
+static int teardown(void **state)
+{
+    fx_t *fx = *state;
+    stop_gateway(fx);
+    fakewa_wa_stop(fx->srv);
+    wa_fsock_ctx_destroy(fx->fsock);
+    uv_close((uv_handle_t *)&fx->wake, NULL);
+    uv_close((uv_handle_t *)&fx->guard, NULL);
+    uv_run(&fx->loop, UV_RUN_DEFAULT);
+    fakewa_wa_free(fx->srv);
+    wa_fsock_ctx_free(fx->fsock);
+    uv_run(&fx->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&fx->loop), 0);
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
+    assert_int_equal(system(cmd), 0);
+    free(fx);
+    return 0;
+}
+
+/* Pairs a fresh gateway; returns the index of CONNECTED. */
+static int pair(fx_t *fx)
+{
+    int q = wait_for(fx, 0, SESS_QR_READY, NULL, 5000);
+    must(fx, q, "QR_READY");
+    char why[128];
+    assert_int_equal(fakewa_wa_scan(fx->srv, fx->qr[q], why, sizeof(why)), 0);
+    int c = wait_for(fx, q, SESS_CONNECTED, NULL, 5000);
+    must(fx, c, "CONNECTED after the scan");
+    return c;
+}
+
+static void test_pair_then_restart_logs_in(void **state)
+{
+    fx_t *fx = *state;
+    start_gateway(fx);
+    int c = pair(fx);
+    /* the sequence: DISCONNECTED (initial), CONNECTING, QR_READY, CONNECTING
+     * (paired), CONNECTING (logging in after 515), CONNECTED */
+    assert_int_equal(fx->seen[0], SESS_DISCONNECTED);
+    assert_int_equal(fx->seen[1], SESS_CONNECTING);
+    assert_string_equal(fx->detail[1], "registering");
+    assert_int_equal(fx->seen[2], SESS_QR_READY);
+    assert_non_null(strstr(fx->qr[2], "https://wa.me/settings/linked_devices#2@"));
+    must(fx, wait_for(fx, 2, SESS_CONNECTING, "paired", 1), "CONNECTING/paired");
+    must(fx, wait_for(fx, 2, SESS_CONNECTING, "logging_in", 1), "CONNECTING/logging_in");
+    const fakewa_wa_stats_t *st = fakewa_wa_stats(fx->srv);
+    assert_int_equal(st->paired, 1);
+    assert_int_equal(st->logins_ok, 1);
+    run_for(fx, 400); /* pre-key upload and keepalive pings */
+    assert_int_equal(st->prekeys_uploaded, 812);
+    assert_true(st->pings >= 1);
+    sess_snapshot_t *snap = sess_current(fx->s);
+    assert_true(snap->linked);
+    assert_non_null(strstr(snap->account.jid, "15551234567:"));
+    assert_string_equal(snap->account.phone, "15551234567");
+    sess_snapshot_unref(snap);
+    assert_int_equal(fx->seen[fx->nseen - 1], SESS_CONNECTED);
+    (void)c;
+    /* the service restarted on the same data dir: CONNECTED, no QR */
+    stop_gateway(fx);
+    start_gateway(fx);
+    int c2 = wait_for(fx, 0, SESS_CONNECTED, NULL, 5000);
+    must(fx, c2, "CONNECTED after restart");
+    for (int i = 0; i < fx->nseen; i++)
+        assert_int_not_equal(fx->seen[i], SESS_QR_READY);
+    assert_int_equal(st->paired, 1);
+    assert_int_equal(st->logins_ok, 2);
+}
+
+static void test_qr_rotation_and_timeout(void **state)
+{
+    fx_t *fx = *state;
+    start_gateway(fx);
+    int d = wait_for(fx, 0, SESS_DISCONNECTED, "qr_timeout", 5000);
+    must(fx, d, "DISCONNECTED/qr_timeout");
+    int qrs = 0;
+    for (int i = 0; i < d; i++)
+        if (fx->seen[i] == SESS_QR_READY) {
+            for (int j = 0; j < i; j++)
+                if (fx->seen[j] == SESS_QR_READY)
+                    assert_string_not_equal(fx->qr[i], fx->qr[j]); /* a new ref each time */
+            qrs++;
+        }
+    assert_int_equal(qrs, 3);
+    /* no new connection until asked */
+    int conns = fakewa_wa_stats(fx->srv)->connections;
+    run_for(fx, 800);
+    assert_int_equal(fakewa_wa_stats(fx->srv)->connections, conns);
+    assert_int_equal(fx->seen[fx->nseen - 1], SESS_DISCONNECTED);
+    /* an expired ref is refused by the phone */
+    char why[128];
+    assert_int_equal(fakewa_wa_scan(fx->srv, fx->qr[2], why, sizeof(why)), -1);
+    /* a reconnect gives a QR again */
+    int from = fx->nseen;
+    assert_int_equal(sess_reconnect(fx->s, 0), 0);
+    must(fx, wait_for(fx, from, SESS_QR_READY, NULL, 3000), "QR_READY after reconnect");
+}
+
+static void test_expired_ref_refused(void **state)
+{
+    fx_t *fx = *state;
+    start_gateway(fx);
+    int q1 = wait_for(fx, 0, SESS_QR_READY, NULL, 3000);
+    must(fx, q1, "first QR");
+    int q2 = wait_for(fx, q1 + 1, SESS_QR_READY, NULL, 3000);
+    must(fx, q2, "second QR");
+    run_for(fx, 150); /* well past the first ref's lifetime and its slack */
+    char why[128];
+    /* the first ref's lifetime is over */
+    assert_int_equal(fakewa_wa_scan(fx->srv, fx->qr[q1], why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "expired"));
+    assert_int_equal(fakewa_wa_scan(fx->srv, fx->qr[q2], why, sizeof(why)), 0);
+    must(fx, wait_for(fx, q2, SESS_CONNECTED, NULL, 3000), "CONNECTED with the current ref");
+}
+
+static void bad_pairing(fx_t *fx, fakewa_fault_t f)
+{
+    start_gateway(fx);
+    int q = wait_for(fx, 0, SESS_QR_READY, NULL, 3000);
+    must(fx, q, "QR_READY");
+    fakewa_wa_fault(fx->srv, f);
+    char why[128];
+    assert_int_equal(fakewa_wa_scan(fx->srv, fx->qr[q], why, sizeof(why)), 0);
+    must(fx, wait_for(fx, q, SESS_DISCONNECTED, "pairing_failed", 3000), "pairing_failed");
+    run_for(fx, 300); /* the error reply reaches the server */
+    assert_int_equal(fakewa_wa_stats(fx->srv)->paired, 0);
+    assert_int_equal(fakewa_wa_stats(fx->srv)->pair_errors, 1);
+    /* nothing was persisted: no account in the store */
+    store_creds_t c;
+    int rc = store_load(fx->store, "default", &c);
+    if (rc == 0) {
+        assert_null(c.jid);
+        assert_null(c.account);
+        store_creds_free(&c);
+    }
+}
+
+static void test_bad_hmac_rejected(void **state)
+{
+    bad_pairing(*state, FAKEWA_BAD_HMAC);
+}
+
+static void test_bad_signature_rejected(void **state)
+{
+    bad_pairing(*state, FAKEWA_BAD_SIGNATURE);
+}
+
+/* Pairs, injects a fault, checks the state it leads to. */
+static void fault_case(fx_t *fx, fakewa_fault_t f, const char *detail, int reconnects, int wiped)
+{
+    start_gateway(fx);
+    int c = pair(fx);
+    run_for(fx, 100);
+    fakewa_wa_fault(fx->srv, f);
+    int d = wait_for(fx, c + 1, SESS_DISCONNECTED, detail, 4000);
+    must(fx, d, detail);
+    if (reconnects) {
+        must(fx, wait_for(fx, d, SESS_CONNECTED, NULL, 4000), "CONNECTED again");
+    } else {
+        int conns = fakewa_wa_stats(fx->srv)->connections;
+        run_for(fx, 700);
+        assert_int_equal(fakewa_wa_stats(fx->srv)->connections, conns); /* no loop */
+        assert_int_equal(fx->seen[fx->nseen - 1], SESS_DISCONNECTED);
+    }
+    store_creds_t cr;
+    int rc = store_load(fx->store, "default", &cr);
+    if (wiped) {
+        assert_int_equal(rc, STORE_ENOTFOUND);
+        sess_snapshot_t *s = sess_current(fx->s);
+        assert_false(s->linked);
+        sess_snapshot_unref(s);
+    } else {
+        assert_int_equal(rc, 0);
+        assert_non_null(cr.jid);
+        store_creds_free(&cr);
+    }
+}
+
+static void test_fault_logged_out(void **state)
+{
+    fault_case(*state, FAKEWA_LOGGED_OUT, "logged_out", 0, 1);
+}
+
+static void test_fault_replaced(void **state)
+{
+    fault_case(*state, FAKEWA_REPLACED, "replaced", 0, 0);
+}
+
+static void test_fault_server_error(void **state)
+{
+    fault_case(*state, FAKEWA_SERVER_ERROR, "service_unavailable", 1, 0);
+}
+
+static void test_fault_drop(void **state)
+{
+    fault_case(*state, FAKEWA_DROP, NULL, 1, 0);
+}
+
+static void test_fault_garbage(void **state)
+{
+    fault_case(*state, FAKEWA_GARBAGE, "connection_lost", 1, 0);
+}
+
+static void test_fault_stall(void **state)
+{
+    fx_t *fx = *state;
+    start_gateway(fx);
+    int c = pair(fx);
+    fakewa_wa_fault(fx->srv, FAKEWA_STALL);
+    int d = wait_for(fx, c + 1, SESS_DISCONNECTED, "keepalive_timeout", 4000);
+    must(fx, d, "keepalive_timeout");
+    fakewa_wa_fault(fx->srv, FAKEWA_DROP); /* un-stalls */
+    must(fx, wait_for(fx, d, SESS_CONNECTED, NULL, 4000), "CONNECTED after the stall");
+}
+
+static void test_fault_restart(void **state)
+{
+    fx_t *fx = *state;
+    start_gateway(fx);
+    int c = pair(fx);
+    fakewa_wa_fault(fx->srv, FAKEWA_RESTART);
+    int r = wait_for(fx, c + 1, SESS_CONNECTING, "logging_in", 3000);
+    must(fx, r, "CONNECTING after 515");
+    must(fx, wait_for(fx, r, SESS_CONNECTED, NULL, 3000), "CONNECTED after 515");
+    for (int i = c + 1; i < r; i++)
+        assert_int_not_equal(fx->seen[i], SESS_DISCONNECTED); /* reconnect at once */
+}
+
+static void test_fault_outdated_and_banned(void **state)
+{
+    fx_t *fx = *state;
+    start_gateway(fx);
+    int c = pair(fx);
+    fakewa_wa_fault(fx->srv, FAKEWA_OUTDATED);
+    fakewa_wa_fault(fx->srv, FAKEWA_DROP);
+    int d = wait_for(fx, c + 1, SESS_DISCONNECTED, "client_outdated", 4000);
+    must(fx, d, "client_outdated");
+    int conns = fakewa_wa_stats(fx->srv)->connections;
+    run_for(fx, 500);
+    assert_int_equal(fakewa_wa_stats(fx->srv)->connections, conns);
+    fakewa_wa_fault(fx->srv, FAKEWA_BANNED);
+    assert_int_equal(sess_reconnect(fx->s, 1), 0);
+    must(fx, wait_for(fx, d + 1, SESS_DISCONNECTED, "account_locked", 4000), "account_locked");
+    store_creds_t cr;
+    assert_int_equal(store_load(fx->store, "default", &cr), STORE_ENOTFOUND);
+}
+
+static void test_logout_wipes(void **state)
+{
+    fx_t *fx = *state;
+    start_gateway(fx);
+    int c = pair(fx);
+    assert_int_equal(sess_logout(fx->s), 0);
+    int d = wait_for(fx, c + 1, SESS_DISCONNECTED, "logged_out", 4000);
+    must(fx, d, "logged_out");
+    assert_int_equal(fakewa_wa_stats(fx->srv)->logouts, 1);
+    store_creds_t cr;
+    assert_int_equal(store_load(fx->store, "default", &cr), STORE_ENOTFOUND);
+    /* the next start shows a QR */
+    stop_gateway(fx);
+    start_gateway(fx);
+    must(fx, wait_for(fx, 0, SESS_QR_READY, NULL, 3000), "QR after logout and restart");
+}
+
+static void test_backoff_grows_and_caps(void **state)
+{
+    (void)state;
+    unsigned prev = 0;
+    for (unsigned a = 0; a < 12; a++) {
+        unsigned lo = sess_driver_backoff_ms(1000, 60000, a, 0);
+        unsigned hi = sess_driver_backoff_ms(1000, 60000, a, 40);
+        assert_true(lo <= hi);
+        assert_true(hi <= 72000);            /* cap + 20% */
+        assert_true(lo >= (a < 6 ? 800u << a : 48000u)); /* grows until the cap */
+        assert_true(lo >= prev * 8 / 10 || lo >= 48000);
+        prev = lo;
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_pair_then_restart_logs_in, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_qr_rotation_and_timeout, setup_short_qr, teardown),
+        cmocka_unit_test_setup_teardown(test_expired_ref_refused, setup_short_qr, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_hmac_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_signature_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_logged_out, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_replaced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_server_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_drop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_garbage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_stall, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_outdated_and_banned, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_logout_wipes, setup, teardown),
+        cmocka_unit_test(test_backoff_grows_and_caps),
+    };
+    if (getenv("WA_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("WA_TEST_FILTER"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
