@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-typedef enum { OPT_STRING, OPT_PORT, OPT_LEVEL, OPT_BOOL, OPT_HEXKEY, OPT_URL } opt_kind_t;
+typedef enum { OPT_STRING, OPT_PORT, OPT_LEVEL, OPT_BOOL, OPT_HEXKEY, OPT_URL, OPT_MS, OPT_VERSION } opt_kind_t;
 
 typedef struct {
     const char *flag; /* without the leading "--" */
@@ -36,6 +36,18 @@ static const opt_t options[] = {
      "WhatsApp WebSocket endpoint (ws:// only for tests)"},
     {"wa-root-key", "WA_ROOT_KEY", OPT_HEXKEY, OFF(wa_root_key), CFG_DEFAULT_WA_ROOT_KEY,
      "trusted WhatsApp root public key, 64 hex digits"},
+    {"wa-version", "WA_VERSION", OPT_VERSION, OFF(wa_version), "2.3000.1045649367",
+     "WhatsApp Web version announced to WhatsApp (see README)"},
+    {"wa-ca-file", "WA_CA_FILE", OPT_STRING, OFF(wa_ca_file), NULL,
+     "PEM CA bundle trusted for wss:// (unset: the system's)"},
+    {"qr-first-ms", "QR_FIRST_MS", OPT_MS, OFF(qr_first_ms), "60000",
+     "lifetime of the first QR code, ms"},
+    {"qr-next-ms", "QR_NEXT_MS", OPT_MS, OFF(qr_next_ms), "20000",
+     "lifetime of each following QR code, ms"},
+    {"keepalive-ms", "KEEPALIVE_MS", OPT_MS, OFF(keepalive_ms), "25000",
+     "keepalive ping interval, ms"},
+    {"reconnect-wait-ms", "RECONNECT_WAIT_MS", OPT_MS, OFF(reconnect_wait_ms), "30000",
+     "how long POST reconnect waits for the new QR, ms"},
     {"log-level", "LOG_LEVEL", OPT_LEVEL, OFF(log_level), "info",
      "debug, info, warn, error or off"},
     {"cors-origins", "CORS_ORIGINS", OPT_STRING, OFF(cors_origins), NULL,
@@ -85,9 +97,26 @@ static int set_option(cfg_t *cfg, const opt_t *o, const char *v, const char *src
     char what[96];
     snprintf(what, sizeof(what), "%s%s", src, src[0] == '-' ? o->flag : (o->env ? o->env : ""));
     switch (o->kind) {
+    case OPT_MS: {
+        char *end;
+        errno = 0;
+        long ms = strtol(v, &end, 10);
+        if (!*v || *end || errno || ms < 10 || ms > 3600000)
+            return fail(err, errlen, "invalid %s: '%s' (milliseconds, 10 to 3600000)", what, v);
+        *(int *)base = (int)ms;
+        return 0;
+    }
     case OPT_STRING:
     case OPT_URL:
+    case OPT_VERSION:
     case OPT_HEXKEY: {
+        if (o->kind == OPT_VERSION) {
+            unsigned long a, b, c;
+            char tail;
+            if (sscanf(v, "%lu.%lu.%lu%c", &a, &b, &c, &tail) != 3)
+                return fail(err, errlen, "invalid %s: '%s' (expected like 2.3000.1045649367)",
+                            what, v);
+        }
         if (o->kind == OPT_URL && strncmp(v, "ws://", 5) != 0 && strncmp(v, "wss://", 6) != 0)
             return fail(err, errlen, "invalid %s: '%s' is not a ws:// or wss:// URL", what, v);
         if (o->kind == OPT_HEXKEY) {
@@ -134,7 +163,7 @@ void cfg_free(cfg_t *cfg)
 {
     for (size_t i = 0; i < NOPTIONS; i++) {
         opt_kind_t k = options[i].kind;
-        if (k == OPT_STRING || k == OPT_URL || k == OPT_HEXKEY) {
+        if (k == OPT_STRING || k == OPT_URL || k == OPT_HEXKEY || k == OPT_VERSION) {
             char **slot = (char **)((char *)cfg + options[i].offset);
             free(*slot);
             *slot = NULL;

@@ -25,6 +25,12 @@ typedef struct {
     log_level_t log_level; /* LOG_LEVEL */
     int allow_insecure_remote; /* listen on a non-loopback HOST without API_KEY */
     char *cors_origins;   /* CORS_ORIGINS: comma-separated, "*" = any */
+    char *wa_version;     /* WA_VERSION: WhatsApp Web version "2.3000.x" */
+    char *wa_ca_file;     /* WA_CA_FILE: extra CAs for wss:// (tests) */
+    int qr_first_ms;      /* QR_FIRST_MS: lifetime of the first QR */
+    int qr_next_ms;       /* QR_NEXT_MS: lifetime of each later QR */
+    int keepalive_ms;     /* KEEPALIVE_MS: ping interval */
+    int reconnect_wait_ms; /* RECONNECT_WAIT_MS: how long POST reconnect waits for a QR */
     char *tls_cert;       /* TLS_CERT: PEM certificate chain (HTTP and gRPC) */
     char *tls_key;        /* TLS_KEY: PEM private key */
     int help;             /* --help was given */

@@ -587,11 +587,14 @@ static int route_logout(http_server_t *srv, h2o_req_t *req)
         char *status = api_json_status(r.snap, 0, sess_now_ms());
         /* {"success":true,"message":"Logged out","data":{...}} */
         char *body = NULL;
-        if (status && strlen(status) > 15) {
+        /* status is {"success":true,"data":{...}}: splice the message in */
+        static const char head[] = "{\"success\":true,";
+        if (status && !strncmp(status, head, sizeof(head) - 1)) {
             size_t n = strlen(status) + 64;
             body = malloc(n);
             if (body)
-                snprintf(body, n, "{\"success\":true,\"message\":\"Logged out\",%s", status + 15);
+                snprintf(body, n, "%s\"message\":\"Logged out\",%s", head,
+                         status + sizeof(head) - 1);
         }
         free(status);
         send_json(srv, req, METRICS_ROUTE_LOGOUT, 200, body);

@@ -1,6 +1,7 @@
-/* wa-gateway entry point: loads the configuration, starts the HTTP (and
- * later gRPC) listeners on one libuv loop, and shuts everything down cleanly
- * on SIGINT/SIGTERM so that nothing leaks (checked under ASan). */
+/* wa-gateway entry point: loads the configuration, opens the credential
+ * store, starts the "default" WhatsApp session, the HTTP listener (and later
+ * gRPC) on one libuv loop, and shuts everything down cleanly on SIGINT or
+ * SIGTERM so that nothing leaks (checked under ASan). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,25 +14,43 @@
 #include "server/config.h"
 #include "server/http.h"
 #include "server/metrics.h"
+#include "session/driver.h"
 #include "session/session.h"
+#include "session/store/store.h"
+#include "session/wa/framesocket.h"
 
 /* Everything main owns, passed to the loop callbacks. */
 typedef struct {
     uv_loop_t loop;
     cfg_t cfg;
+    store_t *store;
+    wa_fsock_ctx_t *fsock;
     sess_registry_t *reg;
     api_t *api;
     metrics_t *metrics;
     http_server_t *http;
     uv_signal_t sigint, sigterm;
-    int shutting_down;
+    int shutting_down, pending;
 } app_t;
+
+static void maybe_stop_loop(app_t *app)
+{
+    if (--app->pending == 0)
+        uv_stop(&app->loop); /* lws finishes its part after the loop returns */
+}
 
 static void on_http_stopped(void *arg)
 {
     app_t *app = arg;
     LOG_INFO("main", "HTTP listener closed");
-    uv_stop(&app->loop);
+    maybe_stop_loop(app);
+}
+
+static void on_sessions_stopped(void *arg)
+{
+    app_t *app = arg;
+    LOG_INFO("main", "sessions stopped");
+    maybe_stop_loop(app);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -43,8 +62,9 @@ static void on_signal(uv_signal_t *h, int signum)
     LOG_INFO("main", "received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
-    if (app->http)
-        http_server_stop(app->http, 3000, on_http_stopped, app);
+    app->pending = 2;
+    http_server_stop(app->http, 3000, on_http_stopped, app);
+    sess_registry_stop(app->reg, on_sessions_stopped, app);
 }
 
 static void close_any(uv_handle_t *h, void *arg)
@@ -52,6 +72,16 @@ static void close_any(uv_handle_t *h, void *arg)
     (void)arg;
     if (!uv_is_closing(h))
         uv_close(h, NULL);
+}
+
+static int ready(void *arg, const char **why)
+{
+    app_t *app = arg;
+    if (!app->store) {
+        *why = "credential store not open";
+        return 0;
+    }
+    return 1;
 }
 
 int main(int argc, char **argv)
@@ -76,14 +106,35 @@ int main(int argc, char **argv)
     log_set_level(app.cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
 
-    uv_loop_init(&app.loop);
     int rc = 0;
+    if (store_open(app.cfg.data_dir, &app.store, err, sizeof(err)) != 0) {
+        fprintf(stderr, "wa-gateway: %s\n", err);
+        cfg_free(&app.cfg);
+        return 2;
+    }
+    uv_loop_init(&app.loop);
+    wa_fsock_ctx_opts_t fo = {.ca_file = app.cfg.wa_ca_file};
+    app.fsock = wa_fsock_ctx_new(&app.loop, &fo, err, sizeof(err));
     sess_render_hooks_t hooks = api_render_hooks();
     app.reg = sess_registry_new(&app.loop, &hooks);
     app.metrics = metrics_new();
-    api_opts_t aopts = {.api_key = app.cfg.api_key};
-    if (!app.reg || !app.metrics || !sess_registry_add(app.reg, "default") ||
+    api_opts_t aopts = {.api_key = app.cfg.api_key,
+                        .reconnect_wait_ms = (unsigned)app.cfg.reconnect_wait_ms};
+    sess_t *def = app.reg ? sess_registry_add(app.reg, "default") : NULL;
+    if (!app.fsock || !app.reg || !app.metrics || !def ||
         !(app.api = api_new(app.reg, &aopts))) {
+        fprintf(stderr, "wa-gateway: cannot initialise: %s\n", app.fsock ? "out of memory" : err);
+        rc = 1;
+        goto out;
+    }
+    sess_driver_opts_t dopts = {.fsock = app.fsock, .store = app.store};
+    dopts.client.url = app.cfg.wa_url;
+    memcpy(dopts.client.trust.root_pub, app.cfg.wa_root_key_bin, 32);
+    wa_payload_parse_version(app.cfg.wa_version, &dopts.client.version);
+    dopts.client.qr_first_ms = (unsigned)app.cfg.qr_first_ms;
+    dopts.client.qr_next_ms = (unsigned)app.cfg.qr_next_ms;
+    dopts.client.keepalive_ms = (unsigned)app.cfg.keepalive_ms;
+    if (sess_driver_attach(def, &dopts) != 0) {
         fprintf(stderr, "wa-gateway: out of memory\n");
         rc = 1;
         goto out;
@@ -94,6 +145,8 @@ int main(int argc, char **argv)
         .cors_origins = app.cfg.cors_origins,
         .tls_cert_file = app.cfg.tls_cert,
         .tls_key_file = app.cfg.tls_key,
+        .ready = ready,
+        .ready_arg = &app,
     };
     if (http_server_start(&app.http, &app.loop, app.cfg.host, app.cfg.port, &hopts, err,
                           sizeof(err)) != 0) {
@@ -106,17 +159,23 @@ int main(int argc, char **argv)
     app.sigint.data = app.sigterm.data = &app;
     uv_signal_start(&app.sigint, on_signal, SIGINT);
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
-    LOG_INFO("main", "wa-gateway started (data dir %s, WhatsApp endpoint %s)", app.cfg.data_dir,
-             app.cfg.wa_url);
+    LOG_INFO("main", "wa-gateway started (data dir %s, WhatsApp endpoint %s, version %s)",
+             app.cfg.data_dir, app.cfg.wa_url, app.cfg.wa_version);
+    sess_start(def);
 
     uv_run(&app.loop, UV_RUN_DEFAULT);
 
 out:
+    /* Close our handles, start lws's destruction and let the loop run until
+     * every handle is closed; only then may lws finish (it unloads its libuv
+     * plugin, whose close callbacks must not be pending any more). */
     http_server_free(app.http);
     app.http = NULL;
     if (app.reg)
         sess_registry_close(app.reg);
-    uv_run(&app.loop, UV_RUN_NOWAIT);
+    wa_fsock_ctx_destroy(app.fsock);
+    uv_run(&app.loop, UV_RUN_DEFAULT);
+    wa_fsock_ctx_free(app.fsock);
     uv_walk(&app.loop, close_any, NULL);
     uv_run(&app.loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&app.loop) != 0)
@@ -126,6 +185,7 @@ out:
     api_free(app.api);
     sess_registry_free(app.reg);
     metrics_free(app.metrics);
+    store_close(app.store);
     cfg_free(&app.cfg);
     return rc;
 }

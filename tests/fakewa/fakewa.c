@@ -183,6 +183,13 @@ static void ws_close(void *arg, fakewa_ws_conn_t *wc)
     free(c);
 }
 
+static int ws_http(void *arg, int post, const char *path, const char *body, size_t len,
+                   char **resp)
+{
+    fakewa_t *f = arg;
+    return f->cb.on_http(f->cb.arg, post, path, body, len, resp);
+}
+
 fakewa_t *fakewa_new(uv_loop_t *loop, const fakewa_opts_t *opts, const fakewa_callbacks_t *cb,
                      char *err, size_t errlen)
 {
@@ -221,7 +228,7 @@ fakewa_t *fakewa_new(uv_loop_t *loop, const fakewa_opts_t *opts, const fakewa_ca
     memcpy(f->bad_chain, f->chain, f->chain_len);
     f->bad_chain[8] ^= 0x01; /* inside the leaf's signed details (field 1 comes first) */
     fakewa_ws_opts_t wo = {opts->host, opts->port, opts->cert_file, opts->key_file};
-    fakewa_ws_callbacks_t wcb = {ws_open, ws_message, ws_close, f};
+    fakewa_ws_callbacks_t wcb = {ws_open, ws_message, ws_close, f, cb->on_http ? ws_http : NULL};
     f->ws = fakewa_ws_start(loop, &wo, &wcb, err, errlen);
     if (!f->ws) {
         free(f->chain);

@@ -28,6 +28,9 @@ typedef struct {
     /* The connection ended; `reason` says why ("closed", "bad intro", ...). */
     void (*on_close)(void *arg, fakewa_conn_t *c, const char *reason);
     void *arg;
+    /* Plain HTTP on the same port (the control API); see wsserver.h. */
+    int (*on_http)(void *arg, int post, const char *path, const char *body, size_t len,
+                   char **resp);
 } fakewa_callbacks_t;
 
 typedef struct {

@@ -1,8 +1,13 @@
-/* The fake WhatsApp server as a program: listens on loopback, prints the
- * root public key clients must trust (WA_ROOT_KEY) and its URL (WA_URL) on
- * the first line of stdout, then serves the server role: Noise handshake,
- * then nodes both ways (pings answered, every node logged). Stops on SIGINT
- * or SIGTERM. */
+/* The fake WhatsApp server as a program, for end-to-end tests and
+ * `make demo`: listens on loopback, prints on its first stdout line the
+ * WA_URL and WA_ROOT_KEY a gateway must use and the CONTROL URL, then plays
+ * the server and the phone (see whatsapp.h). Control API on the same port:
+ *   GET  /control/state            counters and paired devices (JSON)
+ *   POST /control/scan   body=QR   the phone scans this QR
+ *   POST /control/fault  body=NAME inject a fault (drop, stall, garbage,
+ *        restart, logged_out, replaced, server_error, outdated, banned,
+ *        bad_hmac, bad_signature)
+ * Stops on SIGINT or SIGTERM. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,97 +15,75 @@
 
 #include <uv.h>
 
-#include "tests/fakewa/fakewa.h"
+#include "tests/fakewa/whatsapp.h"
 
 typedef struct {
     uv_loop_t loop;
-    fakewa_t *srv;
+    fakewa_wa_t *srv;
     uv_signal_t sigint, sigterm;
-    int verbose;
 } app_t;
-
-static void on_client(void *arg, fakewa_conn_t *c, const uint8_t cs[32], const uint8_t *p,
-                      size_t len)
-{
-    app_t *app = arg;
-    (void)c;
-    (void)p;
-    if (app->verbose)
-        fprintf(stderr, "fakewa: client %02x%02x%02x%02x... connected (%zu-byte payload)\n", cs[0],
-                cs[1], cs[2], cs[3], len);
-}
-
-static void on_node(void *arg, fakewa_conn_t *c, const wa_node_t *node)
-{
-    app_t *app = arg;
-    if (app->verbose) {
-        char *t = wa_node_to_text(node, 1);
-        fprintf(stderr, "fakewa: <- %s\n", t ? t : "?");
-        free(t);
-    }
-    const char *type = wa_node_attr(node, "type");
-    if (!strcmp(node->tag, "iq") && type && (!strcmp(type, "get") || !strcmp(type, "set"))) {
-        wa_node_t *r = wa_node_new("iq");
-        wa_node_set_attr(r, "type", "result");
-        wa_node_set_attr(r, "id", wa_node_attr(node, "id"));
-        wa_node_set_attr(r, "from", "s.whatsapp.net");
-        fakewa_send(c, r);
-        wa_node_free(r);
-    }
-}
-
-static void on_close(void *arg, fakewa_conn_t *c, const char *reason)
-{
-    app_t *app = arg;
-    (void)c;
-    if (app->verbose)
-        fprintf(stderr, "fakewa: client gone (%s)\n", reason);
-}
 
 static void on_signal(uv_signal_t *h, int signum)
 {
     app_t *app = h->data;
     (void)signum;
-    fakewa_stop(app->srv);
+    fakewa_wa_stop(app->srv);
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
-    uv_stop(&app->loop); /* lws finishes its part in fakewa_free */
+    uv_stop(&app->loop); /* lws finishes its part in fakewa_wa_free */
+}
+
+static int num(const char *s)
+{
+    return atoi(s);
 }
 
 int main(int argc, char **argv)
 {
     static app_t app;
-    fakewa_opts_t o = {0};
+    fakewa_wa_opts_t o = {0};
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--port") && i + 1 < argc)
-            o.port = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--host") && i + 1 < argc)
-            o.host = argv[++i];
-        else if (!strcmp(argv[i], "--cert") && i + 1 < argc)
-            o.cert_file = argv[++i];
-        else if (!strcmp(argv[i], "--key") && i + 1 < argc)
-            o.key_file = argv[++i];
-        else if (!strcmp(argv[i], "-v"))
-            app.verbose = 1;
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--port") && v)
+            o.transport.port = num(argv[++i]);
+        else if (!strcmp(a, "--host") && v)
+            o.transport.host = argv[++i];
+        else if (!strcmp(a, "--cert") && v)
+            o.transport.cert_file = argv[++i];
+        else if (!strcmp(a, "--key") && v)
+            o.transport.key_file = argv[++i];
+        else if (!strcmp(a, "--refs") && v)
+            o.refs = num(argv[++i]);
+        else if (!strcmp(a, "--qr-first-ms") && v)
+            o.qr_first_ms = (unsigned)num(argv[++i]);
+        else if (!strcmp(a, "--qr-next-ms") && v)
+            o.qr_next_ms = (unsigned)num(argv[++i]);
+        else if (!strcmp(a, "--server-ping-ms") && v)
+            o.server_ping_ms = (unsigned)num(argv[++i]);
+        else if (!strcmp(a, "--phone") && v)
+            o.phone = argv[++i];
         else {
-            fprintf(stderr, "usage: fakewa [--host H] [--port P] [--cert PEM --key PEM] [-v]\n");
+            fprintf(stderr, "usage: fakewa-server [--host H] [--port P] [--cert PEM --key PEM]\n"
+                            "       [--refs N] [--qr-first-ms MS] [--qr-next-ms MS]\n"
+                            "       [--server-ping-ms MS] [--phone NUMBER]\n");
             return 2;
         }
     }
     uv_loop_init(&app.loop);
     char err[256];
-    fakewa_callbacks_t cb = {on_client, on_node, on_close, &app};
-    app.srv = fakewa_new(&app.loop, &o, &cb, err, sizeof(err));
+    app.srv = fakewa_wa_new(&app.loop, &o, err, sizeof(err));
     if (!app.srv) {
         fprintf(stderr, "fakewa: %s\n", err);
         return 1;
     }
-    const uint8_t *root = fakewa_root_pub(app.srv);
-    printf("WA_URL=%s://%s:%d/ws/chat WA_ROOT_KEY=", o.cert_file ? "wss" : "ws",
-           o.host ? o.host : "127.0.0.1", fakewa_port(app.srv));
+    fakewa_t *t = fakewa_wa_transport(app.srv);
+    const uint8_t *root = fakewa_root_pub(t);
+    const char *host = o.transport.host ? o.transport.host : "127.0.0.1";
+    int tls = o.transport.cert_file != NULL;
+    printf("WA_URL=%s://%s:%d/ws/chat WA_ROOT_KEY=", tls ? "wss" : "ws", host, fakewa_port(t));
     for (int i = 0; i < 32; i++)
         printf("%02x", root[i]);
-    printf("\n");
+    printf(" CONTROL=%s://%s:%d/control\n", tls ? "https" : "http", host, fakewa_port(t));
     fflush(stdout);
     signal(SIGPIPE, SIG_IGN);
     uv_signal_init(&app.loop, &app.sigint);
@@ -109,7 +92,7 @@ int main(int argc, char **argv)
     uv_signal_start(&app.sigint, on_signal, SIGINT);
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     uv_run(&app.loop, UV_RUN_DEFAULT);
-    fakewa_free(app.srv);
+    fakewa_wa_free(app.srv);
     uv_run(&app.loop, UV_RUN_DEFAULT);
     uv_loop_close(&app.loop);
     return 0;

@@ -347,6 +347,44 @@ static void on_ping_timer(uv_timer_t *t)
     }
 }
 
+/* The control API: GET /control/state, POST /control/scan (body: the QR
+ * text), POST /control/fault (body: a fault name). */
+static int on_http(void *arg, int post, const char *path, const char *body, size_t len,
+                   char **resp)
+{
+    fakewa_wa_t *w = arg;
+    (void)len;
+    char buf[256];
+    if (!post && !strcmp(path, "/control/state")) {
+        *resp = fakewa_wa_state_json(w);
+        return 200;
+    }
+    if (post && !strcmp(path, "/control/scan")) {
+        char why[128];
+        char *qr = strndup(body, strcspn(body, "\r\n"));
+        int rc = qr ? fakewa_wa_scan(w, qr, why, sizeof(why)) : -1;
+        free(qr);
+        snprintf(buf, sizeof(buf), rc ? "{\"ok\":false,\"error\":\"%s\"}" : "{\"ok\":true}",
+                 rc ? why : "");
+        *resp = strdup(buf);
+        return rc ? 409 : 200;
+    }
+    if (post && !strcmp(path, "/control/fault")) {
+        char name[32];
+        snprintf(name, sizeof(name), "%.*s", (int)strcspn(body, "\r\n"), body);
+        int f = fakewa_wa_fault_parse(name);
+        if (f < 0) {
+            *resp = strdup("{\"ok\":false,\"error\":\"unknown fault\"}");
+            return 400;
+        }
+        fakewa_wa_fault(w, (fakewa_fault_t)f);
+        *resp = strdup("{\"ok\":true}");
+        return 200;
+    }
+    *resp = strdup("{\"ok\":false,\"error\":\"not found\"}");
+    return 404;
+}
+
 fakewa_wa_t *fakewa_wa_new(uv_loop_t *loop, const fakewa_wa_opts_t *opts, char *err,
                            size_t errlen)
 {
@@ -366,7 +404,7 @@ fakewa_wa_t *fakewa_wa_new(uv_loop_t *loop, const fakewa_wa_opts_t *opts, char *
     w->prekey_count = opts->prekey_count;
     w->next_device = 10;
     wa_crypto_keypair_generate(&w->phone_ident);
-    fakewa_callbacks_t cb = {on_client, on_node, on_close, w};
+    fakewa_callbacks_t cb = {on_client, on_node, on_close, w, on_http};
     w->f = fakewa_new(loop, &opts->transport, &cb, err, errlen);
     if (!w->f) {
         free(w);

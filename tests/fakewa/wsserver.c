@@ -48,10 +48,62 @@ static void conn_free(fakewa_ws_conn_t *c)
     free(c);
 }
 
+/* A plain HTTP request in progress (the control API). */
+typedef struct {
+    char path[256];
+    int post;
+    char *body;
+    size_t body_len;
+    uint8_t *resp; /* LWS_PRE bytes of headroom, then the body */
+    size_t resp_len;
+} http_req_t;
+
+/* Per-connection data: a WebSocket connection or an HTTP request. */
+typedef struct {
+    fakewa_ws_conn_t *c;
+    http_req_t *h;
+} pss_t;
+
+static int http_respond(struct lws *wsi, fakewa_ws_t *srv, http_req_t *h)
+{
+    char *resp = NULL;
+    int status = srv->cb.on_http ? srv->cb.on_http(srv->cb.arg, h->post, h->path,
+                                                   h->body ? h->body : "", h->body_len, &resp)
+                                 : 404;
+    if (!resp)
+        resp = strdup("{}");
+    size_t n = resp ? strlen(resp) : 0;
+    h->resp = malloc(LWS_PRE + n + 1);
+    if (!h->resp) {
+        free(resp);
+        return -1;
+    }
+    memcpy(h->resp + LWS_PRE, resp ? resp : "", n);
+    h->resp_len = n;
+    free(resp);
+    uint8_t buf[LWS_PRE + 512], *start = &buf[LWS_PRE], *p = start, *end = &buf[sizeof(buf) - 1];
+    if (lws_add_http_common_headers(wsi, (unsigned)status, "application/json", n, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static void http_free(pss_t *pss)
+{
+    if (pss && pss->h) {
+        free(pss->h->body);
+        free(pss->h->resp);
+        free(pss->h);
+        pss->h = NULL;
+    }
+}
+
 static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                         size_t len)
 {
-    fakewa_ws_conn_t **slot = user;
+    pss_t *pss = user;
+    fakewa_ws_conn_t **slot = pss ? &pss->c : NULL;
     fakewa_ws_t *srv = lws_context_user(lws_get_context(wsi));
     switch (reason) {
     case LWS_CALLBACK_ESTABLISHED: {
@@ -114,6 +166,47 @@ static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
             lws_callback_on_writable(wsi);
         return 0;
     }
+    case LWS_CALLBACK_HTTP: {
+        if (!pss)
+            return -1;
+        pss->h = calloc(1, sizeof(*pss->h));
+        if (!pss->h)
+            return -1;
+        snprintf(pss->h->path, sizeof(pss->h->path), "%s", in ? (const char *)in : "/");
+        pss->h->post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
+        if (pss->h->post)
+            return 0; /* the body follows */
+        return http_respond(wsi, srv, pss->h);
+    }
+    case LWS_CALLBACK_HTTP_BODY: {
+        http_req_t *h = pss ? pss->h : NULL;
+        if (!h || h->body_len + len > 65536)
+            return -1;
+        char *b = realloc(h->body, h->body_len + len + 1);
+        if (!b)
+            return -1;
+        memcpy(b + h->body_len, in, len);
+        h->body = b;
+        h->body_len += len;
+        h->body[h->body_len] = 0;
+        return 0;
+    }
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        return pss && pss->h ? http_respond(wsi, srv, pss->h) : -1;
+    case LWS_CALLBACK_HTTP_WRITEABLE: {
+        http_req_t *h = pss ? pss->h : NULL;
+        if (!h || !h->resp)
+            return 0;
+        int n = lws_write(wsi, h->resp + LWS_PRE, h->resp_len, LWS_WRITE_HTTP_FINAL);
+        http_free(pss);
+        if (n < 0 || lws_http_transaction_completed(wsi))
+            return -1;
+        return 0;
+    }
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        http_free(pss);
+        return 0;
     case LWS_CALLBACK_CLOSED: {
         fakewa_ws_conn_t *c = slot ? *slot : NULL;
         if (!c)
@@ -136,7 +229,7 @@ static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 }
 
 static const struct lws_protocols srv_protocols[] = {
-    {"fakewa", srv_callback, sizeof(fakewa_ws_conn_t *), 1 << 16, 0, NULL, 0},
+    {"fakewa", srv_callback, sizeof(pss_t), 1 << 16, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
