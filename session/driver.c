@@ -132,12 +132,17 @@ static void on_connected(void *arg, const char *lid)
     drv_t *d = arg;
     d->connected = 1;
     d->attempt = 0; /* a good connection resets the backoff */
+    if (d->have_creds && !d->creds.confirmed) {
+        store_confirm_pairing(d->o.store, sess_name(d->sess));
+        d->creds.confirmed = 1;
+    }
     if (lid && d->have_creds && (!d->creds.lid || strcmp(lid, d->creds.lid))) {
-        store_save_pairing(d->o.store, sess_name(d->sess), d->creds.account,
-                           d->creds.account_len, d->creds.jid, lid, d->creds.platform,
-                           d->creds.business_name, d->creds.push_name);
-        free(d->creds.lid);
-        d->creds.lid = strdup(lid);
+        char *l = strdup(lid);
+        if (l) {
+            free(d->creds.lid);
+            d->creds.lid = l;
+            store_save(d->o.store, sess_name(d->sess), &d->creds);
+        }
     }
     LOG_INFO("session", "connected");
     publish(d, SESS_CONNECTED, "");
@@ -192,6 +197,23 @@ static void on_closed(void *arg, const wa_verdict_t *v)
     d->client = NULL;
     d->connected = 0;
     LOG_INFO("session", "connection ended: %s (%s)", v->detail, v->message ? v->message : "");
+    if (v->retry == WA_RETRY_NOW && d->have_creds && d->creds.jid && !d->creds.confirmed) {
+        /* the restart request after pair-device-sign: the server has it */
+        store_confirm_pairing(d->o.store, sess_name(d->sess));
+        d->creds.confirmed = 1;
+    }
+    if (v->wipe && d->have_creds && d->creds.jid && !d->creds.confirmed && !d->stopping) {
+        /* a login refused for a pairing the server never completed (we went
+         * down between saving it and the server receiving our signature):
+         * not a logout by the user, so register anew and show a QR */
+        LOG_WARN("session", "the last pairing was never completed by WhatsApp; linking again");
+        store_wipe(d->o.store, sess_name(d->sess));
+        store_creds_free(&d->creds);
+        d->have_creds = 0;
+        d->attempt = 0;
+        connect_now(d);
+        return;
+    }
     if (v->wipe && d->have_creds) {
         store_wipe(d->o.store, sess_name(d->sess));
         store_creds_free(&d->creds);

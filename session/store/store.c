@@ -33,6 +33,9 @@ static const char *const migrations[] = {
     " session TEXT NOT NULL REFERENCES creds(session) ON DELETE CASCADE,"
     " id INTEGER NOT NULL, priv BLOB NOT NULL, pub BLOB NOT NULL,"
     " uploaded INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (session, id));",
+    /* 1 -> 2: a pairing is confirmed once the server asked for the restart
+     * or accepted a login; pairings from version 1 were complete. */
+    "ALTER TABLE creds ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 1;",
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -230,7 +233,8 @@ int store_load(store_t *st, const char *session, store_creds_t *c)
     if (sqlite3_prepare_v2(st->db,
                            "SELECT noise_priv, noise_pub, ident_priv, ident_pub, spk_id, spk_priv,"
                            " spk_pub, spk_sig, reg_id, adv_secret, next_prekey_id, account, jid,"
-                           " lid, push_name, platform, business_name FROM creds WHERE session=?",
+                           " lid, push_name, platform, business_name, confirmed FROM creds"
+                           " WHERE session=?",
                            -1, &s, NULL) != SQLITE_OK)
         return STORE_EIO;
     sqlite3_bind_text(s, 1, session, -1, SQLITE_STATIC);
@@ -266,6 +270,7 @@ int store_load(store_t *st, const char *session, store_creds_t *c)
         c->push_name = text_dup(s, 14);
         c->platform = text_dup(s, 15);
         c->business_name = text_dup(s, 16);
+        c->confirmed = sqlite3_column_int(s, 17);
         if (!c->jid != !c->account)
             rc = STORE_ECORRUPT; /* pairing data is written whole or not at all */
     }
@@ -308,7 +313,7 @@ int store_save(store_t *st, const char *session, const store_creds_t *c)
                            "INSERT OR REPLACE INTO creds (session, noise_priv, noise_pub,"
                            " ident_priv, ident_pub, spk_id, spk_priv, spk_pub, spk_sig, reg_id,"
                            " adv_secret, next_prekey_id, account, jid, lid, push_name, platform,"
-                           " business_name) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           " business_name, confirmed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &s, NULL) != SQLITE_OK)
         return STORE_EIO;
     sqlite3_bind_text(s, 1, session, -1, SQLITE_TRANSIENT);
@@ -332,6 +337,7 @@ int store_save(store_t *st, const char *session, const store_creds_t *c)
     bind_opt_text(s, 16, c->push_name);
     bind_opt_text(s, 17, c->platform);
     bind_opt_text(s, 18, c->business_name);
+    sqlite3_bind_int(s, 19, c->confirmed);
     return run_tx(st, s);
 }
 
@@ -344,7 +350,8 @@ int store_save_pairing(store_t *st, const char *session, const uint8_t *account,
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(st->db,
                            "UPDATE creds SET account=?, jid=?, lid=?, platform=?, business_name=?,"
-                           " push_name=?, updated_at=strftime('%s','now') WHERE session=?",
+                           " push_name=?, confirmed=0, updated_at=strftime('%s','now')"
+                           " WHERE session=?",
                            -1, &s, NULL) != SQLITE_OK)
         return STORE_EIO;
     sqlite3_bind_blob(s, 1, account, (int)account_len, SQLITE_TRANSIENT);
@@ -358,6 +365,16 @@ int store_save_pairing(store_t *st, const char *session, const uint8_t *account,
     if (rc == 0 && sqlite3_changes(st->db) != 1)
         return STORE_ENOTFOUND;
     return rc;
+}
+
+int store_confirm_pairing(store_t *st, const char *session)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db, "UPDATE creds SET confirmed=1 WHERE session=? AND confirmed=0",
+                           -1, &s, NULL) != SQLITE_OK)
+        return STORE_EIO;
+    sqlite3_bind_text(s, 1, session, -1, SQLITE_TRANSIENT);
+    return run_tx(st, s);
 }
 
 int store_wipe(store_t *st, const char *session)

@@ -23,7 +23,7 @@ enum {
 };
 
 /* The schema version this code writes. */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 /* The file name inside DATA_DIR. */
 #define STORE_FILE_NAME "wa-gateway.db"
@@ -43,6 +43,7 @@ typedef struct {
     uint8_t *account;        /* serialized ADVSignedDeviceIdentity */
     size_t account_len;
     char *jid, *lid, *push_name, *platform, *business_name;
+    int confirmed; /* the server completed the pairing (restart or login seen) */
 } store_creds_t;
 
 typedef struct {
@@ -70,10 +71,14 @@ int store_load(store_t *st, const char *session, store_creds_t *out);
 /* Writes a whole record (insert or replace) in one transaction. */
 int store_save(store_t *st, const char *session, const store_creds_t *c);
 
-/* Records what pairing gave, in one transaction (the identity must exist). */
+/* Records what pairing gave, in one transaction (the identity must exist).
+ * The pairing starts unconfirmed; see store_confirm_pairing. */
 int store_save_pairing(store_t *st, const char *session, const uint8_t *account,
                        size_t account_len, const char *jid, const char *lid, const char *platform,
                        const char *business_name, const char *push_name);
+
+/* Marks the session's pairing as completed by the server. */
+int store_confirm_pairing(store_t *st, const char *session);
 
 /* Deletes the session's credentials and pre-keys in one transaction. */
 int store_wipe(store_t *st, const char *session);

@@ -16,6 +16,8 @@
 
 struct fakewa {
     fakewa_ws_t *ws;
+    uv_timer_t flush_timer; /* merge == 2 */
+    struct fakewa_conn *conns;
     fakewa_callbacks_t cb;
     fakewa_faults_t faults;
     wa_keypair_t root, inter, server;
@@ -34,6 +36,7 @@ struct fakewa_conn {
     uint8_t *held;
     size_t held_len;
     void *user;
+    struct fakewa_conn *next;
 };
 
 static void conn_fail(fakewa_conn_t *c, const char *why)
@@ -41,6 +44,13 @@ static void conn_fail(fakewa_conn_t *c, const char *why)
     (void)why;
     c->state = C_DEAD;
     fakewa_ws_close(c->ws);
+}
+
+static void on_flush_timer(uv_timer_t *t)
+{
+    fakewa_t *f = t->data;
+    for (fakewa_conn_t *c = f->conns; c; c = c->next)
+        fakewa_flush(c);
 }
 
 /* Sends one frame (payload already encrypted or raw), applying faults. */
@@ -61,6 +71,8 @@ static int send_frame(fakewa_conn_t *c, const uint8_t *payload, size_t len)
         memcpy(h + c->held_len, bytes, n);
         c->held = h;
         c->held_len += n;
+        if (ft->merge == 2 && !uv_is_active((uv_handle_t *)&c->f->flush_timer))
+            uv_timer_start(&c->f->flush_timer, on_flush_timer, 5, 0);
     } else if (ft->split > 0) {
         for (size_t off = 0; off < n && rc == 0; off += ft->split)
             rc = fakewa_ws_send(c->ws, bytes + off, n - off < ft->split ? n - off : ft->split);
@@ -141,6 +153,8 @@ static void *ws_open(void *arg, fakewa_ws_conn_t *wc)
     c->ws = wc;
     c->state = C_INTRO;
     wa_frame_reader_init(&c->reader, 0);
+    c->next = f->conns;
+    f->conns = c;
     return c;
 }
 
@@ -175,6 +189,11 @@ static void ws_close(void *arg, fakewa_ws_conn_t *wc)
     fakewa_conn_t *c = fakewa_ws_conn_user(wc);
     if (!c)
         return;
+    for (fakewa_conn_t **pp = &f->conns; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
     if (f->cb.on_close)
         f->cb.on_close(f->cb.arg, c, c->state == C_DEAD ? "closed by the server" : "closed");
     wa_noise_free(c->noise);
@@ -229,8 +248,11 @@ fakewa_t *fakewa_new(uv_loop_t *loop, const fakewa_opts_t *opts, const fakewa_ca
     f->bad_chain[8] ^= 0x01; /* inside the leaf's signed details (field 1 comes first) */
     fakewa_ws_opts_t wo = {opts->host, opts->port, opts->cert_file, opts->key_file};
     fakewa_ws_callbacks_t wcb = {ws_open, ws_message, ws_close, f, cb->on_http ? ws_http : NULL};
+    uv_timer_init(loop, &f->flush_timer);
+    f->flush_timer.data = f;
     f->ws = fakewa_ws_start(loop, &wo, &wcb, err, errlen);
     if (!f->ws) {
+        uv_close((uv_handle_t *)&f->flush_timer, NULL);
         free(f->chain);
         free(f->bad_chain);
         free(f);
@@ -241,8 +263,11 @@ fakewa_t *fakewa_new(uv_loop_t *loop, const fakewa_opts_t *opts, const fakewa_ca
 
 void fakewa_stop(fakewa_t *f)
 {
-    if (f)
-        fakewa_ws_stop(f->ws);
+    if (!f)
+        return;
+    uv_timer_stop(&f->flush_timer);
+    uv_close((uv_handle_t *)&f->flush_timer, NULL);
+    fakewa_ws_stop(f->ws);
 }
 
 void fakewa_free(fakewa_t *f)

@@ -268,6 +268,58 @@ static void test_pair_then_restart_logs_in(void **state)
     assert_int_equal(st->logins_ok, 2);
 }
 
+/* Frames from the server split one byte per WebSocket message, or several
+ * merged in one message, through a whole pairing and login, with server
+ * pings every 150 ms; 1,000 subscribers all see the same ordered states. */
+static void split_or_merged(fx_t *fx, int split, int merge)
+{
+    fakewa_faults(fakewa_wa_transport(fx->srv))->split = (size_t)split;
+    fakewa_faults(fakewa_wa_transport(fx->srv))->merge = merge;
+    start_gateway(fx);
+    enum { N = 1000 };
+    sess_sub_t **subs = calloc(N, sizeof(*subs));
+    sess_sub_opts_t so = {.max_queue = 64};
+    for (int i = 0; i < N; i++)
+        subs[i] = sess_subscribe(fx->s, &so);
+    int c = pair(fx);
+    run_for(fx, 500); /* pings and pre-keys through the same faults */
+    assert_true(fakewa_wa_stats(fx->srv)->pings >= 1);
+    assert_int_equal(fakewa_wa_stats(fx->srv)->prekeys_uploaded, 812);
+    sess_snapshot_t *cur = sess_current(fx->s);
+    assert_int_equal(cur->state, SESS_CONNECTED);
+    uint64_t last = cur->seq;
+    sess_snapshot_unref(cur);
+    for (int i = 0; i < N; i++) {
+        sess_snapshot_t *snap;
+        uint64_t prev = 0;
+        int k = 0, saw_qr = 0;
+        while (sess_sub_next(subs[i], &snap) == SESS_SUB_OK) {
+            if (prev)
+                assert_int_equal(snap->seq, prev + 1); /* none lost, in order */
+            prev = snap->seq;
+            saw_qr |= snap->state == SESS_QR_READY;
+            k++;
+            sess_snapshot_unref(snap);
+        }
+        assert_int_equal(prev, last);
+        assert_true(saw_qr && k >= 4);
+        assert_int_equal(sess_sub_dropped(subs[i]), 0);
+        sess_unsubscribe(subs[i]);
+    }
+    free(subs);
+    (void)c;
+}
+
+static void test_split_frames_through_pairing(void **state)
+{
+    split_or_merged(*state, 1, 0);
+}
+
+static void test_merged_frames_through_pairing(void **state)
+{
+    split_or_merged(*state, 0, 2);
+}
+
 static void test_qr_rotation_and_timeout(void **state)
 {
     fx_t *fx = *state;
@@ -482,6 +534,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_pair_then_restart_logs_in, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_split_frames_through_pairing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_merged_frames_through_pairing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_qr_rotation_and_timeout, setup_short_qr, teardown),
         cmocka_unit_test_setup_teardown(test_expired_ref_refused, setup_short_qr, teardown),
         cmocka_unit_test_setup_teardown(test_bad_hmac_rejected, setup, teardown),

@@ -15,6 +15,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <sqlite3.h>
+
 #include "session/store/store.h"
 
 static char dir[512];
@@ -234,6 +236,60 @@ static void test_newer_and_corrupt(void **state)
     expect_refused(STORE_ECORRUPT);
 }
 
+/* A file written by schema version 1 is migrated, its records kept and
+ * their pairings counted as confirmed. */
+static void test_migration_from_v1(void **state)
+{
+    (void)state;
+    char p[700];
+    snprintf(p, sizeof(p), "%s/%s", dir, STORE_FILE_NAME);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+    const char *v1 =
+        "CREATE TABLE creds (session TEXT PRIMARY KEY, noise_priv BLOB NOT NULL,"
+        " noise_pub BLOB NOT NULL, ident_priv BLOB NOT NULL, ident_pub BLOB NOT NULL,"
+        " spk_id INTEGER NOT NULL, spk_priv BLOB NOT NULL, spk_pub BLOB NOT NULL,"
+        " spk_sig BLOB NOT NULL, reg_id INTEGER NOT NULL, adv_secret BLOB NOT NULL,"
+        " next_prekey_id INTEGER NOT NULL DEFAULT 1, account BLOB, jid TEXT, lid TEXT,"
+        " push_name TEXT, platform TEXT, business_name TEXT,"
+        " updated_at INTEGER NOT NULL DEFAULT 0);"
+        "CREATE TABLE prekeys (session TEXT NOT NULL REFERENCES creds(session) ON DELETE CASCADE,"
+        " id INTEGER NOT NULL, priv BLOB NOT NULL, pub BLOB NOT NULL,"
+        " uploaded INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (session, id));"
+        "INSERT INTO creds VALUES ('default', zeroblob(32), zeroblob(32), zeroblob(32),"
+        " zeroblob(32), 1, zeroblob(32), zeroblob(32), zeroblob(64), 77, zeroblob(32), 1,"
+        " x'0102', '1555:3@s.whatsapp.net', NULL, NULL, 'android', NULL, 0);"
+        "PRAGMA user_version=1;";
+    assert_int_equal(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    store_t *st = open_ok();
+    store_creds_t c;
+    assert_int_equal(store_load(st, "default", &c), 0);
+    assert_int_equal(c.reg_id, 77);
+    assert_string_equal(c.jid, "1555:3@s.whatsapp.net");
+    assert_int_equal(c.confirmed, 1);
+    store_creds_free(&c);
+    static const uint8_t acc[] = {9};
+    assert_int_equal(store_save_pairing(st, "default", acc, 1, "1555:4@s.whatsapp.net", NULL,
+                                        NULL, NULL, NULL),
+                     0);
+    assert_int_equal(store_load(st, "default", &c), 0);
+    assert_int_equal(c.confirmed, 0); /* a new pairing waits for the server */
+    store_creds_free(&c);
+    assert_int_equal(store_confirm_pairing(st, "default"), 0);
+    assert_int_equal(store_load(st, "default", &c), 0);
+    assert_int_equal(c.confirmed, 1);
+    store_creds_free(&c);
+    store_close(st);
+    assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+    sqlite3_stmt *s;
+    sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(s, 0), STORE_SCHEMA_VERSION);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+}
+
 /* A child rewrites records and wipes in a loop; it is killed at a random
  * moment; the parent must then find a consistent store. */
 static void test_sigkill_consistency(void **state)
@@ -292,6 +348,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_round_trip_and_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wipe_and_prekeys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_and_corrupt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_from_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_consistency, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
