@@ -55,6 +55,8 @@ static const opt_t options[] = {
     {"tls-cert", "TLS_CERT", OPT_STRING, OFF(tls_cert), NULL,
      "PEM certificate chain: serve HTTPS and gRPC over TLS"},
     {"tls-key", "TLS_KEY", OPT_STRING, OFF(tls_key), NULL, "PEM private key for TLS_CERT"},
+    {"check-store", NULL, OPT_BOOL, OFF(check_store), "0",
+     "check the credential store's consistency, print the result and exit"},
     {"allow-insecure-remote", "ALLOW_INSECURE_REMOTE", OPT_BOOL, OFF(allow_insecure_remote), "0",
      "allow a non-loopback HOST without API_KEY"},
 };

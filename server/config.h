@@ -34,6 +34,7 @@ typedef struct {
     char *tls_cert;       /* TLS_CERT: PEM certificate chain (HTTP and gRPC) */
     char *tls_key;        /* TLS_KEY: PEM private key */
     int help;             /* --help was given */
+    int check_store;      /* --check-store: verify the store and exit */
 } cfg_t;
 
 /* Fills `cfg` from defaults, the environment (read through `getenv_fn`, which

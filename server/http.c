@@ -40,6 +40,7 @@ struct http_server {
     stream_t *streams; /* every live stream */
     stream_t *dirty;   /* streams with new snapshots to send */
     size_t nstreams;
+    int grace_expired;
     int stopping;
     int listener_open;
     void (*on_stopped)(void *);
@@ -989,8 +990,24 @@ static void on_listener_closed(uv_handle_t *h)
 static void on_grace_timeout(uv_timer_t *t)
 {
     http_server_t *srv = t->data;
-    if (srv->nconns > 0)
+    /* WebSocket clients that did not answer our close frame: close them */
+    stream_t *st = srv->streams, *next;
+    for (; st; st = next) {
+        next = st->next;
+        if (st->kind == STREAM_WS && st->ws) {
+            h2o_websocket_conn_t *ws = st->ws;
+            ws->data = NULL;
+            stream_free(st);
+            h2o_websocket_close(ws);
+        }
+    }
+    if (srv->nconns > 0) {
         LOG_WARN("http", "%zu connection(s) still open after the grace period", srv->nconns);
+        uv_timer_start(&srv->grace_timer, on_grace_timeout, 500, 0); /* let them close */
+        srv->grace_expired++;
+        if (srv->grace_expired < 4)
+            return;
+    }
     srv->nconns = 0;
     maybe_finish_stop(srv);
 }

@@ -112,6 +112,13 @@ int main(int argc, char **argv)
         cfg_free(&app.cfg);
         return 2;
     }
+    if (app.cfg.check_store) {
+        rc = store_check(app.store, err, sizeof(err));
+        printf("%s: %s\n", store_path(app.store), rc ? err : "consistent");
+        store_close(app.store);
+        cfg_free(&app.cfg);
+        return rc ? 1 : 0;
+    }
     uv_loop_init(&app.loop);
     wa_fsock_ctx_opts_t fo = {.ca_file = app.cfg.wa_ca_file};
     app.fsock = wa_fsock_ctx_new(&app.loop, &fo, err, sizeof(err));

@@ -1,0 +1,251 @@
+#!/usr/bin/python3
+"""End-to-end tests of the HTTP API details with the real programs on
+loopback (wa-gateway + the fake WhatsApp server): WebSocket events in order,
+expiresIn counting down and resetting on rotation, 404/405/413, malformed and
+invalid UTF-8 bodies, CORS preflight, metrics without secrets, readiness,
+HTTP/2, and HTTPS with a test certificate (HTTP/2 by ALPN)."""
+import base64, http.client, json, os, socket, ssl, subprocess, sys, time
+
+SRC = os.path.join(os.environ["TEST_SRCDIR"], "wa_gateway")
+TMP = os.environ.get("TEST_TMPDIR", "/tmp")
+GW = os.path.join(SRC, "server/wa-gateway")
+FW = os.path.join(SRC, "tests/fakewa/fakewa-server")
+KEY = "k3y-for-tests"
+procs = []
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def fail(msg):
+    print("FAIL:", msg, file=sys.stderr)
+    for p in procs:
+        p.kill()
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def request(port, method, path, body=None, headers=None, tls_ctx=None):
+    h = {"X-API-Key": KEY}
+    h.update(headers or {})
+    if tls_ctx:
+        c = http.client.HTTPSConnection("localhost", port, timeout=10, context=tls_ctx)
+    else:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request(method, path, body=body, headers=h)
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, dict((k.lower(), v) for k, v in r.getheaders()), data
+
+
+def wait_state(port, state, detail=None, secs=10):
+    end = time.time() + secs
+    last = None
+    while time.time() < end:
+        try:
+            _, _, b = request(port, "GET", "/api/whatsapp/status")
+            d = json.loads(b)["data"]
+            last = d
+            if d["state"] == state and (detail is None or d["detail"] == detail):
+                return d
+        except OSError:
+            pass
+        time.sleep(0.05)
+    fail("state %s not reached (last %s)" % (state, last))
+
+
+def start_fakewa():
+    p = subprocess.Popen([FW, "--refs", "3", "--qr-first-ms", "2000", "--qr-next-ms", "1500"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    procs.append(p)
+    line = p.stdout.readline().split()
+    env = dict(kv.split("=", 1) for kv in line)
+    return env
+
+
+def start_gateway(env, port, extra=()):
+    e = dict(os.environ, WA_URL=env["WA_URL"], WA_ROOT_KEY=env["WA_ROOT_KEY"])
+    log = open(os.path.join(TMP, "gw-%d.log" % port), "w")
+    p = subprocess.Popen([GW, "--port", str(port), "--grpc-port", str(free_port()),
+                          "--data-dir", os.path.join(TMP, "data-%d" % port), "--api-key", KEY,
+                          "--qr-first-ms", "2000", "--qr-next-ms", "1500",
+                          "--cors-origins", "http://dash.example, http://other.example"] + list(extra),
+                         env=e, stderr=log)
+    procs.append(p)
+    for _ in range(100):
+        try:
+            if request(port, "GET", "/healthz", tls_ctx=None if "--tls-cert" not in extra else TLS)[0] == 200:
+                return p
+        except OSError:
+            time.sleep(0.05)
+    fail("gateway did not start")
+
+
+class WS:
+    """A minimal RFC 6455 client: handshake, read text frames, send text."""
+
+    def __init__(self, port, path):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                        "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                        "Sec-WebSocket-Version: 13\r\n\r\n" % (path, key)).encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.s.recv(1)
+        self.status = int(head.split()[1])
+        self.buf = b""
+
+    def _read(self, n):
+        while len(self.buf) < n:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise EOFError
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def recv(self):
+        while True:
+            b0, b1 = self._read(2)
+            n = b1 & 0x7F
+            if n == 126:
+                n = int.from_bytes(self._read(2), "big")
+            elif n == 127:
+                n = int.from_bytes(self._read(8), "big")
+            payload = self._read(n)
+            op = b0 & 0x0F
+            if op == 1:
+                return json.loads(payload)
+            if op == 8:
+                raise EOFError
+
+    def send(self, text):
+        data = text.encode()
+        mask = os.urandom(4)
+        frame = bytes([0x81, 0x80 | len(data)]) + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(data))
+        self.s.sendall(frame)
+
+
+env = start_fakewa()
+control = env["CONTROL"]
+cport = int(control.split(":")[2].split("/")[0])
+port = free_port()
+start_gateway(env, port)
+wait_state(port, "QR_READY")
+
+# WebSocket: refused without the key, then every event in order through a pairing
+check(WS(port, "/api/whatsapp/ws").status == 401, "WebSocket without a key not refused")
+ws = WS(port, "/api/whatsapp/events?apiKey=" + KEY)
+check(ws.status == 101, "WebSocket upgrade status %d" % ws.status)
+first = ws.recv()
+check(first["state"] == "QR_READY" and first["hasQR"] is True, "first WS event %s" % first)
+
+# expiresIn counts down within a ref and resets when the QR rotates
+_, _, b = request(port, "GET", "/api/whatsapp/qr")
+e1 = json.loads(b)["data"]["expiresIn"]
+_, _, raw1 = request(port, "GET", "/api/whatsapp/qr?format=raw")
+time.sleep(1.1)
+_, _, b = request(port, "GET", "/api/whatsapp/qr")
+e2 = json.loads(b)["data"]["expiresIn"]
+check(1 <= e1 <= 2 and e2 < e1, "expiresIn did not count down: %s -> %s" % (e1, e2))
+rot = ws.recv()  # the rotation arrives as an event too
+check(rot["state"] == "QR_READY" and rot["seq"] == first["seq"] + 1, "rotation event %s" % rot)
+_, _, raw2 = request(port, "GET", "/api/whatsapp/qr?format=raw")
+_, _, b = request(port, "GET", "/api/whatsapp/qr")
+e3 = json.loads(b)["data"]["expiresIn"]
+check(raw2 != raw1 and e3 >= 1, "QR did not rotate with a fresh expiresIn (%s)" % e3)
+
+st, _, _ = request(cport, "POST", "/control/scan", body=raw2)
+check(st == 200, "scan refused")
+seqs, states = [first["seq"], rot["seq"]], []
+while True:
+    ev = ws.recv()
+    seqs.append(ev["seq"])
+    states.append(ev["state"])
+    if ev["state"] == "CONNECTED":
+        break
+check(seqs == list(range(seqs[0], seqs[0] + len(seqs))), "WS events out of order or lost: %s" % seqs)
+ws.send("ping")
+check(ws.recv()["state"] == "CONNECTED", "WS ping answer")
+print("websocket ok", states)
+
+# errors: 404, 405 with Allow, 413, malformed and invalid UTF-8 bodies, bad format
+st, h, b = request(port, "GET", "/api/whatsapp/nope")
+check(st == 404 and json.loads(b)["success"] is False, "404 %s" % st)
+st, h, b = request(port, "POST", "/api/whatsapp/status")
+check(st == 405 and "GET" in h.get("allow", "") and json.loads(b)["success"] is False, "405 POST status")
+st, h, b = request(port, "GET", "/whatsapp/reconnect")
+check(st == 405 and "POST" in h.get("allow", ""), "405 GET reconnect")
+st, _, b = request(port, "POST", "/api/whatsapp/reconnect", body=b"{" + b" " * 20000 + b"}")
+check(st == 413 and json.loads(b)["success"] is False, "413 %s" % st)
+for body in (b"{bad", b"[1,2]", b'{"keepCredentials":"yes"}', b'{"waitMs":-5}', b'{"keepCredentials":"\xff\xfe"}'):
+    st, _, b = request(port, "POST", "/api/whatsapp/reconnect", body=body,
+                       headers={"Content-Type": "application/json"})
+    check(st == 400 and json.loads(b)["success"] is False, "malformed body %r gave %s" % (body, st))
+st, _, b = request(port, "GET", "/api/whatsapp/qr?format=gif")
+check(st in (400, 409), "unknown format %s" % st)
+wait_state(port, "CONNECTED")  # none of that disturbed the session
+
+# CORS: preflight answered for allowed origins only
+st, h, _ = request(port, "OPTIONS", "/api/whatsapp/qr",
+                   headers={"Origin": "http://dash.example", "Access-Control-Request-Method": "GET",
+                            "Access-Control-Request-Headers": "x-api-key"})
+check(st == 204 and h.get("access-control-allow-origin") == "http://dash.example"
+      and "x-api-key" in h.get("access-control-allow-headers", "").lower(), "preflight %s %s" % (st, h))
+st, h, _ = request(port, "GET", "/api/whatsapp/status", headers={"Origin": "http://evil.example"})
+check(st == 200 and "access-control-allow-origin" not in h, "CORS for an unlisted origin")
+st, h, _ = request(port, "GET", "/api/whatsapp/status", headers={"Origin": "http://other.example"})
+check(h.get("access-control-allow-origin") == "http://other.example", "CORS for a listed origin")
+
+# metrics and readiness; no secrets in metrics
+st, _, b = request(port, "GET", "/metrics")
+m = b.decode()
+check(st == 200 and 'wagw_session_state{session="default",state="CONNECTED"} 1' in m
+      and "wagw_requests_total" in m and 'wagw_subscribers{transport="websocket"} 1' in m, "metrics")
+check(KEY not in m and raw2.decode().split("#")[1][:20] not in m, "a secret in /metrics")
+st, _, b = request(port, "GET", "/readyz")
+check(st == 200 and json.loads(b)["status"] == "ready", "readyz")
+
+# HTTP/2 cleartext (prior knowledge) with curl
+out = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                      "http://127.0.0.1:%d/api/whatsapp/status" % port], capture_output=True, text=True).stdout
+check(out == "2 200", "h2c: %s" % out)
+
+# HTTPS with a test certificate: HTTP/1.1 and HTTP/2 by ALPN
+subprocess.run("cd '%s' && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+               "-subj /CN=localhost -addext subjectAltName=DNS:localhost -keyout tls.key -out tls.pem 2>/dev/null" % TMP,
+               shell=True, check=True)
+TLS = ssl.create_default_context(cafile=os.path.join(TMP, "tls.pem"))
+tport = free_port()
+start_gateway(env, tport, ("--tls-cert", os.path.join(TMP, "tls.pem"), "--tls-key", os.path.join(TMP, "tls.key")))
+st, _, b = request(tport, "GET", "/api/whatsapp/status", tls_ctx=TLS)
+check(st == 200 and json.loads(b)["success"] is True, "HTTPS status")
+out = subprocess.run(["curl", "-s", "--http2", "--cacert", os.path.join(TMP, "tls.pem"), "-o", "/dev/null",
+                      "-w", "%{http_version} %{http_code}", "https://localhost:%d/healthz" % tport],
+                     capture_output=True, text=True).stdout
+check(out == "2 200", "HTTPS h2: %s" % out)
+try:
+    http.client.HTTPConnection("127.0.0.1", tport, timeout=3).request("GET", "/healthz")
+except Exception:
+    pass
+
+for p in procs[1:]:
+    p.terminate()
+for p in procs[1:]:
+    check(p.wait(10) == 0, "gateway exit status")
+procs[0].terminate()
+for f in os.listdir(TMP):
+    if f.startswith("gw-") and KEY in open(os.path.join(TMP, f)).read():
+        fail("the API key was logged")
+print("PASS")
