@@ -48,6 +48,8 @@ static const opt_t options[] = {
      "keepalive ping interval, ms"},
     {"reconnect-wait-ms", "RECONNECT_WAIT_MS", OPT_MS, OFF(reconnect_wait_ms), "30000",
      "how long POST reconnect waits for the new QR, ms"},
+    {"heartbeat-ms", "HEARTBEAT_MS", OPT_MS, OFF(heartbeat_ms), "15000",
+     "heartbeat interval on SSE and WebSocket event streams, ms"},
     {"log-level", "LOG_LEVEL", OPT_LEVEL, OFF(log_level), "info",
      "debug, info, warn, error or off"},
     {"cors-origins", "CORS_ORIGINS", OPT_STRING, OFF(cors_origins), NULL,

@@ -31,6 +31,7 @@ typedef struct {
     int qr_next_ms;       /* QR_NEXT_MS: lifetime of each later QR */
     int keepalive_ms;     /* KEEPALIVE_MS: ping interval */
     int reconnect_wait_ms; /* RECONNECT_WAIT_MS: how long POST reconnect waits for a QR */
+    int heartbeat_ms;     /* HEARTBEAT_MS: SSE comment / WebSocket ping interval */
     char *tls_cert;       /* TLS_CERT: PEM certificate chain (HTTP and gRPC) */
     char *tls_key;        /* TLS_KEY: PEM private key */
     int help;             /* --help was given */

@@ -152,6 +152,7 @@ int main(int argc, char **argv)
         .cors_origins = app.cfg.cors_origins,
         .tls_cert_file = app.cfg.tls_cert,
         .tls_key_file = app.cfg.tls_key,
+        .heartbeat_ms = (unsigned)app.cfg.heartbeat_ms,
         .ready = ready,
         .ready_arg = &app,
     };

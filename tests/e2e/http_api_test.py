@@ -78,7 +78,7 @@ def start_gateway(env, port, extra=()):
     log = open(os.path.join(TMP, "gw-%d.log" % port), "w")
     p = subprocess.Popen([GW, "--port", str(port), "--grpc-port", str(free_port()),
                           "--data-dir", os.path.join(TMP, "data-%d" % port), "--api-key", KEY,
-                          "--qr-first-ms", "2000", "--qr-next-ms", "1500",
+                          "--qr-first-ms", "2000", "--qr-next-ms", "1500", "--heartbeat-ms", "300",
                           "--cors-origins", "http://dash.example, http://other.example"] + list(extra),
                          env=e, stderr=log)
     procs.append(p)
@@ -217,6 +217,26 @@ check(KEY not in m and raw2.decode().split("#")[1][:20] not in m, "a secret in /
 st, _, b = request(port, "GET", "/readyz")
 check(st == 200 and json.loads(b)["status"] == "ready", "readyz")
 
+# SSE: the current state first, then heartbeats while nothing changes
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+c.request("GET", "/whatsapp/events", headers={"X-API-Key": KEY})
+r = c.getresponse()
+check(r.status == 200 and r.getheader("Content-Type") == "text/event-stream", "SSE headers")
+got, t0 = b"", time.time()
+while b": heartbeat" not in got and time.time() - t0 < 3:
+    got += r.read1(4096)
+check(b"event: status" in got and b'"state":"CONNECTED"' in got and b": heartbeat" in got,
+      "SSE first event and heartbeat: %r" % got[:300])
+c.close()
+
+# reconnect keeping the credentials: the same device logs in again
+st, _, b = request(cport, "GET", "/control/state")
+logins = json.loads(b)["loginsOk"]
+st, _, b = request(port, "POST", "/api/whatsapp/reconnect", body=b'{"keepCredentials":true}')
+check(st == 200 and json.loads(b)["data"]["state"] == "CONNECTED", "keepCredentials reconnect %s %s" % (st, b))
+st, _, b = request(cport, "GET", "/control/state")
+check(json.loads(b)["loginsOk"] == logins + 1 and json.loads(b)["paired"] == 1, "keepCredentials did not log in again")
+
 # HTTP/2 cleartext (prior knowledge) with curl
 out = subprocess.run(["curl", "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
                       "http://127.0.0.1:%d/api/whatsapp/status" % port], capture_output=True, text=True).stdout
@@ -239,6 +259,16 @@ try:
     http.client.HTTPConnection("127.0.0.1", tport, timeout=3).request("GET", "/healthz")
 except Exception:
     pass
+
+# WhatsApp unreachable: reconnect answers 502 with the detail, quickly
+env_dead = dict(env, WA_URL="ws://127.0.0.1:%d/ws/chat" % free_port())
+dport = free_port()
+start_gateway(env_dead, dport, ("--reconnect-wait-ms", "5000"))
+t0 = time.time()
+st, _, b = request(dport, "POST", "/api/whatsapp/reconnect")
+j = json.loads(b)
+check(st == 502 and j["success"] is False and j["detail"] == "unreachable" and time.time() - t0 < 5,
+      "unreachable reconnect: %s %s" % (st, b))
 
 for p in procs[1:]:
     p.terminate()
