@@ -165,8 +165,7 @@ api_result_t api_logout(api_t *api, const char *name)
     return result(API_OK, sess_current(s));
 }
 
-sess_sub_t *api_watch(api_t *api, const char *name, const sess_sub_opts_t *opts,
-                      api_code_t *code)
+sess_sub_t *api_watch(api_t *api, const char *name, const sess_sub_opts_t *opts, api_code_t *code)
 {
     sess_t *s = find(api, name);
     if (!s) {

@@ -103,8 +103,7 @@ void api_wait_cancel(api_wait_t *w);
 
 /* Subscribes to session `name` for a watcher (SSE, WebSocket, gRPC stream).
  * Any thread. Returns NULL with *code set (API_ERR_NOT_FOUND, ...). */
-sess_sub_t *api_watch(api_t *api, const char *name, const sess_sub_opts_t *opts,
-                      api_code_t *code);
+sess_sub_t *api_watch(api_t *api, const char *name, const sess_sub_opts_t *opts, api_code_t *code);
 
 /* --- JSON views (yajl). Each returns a malloc'd NUL-terminated string the
  * caller frees, or NULL when out of memory. --- */

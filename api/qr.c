@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <png.h>
+#include "common/base64.h"
 #include <qrencode.h>
 
 static int encode(const char *text, QRcode **out)
@@ -127,28 +128,7 @@ int api_qr_png(const char *text, int scale, uint8_t **png, size_t *len, int *mod
 
 char *api_qr_base64(const uint8_t *data, size_t len)
 {
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t olen = 4 * ((len + 2) / 3);
-    char *out = malloc(olen + 1);
-    if (!out)
-        return NULL;
-    size_t o = 0, i = 0;
-    for (; i + 2 < len; i += 3) {
-        uint32_t v = (uint32_t)data[i] << 16 | (uint32_t)data[i + 1] << 8 | data[i + 2];
-        out[o++] = tbl[v >> 18];
-        out[o++] = tbl[(v >> 12) & 63];
-        out[o++] = tbl[(v >> 6) & 63];
-        out[o++] = tbl[v & 63];
-    }
-    if (i < len) {
-        uint32_t v = (uint32_t)data[i] << 16 | (i + 1 < len ? (uint32_t)data[i + 1] << 8 : 0);
-        out[o++] = tbl[v >> 18];
-        out[o++] = tbl[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? tbl[(v >> 6) & 63] : '=';
-        out[o++] = '=';
-    }
-    out[o] = 0;
-    return out;
+    return b64_encode(data, len);
 }
 
 char *api_qr_data_url(const uint8_t *png, size_t len)
@@ -202,7 +182,10 @@ char *api_qr_terminal(const char *text, int *err)
             /* light modules are drawn (the terminal's foreground), dark
              * modules are left blank (its background) */
             int top = !dark(qr, x, y), bottom = y + 1 < side ? !dark(qr, x, y + 1) : 0;
-            const char *c = top && bottom ? "\xe2\x96\x88" : top ? "\xe2\x96\x80" : bottom ? "\xe2\x96\x84" : " ";
+            const char *c = top && bottom ? "\xe2\x96\x88"
+                            : top         ? "\xe2\x96\x80"
+                            : bottom      ? "\xe2\x96\x84"
+                                          : " ";
             size_t n = strlen(c);
             memcpy(out + o, c, n);
             o += n;

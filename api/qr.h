@@ -33,7 +33,8 @@ char *api_qr_data_url(const uint8_t *png, size_t len);
 /* The QR as text for a terminal: two module rows per line using ' ', '▀',
  * '▄' and '█'. Light modules (and the quiet zone) are drawn as blocks in the
  * terminal's foreground colour and dark modules left blank, so it scans on
- * the usual light-text-on-dark-background terminal. Returns a malloc'd string (lines end with '\n') or NULL on error
+ * the usual light-text-on-dark-background terminal. Returns a malloc'd string (lines end with '\n')
+ * or NULL on error
  * (*err set to an API_QR_* code when err is non-NULL). */
 char *api_qr_terminal(const char *text, int *err);
 

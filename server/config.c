@@ -11,7 +11,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-typedef enum { OPT_STRING, OPT_PORT, OPT_LEVEL, OPT_BOOL, OPT_HEXKEY, OPT_URL, OPT_MS, OPT_VERSION } opt_kind_t;
+typedef enum {
+    OPT_STRING,
+    OPT_PORT,
+    OPT_LEVEL,
+    OPT_BOOL,
+    OPT_HEXKEY,
+    OPT_URL,
+    OPT_MS,
+    OPT_VERSION
+} opt_kind_t;
 
 typedef struct {
     const char *flag; /* without the leading "--" */
@@ -118,8 +127,8 @@ static int set_option(cfg_t *cfg, const opt_t *o, const char *v, const char *src
             unsigned long a, b, c;
             char tail;
             if (sscanf(v, "%lu.%lu.%lu%c", &a, &b, &c, &tail) != 3)
-                return fail(err, errlen, "invalid %s: '%s' (expected like 2.3000.1045649367)",
-                            what, v);
+                return fail(err, errlen, "invalid %s: '%s' (expected like 2.3000.1045649367)", what,
+                            v);
         }
         if (o->kind == OPT_URL && strncmp(v, "ws://", 5) != 0 && strncmp(v, "wss://", 6) != 0)
             return fail(err, errlen, "invalid %s: '%s' is not a ws:// or wss:// URL", what, v);
@@ -152,8 +161,8 @@ static int set_option(cfg_t *cfg, const opt_t *o, const char *v, const char *src
     }
     case OPT_LEVEL:
         if (log_level_parse(v, (log_level_t *)base) != 0)
-            return fail(err, errlen, "invalid %s: '%s' (use debug, info, warn, error or off)",
-                        what, v);
+            return fail(err, errlen, "invalid %s: '%s' (use debug, info, warn, error or off)", what,
+                        v);
         return 0;
     case OPT_BOOL:
         if (parse_bool(v, (int *)base) != 0)

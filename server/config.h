@@ -14,28 +14,28 @@
 #define CFG_DEFAULT_WA_ROOT_KEY "142375574d0a587166aae71ebe516437c4a28b73e3695c6ce1f7f9545da8ee6b"
 
 typedef struct {
-    char *host;           /* HTTP listen address (HOST) */
-    int port;             /* HTTP port (PORT) */
-    int grpc_port;        /* gRPC port (GRPC_PORT) */
-    char *api_key;        /* X-API-Key secret, NULL when none (API_KEY) */
-    char *data_dir;       /* directory of the store (DATA_DIR) */
-    char *wa_url;         /* WhatsApp endpoint (WA_URL) */
-    char *wa_root_key;    /* trusted root key, 64 hex chars (WA_ROOT_KEY) */
+    char *host;        /* HTTP listen address (HOST) */
+    int port;          /* HTTP port (PORT) */
+    int grpc_port;     /* gRPC port (GRPC_PORT) */
+    char *api_key;     /* X-API-Key secret, NULL when none (API_KEY) */
+    char *data_dir;    /* directory of the store (DATA_DIR) */
+    char *wa_url;      /* WhatsApp endpoint (WA_URL) */
+    char *wa_root_key; /* trusted root key, 64 hex chars (WA_ROOT_KEY) */
     uint8_t wa_root_key_bin[32];
-    log_level_t log_level; /* LOG_LEVEL */
+    log_level_t log_level;     /* LOG_LEVEL */
     int allow_insecure_remote; /* listen on a non-loopback HOST without API_KEY */
-    char *cors_origins;   /* CORS_ORIGINS: comma-separated, "*" = any */
-    char *wa_version;     /* WA_VERSION: WhatsApp Web version "2.3000.x" */
-    char *wa_ca_file;     /* WA_CA_FILE: extra CAs for wss:// (tests) */
-    int qr_first_ms;      /* QR_FIRST_MS: lifetime of the first QR */
-    int qr_next_ms;       /* QR_NEXT_MS: lifetime of each later QR */
-    int keepalive_ms;     /* KEEPALIVE_MS: ping interval */
-    int reconnect_wait_ms; /* RECONNECT_WAIT_MS: how long POST reconnect waits for a QR */
-    int heartbeat_ms;     /* HEARTBEAT_MS: SSE comment / WebSocket ping interval */
-    char *tls_cert;       /* TLS_CERT: PEM certificate chain (HTTP and gRPC) */
-    char *tls_key;        /* TLS_KEY: PEM private key */
-    int help;             /* --help was given */
-    int check_store;      /* --check-store: verify the store and exit */
+    char *cors_origins;        /* CORS_ORIGINS: comma-separated, "*" = any */
+    char *wa_version;          /* WA_VERSION: WhatsApp Web version "2.3000.x" */
+    char *wa_ca_file;          /* WA_CA_FILE: extra CAs for wss:// (tests) */
+    int qr_first_ms;           /* QR_FIRST_MS: lifetime of the first QR */
+    int qr_next_ms;            /* QR_NEXT_MS: lifetime of each later QR */
+    int keepalive_ms;          /* KEEPALIVE_MS: ping interval */
+    int reconnect_wait_ms;     /* RECONNECT_WAIT_MS: how long POST reconnect waits for a QR */
+    int heartbeat_ms;          /* HEARTBEAT_MS: SSE comment / WebSocket ping interval */
+    char *tls_cert;            /* TLS_CERT: PEM certificate chain (HTTP and gRPC) */
+    char *tls_key;             /* TLS_KEY: PEM private key */
+    int help;                  /* --help was given */
+    int check_store;           /* --check-store: verify the store and exit */
 } cfg_t;
 
 /* Fills `cfg` from defaults, the environment (read through `getenv_fn`, which

@@ -59,7 +59,7 @@ struct stream {
     char *sendbuf;
     /* WebSocket */
     h2o_websocket_conn_t *ws;
-    int ended;      /* the subscription ended; the final bytes were queued */
+    int ended; /* the subscription ended; the final bytes were queued */
     int in_dirty;
     stream_t *prev, *next, *dirty_next;
 };
@@ -336,8 +336,8 @@ static void stream_pump(stream_t *st)
         if (json) {
             if (st->kind == STREAM_SSE) {
                 char head[64];
-                int hl = snprintf(head, sizeof(head), "id: %llu\nevent: status\ndata: ",
-                                  (unsigned long long)snap->seq);
+                int hl = snprintf(head, sizeof(head),
+                                  "id: %llu\nevent: status\ndata: ", (unsigned long long)snap->seq);
                 sbuf_add(&b, head, (size_t)hl);
                 sbuf_add(&b, json, strlen(json));
                 sbuf_add(&b, "\n\n", 2);
@@ -442,8 +442,8 @@ static stream_t *stream_new(http_server_t *srv, stream_kind_t kind, int with_acc
     st->srv = srv;
     st->kind = kind;
     st->with_account = with_account;
-    sess_sub_opts_t o = {.notify = stream_notify, .arg = st, .max_queue = 64,
-                         .policy = SESS_SLOW_COALESCE};
+    sess_sub_opts_t o = {
+        .notify = stream_notify, .arg = st, .max_queue = 64, .policy = SESS_SLOW_COALESCE};
     api_code_t code;
     /* link first: the subscription notifies at once with the current state */
     stream_link(srv, st);
@@ -468,8 +468,8 @@ static void on_ws_message(h2o_websocket_conn_t *conn, const struct wslay_event_o
     }
     /* Clients have nothing to say; a text "ping" gets the current state. */
     if (arg->opcode == WSLAY_TEXT_FRAME && arg->msg_length == 4 && !memcmp(arg->msg, "ping", 4)) {
-        sess_snapshot_t *snap = sess_current(sess_registry_find(api_registry(st->srv->opts.api),
-                                                                "default"));
+        sess_snapshot_t *snap =
+            sess_current(sess_registry_find(api_registry(st->srv->opts.api), "default"));
         char *json = api_json_event(snap, st->with_account, sess_now_ms());
         if (json)
             ws_send_text(st, json, strlen(json));
@@ -630,7 +630,8 @@ static void on_reconnected(api_result_t r, void *arg)
         send_json(rc->srv, rc->req, METRICS_ROUTE_RECONNECT, 200,
                   api_json_qr(r.snap, "WhatsApp reconnection initiated", sess_now_ms()));
     else if (r.code == API_OK) /* keep_credentials and linked: no QR needed */
-        send_json(rc->srv, rc->req, METRICS_ROUTE_RECONNECT, 200, api_json_status(r.snap, 0, sess_now_ms()));
+        send_json(rc->srv, rc->req, METRICS_ROUTE_RECONNECT, 200,
+                  api_json_status(r.snap, 0, sess_now_ms()));
     else
         send_error(rc->srv, rc->req, METRICS_ROUTE_RECONNECT, r.code,
                    r.code == API_ERR_UNREACHABLE && r.snap && r.snap->detail[0] ? NULL : r.message,
@@ -689,7 +690,8 @@ static int route_reconnect(http_server_t *srv, h2o_req_t *req)
     const char *why = NULL;
     h2o_iovec_t q;
     if (query_param(req, "keepCredentials", &q))
-        keep = h2o_memis(q.base, q.len, H2O_STRLIT("true")) || h2o_memis(q.base, q.len, H2O_STRLIT("1"));
+        keep = h2o_memis(q.base, q.len, H2O_STRLIT("true")) ||
+               h2o_memis(q.base, q.len, H2O_STRLIT("1"));
     if (parse_reconnect_body(req, &keep, &wait_ms, &why) != 0) {
         send_error(srv, req, METRICS_ROUTE_RECONNECT, API_ERR_BAD_REQUEST, why, NULL);
         return 0;
@@ -714,7 +716,8 @@ static int route_healthz(http_server_t *srv, h2o_req_t *req)
 static int route_readyz(http_server_t *srv, h2o_req_t *req)
 {
     const char *why = NULL;
-    int ready = srv->stopping ? 0 : (srv->opts.ready ? srv->opts.ready(srv->opts.ready_arg, &why) : 1);
+    int ready =
+        srv->stopping ? 0 : (srv->opts.ready ? srv->opts.ready(srv->opts.ready_arg, &why) : 1);
     if (srv->stopping)
         why = "shutting down";
     char body[256];
@@ -781,14 +784,14 @@ static const route_t *find_route(h2o_iovec_t path)
         if (path.len > pl && !memcmp(path.base, prefixes[p], pl)) {
             h2o_iovec_t rest = h2o_iovec_init(path.base + pl, path.len - pl);
             for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-                if (routes[i].contract && h2o_memis(rest.base, rest.len, routes[i].path,
-                                                    strlen(routes[i].path)))
+                if (routes[i].contract &&
+                    h2o_memis(rest.base, rest.len, routes[i].path, strlen(routes[i].path)))
                     return &routes[i];
         }
     }
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-        if (!routes[i].contract && h2o_memis(path.base, path.len, routes[i].path,
-                                             strlen(routes[i].path)))
+        if (!routes[i].contract &&
+            h2o_memis(path.base, path.len, routes[i].path, strlen(routes[i].path)))
             return &routes[i];
     return NULL;
 }
@@ -802,9 +805,9 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     add_cors(srv, req);
-    int is_get = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
-                 (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")) &&
-                  r->fn != route_events);
+    int is_get =
+        h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
+        (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")) && r->fn != route_events);
     int is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
     if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS")) && r->contract) {
         h2o_iovec_t origin;
@@ -822,8 +825,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     if (!(r->post ? is_post : is_get)) {
         add_header(req, H2O_TOKEN_ALLOW, r->allow);
-        send_json(srv, req, r->metric, 405,
-                  api_json_error("Method not allowed", NULL));
+        send_json(srv, req, r->metric, 405, api_json_error("Method not allowed", NULL));
         return 0;
     }
     if (r->post && req->entity.base && req->entity.len > srv->opts.body_limit) {

@@ -15,13 +15,13 @@
 typedef struct http_server http_server_t;
 
 typedef struct {
-    api_t *api;                  /* handlers (required) */
-    metrics_t *metrics;          /* counters (may be NULL) */
-    const char *cors_origins;    /* comma-separated allowed origins, "*" = any, NULL = none */
-    size_t body_limit;           /* largest accepted request body; 0 = 16 KiB */
-    unsigned heartbeat_ms;       /* SSE/WebSocket keepalive interval; 0 = 15000 */
-    const char *tls_cert_file;   /* PEM certificate chain: enables TLS (HTTP/2 by ALPN) */
-    const char *tls_key_file;    /* PEM private key */
+    api_t *api;                /* handlers (required) */
+    metrics_t *metrics;        /* counters (may be NULL) */
+    const char *cors_origins;  /* comma-separated allowed origins, "*" = any, NULL = none */
+    size_t body_limit;         /* largest accepted request body; 0 = 16 KiB */
+    unsigned heartbeat_ms;     /* SSE/WebSocket keepalive interval; 0 = 15000 */
+    const char *tls_cert_file; /* PEM certificate chain: enables TLS (HTTP/2 by ALPN) */
+    const char *tls_key_file;  /* PEM private key */
     /* Readiness for /readyz: returns 1 when ready, else 0 with *why set to
      * a static string. NULL = always ready. */
     int (*ready)(void *arg, const char **why);

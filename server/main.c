@@ -128,8 +128,7 @@ int main(int argc, char **argv)
     api_opts_t aopts = {.api_key = app.cfg.api_key,
                         .reconnect_wait_ms = (unsigned)app.cfg.reconnect_wait_ms};
     sess_t *def = app.reg ? sess_registry_add(app.reg, "default") : NULL;
-    if (!app.fsock || !app.reg || !app.metrics || !def ||
-        !(app.api = api_new(app.reg, &aopts))) {
+    if (!app.fsock || !app.reg || !app.metrics || !def || !(app.api = api_new(app.reg, &aopts))) {
         fprintf(stderr, "wa-gateway: cannot initialise: %s\n", app.fsock ? "out of memory" : err);
         rc = 1;
         goto out;

@@ -17,8 +17,8 @@ struct metrics {
 };
 
 static const char *const route_names[METRICS_ROUTE_COUNT] = {
-    "status", "qr", "reconnect", "logout", "events", "health", "metrics", "page", "other",
-    "GetStatus", "GetQR", "Reconnect", "Logout", "WatchStatus", "other"};
+    "status", "qr",        "reconnect", "logout",    "events", "health",      "metrics", "page",
+    "other",  "GetStatus", "GetQR",     "Reconnect", "Logout", "WatchStatus", "other"};
 
 metrics_t *metrics_new(void)
 {
@@ -67,9 +67,9 @@ void metrics_subscribers(metrics_t *m, const char *transport, int delta)
 {
     if (!m)
         return;
-    int64_t *c = !strcmp(transport, "sse") ? &m->subs_sse
+    int64_t *c = !strcmp(transport, "sse")         ? &m->subs_sse
                  : !strcmp(transport, "websocket") ? &m->subs_ws
-                                                    : &m->subs_grpc;
+                                                   : &m->subs_grpc;
     __atomic_add_fetch(c, delta, __ATOMIC_RELAXED);
 }
 
@@ -127,13 +127,15 @@ char *metrics_render(metrics_t *m, const sess_snapshot_t *snap)
     for (size_t i = 0; i < 4; i++)
         outf(&o, "wagw_session_state{session=\"default\",state=\"%s\"} %d\n",
              sess_state_name(states[i]), snap && snap->state == states[i]);
-    outf(&o, "# HELP wagw_session_transitions_total State changes published.\n"
-             "# TYPE wagw_session_transitions_total counter\n"
-             "wagw_session_transitions_total{session=\"default\"} %llu\n",
+    outf(&o,
+         "# HELP wagw_session_transitions_total State changes published.\n"
+         "# TYPE wagw_session_transitions_total counter\n"
+         "wagw_session_transitions_total{session=\"default\"} %llu\n",
          snap ? (unsigned long long)(snap->seq - 1) : 0ULL);
-    outf(&o, "# HELP wagw_session_linked 1 when credentials of a linked account exist.\n"
-             "# TYPE wagw_session_linked gauge\n"
-             "wagw_session_linked{session=\"default\"} %d\n",
+    outf(&o,
+         "# HELP wagw_session_linked 1 when credentials of a linked account exist.\n"
+         "# TYPE wagw_session_linked gauge\n"
+         "wagw_session_linked{session=\"default\"} %d\n",
          snap ? snap->linked : 0);
     outf(&o, "# HELP wagw_requests_total Requests by transport, route and status.\n"
              "# TYPE wagw_requests_total counter\n");
@@ -154,20 +156,22 @@ char *metrics_render(metrics_t *m, const sess_snapshot_t *snap)
                  is_grpc((metrics_route_t)r) ? "code" : "status", code, (unsigned long long)v);
         }
     }
-    outf(&o, "# HELP wagw_subscribers Live state subscribers by transport.\n"
-             "# TYPE wagw_subscribers gauge\n"
-             "wagw_subscribers{transport=\"sse\"} %lld\n"
-             "wagw_subscribers{transport=\"websocket\"} %lld\n"
-             "wagw_subscribers{transport=\"grpc\"} %lld\n",
+    outf(&o,
+         "# HELP wagw_subscribers Live state subscribers by transport.\n"
+         "# TYPE wagw_subscribers gauge\n"
+         "wagw_subscribers{transport=\"sse\"} %lld\n"
+         "wagw_subscribers{transport=\"websocket\"} %lld\n"
+         "wagw_subscribers{transport=\"grpc\"} %lld\n",
          (long long)__atomic_load_n(&m->subs_sse, __ATOMIC_RELAXED),
          (long long)__atomic_load_n(&m->subs_ws, __ATOMIC_RELAXED),
          (long long)__atomic_load_n(&m->subs_grpc, __ATOMIC_RELAXED));
-    outf(&o, "# HELP wagw_reconnects_total Reconnects requested through the API.\n"
-             "# TYPE wagw_reconnects_total counter\n"
-             "wagw_reconnects_total %llu\n"
-             "# HELP wagw_auth_failures_total Requests refused for a missing or wrong API key.\n"
-             "# TYPE wagw_auth_failures_total counter\n"
-             "wagw_auth_failures_total %llu\n",
+    outf(&o,
+         "# HELP wagw_reconnects_total Reconnects requested through the API.\n"
+         "# TYPE wagw_reconnects_total counter\n"
+         "wagw_reconnects_total %llu\n"
+         "# HELP wagw_auth_failures_total Requests refused for a missing or wrong API key.\n"
+         "# TYPE wagw_auth_failures_total counter\n"
+         "wagw_auth_failures_total %llu\n",
          (unsigned long long)__atomic_load_n(&m->reconnects, __ATOMIC_RELAXED),
          (unsigned long long)__atomic_load_n(&m->auth_failures, __ATOMIC_RELAXED));
     if (o.err) {

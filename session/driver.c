@@ -38,6 +38,15 @@ unsigned sess_driver_backoff_ms(unsigned min_ms, unsigned max_ms, unsigned attem
     return (unsigned)(j ? j : 1);
 }
 
+/* Deletes the session's credentials from the store and from memory. */
+static void wipe_creds(drv_t *d)
+{
+    store_wipe(d->o.store, sess_name(d->sess));
+    if (d->have_creds)
+        store_creds_free(&d->creds);
+    d->have_creds = 0;
+}
+
 static void publish(drv_t *d, sess_state_t st, const char *detail)
 {
     sess_account_t acc = {0};
@@ -105,8 +114,11 @@ static void connect_now(drv_t *d);
 static void on_qr(void *arg, const char *qr, int64_t expires_at_ms)
 {
     drv_t *d = arg;
-    sess_change_t c = {.state = SESS_QR_READY, .detail = "", .qr_text = qr,
-                       .qr_expires_at_ms = expires_at_ms, .clear_account = 1};
+    sess_change_t c = {.state = SESS_QR_READY,
+                       .detail = "",
+                       .qr_text = qr,
+                       .qr_expires_at_ms = expires_at_ms,
+                       .clear_account = 1};
     sess_publish(d->sess, &c);
 }
 
@@ -207,27 +219,19 @@ static void on_closed(void *arg, const wa_verdict_t *v)
          * down between saving it and the server receiving our signature):
          * not a logout by the user, so register anew and show a QR */
         LOG_WARN("session", "the last pairing was never completed by WhatsApp; linking again");
-        store_wipe(d->o.store, sess_name(d->sess));
-        store_creds_free(&d->creds);
-        d->have_creds = 0;
+        wipe_creds(d);
         d->attempt = 0;
         connect_now(d);
         return;
     }
-    if (v->wipe && d->have_creds) {
-        store_wipe(d->o.store, sess_name(d->sess));
-        store_creds_free(&d->creds);
-        d->have_creds = 0;
-    }
+    if (v->wipe && d->have_creds)
+        wipe_creds(d);
     if (d->stopping)
         return;
     if (d->relink_after_logout) {
         d->relink_after_logout = 0;
-        if (d->have_creds) {
-            store_wipe(d->o.store, sess_name(d->sess));
-            store_creds_free(&d->creds);
-            d->have_creds = 0;
-        }
+        if (d->have_creds)
+            wipe_creds(d);
         d->attempt = 0;
         connect_now(d);
         return;
@@ -271,19 +275,25 @@ static void connect_now(drv_t *d)
             return;
         }
     }
-    wa_client_identity_t id = {
-        .noise_priv = d->creds.noise_priv, .noise_pub = d->creds.noise_pub,
-        .ident_priv = d->creds.ident_priv, .ident_pub = d->creds.ident_pub,
-        .reg_id = d->creds.reg_id, .spk_id = d->creds.spk_id, .spk_pub = d->creds.spk_pub,
-        .spk_sig = d->creds.spk_sig, .adv_secret = d->creds.adv_secret, .jid = d->creds.jid};
-    wa_client_hooks_t h = {NULL, on_qr, on_paired, on_connected, get_prekeys,
-                           on_prekeys_uploaded, on_closed, d};
+    wa_client_identity_t id = {.noise_priv = d->creds.noise_priv,
+                               .noise_pub = d->creds.noise_pub,
+                               .ident_priv = d->creds.ident_priv,
+                               .ident_pub = d->creds.ident_pub,
+                               .reg_id = d->creds.reg_id,
+                               .spk_id = d->creds.spk_id,
+                               .spk_pub = d->creds.spk_pub,
+                               .spk_sig = d->creds.spk_sig,
+                               .adv_secret = d->creds.adv_secret,
+                               .jid = d->creds.jid};
+    wa_client_hooks_t h = {
+        NULL, on_qr, on_paired, on_connected, get_prekeys, on_prekeys_uploaded, on_closed, d};
     wa_client_config_t cfg = d->o.client;
     cfg.url = d->url;
     publish(d, SESS_CONNECTING, d->creds.jid ? "logging_in" : "registering");
     d->client = wa_client_connect(d->o.fsock, &cfg, &id, &h);
     if (!d->client) {
-        wa_verdict_t v = {.detail = "unreachable", .retry = WA_RETRY_BACKOFF,
+        wa_verdict_t v = {.detail = "unreachable",
+                          .retry = WA_RETRY_BACKOFF,
                           .message = "cannot start a connection"};
         on_closed(d, &v);
     }
@@ -322,11 +332,8 @@ static int op_reconnect(void *arg, int keep)
         wa_client_close(d->client);
         d->client = NULL;
     }
-    if (d->have_creds) {
-        store_wipe(d->o.store, sess_name(d->sess));
-        store_creds_free(&d->creds);
-        d->have_creds = 0;
-    }
+    if (d->have_creds)
+        wipe_creds(d);
     connect_now(d);
     return 0;
 }
@@ -343,11 +350,9 @@ static int op_logout(void *arg)
         wa_client_close(d->client);
         d->client = NULL;
     }
-    if (d->have_creds || store_load(d->o.store, sess_name(d->sess), &d->creds) == 0) {
-        store_wipe(d->o.store, sess_name(d->sess));
-        store_creds_free(&d->creds);
-        d->have_creds = 0;
-    }
+    if (!d->have_creds)
+        d->have_creds = store_load(d->o.store, sess_name(d->sess), &d->creds) == 0;
+    wipe_creds(d);
     d->connected = 0;
     publish(d, SESS_DISCONNECTED, "logged_out");
     return 0;

@@ -27,9 +27,9 @@ const char *sess_state_name(sess_state_t st);
 
 /* The linked WhatsApp account; strings are NULL when unknown. */
 typedef struct {
-    char *jid;           /* own device JID, "15551234567:12@s.whatsapp.net" */
-    char *lid;           /* own LID, "123...:12@lid" */
-    char *phone;         /* user part of the JID */
+    char *jid;   /* own device JID, "15551234567:12@s.whatsapp.net" */
+    char *lid;   /* own LID, "123...:12@lid" */
+    char *phone; /* user part of the JID */
     char *push_name;
     char *platform;      /* the phone's platform from pair-success */
     char *business_name; /* business accounts only */
@@ -39,25 +39,25 @@ typedef struct {
  * registry's render hook made of `text` (e.g. the PNG), made once per QR. */
 typedef struct sess_qr sess_qr_t;
 struct sess_qr {
-    char *text;              /* the exact string encoded in the QR */
-    int64_t expires_at_ms;   /* wall clock (ms since the epoch) when it expires */
-    void *rendered;          /* from sess_render_hooks_t.render, or NULL */
-    int refcount_;           /* private */
+    char *text;                     /* the exact string encoded in the QR */
+    int64_t expires_at_ms;          /* wall clock (ms since the epoch) when it expires */
+    void *rendered;                 /* from sess_render_hooks_t.render, or NULL */
+    int refcount_;                  /* private */
     void (*free_rendered_)(void *); /* private */
 };
 
 /* An immutable view of a session at one change. Read-only for everyone. */
 typedef struct {
-    int refcount_;         /* private: use sess_snapshot_ref / unref */
-    uint64_t seq;          /* 1 for the first snapshot, +1 per change */
-    const char *session;   /* the session's name */
+    int refcount_;       /* private: use sess_snapshot_ref / unref */
+    uint64_t seq;        /* 1 for the first snapshot, +1 per change */
+    const char *session; /* the session's name */
     sess_state_t state;
-    const char *detail;    /* "" when nothing to add; e.g. "logged_out" */
-    int64_t since_ms;      /* when `state` was entered (ms since the epoch) */
-    int64_t changed_ms;    /* when this snapshot was published */
-    int linked;            /* credentials with an account exist */
+    const char *detail;     /* "" when nothing to add; e.g. "logged_out" */
+    int64_t since_ms;       /* when `state` was entered (ms since the epoch) */
+    int64_t changed_ms;     /* when this snapshot was published */
+    int linked;             /* credentials with an account exist */
     sess_account_t account; /* valid when linked */
-    sess_qr_t *qr;         /* current QR in QR_READY, else NULL */
+    sess_qr_t *qr;          /* current QR in QR_READY, else NULL */
 } sess_snapshot_t;
 
 /* Takes a reference; returns `s` for convenience. Any thread. */
@@ -161,12 +161,12 @@ void sess_registry_stop(sess_registry_t *reg, void (*done)(void *arg), void *arg
 /* Describes a change; fields left NULL/-1 keep their current value. */
 typedef struct {
     sess_state_t state;
-    const char *detail;        /* NULL = "" */
-    const char *qr_text;       /* new QR (state must be QR_READY); NULL = none */
+    const char *detail;  /* NULL = "" */
+    const char *qr_text; /* new QR (state must be QR_READY); NULL = none */
     int64_t qr_expires_at_ms;
-    int keep_qr;               /* keep the current QR object (same QR, other change) */
+    int keep_qr;                   /* keep the current QR object (same QR, other change) */
     const sess_account_t *account; /* copied; NULL = keep current */
-    int clear_account;         /* forget the account (logged out) */
+    int clear_account;             /* forget the account (logged out) */
 } sess_change_t;
 
 /* Publishes a new snapshot built from the current one and `change`, and
@@ -194,7 +194,7 @@ typedef struct {
      * session; typically it wakes the consumer (uv_async_send, an alarm). */
     void (*notify)(void *arg);
     void *arg;
-    size_t max_queue;          /* 0 = default 256 */
+    size_t max_queue; /* 0 = default 256 */
     sess_slow_policy_t policy;
 } sess_sub_opts_t;
 

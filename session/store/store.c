@@ -309,12 +309,13 @@ int store_save(store_t *st, const char *session, const store_creds_t *c)
     if (!c->jid != !c->account)
         return STORE_EINVAL;
     sqlite3_stmt *s;
-    if (sqlite3_prepare_v2(st->db,
-                           "INSERT OR REPLACE INTO creds (session, noise_priv, noise_pub,"
-                           " ident_priv, ident_pub, spk_id, spk_priv, spk_pub, spk_sig, reg_id,"
-                           " adv_secret, next_prekey_id, account, jid, lid, push_name, platform,"
-                           " business_name, confirmed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(
+            st->db,
+            "INSERT OR REPLACE INTO creds (session, noise_priv, noise_pub,"
+            " ident_priv, ident_pub, spk_id, spk_priv, spk_pub, spk_sig, reg_id,"
+            " adv_secret, next_prekey_id, account, jid, lid, push_name, platform,"
+            " business_name, confirmed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            -1, &s, NULL) != SQLITE_OK)
         return STORE_EIO;
     sqlite3_bind_text(s, 1, session, -1, SQLITE_TRANSIENT);
     sqlite3_bind_blob(s, 2, c->noise_priv, 32, SQLITE_TRANSIENT);
@@ -341,8 +342,8 @@ int store_save(store_t *st, const char *session, const store_creds_t *c)
     return run_tx(st, s);
 }
 
-int store_save_pairing(store_t *st, const char *session, const uint8_t *account,
-                       size_t account_len, const char *jid, const char *lid, const char *platform,
+int store_save_pairing(store_t *st, const char *session, const uint8_t *account, size_t account_len,
+                       const char *jid, const char *lid, const char *platform,
                        const char *business_name, const char *push_name)
 {
     if (!account || !jid)
@@ -389,8 +390,8 @@ int store_wipe(store_t *st, const char *session)
         ok = sqlite3_step(a) == SQLITE_DONE;
         sqlite3_finalize(a);
     }
-    if (ok && (ok = sqlite3_prepare_v2(st->db, "DELETE FROM creds WHERE session=?", -1, &b,
-                                       NULL) == SQLITE_OK)) {
+    if (ok && (ok = sqlite3_prepare_v2(st->db, "DELETE FROM creds WHERE session=?", -1, &b, NULL) ==
+                    SQLITE_OK)) {
         sqlite3_bind_text(b, 1, session, -1, SQLITE_TRANSIENT);
         ok = sqlite3_step(b) == SQLITE_DONE;
         sqlite3_finalize(b);
@@ -407,9 +408,9 @@ int store_prekeys_add(store_t *st, const char *session, const store_prekey_t *ke
     if (exec(st, "BEGIN IMMEDIATE"))
         return STORE_EIO;
     sqlite3_stmt *s = NULL;
-    int ok = sqlite3_prepare_v2(st->db,
-                                "INSERT INTO prekeys (session, id, priv, pub) VALUES (?,?,?,?)",
-                                -1, &s, NULL) == SQLITE_OK;
+    int ok =
+        sqlite3_prepare_v2(st->db, "INSERT INTO prekeys (session, id, priv, pub) VALUES (?,?,?,?)",
+                           -1, &s, NULL) == SQLITE_OK;
     uint32_t max = 0;
     for (size_t i = 0; ok && i < n; i++) {
         sqlite3_reset(s);
@@ -479,8 +480,8 @@ int store_prekeys_count(store_t *st, const char *session, size_t *n)
 {
     sqlite3_stmt *s;
     *n = 0;
-    if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM prekeys WHERE session=?", -1, &s,
-                           NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM prekeys WHERE session=?", -1, &s, NULL) !=
+        SQLITE_OK)
         return STORE_EIO;
     sqlite3_bind_text(s, 1, session, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(s) == SQLITE_ROW)

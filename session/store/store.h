@@ -14,12 +14,12 @@
 
 enum {
     STORE_OK = 0,
-    STORE_ENOTFOUND = 1,  /* no credentials for that session (not an error) */
-    STORE_EIO = -1,       /* SQLite or file system error */
-    STORE_ECORRUPT = -2,  /* not a database, or it fails its integrity check */
-    STORE_ENEWER = -3,    /* written by a newer version of wa-gateway */
+    STORE_ENOTFOUND = 1, /* no credentials for that session (not an error) */
+    STORE_EIO = -1,      /* SQLite or file system error */
+    STORE_ECORRUPT = -2, /* not a database, or it fails its integrity check */
+    STORE_ENEWER = -3,   /* written by a newer version of wa-gateway */
     STORE_ENOMEM = -4,
-    STORE_EINVAL = -5,    /* a record with wrong key sizes */
+    STORE_EINVAL = -5, /* a record with wrong key sizes */
 };
 
 /* The schema version this code writes. */
@@ -40,7 +40,7 @@ typedef struct {
     uint8_t adv_secret[32];
     uint32_t next_prekey_id; /* first unused one-time pre-key id */
     /* After pairing (NULL / 0 before): */
-    uint8_t *account;        /* serialized ADVSignedDeviceIdentity */
+    uint8_t *account; /* serialized ADVSignedDeviceIdentity */
     size_t account_len;
     char *jid, *lid, *push_name, *platform, *business_name;
     int confirmed; /* the server completed the pairing (restart or login seen) */
@@ -73,8 +73,8 @@ int store_save(store_t *st, const char *session, const store_creds_t *c);
 
 /* Records what pairing gave, in one transaction (the identity must exist).
  * The pairing starts unconfirmed; see store_confirm_pairing. */
-int store_save_pairing(store_t *st, const char *session, const uint8_t *account,
-                       size_t account_len, const char *jid, const char *lid, const char *platform,
+int store_save_pairing(store_t *st, const char *session, const uint8_t *account, size_t account_len,
+                       const char *jid, const char *lid, const char *platform,
                        const char *business_name, const char *push_name);
 
 /* Marks the session's pairing as completed by the server. */

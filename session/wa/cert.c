@@ -162,7 +162,8 @@ int wa_cert_build_chain(const uint8_t root_priv[32], const uint8_t inter_priv[32
                         const wa_cert_details_t *inter, const wa_cert_details_t *leaf,
                         uint8_t **out, size_t *out_len)
 {
-    cert_t ic = WA__CERT_CHAIN__NOISE_CERTIFICATE__INIT, lc = WA__CERT_CHAIN__NOISE_CERTIFICATE__INIT;
+    cert_t ic = WA__CERT_CHAIN__NOISE_CERTIFICATE__INIT,
+           lc = WA__CERT_CHAIN__NOISE_CERTIFICATE__INIT;
     uint8_t *ib = NULL, *lb = NULL, isig[64], lsig[64];
     int rc = make_cert(root_priv, inter, &ic, &ib, isig);
     if (!rc)

@@ -11,16 +11,16 @@
 
 enum {
     WA_CERT_OK = 0,
-    WA_CERT_EMALFORMED = -1,   /* not a CertChain, or its details do not decode */
-    WA_CERT_EMISSING = -2,     /* a certificate, details or 64-byte signature missing */
-    WA_CERT_EINTER_SIG = -3,   /* intermediate not signed by the trusted root */
+    WA_CERT_EMALFORMED = -1,    /* not a CertChain, or its details do not decode */
+    WA_CERT_EMISSING = -2,      /* a certificate, details or 64-byte signature missing */
+    WA_CERT_EINTER_SIG = -3,    /* intermediate not signed by the trusted root */
     WA_CERT_EINTER_ISSUER = -4, /* intermediate issuer serial is not the root's */
-    WA_CERT_EINTER_KEY = -5,   /* intermediate key is not 32 bytes */
-    WA_CERT_ELEAF_SIG = -6,    /* leaf not signed by the intermediate */
-    WA_CERT_EINTER_TIME = -7,  /* intermediate not valid now */
-    WA_CERT_ELEAF_ISSUER = -8, /* leaf issuer serial is not the intermediate's */
-    WA_CERT_ELEAF_KEY = -9,    /* leaf key is not the server's static key */
-    WA_CERT_ELEAF_TIME = -10,  /* leaf not valid now */
+    WA_CERT_EINTER_KEY = -5,    /* intermediate key is not 32 bytes */
+    WA_CERT_ELEAF_SIG = -6,     /* leaf not signed by the intermediate */
+    WA_CERT_EINTER_TIME = -7,   /* intermediate not valid now */
+    WA_CERT_ELEAF_ISSUER = -8,  /* leaf issuer serial is not the intermediate's */
+    WA_CERT_ELEAF_KEY = -9,     /* leaf key is not the server's static key */
+    WA_CERT_ELEAF_TIME = -10,   /* leaf not valid now */
     WA_CERT_ENOMEM = -11,
 };
 

@@ -312,8 +312,8 @@ static void on_qr_timer(uv_timer_t *t)
     }
     unsigned life = c->cfg.qr_next_ms;
     const char *ref = c->refs[c->next_ref++];
-    char *qr = wa_pair_qr((const uint8_t *)ref, strlen(ref), c->noise_pub, c->ident_pub,
-                          c->adv_secret);
+    char *qr =
+        wa_pair_qr((const uint8_t *)ref, strlen(ref), c->noise_pub, c->ident_pub, c->adv_secret);
     if (qr && c->hooks.on_qr)
         c->hooks.on_qr(c->hooks.arg, qr, now_ms() + life);
     free(qr);
@@ -347,8 +347,8 @@ static void handle_pair_device(wa_client_t *c, const wa_node_t *n, const wa_node
     }
     LOG_INFO("wa", "pairing: %zu QR codes offered", c->nrefs);
     const char *ref = c->refs[0];
-    char *qr = wa_pair_qr((const uint8_t *)ref, strlen(ref), c->noise_pub, c->ident_pub,
-                          c->adv_secret);
+    char *qr =
+        wa_pair_qr((const uint8_t *)ref, strlen(ref), c->noise_pub, c->ident_pub, c->adv_secret);
     c->next_ref = 1;
     if (qr && c->hooks.on_qr)
         c->hooks.on_qr(c->hooks.arg, qr, now_ms() + c->cfg.qr_first_ms);
@@ -364,14 +364,14 @@ static void handle_pair_success(wa_client_t *c, const wa_node_t *n)
     int rc = wa_pair_success(n, c->ident_priv, c->ident_pub, c->adv_secret, &res);
     if (rc) {
         LOG_WARN("wa", "pairing rejected: %s", wa_pair_strerror(rc));
-        send_node(c, wa_pair_error_reply(id ? id : "", rc == WA_PAIR_EHMAC || rc == WA_PAIR_ESIG
-                                                           ? 401 : 500,
+        send_node(c, wa_pair_error_reply(id ? id : "",
+                                         rc == WA_PAIR_EHMAC || rc == WA_PAIR_ESIG ? 401 : 500,
                                          rc == WA_PAIR_EHMAC  ? "hmac-mismatch"
                                          : rc == WA_PAIR_ESIG ? "signature-mismatch"
                                                               : "internal-error"));
         wa_verdict_t v;
         set_verdict(&v, "pairing_failed", 401, WA_RETRY_NO, 0,
-                    rc == WA_PAIR_EHMAC ? "pair-success HMAC did not match"
+                    rc == WA_PAIR_EHMAC  ? "pair-success HMAC did not match"
                     : rc == WA_PAIR_ESIG ? "pair-success account signature did not verify"
                                          : "pair-success could not be processed");
         finish(c, &v);
@@ -629,8 +629,11 @@ wa_client_t *wa_client_connect(wa_fsock_ctx_t *ctx, const wa_client_config_t *cf
     uv_timer_init(loop, &c->ka_timer);
     c->qr_timer.data = c->ka_timer.data = c;
     c->timers_open = 2;
-    wa_nsock_opts_t o = {.url = cfg->url, .trust = cfg->trust, .payload = payload,
-                         .payload_len = plen, .connect_timeout_ms = cfg->connect_timeout_ms};
+    wa_nsock_opts_t o = {.url = cfg->url,
+                         .trust = cfg->trust,
+                         .payload = payload,
+                         .payload_len = plen,
+                         .connect_timeout_ms = cfg->connect_timeout_ms};
     memcpy(o.noise_key.priv, id->noise_priv, 32);
     memcpy(o.noise_key.pub, id->noise_pub, 32);
     wa_nsock_callbacks_t cb = {on_open, on_node, on_sock_close, c};

@@ -20,15 +20,15 @@
 
 /* What the owner should do after a connection ended. */
 typedef enum {
-    WA_RETRY_NO = 0,        /* stay disconnected until asked */
-    WA_RETRY_NOW = 1,       /* reconnect at once (restart requested) */
-    WA_RETRY_BACKOFF = 2,   /* reconnect after an increasing delay */
+    WA_RETRY_NO = 0,      /* stay disconnected until asked */
+    WA_RETRY_NOW = 1,     /* reconnect at once (restart requested) */
+    WA_RETRY_BACKOFF = 2, /* reconnect after an increasing delay */
 } wa_retry_t;
 
 /* A classified end of connection. */
 typedef struct {
-    const char *detail;  /* named detail, e.g. "logged_out", "replaced", "qr_timeout" */
-    int code;            /* the server's code (stream:error code / failure reason), or 0 */
+    const char *detail; /* named detail, e.g. "logged_out", "replaced", "qr_timeout" */
+    int code;           /* the server's code (stream:error code / failure reason), or 0 */
     wa_retry_t retry;
     int wipe;            /* the credentials are useless: delete them */
     int64_t expire_s;    /* temporary ban: seconds until it ends (0 if none) */

@@ -172,8 +172,8 @@ int wa_crypto_aesgcm_open(const uint8_t key[32], const uint8_t iv[12], const uin
     if (ok && n)
         ok = EVP_DecryptUpdate(c, out, &len, ct, (int)n) == 1;
     ok = ok && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, (void *)(ct + n)) == 1;
-    int rc = ok ? (EVP_DecryptFinal_ex(c, out + n, &len) == 1 ? 0 : WA_CRYPTO_EAUTH)
-                : WA_CRYPTO_EFAIL;
+    int rc =
+        ok ? (EVP_DecryptFinal_ex(c, out + n, &len) == 1 ? 0 : WA_CRYPTO_EAUTH) : WA_CRYPTO_EFAIL;
     EVP_CIPHER_CTX_free(c);
     if (rc && n)
         OPENSSL_cleanse(out, n);
@@ -246,8 +246,7 @@ static int sp_sha512_final(void *ctx, signal_buffer **out, void *u)
     (void)u;
     uint8_t md[64];
     unsigned len = 0;
-    if (EVP_DigestFinal_ex(ctx, md, &len) != 1 ||
-        EVP_DigestInit_ex2(ctx, EVP_sha512(), NULL) != 1)
+    if (EVP_DigestFinal_ex(ctx, md, &len) != 1 || EVP_DigestInit_ex2(ctx, EVP_sha512(), NULL) != 1)
         return SG_ERR_UNKNOWN;
     *out = signal_buffer_create(md, len);
     return *out ? 0 : SG_ERR_NOMEM;
@@ -262,13 +261,15 @@ static void sp_sha512_cleanup(void *ctx, void *u)
 static const EVP_CIPHER *sp_cipher(int cipher, size_t key_len)
 {
     if (cipher == SG_CIPHER_AES_CBC_PKCS5)
-        return key_len == 16 ? EVP_aes_128_cbc() : key_len == 24 ? EVP_aes_192_cbc()
-               : key_len == 32                   ? EVP_aes_256_cbc()
-                                                 : NULL;
+        return key_len == 16   ? EVP_aes_128_cbc()
+               : key_len == 24 ? EVP_aes_192_cbc()
+               : key_len == 32 ? EVP_aes_256_cbc()
+                               : NULL;
     if (cipher == SG_CIPHER_AES_CTR_NOPADDING)
-        return key_len == 16 ? EVP_aes_128_ctr() : key_len == 24 ? EVP_aes_192_ctr()
-               : key_len == 32                   ? EVP_aes_256_ctr()
-                                                 : NULL;
+        return key_len == 16   ? EVP_aes_128_ctr()
+               : key_len == 24 ? EVP_aes_192_ctr()
+               : key_len == 32 ? EVP_aes_256_ctr()
+                               : NULL;
     return NULL;
 }
 

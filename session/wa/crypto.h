@@ -12,9 +12,9 @@
 
 enum {
     WA_CRYPTO_OK = 0,
-    WA_CRYPTO_EFAIL = -1,   /* the crypto library failed (or out of memory) */
-    WA_CRYPTO_EAUTH = -2,   /* AES-GCM tag mismatch / bad signature */
-    WA_CRYPTO_EINVAL = -3,  /* bad sizes or arguments */
+    WA_CRYPTO_EFAIL = -1,  /* the crypto library failed (or out of memory) */
+    WA_CRYPTO_EAUTH = -2,  /* AES-GCM tag mismatch / bad signature */
+    WA_CRYPTO_EINVAL = -3, /* bad sizes or arguments */
 };
 
 typedef struct {

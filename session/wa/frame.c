@@ -11,8 +11,8 @@
 void wa_frame_reader_init(wa_frame_reader_t *r, size_t max_frame)
 {
     memset(r, 0, sizeof(*r));
-    r->max_frame = (max_frame == 0 || max_frame > WA_FRAME_HARD_MAX) ? WA_FRAME_HARD_MAX
-                                                                      : max_frame;
+    r->max_frame =
+        (max_frame == 0 || max_frame > WA_FRAME_HARD_MAX) ? WA_FRAME_HARD_MAX : max_frame;
 }
 
 void wa_frame_reader_free(wa_frame_reader_t *r)

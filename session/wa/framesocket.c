@@ -32,7 +32,7 @@ struct wa_fsock {
     wa_fsock_callbacks_t cb;
     wa_frame_reader_t reader;
     uv_timer_t timer;
-    int refs;          /* lws connection + timer */
+    int refs; /* lws connection + timer */
     int open, closing, reported, sent_first, timer_closed;
     int in_connect; /* inside lws_client_connect_via_info: report by return value */
     out_msg_t *head, *tail;

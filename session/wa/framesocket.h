@@ -18,12 +18,12 @@
 
 /* Why a connection ended (the `code` of on_close). */
 enum {
-    WA_FSOCK_CLOSED = 0,        /* the peer closed the WebSocket */
-    WA_FSOCK_ECONNECT = -1,     /* could not connect (refused, DNS, TLS, handshake) */
-    WA_FSOCK_ETIMEOUT = -2,     /* not connected within the connect timeout */
-    WA_FSOCK_ETOOBIG = -3,      /* the peer sent a frame over the maximum */
+    WA_FSOCK_CLOSED = 0,    /* the peer closed the WebSocket */
+    WA_FSOCK_ECONNECT = -1, /* could not connect (refused, DNS, TLS, handshake) */
+    WA_FSOCK_ETIMEOUT = -2, /* not connected within the connect timeout */
+    WA_FSOCK_ETOOBIG = -3,  /* the peer sent a frame over the maximum */
     WA_FSOCK_ENOMEM = -4,
-    WA_FSOCK_EURL = -5,         /* not a ws:// or wss:// URL */
+    WA_FSOCK_EURL = -5, /* not a ws:// or wss:// URL */
 };
 
 typedef struct wa_fsock_ctx wa_fsock_ctx_t;

@@ -21,8 +21,8 @@ typedef struct {
     size_t user_len;
     const char *server;
     size_t server_len;
-    int has_device;     /* a ":device" part was present */
-    uint8_t device;     /* as encoded (low 8 bits; non-numeric = 0) */
+    int has_device;      /* a ":device" part was present */
+    uint8_t device;      /* as encoded (low 8 bits; non-numeric = 0) */
     uint8_t domain_type; /* from the server, or the numeric agent */
     int has_agent;
 } wa_jid_t;

@@ -706,7 +706,8 @@ static int read_string(rd_t *r, unsigned tag, dstr_t *d, int depth)
         snprintf(tmp, sizeof(tmp), "%zu-", integrator);
         char tmp2[32];
         snprintf(tmp2, sizeof(tmp2), ":%zu@", device);
-        if (!(rc = ds_put(d, tmp, strlen(tmp))) && !(rc = ds_put(d, user.s ? user.s : "", user.len)) &&
+        if (!(rc = ds_put(d, tmp, strlen(tmp))) &&
+            !(rc = ds_put(d, user.s ? user.s : "", user.len)) &&
             !(rc = ds_put(d, tmp2, strlen(tmp2))))
             rc = server.s ? ds_put(d, server.s, server.len) : ds_put(d, "interop", 7);
         free(user.s);

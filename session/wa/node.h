@@ -12,17 +12,17 @@
 enum {
     WA_NODE_OK = 0,
     WA_NODE_ENOMEM = -1,
-    WA_NODE_ETRUNCATED = -2,  /* input ends inside a value */
-    WA_NODE_EBADTAG = -3,     /* a tag byte not allowed there (240..244, ...) */
-    WA_NODE_EBADLIST = -4,    /* a node without a list header or tag */
-    WA_NODE_EBADPACKED = -5,  /* invalid nibble or packed length */
-    WA_NODE_EBADJID = -6,     /* JID pair without a server */
-    WA_NODE_EZLIB = -7,       /* compressed payload does not inflate */
-    WA_NODE_ETOOBIG = -8,     /* over a size limit (inflated size, lengths) */
-    WA_NODE_ETOODEEP = -9,    /* nesting deeper than WA_NODE_MAX_DEPTH */
-    WA_NODE_ETRAILING = -10,  /* bytes left after the node */
-    WA_NODE_EBADSTR = -11,    /* a NUL byte inside a tag or attribute string */
-    WA_NODE_EINVAL = -12,     /* an invalid node given to the encoder */
+    WA_NODE_ETRUNCATED = -2, /* input ends inside a value */
+    WA_NODE_EBADTAG = -3,    /* a tag byte not allowed there (240..244, ...) */
+    WA_NODE_EBADLIST = -4,   /* a node without a list header or tag */
+    WA_NODE_EBADPACKED = -5, /* invalid nibble or packed length */
+    WA_NODE_EBADJID = -6,    /* JID pair without a server */
+    WA_NODE_EZLIB = -7,      /* compressed payload does not inflate */
+    WA_NODE_ETOOBIG = -8,    /* over a size limit (inflated size, lengths) */
+    WA_NODE_ETOODEEP = -9,   /* nesting deeper than WA_NODE_MAX_DEPTH */
+    WA_NODE_ETRAILING = -10, /* bytes left after the node */
+    WA_NODE_EBADSTR = -11,   /* a NUL byte inside a tag or attribute string */
+    WA_NODE_EINVAL = -12,    /* an invalid node given to the encoder */
 };
 
 #define WA_NODE_MAX_DEPTH 64

@@ -143,8 +143,7 @@ static wa_noise_t *noise_new(int role, const wa_keypair_t *s)
     return n;
 }
 
-wa_noise_t *wa_noise_new_initiator(const wa_keypair_t *s, const wa_cert_trust_t *trust,
-                                   int64_t now)
+wa_noise_t *wa_noise_new_initiator(const wa_keypair_t *s, const wa_cert_trust_t *trust, int64_t now)
 {
     wa_noise_t *n = noise_new(ROLE_INITIATOR, s);
     if (n) {

@@ -173,7 +173,7 @@ static void on_fs_close(void *arg, int code, const char *reason)
 {
     wa_nsock_t *s = arg;
     s->fs = NULL; /* already gone */
-    int ncode = code == WA_FSOCK_CLOSED    ? WA_NSOCK_CLOSED
+    int ncode = code == WA_FSOCK_CLOSED     ? WA_NSOCK_CLOSED
                 : code == WA_FSOCK_ETIMEOUT ? WA_NSOCK_ETIMEOUT
                 : code == WA_FSOCK_ETOOBIG  ? WA_NSOCK_ETOOBIG
                 : code == WA_FSOCK_ENOMEM   ? WA_NSOCK_ENOMEM

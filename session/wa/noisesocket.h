@@ -42,9 +42,9 @@ typedef struct {
 
 typedef struct {
     const char *url;
-    wa_keypair_t noise_key;      /* the long-term noise key pair */
-    wa_cert_trust_t trust;       /* root key the server chain must lead to */
-    const uint8_t *payload;      /* serialized ClientPayload (copied) */
+    wa_keypair_t noise_key; /* the long-term noise key pair */
+    wa_cert_trust_t trust;  /* root key the server chain must lead to */
+    const uint8_t *payload; /* serialized ClientPayload (copied) */
     size_t payload_len;
     unsigned connect_timeout_ms; /* WebSocket open and server hello; 0 = 20000 */
     int64_t now;                 /* Unix seconds for certificate validity; 0 = clock */

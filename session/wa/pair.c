@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base64.h"
 #include "proto/wa/adv.pb-c.h"
 #include "session/wa/crypto.h"
 
@@ -31,59 +32,14 @@ const char *wa_pair_strerror(int code)
     return "unknown pairing error";
 }
 
-static const char b64tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 char *wa_pair_b64(const uint8_t *d, size_t len)
 {
-    char *out = malloc(4 * ((len + 2) / 3) + 1);
-    if (!out)
-        return NULL;
-    size_t o = 0, i = 0;
-    for (; i + 2 < len; i += 3) {
-        uint32_t v = (uint32_t)d[i] << 16 | (uint32_t)d[i + 1] << 8 | d[i + 2];
-        out[o++] = b64tab[v >> 18];
-        out[o++] = b64tab[(v >> 12) & 63];
-        out[o++] = b64tab[(v >> 6) & 63];
-        out[o++] = b64tab[v & 63];
-    }
-    if (i < len) {
-        uint32_t v = (uint32_t)d[i] << 16 | (i + 1 < len ? (uint32_t)d[i + 1] << 8 : 0);
-        out[o++] = b64tab[v >> 18];
-        out[o++] = b64tab[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? b64tab[(v >> 6) & 63] : '=';
-        out[o++] = '=';
-    }
-    out[o] = 0;
-    return out;
+    return b64_encode(d, len);
 }
 
 long wa_pair_unb64(const char *s, size_t len, uint8_t *out, size_t cap)
 {
-    if (len % 4)
-        return -1;
-    size_t o = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        uint32_t v = 0;
-        int pad = 0;
-        for (int k = 0; k < 4; k++) {
-            char c = s[i + k];
-            const char *p = c ? strchr(b64tab, c) : NULL;
-            if (c == '=' && i + 4 == len && k >= 2) {
-                pad++;
-                v <<= 6;
-                continue;
-            }
-            if (!p || pad)
-                return -1;
-            v = v << 6 | (uint32_t)(p - b64tab);
-        }
-        for (int k = 0; k < 3 - pad; k++) {
-            if (o >= cap)
-                return -1;
-            out[o++] = (uint8_t)(v >> (16 - 8 * k));
-        }
-    }
-    return (long)o;
+    return b64_decode(s, len, out, cap);
 }
 
 char *wa_pair_qr(const uint8_t *ref, size_t ref_len, const uint8_t noise_pub[32],
@@ -165,9 +121,8 @@ static char *dup_attr(const wa_node_t *n, const char *key)
     return v ? strdup(v) : NULL;
 }
 
-int wa_pair_success(const wa_node_t *iq, const uint8_t ident_priv[32],
-                    const uint8_t ident_pub[32], const uint8_t adv_secret[32],
-                    wa_pair_result_t *res)
+int wa_pair_success(const wa_node_t *iq, const uint8_t ident_priv[32], const uint8_t ident_pub[32],
+                    const uint8_t adv_secret[32], wa_pair_result_t *res)
 {
     memset(res, 0, sizeof(*res));
     const wa_node_t *ps = wa_node_child(iq, "pair-success");
@@ -177,7 +132,8 @@ int wa_pair_success(const wa_node_t *iq, const uint8_t ident_priv[32],
     const uint8_t *dibytes = wa_node_content(di, &dilen);
     if (!ps || !dibytes || !dev || !wa_node_attr(dev, "jid"))
         return WA_PAIR_EMALFORMED;
-    Wa__ADVSignedDeviceIdentityHMAC *h = wa__advsigned_device_identity_hmac__unpack(NULL, dilen, dibytes);
+    Wa__ADVSignedDeviceIdentityHMAC *h =
+        wa__advsigned_device_identity_hmac__unpack(NULL, dilen, dibytes);
     if (!h)
         return WA_PAIR_EMALFORMED;
     Wa__ADVSignedDeviceIdentity *sdi = NULL;

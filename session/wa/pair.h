@@ -51,7 +51,7 @@ void wa_pair_qr_parts_free(wa_pair_qr_parts_t *p);
 typedef struct {
     char *jid, *lid, *platform, *business_name;
     uint32_t key_index;
-    uint8_t *account;       /* ADVSignedDeviceIdentity with our device signature (to store) */
+    uint8_t *account; /* ADVSignedDeviceIdentity with our device signature (to store) */
     size_t account_len;
     uint8_t *reply_identity; /* the same without accountSignatureKey (to send) */
     size_t reply_identity_len;
@@ -63,9 +63,8 @@ void wa_pair_result_free(wa_pair_result_t *r);
 /* Verifies the pair-success iq `iq` with our identity key pair and adv
  * secret, and countersigns it. Returns WA_PAIR_OK with *res filled, or an
  * error (nothing to persist then). */
-int wa_pair_success(const wa_node_t *iq, const uint8_t ident_priv[32],
-                    const uint8_t ident_pub[32], const uint8_t adv_secret[32],
-                    wa_pair_result_t *res);
+int wa_pair_success(const wa_node_t *iq, const uint8_t ident_priv[32], const uint8_t ident_pub[32],
+                    const uint8_t adv_secret[32], wa_pair_result_t *res);
 
 /* The pair-device-sign reply to iq `id`. Returns a new node or NULL. */
 wa_node_t *wa_pair_sign_reply(const char *id, const wa_pair_result_t *res);

@@ -20,10 +20,10 @@ typedef struct {
 /* What the registration payload needs from the new identity. */
 typedef struct {
     uint32_t reg_id;
-    const uint8_t *ident_pub;   /* 32 bytes */
+    const uint8_t *ident_pub; /* 32 bytes */
     uint32_t spk_id;
-    const uint8_t *spk_pub;     /* 32 bytes */
-    const uint8_t *spk_sig;     /* 64 bytes */
+    const uint8_t *spk_pub; /* 32 bytes */
+    const uint8_t *spk_sig; /* 64 bytes */
 } wa_payload_reg_t;
 
 /* Parses "2.3000.1045649367". Returns 0 or -1. */

@@ -9,7 +9,8 @@
 #define WA_TOKENS_SINGLE_COUNT 236
 #define WA_TOKENS_DICT_COUNT 4
 #define WA_TOKENS_DICT_SIZE 256
-#define WA_TOKENS_SORTED_COUNT (WA_TOKENS_SINGLE_COUNT - 1 + WA_TOKENS_DICT_COUNT * WA_TOKENS_DICT_SIZE)
+#define WA_TOKENS_SORTED_COUNT                                                                     \
+    (WA_TOKENS_SINGLE_COUNT - 1 + WA_TOKENS_DICT_COUNT * WA_TOKENS_DICT_SIZE)
 
 /* The binary-dictionary version these tables belong to (intro header byte 3). */
 #define WA_TOKENS_DICT_VERSION 3

@@ -21,7 +21,8 @@ static uint32_t be32(const uint8_t *p)
 static char *zbar(const uint8_t *png, size_t len)
 {
     char path[600], cmd[800];
-    snprintf(path, sizeof(path), "%s/qr.png", getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp");
+    snprintf(path, sizeof(path), "%s/qr.png",
+             getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp");
     FILE *f = fopen(path, "wb");
     fwrite(png, 1, len, f);
     fclose(f);
@@ -40,8 +41,10 @@ static void test_png_decodes(void **state)
     (void)state;
     const char *inputs[] = {
         "hello",
-        "https://wa.me/settings/linked_devices#2@Ab+Cd/Ef==Gh0123456789abcdefghijklmnopqrstuvwxyzABCD"
-        "EFGHIJKLMNOP,lQxJ34K+R0Hz9rqbyaHBdAt/zqJjYbcGyQat/w4G+XI=,exclGTrr1gII2upxvTQ5UeGL1YYSzgK1XW"
+        "https://wa.me/settings/linked_devices#2@Ab+Cd/"
+        "Ef==Gh0123456789abcdefghijklmnopqrstuvwxyzABCD"
+        "EFGHIJKLMNOP,lQxJ34K+R0Hz9rqbyaHBdAt/zqJjYbcGyQat/"
+        "w4G+XI=,exclGTrr1gII2upxvTQ5UeGL1YYSzgK1XW"
         "E08A3F9W8=,UbjYIJ0TcoCIYakHRBj7M+VW21LlkD+8GtbkZiPtnMw=,1",
         "a,b,c=,+/+/",
     };

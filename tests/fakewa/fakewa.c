@@ -97,8 +97,8 @@ static void handle_frame(fakewa_conn_t *c, const uint8_t *p, size_t len)
 {
     fakewa_t *f = c->f;
     if (c->state == C_HELLO) {
-        c->noise = wa_noise_new_responder(&f->server, f->faults.tamper_cert ? f->bad_chain : f->chain,
-                                          f->chain_len);
+        c->noise = wa_noise_new_responder(
+            &f->server, f->faults.tamper_cert ? f->bad_chain : f->chain, f->chain_len);
         uint8_t *out;
         size_t olen;
         if (!c->noise || wa_noise_server_hello(c->noise, p, len, &out, &olen)) {
@@ -202,8 +202,7 @@ static void ws_close(void *arg, fakewa_ws_conn_t *wc)
     free(c);
 }
 
-static int ws_http(void *arg, int post, const char *path, const char *body, size_t len,
-                   char **resp)
+static int ws_http(void *arg, int post, const char *path, const char *body, size_t len, char **resp)
 {
     fakewa_t *f = arg;
     return f->cb.on_http(f->cb.arg, post, path, body, len, resp);
@@ -225,14 +224,17 @@ fakewa_t *fakewa_new(uv_loop_t *loop, const fakewa_opts_t *opts, const fakewa_ca
     wa_crypto_keypair_generate(&f->inter);
     wa_crypto_keypair_generate(&f->server);
     uint64_t now = (uint64_t)time(NULL);
-    wa_cert_details_t inter = {.serial = 1, .issuer_serial = 0, .not_before = now - 86400,
+    wa_cert_details_t inter = {.serial = 1,
+                               .issuer_serial = 0,
+                               .not_before = now - 86400,
                                .not_after = now + 365 * 86400ULL};
     memcpy(inter.key, f->inter.pub, 32);
-    wa_cert_details_t leaf = {.serial = 2, .issuer_serial = 1, .not_before = now - 86400,
+    wa_cert_details_t leaf = {.serial = 2,
+                              .issuer_serial = 1,
+                              .not_before = now - 86400,
                               .not_after = now + 30 * 86400ULL};
     memcpy(leaf.key, f->server.pub, 32);
-    if (wa_cert_build_chain(f->root.priv, f->inter.priv, &inter, &leaf, &f->chain,
-                            &f->chain_len)) {
+    if (wa_cert_build_chain(f->root.priv, f->inter.priv, &inter, &leaf, &f->chain, &f->chain_len)) {
         snprintf(err, errlen, "cannot build the certificate chain");
         free(f);
         return NULL;

@@ -44,11 +44,11 @@ typedef struct {
 
 /* Transport faults, settable at any time (apply to later frames). */
 typedef struct {
-    size_t split;        /* > 0: send each frame in messages of this many bytes */
-    int merge;           /* 1: hold frames; fakewa_flush sends them as one message;
-                          * 2: the same, flushed automatically every few ms */
-    int tamper_cert;     /* 1: present a certificate chain with a flipped bit */
-    int flip_next;       /* 1: flip one ciphertext bit of the next frame sent */
+    size_t split;    /* > 0: send each frame in messages of this many bytes */
+    int merge;       /* 1: hold frames; fakewa_flush sends them as one message;
+                      * 2: the same, flushed automatically every few ms */
+    int tamper_cert; /* 1: present a certificate chain with a flipped bit */
+    int flip_next;   /* 1: flip one ciphertext bit of the next frame sent */
 } fakewa_faults_t;
 
 /* Starts the server. Returns NULL with a message in err. */

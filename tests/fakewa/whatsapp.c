@@ -65,8 +65,8 @@ static int64_t now_ms(void)
 }
 
 static const char *const fault_names[FAKEWA_FAULT_COUNT] = {
-    "drop",     "stall",  "garbage", "restart",  "logged_out",   "replaced",
-    "server_error", "outdated", "banned", "bad_hmac", "bad_signature"};
+    "drop",         "stall",    "garbage", "restart",  "logged_out",   "replaced",
+    "server_error", "outdated", "banned",  "bad_hmac", "bad_signature"};
 
 int fakewa_wa_fault_parse(const char *name)
 {
@@ -222,8 +222,8 @@ static void handle_pair_sign(conn_state_t *cs, const wa_node_t *n)
     const wa_node_t *di = wa_node_path(n, "pair-device-sign", "device-identity", NULL);
     size_t len;
     const uint8_t *b = wa_node_content(di, &len);
-    Wa__ADVSignedDeviceIdentity *sdi = b ? wa__advsigned_device_identity__unpack(NULL, len, b)
-                                         : NULL;
+    Wa__ADVSignedDeviceIdentity *sdi =
+        b ? wa__advsigned_device_identity__unpack(NULL, len, b) : NULL;
     int ok = 0;
     if (sdi && sdi->has_devicesignature && sdi->devicesignature.len == 64 && sdi->has_details &&
         sdi->details.len == cs->pending_details_len &&
@@ -349,8 +349,7 @@ static void on_ping_timer(uv_timer_t *t)
 
 /* The control API: GET /control/state, POST /control/scan (body: the QR
  * text), POST /control/fault (body: a fault name). */
-static int on_http(void *arg, int post, const char *path, const char *body, size_t len,
-                   char **resp)
+static int on_http(void *arg, int post, const char *path, const char *body, size_t len, char **resp)
 {
     fakewa_wa_t *w = arg;
     (void)len;
@@ -385,8 +384,7 @@ static int on_http(void *arg, int post, const char *path, const char *body, size
     return 404;
 }
 
-fakewa_wa_t *fakewa_wa_new(uv_loop_t *loop, const fakewa_wa_opts_t *opts, char *err,
-                           size_t errlen)
+fakewa_wa_t *fakewa_wa_new(uv_loop_t *loop, const fakewa_wa_opts_t *opts, char *err, size_t errlen)
 {
     fakewa_wa_t *w = calloc(1, sizeof(*w));
     if (!w) {

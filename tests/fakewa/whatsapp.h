@@ -17,13 +17,13 @@
 typedef struct fakewa_wa fakewa_wa_t;
 
 typedef struct {
-    fakewa_opts_t transport;   /* host, port, TLS files, root key */
-    int refs;                  /* refs per pair-device; 0 = 6 */
-    unsigned qr_first_ms;      /* must match the client's; 0 = 60000 */
-    unsigned qr_next_ms;       /* 0 = 20000 */
-    const char *phone;         /* the phone's number; NULL = "15551234567" */
-    unsigned server_ping_ms;   /* > 0: the server pings clients this often */
-    int prekey_count;          /* what the count query answers at first */
+    fakewa_opts_t transport; /* host, port, TLS files, root key */
+    int refs;                /* refs per pair-device; 0 = 6 */
+    unsigned qr_first_ms;    /* must match the client's; 0 = 60000 */
+    unsigned qr_next_ms;     /* 0 = 20000 */
+    const char *phone;       /* the phone's number; NULL = "15551234567" */
+    unsigned server_ping_ms; /* > 0: the server pings clients this often */
+    int prekey_count;        /* what the count query answers at first */
 } fakewa_wa_opts_t;
 
 /* Faults, injected at once on every live connection (or armed for the next
@@ -33,7 +33,8 @@ typedef enum {
     FAKEWA_STALL,         /* stop answering anything (pings included) */
     FAKEWA_GARBAGE,       /* send a frame that does not decrypt */
     FAKEWA_RESTART,       /* <stream:error code="515"/> */
-    FAKEWA_LOGGED_OUT,    /* <stream:error code="401"><conflict type="device_removed"/>; forget the device */
+    FAKEWA_LOGGED_OUT,    /* <stream:error code="401"><conflict type="device_removed"/>; forget the
+                             device */
     FAKEWA_REPLACED,      /* <stream:error><conflict type="replaced"/> */
     FAKEWA_SERVER_ERROR,  /* <stream:error code="503"/> */
     FAKEWA_OUTDATED,      /* the next login gets <failure reason="405"/> */
@@ -50,9 +51,9 @@ int fakewa_wa_fault_parse(const char *name);
 
 /* What happened so far, for tests. */
 typedef struct {
-    int connections;      /* handshakes completed */
-    int registrations;    /* registration payloads seen */
-    int logins_ok;        /* logins accepted */
+    int connections;   /* handshakes completed */
+    int registrations; /* registration payloads seen */
+    int logins_ok;     /* logins accepted */
     int logins_refused;
     int paired;           /* devices paired (device signature verified) */
     int bad_device_sigs;  /* pair-device-sign replies that did not verify */
@@ -64,8 +65,7 @@ typedef struct {
 } fakewa_wa_stats_t;
 
 /* Starts the server. Returns NULL with a message in err. */
-fakewa_wa_t *fakewa_wa_new(uv_loop_t *loop, const fakewa_wa_opts_t *opts, char *err,
-                           size_t errlen);
+fakewa_wa_t *fakewa_wa_new(uv_loop_t *loop, const fakewa_wa_opts_t *opts, char *err, size_t errlen);
 
 /* Stop (then run the loop until idle) and free, as fakewa_stop/free. */
 void fakewa_wa_stop(fakewa_wa_t *w);

@@ -262,8 +262,7 @@ fakewa_ws_t *fakewa_ws_start(uv_loop_t *loop, const fakewa_ws_opts_t *opts,
     }
     ws->lws = lws_create_context(&info);
     if (!ws->lws) {
-        snprintf(err, errlen, "cannot start the WebSocket server on %s:%d", info.iface,
-                 opts->port);
+        snprintf(err, errlen, "cannot start the WebSocket server on %s:%d", info.iface, opts->port);
         SSL_CTX_free(ws->client_ctx);
         free(ws);
         return NULL;

@@ -29,8 +29,8 @@ typedef struct {
 } fakewa_ws_callbacks_t;
 
 typedef struct {
-    const char *host;     /* listen address; NULL = 127.0.0.1 */
-    int port;             /* 0 = any free port */
+    const char *host;      /* listen address; NULL = 127.0.0.1 */
+    int port;              /* 0 = any free port */
     const char *cert_file; /* PEM: serve wss:// */
     const char *key_file;
 } fakewa_ws_opts_t;

@@ -42,7 +42,8 @@ static void test_descriptor_set(void **state)
 {
     (void)state;
     char path[4096];
-    snprintf(path, sizeof(path), "%s/wa_gateway/proto/gateway_descriptor.pb", getenv("TEST_SRCDIR"));
+    snprintf(path, sizeof(path), "%s/wa_gateway/proto/gateway_descriptor.pb",
+             getenv("TEST_SRCDIR"));
     FILE *f = fopen(path, "rb");
     assert_non_null(f);
     char buf[65536];

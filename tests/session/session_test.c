@@ -55,8 +55,8 @@ static int teardown(void **state)
 
 static void publish(sess_t *s, sess_state_t st, const char *detail, const char *qr)
 {
-    sess_change_t c = {.state = st, .detail = detail, .qr_text = qr,
-                       .qr_expires_at_ms = sess_now_ms() + 60000};
+    sess_change_t c = {
+        .state = st, .detail = detail, .qr_text = qr, .qr_expires_at_ms = sess_now_ms() + 60000};
     assert_int_equal(sess_publish(s, &c), 0);
 }
 

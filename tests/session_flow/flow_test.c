@@ -122,8 +122,8 @@ static void start_gateway(fx_t *fx)
     assert_int_equal(store_open(fx->dir, &fx->store, err, sizeof(err)), 0);
     fx->reg = sess_registry_new(&fx->loop, NULL);
     fx->s = sess_registry_add(fx->reg, "default");
-    sess_driver_opts_t o = {.fsock = fx->fsock, .store = fx->store, .backoff_min_ms = 50,
-                            .backoff_max_ms = 400};
+    sess_driver_opts_t o = {
+        .fsock = fx->fsock, .store = fx->store, .backoff_min_ms = 50, .backoff_max_ms = 400};
     char url[128];
     snprintf(url, sizeof(url), "ws://127.0.0.1:%d/ws/chat",
              fakewa_port(fakewa_wa_transport(fx->srv)));
@@ -178,8 +178,8 @@ static int setup_with(void **state, unsigned first, unsigned next, int refs)
              getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp");
     assert_non_null(mkdtemp(fx->dir));
     char err[256];
-    fakewa_wa_opts_t wo = {.refs = refs, .qr_first_ms = first, .qr_next_ms = next,
-                           .server_ping_ms = 150};
+    fakewa_wa_opts_t wo = {
+        .refs = refs, .qr_first_ms = first, .qr_next_ms = next, .server_ping_ms = 150};
     fx->srv = fakewa_wa_new(&fx->loop, &wo, err, sizeof(err));
     assert_non_null(fx->srv);
     fx->fsock = wa_fsock_ctx_new(&fx->loop, NULL, err, sizeof(err));
@@ -523,7 +523,7 @@ static void test_backoff_grows_and_caps(void **state)
         unsigned lo = sess_driver_backoff_ms(1000, 60000, a, 0);
         unsigned hi = sess_driver_backoff_ms(1000, 60000, a, 40);
         assert_true(lo <= hi);
-        assert_true(hi <= 72000);            /* cap + 20% */
+        assert_true(hi <= 72000);                        /* cap + 20% */
         assert_true(lo >= (a < 6 ? 800u << a : 48000u)); /* grows until the cap */
         assert_true(lo >= prev * 8 / 10 || lo >= 48000);
         prev = lo;

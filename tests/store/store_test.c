@@ -24,7 +24,8 @@ static char dir[512];
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof(dir), "%s/storeXXXXXX", getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp");
+    snprintf(dir, sizeof(dir), "%s/storeXXXXXX",
+             getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp");
     assert_non_null(mkdtemp(dir));
     return 0;
 }
@@ -270,9 +271,9 @@ static void test_migration_from_v1(void **state)
     assert_int_equal(c.confirmed, 1);
     store_creds_free(&c);
     static const uint8_t acc[] = {9};
-    assert_int_equal(store_save_pairing(st, "default", acc, 1, "1555:4@s.whatsapp.net", NULL,
-                                        NULL, NULL, NULL),
-                     0);
+    assert_int_equal(
+        store_save_pairing(st, "default", acc, 1, "1555:4@s.whatsapp.net", NULL, NULL, NULL, NULL),
+        0);
     assert_int_equal(store_load(st, "default", &c), 0);
     assert_int_equal(c.confirmed, 0); /* a new pairing waits for the server */
     store_creds_free(&c);

@@ -54,10 +54,10 @@ static void test_env_then_flags(void **state)
     (void)state;
     cfg_t cfg;
     char err[256];
-    const char *env[] = {"PORT", "4000", "API_KEY", "k", "LOG_LEVEL", "debug", "GRPC_PORT", "6000",
-                         NULL};
-    const char *argv[] = {"wa-gateway", "--port", "5000", "--log-level=warn", "--wa-url",
-                          "ws://127.0.0.1:9/ws/chat"};
+    const char *env[] = {"PORT",  "4000",      "API_KEY", "k", "LOG_LEVEL",
+                         "debug", "GRPC_PORT", "6000",    NULL};
+    const char *argv[] = {"wa-gateway",       "--port",   "5000",
+                          "--log-level=warn", "--wa-url", "ws://127.0.0.1:9/ws/chat"};
     assert_int_equal(load(&cfg, env, 6, argv, err), 0);
     assert_int_equal(cfg.port, 5000);
     assert_int_equal(cfg.grpc_port, 6000);
@@ -166,9 +166,9 @@ static void test_loopback(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),     cmocka_unit_test(test_env_then_flags),
+        cmocka_unit_test(test_defaults),       cmocka_unit_test(test_env_then_flags),
         cmocka_unit_test(test_invalid_values), cmocka_unit_test(test_help_flag),
-        cmocka_unit_test(test_validate),     cmocka_unit_test(test_loopback),
+        cmocka_unit_test(test_validate),       cmocka_unit_test(test_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -170,9 +170,9 @@ static void test_doc_examples(void **state)
     uint8_t *out;
     size_t len;
     assert_int_equal(wa_node_encode(iq, &out, &len), 0);
-    static const uint8_t want[] = {0x00, 0xF8, 0x0A, 0x19, 0x08, 0xFC, 0x04, 0x31, 0x61, 0x32,
-                                   0x62, 0x11, 0xFA, 0x00, 0x03, 0x04, 0x29, 0x16, 0x57, 0xF8,
-                                   0x01, 0xF8, 0x01, 0x56};
+    static const uint8_t want[] = {0x00, 0xF8, 0x0A, 0x19, 0x08, 0xFC, 0x04, 0x31,
+                                   0x61, 0x32, 0x62, 0x11, 0xFA, 0x00, 0x03, 0x04,
+                                   0x29, 0x16, 0x57, 0xF8, 0x01, 0xF8, 0x01, 0x56};
     assert_int_equal(len, sizeof(want));
     assert_memory_equal(out, want, len);
     free(out);
@@ -228,9 +228,17 @@ static void test_roundtrips(void **state)
         wa_node_free(n);
     }
     /* JIDs of every form */
-    const char *jids[] = {"@s.whatsapp.net", "1555@s.whatsapp.net", "1555:3@s.whatsapp.net",
-                          "99:1@lid", "123@lid", "7:2@hosted", "8:4@hosted.lid", "x@g.us",
-                          "status@broadcast", "abc.def@newsletter", "0@c.us"};
+    const char *jids[] = {"@s.whatsapp.net",
+                          "1555@s.whatsapp.net",
+                          "1555:3@s.whatsapp.net",
+                          "99:1@lid",
+                          "123@lid",
+                          "7:2@hosted",
+                          "8:4@hosted.lid",
+                          "x@g.us",
+                          "status@broadcast",
+                          "abc.def@newsletter",
+                          "0@c.us"};
     for (size_t i = 0; i < sizeof(jids) / sizeof(jids[0]); i++) {
         n = wa_node_new("j");
         wa_node_set_attr(n, "jid", jids[i]);

@@ -65,7 +65,9 @@ static void test_hkdf_hmac_gcm_md5(void **state)
     for (int i = 0; i < 10; i++)
         info[i] = (uint8_t)(0xf0 + i);
     assert_int_equal(wa_crypto_hkdf(salt, 13, ikm, 22, info, 10, okm, 42), 0);
-    assert_hex(okm, 42, "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865");
+    assert_hex(
+        okm, 42,
+        "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865");
     uint8_t key[20];
     memset(key, 0x0b, sizeof(key));
     const uint8_t *parts[] = {(const uint8_t *)"Hi ", (const uint8_t *)"There"};
@@ -165,16 +167,18 @@ static const int64_t NOW = 1790000000;
 static void make_chain(pki_t *p, const uint8_t *leaf_key, uint32_t inter_issuer,
                        uint32_t leaf_issuer, uint64_t inter_nb, uint64_t leaf_na)
 {
-    wa_cert_details_t inter = {.serial = 1, .issuer_serial = inter_issuer,
-                               .not_before = inter_nb, .not_after = NOW + 86400};
+    wa_cert_details_t inter = {.serial = 1,
+                               .issuer_serial = inter_issuer,
+                               .not_before = inter_nb,
+                               .not_after = NOW + 86400};
     memcpy(inter.key, p->inter.pub, 32);
-    wa_cert_details_t leaf = {.serial = 7, .issuer_serial = leaf_issuer,
-                              .not_before = NOW - 100, .not_after = leaf_na};
+    wa_cert_details_t leaf = {
+        .serial = 7, .issuer_serial = leaf_issuer, .not_before = NOW - 100, .not_after = leaf_na};
     memcpy(leaf.key, leaf_key, 32);
     free(p->chain);
-    assert_int_equal(wa_cert_build_chain(p->root.priv, p->inter.priv, &inter, &leaf, &p->chain,
-                                         &p->chain_len),
-                     0);
+    assert_int_equal(
+        wa_cert_build_chain(p->root.priv, p->inter.priv, &inter, &leaf, &p->chain, &p->chain_len),
+        0);
 }
 
 static int pki_setup(void **state)
@@ -219,8 +223,8 @@ static void test_cert_verify(void **state)
     /* every single-bit flip anywhere in the chain is caught */
     for (size_t i = 0; i < p->chain_len; i++) {
         p->chain[i] ^= 0x10;
-        assert_int_not_equal(
-            wa_cert_verify(p->chain, p->chain_len, &p->trust, p->server.pub, NOW), 0);
+        assert_int_not_equal(wa_cert_verify(p->chain, p->chain_len, &p->trust, p->server.pub, NOW),
+                             0);
         p->chain[i] ^= 0x10;
     }
     /* wrong issuer serials */

@@ -177,7 +177,8 @@ static int setup_fx(void **state)
     uv_timer_init(&fx->loop, &fx->guard);
     fx->guard.data = fx;
     wa_crypto_keypair_generate(&fx->noise_key);
-    snprintf(fx->dir, sizeof(fx->dir), "%s", getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp");
+    snprintf(fx->dir, sizeof(fx->dir), "%s",
+             getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp");
     *state = fx;
     return 0;
 }
@@ -218,8 +219,10 @@ static void scenario(fx_t *fx, int tls, int trust_ok, const uint8_t *root_overri
     char url[128];
     snprintf(url, sizeof(url), "%s://%s:%d/ws/chat", tls ? "wss" : "ws",
              tls ? "localhost" : "127.0.0.1", fakewa_port(fx->srv));
-    wa_nsock_opts_t o = {.url = url, .noise_key = fx->noise_key,
-                         .payload = (const uint8_t *)"client-hello!", .payload_len = 13,
+    wa_nsock_opts_t o = {.url = url,
+                         .noise_key = fx->noise_key,
+                         .payload = (const uint8_t *)"client-hello!",
+                         .payload_len = 13,
                          .connect_timeout_ms = 5000};
     memcpy(o.trust.root_pub, root_override ? root_override : fakewa_root_pub(fx->srv), 32);
     wa_nsock_callbacks_t cb = {cli_ready, cli_node, cli_close, fx};
@@ -258,8 +261,10 @@ static void test_ws_byte_at_a_time(void **state)
     fx->ctx = wa_fsock_ctx_new(&fx->loop, NULL, err, sizeof(err));
     char url[128];
     snprintf(url, sizeof(url), "ws://127.0.0.1:%d/ws/chat", fakewa_port(fx->srv));
-    wa_nsock_opts_t o = {.url = url, .noise_key = fx->noise_key,
-                         .payload = (const uint8_t *)"client-hello!", .payload_len = 13};
+    wa_nsock_opts_t o = {.url = url,
+                         .noise_key = fx->noise_key,
+                         .payload = (const uint8_t *)"client-hello!",
+                         .payload_len = 13};
     memcpy(o.trust.root_pub, fakewa_root_pub(fx->srv), 32);
     wa_nsock_callbacks_t cb = {cli_ready, cli_node, cli_close, fx};
     int e;
@@ -330,8 +335,10 @@ static void test_tampered_certificate(void **state)
     fx->ctx = wa_fsock_ctx_new(&fx->loop, NULL, err, sizeof(err));
     char url[128];
     snprintf(url, sizeof(url), "ws://127.0.0.1:%d/ws/chat", fakewa_port(fx->srv));
-    wa_nsock_opts_t o = {.url = url, .noise_key = fx->noise_key,
-                         .payload = (const uint8_t *)"client-hello!", .payload_len = 13};
+    wa_nsock_opts_t o = {.url = url,
+                         .noise_key = fx->noise_key,
+                         .payload = (const uint8_t *)"client-hello!",
+                         .payload_len = 13};
     memcpy(o.trust.root_pub, fakewa_root_pub(fx->srv), 32);
     wa_nsock_callbacks_t cb = {cli_ready, cli_node, cli_close, fx};
     int e;
@@ -373,8 +380,10 @@ static void failure_after_success(fx_t *fx, int garbage)
     fx->merge_count = garbage;
     char url[128];
     snprintf(url, sizeof(url), "ws://127.0.0.1:%d/ws/chat", fakewa_port(fx->srv));
-    wa_nsock_opts_t o = {.url = url, .noise_key = fx->noise_key,
-                         .payload = (const uint8_t *)"client-hello!", .payload_len = 13};
+    wa_nsock_opts_t o = {.url = url,
+                         .noise_key = fx->noise_key,
+                         .payload = (const uint8_t *)"client-hello!",
+                         .payload_len = 13};
     memcpy(o.trust.root_pub, fakewa_root_pub(fx->srv), 32);
     wa_nsock_callbacks_t cb = {cli_ready, cli_node_then, cli_close, fx};
     int e;
@@ -413,8 +422,8 @@ static void test_connection_refused(void **state)
     uv_run(&fx->loop, UV_RUN_NOWAIT);
     char url[128];
     snprintf(url, sizeof(url), "ws://127.0.0.1:%d/ws/chat", ntohs(got.sin_port));
-    wa_nsock_opts_t o = {.url = url, .noise_key = fx->noise_key,
-                         .payload = (const uint8_t *)"x", .payload_len = 1};
+    wa_nsock_opts_t o = {
+        .url = url, .noise_key = fx->noise_key, .payload = (const uint8_t *)"x", .payload_len = 1};
     wa_nsock_callbacks_t cb = {cli_ready, cli_node, cli_close, fx};
     int e = 0;
     fx->cli = wa_nsock_connect(fx->ctx, &o, &cb, &e);

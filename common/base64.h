@@ -1,0 +1,18 @@
+/* Standard base64 (RFC 4648, alphabet "+/", with padding), shared by the QR
+ * string (session/wa/pair.c) and the QR data URL (api/qr.c). */
+#ifndef WG_COMMON_BASE64_H
+#define WG_COMMON_BASE64_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Encodes data[0..len). Returns a malloc'd NUL-terminated string (caller
+ * frees), or NULL when out of memory. */
+char *b64_encode(const uint8_t *data, size_t len);
+
+/* Decodes s[0..len) (length a multiple of 4, padding only at the end) into
+ * out (cap bytes). Returns the decoded length, or -1 for malformed input or
+ * too small a buffer. */
+long b64_decode(const char *s, size_t len, uint8_t *out, size_t cap);
+
+#endif
