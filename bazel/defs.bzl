@@ -96,3 +96,49 @@ def fuzz_target(name, srcs, deps = [], corpus = None):
             args = ["$(locations %s)" % corpus],
             data = [corpus],
         )
+
+def proto_c_library_system(name, files, include_dir, visibility = None):
+    """Compiles .proto files installed by a Debian package (outside the
+    workspace) to a protobuf-c cc_library, keeping their canonical import
+    paths (e.g. "grpc/health/v1/health.proto") so that generated code and
+    descriptors name them as everyone else does.
+
+    Args:
+      name: the cc_library's name.
+      files: proto paths relative to include_dir.
+      include_dir: the system directory, e.g. /usr/share/grpc-proto.
+    """
+    out_dir = name + "_pb"
+    c_outs = ["%s/%s.pb-c.c" % (out_dir, f[:-len(".proto")]) for f in files]
+    h_outs = ["%s/%s.pb-c.h" % (out_dir, f[:-len(".proto")]) for f in files]
+    native.genrule(
+        name = name + "_gen",
+        outs = c_outs + h_outs,
+        cmd = "protoc-c -I%s --c_out=$(GENDIR)/%s/%s %s" % (
+            include_dir,
+            native.package_name(),
+            out_dir,
+            " ".join(files),
+        ),
+    )
+    native.cc_library(
+        name = name,
+        srcs = c_outs,
+        hdrs = h_outs,
+        includes = [out_dir],
+        copts = ["-Wno-error", "-Wno-unused-parameter"],
+        deps = ["//bazel:protobuf_c"],
+        visibility = visibility,
+    )
+
+def proto_descriptor_set_system(name, files, include_dir, visibility = None):
+    """A FileDescriptorSet (with imports) of system .proto files."""
+    native.genrule(
+        name = name,
+        outs = [name + ".pb"],
+        cmd = "protoc -I%s --include_imports --descriptor_set_out=$@ %s" % (
+            include_dir,
+            " ".join(files),
+        ),
+        visibility = visibility,
+    )

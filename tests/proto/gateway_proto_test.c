@@ -10,6 +10,9 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "grpc/health/v1/health.pb-c.h"
+#include "grpc/reflection/v1/reflection.pb-c.h"
+#include "grpc/reflection/v1alpha/reflection.pb-c.h"
 #include "proto/gateway.pb-c.h"
 
 static void test_round_trip(void **state)
@@ -54,11 +57,40 @@ static void test_descriptor_set(void **state)
     assert_non_null(memmem(buf, n, "WatchStatus", 11));
 }
 
+/* The standard protos compile with their canonical names and work. */
+static void test_grpc_std_protos(void **state)
+{
+    (void)state;
+    Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    r.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    uint8_t buf[16];
+    size_t n = grpc__health__v1__health_check_response__pack(&r, buf);
+    Grpc__Health__V1__HealthCheckResponse *b =
+        grpc__health__v1__health_check_response__unpack(NULL, n, buf);
+    assert_non_null(b);
+    assert_int_equal(b->status, GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+    grpc__health__v1__health_check_response__free_unpacked(b, NULL);
+    assert_string_equal(grpc__reflection__v1alpha__server_reflection_request__descriptor.name,
+                        "grpc.reflection.v1alpha.ServerReflectionRequest");
+    assert_string_equal(grpc__reflection__v1__server_reflection_request__descriptor.package_name,
+                        "grpc.reflection.v1");
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/wa_gateway/proto/grpc_std_descriptor.pb", getenv("TEST_SRCDIR"));
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    char d[65536];
+    size_t dn = fread(d, 1, sizeof(d), f);
+    fclose(f);
+    assert_non_null(memmem(d, dn, "grpc/health/v1/health.proto", 27));
+    assert_non_null(memmem(d, dn, "grpc/reflection/v1alpha/reflection.proto", 40));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_descriptor_set),
+        cmocka_unit_test(test_grpc_std_protos),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
