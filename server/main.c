@@ -12,6 +12,7 @@
 #include "api/api.h"
 #include "common/log.h"
 #include "server/config.h"
+#include "server/grpc.h"
 #include "server/http.h"
 #include "server/metrics.h"
 #include "session/driver.h"
@@ -29,6 +30,7 @@ typedef struct {
     api_t *api;
     metrics_t *metrics;
     http_server_t *http;
+    grpc_srv_t *grpc;
     uv_signal_t sigint, sigterm;
     int shutting_down, pending;
 } app_t;
@@ -161,6 +163,16 @@ int main(int argc, char **argv)
         rc = 1;
         goto out;
     }
+    grpc_srv_opts_t gopts = {.api = app.api,
+                             .metrics = app.metrics,
+                             .tls_cert_file = app.cfg.tls_cert,
+                             .tls_key_file = app.cfg.tls_key};
+    if (grpc_srv_start(&app.grpc, app.cfg.host, app.cfg.grpc_port, &gopts, err, sizeof(err)) !=
+        0) {
+        fprintf(stderr, "wa-gateway: %s\n", err);
+        rc = 1;
+        goto out;
+    }
     uv_signal_init(&app.loop, &app.sigint);
     uv_signal_init(&app.loop, &app.sigterm);
     app.sigint.data = app.sigterm.data = &app;
@@ -179,7 +191,11 @@ out:
     http_server_free(app.http);
     app.http = NULL;
     if (app.reg)
-        sess_registry_close(app.reg);
+        sess_registry_close(app.reg); /* ends gRPC streams with a final status too */
+    uv_run(&app.loop, UV_RUN_NOWAIT);
+    grpc_srv_stop(app.grpc);
+    grpc_srv_free(app.grpc);
+    app.grpc = NULL;
     wa_fsock_ctx_destroy(app.fsock);
     uv_run(&app.loop, UV_RUN_DEFAULT);
     wa_fsock_ctx_free(app.fsock);

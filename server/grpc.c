@@ -1,0 +1,864 @@
+/* gRPC C core server (see grpc.h). Every call is a call_t whose lifetime is
+ * a count of outstanding batches plus holders on the loop thread; the last
+ * one to let go frees it. Methods are looked up in a table. */
+#include "server/grpc.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+
+#include "common/log.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "proto/gateway.pb-c.h"
+#include "server/reflection.h"
+
+typedef enum {
+    M_GET_STATUS,
+    M_GET_QR,
+    M_RECONNECT,
+    M_LOGOUT,
+    M_WATCH,
+    M_HEALTH_CHECK,
+    M_HEALTH_WATCH,
+    M_REFLECT_V1ALPHA,
+    M_REFLECT_V1,
+    M_UNKNOWN
+} method_t;
+
+static const struct {
+    const char *path;
+    method_t m;
+    metrics_route_t route;
+    int needs_key;
+} methods[] = {
+    {"/wagateway.v1.Gateway/GetStatus", M_GET_STATUS, METRICS_ROUTE_GRPC_GETSTATUS, 0},
+    {"/wagateway.v1.Gateway/GetQR", M_GET_QR, METRICS_ROUTE_GRPC_GETQR, 1},
+    {"/wagateway.v1.Gateway/Reconnect", M_RECONNECT, METRICS_ROUTE_GRPC_RECONNECT, 1},
+    {"/wagateway.v1.Gateway/Logout", M_LOGOUT, METRICS_ROUTE_GRPC_LOGOUT, 1},
+    {"/wagateway.v1.Gateway/WatchStatus", M_WATCH, METRICS_ROUTE_GRPC_WATCH, 1},
+    {"/grpc.health.v1.Health/Check", M_HEALTH_CHECK, METRICS_ROUTE_GRPC_OTHER, 0},
+    {"/grpc.health.v1.Health/Watch", M_HEALTH_WATCH, METRICS_ROUTE_GRPC_OTHER, 0},
+    {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", M_REFLECT_V1ALPHA,
+     METRICS_ROUTE_GRPC_OTHER, 0},
+    {"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", M_REFLECT_V1,
+     METRICS_ROUTE_GRPC_OTHER, 0},
+};
+
+typedef struct call call_t;
+
+typedef enum { T_NEW, T_RECV, T_SENT, T_CLOSE, T_DONE } tag_kind_t;
+
+typedef struct {
+    call_t *c;
+    tag_kind_t kind;
+} tag_t;
+
+struct call {
+    grpc_srv_t *srv;
+    grpc_call *call;
+    grpc_call_details details;
+    grpc_metadata_array md;
+    grpc_byte_buffer *recv;
+    int cancelled;
+    method_t m;
+    metrics_route_t route;
+    int authed;
+    pthread_mutex_t mu; /* guards the fields below */
+    int refs;
+    int sent_md, sending, finished, status_sent;
+    sess_sub_t *sub;
+    char session[64];
+    tag_t t_new, t_recv, t_sent, t_close, t_done;
+};
+
+struct grpc_srv {
+    grpc_srv_opts_t o;
+    grpc_server *server;
+    grpc_completion_queue *cq;
+    pthread_t thread;
+    int thread_started;
+    tag_t shutdown_tag;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int shut_down;
+    reflection_t *refl;
+};
+
+/* --- call lifetime --- */
+
+static void call_unref(call_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int left = --c->refs;
+    pthread_mutex_unlock(&c->mu);
+    if (left > 0)
+        return;
+    if (c->sub)
+        sess_unsubscribe(c->sub);
+    if (c->recv)
+        grpc_byte_buffer_destroy(c->recv);
+    grpc_call_details_destroy(&c->details);
+    grpc_metadata_array_destroy(&c->md);
+    if (c->call)
+        grpc_call_unref(c->call);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+static void call_ref(call_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->refs++;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void request_next(grpc_srv_t *s);
+
+static call_t *call_new(grpc_srv_t *s)
+{
+    call_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->srv = s;
+    pthread_mutex_init(&c->mu, NULL);
+    grpc_call_details_init(&c->details);
+    grpc_metadata_array_init(&c->md);
+    c->t_new = (tag_t){c, T_NEW};
+    c->t_recv = (tag_t){c, T_RECV};
+    c->t_sent = (tag_t){c, T_SENT};
+    c->t_close = (tag_t){c, T_CLOSE};
+    c->t_done = (tag_t){c, T_DONE};
+    c->refs = 1; /* the T_NEW request */
+    return c;
+}
+
+/* --- sending --- */
+
+static grpc_byte_buffer *to_buffer(const ProtobufCMessage *msg)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf)
+        return NULL;
+    protobuf_c_message_pack(msg, buf);
+    grpc_slice sl = grpc_slice_from_copied_buffer((const char *)buf, n);
+    free(buf);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+    grpc_slice_unref(sl);
+    return bb;
+}
+
+/* Sends (optionally) one message and the final status. Caller holds c->mu. */
+static void finish_locked(call_t *c, const ProtobufCMessage *msg, int status, const char *details)
+{
+    if (c->status_sent)
+        return;
+    c->status_sent = 1;
+    grpc_op ops[3];
+    memset(ops, 0, sizeof(ops));
+    size_t n = 0;
+    grpc_byte_buffer *bb = msg ? to_buffer(msg) : NULL;
+    if (!c->sent_md) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        n++;
+        c->sent_md = 1;
+    }
+    if (bb) {
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n].data.send_message.send_message = bb;
+        n++;
+    }
+    grpc_slice det = grpc_slice_from_copied_string(details ? details : "");
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = (grpc_status_code)status;
+    ops[n].data.send_status_from_server.status_details = &det;
+    n++;
+    c->refs++;
+    if (grpc_call_start_batch(c->call, ops, n, &c->t_done, NULL) != GRPC_CALL_OK)
+        c->refs--;
+    grpc_slice_unref(det);
+    if (bb)
+        grpc_byte_buffer_destroy(bb);
+    metrics_request(c->srv->o.metrics, c->route, status);
+}
+
+static void finish(call_t *c, const ProtobufCMessage *msg, int status, const char *details)
+{
+    pthread_mutex_lock(&c->mu);
+    finish_locked(c, msg, status, details);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void finish_error(call_t *c, api_code_t code, const char *message)
+{
+    finish(c, NULL, api_grpc_status(code), message ? message : api_code_message(code));
+}
+
+/* Sends one stream message. Caller holds c->mu and checked !sending. */
+static int send_locked(call_t *c, const ProtobufCMessage *msg)
+{
+    grpc_op ops[2];
+    memset(ops, 0, sizeof(ops));
+    size_t n = 0;
+    grpc_byte_buffer *bb = to_buffer(msg);
+    if (!bb)
+        return -1;
+    if (!c->sent_md) {
+        ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        n++;
+        c->sent_md = 1;
+    }
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n].data.send_message.send_message = bb;
+    n++;
+    c->refs++;
+    c->sending = 1;
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->t_sent, NULL);
+    grpc_byte_buffer_destroy(bb);
+    if (e != GRPC_CALL_OK) {
+        c->refs--;
+        c->sending = 0;
+        return -1;
+    }
+    return 0;
+}
+
+/* --- message views --- */
+
+static Wagateway__V1__State state_of(sess_state_t s)
+{
+    switch (s) {
+    case SESS_DISCONNECTED:
+        return WAGATEWAY__V1__STATE__DISCONNECTED;
+    case SESS_CONNECTING:
+        return WAGATEWAY__V1__STATE__CONNECTING;
+    case SESS_QR_READY:
+        return WAGATEWAY__V1__STATE__QR_READY;
+    case SESS_CONNECTED:
+        return WAGATEWAY__V1__STATE__CONNECTED;
+    }
+    return WAGATEWAY__V1__STATE__DISCONNECTED;
+}
+
+/* Fills st (and acc) from a snapshot; strings are borrowed from it. */
+static void status_view(const sess_snapshot_t *s, int with_account, Wagateway__V1__Status *st,
+                        Wagateway__V1__LinkedAccount *acc)
+{
+    wagateway__v1__status__init(st);
+    wagateway__v1__linked_account__init(acc);
+    int64_t now = sess_now_ms();
+    int64_t left = sess_snapshot_qr_remaining_ms(s, now);
+    st->session = (char *)s->session;
+    st->state = state_of(s->state);
+    st->connected = s->state == SESS_CONNECTED;
+    st->has_qr = left > 0;
+    st->detail = (char *)s->detail;
+    st->since_unix_ms = s->since_ms;
+    st->qr_expires_in = (int32_t)((left + 999) / 1000);
+    st->seq = s->seq;
+    if (with_account && s->linked) {
+        acc->jid = s->account.jid ? s->account.jid : "";
+        acc->lid = s->account.lid ? s->account.lid : "";
+        acc->phone = s->account.phone ? s->account.phone : "";
+        acc->push_name = s->account.push_name ? s->account.push_name : "";
+        acc->platform = s->account.platform ? s->account.platform : "";
+        acc->business_name = s->account.business_name ? s->account.business_name : "";
+        st->account = acc;
+    }
+}
+
+static void qr_view(const sess_snapshot_t *s, Wagateway__V1__QRCode *q)
+{
+    wagateway__v1__qrcode__init(q);
+    const api_qr_render_t *r = s->qr ? s->qr->rendered : NULL;
+    q->qr = s->qr ? s->qr->text : "";
+    if (r) {
+        q->png.data = r->png;
+        q->png.len = r->png_len;
+        q->data_url = r->data_url;
+    }
+    q->expires_in = (int32_t)((sess_snapshot_qr_remaining_ms(s, sess_now_ms()) + 999) / 1000);
+}
+
+/* --- unary handlers (completion-queue thread) --- */
+
+static void do_get_status(call_t *c)
+{
+    api_result_t r = api_status(c->srv->o.api, c->session);
+    if (r.code != API_OK) {
+        finish_error(c, r.code, NULL);
+        return;
+    }
+    Wagateway__V1__Status st;
+    Wagateway__V1__LinkedAccount acc;
+    status_view(r.snap, c->authed, &st, &acc);
+    finish(c, &st.base, 0, "");
+    api_result_clear(&r);
+}
+
+static void do_get_qr(call_t *c)
+{
+    api_result_t r = api_qr(c->srv->o.api, c->session);
+    if (r.code != API_OK) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "no QR code in state %s%s%s",
+                 r.snap ? sess_state_name(r.snap->state) : "unknown",
+                 r.snap && r.snap->detail[0] ? " / " : "", r.snap ? r.snap->detail : "");
+        finish_error(c, r.code, r.code == API_ERR_NO_QR ? msg : NULL);
+        api_result_clear(&r);
+        return;
+    }
+    Wagateway__V1__QRCode q;
+    qr_view(r.snap, &q);
+    finish(c, &q.base, 0, "");
+    api_result_clear(&r);
+}
+
+/* --- Reconnect / Logout run on the loop thread --- */
+
+typedef struct {
+    call_t *c;
+    int keep;
+    unsigned wait_ms;
+} loop_req_t;
+
+static void on_reconnected(api_result_t r, void *arg)
+{
+    call_t *c = arg;
+    if (r.code != API_OK) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "%s%s%s", api_code_message(r.code),
+                 r.snap && r.snap->detail[0] ? ": " : "", r.snap ? r.snap->detail : "");
+        finish_error(c, r.code, msg);
+    } else {
+        Wagateway__V1__ReconnectReply rep = WAGATEWAY__V1__RECONNECT_REPLY__INIT;
+        Wagateway__V1__Status st;
+        Wagateway__V1__LinkedAccount acc;
+        Wagateway__V1__QRCode q;
+        rep.message = "WhatsApp reconnection initiated";
+        status_view(r.snap, 0, &st, &acc);
+        rep.status = &st;
+        if (r.snap->state == SESS_QR_READY && r.snap->qr) {
+            qr_view(r.snap, &q);
+            rep.qr = &q;
+        }
+        finish(c, &rep.base, 0, "");
+    }
+    api_result_clear(&r);
+    call_unref(c);
+}
+
+static void loop_reconnect(void *arg)
+{
+    loop_req_t *q = arg;
+    call_t *c = q->c;
+    metrics_reconnect(c->srv->o.metrics);
+    api_reconnect(c->srv->o.api, c->session, q->keep, q->wait_ms, on_reconnected, c);
+    free(q);
+}
+
+static void loop_logout(void *arg)
+{
+    loop_req_t *q = arg;
+    call_t *c = q->c;
+    api_result_t r = api_logout(c->srv->o.api, c->session);
+    if (r.code != API_OK) {
+        finish_error(c, r.code, NULL);
+    } else {
+        Wagateway__V1__LogoutReply rep = WAGATEWAY__V1__LOGOUT_REPLY__INIT;
+        Wagateway__V1__Status st;
+        Wagateway__V1__LinkedAccount acc;
+        rep.message = "Logged out";
+        status_view(r.snap, 0, &st, &acc);
+        rep.status = &st;
+        finish(c, &rep.base, 0, "");
+    }
+    api_result_clear(&r);
+    call_unref(c);
+    free(q);
+}
+
+static void post_to_loop(call_t *c, void (*fn)(void *), int keep, unsigned wait_ms)
+{
+    loop_req_t *q = malloc(sizeof(*q));
+    if (!q) {
+        finish_error(c, API_ERR_INTERNAL, NULL);
+        return;
+    }
+    q->c = c;
+    q->keep = keep;
+    q->wait_ms = wait_ms;
+    call_ref(c);
+    if (sess_registry_post(api_registry(c->srv->o.api), fn, q) != 0) {
+        free(q);
+        call_unref(c);
+        finish_error(c, API_ERR_SHUTTING_DOWN, NULL);
+    }
+}
+
+/* --- WatchStatus --- */
+
+/* Sends the next queued snapshot if none is in flight. */
+static void watch_pump(call_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->sending || c->finished || c->status_sent || !c->sub) {
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
+    sess_snapshot_t *snap;
+    int rc = sess_sub_next(c->sub, &snap);
+    if (rc == SESS_SUB_OK) {
+        Wagateway__V1__Status st;
+        Wagateway__V1__LinkedAccount acc;
+        status_view(snap, c->authed, &st, &acc);
+        send_locked(c, &st.base);
+        sess_snapshot_unref(snap);
+    } else if (rc == SESS_SUB_ENDED) {
+        finish_locked(c, NULL, api_grpc_status(API_ERR_SHUTTING_DOWN), "server shutting down");
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void watch_notify(void *arg)
+{
+    watch_pump(arg);
+}
+
+static void do_watch(call_t *c)
+{
+    sess_sub_opts_t o = {.notify = watch_notify, .arg = c, .max_queue = 64,
+                         .policy = SESS_SLOW_COALESCE};
+    api_code_t code;
+    /* subscribe under the lock so the first notify waits for c->sub */
+    pthread_mutex_lock(&c->mu);
+    pthread_mutex_unlock(&c->mu);
+    sess_sub_t *sub = api_watch(c->srv->o.api, c->session, &o, &code);
+    if (!sub) {
+        finish_error(c, code, NULL);
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    c->sub = sub;
+    pthread_mutex_unlock(&c->mu);
+    metrics_subscribers(c->srv->o.metrics, "grpc", +1);
+    watch_pump(c);
+}
+
+/* --- health --- */
+
+static void do_health(call_t *c, int watch, const char *service)
+{
+    Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    int known = !*service || !strcmp(service, "wagateway.v1.Gateway");
+    r.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    if (!known && !watch) {
+        finish(c, NULL, 5, "unknown service");
+        return;
+    }
+    if (!known)
+        r.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
+    if (!watch) {
+        finish(c, &r.base, 0, "");
+        return;
+    }
+    /* Watch: the status now; the stream stays open until the client leaves
+     * or the server stops (then NOT_SERVING is implied by UNAVAILABLE). */
+    pthread_mutex_lock(&c->mu);
+    send_locked(c, &r.base);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* --- dispatch --- */
+
+static int key_ok(call_t *c)
+{
+    for (size_t i = 0; i < c->md.count; i++) {
+        grpc_metadata *m = &c->md.metadata[i];
+        if (GRPC_SLICE_LENGTH(m->key) == 9 &&
+            !memcmp(GRPC_SLICE_START_PTR(m->key), "x-api-key", 9))
+            return api_key_ok(c->srv->o.api, (const char *)GRPC_SLICE_START_PTR(m->value),
+                              GRPC_SLICE_LENGTH(m->value));
+    }
+    return api_key_ok(c->srv->o.api, NULL, 0);
+}
+
+static void start_recv(call_t *c)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->recv;
+    pthread_mutex_lock(&c->mu);
+    c->refs++;
+    pthread_mutex_unlock(&c->mu);
+    if (grpc_call_start_batch(c->call, &op, 1, &c->t_recv, NULL) != GRPC_CALL_OK)
+        call_unref(c);
+}
+
+static void on_new_call(call_t *c, int ok)
+{
+    grpc_srv_t *s = c->srv;
+    request_next(s);
+    if (!ok || !c->call) {
+        call_unref(c);
+        return;
+    }
+    c->m = M_UNKNOWN;
+    c->route = METRICS_ROUTE_GRPC_OTHER;
+    size_t ml = GRPC_SLICE_LENGTH(c->details.method);
+    const char *mp = (const char *)GRPC_SLICE_START_PTR(c->details.method);
+    int needs_key = 0;
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (strlen(methods[i].path) == ml && !memcmp(methods[i].path, mp, ml)) {
+            c->m = methods[i].m;
+            c->route = methods[i].route;
+            needs_key = methods[i].needs_key;
+        }
+    c->authed = key_ok(c);
+    /* learn about cancellation and the client's half-close */
+    grpc_op op;
+    memset(&op, 0, sizeof(op));
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &c->cancelled;
+    pthread_mutex_lock(&c->mu);
+    c->refs++;
+    pthread_mutex_unlock(&c->mu);
+    if (grpc_call_start_batch(c->call, &op, 1, &c->t_close, NULL) != GRPC_CALL_OK)
+        call_unref(c);
+    if (c->m == M_UNKNOWN) {
+        finish(c, NULL, 12, "unknown method");
+    } else if (needs_key && !c->authed) {
+        metrics_auth_failure(s->o.metrics);
+        finish_error(c, API_ERR_UNAUTHENTICATED, NULL);
+    } else {
+        start_recv(c);
+    }
+    call_unref(c); /* the T_NEW reference */
+}
+
+/* A request message arrived (or the client half-closed: recv == NULL). */
+static void on_recv(call_t *c, int ok)
+{
+    grpc_byte_buffer *bb = c->recv;
+    c->recv = NULL;
+    if (!ok) {
+        if (bb)
+            grpc_byte_buffer_destroy(bb);
+        call_unref(c);
+        return;
+    }
+    grpc_slice sl = grpc_empty_slice();
+    if (bb) {
+        grpc_byte_buffer_reader r;
+        grpc_byte_buffer_reader_init(&r, bb);
+        sl = grpc_byte_buffer_reader_readall(&r);
+        grpc_byte_buffer_reader_destroy(&r);
+        grpc_byte_buffer_destroy(bb);
+    }
+    const uint8_t *p = GRPC_SLICE_START_PTR(sl);
+    size_t n = GRPC_SLICE_LENGTH(sl);
+    if (c->m == M_REFLECT_V1ALPHA || c->m == M_REFLECT_V1) {
+        if (!bb) { /* the client is done asking */
+            finish(c, NULL, 0, "");
+        } else {
+            grpc_byte_buffer *reply = NULL;
+            int rc = reflection_answer(c->srv->refl, c->m == M_REFLECT_V1, p, n, &reply);
+            if (rc != 0) {
+                finish(c, NULL, 3, "malformed reflection request");
+            } else {
+                pthread_mutex_lock(&c->mu);
+                grpc_op ops[2];
+                memset(ops, 0, sizeof(ops));
+                size_t k = 0;
+                if (!c->sent_md) {
+                    ops[k++].op = GRPC_OP_SEND_INITIAL_METADATA;
+                    c->sent_md = 1;
+                }
+                ops[k].op = GRPC_OP_SEND_MESSAGE;
+                ops[k].data.send_message.send_message = reply;
+                k++;
+                c->refs++;
+                c->sending = 1;
+                if (grpc_call_start_batch(c->call, ops, k, &c->t_sent, NULL) != GRPC_CALL_OK) {
+                    c->refs--;
+                    c->sending = 0;
+                }
+                pthread_mutex_unlock(&c->mu);
+                grpc_byte_buffer_destroy(reply);
+            }
+        }
+        grpc_slice_unref(sl);
+        call_unref(c);
+        return;
+    }
+    if (!bb) {
+        grpc_slice_unref(sl);
+        finish_error(c, API_ERR_BAD_REQUEST, "missing request message");
+        call_unref(c);
+        return;
+    }
+    /* each request message carries the session name as field 1 */
+    ProtobufCMessage *req = NULL;
+    const ProtobufCMessageDescriptor *d =
+        c->m == M_GET_STATUS     ? &wagateway__v1__get_status_request__descriptor
+        : c->m == M_GET_QR       ? &wagateway__v1__get_qrrequest__descriptor
+        : c->m == M_RECONNECT    ? &wagateway__v1__reconnect_request__descriptor
+        : c->m == M_LOGOUT       ? &wagateway__v1__logout_request__descriptor
+        : c->m == M_WATCH        ? &wagateway__v1__watch_status_request__descriptor
+                                 : &grpc__health__v1__health_check_request__descriptor;
+    req = protobuf_c_message_unpack(d, NULL, n, p);
+    grpc_slice_unref(sl);
+    if (!req) {
+        finish_error(c, API_ERR_BAD_REQUEST, "malformed request message");
+        call_unref(c);
+        return;
+    }
+    const char *session = NULL;
+    int keep = 0;
+    unsigned wait_ms = 0;
+    switch (c->m) {
+    case M_GET_STATUS:
+        session = ((Wagateway__V1__GetStatusRequest *)req)->session;
+        break;
+    case M_GET_QR:
+        session = ((Wagateway__V1__GetQRRequest *)req)->session;
+        break;
+    case M_RECONNECT:
+        session = ((Wagateway__V1__ReconnectRequest *)req)->session;
+        keep = ((Wagateway__V1__ReconnectRequest *)req)->keep_credentials;
+        wait_ms = ((Wagateway__V1__ReconnectRequest *)req)->wait_ms;
+        break;
+    case M_LOGOUT:
+        session = ((Wagateway__V1__LogoutRequest *)req)->session;
+        break;
+    case M_WATCH:
+        session = ((Wagateway__V1__WatchStatusRequest *)req)->session;
+        break;
+    default:
+        session = ((Grpc__Health__V1__HealthCheckRequest *)req)->service;
+        break;
+    }
+    snprintf(c->session, sizeof(c->session), "%s", session && *session ? session : "default");
+    if (c->m != M_HEALTH_CHECK && c->m != M_HEALTH_WATCH && strlen(session ? session : "") >= 64) {
+        protobuf_c_message_free_unpacked(req, NULL);
+        finish_error(c, API_ERR_BAD_REQUEST, "session name too long");
+        call_unref(c);
+        return;
+    }
+    switch (c->m) {
+    case M_GET_STATUS:
+        do_get_status(c);
+        break;
+    case M_GET_QR:
+        do_get_qr(c);
+        break;
+    case M_RECONNECT:
+        post_to_loop(c, loop_reconnect, keep, wait_ms);
+        break;
+    case M_LOGOUT:
+        post_to_loop(c, loop_logout, 0, 0);
+        break;
+    case M_WATCH:
+        do_watch(c);
+        break;
+    case M_HEALTH_CHECK:
+    case M_HEALTH_WATCH:
+        do_health(c, c->m == M_HEALTH_WATCH, session ? session : "");
+        break;
+    default:
+        break;
+    }
+    protobuf_c_message_free_unpacked(req, NULL);
+    call_unref(c);
+}
+
+static void on_sent(call_t *c, int ok)
+{
+    pthread_mutex_lock(&c->mu);
+    c->sending = 0;
+    pthread_mutex_unlock(&c->mu);
+    if (ok && c->m == M_WATCH)
+        watch_pump(c);
+    else if (ok && (c->m == M_REFLECT_V1ALPHA || c->m == M_REFLECT_V1))
+        start_recv(c); /* the next reflection request */
+    call_unref(c);
+}
+
+static void on_close(call_t *c)
+{
+    sess_sub_t *sub;
+    pthread_mutex_lock(&c->mu);
+    c->finished = 1;
+    sub = c->sub;
+    c->sub = NULL;
+    pthread_mutex_unlock(&c->mu);
+    if (sub) {
+        sess_unsubscribe(sub); /* outside c->mu: notify may be waiting for it */
+        metrics_subscribers(c->srv->o.metrics, "grpc", -1);
+    }
+    call_unref(c);
+}
+
+static void request_next(grpc_srv_t *s)
+{
+    call_t *c = call_new(s);
+    if (!c)
+        return;
+    if (grpc_server_request_call(s->server, &c->call, &c->details, &c->md, s->cq, s->cq,
+                                 &c->t_new) != GRPC_CALL_OK)
+        call_unref(c);
+}
+
+static void *cq_thread(void *arg)
+{
+    grpc_srv_t *s = arg;
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        tag_t *t = ev.tag;
+        if (t == &s->shutdown_tag) {
+            pthread_mutex_lock(&s->mu);
+            s->shut_down = 1;
+            pthread_cond_broadcast(&s->cond);
+            pthread_mutex_unlock(&s->mu);
+            grpc_completion_queue_shutdown(s->cq);
+            continue;
+        }
+        switch (t->kind) {
+        case T_NEW:
+            on_new_call(t->c, ev.success);
+            break;
+        case T_RECV:
+            on_recv(t->c, ev.success);
+            break;
+        case T_SENT:
+            on_sent(t->c, ev.success);
+            break;
+        case T_CLOSE:
+            on_close(t->c);
+            break;
+        case T_DONE:
+            call_unref(t->c);
+            break;
+        }
+    }
+    return NULL;
+}
+
+int grpc_srv_start(grpc_srv_t **out, const char *host, int port, const grpc_srv_opts_t *opts,
+                   char *err, size_t errlen)
+{
+    grpc_srv_t *s = calloc(1, sizeof(*s));
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    s->o = *opts;
+    if (reflection_new(&s->refl, err, errlen) != 0) {
+        free(s);
+        return -1;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    grpc_init();
+    s->server = grpc_server_create(NULL, NULL);
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->server, s->cq, NULL);
+    grpc_server_credentials *creds;
+    if (opts->tls_cert_file) {
+        char *cert = NULL, *key = NULL;
+        FILE *f = fopen(opts->tls_cert_file, "r");
+        size_t n;
+        if (f) {
+            cert = calloc(1, 1 << 20);
+            n = fread(cert, 1, (1 << 20) - 1, f);
+            (void)n;
+            fclose(f);
+        }
+        f = fopen(opts->tls_key_file, "r");
+        if (f) {
+            key = calloc(1, 1 << 20);
+            n = fread(key, 1, (1 << 20) - 1, f);
+            (void)n;
+            fclose(f);
+        }
+        grpc_ssl_pem_key_cert_pair pair = {key, cert};
+        creds = cert && key ? grpc_ssl_server_credentials_create(NULL, &pair, 1, 0, NULL) : NULL;
+        free(cert);
+        free(key);
+    } else {
+        creds = grpc_insecure_server_credentials_create();
+    }
+    char addr[300];
+    snprintf(addr, sizeof(addr), strchr(host, ':') ? "[%s]:%d" : "%s:%d",
+             strcmp(host, "localhost") ? host : "127.0.0.1", port);
+    int bound = creds ? grpc_server_add_http2_port(s->server, addr, creds) : 0;
+    if (creds)
+        grpc_server_credentials_release(creds);
+    if (bound <= 0) {
+        snprintf(err, errlen, "cannot listen for gRPC on %s%s", addr,
+                 creds ? "" : " (TLS certificate or key unreadable)");
+        grpc_server_destroy(s->server);
+        grpc_completion_queue_shutdown(s->cq);
+        while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+               GRPC_QUEUE_SHUTDOWN)
+            ;
+        grpc_completion_queue_destroy(s->cq);
+        grpc_shutdown();
+        reflection_free(s->refl);
+        free(s);
+        return -1;
+    }
+    grpc_server_start(s->server);
+    for (int i = 0; i < 8; i++)
+        request_next(s);
+    pthread_create(&s->thread, NULL, cq_thread, s);
+    s->thread_started = 1;
+    LOG_INFO("grpc", "listening on %s (%s)", addr, opts->tls_cert_file ? "TLS" : "plaintext");
+    *out = s;
+    return 0;
+}
+
+void grpc_srv_stop(grpc_srv_t *s)
+{
+    if (!s || !s->thread_started)
+        return;
+    grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 1;
+    pthread_mutex_lock(&s->mu);
+    while (!s->shut_down) {
+        if (pthread_cond_timedwait(&s->cond, &s->mu, &ts) != 0)
+            break;
+    }
+    int done = s->shut_down;
+    pthread_mutex_unlock(&s->mu);
+    if (!done)
+        grpc_server_cancel_all_calls(s->server); /* what is left ends CANCELLED */
+    pthread_join(s->thread, NULL);
+    s->thread_started = 0;
+}
+
+void grpc_srv_free(grpc_srv_t *s)
+{
+    if (!s)
+        return;
+    grpc_server_destroy(s->server);
+    grpc_completion_queue_destroy(s->cq);
+    grpc_shutdown();
+    reflection_free(s->refl);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cond);
+    free(s);
+}

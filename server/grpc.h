@@ -1,0 +1,41 @@
+/* The gRPC endpoint: the gRPC C core server on GRPC_PORT serving
+ * wagateway.v1.Gateway (GetStatus, GetQR, Reconnect, Logout, WatchStatus)
+ * through the same api/ handlers as HTTP, the standard grpc.health.v1.Health
+ * service, and server reflection (v1alpha and v1) for grpcurl.
+ *
+ * Threads: one completion-queue thread owns every call. It answers reads
+ * (status, QR, health, reflection) itself from immutable snapshots, hands
+ * Reconnect and Logout to the session loop (sess_registry_post) and streams
+ * WatchStatus from a session subscription, one message in flight at a time.
+ * Start, stop and free are called from the loop thread. */
+#ifndef WG_SERVER_GRPC_H
+#define WG_SERVER_GRPC_H
+
+#include <stddef.h>
+
+#include "api/api.h"
+#include "server/metrics.h"
+
+typedef struct grpc_srv grpc_srv_t;
+
+typedef struct {
+    api_t *api;
+    metrics_t *metrics;        /* may be NULL */
+    const char *tls_cert_file; /* PEM chain: serve TLS */
+    const char *tls_key_file;
+} grpc_srv_opts_t;
+
+/* Starts the server on host:port. Returns 0 and the server, or -1 with a
+ * one-line message in err. */
+int grpc_srv_start(grpc_srv_t **out, const char *host, int port, const grpc_srv_opts_t *opts,
+                   char *err, size_t errlen);
+
+/* Ends every stream with UNAVAILABLE "server shutting down", cancels what is
+ * left and stops the server; blocks until the completion-queue thread has
+ * finished (at most a few seconds). */
+void grpc_srv_stop(grpc_srv_t *s);
+
+/* Frees the server (after grpc_srv_stop). NULL is ignored. */
+void grpc_srv_free(grpc_srv_t *s);
+
+#endif
