@@ -27,6 +27,12 @@ all) pkgs="$BUILD_PKGS $TEST_PKGS $FUZZ_PKGS" ;;
 *) echo "install-deps: unknown group '$what' (build|test|fuzz|all)" >&2; exit 2 ;;
 esac
 
+# node and npm: from Debian only when the machine has none (some images ship
+# their own Node.js with npm bundled, which must be left alone)
+case "$what" in test | fuzz | all)
+    command -v npm >/dev/null 2>&1 || pkgs="$pkgs nodejs npm" ;;
+esac
+
 missing=""
 for p in $pkgs; do
     st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
@@ -36,7 +42,23 @@ for p in $pkgs; do
     esac
 done
 
+# `buf curl` (npm @bufbuild/buf, a prebuilt binary shipped in the package)
+# checks gRPC reflection in the tests, as grpcurl would.
+BUF_VERSION=1.75.0
+need_buf=0
+case "$what" in test | fuzz | all)
+    command -v buf >/dev/null 2>&1 || need_buf=1 ;;
+esac
+
+install_buf() {
+    if [ "$need_buf" -eq 1 ]; then
+        echo "install-deps: installing @bufbuild/buf@$BUF_VERSION from npm" >&2
+        npm install -g --no-audit --no-fund "@bufbuild/buf@$BUF_VERSION" >/dev/null
+    fi
+}
+
 if [ -z "$missing" ]; then
+    install_buf
     exit 0
 fi
 
@@ -53,4 +75,5 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+install_buf
 echo "install-deps: done" >&2
