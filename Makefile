@@ -9,7 +9,7 @@ BAZEL ?= bazel
 # Extra flags for the service in `make run`, e.g. make run ARGS="--port 8080"
 ARGS ?=
 
-.PHONY: all deps build run test test-quick asan release fuzz clean format help
+.PHONY: all deps build run demo test test-quick asan release fuzz clean format help
 
 all: build
 
@@ -26,6 +26,11 @@ run:
 	@bazel/install-deps.sh build
 	$(BAZEL) build //server:wa-gateway
 	exec ./bazel-bin/server/wa-gateway $(ARGS)
+
+# The whole flow without a phone: the fake WhatsApp server + the gateway.
+demo:
+	@bazel/install-deps.sh build
+	@bazel/demo.sh
 
 test: deps
 	@bazel/run-tests.sh

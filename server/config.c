@@ -66,6 +66,11 @@ static const opt_t options[] = {
     {"tls-cert", "TLS_CERT", OPT_STRING, OFF(tls_cert), NULL,
      "PEM certificate chain: serve HTTPS and gRPC over TLS"},
     {"tls-key", "TLS_KEY", OPT_STRING, OFF(tls_key), NULL, "PEM private key for TLS_CERT"},
+    {"page", "PAGE", OPT_BOOL, OFF(page), "1", "serve the link page at / (PAGE=0 turns it off)"},
+    {"qr-terminal", "QR_TERMINAL", OPT_BOOL, OFF(qr_terminal), "0",
+     "print each new QR code to the log as a block of Unicode half-blocks"},
+    {"demo-control-url", "DEMO_CONTROL_URL", OPT_STRING, OFF(demo_control), NULL,
+     "demo only: the fake WhatsApp server's control URL (adds \"simulate phone scan\")"},
     {"check-store", NULL, OPT_BOOL, OFF(check_store), "0",
      "check the credential store's consistency, print the result and exit"},
     {"allow-insecure-remote", "ALLOW_INSECURE_REMOTE", OPT_BOOL, OFF(allow_insecure_remote), "0",
@@ -297,8 +302,8 @@ void cfg_print_help(void *out, const char *argv0)
         char left[64];
         snprintf(left, sizeof(left), "--%s%s", o->flag, o->kind == OPT_BOOL ? "" : "=VALUE");
         fprintf(f, "  %-30s %-22s %s", left, o->env ? o->env : "", o->help);
-        if (o->def && o->kind != OPT_BOOL)
-            fprintf(f, " (default: %s)", o->def);
+        if (o->def && (o->kind != OPT_BOOL || strcmp(o->def, "0")))
+            fprintf(f, " (default: %s)", o->kind == OPT_BOOL ? "on" : o->def);
         fputc('\n', f);
     }
     fprintf(f, "  %-30s %-22s %s\n", "--help", "", "print this help and exit");

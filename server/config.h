@@ -32,6 +32,9 @@ typedef struct {
     int keepalive_ms;          /* KEEPALIVE_MS: ping interval */
     int reconnect_wait_ms;     /* RECONNECT_WAIT_MS: how long POST reconnect waits for a QR */
     int heartbeat_ms;          /* HEARTBEAT_MS: SSE comment / WebSocket ping interval */
+    int page;                  /* PAGE: serve the link page at / */
+    int qr_terminal;           /* QR_TERMINAL: print each new QR to the log */
+    char *demo_control;        /* DEMO_CONTROL_URL: the fake server control API (demo) */
     char *tls_cert;            /* TLS_CERT: PEM certificate chain (HTTP and gRPC) */
     char *tls_key;             /* TLS_KEY: PEM private key */
     int help;                  /* --help was given */

@@ -742,11 +742,36 @@ static int route_metrics(http_server_t *srv, h2o_req_t *req)
 
 static int route_page(http_server_t *srv, h2o_req_t *req)
 {
-    if (srv->opts.page && srv->opts.page(srv->opts.page_arg, req) == 0) {
-        count(srv, METRICS_ROUTE_PAGE, 200);
+    if (!srv->opts.page_html) {
+        send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_NOT_FOUND, NULL, NULL);
         return 0;
     }
-    send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_NOT_FOUND, NULL, NULL);
+    req->res.status = 200;
+    req->res.reason = "OK";
+    add_header(req, H2O_TOKEN_CONTENT_TYPE, "text/html; charset=utf-8");
+    add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
+    /* everything is inline: no external source may load */
+    add_header_str(req, "content-security-policy",
+                   "default-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; "
+                   "script-src 'unsafe-inline'; connect-src 'self' http://127.0.0.1:* "
+                   "http://localhost:*; frame-ancestors 'none'");
+    add_header_str(req, "x-content-type-options", "nosniff");
+    h2o_send_inline(req, (const char *)srv->opts.page_html, srv->opts.page_len);
+    count(srv, METRICS_ROUTE_PAGE, 200);
+    return 0;
+}
+
+static int route_demo_config(http_server_t *srv, h2o_req_t *req)
+{
+    if (!srv->opts.demo_control) {
+        send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_NOT_FOUND, NULL, NULL);
+        return 0;
+    }
+    size_t n = strlen(srv->opts.demo_control) + 32;
+    char *body = malloc(n);
+    if (body)
+        snprintf(body, n, "{\"control\":\"%s\"}", srv->opts.demo_control);
+    send_json(srv, req, METRICS_ROUTE_PAGE, 200, body);
     return 0;
 }
 
@@ -773,6 +798,8 @@ static const route_t routes[] = {
     {"/readyz", 0, "GET, HEAD", 0, 0, METRICS_ROUTE_HEALTH, route_readyz},
     {"/metrics", 0, "GET, HEAD", 0, 0, METRICS_ROUTE_METRICS, route_metrics},
     {"/", 0, "GET, HEAD", 0, 0, METRICS_ROUTE_PAGE, route_page},
+    {"/index.html", 0, "GET, HEAD", 0, 0, METRICS_ROUTE_PAGE, route_page},
+    {"/demo/config", 0, "GET, HEAD", 0, 0, METRICS_ROUTE_PAGE, route_demo_config},
 };
 
 static const char *const prefixes[] = {"/api/whatsapp", "/whatsapp"};

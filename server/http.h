@@ -26,10 +26,11 @@ typedef struct {
      * a static string. NULL = always ready. */
     int (*ready)(void *arg, const char **why);
     void *ready_arg;
-    /* Extra page handler for GET / (the link page); NULL = 404. Returns 0
-     * when it handled the request. `req` is an h2o_req_t. */
-    int (*page)(void *arg, void *req);
-    void *page_arg;
+    /* The link page served at GET / (NULL: 404). */
+    const unsigned char *page_html;
+    size_t page_len;
+    /* Demo only: the fake server's control URL, given to the page. */
+    const char *demo_control;
 } http_opts_t;
 
 /* Starts listening on host:port on `loop`. On success returns 0 and stores a

@@ -11,6 +11,7 @@
 
 #include "api/api.h"
 #include "common/log.h"
+#include "api/qr.h"
 #include "server/config.h"
 #include "server/grpc.h"
 #include "server/http.h"
@@ -19,6 +20,13 @@
 #include "session/session.h"
 #include "session/store/store.h"
 #include "session/wa/framesocket.h"
+
+/* --qr-terminal: prints every new QR as half-blocks on stderr. */
+typedef struct {
+    sess_sub_t *sub;
+    uv_async_t wake;
+    const void *last_qr;
+} qrterm_t;
 
 /* Everything main owns, passed to the loop callbacks. */
 typedef struct {
@@ -31,6 +39,7 @@ typedef struct {
     metrics_t *metrics;
     http_server_t *http;
     grpc_srv_t *grpc;
+    qrterm_t qrterm;
     uv_signal_t sigint, sigterm;
     int shutting_down, pending;
 } app_t;
@@ -74,6 +83,36 @@ static void close_any(uv_handle_t *h, void *arg)
     (void)arg;
     if (!uv_is_closing(h))
         uv_close(h, NULL);
+}
+
+extern const unsigned char wagw_page_html[];
+extern const size_t wagw_page_html_len;
+
+static void qrterm_drain(uv_async_t *a)
+{
+    qrterm_t *q = a->data;
+    sess_snapshot_t *snap;
+    while (q->sub && sess_sub_next(q->sub, &snap) == SESS_SUB_OK) {
+        if (snap->state == SESS_QR_READY && snap->qr && snap->qr != q->last_qr) {
+            q->last_qr = snap->qr;
+            int err;
+            char *block = api_qr_terminal(snap->qr->text, &err);
+            if (block) {
+                LOG_INFO("qr", "scan this QR code with WhatsApp (valid %lld s):",
+                         (long long)((sess_snapshot_qr_remaining_ms(snap, sess_now_ms()) + 999) /
+                                     1000));
+                fwrite(block, 1, strlen(block), stderr);
+                free(block);
+            }
+        }
+        sess_snapshot_unref(snap);
+    }
+}
+
+static void qrterm_notify(void *arg)
+{
+    qrterm_t *q = arg;
+    uv_async_send(&q->wake);
 }
 
 static int ready(void *arg, const char **why)
@@ -154,6 +193,9 @@ int main(int argc, char **argv)
         .tls_cert_file = app.cfg.tls_cert,
         .tls_key_file = app.cfg.tls_key,
         .heartbeat_ms = (unsigned)app.cfg.heartbeat_ms,
+        .page_html = app.cfg.page ? wagw_page_html : NULL,
+        .page_len = app.cfg.page ? wagw_page_html_len : 0,
+        .demo_control = app.cfg.demo_control,
         .ready = ready,
         .ready_arg = &app,
     };
@@ -180,6 +222,12 @@ int main(int argc, char **argv)
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     LOG_INFO("main", "wa-gateway started (data dir %s, WhatsApp endpoint %s, version %s)",
              app.cfg.data_dir, app.cfg.wa_url, app.cfg.wa_version);
+    if (app.cfg.qr_terminal) {
+        uv_async_init(&app.loop, &app.qrterm.wake, qrterm_drain);
+        app.qrterm.wake.data = &app.qrterm;
+        sess_sub_opts_t so = {.notify = qrterm_notify, .arg = &app.qrterm};
+        app.qrterm.sub = sess_subscribe(def, &so);
+    }
     sess_start(def);
 
     uv_run(&app.loop, UV_RUN_DEFAULT);
@@ -190,6 +238,11 @@ out:
      * plugin, whose close callbacks must not be pending any more). */
     http_server_free(app.http);
     app.http = NULL;
+    if (app.qrterm.sub) {
+        sess_unsubscribe(app.qrterm.sub);
+        app.qrterm.sub = NULL;
+        uv_close((uv_handle_t *)&app.qrterm.wake, NULL);
+    }
     if (app.reg)
         sess_registry_close(app.reg); /* ends gRPC streams with a final status too */
     uv_run(&app.loop, UV_RUN_NOWAIT);

@@ -91,50 +91,12 @@ def start_gateway(env, port, extra=()):
     fail("gateway did not start")
 
 
-class WS:
-    """A minimal RFC 6455 client: handshake, read text frames, send text."""
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wsclient import WS as _WS
 
-    def __init__(self, port, path):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                        "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                        "Sec-WebSocket-Version: 13\r\n\r\n" % (path, key)).encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += self.s.recv(1)
-        self.status = int(head.split()[1])
-        self.buf = b""
 
-    def _read(self, n):
-        while len(self.buf) < n:
-            chunk = self.s.recv(65536)
-            if not chunk:
-                raise EOFError
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def recv(self):
-        while True:
-            b0, b1 = self._read(2)
-            n = b1 & 0x7F
-            if n == 126:
-                n = int.from_bytes(self._read(2), "big")
-            elif n == 127:
-                n = int.from_bytes(self._read(8), "big")
-            payload = self._read(n)
-            op = b0 & 0x0F
-            if op == 1:
-                return json.loads(payload)
-            if op == 8:
-                raise EOFError
-
-    def send(self, text):
-        data = text.encode()
-        mask = os.urandom(4)
-        frame = bytes([0x81, 0x80 | len(data)]) + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(data))
-        self.s.sendall(frame)
+def WS(port, path):
+    return _WS("127.0.0.1", port, path)
 
 
 env = start_fakewa()

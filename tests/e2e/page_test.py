@@ -1,0 +1,172 @@
+#!/usr/bin/python3
+"""The link page in real headless Chromium (Debian's chromium), driven over
+the DevTools protocol: it shows QR_READY from the event stream; a screenshot
+of the QR decodes (zbarimg) to the current QR string; after a click on
+"Simulate phone scan" it shows CONNECTED within 2 seconds without a reload;
+after a logout fault from the fake server it shows DISCONNECTED with the
+reason. The page also works with PAGE turned off (404)."""
+import base64, http.client, json, os, shutil, socket, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wsclient import WS
+
+SRC = os.path.join(os.environ["TEST_SRCDIR"], "wa_gateway")
+TMP = os.environ.get("TEST_TMPDIR", "/tmp")
+OUT = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR", TMP)
+GW = os.path.join(SRC, "server/wa-gateway")
+FW = os.path.join(SRC, "tests/fakewa/fakewa-server")
+procs = []
+
+
+def fail(msg):
+    print("FAIL:", msg, file=sys.stderr)
+    for p in procs:
+        p.kill()
+    os._exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def req(port, method, path, body=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c.request(method, path, body=body)
+    r = c.getresponse()
+    return r.status, r.read()
+
+
+fw = subprocess.Popen([FW, "--refs", "3", "--qr-first-ms", "60000", "--qr-next-ms", "20000"],
+                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+procs.append(fw)
+env = dict(kv.split("=", 1) for kv in fw.stdout.readline().split())
+control = env["CONTROL"]
+cport = int(control.split(":")[2].split("/")[0])
+port = free_port()
+gw = subprocess.Popen([GW, "--port", str(port), "--grpc-port", str(free_port()),
+                       "--data-dir", os.path.join(TMP, "data"), "--demo-control-url", control],
+                      env=dict(os.environ, WA_URL=env["WA_URL"], WA_ROOT_KEY=env["WA_ROOT_KEY"]),
+                      stderr=open(os.path.join(TMP, "gw.log"), "w"))
+procs.append(gw)
+for _ in range(100):
+    try:
+        if req(port, "GET", "/healthz")[0] == 200:
+            break
+    except OSError:
+        time.sleep(0.05)
+
+chrome = shutil.which("chromium") or "/usr/bin/chromium"
+profile = tempfile.mkdtemp(dir=TMP)
+cr = subprocess.Popen([chrome, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                       "--disable-background-networking", "--disable-component-update",
+                       "--disable-sync", "--disable-quic", "--user-data-dir=" + profile,
+                       "--remote-debugging-port=0", "--window-size=800,1000", "about:blank"],
+                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+procs.append(cr)
+portfile = os.path.join(profile, "DevToolsActivePort")
+for _ in range(200):
+    if os.path.exists(portfile) and open(portfile).read().count("\n") >= 1:
+        break
+    time.sleep(0.05)
+dport = int(open(portfile).read().split()[0])
+c = http.client.HTTPConnection("127.0.0.1", dport, timeout=5)
+c.request("GET", "/json/list")
+targets = json.loads(c.getresponse().read())
+page = [t for t in targets if t["type"] == "page"][0]
+ws = WS("127.0.0.1", dport, page["webSocketDebuggerUrl"].split(str(dport), 1)[1])
+msg_id = 0
+
+
+def cdp(method, **params):
+    global msg_id
+    msg_id += 1
+    ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
+    while True:
+        m = ws.recv()
+        if m.get("id") == msg_id:
+            if "error" in m:
+                fail("CDP %s: %s" % (method, m["error"]))
+            return m.get("result", {})
+
+
+def js(expr):
+    r = cdp("Runtime.evaluate", expression=expr, returnByValue=True)
+    return r.get("result", {}).get("value")
+
+
+def wait_text(elem, want, secs):
+    end = time.time() + secs
+    got = None
+    while time.time() < end:
+        got = js("document.getElementById(%r) && document.getElementById(%r).textContent" % (elem, elem))
+        if got is not None and want in got:
+            return time.time()
+        time.sleep(0.03)
+    fail("#%s never showed %r (last %r)" % (elem, want, got))
+
+
+cdp("Page.enable")
+cdp("Page.navigate", url="http://127.0.0.1:%d/" % port)
+wait_text("state", "QR_READY", 10)
+for _ in range(100):  # the QR image and the countdown are in place
+    if js("document.getElementById('qr').naturalWidth > 0 && /Expires in/.test(document.getElementById('countdown').textContent)"):
+        break
+    time.sleep(0.05)
+check(js("getComputedStyle(document.getElementById('scan')).display") != "none", "no scan button in demo mode")
+shot = base64.b64decode(cdp("Page.captureScreenshot", format="png")["data"])
+path = os.path.join(OUT, "page-qr.png")
+open(path, "wb").write(shot)
+st, raw = req(port, "GET", "/api/whatsapp/qr?format=raw")
+dec = subprocess.run(["zbarimg", "--raw", "-q", path], capture_output=True, text=True).stdout.strip()
+check(st == 200 and dec == raw.decode(), "screenshot QR decodes to %r, want %r" % (dec[:60], raw[:60]))
+
+t0 = time.time()
+js("document.getElementById('scan').click()")
+t1 = wait_text("state", "CONNECTED", 2.0)
+check(t1 - t0 <= 2.0, "CONNECTED after %.2f s" % (t1 - t0))
+wait_text("account", "15551234567", 2)
+open(os.path.join(OUT, "page-connected.png"), "wb").write(
+    base64.b64decode(cdp("Page.captureScreenshot", format="png")["data"]))
+print("connected %.2f s after the click" % (t1 - t0))
+
+st, _ = req(cport, "POST", "/control/fault", b"logged_out")
+check(st == 200, "fault refused")
+wait_text("state", "DISCONNECTED", 5)
+wait_text("detail", "Logged out", 2)
+check(js("performance.getEntriesByType('navigation').length") == 1, "the page was reloaded")
+open(os.path.join(OUT, "page-disconnected.png"), "wb").write(
+    base64.b64decode(cdp("Page.captureScreenshot", format="png")["data"]))
+
+ws.close()
+cr.terminate()
+cr.wait(10)
+gw.terminate()
+check(gw.wait(10) == 0, "gateway exit status")
+
+# PAGE=0 turns the page off
+p2 = free_port()
+gw2 = subprocess.Popen([GW, "--port", str(p2), "--grpc-port", str(free_port()), "--data-dir",
+                        os.path.join(TMP, "data2")],
+                       env=dict(os.environ, PAGE="0", WA_URL=env["WA_URL"], WA_ROOT_KEY=env["WA_ROOT_KEY"]),
+                       stderr=subprocess.DEVNULL)
+procs.append(gw2)
+for _ in range(100):
+    try:
+        st, _ = req(p2, "GET", "/")
+        break
+    except OSError:
+        time.sleep(0.05)
+check(st == 404, "PAGE=0 still serves the page (%d)" % st)
+gw2.terminate()
+gw2.wait(10)
+fw.terminate()
+print("PASS")
