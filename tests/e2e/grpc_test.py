@@ -237,6 +237,19 @@ for mod, g in ((ra, rag), (r1, r1g)):
                           response_deserializer=Resp.FromString)
     r = call(Req(), timeout=5)
     check(r.state == 4, "dynamic GetStatus %s" % r)  # CONNECTED
+    dyn = {}
+    for meth in svc.methods:
+        dyn[meth.name] = (factory.GetPrototype(meth.input_type), factory.GetPrototype(meth.output_type))
+    Rq, Rs = dyn["GetQR"]
+    qr_call = ch.unary_unary("/wagateway.v1.Gateway/GetQR", request_serializer=Rq.SerializeToString,
+                             response_deserializer=Rs.FromString)
+    check(code_of(lambda: qr_call(Rq(), metadata=MD, timeout=5)) == grpc.StatusCode.FAILED_PRECONDITION, "dynamic GetQR")
+    Wq, Ws = dyn["WatchStatus"]
+    wcall = ch.unary_stream("/wagateway.v1.Gateway/WatchStatus", request_serializer=Wq.SerializeToString,
+                            response_deserializer=Ws.FromString)
+    it = wcall(Wq(), metadata=MD, timeout=5)
+    check(next(it).state == 4, "dynamic WatchStatus")
+    it.cancel()
 print("reflection ok")
 
 # malformed request -> INVALID_ARGUMENT, and the server keeps serving
@@ -255,12 +268,16 @@ out = subprocess.run(["buf", "curl", "--protocol", "grpc", "--http2-prior-knowle
                       "http://127.0.0.1:%d/wagateway.v1.Gateway/GetStatus" % gport], capture_output=True, text=True)
 check('"state": "CONNECTED"' in out.stdout, "buf curl call: %s %s" % (out.stdout, out.stderr))
 
-# Reconnect (unlink, new QR) and Logout
-rep = stub.Reconnect(pb.ReconnectRequest(), metadata=MD, timeout=15)
+# Reconnect (unlink, new QR) and Logout, also called from reflection alone
+Rq, Rs = dyn["Reconnect"]
+rep = ch.unary_unary("/wagateway.v1.Gateway/Reconnect", request_serializer=Rq.SerializeToString,
+                     response_deserializer=Rs.FromString)(Rq(), metadata=MD, timeout=15)
 check(rep.message == "WhatsApp reconnection initiated" and rep.qr.qr.startswith("https://wa.me/")
-      and rep.status.state == pb.QR_READY, "Reconnect %s" % rep)
-lo = stub.Logout(pb.LogoutRequest(), metadata=MD, timeout=5)
-check(lo.status.state == pb.DISCONNECTED and lo.status.detail == "logged_out", "Logout %s" % lo)
+      and rep.status.state == 3, "Reconnect %s" % rep)
+Lq, Ls = dyn["Logout"]
+lo = ch.unary_unary("/wagateway.v1.Gateway/Logout", request_serializer=Lq.SerializeToString,
+                    response_deserializer=Ls.FromString)(Lq(), metadata=MD, timeout=5)
+check(lo.status.state == 1 and lo.status.detail == "logged_out", "Logout %s" % lo)
 
 # shutdown ends open streams with a final status
 it = stub.WatchStatus(pb.WatchStatusRequest(), metadata=MD, timeout=20)
