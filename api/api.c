@@ -3,6 +3,8 @@
  * for its QR through an ordinary subscription, so it never blocks the loop. */
 #include "api/api.h"
 
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,11 +12,22 @@
 
 #include "api/qr.h"
 
+#define AUTH_SLOTS 256
+
+/* Wrong-key counters per client address (a small table, oldest replaced). */
+typedef struct {
+    char addr[64];
+    int64_t window_start_ms, blocked_until_ms, last_ms;
+    unsigned failures;
+} auth_slot_t;
+
 struct api {
     sess_registry_t *reg;
     char *key;
     size_t key_len;
     unsigned reconnect_wait_ms;
+    pthread_mutex_t auth_mu; /* guards auth */
+    auth_slot_t auth[AUTH_SLOTS];
 };
 
 struct api_wait {
@@ -79,6 +92,7 @@ api_t *api_new(sess_registry_t *reg, const api_opts_t *opts)
         api->key_len = strlen(api->key);
     }
     api->reconnect_wait_ms = opts && opts->reconnect_wait_ms ? opts->reconnect_wait_ms : 30000;
+    pthread_mutex_init(&api->auth_mu, NULL);
     return api;
 }
 
@@ -90,6 +104,7 @@ void api_free(api_t *api)
         explicit_bzero(api->key, api->key_len);
         free(api->key);
     }
+    pthread_mutex_destroy(&api->auth_mu);
     free(api);
 }
 
@@ -117,6 +132,54 @@ int api_key_ok(const api_t *api, const char *key, size_t len)
         diff |= (unsigned)(k ^ (unsigned char)api->key[i]);
     }
     return diff == 0;
+}
+
+static auth_slot_t *auth_slot(api_t *api, const char *client, int create)
+{
+    auth_slot_t *oldest = &api->auth[0];
+    for (int i = 0; i < AUTH_SLOTS; i++) {
+        auth_slot_t *s = &api->auth[i];
+        if (s->addr[0] && !strcmp(s->addr, client))
+            return s;
+        if (s->last_ms < oldest->last_ms)
+            oldest = s;
+    }
+    if (!create)
+        return NULL;
+    memset(oldest, 0, sizeof(*oldest));
+    snprintf(oldest->addr, sizeof(oldest->addr), "%s", client);
+    return oldest;
+}
+
+api_code_t api_authorize(api_t *api, const char *client, const char *key, size_t len)
+{
+    if (!api->key)
+        return API_OK;
+    int64_t now = sess_now_ms();
+    if (!client)
+        client = "?";
+    pthread_mutex_lock(&api->auth_mu);
+    auth_slot_t *s = auth_slot(api, client, 0);
+    if (s && s->blocked_until_ms > now) {
+        pthread_mutex_unlock(&api->auth_mu);
+        return API_ERR_RATE_LIMITED;
+    }
+    pthread_mutex_unlock(&api->auth_mu);
+    if (api_key_ok(api, key, len))
+        return API_OK;
+    if (!key)
+        return API_ERR_UNAUTHENTICATED;
+    pthread_mutex_lock(&api->auth_mu);
+    s = auth_slot(api, client, 1);
+    if (now - s->window_start_ms > API_AUTH_WINDOW_MS) {
+        s->window_start_ms = now;
+        s->failures = 0;
+    }
+    s->last_ms = now;
+    if (++s->failures >= API_AUTH_MAX_FAILURES)
+        s->blocked_until_ms = now + API_AUTH_LOCKOUT_MS;
+    pthread_mutex_unlock(&api->auth_mu);
+    return API_ERR_UNAUTHENTICATED;
 }
 
 void api_result_clear(api_result_t *r)

@@ -58,6 +58,18 @@ sess_registry_t *api_registry(api_t *api);
  * matches, else 0. Any thread. */
 int api_key_ok(const api_t *api, const char *key, size_t len);
 
+/* Checks a presented key for the caller at `client` (its address, e.g.
+ * "127.0.0.1"), counting wrong keys per address: after API_AUTH_MAX_FAILURES
+ * wrong keys within API_AUTH_WINDOW_MS the address is refused for
+ * API_AUTH_LOCKOUT_MS, right key or not. A missing key is not counted (that
+ * is a misconfigured client, not a guess). Returns API_OK,
+ * API_ERR_UNAUTHENTICATED or API_ERR_RATE_LIMITED. Any thread. */
+api_code_t api_authorize(api_t *api, const char *client, const char *key, size_t len);
+
+#define API_AUTH_MAX_FAILURES 10
+#define API_AUTH_WINDOW_MS 60000
+#define API_AUTH_LOCKOUT_MS 60000
+
 /* Returns 1 when the service has a key configured. */
 int api_key_required(const api_t *api);
 

@@ -11,6 +11,7 @@
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
 #include "common/log.h"
@@ -477,16 +478,42 @@ static void do_health(call_t *c, int watch, const char *service)
 
 /* --- dispatch --- */
 
-static int key_ok(call_t *c)
+/* The x-api-key metadata value, or NULL. */
+static const grpc_slice *key_of(call_t *c)
 {
     for (size_t i = 0; i < c->md.count; i++) {
         grpc_metadata *m = &c->md.metadata[i];
         if (GRPC_SLICE_LENGTH(m->key) == 9 &&
             !memcmp(GRPC_SLICE_START_PTR(m->key), "x-api-key", 9))
-            return api_key_ok(c->srv->o.api, (const char *)GRPC_SLICE_START_PTR(m->value),
-                              GRPC_SLICE_LENGTH(m->value));
+            return &m->value;
     }
-    return api_key_ok(c->srv->o.api, NULL, 0);
+    return NULL;
+}
+
+static int key_ok(call_t *c)
+{
+    const grpc_slice *k = key_of(c);
+    return k ? api_key_ok(c->srv->o.api, (const char *)GRPC_SLICE_START_PTR(*k),
+                          GRPC_SLICE_LENGTH(*k))
+             : api_key_ok(c->srv->o.api, NULL, 0);
+}
+
+/* Counts wrong keys per peer address ("ipv4:1.2.3.4:port" -> "1.2.3.4"). */
+static api_code_t authorize(call_t *c)
+{
+    char *peer = grpc_call_get_peer(c->call);
+    char addr[64] = "";
+    if (peer) {
+        const char *p = strchr(peer, ':');
+        snprintf(addr, sizeof(addr), "%s", p ? p + 1 : peer);
+        char *colon = strrchr(addr, ':');
+        if (colon)
+            *colon = 0;
+        gpr_free(peer);
+    }
+    const grpc_slice *k = key_of(c);
+    return api_authorize(c->srv->o.api, addr, k ? (const char *)GRPC_SLICE_START_PTR(*k) : NULL,
+                         k ? GRPC_SLICE_LENGTH(*k) : 0);
 }
 
 static void start_recv(call_t *c)
@@ -515,6 +542,7 @@ static void on_new_call(call_t *c, int ok)
     size_t ml = GRPC_SLICE_LENGTH(c->details.method);
     const char *mp = (const char *)GRPC_SLICE_START_PTR(c->details.method);
     int needs_key = 0;
+    api_code_t auth = API_OK;
     for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
         if (strlen(methods[i].path) == ml && !memcmp(methods[i].path, mp, ml)) {
             c->m = methods[i].m;
@@ -534,9 +562,9 @@ static void on_new_call(call_t *c, int ok)
         call_unref(c);
     if (c->m == M_UNKNOWN) {
         finish(c, NULL, 12, "unknown method");
-    } else if (needs_key && !c->authed) {
+    } else if (needs_key && (auth = authorize(c)) != API_OK) {
         metrics_auth_failure(s->o.metrics);
-        finish_error(c, API_ERR_UNAUTHENTICATED, NULL);
+        finish_error(c, auth, NULL);
     } else {
         start_recv(c);
     }

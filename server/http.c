@@ -6,6 +6,7 @@
  * buffer; one server-wide timer sends heartbeats to all of them. */
 #include "server/http.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,20 +190,45 @@ static int query_param(h2o_req_t *req, const char *name, h2o_iovec_t *out)
     return 0;
 }
 
+/* The caller's address, for counting wrong keys. */
+static void peer_addr(h2o_req_t *req, char *buf, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = req->conn->callbacks->get_peername(req->conn, (struct sockaddr *)&ss);
+    buf[0] = 0;
+    if (sl && ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, (socklen_t)len);
+    else if (sl && ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, (socklen_t)len);
+}
+
 /* The presented API key: X-API-Key, or ?apiKey= for browsers' EventSource
- * and WebSocket, which cannot set headers. */
-static int key_ok(http_server_t *srv, h2o_req_t *req)
+ * and WebSocket, which cannot set headers. Returns API_OK,
+ * API_ERR_UNAUTHENTICATED or API_ERR_RATE_LIMITED. */
+static api_code_t authorize(http_server_t *srv, h2o_req_t *req)
 {
     api_t *api = srv->opts.api;
     if (!api_key_required(api))
-        return 1;
+        return API_OK;
     h2o_iovec_t v;
-    int ok = 0;
-    if (header_value(req, "x-api-key", &v) || query_param(req, "apiKey", &v))
-        ok = api_key_ok(api, v.base, v.len);
-    if (!ok)
+    int has = header_value(req, "x-api-key", &v) || query_param(req, "apiKey", &v);
+    char addr[64];
+    peer_addr(req, addr, sizeof(addr));
+    api_code_t c = api_authorize(api, addr, has ? v.base : NULL, has ? v.len : 0);
+    if (c != API_OK)
         metrics_auth_failure(srv->opts.metrics);
-    return ok;
+    return c;
+}
+
+/* A key check without counting (the optional account on status). */
+static int key_ok(http_server_t *srv, h2o_req_t *req)
+{
+    h2o_iovec_t v;
+    if (!api_key_required(srv->opts.api))
+        return 1;
+    if (header_value(req, "x-api-key", &v) || query_param(req, "apiKey", &v))
+        return api_key_ok(srv->opts.api, v.base, v.len);
+    return 0;
 }
 
 static int origin_allowed(http_server_t *srv, h2o_iovec_t origin)
@@ -859,8 +885,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         send_error(srv, req, r->metric, API_ERR_TOO_LARGE, NULL, NULL);
         return 0;
     }
-    if (r->needs_key && !key_ok(srv, req)) {
-        send_error(srv, req, r->metric, API_ERR_UNAUTHENTICATED, NULL, NULL);
+    api_code_t auth = r->needs_key ? authorize(srv, req) : API_OK;
+    if (auth != API_OK) {
+        if (auth == API_ERR_RATE_LIMITED)
+            add_header_str(req, "retry-after", "60");
+        send_error(srv, req, r->metric, auth, NULL, NULL);
         return 0;
     }
     return r->fn(srv, req);

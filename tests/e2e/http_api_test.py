@@ -232,6 +232,18 @@ j = json.loads(b)
 check(st == 502 and j["success"] is False and j["detail"] == "unreachable" and time.time() - t0 < 5,
       "unreachable reconnect: %s %s" % (st, b))
 
+# wrong keys are rate limited per address: 429 (even with the right key) after 10
+for i in range(10):
+    st, _, _ = request(dport, "GET", "/api/whatsapp/qr", headers={"X-API-Key": "guess-%d" % i})
+    check(st == 401, "wrong key %d gave %d" % (i, st))
+st, h, b = request(dport, "GET", "/api/whatsapp/qr")
+check(st == 429 and h.get("retry-after") == "60" and json.loads(b)["success"] is False,
+      "no lockout after 10 wrong keys: %s" % st)
+st, _, b = request(dport, "GET", "/api/whatsapp/status")
+check(st == 200, "status (no key needed) refused during the lockout")
+st, _, b = request(dport, "GET", "/metrics")
+check("wagw_auth_failures_total 11" in b.decode(), "auth failures not counted")
+
 for p in procs[1:]:
     p.terminate()
 for p in procs[1:]:
