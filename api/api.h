@@ -117,6 +117,13 @@ void api_wait_cancel(api_wait_t *w);
  * Any thread. Returns NULL with *code set (API_ERR_NOT_FOUND, ...). */
 sess_sub_t *api_watch(api_t *api, const char *name, const sess_sub_opts_t *opts, api_code_t *code);
 
+/* Parses the optional JSON body of reconnect, {"keepCredentials":bool,
+ * "waitMs":int}, leaving *keep and *wait_ms unchanged for absent members.
+ * Returns 0, or -1 with a static reason in *why (malformed JSON, invalid
+ * UTF-8, not an object, wrong types, waitMs outside 1..300000). */
+int api_parse_reconnect_body(const char *body, size_t len, int *keep, unsigned *wait_ms,
+                             const char **why);
+
 /* --- JSON views (yajl). Each returns a malloc'd NUL-terminated string the
  * caller frees, or NULL when out of memory. --- */
 

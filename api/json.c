@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
 
 #include "api/api.h"
 
@@ -160,4 +161,46 @@ char *api_json_error(const char *message, const sess_snapshot_t *s)
     }
     yajl_gen_map_close(g);
     return finish(g);
+}
+
+int api_parse_reconnect_body(const char *body, size_t len, int *keep, unsigned *wait_ms,
+                             const char **why)
+{
+    char *text = malloc(len + 1);
+    if (!text) {
+        *why = "Out of memory";
+        return -1;
+    }
+    memcpy(text, body, len);
+    text[len] = 0;
+    char errbuf[128];
+    yajl_val v = memchr(text, 0, len) ? NULL : yajl_tree_parse(text, errbuf, sizeof(errbuf));
+    free(text);
+    if (!v || !YAJL_IS_OBJECT(v)) {
+        yajl_tree_free(v);
+        *why = "Malformed JSON body (expected an object)";
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; i < v->u.object.len; i++) {
+        const char *k = v->u.object.keys[i];
+        yajl_val x = v->u.object.values[i];
+        if (!strcmp(k, "keepCredentials")) {
+            if (!YAJL_IS_TRUE(x) && !YAJL_IS_FALSE(x)) {
+                *why = "keepCredentials must be a boolean";
+                rc = -1;
+            } else {
+                *keep = YAJL_IS_TRUE(x);
+            }
+        } else if (!strcmp(k, "waitMs")) {
+            if (!YAJL_IS_INTEGER(x) || YAJL_GET_INTEGER(x) < 1 || YAJL_GET_INTEGER(x) > 300000) {
+                *why = "waitMs must be an integer from 1 to 300000";
+                rc = -1;
+            } else {
+                *wait_ms = (unsigned)YAJL_GET_INTEGER(x);
+            }
+        }
+    }
+    yajl_tree_free(v);
+    return rc;
 }

@@ -30,7 +30,8 @@ for t in "${targets[@]}"; do
     [ -x "$bin" ] || bin=$(find "$ob/execroot/wa_gateway/bazel-out" -path "*/bin/$pkg/$name" -type f | head -1)
     work="fuzz-out/$name"
     mkdir -p "$work/corpus" "$work/crashes"
-    seeds="$pkg/corpus"
+    seeds="$pkg/corpus_$name"
+    [ -d "$seeds" ] || seeds="$pkg/corpus"
     [ -d "$seeds" ] && cp -n "$seeds"/* "$work/corpus/" 2>/dev/null || true
     echo "== $t: fuzzing for ${secs}s"
     if ! "$bin" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \

@@ -50,6 +50,10 @@ long b64_decode(const char *s, size_t len, uint8_t *out, size_t cap)
                 return -1;
             v = v << 6 | (uint32_t)(p - tab);
         }
+        /* canonical only: the bits the padding drops must be zero, so that
+         * one byte string has exactly one encoding */
+        if ((pad == 1 && (v & 0xff)) || (pad == 2 && (v & 0xffff)))
+            return -1;
         for (int k = 0; k < 3 - pad; k++) {
             if (o >= cap)
                 return -1;

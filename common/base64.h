@@ -10,8 +10,9 @@
  * frees), or NULL when out of memory. */
 char *b64_encode(const uint8_t *data, size_t len);
 
-/* Decodes s[0..len) (length a multiple of 4, padding only at the end) into
- * out (cap bytes). Returns the decoded length, or -1 for malformed input or
+/* Decodes s[0..len) (length a multiple of 4, padding only at the end,
+ * canonical: the bits dropped by padding must be zero) into out (cap bytes).
+ * Returns the decoded length, or -1 for malformed or non-canonical input or
  * too small a buffer. */
 long b64_decode(const char *s, size_t len, uint8_t *out, size_t cap);
 

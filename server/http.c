@@ -13,7 +13,6 @@
 
 #include <h2o.h>
 #include <h2o/websocket.h>
-#include <yajl/yajl_tree.h>
 
 #include "common/log.h"
 
@@ -665,50 +664,6 @@ static void on_reconnected(api_result_t r, void *arg)
     api_result_clear(&r);
 }
 
-/* Parses the optional JSON body {"keepCredentials":bool,"waitMs":n}. */
-static int parse_reconnect_body(h2o_req_t *req, int *keep, unsigned *wait_ms, const char **why)
-{
-    if (req->entity.base == NULL || req->entity.len == 0)
-        return 0;
-    char *text = malloc(req->entity.len + 1);
-    if (!text) {
-        *why = "Out of memory";
-        return -1;
-    }
-    memcpy(text, req->entity.base, req->entity.len);
-    text[req->entity.len] = 0;
-    char errbuf[128];
-    yajl_val v = yajl_tree_parse(text, errbuf, sizeof(errbuf));
-    free(text);
-    if (!v || !YAJL_IS_OBJECT(v)) {
-        yajl_tree_free(v);
-        *why = "Malformed JSON body (expected an object)";
-        return -1;
-    }
-    int rc = 0;
-    for (size_t i = 0; i < v->u.object.len; i++) {
-        const char *k = v->u.object.keys[i];
-        yajl_val x = v->u.object.values[i];
-        if (!strcmp(k, "keepCredentials")) {
-            if (!YAJL_IS_TRUE(x) && !YAJL_IS_FALSE(x)) {
-                *why = "keepCredentials must be a boolean";
-                rc = -1;
-            } else {
-                *keep = YAJL_IS_TRUE(x);
-            }
-        } else if (!strcmp(k, "waitMs")) {
-            if (!YAJL_IS_INTEGER(x) || YAJL_GET_INTEGER(x) < 1 || YAJL_GET_INTEGER(x) > 300000) {
-                *why = "waitMs must be an integer from 1 to 300000";
-                rc = -1;
-            } else {
-                *wait_ms = (unsigned)YAJL_GET_INTEGER(x);
-            }
-        }
-    }
-    yajl_tree_free(v);
-    return rc;
-}
-
 static int route_reconnect(http_server_t *srv, h2o_req_t *req)
 {
     int keep = 0;
@@ -718,7 +673,8 @@ static int route_reconnect(http_server_t *srv, h2o_req_t *req)
     if (query_param(req, "keepCredentials", &q))
         keep = h2o_memis(q.base, q.len, H2O_STRLIT("true")) ||
                h2o_memis(q.base, q.len, H2O_STRLIT("1"));
-    if (parse_reconnect_body(req, &keep, &wait_ms, &why) != 0) {
+    if (req->entity.base && req->entity.len &&
+        api_parse_reconnect_body(req->entity.base, req->entity.len, &keep, &wait_ms, &why) != 0) {
         send_error(srv, req, METRICS_ROUTE_RECONNECT, API_ERR_BAD_REQUEST, why, NULL);
         return 0;
     }

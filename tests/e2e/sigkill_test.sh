@@ -17,23 +17,27 @@ KEY=k
 start_fakewa "$T/fw.out" --refs 6 --qr-first-ms 20000 --qr-next-ms 5000
 trap 'kill "$FW_PID" ${GW_PID:-} 2>/dev/null' EXIT
 RANDOM=$$
-connected=0 qr=0 CURL_PID=
+connected=0 qr=0 logout=0 CURL_PID=
 for round in $(seq 1 "$ROUNDS"); do
     "$BIN" --port "$PORT" --grpc-port "$GPORT" --data-dir "$T/data" --api-key "$KEY" \
         --keepalive-ms 500 2>>"$T/gw.log" &
     GW_PID=$!
-    # the restart must reach QR_READY or CONNECTED
+    # the restart must reach QR_READY or CONNECTED (or, when the last round
+    # asked for a logout that WhatsApp completed before the kill,
+    # DISCONNECTED/logged_out with the credentials wiped)
     state=""
     for i in $(seq 1 100); do
-        state=$(curl -fsS --max-time 1 "$B/api/whatsapp/status" 2>/dev/null | json 'j["data"]["state"]' 2>/dev/null)
-        [ "$state" = QR_READY ] || [ "$state" = CONNECTED ] && break
+        state=$(curl -fsS --max-time 1 "$B/api/whatsapp/status" 2>/dev/null | json 'j["data"]["state"]+"/"+j["data"]["detail"]' 2>/dev/null)
+        case "$state" in QR_READY/* | CONNECTED/*) break ;; DISCONNECTED/logged_out) [ "$logout" -eq 1 ] && break ;; esac
         sleep 0.05
     done
     case "$state" in
-    QR_READY) qr=$((qr + 1)) ;;
-    CONNECTED) connected=$((connected + 1)) ;;
+    QR_READY/*) qr=$((qr + 1)) state=QR_READY ;;
+    CONNECTED/*) connected=$((connected + 1)) state=CONNECTED ;;
+    DISCONNECTED/logged_out) [ "$logout" -eq 1 ] || fail "round $round: logged out without a logout" ;;
     *) tail -20 "$T/gw.log" >&2; fail "round $round: restart reached '$state'" ;;
     esac
+    logout=0
     if [ "$state" = QR_READY ]; then
         RAW=$(curl -fsS -H "X-API-Key: $KEY" "$B/api/whatsapp/qr?format=raw")
         # scan now; the kill lands somewhere in pair-success, 515, login, pre-keys
@@ -42,6 +46,7 @@ for round in $(seq 1 "$ROUNDS"); do
     elif [ $((RANDOM % 4)) -eq 0 ]; then
         curl -s -X POST -H "X-API-Key: $KEY" "$B/api/whatsapp/logout" >/dev/null &
         CURL_PID=$!
+        logout=1
     fi
     sleep "0.0$((RANDOM % 10))$((RANDOM % 10))"
     kill -KILL "$GW_PID"
