@@ -9,7 +9,7 @@ BAZEL ?= bazel
 # Extra flags for the service in `make run`, e.g. make run ARGS="--port 8080"
 ARGS ?=
 
-.PHONY: all deps build run demo test test-quick asan release fuzz clean format help
+.PHONY: all deps build run demo test test-quick asan release fuzz soak clean format help
 
 all: build
 
@@ -45,6 +45,14 @@ asan: deps
 release:
 	@bazel/install-deps.sh build
 	$(BAZEL) build --config=release //server:wa-gateway
+
+# The fault storm for SOAK_SECONDS (default 600) with SOAK_KILLS SIGKILLs (100).
+SOAK_SECONDS ?= 600
+SOAK_KILLS ?= 100
+soak: deps
+	$(BAZEL) test //tests/e2e:storm_test --test_output=streamed --nocache_test_results \
+		--test_timeout=$$(( $(SOAK_SECONDS) + 300 )) \
+		--test_env=STORM_SECONDS=$(SOAK_SECONDS) --test_env=STORM_KILLS=$(SOAK_KILLS)
 
 # libFuzzer targets (clang), FUZZ_SECONDS each (default 60). Not part of `make test`.
 FUZZ_SECONDS ?= 60
