@@ -12,33 +12,11 @@ import os, socket, subprocess, sys, threading, time
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-SRC = os.path.join(os.environ["TEST_SRCDIR"], "wa_gateway")
-TMP = os.environ.get("TEST_TMPDIR", "/tmp")
-GW = os.path.join(SRC, "server/wa-gateway")
-FW = os.path.join(SRC, "tests/fakewa/fakewa-server")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2elib import SRC, TMP, GW, procs, fail, check, free_port, start_fakewa, gateway_env
+
 KEY = "grpc-test-key"
 MD = [("x-api-key", KEY)]
-procs = []
-
-
-def fail(msg):
-    print("FAIL:", msg, file=sys.stderr)
-    for p in procs:
-        p.kill()
-    os._exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 # stubs generated from the public proto and the standard ones
@@ -56,17 +34,14 @@ from grpc.health.v1 import health_pb2, health_pb2_grpc
 from grpc.reflection.v1alpha import reflection_pb2 as ra, reflection_pb2_grpc as rag
 from grpc.reflection.v1 import reflection_pb2 as r1, reflection_pb2_grpc as r1g
 
-fw = subprocess.Popen([FW, "--refs", "3", "--qr-first-ms", "5000", "--qr-next-ms", "3000"],
-                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-procs.append(fw)
-env = dict(kv.split("=", 1) for kv in fw.stdout.readline().split())
-cport = int(env["CONTROL"].split(":")[2].split("/")[0])
+env = start_fakewa("--refs", "3", "--qr-first-ms", "5000", "--qr-next-ms", "3000")
+fw, cport = env["proc"], env["cport"]
 hport, gport = free_port(), free_port()
 log = open(os.path.join(TMP, "gw.log"), "w")
 gw = subprocess.Popen([GW, "--port", str(hport), "--grpc-port", str(gport), "--api-key", KEY,
                        "--data-dir", os.path.join(TMP, "data"), "--qr-first-ms", "5000",
                        "--qr-next-ms", "3000"],
-                      env=dict(os.environ, WA_URL=env["WA_URL"], WA_ROOT_KEY=env["WA_ROOT_KEY"]),
+                      env=gateway_env(env),
                       stderr=log)
 procs.append(gw)
 ch = grpc.insecure_channel("127.0.0.1:%d" % gport)
@@ -300,7 +275,7 @@ tport, thport = free_port(), free_port()
 tgw = subprocess.Popen([GW, "--port", str(thport), "--grpc-port", str(tport), "--api-key", KEY,
                         "--data-dir", os.path.join(TMP, "data-tls"), "--tls-cert", os.path.join(TMP, "tls.pem"),
                         "--tls-key", os.path.join(TMP, "tls.key")],
-                       env=dict(os.environ, WA_URL=env["WA_URL"], WA_ROOT_KEY=env["WA_ROOT_KEY"]), stderr=log)
+                       env=gateway_env(env), stderr=log)
 procs.append(tgw)
 creds = grpc.ssl_channel_credentials(open(os.path.join(TMP, "tls.pem"), "rb").read())
 tch = grpc.secure_channel("localhost:%d" % tport, creds)

@@ -6,46 +6,16 @@ invalid UTF-8 bodies, CORS preflight, metrics without secrets, readiness,
 HTTP/2, and HTTPS with a test certificate (HTTP/2 by ALPN)."""
 import base64, http.client, json, os, socket, ssl, subprocess, sys, time
 
-SRC = os.path.join(os.environ["TEST_SRCDIR"], "wa_gateway")
-TMP = os.environ.get("TEST_TMPDIR", "/tmp")
-GW = os.path.join(SRC, "server/wa-gateway")
-FW = os.path.join(SRC, "tests/fakewa/fakewa-server")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2elib import SRC, TMP, GW, FW, procs, fail, check, free_port, req
+
 KEY = "k3y-for-tests"
-procs = []
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def fail(msg):
-    print("FAIL:", msg, file=sys.stderr)
-    for p in procs:
-        p.kill()
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
 
 
 def request(port, method, path, body=None, headers=None, tls_ctx=None):
     h = {"X-API-Key": KEY}
     h.update(headers or {})
-    if tls_ctx:
-        c = http.client.HTTPSConnection("localhost", port, timeout=10, context=tls_ctx)
-    else:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    c.request(method, path, body=body, headers=h)
-    r = c.getresponse()
-    data = r.read()
-    c.close()
-    return r.status, dict((k.lower(), v) for k, v in r.getheaders()), data
+    return req(port, method, path, body=body, headers=h, timeout=10, tls_ctx=tls_ctx)
 
 
 def wait_state(port, state, detail=None, secs=10):
@@ -91,7 +61,6 @@ def start_gateway(env, port, extra=()):
     fail("gateway did not start")
 
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from wsclient import WS as _WS
 
 

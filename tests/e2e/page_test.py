@@ -10,52 +10,23 @@ import base64, http.client, json, os, shutil, socket, subprocess, sys, tempfile,
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from wsclient import WS
 
-SRC = os.path.join(os.environ["TEST_SRCDIR"], "wa_gateway")
-TMP = os.environ.get("TEST_TMPDIR", "/tmp")
+from e2elib import SRC, TMP, GW, procs, fail, check, free_port, start_fakewa, gateway_env
+from e2elib import req as _req
+
 OUT = os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR", TMP)
-GW = os.path.join(SRC, "server/wa-gateway")
-FW = os.path.join(SRC, "tests/fakewa/fakewa-server")
-procs = []
-
-
-def fail(msg):
-    print("FAIL:", msg, file=sys.stderr)
-    for p in procs:
-        p.kill()
-    os._exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def req(port, method, path, body=None):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    c.request(method, path, body=body)
-    r = c.getresponse()
-    return r.status, r.read()
+    st, _, data = _req(port, method, path, body=body)
+    return st, data
 
 
-fw = subprocess.Popen([FW, "--refs", "3", "--qr-first-ms", "60000", "--qr-next-ms", "20000"],
-                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-procs.append(fw)
-env = dict(kv.split("=", 1) for kv in fw.stdout.readline().split())
-control = env["CONTROL"]
-cport = int(control.split(":")[2].split("/")[0])
+env = start_fakewa("--refs", "3", "--qr-first-ms", "60000", "--qr-next-ms", "20000")
+fw, control, cport = env["proc"], env["CONTROL"], env["cport"]
 port = free_port()
 gw = subprocess.Popen([GW, "--port", str(port), "--grpc-port", str(free_port()),
                        "--data-dir", os.path.join(TMP, "data"), "--demo-control-url", control],
-                      env=dict(os.environ, WA_URL=env["WA_URL"], WA_ROOT_KEY=env["WA_ROOT_KEY"]),
-                      stderr=open(os.path.join(TMP, "gw.log"), "w"))
+                      env=gateway_env(env), stderr=open(os.path.join(TMP, "gw.log"), "w"))
 procs.append(gw)
 for _ in range(100):
     try:
@@ -156,7 +127,7 @@ check(gw.wait(10) == 0, "gateway exit status")
 p2 = free_port()
 gw2 = subprocess.Popen([GW, "--port", str(p2), "--grpc-port", str(free_port()), "--data-dir",
                         os.path.join(TMP, "data2")],
-                       env=dict(os.environ, PAGE="0", WA_URL=env["WA_URL"], WA_ROOT_KEY=env["WA_ROOT_KEY"]),
+                       env=dict(gateway_env(env), PAGE="0"),
                        stderr=subprocess.DEVNULL)
 procs.append(gw2)
 for _ in range(100):

@@ -10,10 +10,10 @@ STORM_KILLS (default 20) bound the run; `make soak` runs it for 10 minutes
 with 100 kills."""
 import http.client, json, os, random, socket, subprocess, sys, threading, time
 
-SRC = os.path.join(os.environ["TEST_SRCDIR"], "wa_gateway")
-TMP = os.environ.get("TEST_TMPDIR", "/tmp")
-GW = os.path.join(SRC, "server/wa-gateway")
-FW = os.path.join(SRC, "tests/fakewa/fakewa-server")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import e2elib
+from e2elib import SRC, TMP, GW, procs, free_port, start_fakewa, gateway_env
+
 SECONDS = float(os.environ.get("STORM_SECONDS", "60"))
 KILLS = int(os.environ.get("STORM_KILLS", "20"))
 KEY = "storm-key"
@@ -29,19 +29,8 @@ LEGAL = {  # state -> states it may change to
 
 
 def fail(msg):
-    print("FAIL:", msg, file=sys.stderr)
     stop.set()
-    for p in procs:
-        p.kill()
-    os._exit(1)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    e2elib.fail(msg)
 
 
 def req(port, method, path, body=None, timeout=3):
@@ -51,14 +40,11 @@ def req(port, method, path, body=None, timeout=3):
     return r.status, r.read()
 
 
-fw = subprocess.Popen([FW, "--refs", "3", "--qr-first-ms", "3000", "--qr-next-ms", "2000",
-                       "--server-ping-ms", "700"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-procs.append(fw)
-env = dict(kv.split("=", 1) for kv in fw.stdout.readline().split())
-cport = int(env["CONTROL"].split(":")[2].split("/")[0])
+env = start_fakewa("--refs", "3", "--qr-first-ms", "3000", "--qr-next-ms", "2000", "--server-ping-ms", "700")
+fw, cport = env["proc"], env["cport"]
 hport, gport = free_port(), free_port()
 DATA = os.path.join(TMP, "data")
-gw_env = dict(os.environ, WA_URL=env["WA_URL"], WA_ROOT_KEY=env["WA_ROOT_KEY"])
+gw_env = gateway_env(env)
 log = open(os.path.join(TMP, "gw.log"), "w")
 gw = None
 
