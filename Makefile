@@ -9,7 +9,7 @@ BAZEL ?= bazel
 # Extra flags for the service in `make run`, e.g. make run ARGS="--port 8080"
 ARGS ?=
 
-.PHONY: all deps build run demo test test-quick asan release fuzz soak clean format help
+.PHONY: all deps build run demo test test-quick asan release fuzz soak bench clean format help
 
 all: build
 
@@ -53,6 +53,11 @@ soak: deps
 	$(BAZEL) test //tests/e2e:storm_test --test_output=streamed --nocache_test_results \
 		--test_timeout=$$(( $(SOAK_SECONDS) + 300 )) \
 		--test_env=STORM_SECONDS=$(SOAK_SECONDS) --test_env=STORM_KILLS=$(SOAK_KILLS)
+
+# Benchmarks (tests/bench): results printed and written under docs/bench/.
+bench:
+	@bazel/install-deps.sh bench
+	@tests/bench/http_bench.sh
 
 # libFuzzer targets (clang), FUZZ_SECONDS each (default 60). Not part of `make test`.
 FUZZ_SECONDS ?= 60

@@ -17,19 +17,21 @@ libcmocka-dev python3 python3-grpcio python3-grpc-tools python3-protobuf
 zbar-tools openssl procps chromium
 "
 FUZZ_PKGS="clang libclang-rt-14-dev"
+BENCH_PKGS="wrk nghttp2-client util-linux"
 
 what="${1:-test}"
 case "$what" in
 build) pkgs="$BUILD_PKGS" ;;
 test) pkgs="$BUILD_PKGS $TEST_PKGS" ;;
 fuzz) pkgs="$BUILD_PKGS $TEST_PKGS $FUZZ_PKGS" ;;
-all) pkgs="$BUILD_PKGS $TEST_PKGS $FUZZ_PKGS" ;;
-*) echo "install-deps: unknown group '$what' (build|test|fuzz|all)" >&2; exit 2 ;;
+bench) pkgs="$BUILD_PKGS $TEST_PKGS $BENCH_PKGS" ;;
+all) pkgs="$BUILD_PKGS $TEST_PKGS $FUZZ_PKGS $BENCH_PKGS" ;;
+*) echo "install-deps: unknown group '$what' (build|test|fuzz|bench|all)" >&2; exit 2 ;;
 esac
 
 # node and npm: from Debian only when the machine has none (some images ship
 # their own Node.js with npm bundled, which must be left alone)
-case "$what" in test | fuzz | all)
+case "$what" in test | fuzz | bench | all)
     command -v npm >/dev/null 2>&1 || pkgs="$pkgs nodejs npm" ;;
 esac
 
@@ -46,7 +48,7 @@ done
 # checks gRPC reflection in the tests, as grpcurl would.
 BUF_VERSION=1.75.0
 need_buf=0
-case "$what" in test | fuzz | all)
+case "$what" in test | fuzz | bench | all)
     command -v buf >/dev/null 2>&1 || need_buf=1 ;;
 esac
 

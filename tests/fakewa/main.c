@@ -92,6 +92,9 @@ int main(int argc, char **argv)
     uv_signal_start(&app.sigint, on_signal, SIGINT);
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     uv_run(&app.loop, UV_RUN_DEFAULT);
+    /* let every handle close before lws finishes (it unloads its libuv
+     * plugin, whose close callbacks must not be pending any more) */
+    uv_run(&app.loop, UV_RUN_DEFAULT);
     fakewa_wa_free(app.srv);
     uv_run(&app.loop, UV_RUN_DEFAULT);
     uv_loop_close(&app.loop);
