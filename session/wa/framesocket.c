@@ -1,24 +1,26 @@
 /* libwebsockets client for WhatsApp frames. lws owns the socket; our
- * wa_fsock_t lives until both lws has destroyed the connection and our
- * connect timer is closed (a two-count reference), so a caller may close at
- * any moment, even from inside a callback. */
+ * wa_fsock_t lives until both lws has destroyed the connection
+ * (LWS_CALLBACK_WSI_DESTROY) and our connect timer is closed (a two-count
+ * reference), so a caller may close at any moment, even from inside a
+ * callback. Outgoing frames are queued, each with LWS_PRE bytes of headroom,
+ * and written one per writable callback, so each is one WebSocket message. */
 #include "session/wa/framesocket.h"
 
 #include <libwebsockets.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "session/wa/frame.h"
 
-#define DEFAULT_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
-
-struct wa_fsock_ctx {
-    uv_loop_t *loop;
-    struct lws_context *lws;
-    size_t live;
-};
+/* Debian's bundle, tried when OpenSSL's default file is missing. */
+#define DEBIAN_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
+#define DEFAULT_CONNECT_TIMEOUT_MS 20000u
+/* How long a caller's close may take to flush queued frames. */
+#define CLOSE_FLUSH_SECS 5
 
 typedef struct out_msg {
     struct out_msg *next;
@@ -26,17 +28,30 @@ typedef struct out_msg {
     uint8_t data[]; /* LWS_PRE bytes of headroom, then the message */
 } out_msg_t;
 
+struct wa_fsock_ctx {
+    uv_loop_t *loop;
+    struct lws_context *lws; /* cleared by lws once its destruction completes */
+    wa_fsock_t *socks;       /* connections not yet released */
+    char ca_file[1024];
+};
+
 struct wa_fsock {
     wa_fsock_ctx_t *ctx;
+    wa_fsock_t *prev, *next; /* in ctx->socks */
     struct lws *wsi;
     wa_fsock_callbacks_t cb;
     wa_frame_reader_t reader;
+    wa_frame_writer_t writer;
     uv_timer_t timer;
-    int refs; /* lws connection + timer */
-    int open, closing, reported, sent_first, timer_closed;
-    int in_connect; /* inside lws_client_connect_via_info: report by return value */
+    int refs;     /* the lws connection + the timer */
+    int open;     /* the WebSocket handshake completed */
+    int closing;  /* no more input or sends; lws closes after the queue */
+    int reported; /* on_close ran, or must not run */
+    int timer_closed;
+    int peer_status;     /* close status sent by the peer, 0 if none */
+    char tls_error[128]; /* why the server certificate was refused */
     out_msg_t *head, *tail;
-    char host[256];
+    char host[300];
 };
 
 const char *wa_fsock_strerror(int code)
@@ -54,22 +69,35 @@ const char *wa_fsock_strerror(int code)
         return "out of memory";
     case WA_FSOCK_EURL:
         return "invalid WebSocket URL";
+    case WA_FSOCK_ECLOSED:
+        return "socket closed";
     }
     return "unknown socket error";
 }
 
-static void sock_unref(wa_fsock_t *s)
+static void free_queue(wa_fsock_t *s)
 {
-    if (--s->refs > 0)
-        return;
     out_msg_t *m = s->head;
     while (m) {
         out_msg_t *n = m->next;
         free(m);
         m = n;
     }
+    s->head = s->tail = NULL;
+}
+
+static void sock_unref(wa_fsock_t *s)
+{
+    if (--s->refs > 0)
+        return;
+    free_queue(s);
     wa_frame_reader_free(&s->reader);
-    s->ctx->live--;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        s->ctx->socks = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
     free(s);
 }
 
@@ -90,11 +118,12 @@ static void close_timer(wa_fsock_t *s)
 /* Reports the end once, unless the caller closed first. */
 static void report_close(wa_fsock_t *s, int code, const char *reason)
 {
+    close_timer(s);
     if (s->reported)
         return;
     s->reported = 1;
-    close_timer(s);
-    if (!s->closing && !s->in_connect && s->cb.on_close)
+    s->closing = 1;
+    if (s->cb.on_close)
         s->cb.on_close(s->cb.arg, code, reason);
 }
 
@@ -103,10 +132,87 @@ static void on_connect_timeout(uv_timer_t *t)
     wa_fsock_t *s = t->data;
     if (s->open)
         return;
+    struct lws *wsi = s->wsi;
     report_close(s, WA_FSOCK_ETIMEOUT, "connect timed out");
-    s->closing = 1;
-    if (s->wsi)
+    if (wsi)
+        lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+}
+
+/* Queues a normal close once the queue is written (or at once). */
+static void start_close(wa_fsock_t *s)
+{
+    if (!s->wsi)
+        return;
+    if (s->open && s->head) {
+        lws_callback_on_writable(s->wsi);
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, CLOSE_FLUSH_SECS);
+    } else if (s->open) {
+        lws_callback_on_writable(s->wsi); /* WRITEABLE sends the close */
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, CLOSE_FLUSH_SECS);
+    } else {
         lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+    }
+}
+
+static int on_receive(wa_fsock_t *s, struct lws *wsi, const uint8_t *in, size_t len)
+{
+    if (s->closing)
+        return 0; /* closing after the queue is written; ignore input */
+    if (!lws_frame_is_binary(wsi))
+        return 0; /* text messages are ignored (also their continuations) */
+    int rc = wa_frame_reader_feed(&s->reader, in, len);
+    if (rc) {
+        char why[96];
+        if (rc == WA_FRAME_ETOOBIG)
+            snprintf(why, sizeof(why), "frame over %zu bytes from the server", s->reader.max_frame);
+        report_close(s, rc == WA_FRAME_ETOOBIG ? WA_FSOCK_ETOOBIG : WA_FSOCK_ENOMEM,
+                     rc == WA_FRAME_ETOOBIG ? why : "out of memory");
+        lws_close_reason(wsi,
+                         rc == WA_FRAME_ETOOBIG ? LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE
+                                                : LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
+                         NULL, 0);
+        return -1;
+    }
+    const uint8_t *payload;
+    size_t plen;
+    while (!s->closing && wa_frame_reader_next(&s->reader, &payload, &plen) == 1)
+        if (s->cb.on_frame)
+            s->cb.on_frame(s->cb.arg, payload, plen);
+    return 0; /* a close requested by a callback completes in WRITEABLE */
+}
+
+static int on_writeable(wa_fsock_t *s, struct lws *wsi)
+{
+    out_msg_t *m = s->head;
+    if (!m) {
+        if (!s->closing)
+            return 0;
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+        return -1;
+    }
+    int n = lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_BINARY);
+    if (n < (int)m->len) {
+        report_close(s, WA_FSOCK_CLOSED, "write failed");
+        return -1;
+    }
+    s->head = m->next;
+    if (!s->head)
+        s->tail = NULL;
+    free(m);
+    if (s->head || s->closing)
+        lws_callback_on_writable(wsi);
+    return 0;
+}
+
+/* Notes why OpenSSL refused the server certificate (the verification
+ * itself stays OpenSSL's), for a clear on_close reason. */
+static void note_cert_result(wa_fsock_t *s, X509_STORE_CTX *x509, int preverify_ok)
+{
+    if (!s || preverify_ok || !x509 || s->tls_error[0])
+        return;
+    int err = X509_STORE_CTX_get_error(x509);
+    snprintf(s->tls_error, sizeof(s->tls_error), "%s (depth %d)",
+             X509_verify_cert_error_string(err), X509_STORE_CTX_get_error_depth(x509));
 }
 
 static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -114,76 +220,59 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 {
     wa_fsock_t *s = user;
     switch (reason) {
-    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
-        unsigned char **p = in, *end = *p + len;
-        static const char extra[] = "Cache-Control: no-cache\x0d\x0aPragma: no-cache\x0d\x0a";
-        if ((size_t)(end - *p) < sizeof(extra))
-            return -1;
-        memcpy(*p, extra, sizeof(extra) - 1);
-        *p += sizeof(extra) - 1;
+    case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
+        /* here `user` is the X509_STORE_CTX and len is preverify_ok */
+        note_cert_result(lws_wsi_user(wsi), user, (int)len);
         return 0;
-    }
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
         if (!s)
             return -1;
+        if (s->closing) /* timed out or closed meanwhile */
+            return -1;
         s->open = 1;
         uv_timer_stop(&s->timer);
-        if (s->closing)
-            return -1;
         if (s->cb.on_open)
             s->cb.on_open(s->cb.arg);
-        if (s->head)
+        if (s->head && !s->closing)
             lws_callback_on_writable(wsi);
         return 0;
-    case LWS_CALLBACK_CLIENT_RECEIVE: {
-        if (!s)
-            return -1;
-        if (s->closing)
-            return 0; /* closing after the queue is written; ignore input */
-        if (!lws_frame_is_binary(wsi))
-            return 0; /* text messages are ignored */
-        int rc = wa_frame_reader_feed(&s->reader, in, len);
-        if (rc) {
-            report_close(s, rc == WA_FRAME_ETOOBIG ? WA_FSOCK_ETOOBIG : WA_FSOCK_ENOMEM,
-                         rc == WA_FRAME_ETOOBIG ? "frame too large" : "out of memory");
-            s->closing = 1;
-            return -1;
-        }
-        const uint8_t *payload;
-        size_t plen;
-        while (!s->closing && wa_frame_reader_next(&s->reader, &payload, &plen) == 1)
-            if (s->cb.on_frame)
-                s->cb.on_frame(s->cb.arg, payload, plen);
-        return 0; /* a close requested by a callback completes in WRITEABLE */
-    }
-    case LWS_CALLBACK_CLIENT_WRITEABLE: {
-        if (!s)
-            return -1;
-        out_msg_t *m = s->head;
-        if (!m)
-            return s->closing ? -1 : 0;
-        int n = lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_BINARY);
-        if (n < (int)m->len)
-            return -1;
-        s->head = m->next;
-        if (!s->head)
-            s->tail = NULL;
-        free(m);
-        if (s->head || s->closing)
-            lws_callback_on_writable(wsi);
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+        return s ? on_receive(s, wsi, in, len) : -1;
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+        return s ? on_writeable(s, wsi) : -1;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (s && in && len >= 2)
+            s->peer_status = ((const uint8_t *)in)[0] << 8 | ((const uint8_t *)in)[1];
         return 0;
-    }
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-        if (s)
-            report_close(s, WA_FSOCK_ECONNECT, in ? (const char *)in : "connection error");
+        if (s) {
+            char why[600];
+            const char *what = in && len ? (const char *)in : "connection error";
+            int wl = in && len ? (int)strnlen(what, len) : (int)strlen(what);
+            if (s->tls_error[0])
+                snprintf(why, sizeof(why),
+                         "could not connect to %s: TLS server certificate rejected: %s", s->host,
+                         s->tls_error);
+            else
+                snprintf(why, sizeof(why), "could not connect to %s: %.*s", s->host, wl, what);
+            report_close(s, WA_FSOCK_ECONNECT, why);
+        }
         return 0;
     case LWS_CALLBACK_CLIENT_CLOSED:
-        if (s)
-            report_close(s, WA_FSOCK_CLOSED, "closed by peer");
+        if (s) {
+            char why[96];
+            if (s->peer_status)
+                snprintf(why, sizeof(why), "closed by the server (WebSocket status %d)",
+                         s->peer_status);
+            else
+                snprintf(why, sizeof(why), "connection closed");
+            report_close(s, WA_FSOCK_CLOSED, why);
+        }
         return 0;
     case LWS_CALLBACK_WSI_DESTROY:
         if (s) {
-            report_close(s, s->open ? WA_FSOCK_CLOSED : WA_FSOCK_ECONNECT, "connection lost");
+            report_close(s, s->open ? WA_FSOCK_CLOSED : WA_FSOCK_ECONNECT,
+                         s->open ? "connection lost" : "could not connect");
             s->wsi = NULL;
             lws_set_wsi_user(wsi, NULL);
             sock_unref(s);
@@ -196,7 +285,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 }
 
 static const struct lws_protocols protocols[] = {
-    {"wa-gateway", ws_callback, 0, 0, 0, NULL, 0},
+    {"wa-frame-socket", ws_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -208,24 +297,53 @@ static void lws_log_emit(int level, const char *line)
     log_msg(level == LLL_ERR ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG, "lws", "%.*s", (int)n, line);
 }
 
+/* The system CA bundle file, for lws (which otherwise complains about its
+ * own compiled-in directory); the system directory is loaded by lws too. */
+static const char *system_ca_file(void)
+{
+    const char *env = getenv(X509_get_default_cert_file_env());
+    if (env && *env && access(env, R_OK) == 0)
+        return env;
+    const char *def = X509_get_default_cert_file();
+    if (def && access(def, R_OK) == 0)
+        return def;
+    if (access(DEBIAN_CA_BUNDLE, R_OK) == 0)
+        return DEBIAN_CA_BUNDLE;
+    return NULL;
+}
+
 wa_fsock_ctx_t *wa_fsock_ctx_new(uv_loop_t *loop, const wa_fsock_ctx_opts_t *opts, char *err,
                                  size_t errlen)
 {
+    const char *ca = opts && opts->ca_file ? opts->ca_file : NULL;
+    if (ca && (strlen(ca) >= sizeof(((wa_fsock_ctx_t *)0)->ca_file) || access(ca, R_OK) != 0)) {
+        snprintf(err, errlen, "cannot read the CA file %s", ca);
+        return NULL;
+    }
     wa_fsock_ctx_t *c = calloc(1, sizeof(*c));
     if (!c) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     c->loop = loop;
+    if (ca)
+        snprintf(c->ca_file, sizeof(c->ca_file), "%s", ca);
     lws_set_log_level(LLL_ERR, lws_log_emit);
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
     void *foreign[1] = {loop};
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = protocols;
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    /* RAW_ORIGIN: send our Origin as is (lws would prefix "http://") */
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+                   LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN;
+    if (ca) { /* trust exactly this file, not the system's CAs too */
+        info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+        info.client_ssl_ca_filepath = c->ca_file;
+    } else {
+        info.client_ssl_ca_filepath = system_ca_file();
+    }
     info.foreign_loops = foreign;
-    info.client_ssl_ca_filepath = opts && opts->ca_file ? opts->ca_file : DEFAULT_CA_BUNDLE;
     info.timeout_secs = 30;
     info.pcontext = &c->lws; /* lws clears it when the destruction completes */
     c->lws = lws_create_context(&info);
@@ -244,7 +362,18 @@ uv_loop_t *wa_fsock_ctx_loop(wa_fsock_ctx_t *ctx)
 
 void wa_fsock_ctx_destroy(wa_fsock_ctx_t *ctx)
 {
-    if (ctx && ctx->lws)
+    if (!ctx)
+        return;
+    /* connections still open end silently; lws releases them below */
+    for (wa_fsock_t *s = ctx->socks; s; s = s->next) {
+        s->reported = 1;
+        s->closing = 1;
+    }
+    for (wa_fsock_t *s = ctx->socks, *n; s; s = n) {
+        n = s->next; /* closing the timer may release s (on a later loop turn) */
+        close_timer(s);
+    }
+    if (ctx->lws)
         lws_context_destroy(ctx->lws);
 }
 
@@ -253,47 +382,81 @@ void wa_fsock_ctx_free(wa_fsock_ctx_t *ctx)
     if (!ctx)
         return;
     /* With a foreign loop lws finishes in stages, each needing the loop to
-     * run; it clears ctx->lws (info.pcontext) when it is done. */
-    for (int i = 0; i < 8 && ctx->lws; i++) {
+     * run; it clears ctx->lws (info.pcontext) when it is done. Normally the
+     * caller ran the loop after wa_fsock_ctx_destroy and nothing is left. */
+    for (int i = 0; i < 16 && ctx->lws; i++) {
         lws_context_destroy(ctx->lws);
-        uv_run(ctx->loop, UV_RUN_NOWAIT);
+        if (ctx->lws)
+            uv_run(ctx->loop, UV_RUN_NOWAIT);
     }
+    if (ctx->lws || ctx->socks)
+        LOG_WARN("fsock", "WebSocket context freed before lws finished");
     free(ctx);
+}
+
+/* Splits a ws:// or wss:// URL. Returns 0 or WA_FSOCK_EURL. */
+static int parse_url(const char *url, char *buf, size_t buflen, int *tls, const char **addr,
+                     int *port, char *path, size_t pathlen)
+{
+    if (!url || strlen(url) >= buflen)
+        return WA_FSOCK_EURL;
+    memcpy(buf, url, strlen(url) + 1);
+    const char *prot, *p;
+    if (lws_parse_uri(buf, &prot, addr, port, &p))
+        return WA_FSOCK_EURL;
+    if (strcmp(prot, "ws") && strcmp(prot, "wss"))
+        return WA_FSOCK_EURL;
+    if (!**addr || **addr == '+' || *port <= 0 || *port > 65535 || strpbrk(*addr, "@/ \t\r\n"))
+        return WA_FSOCK_EURL;
+    *tls = !strcmp(prot, "wss");
+    if (strpbrk(p, " \t\r\n"))
+        return WA_FSOCK_EURL;
+    int n = snprintf(path, pathlen, "%s%s", p[0] == '/' ? "" : "/", p);
+    return n < 0 || (size_t)n >= pathlen ? WA_FSOCK_EURL : 0;
 }
 
 wa_fsock_t *wa_fsock_connect(wa_fsock_ctx_t *ctx, const char *url, const wa_fsock_callbacks_t *cb,
                              const wa_fsock_opts_t *opts, int *err)
 {
-    char buf[1024];
-    const char *prot, *addr, *path;
-    int port;
-    if (strlen(url) >= sizeof(buf)) {
+    char buf[1024], path[1024];
+    const char *addr;
+    int port, tls;
+    if (parse_url(url, buf, sizeof(buf), &tls, &addr, &port, path, sizeof(path))) {
         *err = WA_FSOCK_EURL;
         return NULL;
     }
-    strcpy(buf, url);
-    if (lws_parse_uri(buf, &prot, &addr, &port, &path) ||
-        (strcmp(prot, "ws") && strcmp(prot, "wss")) || !*addr) {
-        *err = WA_FSOCK_EURL;
+    if (!ctx->lws) {
+        *err = WA_FSOCK_ECONNECT;
         return NULL;
     }
-    int tls = !strcmp(prot, "wss");
     wa_fsock_t *s = calloc(1, sizeof(*s));
     if (!s) {
         *err = WA_FSOCK_ENOMEM;
         return NULL;
     }
     s->ctx = ctx;
-    s->cb = *cb;
+    if (cb)
+        s->cb = *cb;
     wa_frame_reader_init(&s->reader, opts ? opts->max_frame : 0);
+    wa_frame_writer_init(&s->writer);
     snprintf(s->host, sizeof(s->host), "%s", addr);
-    char fullpath[1024];
-    snprintf(fullpath, sizeof(fullpath), "/%s", path);
+    /* Host header: with the port unless it is the default one (lws strips
+     * it again for SNI and the certificate check). IPv6 literals go without
+     * port, as lws would cut them at the first colon. */
+    char hosthdr[sizeof(s->host) + 8];
+    if (port == (tls ? 443 : 80) || strchr(addr, ':'))
+        snprintf(hosthdr, sizeof(hosthdr), "%s", addr);
+    else
+        snprintf(hosthdr, sizeof(hosthdr), "%s:%d", addr, port);
     uv_timer_init(ctx->loop, &s->timer);
     s->timer.data = s;
     s->refs = 2;
-    ctx->live++;
-    unsigned tmo = opts && opts->connect_timeout_ms ? opts->connect_timeout_ms : 20000;
+    s->next = ctx->socks;
+    if (ctx->socks)
+        ctx->socks->prev = s;
+    ctx->socks = s;
+    unsigned tmo =
+        opts && opts->connect_timeout_ms ? opts->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
     uv_timer_start(&s->timer, on_connect_timeout, tmo, 0);
 
     struct lws_client_connect_info ci;
@@ -301,51 +464,50 @@ wa_fsock_t *wa_fsock_connect(wa_fsock_ctx_t *ctx, const char *url, const wa_fsoc
     ci.context = ctx->lws;
     ci.address = s->host;
     ci.port = port;
-    ci.path = fullpath;
-    ci.host = s->host;
-    ci.origin = WA_FSOCK_ORIGIN;
-    ci.ssl_connection = tls ? LCCSCF_USE_SSL : 0;
-    ci.protocol = NULL;
+    ci.path = path;
+    ci.host = hosthdr;
+    ci.origin = WA_FSOCK_ORIGIN; /* lws adds Pragma and Cache-Control: no-cache itself */
+    ci.ssl_connection = tls ? LCCSCF_USE_SSL : 0; /* certificate and host name checked */
+    ci.protocol = NULL;                           /* no Sec-WebSocket-Protocol */
     ci.local_protocol_name = protocols[0].name;
     ci.userdata = s;
     ci.pwsi = &s->wsi;
-    s->in_connect = 1;
+    /* Callbacks during the call must not reach the caller: report nothing. */
+    s->reported = 1;
     struct lws *w = lws_client_connect_via_info(&ci);
-    s->in_connect = 0;
     if (!w) {
-        /* lws already reported CONNECTION_ERROR (and WSI_DESTROY) or never
-         * created a connection; either way ours is the only ref left. */
-        if (s->wsi == NULL && !s->reported) {
-            s->reported = 1;
-            s->refs--; /* no lws connection will report */
-        }
+        /* lws either destroyed the connection it started (WSI_DESTROY
+         * dropped the lws reference and cleared s->wsi) or never made one;
+         * in that case drop the lws reference here. */
+        if (s->wsi == NULL && s->refs == 2)
+            s->refs--;
+        s->wsi = NULL;
         s->closing = 1;
+        close_timer(s); /* releases s on the next loop turn */
         *err = WA_FSOCK_ECONNECT;
-        close_timer(s);
         return NULL;
     }
+    s->reported = 0;
     return s;
 }
 
 int wa_fsock_send(wa_fsock_t *s, const uint8_t *payload, size_t len)
 {
-    if (s->closing || s->reported)
-        return -100;
-    uint8_t *frame;
-    size_t flen;
-    int rc = wa_frame_write(!s->sent_first, payload, len, &frame, &flen);
-    if (rc)
-        return rc == WA_FRAME_ETOOBIG ? WA_FSOCK_ETOOBIG : WA_FSOCK_ENOMEM;
+    if (!s || s->closing || s->reported)
+        return WA_FSOCK_ECLOSED;
+    if (len > WA_FRAME_HARD_MAX)
+        return WA_FSOCK_ETOOBIG;
+    size_t flen = wa_frame_writer_size(&s->writer, len);
     out_msg_t *m = malloc(sizeof(*m) + LWS_PRE + flen);
-    if (!m) {
-        free(frame);
+    if (!m)
         return WA_FSOCK_ENOMEM;
+    long n = wa_frame_writer_put(&s->writer, payload, len, m->data + LWS_PRE, flen);
+    if (n < 0) {
+        free(m);
+        return n == WA_FRAME_ETOOBIG ? WA_FSOCK_ETOOBIG : WA_FSOCK_ENOMEM;
     }
     m->next = NULL;
-    m->len = flen;
-    memcpy(m->data + LWS_PRE, frame, flen);
-    free(frame);
-    s->sent_first = 1;
+    m->len = (size_t)n;
     if (s->tail)
         s->tail->next = m;
     else
@@ -363,13 +525,5 @@ void wa_fsock_close(wa_fsock_t *s)
     s->closing = 1;
     s->reported = 1;
     close_timer(s);
-    if (!s->wsi)
-        return;
-    if (s->open && s->head) {
-        /* write what is queued (e.g. a last error reply), then close */
-        lws_callback_on_writable(s->wsi);
-        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, 2);
-    } else {
-        lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
-    }
+    start_close(s);
 }

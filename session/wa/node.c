@@ -354,7 +354,7 @@ static void write_packed(wbuf_t *w, const char *s, size_t len, int nibble)
         put8(w, pack_char(nibble, s[len - 1]) << 4 | 15);
 }
 
-static void write_string_n(wbuf_t *w, const char *s, size_t len, int allow_jid);
+static void write_string_n(wbuf_t *w, const char *s, size_t len);
 
 static void write_string(wbuf_t *w, const char *s)
 {
@@ -362,48 +362,54 @@ static void write_string(wbuf_t *w, const char *s)
         put8(w, TAG_LIST_EMPTY);
         return;
     }
-    write_string_n(w, s, strlen(s), 1);
+    write_string_n(w, s, strlen(s));
 }
 
-static void write_string_n(wbuf_t *w, const char *s, size_t len, int allow_jid)
+/* Writes a string as the reference encoder's writeString does. A JID's
+ * server is itself written as a string, so "a@b@c" becomes a chain of
+ * JID_PAIRs; the chain is followed in a loop rather than by recursion (the
+ * user part of a JID never contains '@', so it recurses at most once). */
+static void write_string_n(wbuf_t *w, const char *s, size_t len)
 {
-    if (len == 0) {
-        write_raw(w, s, 0);
-        return;
-    }
-    const wa_tokens_entry_t *t = wa_tokens_find(s, len);
-    if (t) {
-        if (t->dict >= 0)
-            put8(w, (unsigned)(TAG_DICTIONARY_0 + t->dict));
-        put8(w, (unsigned)t->index);
-        return;
-    }
-    if (is_nibble(s, len)) {
-        write_packed(w, s, len, 1);
-        return;
-    }
-    if (is_hex(s, len)) {
-        write_packed(w, s, len, 0);
-        return;
-    }
-    wa_jid_t jid;
-    if (allow_jid && memchr(s, '@', len) && !memchr(s, 0, len) && wa_jid_parse(s, &jid) == 0) {
-        if (jid.has_device) {
-            put8(w, TAG_AD_JID);
-            put8(w, jid.domain_type);
-            put8(w, jid.device);
-            write_string_n(w, jid.user, jid.user_len, 0);
-        } else {
-            put8(w, TAG_JID_PAIR);
-            if (jid.user_len)
-                write_string_n(w, jid.user, jid.user_len, 0);
-            else
-                put8(w, TAG_LIST_EMPTY);
-            write_string_n(w, jid.server, jid.server_len, 0);
+    for (;;) {
+        if (len == 0) {
+            write_raw(w, s, 0);
+            return;
         }
-        return;
+        const wa_tokens_entry_t *t = wa_tokens_find(s, len);
+        if (t) {
+            if (t->dict >= 0)
+                put8(w, (unsigned)(TAG_DICTIONARY_0 + t->dict));
+            put8(w, (unsigned)t->index);
+            return;
+        }
+        if (is_nibble(s, len)) {
+            write_packed(w, s, len, 1);
+            return;
+        }
+        if (is_hex(s, len)) {
+            write_packed(w, s, len, 0);
+            return;
+        }
+        wa_jid_t jid;
+        if (wa_jid_parse_n(s, len, &jid) != 0) {
+            write_raw(w, s, len);
+            return;
+        }
+        if (jid.has_device) {
+            uint8_t b[3] = {TAG_AD_JID, jid.domain_type, jid.device};
+            put(w, b, 3);
+            write_string_n(w, jid.user, jid.user_len);
+            return;
+        }
+        put8(w, TAG_JID_PAIR);
+        if (jid.user_len)
+            write_string_n(w, jid.user, jid.user_len);
+        else
+            put8(w, TAG_LIST_EMPTY);
+        s = jid.server;
+        len = jid.server_len;
     }
-    write_raw(w, s, len);
 }
 
 static void write_list_start(wbuf_t *w, size_t n)
@@ -423,7 +429,11 @@ static void write_list_start(wbuf_t *w, size_t n)
 
 static void encode_node(wbuf_t *w, const wa_node_t *n, int depth)
 {
-    if (!n->tag || !n->tag[0] || depth > WA_NODE_MAX_DEPTH) {
+    if (depth > WA_NODE_MAX_DEPTH) {
+        w->err = WA_NODE_ETOODEEP;
+        return;
+    }
+    if (!n->tag || !n->tag[0]) {
         w->err = WA_NODE_EINVAL;
         return;
     }
@@ -441,7 +451,7 @@ static void encode_node(wbuf_t *w, const wa_node_t *n, int depth)
         put(w, n->data, n->len);
         break;
     case WA_NODE_STRING:
-        write_string_n(w, (const char *)n->data, n->len, 1);
+        write_string_n(w, (const char *)n->data, n->len);
         break;
     case WA_NODE_LIST:
         write_list_start(w, n->nchildren);
@@ -634,22 +644,20 @@ static int read_string(rd_t *r, unsigned tag, dstr_t *d, int depth)
     case TAG_NIBBLE_8:
     case TAG_HEX_8:
         return read_packed(r, tag, d);
-    case TAG_JID_PAIR: {
-        dstr_t user = {0}, server = {0};
-        if ((rc = rd_byte(r, &b)) || (rc = read_string(r, b, &user, depth + 1)) ||
-            (rc = rd_byte(r, &b)) || (rc = read_string(r, b, &server, depth + 1))) {
-            free(user.s);
-            free(server.s);
-            return rc;
+    case TAG_JID_PAIR:
+        /* user '@' server; a server that is itself a JID_PAIR (the encoding
+         * of "a@b@c") is read in this loop, not by recursion */
+        for (;;) {
+            if ((rc = rd_byte(r, &b)) || (rc = read_string(r, b, d, depth + 1)) ||
+                (rc = ds_putc(d, '@')) || (rc = rd_byte(r, &b)))
+                return rc;
+            if (b == TAG_JID_PAIR)
+                continue;
+            size_t before = d->len;
+            if ((rc = read_string(r, b, d, depth + 1)))
+                return rc;
+            return d->len == before ? WA_NODE_EBADJID : 0;
         }
-        if (server.len == 0)
-            rc = WA_NODE_EBADJID;
-        else if (!(rc = ds_put(d, user.s ? user.s : "", user.len)) && !(rc = ds_putc(d, '@')))
-            rc = ds_put(d, server.s, server.len);
-        free(user.s);
-        free(server.s);
-        return rc;
-    }
     case TAG_AD_JID: {
         unsigned domain, device;
         dstr_t user = {0};

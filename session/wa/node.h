@@ -105,19 +105,26 @@ const uint8_t *wa_node_content(const wa_node_t *n, size_t *len);
 
 /* Encodes `n` as a frame plaintext: flags byte 0x00, then the node, exactly
  * as the reference client encodes it. On success returns 0 and a malloc'd
- * buffer in *out (caller frees) of *out_len bytes. Errors: WA_NODE_ENOMEM,
- * WA_NODE_EINVAL (no tag, more than 65535 children or packed-string limits),
- * WA_NODE_ETOOBIG (content of 4 GiB or more). */
+ * buffer in *out (caller frees) of *out_len bytes. Strings are written as
+ * the reference does: token, dictionary token, NIBBLE_8, HEX_8, JID (any
+ * string with an '@': AD_JID when it has a ":device" part, else JID_PAIR),
+ * else raw with a BINARY_8/20/32 length. On error *out is NULL. Errors:
+ * WA_NODE_ENOMEM, WA_NODE_EINVAL (a node with an empty tag, more than 65535
+ * children), WA_NODE_ETOODEEP (nested deeper than WA_NODE_MAX_DEPTH),
+ * WA_NODE_ETOOBIG (a string or content of 4 GiB or more). */
 int wa_node_encode(const wa_node_t *n, uint8_t **out, size_t *out_len);
 
-/* Decodes a frame plaintext (flags byte first; inflated when flags & 2).
- * Every read is bounds-checked; trailing bytes are an error. On success
- * returns 0 and a new node in *out (caller frees). On error returns a
- * negative code and *out is NULL. */
+/* Decodes a frame plaintext (flags byte first; the rest is zlib-inflated,
+ * up to WA_NODE_MAX_INFLATED bytes, when flags & 2; other flag bits are
+ * ignored). Every read is bounds-checked; trailing bytes are an error.
+ * Decoded strings never contain NUL bytes (such input is rejected). On
+ * success returns 0 and a new node in *out (caller frees). On error returns a
+ * negative WA_NODE_E* code (see wa_node_strerror) and *out is NULL. */
 int wa_node_decode(const uint8_t *buf, size_t len, wa_node_t **out);
 
-/* Decodes one node from buf[0..len) with no flags byte; on success *used is
- * the number of bytes read. */
+/* Decodes one node from buf[0..len) with no flags byte and no trailing-byte
+ * check; on success returns 0, *out (caller frees) and *used, the number of
+ * bytes read (used may be NULL). Errors as wa_node_decode. */
 int wa_node_decode_raw(const uint8_t *buf, size_t len, wa_node_t **out, size_t *used);
 
 /* Renders the node as XML-like text for logs and tests, e.g.

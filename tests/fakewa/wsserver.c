@@ -1,6 +1,8 @@
 /* WebSocket server for the fake WhatsApp server, on libwebsockets with the
- * caller's libuv loop. Outgoing messages are queued per connection and
- * written one per writable callback, so each send is one WebSocket message. */
+ * caller's libuv loop. Outgoing messages (or message fragments) are queued
+ * per connection and written one per writable callback, so each send is one
+ * WebSocket message. Received fragments are reassembled into whole messages
+ * (up to MAX_MESSAGE bytes). */
 #include "tests/fakewa/wsserver.h"
 
 #include <libwebsockets.h>
@@ -9,11 +11,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Largest message accepted from a client (a full frame plus intro). */
+#define MAX_MESSAGE ((size_t)17 << 20)
+
 typedef struct out_msg {
     struct out_msg *next;
     size_t len;
-    uint8_t data[];
+    int flags;      /* lws_write_protocol of this write */
+    uint8_t data[]; /* LWS_PRE bytes of headroom, then the bytes */
 } out_msg_t;
+
+/* Request headers captured at open (see fakewa_ws_conn_header). */
+static const struct {
+    const char *name;
+    enum lws_token_indexes tok;
+} hdr_names[] = {
+    {"path", WSI_TOKEN_GET_URI},       {"host", WSI_TOKEN_HOST},
+    {"origin", WSI_TOKEN_ORIGIN},      {"cache-control", WSI_TOKEN_HTTP_CACHE_CONTROL},
+    {"pragma", WSI_TOKEN_HTTP_PRAGMA}, {"sec-websocket-protocol", WSI_TOKEN_PROTOCOL},
+};
+#define N_HDRS (sizeof(hdr_names) / sizeof(hdr_names[0]))
 
 struct fakewa_ws_conn {
     fakewa_ws_t *srv;
@@ -23,6 +40,7 @@ struct fakewa_ws_conn {
     uint8_t *rx;
     size_t rx_len, rx_cap;
     int closing;
+    char *hdrs[N_HDRS];
     fakewa_ws_conn_t *next;
 };
 
@@ -45,6 +63,8 @@ static void conn_free(fakewa_ws_conn_t *c)
         m = n;
     }
     free(c->rx);
+    for (size_t i = 0; i < N_HDRS; i++)
+        free(c->hdrs[i]);
     free(c);
 }
 
@@ -112,6 +132,16 @@ static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
             return -1;
         c->srv = srv;
         c->wsi = wsi;
+        for (size_t i = 0; i < N_HDRS; i++) {
+            int n = lws_hdr_total_length(wsi, hdr_names[i].tok);
+            if (n <= 0)
+                continue;
+            c->hdrs[i] = malloc((size_t)n + 1);
+            if (c->hdrs[i] && lws_hdr_copy(wsi, c->hdrs[i], n + 1, hdr_names[i].tok) < 0) {
+                free(c->hdrs[i]);
+                c->hdrs[i] = NULL;
+            }
+        }
         *slot = c;
         c->next = srv->conns;
         srv->conns = c;
@@ -127,6 +157,10 @@ static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
             return 0;
         if (!lws_frame_is_binary(wsi))
             return 0;
+        if (len > MAX_MESSAGE - c->rx_len) {
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, NULL, 0);
+            return -1;
+        }
         if (c->rx_len + len > c->rx_cap) {
             size_t cap = c->rx_cap ? c->rx_cap * 2 : 4096;
             while (cap < c->rx_len + len)
@@ -152,11 +186,12 @@ static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         if (!c)
             return 0;
         if (c->closing && !c->head)
-            return -1;
+            return -1; /* lws 4.1 then drops the TCP connection (no close frame) */
         out_msg_t *m = c->head;
         if (!m)
             return 0;
-        if (lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_BINARY) < (int)m->len)
+        if (lws_write(wsi, m->data + LWS_PRE, m->len, (enum lws_write_protocol)m->flags) <
+            (int)m->len)
             return -1;
         c->head = m->next;
         if (!c->head)
@@ -302,23 +337,66 @@ void fakewa_ws_free(fakewa_ws_t *ws)
     free(ws);
 }
 
-int fakewa_ws_send(fakewa_ws_conn_t *c, const uint8_t *data, size_t len)
+/* Queues `len` bytes cut in pieces of `piece` bytes, each written as a whole
+ * message of `type`, or as the fragments of one message when `fragments`;
+ * all or nothing. */
+static int enqueue(fakewa_ws_conn_t *c, const uint8_t *data, size_t len, size_t piece,
+                   int fragments, int type)
 {
     if (c->closing)
         return -1;
-    out_msg_t *m = malloc(sizeof(*m) + LWS_PRE + len);
-    if (!m)
-        return -1;
-    m->next = NULL;
-    m->len = len;
-    memcpy(m->data + LWS_PRE, data, len);
+    if (piece == 0)
+        piece = 1;
+    out_msg_t *head = NULL, **tailp = &head, *last = NULL;
+    size_t off = 0;
+    do { /* at least one message, even for len 0 */
+        size_t n = len - off < piece ? len - off : piece;
+        out_msg_t *m = malloc(sizeof(*m) + LWS_PRE + n);
+        if (!m) {
+            while (head) {
+                out_msg_t *nx = head->next;
+                free(head);
+                head = nx;
+            }
+            return -1;
+        }
+        m->next = NULL;
+        m->len = n;
+        m->flags = fragments ? lws_write_ws_flags(type, off == 0, off + n == len) : type;
+        if (n)
+            memcpy(m->data + LWS_PRE, data + off, n);
+        *tailp = m;
+        tailp = &m->next;
+        last = m;
+        off += n;
+    } while (off < len);
     if (c->tail)
-        c->tail->next = m;
+        c->tail->next = head;
     else
-        c->head = m;
-    c->tail = m;
+        c->head = head;
+    c->tail = last;
     lws_callback_on_writable(c->wsi);
     return 0;
+}
+
+int fakewa_ws_send(fakewa_ws_conn_t *c, const uint8_t *data, size_t len)
+{
+    return enqueue(c, data, len, len ? len : 1, 0, LWS_WRITE_BINARY);
+}
+
+int fakewa_ws_send_split(fakewa_ws_conn_t *c, const uint8_t *data, size_t len, size_t piece)
+{
+    return enqueue(c, data, len, piece, 0, LWS_WRITE_BINARY);
+}
+
+int fakewa_ws_send_fragmented(fakewa_ws_conn_t *c, const uint8_t *data, size_t len, size_t piece)
+{
+    return enqueue(c, data, len, piece, 1, LWS_WRITE_BINARY);
+}
+
+int fakewa_ws_send_text(fakewa_ws_conn_t *c, const char *text, size_t len)
+{
+    return enqueue(c, (const uint8_t *)text, len, len ? len : 1, 0, LWS_WRITE_TEXT);
 }
 
 void fakewa_ws_close(fakewa_ws_conn_t *c)
@@ -327,7 +405,15 @@ void fakewa_ws_close(fakewa_ws_conn_t *c)
         return;
     c->closing = 1;
     lws_callback_on_writable(c->wsi); /* writes what is queued, then closes */
-    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 2);
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 3);
+}
+
+const char *fakewa_ws_conn_header(const fakewa_ws_conn_t *c, const char *name)
+{
+    for (size_t i = 0; i < N_HDRS; i++)
+        if (!strcmp(hdr_names[i].name, name))
+            return c->hdrs[i];
+    return NULL;
 }
 
 void *fakewa_ws_conn_user(const fakewa_ws_conn_t *c)
