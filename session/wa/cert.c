@@ -34,6 +34,10 @@ const char *wa_cert_strerror(int code)
         return "leaf certificate expired or not yet valid";
     case WA_CERT_ENOMEM:
         return "out of memory";
+    case WA_CERT_EINVAL:
+        return "invalid argument";
+    case WA_CERT_ECRYPTO:
+        return "crypto library failure";
     }
     return "unknown certificate error";
 }
@@ -52,15 +56,23 @@ static int complete(const cert_t *c)
     return c && c->has_details && c->has_signature && c->signature.len == 64;
 }
 
+/* notBefore <= now <= notAfter; absent fields are 0 (so a missing notAfter
+ * fails, a missing notBefore does not), as whatsmeow's getters make them. */
 static int valid_at(const details_t *d, int64_t now)
 {
-    uint64_t t = now < 0 ? 0 : (uint64_t)now;
-    return d->has_notbefore && d->has_notafter && d->notbefore <= t && t <= d->notafter;
+    if (now < 0)
+        return 0;
+    uint64_t t = (uint64_t)now;
+    uint64_t nb = d->has_notbefore ? d->notbefore : 0;
+    uint64_t na = d->has_notafter ? d->notafter : 0;
+    return nb <= t && t <= na;
 }
 
 int wa_cert_verify(const uint8_t *chain, size_t len, const wa_cert_trust_t *trust,
                    const uint8_t server_static[32], int64_t now)
 {
+    if ((!chain && len) || !trust || !server_static)
+        return WA_CERT_EINVAL;
     Wa__CertChain *cc = wa__cert_chain__unpack(NULL, len, chain);
     if (!cc)
         return WA_CERT_EMALFORMED;
@@ -149,7 +161,7 @@ static int make_cert(const uint8_t signer[32], const wa_cert_details_t *d, cert_
         return WA_CERT_ENOMEM;
     protobuf_c_message_pack(&det.base, *details_buf);
     if (wa_crypto_sign(signer, *details_buf, n, sig))
-        return WA_CERT_ENOMEM;
+        return WA_CERT_ECRYPTO;
     c->has_details = c->has_signature = 1;
     c->details.data = *details_buf;
     c->details.len = n;
@@ -162,6 +174,8 @@ int wa_cert_build_chain(const uint8_t root_priv[32], const uint8_t inter_priv[32
                         const wa_cert_details_t *inter, const wa_cert_details_t *leaf,
                         uint8_t **out, size_t *out_len)
 {
+    if (!root_priv || !inter_priv || !inter || !leaf || !out || !out_len)
+        return WA_CERT_EINVAL;
     cert_t ic = WA__CERT_CHAIN__NOISE_CERTIFICATE__INIT,
            lc = WA__CERT_CHAIN__NOISE_CERTIFICATE__INIT;
     uint8_t *ib = NULL, *lb = NULL, isig[64], lsig[64];

@@ -4,6 +4,7 @@
  * signature call, so there is no shared state. */
 #include "session/wa/crypto.h"
 
+#include <limits.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -17,6 +18,10 @@
 
 int wa_crypto_random(void *buf, size_t n)
 {
+    if (n > INT_MAX)
+        return WA_CRYPTO_EINVAL;
+    if (n == 0)
+        return 0;
     return RAND_bytes(buf, (int)n) == 1 ? 0 : WA_CRYPTO_EFAIL;
 }
 
@@ -147,6 +152,8 @@ int wa_crypto_hkdf(const uint8_t *salt, size_t salt_len, const uint8_t *ikm, siz
 int wa_crypto_aesgcm_seal(const uint8_t key[32], const uint8_t iv[12], const uint8_t *aad,
                           size_t aad_len, const uint8_t *pt, size_t pt_len, uint8_t *out)
 {
+    if (aad_len > INT_MAX || pt_len > INT_MAX - 16)
+        return WA_CRYPTO_EINVAL;
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
     int len, ok = c && EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, iv) == 1;
     if (ok && aad_len)
@@ -162,7 +169,7 @@ int wa_crypto_aesgcm_seal(const uint8_t key[32], const uint8_t iv[12], const uin
 int wa_crypto_aesgcm_open(const uint8_t key[32], const uint8_t iv[12], const uint8_t *aad,
                           size_t aad_len, const uint8_t *ct, size_t ct_len, uint8_t *out)
 {
-    if (ct_len < 16)
+    if (ct_len < 16 || ct_len > INT_MAX || aad_len > INT_MAX)
         return WA_CRYPTO_EINVAL;
     size_t n = ct_len - 16;
     EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
@@ -277,7 +284,7 @@ static int sp_crypt(int enc, signal_buffer **out, int cipher, const uint8_t *key
                     const uint8_t *iv, size_t iv_len, const uint8_t *in, size_t in_len)
 {
     const EVP_CIPHER *c = sp_cipher(cipher, key_len);
-    if (!c || iv_len != 16)
+    if (!c || iv_len != 16 || in_len > INT_MAX - 32)
         return SG_ERR_INVAL;
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     uint8_t *buf = OPENSSL_malloc(in_len + 32);

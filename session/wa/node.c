@@ -566,8 +566,11 @@ static int read_len_for(rd_t *r, unsigned tag, size_t *n)
     return WA_NODE_EBADTAG;
 }
 
+/* Reads a packed string and appends it to d (which may already hold the
+ * first part of a JID). */
 static int read_packed(rd_t *r, unsigned tag, dstr_t *d)
 {
+    size_t first = d->len;
     unsigned start, b;
     int rc = rd_byte(r, &start);
     if (rc)
@@ -599,11 +602,11 @@ static int read_packed(rd_t *r, unsigned tag, dstr_t *d)
                 return rc;
         }
     }
-    if ((start & 0x80) && d->len > 0) {
+    if ((start & 0x80) && d->len > first) {
         d->len--;
         d->s[d->len] = 0;
     }
-    if (d->s && memchr(d->s, 0, d->len))
+    if (d->len > first && memchr(d->s + first, 0, d->len - first))
         return WA_NODE_EBADPACKED; /* a terminator inside the string */
     return 0;
 }

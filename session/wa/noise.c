@@ -3,8 +3,10 @@
  * the payloads as HandshakeMessage protobufs. */
 #include "session/wa/noise.h"
 
-#include <openssl/crypto.h>
+#include <limits.h>
 #include <stdlib.h>
+
+#include <openssl/crypto.h>
 #include <string.h>
 
 #include "proto/wa/handshake.pb-c.h"
@@ -18,6 +20,7 @@ enum { ST_START, ST_SENT_HELLO, ST_GOT_HELLO, ST_READY, ST_FAILED };
 
 struct wa_noise {
     int role, state;
+    int has_e; /* ephemeral preset by wa_noise_set_ephemeral */
     uint8_t h[32], ck[32], k[32];
     uint32_t n;
     wa_keypair_t s, e;
@@ -51,6 +54,8 @@ const char *wa_noise_strerror(int code)
         return "crypto library failure";
     case WA_NOISE_ECOUNTER:
         return "nonce counter exhausted";
+    case WA_NOISE_EINVAL:
+        return "invalid argument";
     }
     return "unknown noise error";
 }
@@ -128,6 +133,8 @@ static int decrypt_and_hash(wa_noise_t *n, const uint8_t *ct, size_t len, uint8_
 
 static wa_noise_t *noise_new(int role, const wa_keypair_t *s)
 {
+    if (!s)
+        return NULL;
     wa_noise_t *n = calloc(1, sizeof(*n));
     if (!n)
         return NULL;
@@ -137,6 +144,7 @@ static wa_noise_t *noise_new(int role, const wa_keypair_t *s)
     memcpy(n->ck, protocol_name, 32);
     memcpy(n->k, protocol_name, 32);
     if (mix_hash(n, wa_noise_prologue, sizeof(wa_noise_prologue))) {
+        OPENSSL_cleanse(n, sizeof(*n));
         free(n);
         return NULL;
     }
@@ -145,6 +153,8 @@ static wa_noise_t *noise_new(int role, const wa_keypair_t *s)
 
 wa_noise_t *wa_noise_new_initiator(const wa_keypair_t *s, const wa_cert_trust_t *trust, int64_t now)
 {
+    if (!trust)
+        return NULL;
     wa_noise_t *n = noise_new(ROLE_INITIATOR, s);
     if (n) {
         n->trust = *trust;
@@ -155,6 +165,8 @@ wa_noise_t *wa_noise_new_initiator(const wa_keypair_t *s, const wa_cert_trust_t 
 
 wa_noise_t *wa_noise_new_responder(const wa_keypair_t *s, const uint8_t *chain, size_t chain_len)
 {
+    if (!chain && chain_len)
+        return NULL;
     wa_noise_t *n = noise_new(ROLE_RESPONDER, s);
     if (!n)
         return NULL;
@@ -163,7 +175,8 @@ wa_noise_t *wa_noise_new_responder(const wa_keypair_t *s, const uint8_t *chain, 
         free(n);
         return NULL;
     }
-    memcpy(n->chain, chain, chain_len);
+    if (chain_len)
+        memcpy(n->chain, chain, chain_len);
     n->chain_len = chain_len;
     return n;
 }
@@ -179,7 +192,18 @@ void wa_noise_free(wa_noise_t *n)
 
 int wa_noise_ready(const wa_noise_t *n)
 {
-    return n->state == ST_READY;
+    return n && n->state == ST_READY;
+}
+
+int wa_noise_set_ephemeral(wa_noise_t *n, const wa_keypair_t *e)
+{
+    if (!n || !e)
+        return WA_NOISE_EINVAL;
+    if (n->state != ST_START)
+        return WA_NOISE_ESTATE;
+    n->e = *e;
+    n->has_e = 1;
+    return 0;
 }
 
 static int pack_msg(Wa__HandshakeMessage *m, uint8_t **out, size_t *out_len)
@@ -214,9 +238,11 @@ static int fail(wa_noise_t *n, int rc)
 
 int wa_noise_client_hello(wa_noise_t *n, uint8_t **out, size_t *out_len)
 {
+    if (!n || !out || !out_len)
+        return WA_NOISE_EINVAL;
     if (n->role != ROLE_INITIATOR || n->state != ST_START)
         return WA_NOISE_ESTATE;
-    if (wa_crypto_keypair_generate(&n->e))
+    if (!n->has_e && wa_crypto_keypair_generate(&n->e))
         return fail(n, WA_NOISE_ECRYPTO);
     int rc = mix_hash(n, n->e.pub, 32);
     if (rc)
@@ -239,6 +265,9 @@ int wa_noise_client_finish(wa_noise_t *n, const uint8_t *server_hello, size_t le
 {
     if (cert_err)
         *cert_err = 0;
+    if (!n || (!server_hello && len) || (!payload && payload_len) || !out || !out_len ||
+        payload_len > INT_MAX - 16)
+        return WA_NOISE_EINVAL;
     if (n->role != ROLE_INITIATOR || n->state != ST_SENT_HELLO)
         return WA_NOISE_ESTATE;
     Wa__HandshakeMessage *m = wa__handshake_message__unpack(NULL, len, server_hello);
@@ -297,6 +326,8 @@ out:
 int wa_noise_server_hello(wa_noise_t *n, const uint8_t *client_hello, size_t len, uint8_t **out,
                           size_t *out_len)
 {
+    if (!n || (!client_hello && len) || !out || !out_len || n->chain_len > INT_MAX - 16)
+        return WA_NOISE_EINVAL;
     if (n->role != ROLE_RESPONDER || n->state != ST_START)
         return WA_NOISE_ESTATE;
     Wa__HandshakeMessage *m = wa__handshake_message__unpack(NULL, len, client_hello);
@@ -313,7 +344,7 @@ int wa_noise_server_hello(wa_noise_t *n, const uint8_t *client_hello, size_t len
         goto out;
     }
     memcpy(n->re, m->clienthello->ephemeral.data, 32);
-    if (wa_crypto_keypair_generate(&n->e)) {
+    if (!n->has_e && wa_crypto_keypair_generate(&n->e)) {
         rc = WA_NOISE_ECRYPTO;
         goto out;
     }
@@ -346,6 +377,8 @@ out:
 int wa_noise_server_finish(wa_noise_t *n, const uint8_t *client_finish, size_t len,
                            uint8_t client_static[32], uint8_t **payload, size_t *payload_len)
 {
+    if (!n || (!client_finish && len) || !client_static || !payload || !payload_len)
+        return WA_NOISE_EINVAL;
     if (n->role != ROLE_RESPONDER || n->state != ST_GOT_HELLO)
         return WA_NOISE_ESTATE;
     Wa__HandshakeMessage *m = wa__handshake_message__unpack(NULL, len, client_finish);
@@ -382,6 +415,8 @@ out:
 
 int wa_noise_encrypt(wa_noise_t *n, const uint8_t *pt, size_t len, uint8_t **out, size_t *out_len)
 {
+    if (!n || (!pt && len) || !out || !out_len || len > INT_MAX - 16)
+        return WA_NOISE_EINVAL;
     if (n->state != ST_READY)
         return WA_NOISE_ESTATE;
     if (n->write_ctr == UINT32_MAX)
@@ -402,6 +437,8 @@ int wa_noise_encrypt(wa_noise_t *n, const uint8_t *pt, size_t len, uint8_t **out
 
 int wa_noise_decrypt(wa_noise_t *n, const uint8_t *ct, size_t len, uint8_t **out, size_t *out_len)
 {
+    if (!n || (!ct && len) || !out || !out_len || len > INT_MAX)
+        return WA_NOISE_EINVAL;
     if (n->state != ST_READY)
         return WA_NOISE_ESTATE;
     if (len < 16)

@@ -17,14 +17,23 @@
 #include "session/wa/node.h"
 #include "session/wa/tokens.h"
 
+static unsigned hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return (unsigned)(c - '0');
+    if (c >= 'a' && c <= 'f')
+        return (unsigned)(c - 'a' + 10);
+    if (c >= 'A' && c <= 'F')
+        return (unsigned)(c - 'A' + 10);
+    fail_msg("bad hex digit %c", c);
+    return 0;
+}
+
 static size_t unhex(const char *h, size_t hl, uint8_t *out)
 {
     size_t n = 0;
-    for (size_t i = 0; i + 1 < hl; i += 2) {
-        unsigned v;
-        sscanf(h + i, "%2x", &v);
-        out[n++] = (uint8_t)v;
-    }
+    for (size_t i = 0; i + 1 < hl; i += 2)
+        out[n++] = (uint8_t)(hexval(h[i]) << 4 | hexval(h[i + 1]));
     return n;
 }
 
@@ -112,50 +121,142 @@ static char *read_file(const char *rel, size_t *len)
     return buf;
 }
 
+typedef struct {
+    int rt, dec, err, z, prefixes;
+} counts_t;
+
+/* Inflates a zlib stream of unknown output size; returns a NUL-terminated
+ * heap buffer. */
+static char *inflate_text(const uint8_t *z, size_t zlen)
+{
+    size_t cap = 1 << 16;
+    for (;;) {
+        char *out = malloc(cap + 1);
+        uLongf olen = cap;
+        int rc = uncompress((Bytef *)out, &olen, z, zlen);
+        if (rc == Z_OK) {
+            out[olen] = 0;
+            return out;
+        }
+        free(out);
+        assert_int_equal(rc, Z_BUF_ERROR);
+        cap *= 2;
+    }
+}
+
+/* Decodes `enc` (N2), encodes and decodes again (E2, N3): N3 must equal N2
+ * and encode to E2 again. Returns 0 when so. */
+static int stable_after_one_step(const uint8_t *enc, size_t elen)
+{
+    wa_node_t *n2 = NULL, *n3 = NULL;
+    uint8_t *e2 = NULL, *e3 = NULL;
+    size_t l2 = 0, l3 = 0;
+    int bad = wa_node_decode(enc, elen, &n2) != 0 || wa_node_encode(n2, &e2, &l2) != 0 ||
+              wa_node_decode(e2, l2, &n3) != 0 || !wa_node_equal(n2, n3) ||
+              wa_node_encode(n3, &e3, &l3) != 0 || l3 != l2 || memcmp(e2, e3, l2) != 0;
+    wa_node_free(n2);
+    wa_node_free(n3);
+    free(e2);
+    free(e3);
+    return bad;
+}
+
+/* Every proper prefix of a valid encoding is rejected. */
+static void check_prefixes(const uint8_t *bytes, size_t blen, counts_t *c)
+{
+    for (size_t i = 0; i < blen; i++) {
+        wa_node_t *m = (wa_node_t *)1;
+        int rc = wa_node_decode(bytes, i, &m);
+        if (rc >= 0)
+            fail_msg("prefix of %zu/%zu bytes decoded", i, blen);
+        assert_null(m);
+        c->prefixes++;
+    }
+}
+
+static void run_vector(char *line, counts_t *c)
+{
+    if (line[0] == '#' || line[0] == 0)
+        return;
+    if (!strncmp(line, "z ", 2)) {
+        size_t hl = strlen(line + 2);
+        uint8_t *z = malloc(hl / 2 + 1);
+        size_t zl = unhex(line + 2, hl, z);
+        char *inner = inflate_text(z, zl);
+        free(z);
+        run_vector(inner, c);
+        free(inner);
+        c->z++;
+        return;
+    }
+    int kind = !strncmp(line, "rt ", 3) ? 'r' : !strncmp(line, "dec ", 4) ? 'd' : 'e';
+    if (kind == 'e' && strncmp(line, "err ", 4) != 0)
+        fail_msg("bad vector line: %.60s", line);
+    char *p = line + (kind == 'r' ? 3 : 4);
+    char *sp = strchr(p, ' ');
+    size_t hl = sp ? (size_t)(sp - p) : strlen(p);
+    uint8_t *bytes = malloc(hl / 2 + 1);
+    size_t blen = unhex(p, hl, bytes);
+    wa_node_t *got = (wa_node_t *)1;
+    int rc = wa_node_decode(bytes, blen, &got);
+    if (kind == 'e') {
+        if (rc >= 0)
+            fail_msg("a vector the reference rejects was accepted: %.120s", line);
+        assert_null(got);
+        assert_string_not_equal(wa_node_strerror(rc), "unknown node error");
+        c->err++;
+        free(bytes);
+        return;
+    }
+    p = sp + 1;
+    wa_node_t *want = parse_node(&p);
+    if (rc != 0)
+        fail_msg("vector decode failed (%s): %.120s", wa_node_strerror(rc), line);
+    if (!wa_node_equal(got, want)) {
+        char *a = wa_node_to_text(got, 1), *b = wa_node_to_text(want, 1);
+        fail_msg("decoded node differs:\n got  %.300s\n want %.300s", a, b);
+    }
+    uint8_t *enc;
+    size_t elen;
+    assert_int_equal(wa_node_encode(want, &enc, &elen), 0);
+    if (kind == 'r') {
+        if (elen != blen || memcmp(enc, bytes, blen) != 0) {
+            char *t = wa_node_to_text(want, 1);
+            fail_msg("encoding differs from the reference for %.300s", t);
+        }
+        if (blen < 4096)
+            check_prefixes(bytes, blen, c);
+        c->rt++;
+    } else {
+        /* our encoding of what the reference decoded reads back; JIDs the
+         * reference normalises (FB_JID, ":0" devices, agents) may change once,
+         * after which decoding and encoding are stable */
+        if (stable_after_one_step(enc, elen) != 0)
+            fail_msg("re-encoding is not stable for %.120s", line);
+        c->dec++;
+    }
+    free(enc);
+    wa_node_free(got);
+    wa_node_free(want);
+    free(bytes);
+}
+
 static void test_baileys_vectors(void **state)
 {
     (void)state;
     size_t flen;
     char *file = read_file("tests/wa_node/testdata/baileys_vectors.txt", &flen);
-    int rt = 0, dec = 0;
+    counts_t c = {0};
     char *save = NULL;
-    for (char *line = strtok_r(file, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        int roundtrip = !strncmp(line, "rt ", 3);
-        char *p = line + (roundtrip ? 3 : 4);
-        char *sp = strchr(p, ' ');
-        size_t hl = (size_t)(sp - p);
-        uint8_t *bytes = malloc(hl / 2 + 1);
-        size_t blen = unhex(p, hl, bytes);
-        p = sp + 1;
-        wa_node_t *want = parse_node(&p);
-        wa_node_t *got = NULL;
-        int rc = wa_node_decode(bytes, blen, &got);
-        if (rc != 0)
-            fail_msg("vector decode failed (%s): %.80s", wa_node_strerror(rc), line);
-        if (!wa_node_equal(got, want)) {
-            char *a = wa_node_to_text(got, 1), *b = wa_node_to_text(want, 1);
-            fail_msg("decoded node differs:\n got  %.300s\n want %.300s", a, b);
-        }
-        if (roundtrip) {
-            uint8_t *enc;
-            size_t elen;
-            assert_int_equal(wa_node_encode(want, &enc, &elen), 0);
-            if (elen != blen || memcmp(enc, bytes, blen) != 0) {
-                char *t = wa_node_to_text(want, 1);
-                fail_msg("encoding differs from the reference for %.300s", t);
-            }
-            free(enc);
-            rt++;
-        } else {
-            dec++;
-        }
-        wa_node_free(got);
-        wa_node_free(want);
-        free(bytes);
-    }
+    for (char *line = strtok_r(file, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+        run_vector(line, &c);
     free(file);
-    assert_true(rt > 600);
-    assert_true(dec >= 4);
+    print_message("vectors: %d rt, %d dec, %d err, %d compressed; %d prefixes rejected\n", c.rt,
+                  c.dec, c.err, c.z, c.prefixes);
+    assert_true(c.rt > 750);
+    assert_true(c.dec >= 40);
+    assert_true(c.err >= 60);
+    assert_int_equal(c.z, 5);
 }
 
 static void test_doc_examples(void **state)
@@ -393,12 +494,402 @@ static void test_malformed(void **state)
     wa_node_free(n);
 }
 
+/* The second and third worked examples of the protocol doc, both ways. */
+static void test_doc_examples_more(void **state)
+{
+    (void)state;
+    static const uint8_t res[] = {0x00, 0xF8, 0x07, 0x19, 0x11, 0xFA, 0x00, 0x03, 0x04,
+                                  0x14, 0x08, 0xFF, 0x04, 0x12, 0x3B, 0x45, 0xA6};
+    static const uint8_t ack[] = {0x00, 0xF8, 0x05, 0x1B, 0x11, 0xF7, 0x00, 0x0C, 0xFF,
+                                  0x86, 0x15, 0x55, 0x12, 0x34, 0x56, 0x7F, 0x15, 0x07};
+    wa_node_t *n = wa_node_new("iq");
+    wa_node_set_attr(n, "to", "@s.whatsapp.net");
+    wa_node_set_attr(n, "type", "result");
+    wa_node_set_attr(n, "id", "123.45-6");
+    uint8_t *out;
+    size_t len;
+    assert_int_equal(wa_node_encode(n, &out, &len), 0);
+    assert_int_equal(len, sizeof(res));
+    assert_memory_equal(out, res, len);
+    free(out);
+    wa_node_t *back;
+    assert_int_equal(wa_node_decode(res, sizeof(res), &back), 0);
+    assert_true(wa_node_equal(n, back));
+    wa_node_free(back);
+    wa_node_free(n);
+    n = wa_node_new("ack");
+    wa_node_set_attr(n, "to", "15551234567:12@s.whatsapp.net");
+    wa_node_set_attr(n, "class", "receipt");
+    assert_int_equal(wa_node_encode(n, &out, &len), 0);
+    assert_int_equal(len, sizeof(ack));
+    assert_memory_equal(out, ack, len);
+    free(out);
+    wa_node_free(n);
+}
+
+static void test_jid(void **state)
+{
+    (void)state;
+    wa_jid_t j;
+    assert_int_equal(wa_jid_parse("15551234567_1:12@s.whatsapp.net", &j), 0);
+    assert_int_equal(j.user_len, 11);
+    assert_memory_equal(j.user, "15551234567", 11);
+    assert_true(j.has_agent && j.agent_len == 1 && j.agent[0] == '1');
+    assert_true(j.has_device && j.device == 12 && j.device_len == 2);
+    assert_int_equal(j.server_len, 14);
+    assert_memory_equal(j.server, "s.whatsapp.net", 14);
+    assert_int_equal(j.domain_type, 1); /* the agent, as the reference encoder uses it */
+    assert_int_equal(wa_jid_parse("123:3@lid", &j), 0);
+    assert_true(j.domain_type == WA_JID_DOMAIN_LID && j.device == 3 && !j.has_agent);
+    assert_int_equal(wa_jid_parse("1_9:3@hosted.lid", &j), 0);
+    assert_int_equal(j.domain_type, WA_JID_DOMAIN_HOSTED_LID);
+    assert_int_equal(wa_jid_parse("@s.whatsapp.net", &j), 0);
+    assert_true(j.user_len == 0 && !j.has_device);
+    assert_int_equal(wa_jid_parse("1555:@lid", &j), 0);
+    assert_false(j.has_device);
+    assert_int_equal(wa_jid_parse("no-at-sign", &j), -1);
+    assert_int_equal(wa_jid_parse_n("a@bXYZ", 3, &j), 0);
+    assert_true(j.server_len == 1 && j.server[0] == 'b');
+    assert_int_equal(wa_jid_parse_n("a@b", 1, &j), -1);
+    /* the device byte follows JavaScript Number(text) & 0xff */
+    static const struct {
+        const char *jid;
+        int device;
+    } dev[] = {
+        {"1:0x1f@x", 31},
+        {"1: 7 @x", 7},
+        {"1:-1@x", 255},
+        {"1:1e2@x", 100},
+        {"1:abc@x", 0},
+        {"1:12abc@x", 0},
+        {"1:4294967298@x", 2},
+        {"1:1.9@x", 1},
+        {"1:-1.9@x", 255},
+        {"1:Infinity@x", 0},
+        {"1:0b101@x", 5},
+        {"1:0o17@x", 15},
+        {"1:\xc2\xa0"
+         "5@x",
+         5},
+        {"1:9007199254740993@x", 0},
+        {"1:0x20000000000003@x", 4},
+        {"1:.5@x", 0},
+        {"1:5.@x", 5},
+        {"1:.@x", 0},
+        {"1:1e400@x", 0},
+        {"1:+3@x", 3},
+        {"1:0x@x", 0},
+        {"1:2:3@x", 2},
+        {"1:300@x", 44},
+        {"1:1e-7@x", 0},
+    };
+    for (size_t i = 0; i < sizeof(dev) / sizeof(dev[0]); i++) {
+        assert_int_equal(wa_jid_parse(dev[i].jid, &j), 0);
+        assert_true(j.has_device);
+        if (j.device != dev[i].device)
+            fail_msg("%s: device %d, want %d", dev[i].jid, j.device, dev[i].device);
+    }
+    /* the agent as parseInt(text) & 0xff */
+    static const struct {
+        const char *jid;
+        int domain;
+    } agent[] = {
+        {"u_0x10:1@x", 16}, {"u_-1:1@x", 255}, {"u_ 7:1@x", 7},    {"u_12abc:1@x", 12},
+        {"u_abc:1@x", 0},   {"u_300:1@x", 44}, {"u_1_2:1@x", 1},   {"u__5:1@x", 0},
+        {"u_5:1@lid", 1},   {"u_-0:1@x", 0},   {"u_0X1f:1@x", 31}, {"u_+9:1@x", 9},
+    };
+    for (size_t i = 0; i < sizeof(agent) / sizeof(agent[0]); i++) {
+        assert_int_equal(wa_jid_parse(agent[i].jid, &j), 0);
+        if (j.domain_type != agent[i].domain)
+            fail_msg("%s: domain %d, want %d", agent[i].jid, j.domain_type, agent[i].domain);
+    }
+    assert_string_equal(wa_jid_server_for_domain(0), "s.whatsapp.net");
+    assert_string_equal(wa_jid_server_for_domain(1), "lid");
+    assert_string_equal(wa_jid_server_for_domain(128), "hosted");
+    assert_string_equal(wa_jid_server_for_domain(129), "hosted.lid");
+    assert_string_equal(wa_jid_server_for_domain(7), "s.whatsapp.net");
+    char *f = wa_jid_format("1555", 4, 0, "lid");
+    assert_string_equal(f, "1555@lid");
+    free(f);
+    f = wa_jid_format("1555xyz", 4, 12, "s.whatsapp.net");
+    assert_string_equal(f, "1555:12@s.whatsapp.net");
+    free(f);
+    f = wa_jid_without_device("1555_2:12@s.whatsapp.net");
+    assert_string_equal(f, "1555@s.whatsapp.net");
+    free(f);
+    assert_null(wa_jid_without_device("1555"));
+    assert_true(wa_jid_same_user("1:2@s.whatsapp.net", "1@s.whatsapp.net"));
+    assert_false(wa_jid_same_user("1:2@s.whatsapp.net", "1:2@lid"));
+    assert_false(wa_jid_same_user("1", "1"));
+    uint64_t user;
+    unsigned d;
+    assert_int_equal(wa_jid_user_device("18446744073709551615@s.whatsapp.net", &user, &d), 0);
+    assert_true(user == UINT64_MAX && d == 0);
+    assert_int_equal(wa_jid_user_device("18446744073709551616@s.whatsapp.net", &user, &d), -1);
+    assert_int_equal(wa_jid_user_device("1_1:65535@lid", &user, &d), 0);
+    assert_true(user == 1 && d == 65535);
+    assert_int_equal(wa_jid_user_device("1:65536@lid", &user, &d), -1);
+    assert_int_equal(wa_jid_user_device("1:@lid", &user, &d), -1);
+    assert_int_equal(wa_jid_user_device("1:2", &user, &d), -1);
+    assert_int_equal(wa_jid_user_device("@lid", &user, &d), -1);
+}
+
+/* String nesting: JID chains in the server position are read in a loop (any
+ * length), other nesting (a JID as a JID's user) is limited. */
+static void test_string_nesting(void **state)
+{
+    (void)state;
+    /* <iq id=JID_PAIR(JID_PAIR(...(LIST_EMPTY, s.whatsapp.net)..., g.us)/> */
+    for (size_t k = 1; k <= 20; k++) {
+        size_t cap = 5 + 3 * k + 2;
+        uint8_t *b = malloc(cap);
+        size_t n = 0;
+        b[n++] = 0;
+        b[n++] = 0xF8;
+        b[n++] = 0x03;
+        b[n++] = 0x19;
+        b[n++] = 0x08;
+        for (size_t i = 0; i < k; i++)
+            b[n++] = 0xFA;
+        b[n++] = 0x00;
+        for (size_t i = 0; i < k; i++)
+            b[n++] = 0x1C; /* g.us */
+        wa_node_t *m;
+        int rc = wa_node_decode(b, n, &m);
+        if (k <= 8) {
+            assert_int_equal(rc, 0);
+            assert_int_equal(strlen(wa_node_attr(m, "id")), 5 * k);
+            assert_true(stable_after_one_step(b, n) == 0);
+            wa_node_free(m);
+        } else {
+            assert_int_equal(rc, WA_NODE_ETOODEEP);
+        }
+        free(b);
+    }
+    /* a long right chain "iq@iq@...@iq@s.whatsapp.net" both ways */
+    size_t k = 5000;
+    char *s = malloc(3 * k + 20);
+    size_t sl = 0;
+    for (size_t i = 0; i < k; i++) {
+        memcpy(s + sl, "iq@", 3);
+        sl += 3;
+    }
+    strcpy(s + sl, "s.whatsapp.net");
+    wa_node_t *n = wa_node_new("x");
+    wa_node_set_attr(n, "v", s);
+    uint8_t *out;
+    size_t len;
+    assert_int_equal(wa_node_encode(n, &out, &len), 0);
+    assert_int_equal(len, 1 + 2 + 3 + 1 + 2 * k + 1); /* F8 03, "x" raw, v, k x (FA 19), 03 */
+    wa_node_t *back;
+    assert_int_equal(wa_node_decode(out, len, &back), 0);
+    assert_string_equal(wa_node_attr(back, "v"), s);
+    wa_node_free(back);
+    free(out);
+    /* many '@' in a row: "@@@...@x" */
+    memset(s, '@', 3 * k);
+    strcpy(s + 3 * k, "x");
+    wa_node_set_attr(n, "v", s);
+    assert_int_equal(wa_node_encode(n, &out, &len), 0);
+    assert_int_equal(wa_node_decode(out, len, &back), 0);
+    assert_true(wa_node_equal(n, back));
+    wa_node_free(back);
+    free(out);
+    wa_node_free(n);
+    free(s);
+}
+
+static void test_encoder_limits(void **state)
+{
+    (void)state;
+    uint8_t *out = (uint8_t *)1;
+    size_t len = 1;
+    /* LIST_16 holds at most 65535 children */
+    wa_node_t *n = wa_node_new("iq"); /* a token: the list header is at byte 4 */
+    for (int i = 0; i < 65535; i++)
+        assert_non_null(wa_node_add(n, "a"));
+    assert_int_equal(wa_node_encode(n, &out, &len), 0);
+    assert_int_equal(out[4], 0xF9);
+    assert_true(out[5] == 0xFF && out[6] == 0xFF);
+    wa_node_t *back;
+    assert_int_equal(wa_node_decode(out, len, &back), 0);
+    assert_int_equal(back->nchildren, 65535);
+    wa_node_free(back);
+    free(out);
+    assert_non_null(wa_node_add(n, "a"));
+    assert_int_equal(wa_node_encode(n, &out, &len), WA_NODE_EINVAL);
+    assert_null(out);
+    assert_int_equal(len, 0);
+    wa_node_free(n);
+    /* nesting: WA_NODE_MAX_DEPTH + 1 levels are fine both ways, one more is not */
+    for (int extra = 0; extra <= 1; extra++) {
+        wa_node_t *root = wa_node_new("d"), *cur = root;
+        for (int i = 0; i < WA_NODE_MAX_DEPTH + extra; i++)
+            cur = wa_node_add(cur, "d");
+        int rc = wa_node_encode(root, &out, &len);
+        if (extra) {
+            assert_int_equal(rc, WA_NODE_ETOODEEP);
+        } else {
+            assert_int_equal(rc, 0);
+            assert_int_equal(wa_node_decode(out, len, &back), 0);
+            assert_true(wa_node_equal(root, back));
+            wa_node_free(back);
+            free(out);
+        }
+        wa_node_free(root);
+    }
+    /* the tag "0" (whatsmeow writes F8 00; the reference writes token 45) */
+    n = wa_node_new("0");
+    assert_int_equal(wa_node_encode(n, &out, &len), 0);
+    static const uint8_t zero[] = {0x00, 0xF8, 0x01, 45};
+    assert_int_equal(len, sizeof(zero));
+    assert_memory_equal(out, zero, len);
+    free(out);
+    wa_node_free(n);
+}
+
+static void test_strerror(void **state)
+{
+    (void)state;
+    const char *seen[16];
+    int n = 0;
+    for (int code = 0; code >= WA_NODE_EINVAL; code--) {
+        const char *m = wa_node_strerror(code);
+        assert_non_null(m);
+        assert_string_not_equal(m, "unknown node error");
+        for (int i = 0; i < n; i++)
+            assert_string_not_equal(m, seen[i]);
+        seen[n++] = m;
+    }
+    assert_string_equal(wa_node_strerror(-1000), "unknown node error");
+    assert_string_equal(wa_node_strerror(5), "unknown node error");
+}
+
+static void test_helpers_more(void **state)
+{
+    (void)state;
+    wa_node_t *n = wa_node_new("message");
+    wa_node_set_attr(n, "q", "a\"b\\c\nd");
+    assert_int_equal(wa_node_set_attr(n, "absent", NULL), 0);
+    assert_int_equal(n->nattrs, 1);
+    assert_int_equal(wa_node_set_bytes(n, "\x01\xff", 2), 0);
+    assert_int_equal(n->kind, WA_NODE_BYTES);
+    assert_null(wa_node_child(n, "x"));
+    char *t = wa_node_to_text(n, 0);
+    assert_string_equal(t, "<message q=\"a\\\"b\\\\c\\x0ad\">#01ff</message>");
+    free(t);
+    t = wa_node_to_text(n, 1);
+    assert_string_equal(t, "<message q=\"a\\\"b\\\\c\\x0ad\">[2 bytes]</message>");
+    free(t);
+    /* adding a child replaces byte content by a list */
+    wa_node_t *c = wa_node_add(n, "body");
+    assert_int_equal(n->kind, WA_NODE_LIST);
+    assert_ptr_equal(wa_node_child(n, "body"), c);
+    size_t len = 99;
+    assert_null(wa_node_content(n, &len));
+    assert_int_equal(len, 0);
+    assert_int_equal(wa_node_set_string(c, "hello"), 0);
+    assert_int_equal(c->kind, WA_NODE_STRING);
+    const uint8_t *p = wa_node_content(c, &len);
+    assert_int_equal(len, 5);
+    assert_memory_equal(p, "hello", 5);
+    t = wa_node_to_text(n, 1);
+    assert_string_equal(t, "<message q=\"a\\\"b\\\\c\\x0ad\"><body>\"hello\"</body></message>");
+    free(t);
+    /* a second child with the same tag: wa_node_child finds the first */
+    wa_node_t *c2 = wa_node_add(n, "body");
+    assert_ptr_equal(wa_node_child(n, "body"), c);
+    assert_ptr_not_equal(c, c2);
+    assert_null(wa_node_attr(NULL, "x"));
+    assert_null(wa_node_child(NULL, "x"));
+    assert_null(wa_node_add_child(n, NULL));
+    wa_node_set_empty_list(c2);
+    t = wa_node_to_text(c2, 0);
+    assert_string_equal(t, "<body></body>");
+    free(t);
+    /* attribute order is kept, and replacing keeps the position */
+    wa_node_t *o = wa_node_new("o");
+    wa_node_set_attr(o, "b", "1");
+    wa_node_set_attr(o, "a", "2");
+    wa_node_set_attr(o, "b", "3");
+    t = wa_node_to_text(o, 0);
+    assert_string_equal(t, "<o b=\"3\" a=\"2\"/>");
+    free(t);
+    wa_node_free(o);
+    wa_node_free(n);
+    wa_node_free(NULL);
+}
+
+/* The check values of the protocol doc (4.7) and the reverse index. */
+static void test_tokens(void **state)
+{
+    (void)state;
+    assert_string_equal(wa_tokens_single[0], "");
+    assert_string_equal(wa_tokens_single[1], "xmlstreamstart");
+    assert_string_equal(wa_tokens_single[3], "s.whatsapp.net");
+    assert_string_equal(wa_tokens_single[235], "screen_height");
+    assert_string_equal(wa_tokens_double[0][0], "read-self");
+    assert_string_equal(wa_tokens_double[0][255], "mute_v2");
+    assert_string_equal(wa_tokens_double[1][255], "u_aud_limit_sil_restarts_test1");
+    assert_string_equal(wa_tokens_double[2][255], "1537");
+    assert_string_equal(wa_tokens_double[3][0], "1724");
+    assert_string_equal(wa_tokens_double[3][255], "1961");
+    static const struct {
+        const char *s;
+        int dict, index;
+    } want[] = {
+        {"iq", -1, 25},
+        {"xmlns", -1, 22},
+        {"ping", -1, 86},
+        {"w:p", -1, 87},
+        {"device-identity", -1, 230},
+        {"stream:error", -1, 157},
+        {"active", 0, 1},
+        {"replaced", 0, 17},
+        {"ref", 1, 80},
+        {"pair-device", 1, 238},
+        {"failure", 2, 60},
+        {"biz", 2, 84},
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        const wa_tokens_entry_t *e = wa_tokens_find(want[i].s, strlen(want[i].s));
+        assert_non_null(e);
+        assert_int_equal(e->dict, want[i].dict);
+        assert_int_equal(e->index, want[i].index);
+    }
+    const char *nope[] = {"pair-success", "ib", "device_removed", "", "iqq", "i", "constructor"};
+    for (size_t i = 0; i < sizeof(nope) / sizeof(nope[0]); i++)
+        assert_null(wa_tokens_find(nope[i], strlen(nope[i])));
+    assert_non_null(wa_tokens_find("iq-not", 2)); /* length-bounded */
+    /* every entry of every table is found at its own position */
+    for (int i = 1; i < WA_TOKENS_SINGLE_COUNT; i++) {
+        const wa_tokens_entry_t *e =
+            wa_tokens_find(wa_tokens_single[i], strlen(wa_tokens_single[i]));
+        assert_true(e && e->dict == -1 && e->index == i);
+    }
+    for (int d = 0; d < WA_TOKENS_DICT_COUNT; d++)
+        for (int i = 0; i < WA_TOKENS_DICT_SIZE; i++) {
+            const char *tok = wa_tokens_double[d][i];
+            const wa_tokens_entry_t *e = wa_tokens_find(tok, strlen(tok));
+            assert_true(e && e->dict == d && e->index == i);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_baileys_vectors), cmocka_unit_test(test_doc_examples),
-        cmocka_unit_test(test_roundtrips),      cmocka_unit_test(test_helpers),
+        cmocka_unit_test(test_baileys_vectors),
+        cmocka_unit_test(test_doc_examples),
+        cmocka_unit_test(test_roundtrips),
+        cmocka_unit_test(test_helpers),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_doc_examples_more),
+        cmocka_unit_test(test_jid),
+        cmocka_unit_test(test_string_nesting),
+        cmocka_unit_test(test_encoder_limits),
+        cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_helpers_more),
+        cmocka_unit_test(test_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
