@@ -105,7 +105,7 @@ static void vec_load(vec_t *v, const char *file)
         entry_t *e = &v->e[v->n++];
         assert_true(strlen(line) < sizeof(e->name));
         memcpy(e->name, line, strlen(line) + 1);
-        e->data = malloc(strlen(val) / 2 + 1);
+        e->data = malloc(strlen(val) + 1);
         assert_non_null(e->data);
         if (!strcmp(e->name, "now")) {
             e->len = strlen(val);
@@ -488,7 +488,7 @@ static void test_baileys_noise_vector(void **state)
 
     /* transport frames both ways */
     for (int i = 0; i < 3; i++) {
-        char n1[16], n2[16];
+        char n1[32], n2[32];
         snprintf(n1, sizeof(n1), "c2s_pt_%d", i);
         snprintf(n2, sizeof(n2), "c2s_ct_%d", i);
         const entry_t *pt = vec_get(&v, n1), *ct = vec_get(&v, n2);
@@ -504,7 +504,7 @@ static void test_baileys_noise_vector(void **state)
         free(o);
     }
     for (int i = 0; i < 3; i++) {
-        char n1[16], n2[16];
+        char n1[32], n2[32];
         snprintf(n1, sizeof(n1), "s2c_pt_%d", i);
         snprintf(n2, sizeof(n2), "s2c_ct_%d", i);
         const entry_t *pt = vec_get(&v, n1), *ct = vec_get(&v, n2);
