@@ -1061,7 +1061,7 @@ static int try_client_hello(pki_t *p, const uint8_t *msg, size_t len)
 static void test_malformed_messages(void **state)
 {
     pki_t *p = *state;
-    uint8_t k32[32] = {9}, k48[48] = {0}, pl[40] = {0};
+    uint8_t k32[33] = {9}, k48[48] = {0}, pl[40] = {0};
     static const uint8_t garbage[] = {0x1a, 0x05, 0x0a, 0x03, 1, 2, 3};
     static const uint8_t not_proto[] = {0xff, 0xff, 0xff, 0xff};
     size_t n;
