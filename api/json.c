@@ -86,6 +86,7 @@ static void status_members(yajl_gen g, const sess_snapshot_t *s, int with_accoun
     put_str(g, "since", since);
     put_int(g, "sinceMs", s->since_ms);
     put_int(g, "seq", (long long)s->seq);
+    put_int(g, "changedMs", s->changed_ms);
     put_int(g, "expiresIn", left);
     put_str(g, "session", s->session);
     put_bool(g, "linked", s->linked);

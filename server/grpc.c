@@ -263,6 +263,7 @@ static void status_view(const sess_snapshot_t *s, int with_account, Wagateway__V
     st->since_unix_ms = s->since_ms;
     st->qr_expires_in = (int32_t)((left + 999) / 1000);
     st->seq = s->seq;
+    st->changed_unix_ms = s->changed_ms;
     if (with_account && s->linked) {
         acc->jid = s->account.jid ? s->account.jid : "";
         acc->lid = s->account.lid ? s->account.lid : "";

@@ -3,21 +3,27 @@
  * (LWS_CALLBACK_WSI_DESTROY) and our connect timer is closed (a two-count
  * reference), so a caller may close at any moment, even from inside a
  * callback. Outgoing frames are queued, each with LWS_PRE bytes of headroom,
- * and written one per writable callback, so each is one WebSocket message. */
+ * and written one per writable callback, so each is one WebSocket message.
+ * The trusted CAs are loaded on a worker thread (parsing the system bundle
+ * takes ~25 ms) and installed in lws's client SSL_CTX when ready; wss://
+ * connects made before that wait for it, ws:// ones do not. Until the store
+ * is installed the SSL_CTX trusts nothing, so a failure fails closed. */
 #include "session/wa/framesocket.h"
 
 #include <libwebsockets.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "session/wa/frame.h"
 
-/* Debian's bundle, tried when OpenSSL's default file is missing. */
-#define DEBIAN_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
 #define DEFAULT_CONNECT_TIMEOUT_MS 20000u
 /* How long a caller's close may take to flush queued frames. */
 #define CLOSE_FLUSH_SECS 5
@@ -32,8 +38,17 @@ struct wa_fsock_ctx {
     uv_loop_t *loop;
     struct lws_context *lws; /* cleared by lws once its destruction completes */
     wa_fsock_t *socks;       /* connections not yet released */
-    char ca_file[1024];
+    char ca_file[1024];      /* "" = OpenSSL's default paths */
+    SSL_CTX *ssl_ctx;        /* lws's client TLS context (not ours) */
+    uv_thread_t ca_thread;   /* loads ca_store off the loop thread */
+    uv_async_t ca_async;     /* ca_thread is done */
+    int ca_async_open;       /* ca_async not closed yet */
+    X509_STORE *ca_store;    /* set by the worker; NULL on failure */
+    int ca_state;            /* CA_LOADING, CA_READY or CA_FAILED */
+    int destroyed;           /* wa_fsock_ctx_destroy was called */
 };
+
+enum { CA_LOADING, CA_READY, CA_FAILED };
 
 struct wa_fsock {
     wa_fsock_ctx_t *ctx;
@@ -52,6 +67,10 @@ struct wa_fsock {
     char tls_error[128]; /* why the server certificate was refused */
     out_msg_t *head, *tail;
     char host[300];
+    int waiting_ca; /* wss:// connect deferred until the CAs are loaded */
+    int lws_ref;    /* the lws connection's reference is still held */
+    int tls, port;
+    char path[1024], hosthdr[310];
 };
 
 const char *wa_fsock_strerror(int code)
@@ -220,6 +239,13 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 {
     wa_fsock_t *s = user;
     switch (reason) {
+    case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_CLIENT_VERIFY_CERTS: {
+        /* at context creation: `user` is the client SSL_CTX */
+        wa_fsock_ctx_t *ctx = lws_context_user(lws_get_context(wsi));
+        if (ctx)
+            ctx->ssl_ctx = user;
+        return 0;
+    }
     case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
         /* here `user` is the X509_STORE_CTX and len is preverify_ok */
         note_cert_result(lws_wsi_user(wsi), user, (int)len);
@@ -275,6 +301,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
                          s->open ? "connection lost" : "could not connect");
             s->wsi = NULL;
             lws_set_wsi_user(wsi, NULL);
+            s->lws_ref = 0;
             sock_unref(s);
         }
         return 0;
@@ -297,19 +324,60 @@ static void lws_log_emit(int level, const char *line)
     log_msg(level == LLL_ERR ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG, "lws", "%.*s", (int)n, line);
 }
 
-/* The system CA bundle file, for lws (which otherwise complains about its
- * own compiled-in directory); the system directory is loaded by lws too. */
-static const char *system_ca_file(void)
+/* The CA thread: builds the store at the lowest CPU priority, so that on a
+ * busy or single core it does not delay start-up or the loop; touches no
+ * lws or loop state, and reports through ca_async. */
+static void ca_load_thread(void *arg)
 {
-    const char *env = getenv(X509_get_default_cert_file_env());
-    if (env && *env && access(env, R_OK) == 0)
-        return env;
-    const char *def = X509_get_default_cert_file();
-    if (def && access(def, R_OK) == 0)
-        return def;
-    if (access(DEBIAN_CA_BUNDLE, R_OK) == 0)
-        return DEBIAN_CA_BUNDLE;
-    return NULL;
+    wa_fsock_ctx_t *c = arg;
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19); /* this thread only */
+    X509_STORE *st = X509_STORE_new();
+    int ok = st != NULL;
+    if (ok && c->ca_file[0])
+        ok = X509_STORE_load_file(st, c->ca_file) == 1;
+    else if (ok)
+        ok = X509_STORE_set_default_paths(st) == 1;
+    if (!ok) {
+        X509_STORE_free(st);
+        st = NULL;
+    }
+    c->ca_store = st;
+    uv_async_send(&c->ca_async);
+}
+
+static void on_ca_async_closed(uv_handle_t *h)
+{
+    wa_fsock_ctx_t *c = h->data;
+    c->ca_async_open = 0;
+}
+
+static int start_lws_connect(wa_fsock_t *s);
+
+/* Loop thread: installs the store and starts the connects that waited. */
+static void ca_load_done(uv_async_t *a)
+{
+    wa_fsock_ctx_t *c = a->data;
+    uv_thread_join(&c->ca_thread);
+    uv_close((uv_handle_t *)&c->ca_async, on_ca_async_closed);
+    if (c->ca_store && c->ssl_ctx && !c->destroyed) {
+        SSL_CTX_set_cert_store(c->ssl_ctx, c->ca_store); /* takes ownership */
+        c->ca_store = NULL;
+        c->ca_state = CA_READY;
+    } else {
+        if (!c->destroyed)
+            LOG_WARN("fsock", "cannot load the trusted CA certificates%s%s",
+                     c->ca_file[0] ? " from " : " (OpenSSL default paths)", c->ca_file);
+        X509_STORE_free(c->ca_store);
+        c->ca_store = NULL;
+        c->ca_state = CA_FAILED;
+    }
+    for (wa_fsock_t *s = c->socks, *n; s; s = n) {
+        n = s->next; /* a failing start may release s (on a later turn) */
+        if (s->waiting_ca) {
+            s->waiting_ca = 0;
+            (void)start_lws_connect(s);
+        }
+    }
 }
 
 wa_fsock_ctx_t *wa_fsock_ctx_new(uv_loop_t *loop, const wa_fsock_ctx_opts_t *opts, char *err,
@@ -334,15 +402,11 @@ wa_fsock_ctx_t *wa_fsock_ctx_new(uv_loop_t *loop, const wa_fsock_ctx_opts_t *opt
     void *foreign[1] = {loop};
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = protocols;
-    /* RAW_ORIGIN: send our Origin as is (lws would prefix "http://") */
+    /* RAW_ORIGIN: send our Origin as is (lws would prefix "http://").
+     * No CAs here: lws would parse them on this thread; see ca_load_thread. */
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
-                   LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN;
-    if (ca) { /* trust exactly this file, not the system's CAs too */
-        info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
-        info.client_ssl_ca_filepath = c->ca_file;
-    } else {
-        info.client_ssl_ca_filepath = system_ca_file();
-    }
+                   LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN | LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+    info.user = c;
     info.foreign_loops = foreign;
     info.timeout_secs = 30;
     info.pcontext = &c->lws; /* lws clears it when the destruction completes */
@@ -351,6 +415,16 @@ wa_fsock_ctx_t *wa_fsock_ctx_new(uv_loop_t *loop, const wa_fsock_ctx_opts_t *opt
         snprintf(err, errlen, "cannot create the WebSocket client context");
         free(c);
         return NULL;
+    }
+    c->ca_state = CA_FAILED;
+    c->ca_async.data = c;
+    if (uv_async_init(loop, &c->ca_async, ca_load_done) == 0) {
+        c->ca_async_open = 1;
+        c->ca_state = CA_LOADING;
+        if (uv_thread_create(&c->ca_thread, ca_load_thread, c) != 0) {
+            c->ca_state = CA_FAILED;
+            uv_close((uv_handle_t *)&c->ca_async, on_ca_async_closed);
+        }
     }
     return c;
 }
@@ -364,6 +438,7 @@ void wa_fsock_ctx_destroy(wa_fsock_ctx_t *ctx)
 {
     if (!ctx)
         return;
+    ctx->destroyed = 1;
     /* connections still open end silently; lws releases them below */
     for (wa_fsock_t *s = ctx->socks; s; s = s->next) {
         s->reported = 1;
@@ -389,6 +464,8 @@ void wa_fsock_ctx_free(wa_fsock_ctx_t *ctx)
         if (ctx->lws)
             uv_run(ctx->loop, UV_RUN_NOWAIT);
     }
+    for (int i = 0; i < 64 && ctx->ca_async_open; i++)
+        uv_run(ctx->loop, UV_RUN_ONCE); /* the CA thread must finish first */
     if (ctx->lws || ctx->socks)
         LOG_WARN("fsock", "WebSocket context freed before lws finished");
     free(ctx);
@@ -415,6 +492,49 @@ static int parse_url(const char *url, char *buf, size_t buflen, int *tls, const 
     return n < 0 || (size_t)n >= pathlen ? WA_FSOCK_EURL : 0;
 }
 
+/* Asks lws for the connection described in s; returns 0 when started. On
+ * failure (-1) marks s closing, reports the failure unless s->reported is
+ * set, closes its timer and drops the lws reference: s may be gone after. */
+static int start_lws_connect(wa_fsock_t *s)
+{
+    wa_fsock_ctx_t *ctx = s->ctx;
+    struct lws *w = NULL;
+    if (!s->closing && ctx->lws && !ctx->destroyed && (!s->tls || ctx->ca_state == CA_READY)) {
+        struct lws_client_connect_info ci;
+        memset(&ci, 0, sizeof(ci));
+        ci.context = ctx->lws;
+        ci.address = s->host;
+        ci.port = s->port;
+        ci.path = s->path;
+        ci.host = s->hosthdr;
+        ci.origin = WA_FSOCK_ORIGIN; /* lws adds Pragma and Cache-Control: no-cache itself */
+        ci.ssl_connection = s->tls ? LCCSCF_USE_SSL : 0; /* certificate and host name checked */
+        ci.protocol = NULL;                              /* no Sec-WebSocket-Protocol */
+        ci.local_protocol_name = protocols[0].name;
+        ci.userdata = s;
+        ci.pwsi = &s->wsi;
+        w = lws_client_connect_via_info(&ci);
+        if (w)
+            return 0;
+    }
+    /* lws either destroyed the connection it started (WSI_DESTROY dropped
+     * the lws reference and cleared s->wsi) or never made one; in that case
+     * the lws reference is dropped below, last, as it may release s. */
+    s->wsi = NULL;
+    if (!s->closing && s->tls && ctx->ca_state == CA_FAILED)
+        report_close(s, WA_FSOCK_ECONNECT,
+                     "could not connect: the trusted CA certificates could not be loaded");
+    else
+        report_close(s, WA_FSOCK_ECONNECT, "could not connect");
+    s->closing = 1;
+    close_timer(s);
+    if (s->lws_ref) {
+        s->lws_ref = 0;
+        sock_unref(s);
+    }
+    return -1;
+}
+
 wa_fsock_t *wa_fsock_connect(wa_fsock_ctx_t *ctx, const char *url, const wa_fsock_callbacks_t *cb,
                              const wa_fsock_opts_t *opts, int *err)
 {
@@ -425,7 +545,7 @@ wa_fsock_t *wa_fsock_connect(wa_fsock_ctx_t *ctx, const char *url, const wa_fsoc
         *err = WA_FSOCK_EURL;
         return NULL;
     }
-    if (!ctx->lws) {
+    if (!ctx->lws || ctx->destroyed || (tls && ctx->ca_state == CA_FAILED)) {
         *err = WA_FSOCK_ECONNECT;
         return NULL;
     }
@@ -440,17 +560,20 @@ wa_fsock_t *wa_fsock_connect(wa_fsock_ctx_t *ctx, const char *url, const wa_fsoc
     wa_frame_reader_init(&s->reader, opts ? opts->max_frame : 0);
     wa_frame_writer_init(&s->writer);
     snprintf(s->host, sizeof(s->host), "%s", addr);
+    snprintf(s->path, sizeof(s->path), "%s", path);
+    s->port = port;
+    s->tls = tls;
     /* Host header: with the port unless it is the default one (lws strips
      * it again for SNI and the certificate check). IPv6 literals go without
      * port, as lws would cut them at the first colon. */
-    char hosthdr[sizeof(s->host) + 8];
     if (port == (tls ? 443 : 80) || strchr(addr, ':'))
-        snprintf(hosthdr, sizeof(hosthdr), "%s", addr);
+        snprintf(s->hosthdr, sizeof(s->hosthdr), "%s", addr);
     else
-        snprintf(hosthdr, sizeof(hosthdr), "%s:%d", addr, port);
+        snprintf(s->hosthdr, sizeof(s->hosthdr), "%s:%d", addr, port);
     uv_timer_init(ctx->loop, &s->timer);
     s->timer.data = s;
     s->refs = 2;
+    s->lws_ref = 1;
     s->next = ctx->socks;
     if (ctx->socks)
         ctx->socks->prev = s;
@@ -458,32 +581,13 @@ wa_fsock_t *wa_fsock_connect(wa_fsock_ctx_t *ctx, const char *url, const wa_fsoc
     unsigned tmo =
         opts && opts->connect_timeout_ms ? opts->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
     uv_timer_start(&s->timer, on_connect_timeout, tmo, 0);
-
-    struct lws_client_connect_info ci;
-    memset(&ci, 0, sizeof(ci));
-    ci.context = ctx->lws;
-    ci.address = s->host;
-    ci.port = port;
-    ci.path = path;
-    ci.host = hosthdr;
-    ci.origin = WA_FSOCK_ORIGIN; /* lws adds Pragma and Cache-Control: no-cache itself */
-    ci.ssl_connection = tls ? LCCSCF_USE_SSL : 0; /* certificate and host name checked */
-    ci.protocol = NULL;                           /* no Sec-WebSocket-Protocol */
-    ci.local_protocol_name = protocols[0].name;
-    ci.userdata = s;
-    ci.pwsi = &s->wsi;
+    if (tls && ctx->ca_state == CA_LOADING) {
+        s->waiting_ca = 1; /* ca_load_done starts it, or reports the failure */
+        return s;
+    }
     /* Callbacks during the call must not reach the caller: report nothing. */
     s->reported = 1;
-    struct lws *w = lws_client_connect_via_info(&ci);
-    if (!w) {
-        /* lws either destroyed the connection it started (WSI_DESTROY
-         * dropped the lws reference and cleared s->wsi) or never made one;
-         * in that case drop the lws reference here. */
-        if (s->wsi == NULL && s->refs == 2)
-            s->refs--;
-        s->wsi = NULL;
-        s->closing = 1;
-        close_timer(s); /* releases s on the next loop turn */
+    if (start_lws_connect(s)) { /* s stays until its timer closes */
         *err = WA_FSOCK_ECONNECT;
         return NULL;
     }

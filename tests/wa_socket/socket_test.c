@@ -962,6 +962,37 @@ static void test_wss_to_plain_server(void **state)
     wss_fails(*state, NULL, NULL, "ca.pem");
 }
 
+/* A wss:// connect made before the CA worker finished, closed at once:
+ * nothing is reported and nothing leaks (ASan). */
+static void test_wss_close_while_loading_cas(void **state)
+{
+    fx_t *fx = *state;
+    start_server(fx, "server.pem", "server.key");
+    start_ctx(fx, "ca.pem");
+    connect_to_server(fx, 1, "127.0.0.1", NULL);
+    wa_fsock_close(fx->cli);
+    fx->cli = NULL;
+    run_for(fx, 300);
+    assert_int_equal(fx->opened, 0);
+    assert_int_equal(fx->closed, 0);
+    assert_int_equal(fx->srv_opens, 0);
+}
+
+/* A readable CA file holding no certificate: the background load fails and
+ * the waiting wss:// connect is refused with a reason naming the CAs. */
+static void test_wss_unloadable_ca_file(void **state)
+{
+    fx_t *fx = *state;
+    char bad[600];
+    path_of(bad, sizeof(bad), "not-a-ca.pem");
+    FILE *f = fopen(bad, "w");
+    assert_non_null(f);
+    fputs("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n", f);
+    fclose(f);
+    wss_fails(fx, "server.pem", "server.key", "not-a-ca.pem");
+    assert_non_null(strstr(fx->close_reason, "CA"));
+}
+
 static void test_ctx_bad_ca_file(void **state)
 {
     fx_t *fx = *state;
@@ -1001,6 +1032,8 @@ int main(void)
         T(test_wss_wrong_host),
         T(test_wss_to_plain_server),
         T(test_ctx_bad_ca_file),
+        T(test_wss_close_while_loading_cas),
+        T(test_wss_unloadable_ca_file),
     };
 #undef T
     if (getenv("WA_TEST_FILTER")) /* run one scenario while debugging */
