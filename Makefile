@@ -58,6 +58,8 @@ soak: deps
 bench:
 	@bazel/install-deps.sh bench
 	@tests/bench/http_bench.sh
+	@tests/bench/fanout_bench.sh
+	@tests/bench/footprint_bench.sh
 
 # libFuzzer targets (clang), FUZZ_SECONDS each (default 60). Not part of `make test`.
 FUZZ_SECONDS ?= 60

@@ -25,6 +25,32 @@ typedef enum { STREAM_SSE, STREAM_WS } stream_kind_t;
 
 typedef struct stream stream_t;
 
+/* One event rendered once and shared by every stream that sends it: the
+ * SSE bytes ("id: ...\ndata: {json}\n\n"); `json` points inside them. */
+typedef struct {
+    int refs;
+    size_t len, json_off, json_len;
+    char data[];
+} event_blob_t;
+
+/* A response body rendered once and reused until the snapshot or the
+ * countdown's second changes. */
+typedef struct {
+    sess_snapshot_t *snap; /* referenced */
+    long long left_s;      /* seconds of QR left it was rendered with */
+    char *body;
+    size_t len;
+} body_cache_t;
+
+enum { BODY_STATUS, BODY_STATUS_ACCOUNT, BODY_QR, BODY_COUNT };
+
+/* The last event rendered, per with_account flag, for the current `now`. */
+typedef struct {
+    sess_snapshot_t *snap; /* referenced */
+    int64_t now_ms;
+    event_blob_t *blob; /* referenced */
+} event_cache_t;
+
 struct http_server {
     uv_loop_t *loop;
     http_opts_t opts;
@@ -37,8 +63,10 @@ struct http_server {
     uv_timer_t heartbeat;
     uv_async_t flush;
     size_t nconns;
-    stream_t *streams; /* every live stream */
-    stream_t *dirty;   /* streams with new snapshots to send */
+    stream_t *streams;      /* every live stream */
+    stream_t *dirty;        /* streams with new snapshots to send */
+    event_cache_t cache[2]; /* [with_account] */
+    body_cache_t bodies[BODY_COUNT];
     size_t nstreams;
     int grace_expired;
     int stopping;
@@ -56,7 +84,8 @@ struct stream {
     h2o_generator_t gen;
     h2o_req_t *req;
     int inflight;
-    char *sendbuf;
+    char *sendbuf;      /* bytes h2o is sending (several events), or NULL */
+    event_blob_t *held; /* the one shared event h2o is sending, or NULL */
     /* WebSocket */
     h2o_websocket_conn_t *ws;
     int ended; /* the subscription ended; the final bytes were queued */
@@ -125,22 +154,66 @@ static void count(http_server_t *srv, metrics_route_t route, int status)
 }
 
 /* Sends `body` (taken: freed here) with a content type; NULL body = 500. */
-static void send_body(http_server_t *srv, h2o_req_t *req, metrics_route_t route, int status,
-                      const char *ctype, char *body, size_t len)
+/* Sends `body` (copied; NULL = a 500 JSON error) as the whole response. */
+static void send_bytes(http_server_t *srv, h2o_req_t *req, metrics_route_t route, int status,
+                       const char *ctype, const char *body, size_t len)
 {
+    static const char internal[] = "{\"success\":false,\"message\":\"Internal error\"}";
     if (!body) {
         status = 500;
         ctype = "application/json";
-        body = strdup("{\"success\":false,\"message\":\"Internal error\"}");
-        len = body ? strlen(body) : 0;
+        body = internal;
+        len = sizeof(internal) - 1;
     }
     req->res.status = status;
     req->res.reason = reason_for(status);
     add_header(req, H2O_TOKEN_CONTENT_TYPE, ctype);
     add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
-    h2o_send_inline(req, body ? body : "", body ? len : 0);
-    free(body);
+    h2o_send_inline(req, body, len);
     count(srv, route, status);
+}
+
+/* As send_bytes, and frees `body`. */
+static void send_body(http_server_t *srv, h2o_req_t *req, metrics_route_t route, int status,
+                      const char *ctype, char *body, size_t len)
+{
+    send_bytes(srv, req, route, status, ctype, body, len);
+    free(body);
+}
+
+/* The status or qr JSON body for `snap` now, rendered at most once per
+ * snapshot and second of QR countdown (which is all of `now` they show).
+ * Owned by the cache (valid until the next call); NULL when out of memory.
+ * Loop thread only. */
+static const char *cached_body(http_server_t *srv, int kind, sess_snapshot_t *snap, size_t *len)
+{
+    int64_t now = sess_now_ms();
+    long long left = (sess_snapshot_qr_remaining_ms(snap, now) + 999) / 1000;
+    body_cache_t *c = &srv->bodies[kind];
+    if (!c->body || c->snap != snap || c->left_s != left) {
+        char *body = kind == BODY_QR ? api_json_qr(snap, NULL, now)
+                                     : api_json_status(snap, kind == BODY_STATUS_ACCOUNT, now);
+        if (!body)
+            return NULL;
+        free(c->body);
+        sess_snapshot_unref(c->snap);
+        c->body = body;
+        c->len = strlen(body);
+        c->snap = sess_snapshot_ref(snap);
+        c->left_s = left;
+    }
+    *len = c->len;
+    return c->body;
+}
+
+static void body_cache_clear(http_server_t *srv)
+{
+    for (int i = 0; i < BODY_COUNT; i++) {
+        free(srv->bodies[i].body);
+        sess_snapshot_unref(srv->bodies[i].snap);
+        srv->bodies[i].body = NULL;
+        srv->bodies[i].snap = NULL;
+    }
 }
 
 static void send_json(http_server_t *srv, h2o_req_t *req, metrics_route_t route, int status,
@@ -292,13 +365,77 @@ static void stream_unlink(http_server_t *srv, stream_t *st)
     }
 }
 
+static void blob_unref(event_blob_t *b)
+{
+    if (b && --b->refs == 0)
+        free(b);
+}
+
+/* The event for `snap` as this stream sees it at `now_ms`, rendered once per
+ * (snapshot, account visibility, now) and shared; a new reference, or NULL
+ * when out of memory. Loop thread only. */
+static event_blob_t *event_get(http_server_t *srv, sess_snapshot_t *snap, int with_account,
+                               int64_t now_ms)
+{
+    event_cache_t *c = &srv->cache[with_account ? 1 : 0];
+    if (c->blob && c->snap == snap && c->now_ms == now_ms) {
+        c->blob->refs++;
+        return c->blob;
+    }
+    char *json = api_json_event(snap, with_account, now_ms);
+    if (!json)
+        return NULL;
+    char head[64];
+    int hl = snprintf(head, sizeof(head),
+                      "id: %llu\nevent: status\ndata: ", (unsigned long long)snap->seq);
+    size_t jl = strlen(json);
+    event_blob_t *b = malloc(sizeof(*b) + (size_t)hl + jl + 3);
+    if (!b) {
+        free(json);
+        return NULL;
+    }
+    b->refs = 2; /* the cache's and the caller's */
+    memcpy(b->data, head, (size_t)hl);
+    memcpy(b->data + hl, json, jl);
+    memcpy(b->data + hl + jl, "\n\n", 3);
+    b->json_off = (size_t)hl;
+    b->json_len = jl;
+    b->len = (size_t)hl + jl + 2;
+    free(json);
+    blob_unref(c->blob);
+    sess_snapshot_unref(c->snap);
+    c->blob = b;
+    c->snap = sess_snapshot_ref(snap);
+    c->now_ms = now_ms;
+    return b;
+}
+
+static void event_cache_clear(http_server_t *srv)
+{
+    for (int i = 0; i < 2; i++) {
+        blob_unref(srv->cache[i].blob);
+        sess_snapshot_unref(srv->cache[i].snap);
+        srv->cache[i].blob = NULL;
+        srv->cache[i].snap = NULL;
+    }
+}
+
+/* h2o is done with what the stream sent: drop it. */
+static void stream_sent(stream_t *st)
+{
+    free(st->sendbuf);
+    st->sendbuf = NULL;
+    blob_unref(st->held);
+    st->held = NULL;
+}
+
 static void stream_free(stream_t *st)
 {
     http_server_t *srv = st->srv;
     stream_unlink(srv, st);
     sess_unsubscribe(st->sub);
     metrics_subscribers(srv->opts.metrics, st->kind == STREAM_SSE ? "sse" : "websocket", -1);
-    free(st->sendbuf);
+    stream_sent(st);
     free(st);
 }
 
@@ -343,8 +480,9 @@ static void ws_send_text(stream_t *st, const char *s, size_t n)
     wslay_event_queue_msg(st->ws->ws_ctx, &msg);
 }
 
-/* Moves queued snapshots to the socket when it can take them. */
-static void stream_pump(stream_t *st)
+/* Moves queued snapshots to the socket when it can take them. The common
+ * case, one new event, sends the shared rendering without copying it. */
+static void stream_pump(stream_t *st, int64_t now)
 {
     if (st->ended)
         return;
@@ -353,26 +491,29 @@ static void stream_pump(stream_t *st)
     if (st->kind == STREAM_WS && wslay_event_get_queued_msg_count(st->ws->ws_ctx) >= WS_MAX_QUEUED)
         return;
     sbuf_t b = {0};
+    event_blob_t *one = NULL;
     sess_snapshot_t *snap;
     int rc = SESS_SUB_EMPTY, n = 0;
-    int64_t now = sess_now_ms();
     while (n < SSE_BATCH && (rc = sess_sub_next(st->sub, &snap)) == SESS_SUB_OK) {
-        char *json = api_json_event(snap, st->with_account, now);
-        if (json) {
-            if (st->kind == STREAM_SSE) {
-                char head[64];
-                int hl = snprintf(head, sizeof(head),
-                                  "id: %llu\nevent: status\ndata: ", (unsigned long long)snap->seq);
-                sbuf_add(&b, head, (size_t)hl);
-                sbuf_add(&b, json, strlen(json));
-                sbuf_add(&b, "\n\n", 2);
-            } else {
-                ws_send_text(st, json, strlen(json));
-            }
-            free(json);
-        }
+        event_blob_t *ev = event_get(st->srv, snap, st->with_account, now);
         sess_snapshot_unref(snap);
         n++;
+        if (!ev)
+            continue;
+        if (st->kind == STREAM_WS) {
+            ws_send_text(st, ev->data + ev->json_off, ev->json_len); /* wslay copies */
+            blob_unref(ev);
+        } else if (!one && b.len == 0) {
+            one = ev;
+        } else {
+            if (one) { /* a second event: from now on, copy */
+                sbuf_add(&b, one->data, one->len);
+                blob_unref(one);
+                one = NULL;
+            }
+            sbuf_add(&b, ev->data, ev->len);
+            blob_unref(ev);
+        }
     }
     if (rc == SESS_SUB_ENDED)
         st->ended = 1;
@@ -381,18 +522,23 @@ static void stream_pump(stream_t *st)
             struct wslay_event_msg m = {WSLAY_CONNECTION_CLOSE, (const uint8_t *)"\x03\xe9", 2};
             wslay_event_queue_msg(st->ws->ws_ctx, &m); /* 1001 going away */
         }
-        free(b.buf);
         if (n > 0 || st->ended)
             h2o_websocket_proceed(st->ws);
         return;
     }
-    if (b.len == 0 && !st->ended) {
+    if (!one && b.len == 0 && !st->ended) {
         free(b.buf);
         return;
     }
-    free(st->sendbuf);
-    st->sendbuf = b.buf;
-    h2o_iovec_t iov = h2o_iovec_init(b.buf ? b.buf : "", b.len);
+    stream_sent(st);
+    h2o_iovec_t iov;
+    if (one) {
+        st->held = one;
+        iov = h2o_iovec_init(one->data, one->len);
+    } else {
+        st->sendbuf = b.buf;
+        iov = h2o_iovec_init(b.buf ? b.buf : "", b.len);
+    }
     st->inflight = 1;
     h2o_send(st->req, &iov, 1, st->ended ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
 }
@@ -400,11 +546,12 @@ static void stream_pump(stream_t *st)
 static void on_flush(uv_async_t *a)
 {
     http_server_t *srv = a->data;
+    int64_t now = sess_now_ms(); /* one rendering per event for all streams */
     while (srv->dirty) {
         stream_t *st = srv->dirty;
         srv->dirty = st->dirty_next;
         st->in_dirty = 0;
-        stream_pump(st);
+        stream_pump(st, now);
     }
 }
 
@@ -417,8 +564,7 @@ static void on_heartbeat(uv_timer_t *t)
         if (st->kind == STREAM_SSE) {
             if (st->inflight || !st->req)
                 continue;
-            free(st->sendbuf);
-            st->sendbuf = NULL;
+            stream_sent(st);
             static const char hb[] = ": heartbeat\n\n";
             h2o_iovec_t iov = h2o_iovec_init(hb, sizeof(hb) - 1);
             st->inflight = 1;
@@ -426,7 +572,7 @@ static void on_heartbeat(uv_timer_t *t)
         } else {
             struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"hb", 2};
             wslay_event_queue_msg(st->ws->ws_ctx, &m);
-            stream_pump(st); /* also retries a stream held back by a full queue */
+            stream_pump(st, sess_now_ms()); /* also retries a stream held back by a full queue */
             h2o_websocket_proceed(st->ws);
         }
     }
@@ -437,7 +583,8 @@ static void sse_proceed(h2o_generator_t *gen, h2o_req_t *req)
     (void)req;
     stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, gen, gen);
     st->inflight = 0;
-    stream_pump(st);
+    stream_sent(st);
+    stream_pump(st, sess_now_ms());
 }
 
 static void sse_stop(h2o_generator_t *gen, h2o_req_t *req)
@@ -552,8 +699,10 @@ static int route_status(http_server_t *srv, h2o_req_t *req)
     }
     /* the linked account only to callers that could also fetch the QR */
     int with_account = key_ok(srv, req);
-    send_json(srv, req, METRICS_ROUTE_STATUS, 200,
-              api_json_status(r.snap, with_account, sess_now_ms()));
+    size_t len = 0;
+    const char *body =
+        cached_body(srv, with_account ? BODY_STATUS_ACCOUNT : BODY_STATUS, r.snap, &len);
+    send_bytes(srv, req, METRICS_ROUTE_STATUS, 200, "application/json", body, len);
     api_result_clear(&r);
     return 0;
 }
@@ -584,21 +733,20 @@ static int route_qr(http_server_t *srv, h2o_req_t *req)
     const api_qr_render_t *img = r.snap->qr->rendered;
     h2o_iovec_t fmt;
     if (query_param(req, "format", &fmt) && h2o_memis(fmt.base, fmt.len, H2O_STRLIT("png"))) {
-        char *png = malloc(img->png_len);
-        if (png)
-            memcpy(png, img->png, img->png_len);
-        send_body(srv, req, METRICS_ROUTE_QR, 200, "image/png", png, img->png_len);
+        send_bytes(srv, req, METRICS_ROUTE_QR, 200, "image/png", (const char *)img->png,
+                   img->png_len);
     } else if (query_param(req, "format", &fmt) &&
                h2o_memis(fmt.base, fmt.len, H2O_STRLIT("raw"))) {
-        char *text = strdup(r.snap->qr->text);
-        send_body(srv, req, METRICS_ROUTE_QR, 200, "text/plain; charset=utf-8", text,
-                  text ? strlen(text) : 0);
+        send_bytes(srv, req, METRICS_ROUTE_QR, 200, "text/plain; charset=utf-8", r.snap->qr->text,
+                   strlen(r.snap->qr->text));
     } else if (query_param(req, "format", &fmt) &&
                !h2o_memis(fmt.base, fmt.len, H2O_STRLIT("json"))) {
         send_error(srv, req, METRICS_ROUTE_QR, API_ERR_BAD_REQUEST,
                    "Unknown format (use json, png or raw)", NULL);
     } else {
-        send_json(srv, req, METRICS_ROUTE_QR, 200, api_json_qr(r.snap, NULL, sess_now_ms()));
+        size_t len = 0;
+        const char *body = cached_body(srv, BODY_QR, r.snap, &len);
+        send_bytes(srv, req, METRICS_ROUTE_QR, 200, "application/json", body, len);
     }
     api_result_clear(&r);
     return 0;
@@ -948,6 +1096,11 @@ int http_server_start(http_server_t **out, uv_loop_t *loop, const char *host, in
     handler->super.on_req = on_req;
     handler->srv = srv;
     h2o_context_init(&srv->ctx, loop, &srv->config);
+    /* Socket input buffers start at 4 KB instead of h2o's 8 KB (they grow
+     * for bigger requests): every open event stream keeps one, and our
+     * requests are small. h2o's tuning knob is per thread; this is the loop
+     * thread, the only one serving HTTP. */
+    h2o_socket_buffer_prototype._initial_buf.capacity = H2O_SOCKET_INITIAL_INPUT_BUFFER_SIZE;
     srv->accept_ctx.ctx = &srv->ctx;
     srv->accept_ctx.hosts = srv->config.hosts;
 
@@ -1079,6 +1232,8 @@ void http_server_free(http_server_t *srv)
     h2o_config_dispose(&srv->config);
     if (srv->ssl_ctx)
         SSL_CTX_free(srv->ssl_ctx);
+    event_cache_clear(srv);
+    body_cache_clear(srv);
     free(srv);
 }
 

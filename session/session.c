@@ -19,7 +19,8 @@ struct sess_sub {
     sess_sub_opts_t opts;
     pthread_mutex_t mu; /* guards the queue fields below */
     sess_snapshot_t **ring;
-    size_t cap, head, len;
+    size_t cap, head, len; /* the ring grows on demand up to max */
+    size_t max;
     uint64_t dropped;
     int ended;
     sess_sub_t *next; /* in the session's list (guarded by sess->sub_mu) */
@@ -355,12 +356,30 @@ static void sub_end_locked(sess_sub_t *sub)
     sub->ended = 1;
 }
 
+/* Doubles the ring (up to max), keeping the queue's order. 0 or -1. */
+static int sub_grow_locked(sess_sub_t *sub)
+{
+    size_t cap = sub->cap * 2 > sub->max ? sub->max : sub->cap * 2;
+    if (cap <= sub->cap)
+        return -1;
+    sess_snapshot_t **ring = malloc(cap * sizeof(*ring));
+    if (!ring)
+        return -1;
+    for (size_t i = 0; i < sub->len; i++)
+        ring[i] = sub->ring[(sub->head + i) % sub->cap];
+    free(sub->ring);
+    sub->ring = ring;
+    sub->cap = cap;
+    sub->head = 0;
+    return 0;
+}
+
 /* Queues a reference to `snap`; returns 1 when the consumer must be woken. */
 static int sub_push_locked(sess_sub_t *sub, sess_snapshot_t *snap)
 {
     if (sub->ended)
         return 0;
-    if (sub->len == sub->cap) {
+    if (sub->len == sub->cap && sub_grow_locked(sub) != 0) {
         if (sub->opts.policy == SESS_SLOW_DISCONNECT) {
             sub_end_locked(sub);
             return 1;
@@ -386,7 +405,8 @@ sess_sub_t *sess_subscribe(sess_t *s, const sess_sub_opts_t *opts)
     sub->sess = s;
     if (opts)
         sub->opts = *opts;
-    sub->cap = sub->opts.max_queue ? sub->opts.max_queue : DEFAULT_MAX_QUEUE;
+    sub->max = sub->opts.max_queue ? sub->opts.max_queue : DEFAULT_MAX_QUEUE;
+    sub->cap = sub->max < 4 ? sub->max : 4; /* most subscribers keep up */
     sub->ring = calloc(sub->cap, sizeof(*sub->ring));
     if (!sub->ring) {
         free(sub);

@@ -194,6 +194,46 @@ static void test_slow_policies(void **state)
     sess_unsubscribe(d);
 }
 
+/* The queue starts small and grows up to max_queue without losing or
+ * reordering anything; past max_queue it coalesces. */
+static void test_queue_grows_to_max(void **state)
+{
+    fx_t *fx = *state;
+    sess_sub_opts_t o = {.max_queue = 64, .policy = SESS_SLOW_COALESCE};
+    sess_sub_t *sub = sess_subscribe(fx->s, &o);
+    sess_snapshot_t *snap;
+    assert_int_equal(sess_sub_next(sub, &snap), SESS_SUB_OK); /* the current one */
+    uint64_t seq = snap->seq;
+    sess_snapshot_unref(snap);
+    /* 3 queued, one read, then 60 more: wraps and grows several times */
+    for (int i = 0; i < 3; i++)
+        publish(fx->s, i % 2 ? SESS_CONNECTING : SESS_DISCONNECTED, NULL, NULL);
+    assert_int_equal(sess_sub_next(sub, &snap), SESS_SUB_OK);
+    assert_int_equal(snap->seq, seq + 1);
+    sess_snapshot_unref(snap);
+    for (int i = 0; i < 60; i++)
+        publish(fx->s, i % 2 ? SESS_CONNECTING : SESS_DISCONNECTED, NULL, NULL);
+    for (uint64_t k = 2; k <= 63; k++) {
+        assert_int_equal(sess_sub_next(sub, &snap), SESS_SUB_OK);
+        assert_int_equal(snap->seq, seq + k);
+        sess_snapshot_unref(snap);
+    }
+    assert_int_equal(sess_sub_next(sub, &snap), SESS_SUB_EMPTY);
+    assert_int_equal(sess_sub_dropped(sub), 0);
+    /* 65 unread: over the maximum, coalesced to the newest */
+    for (int i = 0; i < 65; i++)
+        publish(fx->s, i % 2 ? SESS_CONNECTING : SESS_DISCONNECTED, NULL, NULL);
+    assert_true(sess_sub_dropped(sub) > 0);
+    sess_snapshot_t *last = NULL;
+    while (sess_sub_next(sub, &snap) == SESS_SUB_OK) {
+        sess_snapshot_unref(last);
+        last = snap;
+    }
+    assert_int_equal(last->seq, seq + 63 + 65);
+    sess_snapshot_unref(last);
+    sess_unsubscribe(sub);
+}
+
 static void inc(void *arg)
 {
     __atomic_add_fetch((int *)arg, 1, __ATOMIC_RELAXED);
@@ -246,6 +286,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_initial_and_publish, setup, teardown),
         cmocka_unit_test_setup_teardown(test_account, setup, teardown),
         cmocka_unit_test_setup_teardown(test_thousand_subscribers_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_grows_to_max, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_policies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_post_from_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_ends_subscriptions, setup, teardown),
