@@ -435,8 +435,8 @@ static void watch_notify(void *arg)
 
 static void do_watch(call_t *c)
 {
-    sess_sub_opts_t o = {.notify = watch_notify, .arg = c, .max_queue = 64,
-                         .policy = SESS_SLOW_COALESCE};
+    sess_sub_opts_t o = {
+        .notify = watch_notify, .arg = c, .max_queue = 64, .policy = SESS_SLOW_COALESCE};
     api_code_t code;
     /* subscribe under the lock so the first notify waits for c->sub */
     pthread_mutex_lock(&c->mu);
@@ -484,8 +484,7 @@ static const grpc_slice *key_of(call_t *c)
 {
     for (size_t i = 0; i < c->md.count; i++) {
         grpc_metadata *m = &c->md.metadata[i];
-        if (GRPC_SLICE_LENGTH(m->key) == 9 &&
-            !memcmp(GRPC_SLICE_START_PTR(m->key), "x-api-key", 9))
+        if (GRPC_SLICE_LENGTH(m->key) == 9 && !memcmp(GRPC_SLICE_START_PTR(m->key), "x-api-key", 9))
             return &m->value;
     }
     return NULL;
@@ -636,12 +635,12 @@ static void on_recv(call_t *c, int ok)
     /* each request message carries the session name as field 1 */
     ProtobufCMessage *req = NULL;
     const ProtobufCMessageDescriptor *d =
-        c->m == M_GET_STATUS     ? &wagateway__v1__get_status_request__descriptor
-        : c->m == M_GET_QR       ? &wagateway__v1__get_qrrequest__descriptor
-        : c->m == M_RECONNECT    ? &wagateway__v1__reconnect_request__descriptor
-        : c->m == M_LOGOUT       ? &wagateway__v1__logout_request__descriptor
-        : c->m == M_WATCH        ? &wagateway__v1__watch_status_request__descriptor
-                                 : &grpc__health__v1__health_check_request__descriptor;
+        c->m == M_GET_STATUS  ? &wagateway__v1__get_status_request__descriptor
+        : c->m == M_GET_QR    ? &wagateway__v1__get_qrrequest__descriptor
+        : c->m == M_RECONNECT ? &wagateway__v1__reconnect_request__descriptor
+        : c->m == M_LOGOUT    ? &wagateway__v1__logout_request__descriptor
+        : c->m == M_WATCH     ? &wagateway__v1__watch_status_request__descriptor
+                              : &grpc__health__v1__health_check_request__descriptor;
     req = protobuf_c_message_unpack(d, NULL, n, p);
     grpc_slice_unref(sl);
     if (!req) {
@@ -800,7 +799,15 @@ int grpc_srv_start(grpc_srv_t **out, const char *host, int port, const grpc_srv_
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cond, NULL);
     grpc_init();
-    s->server = grpc_server_create(NULL, NULL);
+    /* Requests are a session name at most: anything over 64 KB is refused
+     * with RESOURCE_EXHAUSTED before it reaches a handler. */
+    grpc_arg args[] = {
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+         .value.integer = GRPC_SRV_MAX_REQUEST_BYTES},
+    };
+    grpc_channel_args cargs = {.num_args = sizeof(args) / sizeof(args[0]), .args = args};
+    s->server = grpc_server_create(&cargs, NULL);
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
     grpc_server_credentials *creds;

@@ -16,6 +16,10 @@
 #include "api/api.h"
 #include "server/metrics.h"
 
+/* Largest request message accepted; bigger ones end with
+ * RESOURCE_EXHAUSTED (the gateway's requests carry a session name). */
+#define GRPC_SRV_MAX_REQUEST_BYTES (64 * 1024)
+
 typedef struct grpc_srv grpc_srv_t;
 
 typedef struct {

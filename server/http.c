@@ -1089,6 +1089,10 @@ int http_server_start(http_server_t **out, uv_loop_t *loop, const char *host, in
     /* h2o itself answers bodies over this with a plain 413; ours (smaller)
      * answer with JSON. */
     srv->config.max_request_entity_size = srv->opts.body_limit * 4 + 65536;
+    /* a client has 10 s to send its request headers (slowloris), HTTP/2
+     * connections with nothing open are closed after 10 s */
+    srv->config.http1.req_timeout = 10000;
+    srv->config.http2.idle_timeout = 10000;
     h2o_hostconf_t *hostconf =
         h2o_config_register_host(&srv->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(hostconf, "/", 0);

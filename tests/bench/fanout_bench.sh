@@ -34,8 +34,8 @@ cleanup() {
     rm -rf "$T"
 }
 trap cleanup EXIT
+. tests/bench/lib.sh
 
-rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 field() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 state_of() { sed -n 's/.*"state":"\([A-Z_]*\)".*/\1/p'; }
 wait_http() { for _ in $(seq 300); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done; return 1; }
@@ -91,13 +91,7 @@ declare -A P99=()
 OURS_K=$((ROUNDS * 5))
 
 # --- wa-gateway ------------------------------------------------------------
-"$BIN/tests/fakewa/fakewa-server" --qr-first-ms 3600000 --qr-next-ms 3600000 >"$T/fw" 2>/dev/null &
-PIDS+=($!)
-for _ in $(seq 50); do [ -s "$T/fw" ] && break; sleep 0.1; done
-WA_URL=$(sed -n 's/.*WA_URL=\([^ ]*\).*/\1/p' "$T/fw")
-WA_ROOT_KEY=$(sed -n 's/.*WA_ROOT_KEY=\([^ ]*\).*/\1/p' "$T/fw")
-CONTROL=$(sed -n 's/.*CONTROL=\([^ ]*\).*/\1/p' "$T/fw")
-export WA_URL WA_ROOT_KEY
+bench_fakewa --qr-first-ms 3600000 --qr-next-ms 3600000
 GP=3321 GG=3322
 B="http://127.0.0.1:$GP"
 

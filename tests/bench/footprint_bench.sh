@@ -15,14 +15,9 @@ T=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
 trap cleanup EXIT
+. tests/bench/lib.sh
 
-"$BIN/tests/fakewa/fakewa-server" >"$T/fw" 2>/dev/null &
-PIDS+=($!)
-for _ in $(seq 50); do [ -s "$T/fw" ] && break; sleep 0.1; done
-WA_URL=$(sed -n 's/.*WA_URL=\([^ ]*\).*/\1/p' "$T/fw")
-WA_ROOT_KEY=$(sed -n 's/.*WA_ROOT_KEY=\([^ ]*\).*/\1/p' "$T/fw")
-CONTROL=$(sed -n 's/.*CONTROL=\([^ ]*\).*/\1/p' "$T/fw")
-export WA_URL WA_ROOT_KEY
+bench_fakewa
 P=3331
 B="http://127.0.0.1:$P"
 state() { curl -fs "$B/api/whatsapp/status" | sed -n 's/.*"state":"\([A-Z_]*\)".*/\1/p'; }

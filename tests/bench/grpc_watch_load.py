@@ -14,6 +14,7 @@ ap.add_argument("--port", type=int, required=True)
 ap.add_argument("--n", type=int, default=1000)
 ap.add_argument("--key", default="")
 ap.add_argument("--timeout-s", type=float, default=30)
+ap.add_argument("--per-connection", type=int, default=100)
 args = ap.parse_args()
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -38,7 +39,7 @@ class Stream:
 
 async def main():
     md = [("x-api-key", args.key)] if args.key else []
-    per = 100
+    per = args.per_connection
     channels = [grpc.aio.insecure_channel("127.0.0.1:%d" % args.port,
                                           options=[("grpc.wa_bench_channel", i)])
                 for i in range((args.n + per - 1) // per)]

@@ -8,7 +8,7 @@
 # and writes it to docs/bench/http.md. Run with `make bench`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-DUR=${BENCH_SECONDS:-10}
+DUR=${BENCH_SECONDS:-5}
 BAZEL=${BAZEL:-bazel}
 "$BAZEL" build --config=release //server:wa-gateway //tests/bench:h2o-min //tests/fakewa:fakewa-server >/dev/null 2>&1
 BIN=$("$BAZEL" info --config=release bazel-bin 2>/dev/null)
@@ -17,16 +17,10 @@ T=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$T"; }
 trap cleanup EXIT
+. tests/bench/lib.sh
 
-"$BIN/tests/fakewa/fakewa-server" --qr-first-ms 3600000 >"$T/fw" 2>/dev/null &
-PIDS+=($!)
-for _ in $(seq 50); do [ -s "$T/fw" ] && break; sleep 0.1; done
-WA_URL=$(sed -n 's/.*WA_URL=\([^ ]*\).*/\1/p' "$T/fw")
-WA_ROOT_KEY=$(sed -n 's/.*WA_ROOT_KEY=\([^ ]*\).*/\1/p' "$T/fw")
-export WA_URL WA_ROOT_KEY
+bench_fakewa --qr-first-ms 3600000
 
-rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-now_ms() { date +%s%3N; }
 
 # start NAME PORT CMD...: starts a server on CPU 0 and prints "PID MS", MS
 # the time from exec to its first 200 on /healthz (first200.py polls from
@@ -53,15 +47,10 @@ h2_run() {
 }
 
 declare -A R
-bench() { # bench LABEL PID STATUS_URL QR_URL
-    local label=$1 pid=$2
-    R[$label,idle]=$(rss_kb "$pid")
-    read -r R[$label,s_rps] R[$label,s_p50] R[$label,s_p99] < <(wrk_run "$3")
-    R[$label,load]=$(rss_kb "$pid")
-    read -r R[$label,q_rps] R[$label,q_p50] R[$label,q_p99] < <(wrk_run "$4")
-    R[$label,s_h2]=$(h2_run "$3")
-    R[$label,q_h2]=$(h2_run "$4")
-}
+ROUNDS=${BENCH_ROUNDS:-3}
+median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -g | awk '{v[NR] = $1} END {print (NR ? v[int((NR + 1) / 2)] : 0)}'; }
+# to_ms VALUE: wrk's "482.00us" / "1.34ms" / "1.2s" as milliseconds
+to_ms() { awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.2f", n }'; }
 
 P1=3301 P2=3302 P3=3303
 # first start creates the store; the figure reported is a restart's
@@ -74,21 +63,44 @@ while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
 read -r pid ms < <(start ours $P1 "$BIN/server/wa-gateway" --port $P1 --grpc-port 3311 --data-dir "$T/data")
 PIDS+=("$pid")
 R[ours,first]=$ms
+R[ours,pid]=$pid
 sleep 1
 # the exact bodies, for the libh2o program to serve the same bytes
 curl -fsS "http://127.0.0.1:$P1/api/whatsapp/status" -o "$T/status.json"
 curl -fsS "http://127.0.0.1:$P1/api/whatsapp/qr" -o "$T/qr.json"
-bench ours "$pid" "http://127.0.0.1:$P1/api/whatsapp/status" "http://127.0.0.1:$P1/api/whatsapp/qr"
 read -r pid ms < <(start node $P2 env PORT=$P2 node tests/bench/peer/server.js)
 PIDS+=("$pid")
 R[node,first]=$ms
-sleep 1
-bench node "$pid" "http://127.0.0.1:$P2/api/whatsapp/status" "http://127.0.0.1:$P2/api/whatsapp/qr"
+R[node,pid]=$pid
 read -r pid ms < <(start h2o $P3 "$BIN/tests/bench/h2o-min" $P3 "$T/status.json" "$T/qr.json")
 PIDS+=("$pid")
 R[h2o,first]=$ms
+R[h2o,pid]=$pid
+R[ours,port]=$P1 R[node,port]=$P2 R[h2o,port]=$P3
 sleep 1
-bench h2o "$pid" "http://127.0.0.1:$P3/api/whatsapp/status" "http://127.0.0.1:$P3/api/whatsapp/qr"
+for s in ours node h2o; do R[$s,idle]=$(rss_kb "${R[$s,pid]}"); done
+
+# Rounds interleave the servers (ours, node, h2o, ours, ...) so that drift in
+# this machine's speed hits all of them alike; each figure is the median.
+for route in status qr; do
+    for ((r = 0; r < ROUNDS; r++)); do
+        for s in ours node h2o; do
+            read -r rps p50 p99 < <(wrk_run "http://127.0.0.1:${R[$s,port]}/api/whatsapp/$route")
+            R[$s,$route,rps]+="$rps "
+            R[$s,$route,p50]+="$(to_ms "$p50") "
+            R[$s,$route,p99]+="$(to_ms "$p99") "
+            [ $route = status ] && R[$s,load]=$(rss_kb "${R[$s,pid]}")
+            if [ $s != node ]; then
+                R[$s,$route,h2]+="$(h2_run "http://127.0.0.1:${R[$s,port]}/api/whatsapp/$route") "
+            fi
+        done
+    done
+done
+for s in ours node h2o; do
+    for route in status qr; do
+        for m in rps p50 p99 h2; do R[$s,$route,$m]=$(echo "${R[$s,$route,$m]:-}" | median); done
+    done
+done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 {
@@ -100,21 +112,24 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
     echo "The libh2o program serves the very bodies wa-gateway returned (status $(wc -c <"$T/status.json") bytes, qr $(wc -c <"$T/qr.json") bytes) with the same Content-Type and Cache-Control."
     echo "First 200: from exec to the first 200 on /healthz (tests/bench/first200.py); wa-gateway restarted on its existing store (first start, creating the store: ${R[ours,first_fresh]} ms)."
     echo
-    echo "| server | status req/s | p50 | p99 | qr req/s | p50 | p99 | status h2 req/s | qr h2 req/s | idle RSS | RSS under load | first 200 |"
+    echo "Each figure is the median of $ROUNDS rounds; the rounds interleave the three servers."
+    echo
+    echo "| server | status req/s | p50 ms | p99 ms | qr req/s | p50 ms | p99 ms | status h2 req/s | qr h2 req/s | idle RSS | RSS under load | first 200 |"
     echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
     for s in ours node h2o; do
         name=$s
         [ $s = ours ] && name="wa-gateway"
         [ $s = node ] && name="Node/Express 5 + qrcode"
         [ $s = h2o ] && name="minimal libh2o"
-        echo "| $name | ${R[$s,s_rps]} | ${R[$s,s_p50]} | ${R[$s,s_p99]} | ${R[$s,q_rps]} | ${R[$s,q_p50]} | ${R[$s,q_p99]} | ${R[$s,s_h2]} | ${R[$s,q_h2]} | $(( ${R[$s,idle]} / 1024 )) MB | $(( ${R[$s,load]} / 1024 )) MB | ${R[$s,first]} ms |"
+        h2s=${R[$s,status,h2]} h2q=${R[$s,qr,h2]}
+        [ $s = node ] && h2s="- (no h2c)" && h2q="-"
+        echo "| $name | ${R[$s,status,rps]} | ${R[$s,status,p50]} | ${R[$s,status,p99]} | ${R[$s,qr,rps]} | ${R[$s,qr,p50]} | ${R[$s,qr,p99]} | $h2s | $h2q | $(( ${R[$s,idle]} / 1024 )) MB | $(( ${R[$s,load]} / 1024 )) MB | ${R[$s,first]} ms |"
     done
     echo
     echo "| ratio (wa-gateway / other) | status h1 | qr h1 | status h2 | qr h2 |"
     echo "|---|---|---|---|---|"
-    for s in node h2o; do
-        echo "| vs $s | $(ratio "${R[ours,s_rps]}" "${R[$s,s_rps]}") | $(ratio "${R[ours,q_rps]}" "${R[$s,q_rps]}") | $(ratio "${R[ours,s_h2]}" "${R[$s,s_h2]}") | $(ratio "${R[ours,q_h2]}" "${R[$s,q_h2]}") |"
-    done
+    echo "| vs node | $(ratio "${R[ours,status,rps]}" "${R[node,status,rps]}") | $(ratio "${R[ours,qr,rps]}" "${R[node,qr,rps]}") | - | - |"
+    echo "| vs h2o | $(ratio "${R[ours,status,rps]}" "${R[h2o,status,rps]}") | $(ratio "${R[ours,qr,rps]}" "${R[h2o,qr,rps]}") | $(ratio "${R[ours,status,h2]}" "${R[h2o,status,h2]}") | $(ratio "${R[ours,qr,h2]}" "${R[h2o,qr,h2]}") |"
 } | tee "$T/table.md"
 mkdir -p docs/bench
 cp "$T/table.md" docs/bench/http.md

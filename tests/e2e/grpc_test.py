@@ -233,6 +233,9 @@ raw = ch.unary_unary("/wagateway.v1.Gateway/GetStatus", request_serializer=lambd
 check(code_of(lambda: raw(b"\x0a\xff\xff\xff\xff\x0f", timeout=5)) == grpc.StatusCode.INVALID_ARGUMENT, "malformed request")
 nope = ch.unary_unary("/wagateway.v1.Gateway/Nope", request_serializer=lambda b: b, response_deserializer=lambda b: b)
 check(code_of(lambda: nope(b"", timeout=5)) == grpc.StatusCode.UNIMPLEMENTED, "unknown method")
+# an oversize request (over 64 KB) -> RESOURCE_EXHAUSTED, still serving
+check(code_of(lambda: raw(b"\x0a\x80\x80\x08" + b"x" * 131072, timeout=5)) ==
+      grpc.StatusCode.RESOURCE_EXHAUSTED, "oversize request")
 check(status().connected, "still serving")
 
 # buf curl through reflection, without any .proto

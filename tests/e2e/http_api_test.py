@@ -128,6 +128,27 @@ st, _, b = request(port, "GET", "/api/whatsapp/qr?format=gif")
 check(st in (400, 409), "unknown format %s" % st)
 wait_state(port, "CONNECTED")  # none of that disturbed the session
 
+# malformed HTTP: request headers over h2o's limit (8 KB + 100 x 4 KB) get
+# 400 and the connection is closed; a slowloris client that never finishes
+# its headers is dropped after 10 s while everybody else is served
+import socket
+big = socket.create_connection(("127.0.0.1", port), timeout=10)
+big.sendall(b"GET /api/whatsapp/status HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 600000 + b"\r\n\r\n")
+check(big.recv(64).startswith(b"HTTP/1.1 400 "), "huge headers not refused")
+big.close()
+slow = [socket.create_connection(("127.0.0.1", port), timeout=15) for _ in range(20)]
+for c in slow:
+    c.sendall(b"GET /api/whatsapp/status HTTP/1.1\r\nHost: x\r\n")
+t0 = time.time()
+for _ in range(5):
+    st, _, _ = request(port, "GET", "/api/whatsapp/status")
+    check(st == 200, "status while slowloris connections are open: %s" % st)
+for c in slow:
+    check(c.recv(64) == b"", "slowloris connection answered")
+    c.close()
+check(time.time() - t0 < 12, "slowloris connections held %.1f s" % (time.time() - t0))
+print("malformed HTTP ok")
+
 # CORS: preflight answered for allowed origins only
 st, h, _ = request(port, "OPTIONS", "/api/whatsapp/qr",
                    headers={"Origin": "http://dash.example", "Access-Control-Request-Method": "GET",
