@@ -89,6 +89,14 @@ struct grpc_srv {
     pthread_cond_t cond;
     int shut_down;
     reflection_t *refl;
+    /* the last WatchStatus message serialized, per account visibility:
+     * every stream sends the same bytes for one change */
+    pthread_mutex_t watch_mu;
+    struct {
+        sess_snapshot_t *snap; /* referenced; NULL when empty */
+        int32_t expires_in;
+        grpc_slice bytes;
+    } watch_cache[2];
 };
 
 /* --- call lifetime --- */
@@ -202,12 +210,13 @@ static void finish_error(call_t *c, api_code_t code, const char *message)
 }
 
 /* Sends one stream message. Caller holds c->mu and checked !sending. */
-static int send_locked(call_t *c, const ProtobufCMessage *msg)
+/* Sends one stream message (initial metadata first when not sent yet);
+ * takes `bb` (NULL: nothing sent, -1). Caller holds c->mu. */
+static int send_buffer_locked(call_t *c, grpc_byte_buffer *bb)
 {
     grpc_op ops[2];
     memset(ops, 0, sizeof(ops));
     size_t n = 0;
-    grpc_byte_buffer *bb = to_buffer(msg);
     if (!bb)
         return -1;
     if (!c->sent_md) {
@@ -228,6 +237,11 @@ static int send_locked(call_t *c, const ProtobufCMessage *msg)
         return -1;
     }
     return 0;
+}
+
+static int send_locked(call_t *c, const ProtobufCMessage *msg)
+{
+    return send_buffer_locked(c, to_buffer(msg));
 }
 
 /* --- message views --- */
@@ -406,6 +420,32 @@ static void post_to_loop(call_t *c, void (*fn)(void *), int keep, unsigned wait_
 
 /* --- WatchStatus --- */
 
+/* The serialized Status for `snap` as a caller with(out) the key sees it
+ * now, made once per change (and second of QR countdown) and shared by all
+ * streams. Returns a new byte buffer (caller destroys) or NULL. Any thread. */
+static grpc_byte_buffer *watch_message(grpc_srv_t *srv, sess_snapshot_t *snap, int authed)
+{
+    Wagateway__V1__Status st;
+    Wagateway__V1__LinkedAccount acc;
+    status_view(snap, authed, &st, &acc);
+    pthread_mutex_lock(&srv->watch_mu);
+    int i = authed ? 1 : 0;
+    if (srv->watch_cache[i].snap != snap || srv->watch_cache[i].expires_in != st.qr_expires_in) {
+        size_t n = protobuf_c_message_get_packed_size(&st.base);
+        grpc_slice sl = grpc_slice_malloc(n);
+        protobuf_c_message_pack(&st.base, GRPC_SLICE_START_PTR(sl));
+        if (srv->watch_cache[i].snap)
+            grpc_slice_unref(srv->watch_cache[i].bytes);
+        sess_snapshot_unref(srv->watch_cache[i].snap);
+        srv->watch_cache[i].snap = sess_snapshot_ref(snap);
+        srv->watch_cache[i].expires_in = st.qr_expires_in;
+        srv->watch_cache[i].bytes = sl;
+    }
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&srv->watch_cache[i].bytes, 1);
+    pthread_mutex_unlock(&srv->watch_mu);
+    return bb;
+}
+
 /* Sends the next queued snapshot if none is in flight. */
 static void watch_pump(call_t *c)
 {
@@ -417,10 +457,7 @@ static void watch_pump(call_t *c)
     sess_snapshot_t *snap;
     int rc = sess_sub_next(c->sub, &snap);
     if (rc == SESS_SUB_OK) {
-        Wagateway__V1__Status st;
-        Wagateway__V1__LinkedAccount acc;
-        status_view(snap, c->authed, &st, &acc);
-        send_locked(c, &st.base);
+        send_buffer_locked(c, watch_message(c->srv, snap, c->authed));
         sess_snapshot_unref(snap);
     } else if (rc == SESS_SUB_ENDED) {
         finish_locked(c, NULL, api_grpc_status(API_ERR_SHUTTING_DOWN), "server shutting down");
@@ -797,6 +834,7 @@ int grpc_srv_start(grpc_srv_t **out, const char *host, int port, const grpc_srv_
         return -1;
     }
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->watch_mu, NULL);
     pthread_cond_init(&s->cond, NULL);
     grpc_init();
     /* Requests are a session name at most: anything over 64 KB is refused
@@ -892,8 +930,14 @@ void grpc_srv_free(grpc_srv_t *s)
         return;
     grpc_server_destroy(s->server);
     grpc_completion_queue_destroy(s->cq);
+    for (int i = 0; i < 2; i++) {
+        if (s->watch_cache[i].snap)
+            grpc_slice_unref(s->watch_cache[i].bytes);
+        sess_snapshot_unref(s->watch_cache[i].snap);
+    }
     grpc_shutdown();
     reflection_free(s->refl);
+    pthread_mutex_destroy(&s->watch_mu);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cond);
     free(s);
