@@ -9,6 +9,8 @@
 #include "common/log.h"
 #include "session/wa/crypto.h"
 
+typedef struct prekey_job prekey_job_t;
+
 typedef struct {
     sess_t *sess;
     sess_driver_opts_t o;
@@ -24,7 +26,35 @@ typedef struct {
     int stopping;
     void (*stop_done)(void *);
     void *stop_arg;
+    prekey_job_t *job;  /* pre-keys being generated on a worker thread */
+    wa_keypair_t *pool; /* generated pre-keys not yet handed out */
+    size_t pool_n;
 } drv_t;
+
+/* Pre-key generation off the loop: 812 X25519 key pairs take 40-60 ms with
+ * OpenSSL 3, which would stall every HTTP request and event stream. The
+ * first request gets nothing and starts a job; when the keys are ready the
+ * job asks the client that wanted them to upload (which asks again). */
+struct prekey_job {
+    uv_work_t w;
+    drv_t *d;            /* NULL once the driver is gone */
+    wa_client_t *client; /* the connection that asked */
+    size_t want;
+    int first, ok;
+    wa_keypair_t *kps;
+};
+
+static void pool_clear(drv_t *d)
+{
+    if (d->pool) {
+        explicit_bzero(d->pool, d->pool_n * sizeof(*d->pool));
+        free(d->pool);
+    }
+    d->pool = NULL;
+    d->pool_n = 0;
+}
+
+static void maybe_stop_done(drv_t *d);
 
 unsigned sess_driver_backoff_ms(unsigned min_ms, unsigned max_ms, unsigned attempt, unsigned rnd)
 {
@@ -160,29 +190,84 @@ static void on_connected(void *arg, const char *lid)
     publish(d, SESS_CONNECTED, "");
 }
 
+/* Worker thread: key pairs only (no store, no driver state). */
+static void prekey_work(uv_work_t *w)
+{
+    prekey_job_t *j = w->data;
+    j->kps = calloc(j->want, sizeof(*j->kps));
+    j->ok = j->kps != NULL;
+    for (size_t i = 0; j->ok && i < j->want; i++)
+        j->ok = wa_crypto_keypair_generate(&j->kps[i]) == 0;
+}
+
+/* Loop thread: keep the keys and let the client that asked upload them. */
+static void prekey_done(uv_work_t *w, int status)
+{
+    prekey_job_t *j = w->data;
+    drv_t *d = j->d;
+    if (d && status == 0 && j->ok) {
+        pool_clear(d);
+        d->pool = j->kps;
+        d->pool_n = j->want;
+        j->kps = NULL;
+    } else if (d) {
+        LOG_WARN("session", "pre-key generation failed");
+    }
+    if (j->kps) {
+        explicit_bzero(j->kps, j->want * sizeof(*j->kps));
+        free(j->kps);
+    }
+    if (d) {
+        d->job = NULL;
+        if (d->stopping)
+            maybe_stop_done(d);
+        else if (d->pool && d->client && d->client == j->client)
+            (void)wa_client_upload_prekeys(d->client, j->want, j->first);
+    }
+    free(j);
+}
+
 static int get_prekeys(void *arg, size_t want, int first, wa_client_prekey_t *out)
 {
     drv_t *d = arg;
-    (void)first;
+    if (d->pool_n < want) { /* none ready: make them off the loop, answer later */
+        if (!d->job && !d->stopping) {
+            prekey_job_t *j = calloc(1, sizeof(*j));
+            if (!j)
+                return -1;
+            j->d = d;
+            j->client = d->client;
+            j->want = want;
+            j->first = first;
+            j->w.data = j;
+            if (uv_queue_work(wa_fsock_ctx_loop(d->o.fsock), &j->w, prekey_work, prekey_done) !=
+                0) {
+                free(j);
+                return -1;
+            }
+            d->job = j;
+        }
+        return 0;
+    }
     store_prekey_t *keys = calloc(want, sizeof(*keys));
     if (!keys)
         return -1;
     uint32_t next = d->creds.next_prekey_id ? d->creds.next_prekey_id : 1;
     for (size_t i = 0; i < want; i++) {
-        wa_keypair_t kp;
-        if (wa_crypto_keypair_generate(&kp)) {
-            free(keys);
-            return -1;
-        }
+        const wa_keypair_t *kp = &d->pool[d->pool_n - want + i];
         keys[i].id = (next + (uint32_t)i) & 0xffffff;
         if (!keys[i].id)
             keys[i].id = 1;
-        memcpy(keys[i].priv, kp.priv, 32);
-        memcpy(keys[i].pub, kp.pub, 32);
+        memcpy(keys[i].priv, kp->priv, 32);
+        memcpy(keys[i].pub, kp->pub, 32);
         out[i].id = keys[i].id;
-        memcpy(out[i].pub, kp.pub, 32);
-        explicit_bzero(&kp, sizeof(kp));
+        memcpy(out[i].pub, kp->pub, 32);
     }
+    /* the handed-out keys leave the pool whatever the store says */
+    explicit_bzero(&d->pool[d->pool_n - want], want * sizeof(*d->pool));
+    d->pool_n -= want;
+    if (d->pool_n == 0)
+        pool_clear(d);
     int rc = store_prekeys_add(d->o.store, sess_name(d->sess), keys, want);
     explicit_bzero(keys, want * sizeof(*keys));
     free(keys);
@@ -358,12 +443,21 @@ static int op_logout(void *arg)
     return 0;
 }
 
+/* Stopped once the retry timer is closed and no pre-key job is running. */
+static void maybe_stop_done(drv_t *d)
+{
+    if (d->retry_open || d->job || !d->stop_done)
+        return;
+    void (*done)(void *) = d->stop_done;
+    d->stop_done = NULL;
+    done(d->stop_arg);
+}
+
 static void on_retry_closed(uv_handle_t *h)
 {
     drv_t *d = h->data;
     d->retry_open = 0;
-    if (d->stop_done)
-        d->stop_done(d->stop_arg);
+    maybe_stop_done(d);
 }
 
 static void op_stop(void *arg, void (*done)(void *), void *darg)
@@ -383,6 +477,12 @@ static void op_stop(void *arg, void (*done)(void *), void *darg)
 static void op_destroy(void *arg)
 {
     drv_t *d = arg;
+    if (d->job) {
+        d->job->d = NULL; /* its completion frees it */
+        d->job = NULL;
+        maybe_stop_done(d); /* a stop waiting for the job ends here */
+    }
+    pool_clear(d);
     if (d->have_creds)
         store_creds_free(&d->creds);
     free(d->url);

@@ -255,18 +255,20 @@ static void be(uint8_t *d, uint32_t v, int n)
 }
 
 /* <iq xmlns="encrypt" type="set"> registration, type, identity, list, skey */
-static void upload_prekeys(wa_client_t *c, size_t want, int first)
+static int upload_prekeys(wa_client_t *c, size_t want, int first)
 {
-    if (!c->hooks.get_prekeys)
-        return;
+    if (!c->hooks.get_prekeys || want == 0)
+        return -1;
     wa_client_prekey_t *keys = calloc(want, sizeof(*keys));
     if (!keys)
-        return;
+        return -1;
     int n = c->hooks.get_prekeys(c->hooks.arg, want, first, keys);
     if (n <= 0) {
         free(keys);
-        return;
+        return -1;
     }
+    if ((size_t)n > want)
+        n = (int)want;
     char id[32];
     next_id(c, id, sizeof(id));
     wa_node_t *q = iq(id, "set", "encrypt");
@@ -294,6 +296,14 @@ static void upload_prekeys(wa_client_t *c, size_t want, int first)
     add_pending(c, id, REQ_UPLOAD, max);
     LOG_INFO("wa", "uploading %d pre-keys", n);
     send_node(c, q);
+    return 0;
+}
+
+int wa_client_upload_prekeys(wa_client_t *c, size_t want, int first)
+{
+    if (!c || c->done || !c->logged_in)
+        return -1;
+    return upload_prekeys(c, want, first);
 }
 
 /* --- QR rotation --- */
@@ -446,7 +456,7 @@ static void handle_iq_answer(wa_client_t *c, const wa_node_t *n)
             long count = atol(v);
             LOG_INFO("wa", "server holds %ld pre-keys", count);
             if (count < (long)c->cfg.prekey_min)
-                upload_prekeys(c, count == 0 ? 812 : c->cfg.prekey_batch, count == 0);
+                (void)upload_prekeys(c, count == 0 ? 812 : c->cfg.prekey_batch, count == 0);
         }
         break;
     }
@@ -506,7 +516,7 @@ static void on_node(void *arg, const wa_node_t *n)
             const wa_node_t *cnt = wa_node_child(n, "count");
             const char *val = cnt ? wa_node_attr(cnt, "value") : NULL;
             if (val && atol(val) < (long)c->cfg.prekey_min)
-                upload_prekeys(c, c->cfg.prekey_batch, 0);
+                (void)upload_prekeys(c, c->cfg.prekey_batch, 0);
         }
     } else if (!strcmp(n->tag, "ib")) {
         if (wa_node_child(n, "downgrade_webclient")) {

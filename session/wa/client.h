@@ -83,7 +83,8 @@ typedef struct {
     void (*on_connected)(void *arg, const char *lid);
     /* The server wants `want` more pre-keys (first upload or low count):
      * fill up to `want` keys into out (generated and persisted by the owner)
-     * and return how many, or -1. */
+     * and return how many, or -1. 0 means none yet: the owner is making them
+     * elsewhere and calls wa_client_upload_prekeys when they are ready. */
     int (*get_prekeys)(void *arg, size_t want, int first, wa_client_prekey_t *out);
     /* The upload of keys up to max_id was accepted. */
     void (*on_prekeys_uploaded)(void *arg, uint32_t max_id);
@@ -100,6 +101,12 @@ wa_client_t *wa_client_connect(wa_fsock_ctx_t *ctx, const wa_client_config_t *cf
 /* Sends the remove-companion-device request (when logged in) and closes;
  * on_closed follows with detail "logged_out". */
 void wa_client_logout(wa_client_t *c);
+
+/* Uploads up to `want` pre-keys now (asking get_prekeys for them), as the
+ * client does by itself when the server runs low. For owners whose
+ * get_prekeys answered 0 earlier. Returns 0 when an upload was sent, -1 when
+ * the client is not logged in or got no keys. Loop thread. */
+int wa_client_upload_prekeys(wa_client_t *c, size_t want, int first);
 
 /* Closes now; no hook runs after this returns. */
 void wa_client_close(wa_client_t *c);
