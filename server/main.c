@@ -98,9 +98,9 @@ static void qrterm_drain(uv_async_t *a)
             int err;
             char *block = api_qr_terminal(snap->qr->text, &err);
             if (block) {
-                LOG_INFO("qr", "scan this QR code with WhatsApp (valid %lld s):",
-                         (long long)((sess_snapshot_qr_remaining_ms(snap, sess_now_ms()) + 999) /
-                                     1000));
+                LOG_INFO(
+                    "qr", "scan this QR code with WhatsApp (valid %lld s):",
+                    (long long)((sess_snapshot_qr_remaining_ms(snap, sess_now_ms()) + 999) / 1000));
                 fwrite(block, 1, strlen(block), stderr);
                 free(block);
             }
@@ -209,8 +209,7 @@ int main(int argc, char **argv)
                              .metrics = app.metrics,
                              .tls_cert_file = app.cfg.tls_cert,
                              .tls_key_file = app.cfg.tls_key};
-    if (grpc_srv_start(&app.grpc, app.cfg.host, app.cfg.grpc_port, &gopts, err, sizeof(err)) !=
-        0) {
+    if (grpc_srv_start(&app.grpc, app.cfg.host, app.cfg.grpc_port, &gopts, err, sizeof(err)) != 0) {
         fprintf(stderr, "wa-gateway: %s\n", err);
         rc = 1;
         goto out;

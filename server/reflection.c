@@ -49,7 +49,7 @@ static int push(char ***arr, size_t *n, const char *s)
 }
 
 static void add_message_symbols(file_t *f, const char *prefix,
-                                 Google__Protobuf__DescriptorProto *const *msgs, size_t n)
+                                Google__Protobuf__DescriptorProto *const *msgs, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         char full[512];

@@ -75,7 +75,8 @@ static void test_grpc_std_protos(void **state)
     assert_string_equal(grpc__reflection__v1__server_reflection_request__descriptor.package_name,
                         "grpc.reflection.v1");
     char path[4096];
-    snprintf(path, sizeof(path), "%s/wa_gateway/proto/grpc_std_descriptor.pb", getenv("TEST_SRCDIR"));
+    snprintf(path, sizeof(path), "%s/wa_gateway/proto/grpc_std_descriptor.pb",
+             getenv("TEST_SRCDIR"));
     FILE *f = fopen(path, "rb");
     assert_non_null(f);
     char d[65536];
