@@ -57,13 +57,6 @@ static yajl_gen gen_new(void)
     return g;
 }
 
-/* Seconds left, rounded up, so a fresh 60 s QR reads 60, not 59. */
-static long long expires_in(const sess_snapshot_t *s, int64_t now_ms)
-{
-    int64_t ms = sess_snapshot_qr_remaining_ms(s, now_ms);
-    return (ms + 999) / 1000;
-}
-
 static void iso8601(int64_t ms, char *buf, size_t len)
 {
     time_t t = (time_t)(ms / 1000);
@@ -76,7 +69,7 @@ static void iso8601(int64_t ms, char *buf, size_t len)
 /* The status data object's members (without the braces). */
 static void status_members(yajl_gen g, const sess_snapshot_t *s, int with_account, int64_t now_ms)
 {
-    long long left = expires_in(s, now_ms);
+    long long left = sess_snapshot_qr_expires_in(s, now_ms);
     put_bool(g, "connected", s->state == SESS_CONNECTED);
     put_str(g, "state", sess_state_name(s->state));
     put_bool(g, "hasQR", left > 0);
@@ -142,7 +135,7 @@ char *api_json_qr(const sess_snapshot_t *s, const char *message, int64_t now_ms)
     KEY(g, "data");
     yajl_gen_map_open(g);
     put_str(g, "qrCode", r ? r->data_url : NULL);
-    put_int(g, "expiresIn", expires_in(s, now_ms));
+    put_int(g, "expiresIn", sess_snapshot_qr_expires_in(s, now_ms));
     yajl_gen_map_close(g);
     yajl_gen_map_close(g);
     return finish(g);

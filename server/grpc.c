@@ -275,7 +275,7 @@ static void status_view(const sess_snapshot_t *s, int with_account, Wagateway__V
     st->has_qr = left > 0;
     st->detail = (char *)s->detail;
     st->since_unix_ms = s->since_ms;
-    st->qr_expires_in = (int32_t)((left + 999) / 1000);
+    st->qr_expires_in = (int32_t)sess_snapshot_qr_expires_in(s, now);
     st->seq = s->seq;
     st->changed_unix_ms = s->changed_ms;
     if (with_account && s->linked) {
@@ -299,7 +299,7 @@ static void qr_view(const sess_snapshot_t *s, Wagateway__V1__QRCode *q)
         q->png.len = r->png_len;
         q->data_url = r->data_url;
     }
-    q->expires_in = (int32_t)((sess_snapshot_qr_remaining_ms(s, sess_now_ms()) + 999) / 1000);
+    q->expires_in = (int32_t)sess_snapshot_qr_expires_in(s, sess_now_ms());
 }
 
 /* --- unary handlers (completion-queue thread) --- */

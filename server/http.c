@@ -44,10 +44,11 @@ typedef struct {
 
 enum { BODY_STATUS, BODY_STATUS_ACCOUNT, BODY_QR, BODY_COUNT };
 
-/* The last event rendered, per with_account flag, for the current `now`. */
+/* The last event rendered, per with_account flag; like body_cache_t it
+ * stays valid until the snapshot or the countdown's second changes. */
 typedef struct {
     sess_snapshot_t *snap; /* referenced */
-    int64_t now_ms;
+    long long left_s;
     event_blob_t *blob; /* referenced */
 } event_cache_t;
 
@@ -153,7 +154,6 @@ static void count(http_server_t *srv, metrics_route_t route, int status)
     metrics_request(srv->opts.metrics, route, status);
 }
 
-/* Sends `body` (taken: freed here) with a content type; NULL body = 500. */
 /* Sends `body` (copied; NULL = a 500 JSON error) as the whole response. */
 static void send_bytes(http_server_t *srv, h2o_req_t *req, metrics_route_t route, int status,
                        const char *ctype, const char *body, size_t len)
@@ -188,7 +188,7 @@ static void send_body(http_server_t *srv, h2o_req_t *req, metrics_route_t route,
 static const char *cached_body(http_server_t *srv, int kind, sess_snapshot_t *snap, size_t *len)
 {
     int64_t now = sess_now_ms();
-    long long left = (sess_snapshot_qr_remaining_ms(snap, now) + 999) / 1000;
+    long long left = sess_snapshot_qr_expires_in(snap, now);
     body_cache_t *c = &srv->bodies[kind];
     if (!c->body || c->snap != snap || c->left_s != left) {
         char *body = kind == BODY_QR ? api_json_qr(snap, NULL, now)
@@ -371,14 +371,15 @@ static void blob_unref(event_blob_t *b)
         free(b);
 }
 
-/* The event for `snap` as this stream sees it at `now_ms`, rendered once per
- * (snapshot, account visibility, now) and shared; a new reference, or NULL
- * when out of memory. Loop thread only. */
-static event_blob_t *event_get(http_server_t *srv, sess_snapshot_t *snap, int with_account,
-                               int64_t now_ms)
+/* The event for `snap` as a stream with(out) the account sees it now,
+ * rendered once per (snapshot, account visibility, second of QR countdown)
+ * and shared; a new reference, or NULL when out of memory. Loop thread. */
+static event_blob_t *event_get(http_server_t *srv, sess_snapshot_t *snap, int with_account)
 {
+    int64_t now_ms = sess_now_ms();
+    long long left = sess_snapshot_qr_expires_in(snap, now_ms);
     event_cache_t *c = &srv->cache[with_account ? 1 : 0];
-    if (c->blob && c->snap == snap && c->now_ms == now_ms) {
+    if (c->blob && c->snap == snap && c->left_s == left) {
         c->blob->refs++;
         return c->blob;
     }
@@ -406,7 +407,7 @@ static event_blob_t *event_get(http_server_t *srv, sess_snapshot_t *snap, int wi
     sess_snapshot_unref(c->snap);
     c->blob = b;
     c->snap = sess_snapshot_ref(snap);
-    c->now_ms = now_ms;
+    c->left_s = left;
     return b;
 }
 
@@ -482,7 +483,7 @@ static void ws_send_text(stream_t *st, const char *s, size_t n)
 
 /* Moves queued snapshots to the socket when it can take them. The common
  * case, one new event, sends the shared rendering without copying it. */
-static void stream_pump(stream_t *st, int64_t now)
+static void stream_pump(stream_t *st)
 {
     if (st->ended)
         return;
@@ -495,7 +496,7 @@ static void stream_pump(stream_t *st, int64_t now)
     sess_snapshot_t *snap;
     int rc = SESS_SUB_EMPTY, n = 0;
     while (n < SSE_BATCH && (rc = sess_sub_next(st->sub, &snap)) == SESS_SUB_OK) {
-        event_blob_t *ev = event_get(st->srv, snap, st->with_account, now);
+        event_blob_t *ev = event_get(st->srv, snap, st->with_account);
         sess_snapshot_unref(snap);
         n++;
         if (!ev)
@@ -546,12 +547,11 @@ static void stream_pump(stream_t *st, int64_t now)
 static void on_flush(uv_async_t *a)
 {
     http_server_t *srv = a->data;
-    int64_t now = sess_now_ms(); /* one rendering per event for all streams */
     while (srv->dirty) {
         stream_t *st = srv->dirty;
         srv->dirty = st->dirty_next;
         st->in_dirty = 0;
-        stream_pump(st, now);
+        stream_pump(st);
     }
 }
 
@@ -572,7 +572,7 @@ static void on_heartbeat(uv_timer_t *t)
         } else {
             struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"hb", 2};
             wslay_event_queue_msg(st->ws->ws_ctx, &m);
-            stream_pump(st, sess_now_ms()); /* also retries a stream held back by a full queue */
+            stream_pump(st); /* also retries a stream held back by a full queue */
             h2o_websocket_proceed(st->ws);
         }
     }
@@ -584,7 +584,7 @@ static void sse_proceed(h2o_generator_t *gen, h2o_req_t *req)
     stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, gen, gen);
     st->inflight = 0;
     stream_sent(st);
-    stream_pump(st, sess_now_ms());
+    stream_pump(st);
 }
 
 static void sse_stop(h2o_generator_t *gen, h2o_req_t *req)

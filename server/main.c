@@ -98,9 +98,8 @@ static void qrterm_drain(uv_async_t *a)
             int err;
             char *block = api_qr_terminal(snap->qr->text, &err);
             if (block) {
-                LOG_INFO(
-                    "qr", "scan this QR code with WhatsApp (valid %lld s):",
-                    (long long)((sess_snapshot_qr_remaining_ms(snap, sess_now_ms()) + 999) / 1000));
+                LOG_INFO("qr", "scan this QR code with WhatsApp (valid %lld s):",
+                         (long long)sess_snapshot_qr_expires_in(snap, sess_now_ms()));
                 fwrite(block, 1, strlen(block), stderr);
                 free(block);
             }

@@ -157,6 +157,11 @@ int64_t sess_snapshot_qr_remaining_ms(const sess_snapshot_t *s, int64_t now_ms)
     return left > 0 ? left : 0;
 }
 
+int64_t sess_snapshot_qr_expires_in(const sess_snapshot_t *s, int64_t now_ms)
+{
+    return (sess_snapshot_qr_remaining_ms(s, now_ms) + 999) / 1000;
+}
+
 static sess_snapshot_t *snapshot_new(const char *name, const char *detail)
 {
     sess_snapshot_t *s = calloc(1, sizeof(*s));

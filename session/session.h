@@ -70,6 +70,10 @@ void sess_snapshot_unref(sess_snapshot_t *s);
  * expired). */
 int64_t sess_snapshot_qr_remaining_ms(const sess_snapshot_t *s, int64_t now_ms);
 
+/* The same in whole seconds, rounded up (a fresh 60 s QR reads 60): the
+ * `expiresIn` every API shows. */
+int64_t sess_snapshot_qr_expires_in(const sess_snapshot_t *s, int64_t now_ms);
+
 /* Current wall-clock time in milliseconds since the epoch. */
 int64_t sess_now_ms(void);
 
