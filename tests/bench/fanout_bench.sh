@@ -40,16 +40,7 @@ trap cleanup EXIT
 . tests/bench/lib.sh
 
 field() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
-state_of() { sed -n 's/.*"state":"\([A-Z_]*\)".*/\1/p'; }
 wait_http() { for _ in $(seq 300); do curl -fs -o /dev/null "$1" && return 0; sleep 0.1; done; return 1; }
-wait_state() { # URL STATE
-    for _ in $(seq 300); do
-        [ "$(curl -fs "$1" | state_of)" = "$2" ] && return 0
-        sleep 0.05
-    done
-    echo "fanout: no $2 at $1" >&2
-    return 1
-}
 
 # load CLIENT-ARGS...: starts a subscriber client on CPU 1 fed by fd 3;
 # waits for its "ready" line (2 minutes at most)

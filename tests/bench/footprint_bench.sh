@@ -20,15 +20,14 @@ trap cleanup EXIT
 bench_fakewa
 P=3331
 B="http://127.0.0.1:$P"
-state() { curl -fs "$B/api/whatsapp/status" | sed -n 's/.*"state":"\([A-Z_]*\)".*/\1/p'; }
-wait_state() { for _ in $(seq 200); do [ "$(state)" = "$1" ] && return 0; sleep 0.05; done; echo "footprint: no $1" >&2; return 1; }
+S="$B/api/whatsapp/status"
 
 taskset -c 0 "$BIN/server/wa-gateway" --port $P --grpc-port 3332 --data-dir "$T/data" 2>"$T/gw.err" &
 GW=$!
 PIDS+=("$GW")
-wait_state QR_READY
+wait_state "$S" QR_READY
 curl -fsS -o /dev/null -X POST --data-binary "$(curl -fsS "$B/api/whatsapp/qr?format=raw")" "$CONTROL/scan"
-wait_state CONNECTED
+wait_state "$S" CONNECTED
 sleep 5 # settle: pre-key upload, first keepalive
 
 kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$GW/smaps_rollup"; }
@@ -46,7 +45,7 @@ w0=$(ctxsw)
 sleep "$SECS"
 c1=$(cpu_ns)
 w1=$(ctxsw)
-[ "$(state)" = CONNECTED ] || { echo "footprint: the session left CONNECTED" >&2; exit 1; }
+[ "$(state_at "$S")" = CONNECTED ] || { echo "footprint: the session left CONNECTED" >&2; exit 1; }
 CPU_MS=$(awk -v a="$c0" -v b="$c1" 'BEGIN {printf "%.1f", (b - a) / 1e6}')
 CPU_PCT=$(awk -v a="$c0" -v b="$c1" -v s="$SECS" 'BEGIN {printf "%.4f", (b - a) / 1e9 / s * 100}')
 WAKE=$(awk -v a="$w0" -v b="$w1" -v s="$SECS" 'BEGIN {printf "%.2f", (b - a) / s}')

@@ -15,5 +15,18 @@ bench_fakewa() {
     export WA_URL WA_ROOT_KEY CONTROL
 }
 
+# state_at URL: the "state" of the status JSON at URL
+state_at() { curl -fs "$1" | sed -n 's/.*"state":"\([A-Z_]*\)".*/\1/p'; }
+
+# wait_state URL STATE: waits up to 15 s for the status at URL to show STATE
+wait_state() {
+    for _ in $(seq 300); do
+        [ "$(state_at "$1")" = "$2" ] && return 0
+        sleep 0.05
+    done
+    echo "bench: no $2 at $1" >&2
+    return 1
+}
+
 # rss_kb PID: resident set size in KB
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
