@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "session/wa/crypto.h"
+#include "session/wa/frame.h"
 
 typedef struct prekey_job prekey_job_t;
 
@@ -26,6 +27,8 @@ typedef struct {
     int stopping;
     void (*stop_done)(void *);
     void *stop_arg;
+    uint8_t *routing; /* edge routing info for the ED prefix, or NULL */
+    size_t routing_len;
     prekey_job_t *job;  /* pre-keys being generated on a worker thread */
     wa_keypair_t *pool; /* generated pre-keys not yet handed out */
     size_t pool_n;
@@ -277,6 +280,44 @@ static int get_prekeys(void *arg, size_t want, int first, wa_client_prekey_t *ou
     return (int)want;
 }
 
+/* WhatsApp retired the adv secret (or a linking flow derived a new one):
+ * the pair-success to come is keyed by the new one, so it must survive a
+ * restart of the service as the rest of the identity does. */
+static int on_adv_secret(void *arg, const uint8_t secret[32])
+{
+    drv_t *d = arg;
+    if (!d->have_creds)
+        return -1;
+    uint8_t old[32];
+    memcpy(old, d->creds.adv_secret, 32);
+    memcpy(d->creds.adv_secret, secret, 32);
+    if (store_save(d->o.store, sess_name(d->sess), &d->creds) != 0) {
+        memcpy(d->creds.adv_secret, old, 32);
+        explicit_bzero(old, 32);
+        return -1;
+    }
+    explicit_bzero(old, 32);
+    return 0;
+}
+
+/* Edge routing info for the "ED" prefix of the next connections. */
+static void on_routing_info(void *arg, const uint8_t *info, size_t len)
+{
+    drv_t *d = arg;
+    if (len == 0 || len > WA_FRAME_ROUTING_MAX)
+        return;
+    if (d->routing_len == len && d->routing && !memcmp(d->routing, info, len))
+        return;
+    uint8_t *copy = malloc(len);
+    if (!copy)
+        return;
+    memcpy(copy, info, len);
+    free(d->routing);
+    d->routing = copy;
+    d->routing_len = len;
+    store_meta_set(d->o.store, sess_name(d->sess), "routing_info", info, len);
+}
+
 static void on_prekeys_uploaded(void *arg, uint32_t max_id)
 {
     drv_t *d = arg;
@@ -369,9 +410,18 @@ static void connect_now(drv_t *d)
                                .spk_pub = d->creds.spk_pub,
                                .spk_sig = d->creds.spk_sig,
                                .adv_secret = d->creds.adv_secret,
-                               .jid = d->creds.jid};
-    wa_client_hooks_t h = {
-        NULL, on_qr, on_paired, on_connected, get_prekeys, on_prekeys_uploaded, on_closed, d};
+                               .jid = d->creds.jid,
+                               .routing_info = d->routing,
+                               .routing_info_len = d->routing_len};
+    wa_client_hooks_t h = {.on_qr = on_qr,
+                           .on_paired = on_paired,
+                           .on_connected = on_connected,
+                           .get_prekeys = get_prekeys,
+                           .on_prekeys_uploaded = on_prekeys_uploaded,
+                           .on_adv_secret = on_adv_secret,
+                           .on_routing_info = on_routing_info,
+                           .on_closed = on_closed,
+                           .arg = d};
     wa_client_config_t cfg = d->o.client;
     cfg.url = d->url;
     publish(d, SESS_CONNECTING, d->creds.jid ? "logging_in" : "registering");
@@ -390,6 +440,18 @@ static int op_start(void *arg)
 {
     drv_t *d = arg;
     d->attempt = 0;
+    if (!d->routing) {
+        uint8_t *ri;
+        size_t len;
+        if (store_meta_get(d->o.store, sess_name(d->sess), "routing_info", &ri, &len) == 0) {
+            if (len > 0 && len <= WA_FRAME_ROUTING_MAX) {
+                d->routing = ri;
+                d->routing_len = len;
+            } else {
+                free(ri);
+            }
+        }
+    }
     connect_now(d);
     return 0;
 }
@@ -485,6 +547,7 @@ static void op_destroy(void *arg)
     pool_clear(d);
     if (d->have_creds)
         store_creds_free(&d->creds);
+    free(d->routing);
     free(d->url);
     free(d);
 }

@@ -36,6 +36,16 @@ static const char *const migrations[] = {
     /* 1 -> 2: a pairing is confirmed once the server asked for the restart
      * or accepted a login; pairings from version 1 were complete. */
     "ALTER TABLE creds ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 1;",
+    /* 2 -> 3: small values per session (edge routing info, the discovered
+     * WhatsApp Web version), and devices logged out while offline whose
+     * removal request still has to reach WhatsApp. */
+    "CREATE TABLE meta ("
+    " session TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,"
+    " PRIMARY KEY (session, key));"
+    "CREATE TABLE removals ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL, jid TEXT NOT NULL,"
+    " noise_priv BLOB NOT NULL, noise_pub BLOB NOT NULL,"
+    " created_at INTEGER NOT NULL DEFAULT (strftime('%s','now')));",
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -403,6 +413,120 @@ int store_wipe(store_t *st, const char *session)
     return 0;
 }
 
+/* Runs `sql` with `session` bound to its first parameter, inside the
+ * current transaction. */
+static int exec_session(store_t *st, const char *sql, const char *session)
+{
+    sqlite3_stmt *a = NULL;
+    int ok = sqlite3_prepare_v2(st->db, sql, -1, &a, NULL) == SQLITE_OK;
+    if (ok) {
+        sqlite3_bind_text(a, 1, session, -1, SQLITE_TRANSIENT);
+        ok = sqlite3_step(a) == SQLITE_DONE;
+    }
+    sqlite3_finalize(a);
+    return ok ? 0 : STORE_EIO;
+}
+
+int store_retire(store_t *st, const char *session)
+{
+    if (exec(st, "BEGIN IMMEDIATE"))
+        return STORE_EIO;
+    int rc = exec_session(st,
+                          "INSERT INTO removals (session, jid, noise_priv, noise_pub)"
+                          " SELECT session, jid, noise_priv, noise_pub FROM creds"
+                          " WHERE session=? AND jid IS NOT NULL",
+                          session);
+    if (!rc)
+        rc = exec_session(st, "DELETE FROM prekeys WHERE session=?", session);
+    if (!rc)
+        rc = exec_session(st, "DELETE FROM creds WHERE session=?", session);
+    if (rc || exec(st, "COMMIT")) {
+        exec(st, "ROLLBACK");
+        return STORE_EIO;
+    }
+    return 0;
+}
+
+int store_removals_list(store_t *st, store_removal_t *out, size_t max, size_t *n)
+{
+    *n = 0;
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT id, session, jid, noise_priv, noise_pub FROM removals"
+                           " ORDER BY id LIMIT ?",
+                           -1, &s, NULL) != SQLITE_OK)
+        return STORE_EIO;
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)max);
+    int rc = 0;
+    while (*n < max && sqlite3_step(s) == SQLITE_ROW) {
+        store_removal_t *r = &out[*n];
+        memset(r, 0, sizeof(*r));
+        r->id = sqlite3_column_int64(s, 0);
+        const unsigned char *sess = sqlite3_column_text(s, 1), *jid = sqlite3_column_text(s, 2);
+        snprintf(r->session, sizeof(r->session), "%s", sess ? (const char *)sess : "");
+        snprintf(r->jid, sizeof(r->jid), "%s", jid ? (const char *)jid : "");
+        if (blob(s, 3, r->noise_priv, 32) || blob(s, 4, r->noise_pub, 32)) {
+            rc = STORE_ECORRUPT;
+            break;
+        }
+        (*n)++;
+    }
+    sqlite3_finalize(s);
+    return rc;
+}
+
+int store_removal_done(store_t *st, int64_t id)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db, "DELETE FROM removals WHERE id=?", -1, &s, NULL) != SQLITE_OK)
+        return STORE_EIO;
+    sqlite3_bind_int64(s, 1, id);
+    return run_tx(st, s);
+}
+
+int store_meta_set(store_t *st, const char *session, const char *key, const void *value, size_t len)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db,
+                           "INSERT OR REPLACE INTO meta (session, key, value) VALUES (?,?,?)", -1,
+                           &s, NULL) != SQLITE_OK)
+        return STORE_EIO;
+    sqlite3_bind_text(s, 1, session, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 2, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(s, 3, len ? value : "", (int)len, SQLITE_TRANSIENT);
+    return run_tx(st, s);
+}
+
+int store_meta_get(store_t *st, const char *session, const char *key, uint8_t **value, size_t *len)
+{
+    *value = NULL;
+    *len = 0;
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db, "SELECT value FROM meta WHERE session=? AND key=?", -1, &s,
+                           NULL) != SQLITE_OK)
+        return STORE_EIO;
+    sqlite3_bind_text(s, 1, session, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 2, key, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(s);
+        return rc == SQLITE_DONE ? STORE_ENOTFOUND : STORE_EIO;
+    }
+    size_t n = (size_t)sqlite3_column_bytes(s, 0);
+    uint8_t *v = malloc(n + 1);
+    if (!v) {
+        sqlite3_finalize(s);
+        return STORE_ENOMEM;
+    }
+    if (n)
+        memcpy(v, sqlite3_column_blob(s, 0), n);
+    v[n] = 0;
+    sqlite3_finalize(s);
+    *value = v;
+    *len = n;
+    return 0;
+}
+
 int store_prekeys_add(store_t *st, const char *session, const store_prekey_t *keys, size_t n)
 {
     if (exec(st, "BEGIN IMMEDIATE"))
@@ -513,6 +637,8 @@ int store_check(store_t *st, char *err, size_t errlen)
         {"SELECT count(*) FROM prekeys p JOIN creds c USING (session)"
          " WHERE p.id >= c.next_prekey_id",
          "pre-key ids beyond the session's counter"},
+        {"SELECT count(*) FROM removals WHERE length(noise_priv)!=32 OR length(noise_pub)!=32",
+         "a pending device removal has keys of the wrong size"},
     };
     for (size_t i = 0; !bad && i < sizeof(checks) / sizeof(checks[0]); i++) {
         int n = 0;

@@ -2,7 +2,8 @@
  * mode 0600, WAL, synchronous FULL) holding, per named session, the device
  * identity (noise, identity and signed pre-key key pairs, registration id,
  * adv secret), what pairing gave (signed account identity, JID, LID, names)
- * and the one-time pre-keys. Every change is one transaction, so a crash at
+ * and the one-time pre-keys; small per-session values (meta) and the
+ * devices whose removal still has to reach WhatsApp. Every change is one transaction, so a crash at
  * any point leaves either the old or the new record, never half of one. A
  * corrupt file or a schema newer than this code is refused and left as is.
  * Key bytes are never logged. A handle is used from one thread. */
@@ -23,7 +24,7 @@ enum {
 };
 
 /* The schema version this code writes. */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 /* The file name inside DATA_DIR. */
 #define STORE_FILE_NAME "wa-gateway.db"
@@ -100,6 +101,36 @@ int store_prekeys_count(store_t *st, const char *session, size_t *n);
  * no pre-keys without a session. Returns 0 or STORE_ECORRUPT with a
  * message in err. */
 int store_check(store_t *st, char *err, size_t errlen);
+
+/* A device logged out while the service could not reach WhatsApp: what the
+ * removal request needs (a login as that device, then
+ * remove-companion-device). */
+typedef struct {
+    int64_t id;
+    char session[72];
+    char jid[96];
+    uint8_t noise_priv[32], noise_pub[32];
+} store_removal_t;
+
+/* Logs a session out locally in one transaction: its JID and noise key pair
+ * go to the pending removals (when it is paired), its credentials and
+ * pre-keys are deleted. Everything else of the identity is gone at once. */
+int store_retire(store_t *st, const char *session);
+
+/* Reads up to `max` pending removals, oldest first. Caller wipes them. */
+int store_removals_list(store_t *st, store_removal_t *out, size_t max, size_t *n);
+
+/* Deletes a pending removal once WhatsApp has received the request. */
+int store_removal_done(store_t *st, int64_t id);
+
+/* Stores a small value for (session, key); insert or replace. */
+int store_meta_set(store_t *st, const char *session, const char *key, const void *value,
+                   size_t len);
+
+/* Reads the value of (session, key) into a malloc'd buffer (NUL-terminated
+ * after `len` bytes; caller frees). Returns 0, STORE_ENOTFOUND or a
+ * negative code. */
+int store_meta_get(store_t *st, const char *session, const char *key, uint8_t **value, size_t *len);
 
 /* Releases the heap parts of a record and wipes its key bytes. */
 void store_creds_free(store_creds_t *c);

@@ -1,158 +1,24 @@
-/* Connection events, QR rotation, pairing, keepalive and pre-keys for one
- * connection (see client.h). Requests we send are matched to their answers
- * by id through a small table of pending iqs. */
+/* Connection life and dispatch of one WhatsApp connection (see client.h and
+ * client_internal.h for the files around it): connect with the payload,
+ * route each received node through a table by tag (and notifications and
+ * server iqs through tables of their own), match answers to the iqs we sent
+ * by id with per-request deadlines, and tear everything down once. */
 #include "session/wa/client.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/time.h>
 
 #include "common/log.h"
-#include <sys/time.h>
+#include "session/wa/client_internal.h"
 #include "session/wa/noisesocket.h"
 
-#define MAX_REFS 16
-#define MAX_PENDING 16
-
-typedef enum { REQ_NONE, REQ_PING, REQ_COUNT, REQ_UPLOAD, REQ_ACTIVE, REQ_LOGOUT } req_kind_t;
-
-typedef struct {
-    char id[32];
-    req_kind_t kind;
-    uint32_t max_id;
-} pending_t;
-
-struct wa_client {
-    wa_client_config_t cfg;
-    wa_client_hooks_t hooks;
-    wa_nsock_t *sock;
-    char *jid;
-    uint8_t ident_priv[32], ident_pub[32], noise_pub[32], adv_secret[32];
-    uint32_t reg_id, spk_id;
-    uint8_t spk_pub[32], spk_sig[64];
-    /* QR refs */
-    char *refs[MAX_REFS];
-    size_t nrefs, next_ref;
-    uv_timer_t qr_timer, ka_timer;
-    int timers_open;
-    /* state */
-    int logged_in, done, paired, logging_out;
-    uint32_t id_counter;
-    uint16_t id_prefix[2];
-    pending_t pending[MAX_PENDING];
-    int64_t ping_sent_ms;
-};
-
-static int64_t now_ms(void)
+int64_t wa_client_now_ms(void)
 {
     struct timeval tv;
     gettimeofday(&tv, NULL);
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-static void set_verdict(wa_verdict_t *v, const char *detail, int code, wa_retry_t retry, int wipe,
-                        const char *message)
-{
-    memset(v, 0, sizeof(*v));
-    v->detail = detail;
-    v->code = code;
-    v->retry = retry;
-    v->wipe = wipe;
-    v->message = message;
-}
-
-/* The verdict table for stream:error codes (protocol doc 7.1). */
-static void classify_stream_error(const wa_node_t *n, wa_verdict_t *v)
-{
-    const char *code_s = wa_node_attr(n, "code");
-    int code = code_s ? atoi(code_s) : 0;
-    const wa_node_t *conflict = wa_node_child(n, "conflict");
-    const char *ctype = conflict ? wa_node_attr(conflict, "type") : NULL;
-    if (ctype && !strcmp(ctype, "replaced"))
-        set_verdict(v, "replaced", code ? code : 440, WA_RETRY_NO, 0,
-                    "another connection with the same credentials took over");
-    else if ((ctype && !strcmp(ctype, "device_removed")) || code == 401)
-        set_verdict(v, "logged_out", 401, WA_RETRY_NO, 1,
-                    "this device was unlinked (logged out from the phone or by WhatsApp)");
-    else if (conflict && !code)
-        set_verdict(v, "replaced", 440, WA_RETRY_NO, 0, "connection conflict");
-    else if (code == 515)
-        set_verdict(v, "restart_required", 515, WA_RETRY_NOW, 0, "WhatsApp asked for a restart");
-    else if (code == 503)
-        set_verdict(v, "service_unavailable", 503, WA_RETRY_BACKOFF, 0,
-                    "WhatsApp is temporarily unavailable");
-    else
-        set_verdict(v, "stream_error", code ? code : 500, WA_RETRY_BACKOFF, 0,
-                    "WhatsApp ended the stream with an error");
-}
-
-/* The verdict table for failure reasons (protocol doc 7.2). */
-static void classify_failure(const wa_node_t *n, wa_verdict_t *v)
-{
-    const char *r = wa_node_attr(n, "reason");
-    int code = r ? atoi(r) : 0;
-    switch (code) {
-    case 401:
-        set_verdict(v, "logged_out", 401, WA_RETRY_NO, 1, "this device is no longer linked");
-        break;
-    case 402: {
-        set_verdict(v, "temporarily_banned", 402, WA_RETRY_NO, 0,
-                    "the account is temporarily banned");
-        const char *e = wa_node_attr(n, "expire");
-        v->expire_s = e ? atoll(e) : 0;
-        break;
-    }
-    case 403:
-        set_verdict(v, "account_locked", 403, WA_RETRY_NO, 1,
-                    "the account was logged out or locked on the phone");
-        break;
-    case 405:
-        set_verdict(v, "client_outdated", 405, WA_RETRY_NO, 0,
-                    "WhatsApp rejected this WhatsApp Web version (update WA_VERSION)");
-        break;
-    case 406:
-        set_verdict(v, "banned", 406, WA_RETRY_NO, 1, "the account was banned or logged out");
-        break;
-    case 409:
-        set_verdict(v, "bad_user_agent", 409, WA_RETRY_NO, 0, "WhatsApp rejected the user agent");
-        break;
-    case 411:
-        set_verdict(v, "multidevice_mismatch", 411, WA_RETRY_NO, 0,
-                    "the phone does not support linked devices");
-        break;
-    case 500:
-        set_verdict(v, "server_error", 500, WA_RETRY_BACKOFF, 0, "WhatsApp internal error");
-        break;
-    case 503:
-        set_verdict(v, "service_unavailable", 503, WA_RETRY_BACKOFF, 0,
-                    "WhatsApp is temporarily unavailable");
-        break;
-    case 400:
-        set_verdict(v, "connect_failure", 400, WA_RETRY_NO, 0, "WhatsApp refused the connection");
-        break;
-    default:
-        set_verdict(v, "connect_failure", code, WA_RETRY_NO, 0,
-                    "WhatsApp refused the connection (unhandled reason)");
-        break;
-    }
-}
-
-int wa_client_classify(const wa_node_t *n, wa_verdict_t *v)
-{
-    if (!strcmp(n->tag, "stream:error")) {
-        classify_stream_error(n, v);
-        return 1;
-    }
-    if (!strcmp(n->tag, "failure")) {
-        classify_failure(n, v);
-        return 1;
-    }
-    if (!strcmp(n->tag, "xmlstreamend")) {
-        set_verdict(v, "connection_closed", 428, WA_RETRY_BACKOFF, 0, "WhatsApp closed the stream");
-        return 1;
-    }
-    return 0;
 }
 
 /* --- teardown --- */
@@ -161,11 +27,30 @@ static void on_timer_closed(uv_handle_t *h)
 {
     wa_client_t *c = h->data;
     if (--c->timers_open == 0) {
-        for (size_t i = 0; i < c->nrefs; i++)
-            free(c->refs[i]);
+        wa_client_qr_free(c);
         free(c->jid);
         explicit_bzero(c, sizeof(*c));
         free(c);
+    }
+}
+
+static void stop_timers(wa_client_t *c)
+{
+    uv_timer_stop(&c->qr_timer);
+    uv_timer_stop(&c->ka_timer);
+    uv_timer_stop(&c->wd_timer);
+    uv_timer_stop(&c->iq_timer);
+}
+
+/* Every request still waiting learns that it will get no answer. */
+static void fail_pending(wa_client_t *c)
+{
+    for (int i = 0; i < WA_CLIENT_MAX_PENDING; i++) {
+        wa_client_pending_t p = c->pending[i];
+        if (!p.cb)
+            continue;
+        memset(&c->pending[i], 0, sizeof(c->pending[i]));
+        p.cb(c, NULL, 0, p.arg);
     }
 }
 
@@ -174,17 +59,19 @@ static void destroy(wa_client_t *c)
     if (c->sock)
         wa_nsock_close(c->sock);
     c->sock = NULL;
+    fail_pending(c);
     uv_close((uv_handle_t *)&c->qr_timer, on_timer_closed);
     uv_close((uv_handle_t *)&c->ka_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&c->wd_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&c->iq_timer, on_timer_closed);
 }
 
-static void finish(wa_client_t *c, const wa_verdict_t *v)
+void wa_client_finish(wa_client_t *c, const wa_verdict_t *v)
 {
     if (c->done)
         return;
     c->done = 1;
-    uv_timer_stop(&c->qr_timer);
-    uv_timer_stop(&c->ka_timer);
+    stop_timers(c);
     if (c->hooks.on_closed)
         c->hooks.on_closed(c->hooks.arg, v);
     destroy(c);
@@ -192,25 +79,26 @@ static void finish(wa_client_t *c, const wa_verdict_t *v)
 
 /* --- sending --- */
 
-static const char *next_id(wa_client_t *c, char *buf, size_t len)
+const char *wa_client_next_id(wa_client_t *c, char *buf, size_t len)
 {
     snprintf(buf, len, "%u.%u-%u", c->id_prefix[0], c->id_prefix[1], ++c->id_counter);
     return buf;
 }
 
-static int send_node(wa_client_t *c, wa_node_t *n)
+int wa_client_send(wa_client_t *c, wa_node_t *n)
 {
-    int rc = n && c->sock ? wa_nsock_send(c->sock, n) : -1;
+    int rc = n && c->sock && !c->done ? wa_nsock_send(c->sock, n) : -1;
     wa_node_free(n);
     return rc;
 }
 
-static wa_node_t *iq(const char *id, const char *type, const char *xmlns)
+wa_node_t *wa_client_iq(const char *id, const char *type, const char *xmlns)
 {
     wa_node_t *n = wa_node_new("iq");
     if (!n)
         return NULL;
-    wa_node_set_attr(n, "id", id);
+    if (id)
+        wa_node_set_attr(n, "id", id);
     wa_node_set_attr(n, "to", "@s.whatsapp.net");
     wa_node_set_attr(n, "type", type);
     if (xmlns)
@@ -218,40 +106,124 @@ static wa_node_t *iq(const char *id, const char *type, const char *xmlns)
     return n;
 }
 
-static void add_pending(wa_client_t *c, const char *id, req_kind_t kind, uint32_t max_id)
+static void on_deadline(uv_timer_t *t);
+
+/* Re-arms the deadline timer to the earliest pending deadline. */
+static void arm_deadlines(wa_client_t *c)
 {
-    for (int i = 0; i < MAX_PENDING; i++) {
-        if (c->pending[i].kind == REQ_NONE) {
-            snprintf(c->pending[i].id, sizeof(c->pending[i].id), "%s", id);
-            c->pending[i].kind = kind;
-            c->pending[i].max_id = max_id;
-            return;
-        }
+    int64_t first = 0;
+    for (int i = 0; i < WA_CLIENT_MAX_PENDING; i++)
+        if (c->pending[i].cb && c->pending[i].deadline_ms &&
+            (!first || c->pending[i].deadline_ms < first))
+            first = c->pending[i].deadline_ms;
+    uv_timer_stop(&c->iq_timer);
+    if (first) {
+        int64_t in = first - wa_client_now_ms();
+        uv_timer_start(&c->iq_timer, on_deadline, in > 0 ? (uint64_t)in : 0, 0);
     }
 }
 
-static pending_t *take_pending(wa_client_t *c, const char *id)
+/* Requests past their deadline learn that no answer will come. */
+static void on_deadline(uv_timer_t *t)
 {
-    for (int i = 0; id && i < MAX_PENDING; i++)
-        if (c->pending[i].kind != REQ_NONE && !strcmp(c->pending[i].id, id))
-            return &c->pending[i];
-    return NULL;
+    wa_client_t *c = t->data;
+    int64_t now = wa_client_now_ms();
+    for (int i = 0; i < WA_CLIENT_MAX_PENDING && !c->done; i++) {
+        wa_client_pending_t p = c->pending[i];
+        if (!p.cb || !p.deadline_ms || p.deadline_ms > now)
+            continue;
+        memset(&c->pending[i], 0, sizeof(c->pending[i]));
+        p.cb(c, NULL, 0, p.arg);
+    }
+    if (!c->done)
+        arm_deadlines(c);
 }
 
-static void send_result(wa_client_t *c, const wa_node_t *req)
+int wa_client_send_iq(wa_client_t *c, wa_node_t *q, unsigned timeout_ms, wa_client_iq_cb cb,
+                      void *arg, char *id_out, size_t id_len)
+{
+    int slot = -1;
+    for (int i = 0; i < WA_CLIENT_MAX_PENDING && slot < 0; i++)
+        if (!c->pending[i].cb)
+            slot = i;
+    if (!q || slot < 0 || c->done) {
+        if (slot < 0)
+            LOG_WARN("wa", "too many requests waiting for an answer");
+        wa_node_free(q);
+        return -1;
+    }
+    char id[32];
+    wa_client_next_id(c, id, sizeof(id));
+    wa_node_set_attr(q, "id", id);
+    if (wa_client_send(c, q) != 0)
+        return -1;
+    wa_client_pending_t *p = &c->pending[slot];
+    snprintf(p->id, sizeof(p->id), "%s", id);
+    p->cb = cb;
+    p->arg = arg;
+    p->deadline_ms = timeout_ms ? wa_client_now_ms() + timeout_ms : 0;
+    if (id_out)
+        snprintf(id_out, id_len, "%s", id);
+    if (timeout_ms)
+        arm_deadlines(c);
+    return 0;
+}
+
+void wa_client_send_result(wa_client_t *c, const wa_node_t *req)
 {
     wa_node_t *r = wa_node_new("iq");
+    if (!r)
+        return;
     const char *from = wa_node_attr(req, "from");
+    const char *id = wa_node_attr(req, "id");
     wa_node_set_attr(r, "to", from ? from : "@s.whatsapp.net");
     wa_node_set_attr(r, "type", "result");
-    wa_node_set_attr(r, "id", wa_node_attr(req, "id"));
-    send_node(c, r);
+    wa_node_set_attr(r, "id", id ? id : "");
+    wa_client_send(c, r);
 }
+
+void wa_client_send_error(wa_client_t *c, const wa_node_t *req, int code, const char *text)
+{
+    const char *id = wa_node_attr(req, "id"), *from = wa_node_attr(req, "from");
+    wa_node_t *e = wa_pair_error_reply(id ? id : "", code, text);
+    if (e && from)
+        wa_node_set_attr(e, "to", from);
+    wa_client_send(c, e);
+}
+
+/* --- answers to our requests --- */
+
+static void handle_answer(wa_client_t *c, const wa_node_t *n)
+{
+    const char *id = wa_node_attr(n, "id");
+    for (int i = 0; id && i < WA_CLIENT_MAX_PENDING; i++) {
+        wa_client_pending_t p = c->pending[i];
+        if (!p.cb || strcmp(p.id, id))
+            continue;
+        memset(&c->pending[i], 0, sizeof(c->pending[i]));
+        const char *type = wa_node_attr(n, "type");
+        p.cb(c, n, type && !strcmp(type, "result"), p.arg);
+        if (!c->done && p.deadline_ms)
+            arm_deadlines(c);
+        return;
+    }
+}
+
+/* --- pre-keys --- */
 
 static void be(uint8_t *d, uint32_t v, int n)
 {
     for (int i = 0; i < n; i++)
         d[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
+}
+
+static void on_upload_answer(wa_client_t *c, const wa_node_t *resp, int ok, void *arg)
+{
+    uint32_t max = (uint32_t)(uintptr_t)arg;
+    if (resp && ok && c->hooks.on_prekeys_uploaded)
+        c->hooks.on_prekeys_uploaded(c->hooks.arg, max);
+    else if (resp)
+        LOG_WARN("wa", "WhatsApp refused the pre-key upload");
 }
 
 /* <iq xmlns="encrypt" type="set"> registration, type, identity, list, skey */
@@ -269,9 +241,7 @@ static int upload_prekeys(wa_client_t *c, size_t want, int first)
     }
     if ((size_t)n > want)
         n = (int)want;
-    char id[32];
-    next_id(c, id, sizeof(id));
-    wa_node_t *q = iq(id, "set", "encrypt");
+    wa_node_t *q = wa_client_iq(NULL, "set", "encrypt");
     uint8_t reg[4], type = 5, kid[3];
     be(reg, c->reg_id, 4);
     wa_node_set_bytes(wa_node_add(q, "registration"), reg, 4);
@@ -293,10 +263,8 @@ static int upload_prekeys(wa_client_t *c, size_t want, int first)
     wa_node_set_bytes(wa_node_add(sk, "value"), c->spk_pub, 32);
     wa_node_set_bytes(wa_node_add(sk, "signature"), c->spk_sig, 64);
     free(keys);
-    add_pending(c, id, REQ_UPLOAD, max);
     LOG_INFO("wa", "uploading %d pre-keys", n);
-    send_node(c, q);
-    return 0;
+    return wa_client_send_iq(c, q, 60000, on_upload_answer, (void *)(uintptr_t)max, NULL, 0);
 }
 
 int wa_client_upload_prekeys(wa_client_t *c, size_t want, int first)
@@ -306,257 +274,214 @@ int wa_client_upload_prekeys(wa_client_t *c, size_t want, int first)
     return upload_prekeys(c, want, first);
 }
 
-/* --- QR rotation --- */
-
-static void on_qr_timer(uv_timer_t *t)
+static void on_count_answer(wa_client_t *c, const wa_node_t *resp, int ok, void *arg)
 {
-    wa_client_t *c = t->data;
-    if (c->done || c->paired)
+    (void)arg;
+    const wa_node_t *cnt = resp ? wa_node_child(resp, "count") : NULL;
+    const char *v = cnt ? wa_node_attr(cnt, "value") : NULL;
+    if (!ok || !v)
         return;
-    if (c->next_ref >= c->nrefs) {
-        wa_verdict_t v;
-        set_verdict(&v, "qr_timeout", 408, WA_RETRY_NO, 0,
-                    "the QR codes expired without being scanned");
-        finish(c, &v);
-        return;
-    }
-    unsigned life = c->cfg.qr_next_ms;
-    const char *ref = c->refs[c->next_ref++];
-    char *qr =
-        wa_pair_qr((const uint8_t *)ref, strlen(ref), c->noise_pub, c->ident_pub, c->adv_secret);
-    if (qr && c->hooks.on_qr)
-        c->hooks.on_qr(c->hooks.arg, qr, now_ms() + life);
-    free(qr);
-    uv_timer_start(&c->qr_timer, on_qr_timer, life, 0);
+    long count = atol(v);
+    LOG_INFO("wa", "server holds %ld pre-keys", count);
+    if (count < (long)c->cfg.prekey_min)
+        (void)upload_prekeys(c, count == 0 ? 812 : c->cfg.prekey_batch, count == 0);
 }
 
-static void handle_pair_device(wa_client_t *c, const wa_node_t *n, const wa_node_t *pd)
+static void on_active_answer(wa_client_t *c, const wa_node_t *resp, int ok, void *arg)
 {
-    send_result(c, n);
-    for (size_t i = 0; i < c->nrefs; i++)
-        free(c->refs[i]);
-    c->nrefs = c->next_ref = 0;
-    for (size_t i = 0; i < pd->nchildren && c->nrefs < MAX_REFS; i++) {
-        const wa_node_t *r = pd->children[i];
-        size_t len;
-        const uint8_t *b = wa_node_content(r, &len);
-        if (strcmp(r->tag, "ref") || !b || !len || memchr(b, ',', len) || memchr(b, 0, len))
-            continue;
-        char *s = malloc(len + 1);
-        if (!s)
-            break;
-        memcpy(s, b, len);
-        s[len] = 0;
-        c->refs[c->nrefs++] = s;
-    }
-    if (c->nrefs == 0) {
-        wa_verdict_t v;
-        set_verdict(&v, "protocol_error", 0, WA_RETRY_BACKOFF, 0, "pair-device without refs");
-        finish(c, &v);
-        return;
-    }
-    LOG_INFO("wa", "pairing: %zu QR codes offered", c->nrefs);
-    const char *ref = c->refs[0];
-    char *qr =
-        wa_pair_qr((const uint8_t *)ref, strlen(ref), c->noise_pub, c->ident_pub, c->adv_secret);
-    c->next_ref = 1;
-    if (qr && c->hooks.on_qr)
-        c->hooks.on_qr(c->hooks.arg, qr, now_ms() + c->cfg.qr_first_ms);
-    free(qr);
-    uv_timer_start(&c->qr_timer, on_qr_timer, c->cfg.qr_first_ms, 0);
+    (void)arg;
+    if (resp && !ok)
+        LOG_WARN("wa", "WhatsApp refused to leave passive mode");
+    (void)c;
 }
 
-static void handle_pair_success(wa_client_t *c, const wa_node_t *n)
-{
-    uv_timer_stop(&c->qr_timer);
-    const char *id = wa_node_attr(n, "id");
-    wa_pair_result_t res;
-    int rc = wa_pair_success(n, c->ident_priv, c->ident_pub, c->adv_secret, &res);
-    if (rc) {
-        LOG_WARN("wa", "pairing rejected: %s", wa_pair_strerror(rc));
-        send_node(c, wa_pair_error_reply(id ? id : "",
-                                         rc == WA_PAIR_EHMAC || rc == WA_PAIR_ESIG ? 401 : 500,
-                                         rc == WA_PAIR_EHMAC  ? "hmac-mismatch"
-                                         : rc == WA_PAIR_ESIG ? "signature-mismatch"
-                                                              : "internal-error"));
-        wa_verdict_t v;
-        set_verdict(&v, "pairing_failed", 401, WA_RETRY_NO, 0,
-                    rc == WA_PAIR_EHMAC  ? "pair-success HMAC did not match"
-                    : rc == WA_PAIR_ESIG ? "pair-success account signature did not verify"
-                                         : "pair-success could not be processed");
-        finish(c, &v);
-        return;
-    }
-    /* persist before answering: the follow-up login needs it */
-    if (c->hooks.on_paired && c->hooks.on_paired(c->hooks.arg, &res) != 0) {
-        send_node(c, wa_pair_error_reply(id ? id : "", 500, "internal-error"));
-        wa_pair_result_free(&res);
-        wa_verdict_t v;
-        set_verdict(&v, "store_error", 500, WA_RETRY_NO, 0, "could not save the new credentials");
-        finish(c, &v);
-        return;
-    }
-    c->paired = 1;
-    LOG_INFO("wa", "paired (key index %u); waiting for the restart request", res.key_index);
-    send_node(c, wa_pair_sign_reply(id ? id : "", &res));
-    wa_pair_result_free(&res);
-}
+/* --- handlers of received nodes --- */
 
 static void handle_success(wa_client_t *c, const wa_node_t *n)
 {
+    if (!c->jid) {
+        /* whatsmeow (June 2026): success on a connection that is not paired
+         * carries nothing to log in with; it is ignored */
+        LOG_WARN("wa", "ignoring <success> on a registration connection");
+        return;
+    }
+    if (c->logged_in)
+        return;
+    wa_client_watchdog_clear(c);
     c->logged_in = 1;
-    char id[32];
     /* leave passive mode so the server sends what is waiting */
-    wa_node_t *a = iq(next_id(c, id, sizeof(id)), "set", "passive");
+    wa_node_t *a = wa_client_iq(NULL, "set", "passive");
     wa_node_add(a, "active");
-    add_pending(c, id, REQ_ACTIVE, 0);
-    send_node(c, a);
+    wa_client_send_iq(c, a, 60000, on_active_answer, NULL, NULL, 0);
     /* how many pre-keys does the server hold? */
-    wa_node_t *q = iq(next_id(c, id, sizeof(id)), "get", "encrypt");
+    wa_node_t *q = wa_client_iq(NULL, "get", "encrypt");
     wa_node_add(q, "count");
-    add_pending(c, id, REQ_COUNT, 0);
-    send_node(c, q);
+    wa_client_send_iq(c, q, 60000, on_count_answer, NULL, NULL, 0);
     if (c->hooks.on_connected)
         c->hooks.on_connected(c->hooks.arg, wa_node_attr(n, "lid"));
 }
 
-static void send_ack(wa_client_t *c, const wa_node_t *n)
+static int from_server(const wa_node_t *n)
 {
-    const char *id = wa_node_attr(n, "id"), *from = wa_node_attr(n, "from");
-    if (!id || !from)
-        return;
-    wa_node_t *a = wa_node_new("ack");
-    wa_node_set_attr(a, "id", id);
-    wa_node_set_attr(a, "to", from);
-    wa_node_set_attr(a, "class", n->tag);
-    const char *keys[] = {"participant", "recipient", "type"};
-    for (int i = 0; i < 3; i++)
-        if (wa_node_attr(n, keys[i]))
-            wa_node_set_attr(a, keys[i], wa_node_attr(n, keys[i]));
-    send_node(c, a);
+    const char *from = wa_node_attr(n, "from");
+    return !from || !strcmp(from, "s.whatsapp.net") || !strcmp(from, "@s.whatsapp.net");
 }
 
-static void handle_iq_answer(wa_client_t *c, const wa_node_t *n)
+static void iq_pair_device(wa_client_t *c, const wa_node_t *n)
 {
-    pending_t *p = take_pending(c, wa_node_attr(n, "id"));
-    if (!p)
+    if (c->jid || !from_server(n)) {
+        wa_client_send_error(c, n, 400, "bad-request");
         return;
-    req_kind_t kind = p->kind;
-    uint32_t max = p->max_id;
-    p->kind = REQ_NONE;
-    int ok = !strcmp(wa_node_attr(n, "type") ? wa_node_attr(n, "type") : "", "result");
-    switch (kind) {
-    case REQ_PING:
-        c->ping_sent_ms = 0;
-        break;
-    case REQ_COUNT: {
-        const wa_node_t *cnt = wa_node_child(n, "count");
-        const char *v = cnt ? wa_node_attr(cnt, "value") : NULL;
-        if (ok && v) {
-            long count = atol(v);
-            LOG_INFO("wa", "server holds %ld pre-keys", count);
-            if (count < (long)c->cfg.prekey_min)
-                (void)upload_prekeys(c, count == 0 ? 812 : c->cfg.prekey_batch, count == 0);
+    }
+    wa_client_qr_pair_device(c, n, wa_node_child(n, "pair-device"));
+}
+
+static void iq_pair_success(wa_client_t *c, const wa_node_t *n)
+{
+    if (c->jid || !from_server(n)) {
+        wa_client_send_error(c, n, 400, "bad-request");
+        return;
+    }
+    wa_client_pair_success(c, n);
+}
+
+static void iq_ping(wa_client_t *c, const wa_node_t *n)
+{
+    wa_client_send_result(c, n);
+}
+
+/* Server iqs of type get/set, by their first child (or xmlns for pings). */
+static const struct {
+    const char *child;
+    wa_client_handler_fn fn;
+} server_iqs[] = {
+    {"pair-device", iq_pair_device},
+    {"pair-success", iq_pair_success},
+    {"ping", iq_ping},
+};
+
+static void handle_iq(wa_client_t *c, const wa_node_t *n)
+{
+    const char *type = wa_node_attr(n, "type");
+    if (!type)
+        return;
+    if (!strcmp(type, "result") || !strcmp(type, "error")) {
+        handle_answer(c, n);
+        return;
+    }
+    if (strcmp(type, "get") && strcmp(type, "set"))
+        return;
+    const char *xmlns = wa_node_attr(n, "xmlns");
+    if (xmlns && !strcmp(xmlns, "urn:xmpp:ping")) {
+        iq_ping(c, n);
+        return;
+    }
+    const wa_node_t *child = n->nchildren ? n->children[0] : NULL;
+    for (size_t i = 0; child && i < sizeof(server_iqs) / sizeof(server_iqs[0]); i++)
+        if (!strcmp(child->tag, server_iqs[i].child)) {
+            server_iqs[i].fn(c, n);
+            return;
         }
-        break;
-    }
-    case REQ_UPLOAD:
-        if (ok && c->hooks.on_prekeys_uploaded)
-            c->hooks.on_prekeys_uploaded(c->hooks.arg, max);
-        break;
-    case REQ_LOGOUT: {
-        wa_verdict_t v;
-        set_verdict(&v, "logged_out", 0, WA_RETRY_NO, 1, "logged out");
-        finish(c, &v);
-        break;
-    }
-    default:
-        break;
+    /* answer what we do not implement so the server does not wait */
+    wa_client_send_error(c, n, 501, "feature-not-implemented");
+}
+
+/* <notification type="encrypt"><count value=N/>: top up pre-keys. */
+static void notif_encrypt(wa_client_t *c, const wa_node_t *n)
+{
+    const wa_node_t *cnt = wa_node_child(n, "count");
+    const char *val = cnt ? wa_node_attr(cnt, "value") : NULL;
+    if (val && c->logged_in && atol(val) < (long)c->cfg.prekey_min)
+        (void)upload_prekeys(c, c->cfg.prekey_batch, 0);
+}
+
+/* Notifications we act on, by type; every notification is acked first. */
+static const struct {
+    const char *type;
+    wa_client_handler_fn fn;
+} notifications[] = {
+    {"encrypt", notif_encrypt},
+    {"companion_reg_refresh", wa_client_qr_refresh},
+};
+
+static void handle_notification(wa_client_t *c, const wa_node_t *n)
+{
+    const char *type = wa_node_attr(n, "type");
+    wa_client_ack(c, n);
+    for (size_t i = 0; type && i < sizeof(notifications) / sizeof(notifications[0]); i++)
+        if (!strcmp(type, notifications[i].type)) {
+            notifications[i].fn(c, n);
+            return;
+        }
+}
+
+static void handle_ib(wa_client_t *c, const wa_node_t *n)
+{
+    for (size_t i = 0; i < n->nchildren && !c->done; i++) {
+        const wa_node_t *ch = n->children[i];
+        if (!strcmp(ch->tag, "downgrade_webclient")) {
+            wa_verdict_t v;
+            wa_client_verdict(&v, "multidevice_mismatch", 411, WA_RETRY_NO, 0,
+                              "the phone does not support linked devices");
+            wa_client_finish(c, &v);
+        } else if (!strcmp(ch->tag, "offline_preview")) {
+            wa_node_t *ib = wa_node_new("ib");
+            wa_node_set_attr(wa_node_add(ib, "offline_batch"), "count", "100");
+            wa_client_send(c, ib);
+        } else if (!strcmp(ch->tag, "edge_routing")) {
+            size_t len = 0;
+            const wa_node_t *ri = wa_node_child(ch, "routing_info");
+            const uint8_t *b = ri ? wa_node_content(ri, &len) : NULL;
+            if (b && len > 0 && len < 0x1000000 && c->hooks.on_routing_info) {
+                LOG_DEBUG("wa", "edge routing info received (%zu bytes)", len);
+                c->hooks.on_routing_info(c->hooks.arg, b, len);
+            }
+        }
     }
 }
+
+static void handle_ack_only(wa_client_t *c, const wa_node_t *n)
+{
+    wa_client_ack(c, n);
+}
+
+/* Every node WhatsApp sends, by tag (stream:error, failure and xmlstreamend
+ * end the connection before this table is consulted). */
+static const struct {
+    const char *tag;
+    wa_client_handler_fn fn;
+} node_handlers[] = {
+    {"iq", handle_iq},         {"success", handle_success},  {"notification", handle_notification},
+    {"ib", handle_ib},         {"message", handle_ack_only}, {"receipt", handle_ack_only},
+    {"call", handle_ack_only}, {"status", handle_ack_only},  {"appdata", handle_ack_only},
+};
 
 static void on_node(void *arg, const wa_node_t *n)
 {
     wa_client_t *c = arg;
     if (c->done)
         return;
+    wa_client_keepalive_rx(c);
     wa_verdict_t v;
     if (wa_client_classify(n, &v)) {
         if (c->paired && v.retry == WA_RETRY_NOW)
             v.message = "pairing complete, logging in";
-        finish(c, &v);
+        wa_client_finish(c, &v);
         return;
     }
-    const char *type = wa_node_attr(n, "type");
-    if (!strcmp(n->tag, "iq")) {
-        const wa_node_t *pd = wa_node_child(n, "pair-device");
-        if (pd && !c->jid) {
-            handle_pair_device(c, n, pd);
-        } else if (wa_node_child(n, "pair-success") && !c->jid) {
-            handle_pair_success(c, n);
-        } else if (type && (!strcmp(type, "result") || !strcmp(type, "error"))) {
-            handle_iq_answer(c, n);
-        } else if (type && !strcmp(type, "get") && wa_node_attr(n, "xmlns") &&
-                   !strcmp(wa_node_attr(n, "xmlns"), "urn:xmpp:ping")) {
-            send_result(c, n);
-        } else if (type && (!strcmp(type, "get") || !strcmp(type, "set"))) {
-            /* answer what we do not implement so the server does not wait */
-            wa_node_t *e = wa_pair_error_reply(wa_node_attr(n, "id") ? wa_node_attr(n, "id") : "",
-                                               501, "feature-not-implemented");
-            if (e && wa_node_attr(n, "from"))
-                wa_node_set_attr(e, "to", wa_node_attr(n, "from"));
-            send_node(c, e);
+    for (size_t i = 0; i < sizeof(node_handlers) / sizeof(node_handlers[0]); i++)
+        if (!strcmp(n->tag, node_handlers[i].tag)) {
+            node_handlers[i].fn(c, n);
+            return;
         }
-    } else if (!strcmp(n->tag, "success")) {
-        handle_success(c, n);
-    } else if (!strcmp(n->tag, "message") || !strcmp(n->tag, "receipt") ||
-               !strcmp(n->tag, "notification") || !strcmp(n->tag, "call")) {
-        send_ack(c, n);
-        if (!strcmp(n->tag, "notification") && type && !strcmp(type, "encrypt")) {
-            const wa_node_t *cnt = wa_node_child(n, "count");
-            const char *val = cnt ? wa_node_attr(cnt, "value") : NULL;
-            if (val && atol(val) < (long)c->cfg.prekey_min)
-                (void)upload_prekeys(c, c->cfg.prekey_batch, 0);
-        }
-    } else if (!strcmp(n->tag, "ib")) {
-        if (wa_node_child(n, "downgrade_webclient")) {
-            set_verdict(&v, "multidevice_mismatch", 411, WA_RETRY_NO, 0,
-                        "the phone does not support linked devices");
-            finish(c, &v);
-        } else if (wa_node_child(n, "offline_preview")) {
-            wa_node_t *ib = wa_node_new("ib");
-            wa_node_set_attr(wa_node_add(ib, "offline_batch"), "count", "100");
-            send_node(c, ib);
-        }
-    }
-}
-
-static void on_keepalive(uv_timer_t *t)
-{
-    wa_client_t *c = t->data;
-    if (c->done || !c->logged_in)
-        return;
-    int64_t now = now_ms();
-    if (c->ping_sent_ms && now - c->ping_sent_ms >= (int64_t)c->cfg.keepalive_timeout_ms) {
-        wa_verdict_t v;
-        set_verdict(&v, "keepalive_timeout", 408, WA_RETRY_BACKOFF, 0,
-                    "WhatsApp stopped answering keepalive pings");
-        finish(c, &v);
-        return;
-    }
-    if (!c->ping_sent_ms) {
-        char id[32];
-        wa_node_t *p = iq(next_id(c, id, sizeof(id)), "get", "w:p");
-        wa_node_add(p, "ping");
-        add_pending(c, id, REQ_PING, 0);
-        c->ping_sent_ms = now;
-        send_node(c, p);
-    }
+    LOG_DEBUG("wa", "ignoring <%s>", n->tag);
 }
 
 static void on_open(void *arg)
 {
     wa_client_t *c = arg;
+    c->open = 1;
+    wa_client_keepalive_start(c);
     if (c->hooks.on_open)
         c->hooks.on_open(c->hooks.arg);
 }
@@ -568,23 +493,23 @@ static void on_sock_close(void *arg, int code, const char *reason)
     wa_verdict_t v;
     switch (code) {
     case WA_NSOCK_ECERT:
-        set_verdict(&v, "certificate_rejected", 0, WA_RETRY_BACKOFF, 0, reason);
+        wa_client_verdict(&v, "certificate_rejected", 0, WA_RETRY_BACKOFF, 0, reason);
         break;
     case WA_NSOCK_ETIMEOUT:
-        set_verdict(&v, "timeout", 408, WA_RETRY_BACKOFF, 0, reason);
+        wa_client_verdict(&v, "timeout", 408, WA_RETRY_BACKOFF, 0, reason);
         break;
     case WA_NSOCK_ECONNECT:
-        set_verdict(&v, "unreachable", 0, WA_RETRY_BACKOFF, 0, reason);
+        wa_client_verdict(&v, "unreachable", 0, WA_RETRY_BACKOFF, 0, reason);
         break;
     case WA_NSOCK_CLOSED:
-        set_verdict(&v, c->logging_out ? "logged_out" : "connection_closed", 428,
-                    c->logging_out ? WA_RETRY_NO : WA_RETRY_BACKOFF, c->logging_out, reason);
+        wa_client_verdict(&v, c->logging_out ? "logged_out" : "connection_closed", 428,
+                          c->logging_out ? WA_RETRY_NO : WA_RETRY_BACKOFF, c->logging_out, reason);
         break;
     default:
-        set_verdict(&v, "connection_lost", 0, WA_RETRY_BACKOFF, 0, reason);
+        wa_client_verdict(&v, "connection_lost", 0, WA_RETRY_BACKOFF, 0, reason);
         break;
     }
-    finish(c, &v);
+    wa_client_finish(c, &v);
 }
 
 wa_client_t *wa_client_connect(wa_fsock_ctx_t *ctx, const wa_client_config_t *cfg,
@@ -599,9 +524,13 @@ wa_client_t *wa_client_connect(wa_fsock_ctx_t *ctx, const wa_client_config_t *cf
     if (!c->cfg.qr_next_ms)
         c->cfg.qr_next_ms = 20000;
     if (!c->cfg.keepalive_ms)
-        c->cfg.keepalive_ms = 25000;
+        c->cfg.keepalive_ms = 20000;
     if (!c->cfg.keepalive_timeout_ms)
-        c->cfg.keepalive_timeout_ms = 20000;
+        c->cfg.keepalive_timeout_ms = 10000;
+    if (!c->cfg.keepalive_misses)
+        c->cfg.keepalive_misses = 2;
+    if (!c->cfg.login_timeout_ms)
+        c->cfg.login_timeout_ms = 30000;
     if (!c->cfg.prekey_min)
         c->cfg.prekey_min = 5;
     if (!c->cfg.prekey_batch)
@@ -637,13 +566,17 @@ wa_client_t *wa_client_connect(wa_fsock_ctx_t *ctx, const wa_client_config_t *cf
     uv_loop_t *loop = wa_fsock_ctx_loop(ctx);
     uv_timer_init(loop, &c->qr_timer);
     uv_timer_init(loop, &c->ka_timer);
-    c->qr_timer.data = c->ka_timer.data = c;
-    c->timers_open = 2;
+    uv_timer_init(loop, &c->wd_timer);
+    uv_timer_init(loop, &c->iq_timer);
+    c->qr_timer.data = c->ka_timer.data = c->wd_timer.data = c->iq_timer.data = c;
+    c->timers_open = 4;
     wa_nsock_opts_t o = {.url = cfg->url,
                          .trust = cfg->trust,
                          .payload = payload,
                          .payload_len = plen,
-                         .connect_timeout_ms = cfg->connect_timeout_ms};
+                         .connect_timeout_ms = cfg->connect_timeout_ms,
+                         .routing_info = id->routing_info,
+                         .routing_info_len = id->routing_info_len};
     memcpy(o.noise_key.priv, id->noise_priv, 32);
     memcpy(o.noise_key.pub, id->noise_pub, 32);
     wa_nsock_callbacks_t cb = {on_open, on_node, on_sock_close, c};
@@ -656,16 +589,19 @@ wa_client_t *wa_client_connect(wa_fsock_ctx_t *ctx, const wa_client_config_t *cf
         destroy(c);
         return NULL;
     }
-    uv_timer_start(&c->ka_timer, on_keepalive, c->cfg.keepalive_ms, c->cfg.keepalive_ms);
     return c;
 }
 
-static void on_logout_timeout(uv_timer_t *t)
+static void on_logout_answer(wa_client_t *c, const wa_node_t *resp, int ok, void *arg)
 {
-    wa_client_t *c = t->data;
+    (void)arg;
+    (void)ok;
+    if (c->done)
+        return;
     wa_verdict_t v;
-    set_verdict(&v, "logged_out", 0, WA_RETRY_NO, 1, "logged out (no answer from WhatsApp)");
-    finish(c, &v);
+    wa_client_verdict(&v, "logged_out", 0, WA_RETRY_NO, 1,
+                      resp ? "logged out" : "logged out (no answer from WhatsApp)");
+    wa_client_finish(c, &v);
 }
 
 void wa_client_logout(wa_client_t *c)
@@ -674,22 +610,20 @@ void wa_client_logout(wa_client_t *c)
         return;
     if (!c->logged_in || !c->jid) {
         wa_verdict_t v;
-        set_verdict(&v, "logged_out", 0, WA_RETRY_NO, 1, "logged out");
-        finish(c, &v);
+        wa_client_verdict(&v, "logged_out", 0, WA_RETRY_NO, 1, "logged out");
+        wa_client_finish(c, &v);
         return;
     }
-    char id[32];
-    wa_node_t *q = iq(next_id(c, id, sizeof(id)), "set", "md");
+    wa_node_t *q = wa_client_iq(NULL, "set", "md");
     wa_node_t *r = wa_node_add(q, "remove-companion-device");
     wa_node_set_attr(r, "jid", c->jid);
     wa_node_set_attr(r, "reason", "user_initiated");
-    add_pending(c, id, REQ_LOGOUT, 0);
     c->logging_out = 1;
-    send_node(c, q);
-    /* do not wait forever for the answer */
     uv_timer_stop(&c->ka_timer);
     c->logged_in = 0;
-    uv_timer_start(&c->qr_timer, on_logout_timeout, 3000, 0);
+    /* do not wait long for the answer */
+    if (wa_client_send_iq(c, q, 3000, on_logout_answer, NULL, NULL, 0) != 0)
+        on_logout_answer(c, NULL, 0, NULL);
 }
 
 void wa_client_close(wa_client_t *c)
@@ -697,7 +631,6 @@ void wa_client_close(wa_client_t *c)
     if (!c || c->done)
         return;
     c->done = 1;
-    uv_timer_stop(&c->qr_timer);
-    uv_timer_stop(&c->ka_timer);
+    stop_timers(c);
     destroy(c);
 }

@@ -1,10 +1,13 @@
 /* The WhatsApp companion's protocol engine for one connection (whatsmeow's
- * pair.go, qrchan.go, keepalive.go and connectionevents.go together): it
- * opens a noise socket with the registration or login payload and then
- * reacts to the server: pair-device refs become QR codes that rotate on
- * their lifetimes; pair-success is verified, handed to the owner to persist,
- * and countersigned; success starts the connected life (passive/active,
- * pre-key count and upload, keepalive pings, acks); stream errors and
+ * pair.go, qrchan.go, keepalive.go and connectionevents.go together; the
+ * files are listed in client_internal.h): it opens a noise socket with the
+ * registration or login payload and then reacts to the server: pair-device
+ * refs become QR codes that rotate on their lifetimes and are redrawn when
+ * WhatsApp refreshes the adv secret; pair-success is verified, handed to the
+ * owner to persist, and countersigned; success starts the connected life
+ * (passive/active, pre-key count and upload); pings run from the handshake
+ * on, and a login watchdog ends a connection the server stays silent on;
+ * every stanza WhatsApp expects acknowledged is acked; stream errors and
  * failures end the connection with a classified verdict (section 7 of the
  * protocol doc). Loop-thread only; one wa_client_t per connection attempt. */
 #ifndef WG_SESSION_WA_CLIENT_H
@@ -48,19 +51,32 @@ typedef struct {
     const uint8_t *spk_pub, *spk_sig;
     const uint8_t *adv_secret;
     const char *jid; /* NULL: register (QR pairing); else log in as this device */
+    /* Edge routing info from an earlier connection (sent as the "ED"
+     * intro prefix, protocol doc 1.2); NULL when none. */
+    const uint8_t *routing_info;
+    size_t routing_info_len;
 } wa_client_identity_t;
 
 typedef struct {
     const char *url;
     wa_cert_trust_t trust;
     wa_version_t version;
-    unsigned connect_timeout_ms;   /* 0 = 20000 */
-    unsigned qr_first_ms;          /* 0 = 60000 */
-    unsigned qr_next_ms;           /* 0 = 20000 */
-    unsigned keepalive_ms;         /* 0 = 25000 */
-    unsigned keepalive_timeout_ms; /* 0 = 20000 */
-    unsigned prekey_min;           /* upload when the server has fewer; 0 = 5 */
-    unsigned prekey_batch;         /* keys per upload; 0 = 50 (first upload: 812) */
+    unsigned connect_timeout_ms; /* 0 = 20000 */
+    unsigned qr_first_ms;        /* 0 = 60000 */
+    unsigned qr_next_ms;         /* 0 = 20000 */
+    /* Keepalive: a ping every keepalive_ms (+-10% jitter) from the end of
+     * the handshake on; a ping not answered within keepalive_timeout_ms is a
+     * miss; keepalive_misses misses in a row end the connection
+     * ("keepalive_timeout"). At the defaults a dead link is noticed within
+     * 2 x 22 + 10 = 54 s, and one lost ping is forgiven. */
+    unsigned keepalive_ms;         /* 0 = 20000 */
+    unsigned keepalive_timeout_ms; /* 0 = 10000 */
+    unsigned keepalive_misses;     /* 0 = 2 */
+    /* Login watchdog: without pair-device, success or failure this long
+     * after the handshake the connection ends ("timeout"). 0 = 30000. */
+    unsigned login_timeout_ms;
+    unsigned prekey_min;   /* upload when the server has fewer; 0 = 5 */
+    unsigned prekey_batch; /* keys per upload; 0 = 50 (first upload: 812) */
 } wa_client_config_t;
 
 typedef struct wa_client wa_client_t;
@@ -88,6 +104,13 @@ typedef struct {
     int (*get_prekeys)(void *arg, size_t want, int first, wa_client_prekey_t *out);
     /* The upload of keys up to max_id was accepted. */
     void (*on_prekeys_uploaded)(void *arg, uint32_t max_id);
+    /* WhatsApp replaced the adv secret (companion_reg_refresh, or derived
+     * by a pairing-code or passkey flow): persist the 32 bytes and return
+     * 0; on a non-zero return the old secret stays. May be NULL. */
+    int (*on_adv_secret)(void *arg, const uint8_t secret[32]);
+    /* Edge routing info to send as the "ED" prefix on later connections
+     * (borrowed for the call). May be NULL. */
+    void (*on_routing_info)(void *arg, const uint8_t *info, size_t len);
     /* The connection ended (always the last call; the client is gone). */
     void (*on_closed)(void *arg, const wa_verdict_t *v);
     void *arg;

@@ -158,18 +158,54 @@ int wa_frame_write(int first, const uint8_t *payload, size_t len, uint8_t **out,
 void wa_frame_writer_init(wa_frame_writer_t *w)
 {
     w->intro_sent = 0;
+    w->edge = NULL;
+    w->edge_len = 0;
+}
+
+int wa_frame_writer_set_edge(wa_frame_writer_t *w, const uint8_t *info, size_t len)
+{
+    if (!info || len == 0 || len > WA_FRAME_ROUTING_MAX)
+        return WA_FRAME_ETOOBIG;
+    uint8_t *e = malloc(7 + len);
+    if (!e)
+        return WA_FRAME_ENOMEM;
+    e[0] = 'E';
+    e[1] = 'D';
+    e[2] = 0;
+    e[3] = 1;
+    e[4] = (uint8_t)(len >> 16);
+    e[5] = (uint8_t)(len >> 8);
+    e[6] = (uint8_t)len;
+    memcpy(e + 7, info, len);
+    free(w->edge);
+    w->edge = e;
+    w->edge_len = 7 + len;
+    return 0;
+}
+
+void wa_frame_writer_dispose(wa_frame_writer_t *w)
+{
+    free(w->edge);
+    w->edge = NULL;
+    w->edge_len = 0;
 }
 
 size_t wa_frame_writer_size(const wa_frame_writer_t *w, size_t len)
 {
-    return wa_frame_encoded_len(!w->intro_sent, len);
+    return (w->intro_sent ? 0 : w->edge_len) + wa_frame_encoded_len(!w->intro_sent, len);
 }
 
 long wa_frame_writer_put(wa_frame_writer_t *w, const uint8_t *payload, size_t len, uint8_t *out,
                          size_t cap)
 {
-    long n = wa_frame_encode(!w->intro_sent, payload, len, out, cap);
-    if (n >= 0)
-        w->intro_sent = 1;
-    return n;
+    size_t pre = w->intro_sent ? 0 : w->edge_len;
+    if (cap < pre)
+        return WA_FRAME_ESPACE;
+    long n = wa_frame_encode(!w->intro_sent, payload, len, out + pre, cap - pre);
+    if (n < 0)
+        return n;
+    if (pre)
+        memcpy(out, w->edge, pre);
+    w->intro_sent = 1;
+    return n + (long)pre;
 }

@@ -78,13 +78,28 @@ long wa_frame_encode(int first, const uint8_t *payload, size_t len, uint8_t *out
  * WA_FRAME_ENOMEM (then *out is untouched). */
 int wa_frame_write(int first, const uint8_t *payload, size_t len, uint8_t **out, size_t *out_len);
 
-/* A writer for one connection: remembers whether the intro header went out. */
+/* A writer for one connection: remembers whether the intro header went out,
+ * and the optional edge-routing prefix sent before it. */
 typedef struct {
     int intro_sent;
+    uint8_t *edge; /* "ED" 00 01 len[3] routing_info, or NULL */
+    size_t edge_len;
 } wa_frame_writer_t;
+
+/* The largest routing info accepted for the edge-routing prefix. */
+#define WA_FRAME_ROUTING_MAX 4096
 
 /* Initialises a writer for a new connection (the next frame gets the intro). */
 void wa_frame_writer_init(wa_frame_writer_t *w);
+
+/* Makes the first frame start with the edge-routing prefix
+ * `'E' 'D' 00 01 len[3 bytes BE] info` before the intro header (protocol doc
+ * 1.2). Call before the first frame. Returns 0, WA_FRAME_ETOOBIG (empty or
+ * over WA_FRAME_ROUTING_MAX) or WA_FRAME_ENOMEM. */
+int wa_frame_writer_set_edge(wa_frame_writer_t *w, const uint8_t *info, size_t len);
+
+/* Releases what the writer holds (the edge prefix). */
+void wa_frame_writer_dispose(wa_frame_writer_t *w);
 
 /* Bytes the writer's next frame of `len` payload bytes needs. */
 size_t wa_frame_writer_size(const wa_frame_writer_t *w, size_t len);

@@ -111,6 +111,7 @@ static void sock_unref(wa_fsock_t *s)
         return;
     free_queue(s);
     wa_frame_reader_free(&s->reader);
+    wa_frame_writer_dispose(&s->writer);
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -559,6 +560,9 @@ wa_fsock_t *wa_fsock_connect(wa_fsock_ctx_t *ctx, const char *url, const wa_fsoc
         s->cb = *cb;
     wa_frame_reader_init(&s->reader, opts ? opts->max_frame : 0);
     wa_frame_writer_init(&s->writer);
+    if (opts && opts->routing_info && opts->routing_info_len &&
+        wa_frame_writer_set_edge(&s->writer, opts->routing_info, opts->routing_info_len) != 0)
+        wa_frame_writer_init(&s->writer); /* unusable routing info: plain intro */
     snprintf(s->host, sizeof(s->host), "%s", addr);
     snprintf(s->path, sizeof(s->path), "%s", path);
     s->port = port;

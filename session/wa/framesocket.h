@@ -87,6 +87,11 @@ typedef struct {
 typedef struct {
     unsigned connect_timeout_ms; /* TCP + TLS + WebSocket handshake; 0 = 20000 */
     size_t max_frame;            /* 0 = the protocol's limit (2^24 - 1) */
+    /* Edge routing info from an earlier connection: the first frame is then
+     * preceded by "ED" 00 01 len[3] info (protocol doc 1.2). NULL = none;
+     * copied. */
+    const uint8_t *routing_info;
+    size_t routing_info_len;
 } wa_fsock_opts_t;
 
 /* Starts connecting to `url` (ws:// or wss://, e.g. WA_FSOCK_DEFAULT_URL),

@@ -21,6 +21,7 @@ struct wa_nsock {
     int ready, done, in_frame, close_after;
     uv_timer_t timer;
     int timer_live;
+    unsigned bad_nodes; /* stanzas dropped as malformed */
 };
 
 const char *wa_nsock_strerror(int code)
@@ -153,9 +154,10 @@ static void on_fs_frame(void *arg, const uint8_t *p, size_t len)
     rc = wa_node_decode(pt, ptlen, &node);
     free(pt);
     if (rc) {
-        char why[128];
-        snprintf(why, sizeof(why), "malformed node from the server: %s", wa_node_strerror(rc));
-        finish(s, WA_NSOCK_EBADNODE, why);
+        /* the stream is still in step: drop this stanza, keep the link */
+        LOG_WARN("wa", "dropped a malformed stanza from the server (%zu bytes): %s", ptlen,
+                 wa_node_strerror(rc));
+        s->bad_nodes++;
         return;
     }
     s->in_frame = 1;
@@ -204,7 +206,9 @@ wa_nsock_t *wa_nsock_connect(wa_fsock_ctx_t *ctx, const wa_nsock_opts_t *opts,
     s->payload_len = opts->payload_len;
     wa_fsock_callbacks_t fcb = {on_fs_open, on_fs_frame, on_fs_close, s};
     unsigned tmo = opts->connect_timeout_ms ? opts->connect_timeout_ms : 20000;
-    wa_fsock_opts_t fo = {.connect_timeout_ms = tmo};
+    wa_fsock_opts_t fo = {.connect_timeout_ms = tmo,
+                          .routing_info = opts->routing_info,
+                          .routing_info_len = opts->routing_info_len};
     int ferr = 0;
     uv_timer_init(wa_fsock_ctx_loop(ctx), &s->timer);
     s->timer.data = s;

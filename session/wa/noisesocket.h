@@ -2,6 +2,9 @@
  * socket/noisesocket.go): opens a frame socket, runs the Noise XX handshake
  * with the given ClientPayload, then sends and receives binary nodes. It
  * reports exactly one of: ready, then nodes, then a close with a reason.
+ * A frame that fails to decrypt ends the connection (the Noise counters are
+ * lost); one that decrypts but does not decode as a node is logged and
+ * dropped, and the connection stays (whatsmeow, protocol doc 11.4).
  * Loop-thread only. */
 #ifndef WG_SESSION_WA_NOISESOCKET_H
 #define WG_SESSION_WA_NOISESOCKET_H
@@ -22,7 +25,7 @@ enum {
     WA_NSOCK_EHANDSHAKE = -3, /* the Noise handshake failed (malformed, bad keys) */
     WA_NSOCK_ECERT = -4,      /* the server's certificate chain did not verify */
     WA_NSOCK_EDECRYPT = -5,   /* a frame failed authentication */
-    WA_NSOCK_EBADNODE = -6,   /* a frame did not decode as a node */
+    WA_NSOCK_EBADNODE = -6,   /* (unused: a frame that decrypts but does not decode is dropped) */
     WA_NSOCK_ETOOBIG = -7,    /* an oversize frame */
     WA_NSOCK_ENOMEM = -8,
 };
@@ -48,6 +51,8 @@ typedef struct {
     size_t payload_len;
     unsigned connect_timeout_ms; /* WebSocket open and server hello; 0 = 20000 */
     int64_t now;                 /* Unix seconds for certificate validity; 0 = clock */
+    const uint8_t *routing_info; /* edge routing prefix (see wa_fsock_opts_t); NULL = none */
+    size_t routing_info_len;
 } wa_nsock_opts_t;
 
 /* Returns a short English description of a WA_NSOCK_* code. */

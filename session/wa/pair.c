@@ -187,9 +187,11 @@ int wa_pair_success(const wa_node_t *iq, const uint8_t ident_priv[32], const uin
         rc = WA_PAIR_ESIG;
         goto out;
     }
-    /* device signature: [6,1] (hosted [6,6]) || details || identity || account key */
+    /* device signature: [6,1] || details || identity || account key, also
+     * for hosted accounts (whatsmeow stopped using [6,6] in October 2025,
+     * Baileys never did; protocol doc 11.4) */
     uint8_t devsig[64];
-    msg[1] = dev_hosted ? 6 : 1;
+    msg[1] = 1;
     memcpy(msg + 2 + dl + 32, sdi->accountsignaturekey.data, 32);
     rc = wa_crypto_sign(ident_priv, msg, 2 + dl + 64, devsig) ? WA_PAIR_ECRYPTO : 0;
     free(msg);
