@@ -552,7 +552,11 @@ static void op_destroy(void *arg)
     free(d);
 }
 
-static const sess_driver_ops_t ops = {op_start, op_reconnect, op_logout, op_stop, op_destroy};
+static const sess_driver_ops_t ops = {.start = op_start,
+                                      .reconnect = op_reconnect,
+                                      .logout = op_logout,
+                                      .stop = op_stop,
+                                      .destroy = op_destroy};
 
 int sess_driver_attach(sess_t *s, const sess_driver_opts_t *opts)
 {

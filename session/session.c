@@ -146,6 +146,8 @@ void sess_snapshot_unref(sess_snapshot_t *s)
     free((char *)s->detail);
     account_clear(&s->account);
     qr_unref(s->qr);
+    free((char *)s->link_code);
+    free((char *)s->passkey_options);
     free(s);
 }
 
@@ -532,6 +534,19 @@ int sess_publish(sess_t *s, const sess_change_t *c)
     } else if (c->keep_qr && c->state == SESS_QR_READY) {
         snap->qr = qr_ref(old->qr);
     }
+    int keep_link = !c->clear_link && c->state != SESS_CONNECTED && c->state != SESS_DISCONNECTED;
+    const char *code = c->link_code ? c->link_code : keep_link ? old->link_code : NULL;
+    const char *opts = c->passkey_options ? c->passkey_options
+                       : keep_link        ? old->passkey_options
+                                          : NULL;
+    if (code) {
+        if (!(snap->link_code = strdup(code)))
+            goto oom;
+        snap->link_code_expires_at_ms =
+            c->link_code ? c->link_code_expires_at_ms : old->link_code_expires_at_ms;
+    }
+    if (opts && !(snap->passkey_options = strdup(opts)))
+        goto oom;
 
     pthread_mutex_lock(&s->cur_mu);
     s->current = snap;
@@ -574,6 +589,23 @@ int sess_reconnect(sess_t *s, int keep_credentials)
 int sess_logout(sess_t *s)
 {
     return s->ops && s->ops->logout ? s->ops->logout(s->drv) : -1;
+}
+
+int sess_pairing_code(sess_t *s, const char *phone,
+                      void (*done)(void *arg, int rc, const char *code, int64_t expires_at_ms),
+                      void *arg)
+{
+    if (!s->ops || !s->ops->pairing_code)
+        return SESS_ENOTSUP;
+    return s->ops->pairing_code(s->drv, phone, done, arg);
+}
+
+int sess_passkey_response(sess_t *s, const char *json, size_t len, void (*done)(void *arg, int rc),
+                          void *arg)
+{
+    if (!s->ops || !s->ops->passkey_response)
+        return SESS_ENOTSUP;
+    return s->ops->passkey_response(s->drv, json, len, done, arg);
 }
 
 typedef struct {

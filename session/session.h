@@ -58,6 +58,11 @@ typedef struct {
     int linked;             /* credentials with an account exist */
     sess_account_t account; /* valid when linked */
     sess_qr_t *qr;          /* current QR in QR_READY, else NULL */
+    /* Linking other than by QR; shown only to callers holding a key. */
+    const char *link_code; /* 8-character code to enter or confirm ("ABCD-EFGH"), or NULL */
+    int64_t link_code_expires_at_ms; /* when link_code stops being valid (0 = unknown) */
+    const char *passkey_options;     /* WebAuthn request options JSON while a passkey is
+                                      * required (detail "passkey_required"), or NULL */
 } sess_snapshot_t;
 
 /* Takes a reference; returns `s` for convenience. Any thread. */
@@ -138,6 +143,19 @@ typedef struct {
      * anew (new QR); 1: restart the connection with the same credentials. */
     int (*reconnect)(void *drv, int keep_credentials);
     int (*logout)(void *drv);
+    /* Links by phone number (a pairing code the user types on the phone):
+     * starts a registration when none runs, asks WhatsApp for a code for
+     * `phone` (digits only) and calls done(arg, rc, code, expires_at_ms)
+     * once, on the loop thread: rc 0 with the code, or a negative SESS_E*
+     * code (code NULL). May be NULL (linking by code unsupported). */
+    int (*pairing_code)(void *drv, const char *phone,
+                        void (*done)(void *arg, int rc, const char *code, int64_t expires_at_ms),
+                        void *arg);
+    /* Completes the passkey step with the WebAuthn assertion (JSON as
+     * PublicKeyCredential.toJSON() gives it); done(arg, rc) once, rc 0 when
+     * WhatsApp accepted it. May be NULL. */
+    int (*passkey_response)(void *drv, const char *assertion_json, size_t len,
+                            void (*done)(void *arg, int rc), void *arg);
     /* Closes connections and timers; `done(arg)` runs when all is closed. */
     void (*stop)(void *drv, void (*done)(void *arg), void *arg);
     void (*destroy)(void *drv);
@@ -156,6 +174,29 @@ int sess_reconnect(sess_t *s, int keep_credentials);
 /* Logs out (see sess_driver_ops_t.logout). -1 without a driver. */
 int sess_logout(sess_t *s);
 
+/* Errors of the linking operations (done callbacks and returns). */
+enum {
+    SESS_ENOTSUP = -2,   /* the driver cannot do this */
+    SESS_ELINKED = -3,   /* already linked: nothing to link */
+    SESS_EBUSY = -4,     /* asked again too soon / another request is running */
+    SESS_EREFUSED = -5,  /* WhatsApp refused the request */
+    SESS_ETIMEOUT = -6,  /* WhatsApp did not answer in time */
+    SESS_EUNREACH = -7,  /* no connection to WhatsApp could be made */
+    SESS_ESTATE = -8,    /* not possible in the current state */
+    SESS_EINVAL = -9,    /* malformed input */
+    SESS_ESTOPPED = -10, /* the session stopped or the connection ended first */
+};
+
+/* See sess_driver_ops_t.pairing_code. Returns 0 when started (done follows),
+ * or a negative SESS_E* code (done is then not called). */
+int sess_pairing_code(sess_t *s, const char *phone,
+                      void (*done)(void *arg, int rc, const char *code, int64_t expires_at_ms),
+                      void *arg);
+
+/* See sess_driver_ops_t.passkey_response; returns as sess_pairing_code. */
+int sess_passkey_response(sess_t *s, const char *json, size_t len, void (*done)(void *arg, int rc),
+                          void *arg);
+
 /* Stops every session's driver; `done(arg)` runs once all have stopped
  * (at once when there are none). */
 void sess_registry_stop(sess_registry_t *reg, void (*done)(void *arg), void *arg);
@@ -171,6 +212,13 @@ typedef struct {
     int keep_qr;                   /* keep the current QR object (same QR, other change) */
     const sess_account_t *account; /* copied; NULL = keep current */
     int clear_account;             /* forget the account (logged out) */
+    /* Linking: link_code / passkey_options replace the current ones when
+     * non-NULL; clear_link forgets both. Both are also forgotten when the
+     * state becomes CONNECTED or DISCONNECTED. */
+    const char *link_code;
+    int64_t link_code_expires_at_ms;
+    const char *passkey_options;
+    int clear_link;
 } sess_change_t;
 
 /* Publishes a new snapshot built from the current one and `change`, and
