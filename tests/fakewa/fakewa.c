@@ -35,6 +35,8 @@ struct fakewa_conn {
     wa_frame_reader_t reader;
     uint8_t *held;
     size_t held_len;
+    uint8_t *routing; /* what the client's "ED" intro prefix carried */
+    size_t routing_len;
     void *user;
     struct fakewa_conn *next;
 };
@@ -164,6 +166,23 @@ static void ws_message(void *arg, fakewa_ws_conn_t *wc, const uint8_t *data, siz
     fakewa_conn_t *c = fakewa_ws_conn_user(wc);
     if (!c || c->state == C_DEAD)
         return;
+    if (c->state == C_INTRO && c->f->faults.refuse) {
+        conn_fail(c, "refusing connections (offline)");
+        return;
+    }
+    if (c->state == C_INTRO && len >= 7 && data[0] == 'E' && data[1] == 'D' && data[2] == 0 &&
+        data[3] == 1) {
+        /* edge routing prefix (protocol doc 1.2): ED 00 01 len[3] info */
+        size_t rl = (size_t)data[4] << 16 | (size_t)data[5] << 8 | data[6];
+        if (rl == 0 || rl > len - 7 || !(c->routing = malloc(rl))) {
+            conn_fail(c, "bad edge routing prefix");
+            return;
+        }
+        memcpy(c->routing, data + 7, rl);
+        c->routing_len = rl;
+        data += 7 + rl;
+        len -= 7 + rl;
+    }
     if (c->state == C_INTRO) {
         if (len < 4 || memcmp(data, wa_noise_prologue, 4) != 0) {
             conn_fail(c, "bad intro header");
@@ -199,6 +218,7 @@ static void ws_close(void *arg, fakewa_ws_conn_t *wc)
     wa_noise_free(c->noise);
     wa_frame_reader_free(&c->reader);
     free(c->held);
+    free(c->routing);
     free(c);
 }
 
@@ -317,6 +337,25 @@ int fakewa_send(fakewa_conn_t *c, const wa_node_t *node)
     rc = send_frame(c, ct, ctlen);
     free(ct);
     return rc;
+}
+
+int fakewa_send_plain(fakewa_conn_t *c, const uint8_t *plain, size_t len)
+{
+    if (c->state != C_TRANSPORT)
+        return -1;
+    uint8_t *ct;
+    size_t ctlen;
+    if (wa_noise_encrypt(c->noise, plain, len, &ct, &ctlen))
+        return -1;
+    int rc = send_frame(c, ct, ctlen);
+    free(ct);
+    return rc;
+}
+
+const uint8_t *fakewa_conn_routing(const fakewa_conn_t *c, size_t *len)
+{
+    *len = c->routing_len;
+    return c->routing;
 }
 
 int fakewa_send_raw_frame(fakewa_conn_t *c, const uint8_t *data, size_t len)

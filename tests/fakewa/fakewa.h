@@ -49,6 +49,7 @@ typedef struct {
                       * 2: the same, flushed automatically every few ms */
     int tamper_cert; /* 1: present a certificate chain with a flipped bit */
     int flip_next;   /* 1: flip one ciphertext bit of the next frame sent */
+    int refuse;      /* 1: close every new connection before its handshake (offline) */
 } fakewa_faults_t;
 
 /* Starts the server. Returns NULL with a message in err. */
@@ -74,6 +75,14 @@ fakewa_faults_t *fakewa_faults(fakewa_t *f);
 /* Sends a node to one client. Returns 0 or -1 (not in transport phase,
  * encoding or memory failure). */
 int fakewa_send(fakewa_conn_t *c, const wa_node_t *node);
+
+/* Encrypts `plain` as the next transport frame without encoding a node: a
+ * stanza that decrypts but does not decode, on demand. */
+int fakewa_send_plain(fakewa_conn_t *c, const uint8_t *plain, size_t len);
+
+/* The routing info the client's "ED" intro prefix carried on this
+ * connection (NULL when it sent none). */
+const uint8_t *fakewa_conn_routing(const fakewa_conn_t *c, size_t *len);
 
 /* Sends raw bytes as one frame payload (not encrypted): garbage on demand. */
 int fakewa_send_raw_frame(fakewa_conn_t *c, const uint8_t *data, size_t len);

@@ -4,9 +4,11 @@
  * the server and the phone (see whatsapp.h). Control API on the same port:
  *   GET  /control/state            counters and paired devices (JSON)
  *   POST /control/scan   body=QR   the phone scans this QR
- *   POST /control/fault  body=NAME inject a fault (drop, stall, garbage,
- *        restart, logged_out, replaced, server_error, outdated, banned,
- *        bad_hmac, bad_signature)
+ *   POST /control/fault  body=NAME inject a fault (see fakewa_fault_t in
+ *        whatsapp.h: drop, stall, garbage, restart, logged_out, replaced,
+ *        server_error, outdated, banned, bad_hmac, bad_signature, drop_ping,
+ *        silent, bad_node, stanzas, early_success, bare_401, hosted, refresh,
+ *        refresh_on_scan, routing, offline, online)
  * Stops on SIGINT or SIGTERM. */
 #include <signal.h>
 #include <stdio.h>

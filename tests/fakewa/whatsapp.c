@@ -14,50 +14,9 @@
 #include "proto/wa/client_payload.pb-c.h"
 #include "session/wa/crypto.h"
 #include "session/wa/pair.h"
+#include "tests/fakewa/whatsapp_internal.h"
 
-#define MAX_DEVICES 64
-#define MAX_REFS 16
-
-typedef struct {
-    char jid[64];
-    uint8_t noise_pub[32];
-    uint8_t ident_pub[32];
-} device_t;
-
-typedef struct conn_state {
-    fakewa_wa_t *w;
-    fakewa_conn_t *c;
-    int registration, logged_in;
-    uint8_t noise_pub[32];
-    char refs[MAX_REFS][40];
-    int nrefs;
-    int64_t refs_at_ms;
-    /* a pair-success waiting for its pair-device-sign */
-    char pending_id[32];
-    uint8_t pending_details[256];
-    size_t pending_details_len;
-    uint8_t pending_ident[32];
-    char pending_jid[64];
-    struct conn_state *next;
-} conn_state_t;
-
-struct fakewa_wa {
-    fakewa_t *f;
-    fakewa_wa_opts_t o;
-    char phone[32];
-    wa_keypair_t phone_ident;
-    device_t devices[MAX_DEVICES];
-    int ndevices;
-    int next_device;
-    conn_state_t *conns;
-    int stall, outdated, banned, bad_hmac, bad_sig;
-    int prekey_count;
-    uint32_t id_counter;
-    uv_timer_t ping_timer;
-    fakewa_wa_stats_t stats;
-};
-
-static int64_t now_ms(void)
+int64_t fakewa_wa_now_ms(void)
 {
     struct timeval tv;
     gettimeofday(&tv, NULL);
@@ -65,8 +24,30 @@ static int64_t now_ms(void)
 }
 
 static const char *const fault_names[FAKEWA_FAULT_COUNT] = {
-    "drop",         "stall",    "garbage", "restart",  "logged_out",   "replaced",
-    "server_error", "outdated", "banned",  "bad_hmac", "bad_signature"};
+    [FAKEWA_DROP] = "drop",
+    [FAKEWA_STALL] = "stall",
+    [FAKEWA_GARBAGE] = "garbage",
+    [FAKEWA_RESTART] = "restart",
+    [FAKEWA_LOGGED_OUT] = "logged_out",
+    [FAKEWA_REPLACED] = "replaced",
+    [FAKEWA_SERVER_ERROR] = "server_error",
+    [FAKEWA_OUTDATED] = "outdated",
+    [FAKEWA_BANNED] = "banned",
+    [FAKEWA_BAD_HMAC] = "bad_hmac",
+    [FAKEWA_BAD_SIGNATURE] = "bad_signature",
+    [FAKEWA_DROP_PING] = "drop_ping",
+    [FAKEWA_SILENT] = "silent",
+    [FAKEWA_BAD_NODE] = "bad_node",
+    [FAKEWA_STANZAS] = "stanzas",
+    [FAKEWA_EARLY_SUCCESS] = "early_success",
+    [FAKEWA_BARE_401] = "bare_401",
+    [FAKEWA_HOSTED] = "hosted",
+    [FAKEWA_REFRESH] = "refresh",
+    [FAKEWA_REFRESH_ON_SCAN] = "refresh_on_scan",
+    [FAKEWA_ROUTING] = "routing",
+    [FAKEWA_OFFLINE] = "offline",
+    [FAKEWA_ONLINE] = "online",
+};
 
 int fakewa_wa_fault_parse(const char *name)
 {
@@ -83,7 +64,12 @@ static void send_and_free(fakewa_conn_t *c, wa_node_t *n)
     wa_node_free(n);
 }
 
-static void reply(conn_state_t *cs, const wa_node_t *req, const char *type, wa_node_t *child)
+void fakewa_wa_send(conn_state_t *cs, wa_node_t *n)
+{
+    send_and_free(cs->c, n);
+}
+
+void fakewa_wa_reply(conn_state_t *cs, const wa_node_t *req, const char *type, wa_node_t *child)
 {
     wa_node_t *r = wa_node_new("iq");
     wa_node_set_attr(r, "from", "s.whatsapp.net");
@@ -103,6 +89,116 @@ static void stream_error(conn_state_t *cs, const char *code, const char *conflic
         wa_node_set_attr(wa_node_add(e, "conflict"), "type", conflict);
     send_and_free(cs->c, e);
     fakewa_close(cs->c);
+}
+
+/* Remembers that `n` (about to be sent) must be acked. */
+static void expect_ack(fakewa_wa_t *w, const wa_node_t *n)
+{
+    if (w->nexpects >= MAX_EXPECT)
+        return;
+    expect_t *e = &w->expects[w->nexpects++];
+    const char *type = wa_node_attr(n, "type"), *from = wa_node_attr(n, "from");
+    snprintf(e->id, sizeof(e->id), "%s", wa_node_attr(n, "id"));
+    snprintf(e->cls, sizeof(e->cls), "%s", n->tag);
+    snprintf(e->type, sizeof(e->type), "%s", strcmp(n->tag, "message") && type ? type : "");
+    snprintf(e->to, sizeof(e->to), "%s", from ? from : "");
+    w->stats.unacked = w->nexpects;
+}
+
+/* An <ack> from the client: it must match a stanza we sent, with the
+ * attributes whatsmeow puts in it. */
+static void handle_ack(fakewa_wa_t *w, const wa_node_t *n)
+{
+    const char *id = wa_node_attr(n, "id"), *cls = wa_node_attr(n, "class");
+    const char *to = wa_node_attr(n, "to"), *type = wa_node_attr(n, "type");
+    for (int i = 0; id && i < w->nexpects; i++) {
+        expect_t *e = &w->expects[i];
+        if (strcmp(e->id, id))
+            continue;
+        int ok = cls && !strcmp(cls, e->cls) && to && !strcmp(to, e->to) &&
+                 (e->type[0] ? type && !strcmp(type, e->type) : !type);
+        if (ok)
+            w->stats.acks_ok++;
+        else
+            w->stats.acks_bad++;
+        w->expects[i] = w->expects[--w->nexpects];
+        w->stats.unacked = w->nexpects;
+        return;
+    }
+    w->stats.acks_bad++;
+}
+
+/* Sends `n` (freed) expecting an ack for it. */
+void fakewa_wa_send_expecting_ack(conn_state_t *cs, wa_node_t *n)
+{
+    if (!n)
+        return;
+    expect_ack(cs->w, n);
+    send_and_free(cs->c, n);
+}
+
+wa_node_t *fakewa_wa_stanza(fakewa_wa_t *w, const char *tag, const char *from, const char *type)
+{
+    wa_node_t *n = wa_node_new(tag);
+    char id[32], t[32];
+    snprintf(id, sizeof(id), "%s-%u", tag, ++w->id_counter);
+    snprintf(t, sizeof(t), "%lld", (long long)(fakewa_wa_now_ms() / 1000));
+    wa_node_set_attr(n, "id", id);
+    wa_node_set_attr(n, "from", from);
+    if (type)
+        wa_node_set_attr(n, "type", type);
+    wa_node_set_attr(n, "t", t);
+    return n;
+}
+
+/* One stanza of every class WhatsApp expects acknowledged (protocol doc
+ * 6.6, 11.4), as a logged-in client receives them. */
+static void send_stanzas(conn_state_t *cs)
+{
+    fakewa_wa_t *w = cs->w;
+    const char *contact = "15550001111@s.whatsapp.net";
+    wa_node_t *n = fakewa_wa_stanza(w, "message", contact, "text");
+    wa_node_set_bytes(wa_node_add(n, "enc"), "\x01\x02", 2);
+    fakewa_wa_send_expecting_ack(cs, n);
+    n = fakewa_wa_stanza(w, "receipt", contact, "read");
+    fakewa_wa_send_expecting_ack(cs, n);
+    n = fakewa_wa_stanza(w, "receipt", "120363000000000000@g.us", NULL);
+    wa_node_set_attr(n, "participant", contact);
+    fakewa_wa_send_expecting_ack(cs, n);
+    static const char *const notif_types[] = {"devices",      "picture",   "server_sync",
+                                              "account_sync", "w:gp2",     "privacy_token",
+                                              "status",       "mediaretry"};
+    for (size_t i = 0; i < sizeof(notif_types) / sizeof(notif_types[0]); i++)
+        fakewa_wa_send_expecting_ack(
+            cs, fakewa_wa_stanza(w, "notification", "s.whatsapp.net", notif_types[i]));
+    n = fakewa_wa_stanza(w, "notification", "s.whatsapp.net", "encrypt");
+    wa_node_set_attr(wa_node_add(n, "count"), "value", "50");
+    fakewa_wa_send_expecting_ack(cs, n);
+    n = fakewa_wa_stanza(w, "call", contact, NULL);
+    wa_node_set_attr(wa_node_add(n, "offer"), "call-id", "CALL1");
+    fakewa_wa_send_expecting_ack(cs, n);
+    n = fakewa_wa_stanza(w, "status", contact, "text");
+    fakewa_wa_send_expecting_ack(cs, n);
+    n = fakewa_wa_stanza(w, "appdata", contact, "text");
+    fakewa_wa_send_expecting_ack(cs, n);
+}
+
+static void send_routing(conn_state_t *cs)
+{
+    wa_node_t *ib = wa_node_new("ib");
+    wa_node_t *er = wa_node_add(ib, "edge_routing");
+    wa_node_set_bytes(wa_node_add(er, "routing_info"), cs->w->routing, sizeof(cs->w->routing));
+    cs->w->stats.routing_sent++;
+    send_and_free(cs->c, ib);
+}
+
+static void send_refresh(conn_state_t *cs)
+{
+    wa_node_t *n =
+        fakewa_wa_stanza(cs->w, "notification", "s.whatsapp.net", "companion_reg_refresh");
+    wa_node_add(n, "companion_reg_refresh");
+    cs->w->stats.refreshes++;
+    fakewa_wa_send_expecting_ack(cs, n);
 }
 
 static device_t *find_device(fakewa_wa_t *w, const char *jid)
@@ -144,7 +240,7 @@ static void send_pair_device(conn_state_t *cs)
         free(b);
         wa_node_set_bytes(wa_node_add(pd, "ref"), cs->refs[i], strlen(cs->refs[i]));
     }
-    cs->refs_at_ms = now_ms();
+    cs->refs_at_ms = fakewa_wa_now_ms();
     send_and_free(cs->c, iq);
 }
 
@@ -165,6 +261,17 @@ static void on_client(void *arg, fakewa_conn_t *c, const uint8_t cs_pub[32], con
     fakewa_conn_set_user(c, cs);
     w->stats.connections++;
     w->stats.live++;
+    size_t rlen = 0;
+    const uint8_t *ri = fakewa_conn_routing(c, &rlen);
+    if (ri && rlen == sizeof(w->routing) && !memcmp(ri, w->routing, rlen)) {
+        cs->routed = 1;
+        w->stats.routed++;
+    }
+    if (w->silent_next) {
+        w->silent_next = 0;
+        cs->silent = 1;
+        return;
+    }
     Wa__ClientPayload *pl = wa__client_payload__unpack(NULL, len, p);
     if (!pl) {
         stream_error(cs, "500", NULL);
@@ -173,6 +280,13 @@ static void on_client(void *arg, fakewa_conn_t *c, const uint8_t cs_pub[32], con
     if (pl->devicepairingdata) {
         cs->registration = 1;
         w->stats.registrations++;
+        if (w->early_success) {
+            /* a success a registration has nothing to log in with */
+            w->early_success = 0;
+            wa_node_t *n = wa_node_new("success");
+            wa_node_set_attr(n, "t", "1700000000");
+            send_and_free(c, n);
+        }
         send_pair_device(cs);
     } else {
         char jid[64];
@@ -200,7 +314,7 @@ static void on_client(void *arg, fakewa_conn_t *c, const uint8_t cs_pub[32], con
         } else {
             n = wa_node_new("success");
             char t[32], lid[64];
-            snprintf(t, sizeof(t), "%lld", (long long)(now_ms() / 1000));
+            snprintf(t, sizeof(t), "%lld", (long long)(fakewa_wa_now_ms() / 1000));
             snprintf(lid, sizeof(lid), "123456789012345:%u@lid", pl->device);
             wa_node_set_attr(n, "t", t);
             wa_node_set_attr(n, "lid", lid);
@@ -212,6 +326,8 @@ static void on_client(void *arg, fakewa_conn_t *c, const uint8_t cs_pub[32], con
         send_and_free(c, n);
         if (fail)
             fakewa_close(c);
+        else if (w->send_routing)
+            send_routing(cs);
     }
     wa__client_payload__free_unpacked(pl, NULL);
 }
@@ -278,27 +394,34 @@ static void handle_iq(conn_state_t *cs, const wa_node_t *n)
         return; /* answers to our iqs (pair-device ack, server pings) */
     if (xmlns && !strcmp(xmlns, "w:p")) {
         w->stats.pings++;
-        reply(cs, n, "result", NULL);
+        if (cs->registration)
+            w->stats.pings_unpaired++;
+        if (w->drop_ping) {
+            w->drop_ping = 0;
+            w->stats.pings_dropped++;
+            return;
+        }
+        fakewa_wa_reply(cs, n, "result", NULL);
     } else if (xmlns && !strcmp(xmlns, "encrypt") && !strcmp(type, "get") &&
                wa_node_child(n, "count")) {
         wa_node_t *c = wa_node_new("count");
         char v[16];
         snprintf(v, sizeof(v), "%d", w->prekey_count);
         wa_node_set_attr(c, "value", v);
-        reply(cs, n, "result", c);
+        fakewa_wa_reply(cs, n, "result", c);
     } else if (xmlns && !strcmp(xmlns, "encrypt") && !strcmp(type, "set")) {
         const wa_node_t *list = wa_node_child(n, "list");
         int keys = list ? (int)list->nchildren : 0;
         w->prekey_count += keys;
         w->stats.prekeys_uploaded += keys;
-        reply(cs, n, "result", NULL);
+        fakewa_wa_reply(cs, n, "result", NULL);
     } else if (xmlns && !strcmp(xmlns, "md") && wa_node_child(n, "remove-companion-device")) {
         w->stats.logouts++;
         forget_device(w, cs->noise_pub);
-        reply(cs, n, "result", NULL);
+        fakewa_wa_reply(cs, n, "result", NULL);
         fakewa_close(cs->c);
     } else {
-        reply(cs, n, "result", NULL);
+        fakewa_wa_reply(cs, n, "result", NULL);
     }
 }
 
@@ -306,10 +429,12 @@ static void on_node(void *arg, fakewa_conn_t *c, const wa_node_t *n)
 {
     fakewa_wa_t *w = arg;
     conn_state_t *cs = fakewa_conn_user(c);
-    if (!cs || w->stall)
+    if (!cs || w->stall || cs->silent)
         return;
     if (!strcmp(n->tag, "iq"))
         handle_iq(cs, n);
+    else if (!strcmp(n->tag, "ack"))
+        handle_ack(w, n);
 }
 
 static void on_close(void *arg, fakewa_conn_t *c, const char *reason)
@@ -363,10 +488,13 @@ static int on_http(void *arg, int post, const char *path, const char *body, size
         char *qr = strndup(body, strcspn(body, "\r\n"));
         int rc = qr ? fakewa_wa_scan(w, qr, why, sizeof(why)) : -1;
         free(qr);
-        snprintf(buf, sizeof(buf), rc ? "{\"ok\":false,\"error\":\"%s\"}" : "{\"ok\":true}",
-                 rc ? why : "");
+        if (rc == 1)
+            snprintf(buf, sizeof(buf), "{\"ok\":true,\"refreshed\":true}");
+        else
+            snprintf(buf, sizeof(buf), rc ? "{\"ok\":false,\"error\":\"%s\"}" : "{\"ok\":true}",
+                     rc ? why : "");
         *resp = strdup(buf);
-        return rc ? 409 : 200;
+        return rc < 0 ? 409 : rc == 1 ? 202 : 200;
     }
     if (post && !strcmp(path, "/control/fault")) {
         char name[32];
@@ -402,6 +530,7 @@ fakewa_wa_t *fakewa_wa_new(uv_loop_t *loop, const fakewa_wa_opts_t *opts, char *
     w->prekey_count = opts->prekey_count;
     w->next_device = 10;
     wa_crypto_keypair_generate(&w->phone_ident);
+    wa_crypto_random(w->routing, sizeof(w->routing));
     fakewa_callbacks_t cb = {on_client, on_node, on_close, w, on_http};
     w->f = fakewa_new(loop, &opts->transport, &cb, err, errlen);
     if (!w->f) {
@@ -466,15 +595,17 @@ int fakewa_wa_scan(fakewa_wa_t *w, const char *qr, char *why, size_t whylen)
     if (!cs) {
         wa_pair_qr_parts_free(&parts);
         snprintf(why, whylen, "unknown ref (no registration connection offers it)");
+        w->stats.scans_refused++;
         return -1;
     }
     /* ref i is valid from its start until its lifetime has passed */
-    int64_t t = now_ms() - cs->refs_at_ms;
+    int64_t t = fakewa_wa_now_ms() - cs->refs_at_ms;
     int64_t start = idx == 0 ? 0 : w->o.qr_first_ms + (int64_t)(idx - 1) * w->o.qr_next_ms;
     int64_t end = idx == 0 ? w->o.qr_first_ms : start + w->o.qr_next_ms;
     if (t > end + 100 || t + 100 < start) { /* 100 ms for clock and network slack */
         wa_pair_qr_parts_free(&parts);
         snprintf(why, whylen, "expired ref");
+        w->stats.scans_refused++;
         return -1;
     }
     if (memcmp(parts.noise_pub, cs->noise_pub, 32) != 0) {
@@ -482,20 +613,55 @@ int fakewa_wa_scan(fakewa_wa_t *w, const char *qr, char *why, size_t whylen)
         snprintf(why, whylen, "QR noise key does not match the connection");
         return -1;
     }
+    for (int i = 0; i < cs->nretired; i++)
+        if (!memcmp(cs->retired[i], parts.adv_secret, 32)) {
+            wa_pair_qr_parts_free(&parts);
+            snprintf(why, whylen, "the QR carries a secret retired by companion_reg_refresh");
+            w->stats.scans_refused++;
+            return -1;
+        }
+    if (w->refresh_on_scan) {
+        /* as WhatsApp does since mid 2026: the scan retires the secret, the
+         * companion must redraw its QR and the phone scan again */
+        w->refresh_on_scan = 0;
+        if (cs->nretired < MAX_RETIRED)
+            memcpy(cs->retired[cs->nretired++], parts.adv_secret, 32);
+        wa_pair_qr_parts_free(&parts);
+        send_refresh(cs);
+        return 1;
+    }
+    int rc = fakewa_wa_send_pair_success(cs, parts.ident_pub, parts.adv_secret);
+    wa_pair_qr_parts_free(&parts);
+    if (rc)
+        snprintf(why, whylen, "cannot build pair-success");
+    return rc;
+}
+
+int fakewa_wa_send_pair_success(conn_state_t *cs, const uint8_t ident_pub[32],
+                                const uint8_t adv_secret[32])
+{
+    fakewa_wa_t *w = cs->w;
+    int hosted = w->hosted_next;
+    w->hosted_next = 0;
     /* the device identity the phone issues */
     unsigned device = (unsigned)++w->next_device;
     Wa__ADVDeviceIdentity id = WA__ADVDEVICE_IDENTITY__INIT;
     id.has_rawid = id.has_timestamp = id.has_keyindex = 1;
     id.rawid = 424242;
-    id.timestamp = (uint64_t)(now_ms() / 1000);
+    id.timestamp = (uint64_t)(fakewa_wa_now_ms() / 1000);
     id.keyindex = device;
+    if (hosted) {
+        id.has_accounttype = id.has_devicetype = 1;
+        id.accounttype = WA__ADVENCRYPTION_TYPE__HOSTED;
+        id.devicetype = WA__ADVENCRYPTION_TYPE__HOSTED;
+    }
     uint8_t details[128];
     size_t dl = wa__advdevice_identity__pack(&id, details);
     uint8_t msg[2 + 128 + 32], sig[64];
     msg[0] = 6;
-    msg[1] = 0;
+    msg[1] = hosted ? 5 : 0;
     memcpy(msg + 2, details, dl);
-    memcpy(msg + 2 + dl, parts.ident_pub, 32);
+    memcpy(msg + 2 + dl, ident_pub, 32);
     wa_crypto_sign(w->phone_ident.priv, msg, 2 + dl + 32, sig);
     if (w->bad_sig) {
         w->bad_sig = 0;
@@ -512,9 +678,11 @@ int fakewa_wa_scan(fakewa_wa_t *w, const char *qr, char *why, size_t whylen)
     uint8_t sbuf[512];
     size_t sl = wa__advsigned_device_identity__pack(&sdi, sbuf);
     uint8_t mac[32];
-    const uint8_t *pp[1] = {sbuf};
-    size_t ll[1] = {sl};
-    wa_crypto_hmac_sha256(parts.adv_secret, 32, pp, ll, 1, mac);
+    static const uint8_t hosted_prefix[2] = {6, 5};
+    const uint8_t *pp[2] = {hosted_prefix, sbuf};
+    size_t ll[2] = {2, sl};
+    wa_crypto_hmac_sha256(adv_secret, 32, hosted ? pp : pp + 1, hosted ? ll : ll + 1,
+                          hosted ? 2 : 1, mac);
     if (w->bad_hmac) {
         w->bad_hmac = 0;
         mac[0] ^= 1;
@@ -525,12 +693,16 @@ int fakewa_wa_scan(fakewa_wa_t *w, const char *qr, char *why, size_t whylen)
     h.details.len = sl;
     h.hmac.data = mac;
     h.hmac.len = 32;
+    if (hosted) {
+        h.has_accounttype = 1;
+        h.accounttype = WA__ADVENCRYPTION_TYPE__HOSTED;
+    }
     uint8_t hbuf[600];
     size_t hl = wa__advsigned_device_identity_hmac__pack(&h, hbuf);
 
     memcpy(cs->pending_details, details, dl);
     cs->pending_details_len = dl;
-    memcpy(cs->pending_ident, parts.ident_pub, 32);
+    memcpy(cs->pending_ident, ident_pub, 32);
     snprintf(cs->pending_jid, sizeof(cs->pending_jid), "%s:%u@s.whatsapp.net", w->phone, device);
     snprintf(cs->pending_id, sizeof(cs->pending_id), "ps-%u", ++w->id_counter);
 
@@ -539,7 +711,7 @@ int fakewa_wa_scan(fakewa_wa_t *w, const char *qr, char *why, size_t whylen)
     wa_node_set_attr(iq, "type", "set");
     wa_node_set_attr(iq, "id", cs->pending_id);
     char ts[32], lid[64];
-    snprintf(ts, sizeof(ts), "%lld", (long long)(now_ms() / 1000));
+    snprintf(ts, sizeof(ts), "%lld", (long long)(fakewa_wa_now_ms() / 1000));
     wa_node_set_attr(iq, "t", ts);
     wa_node_t *ps = wa_node_add(iq, "pair-success");
     wa_node_set_bytes(wa_node_add(ps, "device-identity"), hbuf, hl);
@@ -549,7 +721,6 @@ int fakewa_wa_scan(fakewa_wa_t *w, const char *qr, char *why, size_t whylen)
     wa_node_set_attr(dev, "jid", cs->pending_jid);
     wa_node_set_attr(dev, "lid", lid);
     send_and_free(cs->c, iq);
-    wa_pair_qr_parts_free(&parts);
     return 0;
 }
 
@@ -570,6 +741,30 @@ void fakewa_wa_fault(fakewa_wa_t *w, fakewa_fault_t f)
         return;
     case FAKEWA_BAD_SIGNATURE:
         w->bad_sig = 1;
+        return;
+    case FAKEWA_DROP_PING:
+        w->drop_ping = 1;
+        return;
+    case FAKEWA_SILENT:
+        w->silent_next = 1;
+        return;
+    case FAKEWA_EARLY_SUCCESS:
+        w->early_success = 1;
+        return;
+    case FAKEWA_HOSTED:
+        w->hosted_next = 1;
+        return;
+    case FAKEWA_REFRESH_ON_SCAN:
+        w->refresh_on_scan = 1;
+        return;
+    case FAKEWA_ROUTING:
+        w->send_routing = 1;
+        break;
+    case FAKEWA_OFFLINE:
+        fakewa_faults(w->f)->refuse = 1;
+        break;
+    case FAKEWA_ONLINE:
+        fakewa_faults(w->f)->refuse = 0;
         return;
     default:
         break;
@@ -600,6 +795,31 @@ void fakewa_wa_fault(fakewa_wa_t *w, fakewa_fault_t f)
         case FAKEWA_SERVER_ERROR:
             stream_error(cs, "503", NULL);
             break;
+        case FAKEWA_BARE_401:
+            stream_error(cs, "401", NULL);
+            break;
+        case FAKEWA_BAD_NODE: {
+            /* flags 0, then a list header promising more than there is */
+            static const uint8_t bad[] = {0x00, 0xf8, 0x05, 0xff};
+            if (fakewa_send_plain(cs->c, bad, sizeof(bad)) == 0)
+                w->stats.bad_nodes_sent++;
+            break;
+        }
+        case FAKEWA_STANZAS:
+            if (cs->logged_in)
+                send_stanzas(cs);
+            break;
+        case FAKEWA_REFRESH:
+            if (cs->registration)
+                send_refresh(cs);
+            break;
+        case FAKEWA_ROUTING:
+            if (cs->logged_in)
+                send_routing(cs);
+            break;
+        case FAKEWA_OFFLINE:
+            fakewa_close(cs->c);
+            break;
         default:
             break;
         }
@@ -613,14 +833,18 @@ char *fakewa_wa_state_json(const fakewa_wa_t *w)
     char *out = malloc(cap);
     if (!out)
         return NULL;
-    int n = snprintf(out, cap,
-                     "{\"connections\":%d,\"registrations\":%d,\"loginsOk\":%d,"
-                     "\"loginsRefused\":%d,\"paired\":%d,\"badDeviceSignatures\":%d,"
-                     "\"pairErrors\":%d,\"prekeysUploaded\":%d,\"pings\":%d,\"logouts\":%d,"
-                     "\"live\":%d,\"devices\":[",
-                     s->connections, s->registrations, s->logins_ok, s->logins_refused, s->paired,
-                     s->bad_device_sigs, s->pair_errors, s->prekeys_uploaded, s->pings, s->logouts,
-                     s->live);
+    int n =
+        snprintf(out, cap,
+                 "{\"connections\":%d,\"registrations\":%d,\"loginsOk\":%d,"
+                 "\"loginsRefused\":%d,\"paired\":%d,\"badDeviceSignatures\":%d,"
+                 "\"pairErrors\":%d,\"prekeysUploaded\":%d,\"pings\":%d,\"logouts\":%d,"
+                 "\"live\":%d,\"pingsUnpaired\":%d,\"pingsDropped\":%d,\"acksOk\":%d,"
+                 "\"acksBad\":%d,\"unacked\":%d,\"refreshes\":%d,\"scansRefused\":%d,"
+                 "\"routingSent\":%d,\"routed\":%d,\"badNodesSent\":%d,\"devices\":[",
+                 s->connections, s->registrations, s->logins_ok, s->logins_refused, s->paired,
+                 s->bad_device_sigs, s->pair_errors, s->prekeys_uploaded, s->pings, s->logouts,
+                 s->live, s->pings_unpaired, s->pings_dropped, s->acks_ok, s->acks_bad, s->unacked,
+                 s->refreshes, s->scans_refused, s->routing_sent, s->routed, s->bad_nodes_sent);
     for (int i = 0; i < w->ndevices && n > 0 && (size_t)n < cap; i++)
         n += snprintf(out + n, cap - (size_t)n, "%s\"%s\"", i ? "," : "", w->devices[i].jid);
     if (n > 0 && (size_t)n < cap)

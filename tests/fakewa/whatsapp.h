@@ -41,12 +41,25 @@ typedef enum {
     FAKEWA_BANNED,        /* the next login gets <failure reason="403"/>; forget the device */
     FAKEWA_BAD_HMAC,      /* the next scan sends a pair-success with a wrong HMAC */
     FAKEWA_BAD_SIGNATURE, /* the next scan sends a wrongly signed account identity */
+    FAKEWA_DROP_PING,     /* the next client ping gets no answer (one lost ping) */
+    FAKEWA_SILENT,        /* the next connection hears nothing after the handshake */
+    FAKEWA_BAD_NODE,      /* send a stanza that decrypts but does not decode */
+    FAKEWA_STANZAS,       /* send every stanza class that needs an <ack> */
+    FAKEWA_EARLY_SUCCESS, /* the next registration gets <success> before pair-device */
+    FAKEWA_BARE_401,      /* <stream:error code="401"/> without device_removed (device kept) */
+    FAKEWA_HOSTED,        /* the next scan links a hosted account ([6,5] HMAC and account key) */
+    FAKEWA_REFRESH,       /* send companion_reg_refresh to every registration connection */
+    FAKEWA_REFRESH_ON_SCAN, /* the next scan gets companion_reg_refresh instead of pair-success,
+                               and its secret is refused from then on */
+    FAKEWA_ROUTING,         /* send <ib><edge_routing> now and after every later login */
+    FAKEWA_OFFLINE,         /* close every connection and refuse new ones */
+    FAKEWA_ONLINE,          /* accept connections again */
     FAKEWA_FAULT_COUNT
 } fakewa_fault_t;
 
-/* Parses a fault name ("drop", "stall", "garbage", "restart", "logged_out",
- * "replaced", "server_error", "outdated", "banned", "bad_hmac",
- * "bad_signature"). Returns the fault or -1. */
+/* Parses a fault name (the enum names above in lower case without the
+ * prefix: "drop", "stall", ..., "refresh_on_scan", "online"). Returns the
+ * fault or -1. */
 int fakewa_wa_fault_parse(const char *name);
 
 /* What happened so far, for tests. */
@@ -62,6 +75,16 @@ typedef struct {
     int pings;            /* client pings answered */
     int logouts;          /* remove-companion-device requests */
     int live;             /* connections open now */
+    int pings_unpaired;   /* client pings on registration connections */
+    int pings_dropped;    /* pings left unanswered on purpose */
+    int acks_ok;          /* acks that matched a stanza we sent */
+    int acks_bad;         /* acks with a wrong class, to or type */
+    int unacked;          /* stanzas sent that still wait for their ack */
+    int refreshes;        /* companion_reg_refresh notifications sent */
+    int scans_refused;    /* scans refused (retired secret, expired or unknown ref) */
+    int routing_sent;     /* edge_routing infos sent */
+    int routed;           /* connections whose intro carried our routing info */
+    int bad_nodes_sent;   /* undecodable stanzas sent */
 } fakewa_wa_stats_t;
 
 /* Starts the server. Returns NULL with a message in err. */
@@ -74,8 +97,10 @@ void fakewa_wa_free(fakewa_wa_t *w);
 /* The underlying transport server (port, root key, transport faults). */
 fakewa_t *fakewa_wa_transport(fakewa_wa_t *w);
 
-/* The phone scans `qr`. Returns 0 when a pair-success was sent, or -1 with a
- * reason in why (unknown ref, expired ref, no such connection, malformed). */
+/* The phone scans `qr`. Returns 0 when a pair-success was sent, 1 when the
+ * server answered the scan with companion_reg_refresh (refresh_on_scan),
+ * or -1 with a reason in why (unknown ref, expired ref, retired secret, no
+ * such connection, malformed). */
 int fakewa_wa_scan(fakewa_wa_t *w, const char *qr, char *why, size_t whylen);
 
 /* Injects or arms a fault. */

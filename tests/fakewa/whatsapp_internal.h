@@ -1,0 +1,102 @@
+/* The inside of the fake WhatsApp server's protocol layer, shared by its
+ * files: whatsapp.c (connections, logins, pairing by QR, faults, control),
+ * and the files of later linking flows, which hook in through the `ext`
+ * pointers. Tests only. */
+#ifndef WG_TESTS_FAKEWA_WHATSAPP_INTERNAL_H
+#define WG_TESTS_FAKEWA_WHATSAPP_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tests/fakewa/whatsapp.h"
+
+#define MAX_DEVICES 64
+#define MAX_REFS 16
+#define MAX_EXPECT 256
+#define MAX_RETIRED 8
+
+typedef struct {
+    char jid[64];
+    uint8_t noise_pub[32];
+    uint8_t ident_pub[32];
+} device_t;
+
+typedef struct conn_state {
+    fakewa_wa_t *w;
+    fakewa_conn_t *c;
+    int registration, logged_in;
+    uint8_t noise_pub[32];
+    char refs[MAX_REFS][40];
+    int nrefs;
+    int64_t refs_at_ms;
+    /* a pair-success waiting for its pair-device-sign */
+    char pending_id[32];
+    uint8_t pending_details[256];
+    size_t pending_details_len;
+    uint8_t pending_ident[32];
+    char pending_jid[64];
+    int silent;                       /* say nothing after the handshake */
+    int routed;                       /* the intro carried our routing info */
+    uint8_t retired[MAX_RETIRED][32]; /* adv secrets retired by a refresh */
+    int nretired;
+    void *ext_paircode; /* per-connection state of the pairing-code flow */
+    void *ext_passkey;  /* per-connection state of the passkey flow */
+    struct conn_state *next;
+} conn_state_t;
+
+/* A stanza we sent that WhatsApp expects acknowledged. */
+typedef struct {
+    char id[32];
+    char cls[16];
+    char type[32]; /* "" when the ack carries no type (messages) */
+    char to[64];   /* the stanza's from */
+} expect_t;
+
+struct fakewa_wa {
+    fakewa_t *f;
+    fakewa_wa_opts_t o;
+    char phone[32];
+    wa_keypair_t phone_ident;
+    device_t devices[MAX_DEVICES];
+    int ndevices;
+    int next_device;
+    conn_state_t *conns;
+    int stall, outdated, banned, bad_hmac, bad_sig;
+    int drop_ping, silent_next, early_success, hosted_next, refresh_on_scan, send_routing;
+    uint8_t routing[24]; /* the edge routing info this server hands out */
+    expect_t expects[MAX_EXPECT];
+    int nexpects;
+    int prekey_count;
+    uint32_t id_counter;
+    uv_timer_t ping_timer;
+    fakewa_wa_stats_t stats;
+    void *ext_paircode; /* server-wide state of the pairing-code flow */
+    void *ext_passkey;  /* server-wide state of the passkey flow */
+};
+
+/* Wall clock in ms. */
+int64_t fakewa_wa_now_ms(void);
+
+/* Sends `n` to the connection and frees it (NULL ignored). */
+void fakewa_wa_send(conn_state_t *cs, wa_node_t *n);
+
+/* Answers the client's iq `req` with <iq type=... id=...> holding `child`
+ * (taken, may be NULL). */
+void fakewa_wa_reply(conn_state_t *cs, const wa_node_t *req, const char *type, wa_node_t *child);
+
+/* Sends `n` (freed) and records that the client must ack it. */
+void fakewa_wa_send_expecting_ack(conn_state_t *cs, wa_node_t *n);
+
+/* A new stanza <tag id=... from=... [type=...] t=...>. */
+wa_node_t *fakewa_wa_stanza(fakewa_wa_t *w, const char *tag, const char *from, const char *type);
+
+/* The phone's side of a successful link (protocol doc 5.5): issues a device
+ * identity for the companion identity key `ident_pub`, signs it with the
+ * phone's key, wraps it in an HMAC keyed by `adv_secret` (the secret the
+ * phone holds: scanned from the QR, or derived by a code/passkey flow) and
+ * sends pair-success; the pair-device-sign answer is then checked. Honours
+ * the bad_hmac, bad_signature and hosted faults. Returns 0 or -1. */
+int fakewa_wa_send_pair_success(conn_state_t *cs, const uint8_t ident_pub[32],
+                                const uint8_t adv_secret[32]);
+
+#endif
