@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "session/wa/crypto.h"
+#include "session/removal.h"
 #include "session/wa/frame.h"
 
 typedef struct prekey_job prekey_job_t;
@@ -27,6 +28,8 @@ typedef struct {
     int stopping;
     void (*stop_done)(void *);
     void *stop_arg;
+    sess_removal_t *removal; /* devices logged out while offline */
+    int removal_open;
     uint8_t *routing; /* edge routing info for the ED prefix, or NULL */
     size_t routing_len;
     prekey_job_t *job;  /* pre-keys being generated on a worker thread */
@@ -452,6 +455,7 @@ static int op_start(void *arg)
             }
         }
     }
+    sess_removal_kick(d->removal);
     connect_now(d);
     return 0;
 }
@@ -499,16 +503,32 @@ static int op_logout(void *arg)
     }
     if (!d->have_creds)
         d->have_creds = store_load(d->o.store, sess_name(d->sess), &d->creds) == 0;
-    wipe_creds(d);
     d->connected = 0;
+    if (d->have_creds && d->creds.jid) {
+        /* linked but WhatsApp is out of reach: logged out now for everyone
+         * here; the removal request goes out on the next connection */
+        if (store_retire(d->o.store, sess_name(d->sess)) != 0) {
+            LOG_ERROR("session", "cannot record the pending removal; wiping the credentials");
+            wipe_creds(d);
+        } else {
+            store_creds_free(&d->creds);
+            d->have_creds = 0;
+        }
+        LOG_INFO("session", "logged out while offline; WhatsApp is told on the next connection");
+        publish(d, SESS_DISCONNECTED, "logged_out");
+        sess_removal_kick(d->removal);
+        return 0;
+    }
+    wipe_creds(d);
     publish(d, SESS_DISCONNECTED, "logged_out");
     return 0;
 }
 
-/* Stopped once the retry timer is closed and no pre-key job is running. */
+/* Stopped once the retry timer and the remover are closed and no pre-key
+ * job is running. */
 static void maybe_stop_done(drv_t *d)
 {
-    if (d->retry_open || d->job || !d->stop_done)
+    if (d->retry_open || d->removal_open || d->job || !d->stop_done)
         return;
     void (*done)(void *) = d->stop_done;
     d->stop_done = NULL;
@@ -519,6 +539,13 @@ static void on_retry_closed(uv_handle_t *h)
 {
     drv_t *d = h->data;
     d->retry_open = 0;
+    maybe_stop_done(d);
+}
+
+static void on_removal_stopped(void *arg)
+{
+    drv_t *d = arg;
+    d->removal_open = 0;
     maybe_stop_done(d);
 }
 
@@ -534,6 +561,10 @@ static void op_stop(void *arg, void (*done)(void *), void *darg)
     d->stop_arg = darg;
     uv_timer_stop(&d->retry);
     uv_close((uv_handle_t *)&d->retry, on_retry_closed);
+    if (d->removal) {
+        d->removal_open = 1;
+        sess_removal_stop(d->removal, on_removal_stopped, d);
+    }
 }
 
 static void op_destroy(void *arg)
@@ -548,6 +579,7 @@ static void op_destroy(void *arg)
     if (d->have_creds)
         store_creds_free(&d->creds);
     free(d->routing);
+    sess_removal_free(d->removal);
     free(d->url);
     free(d);
 }
@@ -571,6 +603,14 @@ int sess_driver_attach(sess_t *s, const sess_driver_opts_t *opts)
         d->o.backoff_max_ms = 60000;
     d->url = strdup(opts->client.url ? opts->client.url : WA_FSOCK_DEFAULT_URL);
     if (!d->url) {
+        free(d);
+        return -1;
+    }
+    wa_client_config_t rcfg = opts->client;
+    rcfg.url = d->url;
+    d->removal = sess_removal_new(opts->fsock, opts->store, &rcfg, sess_name(s));
+    if (!d->removal) {
+        free(d->url);
         free(d);
         return -1;
     }

@@ -15,6 +15,7 @@
 #include "session/driver.h"
 #include "session/session.h"
 #include "session/store/store.h"
+#include "session/wa/pair.h"
 #include "tests/fakewa/whatsapp.h"
 
 #define MAX_SEEN 256
@@ -38,6 +39,9 @@ typedef struct {
     int timed_out;
     unsigned qr_first, qr_next;
     int refs;
+    /* client timings for the next start_gateway (0 = the fixture's) */
+    unsigned ka_ms, ka_timeout_ms, login_timeout_ms;
+    int ka_defaults; /* 1: the product's keepalive defaults */
 } fx_t;
 
 static void drain(fx_t *fx)
@@ -132,8 +136,11 @@ static void start_gateway(fx_t *fx)
     wa_payload_parse_version(WA_PAYLOAD_DEFAULT_VERSION, &o.client.version);
     o.client.qr_first_ms = fx->qr_first;
     o.client.qr_next_ms = fx->qr_next;
-    o.client.keepalive_ms = 200;
-    o.client.keepalive_timeout_ms = 600;
+    o.client.keepalive_ms = fx->ka_defaults ? 0 : fx->ka_ms ? fx->ka_ms : 200;
+    o.client.keepalive_timeout_ms = fx->ka_defaults     ? 0
+                                    : fx->ka_timeout_ms ? fx->ka_timeout_ms
+                                                        : 600;
+    o.client.login_timeout_ms = fx->login_timeout_ms;
     o.client.connect_timeout_ms = 3000;
     assert_int_equal(sess_driver_attach(fx->s, &o), 0);
     sess_sub_opts_t so = {.notify = notify, .arg = fx, .max_queue = 1024};
@@ -530,6 +537,264 @@ static void test_backoff_grows_and_caps(void **state)
     }
 }
 
+/* --- the client as WhatsApp expects it in 2026 (protocol doc 11) --- */
+
+/* Pings start with the handshake: a QR on screen is no reason to be
+ * silent (11.3). */
+static void test_pings_while_qr_shown(void **state)
+{
+    fx_t *fx = *state;
+    start_gateway(fx);
+    must(fx, wait_for(fx, 0, SESS_QR_READY, NULL, 3000), "QR_READY");
+    run_for(fx, 900);
+    assert_true(fakewa_wa_stats(fx->srv)->pings_unpaired >= 2);
+    assert_int_equal(fakewa_wa_stats(fx->srv)->logins_ok, 0);
+}
+
+/* One ping without an answer is forgiven; the link stays up. */
+static void test_one_lost_ping_forgiven(void **state)
+{
+    fx_t *fx = *state;
+    start_gateway(fx);
+    int c = pair(fx);
+    int conns = fakewa_wa_stats(fx->srv)->connections;
+    fakewa_wa_fault(fx->srv, FAKEWA_DROP_PING);
+    run_for(fx, 2500); /* several ping periods and timeouts */
+    assert_int_equal(fakewa_wa_stats(fx->srv)->pings_dropped, 1);
+    assert_int_equal(fakewa_wa_stats(fx->srv)->connections, conns);
+    for (int i = c + 1; i < fx->nseen; i++)
+        assert_int_not_equal(fx->seen[i], SESS_DISCONNECTED);
+    sess_snapshot_t *s = sess_current(fx->s);
+    assert_int_equal(s->state, SESS_CONNECTED);
+    sess_snapshot_unref(s);
+}
+
+/* A server that completes the handshake and then says nothing: the login
+ * watchdog ends the connection with "timeout" and the session retries. */
+static void test_silent_server_times_out_and_retries(void **state)
+{
+    fx_t *fx = *state;
+    fx->login_timeout_ms = 700;
+    fakewa_wa_fault(fx->srv, FAKEWA_SILENT);
+    start_gateway(fx);
+    int d = wait_for(fx, 0, SESS_DISCONNECTED, "timeout", 3000);
+    must(fx, d, "DISCONNECTED/timeout");
+    must(fx, wait_for(fx, d, SESS_QR_READY, NULL, 3000), "QR_READY on the retry");
+    assert_int_equal(fakewa_wa_stats(fx->srv)->connections, 2);
+}
+
+/* A stanza that decrypts but does not decode is dropped; the connection
+ * stays (11.4). */
+static void test_garbage_stanza_keeps_connection(void **state)
+{
+    fx_t *fx = *state;
+    start_gateway(fx);
+    int c = pair(fx);
+    int conns = fakewa_wa_stats(fx->srv)->connections;
+    int pings = fakewa_wa_stats(fx->srv)->pings;
+    fakewa_wa_fault(fx->srv, FAKEWA_BAD_NODE);
+    run_for(fx, 800);
+    assert_int_equal(fakewa_wa_stats(fx->srv)->bad_nodes_sent, 1);
+    assert_int_equal(fakewa_wa_stats(fx->srv)->connections, conns);
+    assert_true(fakewa_wa_stats(fx->srv)->pings > pings); /* still talking */
+    for (int i = c + 1; i < fx->nseen; i++)
+        assert_int_not_equal(fx->seen[i], SESS_DISCONNECTED);
+}
+
+/* Every stanza class WhatsApp expects acknowledged is acked, with the
+ * attributes whatsmeow puts in the ack (6.6). */
+static void test_every_stanza_acked(void **state)
+{
+    fx_t *fx = *state;
+    start_gateway(fx);
+    pair(fx);
+    fakewa_wa_fault(fx->srv, FAKEWA_STANZAS);
+    run_for(fx, 800);
+    const fakewa_wa_stats_t *st = fakewa_wa_stats(fx->srv);
+    assert_int_equal(st->acks_bad, 0);
+    assert_int_equal(st->unacked, 0);
+    assert_int_equal(st->acks_ok, 15); /* every stanza fakewa sent */
+}
+
+/* <success> on a connection that is not paired is ignored (11.4). */
+static void test_success_before_pairing_ignored(void **state)
+{
+    fx_t *fx = *state;
+    fakewa_wa_fault(fx->srv, FAKEWA_EARLY_SUCCESS);
+    start_gateway(fx);
+    int q = wait_for(fx, 0, SESS_QR_READY, NULL, 3000);
+    must(fx, q, "QR_READY");
+    for (int i = 0; i < q; i++)
+        assert_int_not_equal(fx->seen[i], SESS_CONNECTED);
+    char why[128];
+    assert_int_equal(fakewa_wa_scan(fx->srv, fx->qr[q], why, sizeof(why)), 0);
+    must(fx, wait_for(fx, q, SESS_CONNECTED, NULL, 3000), "CONNECTED after the scan");
+}
+
+/* A bare stream:error 401 without device_removed keeps the credentials and
+ * is retried, as whatsmeow does; the login then succeeds (11.4). */
+static void test_bare_401_keeps_credentials(void **state)
+{
+    fx_t *fx = *state;
+    start_gateway(fx);
+    int c = pair(fx);
+    fakewa_wa_fault(fx->srv, FAKEWA_BARE_401);
+    int d = wait_for(fx, c + 1, SESS_DISCONNECTED, "stream_error", 3000);
+    must(fx, d, "DISCONNECTED/stream_error");
+    must(fx, wait_for(fx, d, SESS_CONNECTED, NULL, 4000), "CONNECTED again");
+    for (int i = c; i < fx->nseen; i++)
+        assert_int_not_equal(fx->seen[i], SESS_QR_READY);
+    assert_int_equal(fakewa_wa_stats(fx->srv)->logins_ok, 2);
+    assert_int_equal(fakewa_wa_stats(fx->srv)->paired, 1);
+}
+
+/* A hosted account: HMAC and account signature with the hosted prefixes,
+ * our device signature still with [6,1] (11.4). */
+static void test_hosted_account_links(void **state)
+{
+    fx_t *fx = *state;
+    fakewa_wa_fault(fx->srv, FAKEWA_HOSTED);
+    start_gateway(fx);
+    pair(fx);
+    assert_int_equal(fakewa_wa_stats(fx->srv)->bad_device_sigs, 0);
+    assert_int_equal(fakewa_wa_stats(fx->srv)->paired, 1);
+}
+
+/* The QR text's adv secret field (the fourth comma-separated one). */
+static void qr_secret(const char *qr, char *out, size_t len)
+{
+    const char *p = qr;
+    for (int i = 0; i < 3 && p; i++)
+        p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL;
+    assert_non_null(p);
+    snprintf(out, len, "%.*s", (int)strcspn(p, ","), p);
+}
+
+/* companion_reg_refresh right after the phone scanned (as WhatsApp does
+ * since mid 2026): the QR is redrawn with a new secret (same ref, same
+ * expiry), the new secret is persisted, the refresh is acked, a scan of the
+ * old QR is refused and a scan of the new one links (11.1). */
+static void test_refresh_redraws_qr(void **state)
+{
+    fx_t *fx = *state;
+    start_gateway(fx);
+    int q1 = wait_for(fx, 0, SESS_QR_READY, NULL, 3000);
+    must(fx, q1, "QR_READY");
+    sess_snapshot_t *s1 = sess_current(fx->s);
+    int64_t exp1 = s1->qr->expires_at_ms;
+    sess_snapshot_unref(s1);
+    fakewa_wa_fault(fx->srv, FAKEWA_REFRESH_ON_SCAN);
+    char why[128];
+    assert_int_equal(fakewa_wa_scan(fx->srv, fx->qr[q1], why, sizeof(why)), 1);
+    int q2 = wait_for(fx, q1 + 1, SESS_QR_READY, NULL, 2000);
+    must(fx, q2, "the redrawn QR");
+    sess_snapshot_t *s2 = sess_current(fx->s);
+    assert_int_equal(s2->qr->expires_at_ms, exp1); /* same remaining lifetime */
+    sess_snapshot_unref(s2);
+    char a[64], b[64];
+    qr_secret(fx->qr[q1], a, sizeof(a));
+    qr_secret(fx->qr[q2], b, sizeof(b));
+    assert_string_not_equal(a, b);
+    /* same ref: the text up to the first comma */
+    assert_int_equal(strcspn(fx->qr[q1], ","), strcspn(fx->qr[q2], ","));
+    assert_memory_equal(fx->qr[q1], fx->qr[q2], strcspn(fx->qr[q1], ","));
+    /* persisted before anyone can scan it */
+    store_creds_t cr;
+    assert_int_equal(store_load(fx->store, "default", &cr), 0);
+    char *stored = wa_pair_b64(cr.adv_secret, 32);
+    assert_string_equal(stored, b);
+    free(stored);
+    store_creds_free(&cr);
+    run_for(fx, 200);
+    assert_int_equal(fakewa_wa_stats(fx->srv)->unacked, 0); /* the refresh was acked */
+    assert_int_equal(fakewa_wa_scan(fx->srv, fx->qr[q1], why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "retired"));
+    assert_int_equal(fakewa_wa_scan(fx->srv, fx->qr[q2], why, sizeof(why)), 0);
+    must(fx, wait_for(fx, q2, SESS_CONNECTED, NULL, 3000), "CONNECTED with the new QR");
+}
+
+/* Edge routing info from the server is sent as the "ED" intro prefix on
+ * the next connections, also after a restart of the service (1.2). */
+static void test_edge_routing_prefix(void **state)
+{
+    fx_t *fx = *state;
+    start_gateway(fx);
+    int c = pair(fx);
+    assert_int_equal(fakewa_wa_stats(fx->srv)->routed, 0);
+    fakewa_wa_fault(fx->srv, FAKEWA_ROUTING);
+    run_for(fx, 200);
+    assert_int_equal(fakewa_wa_stats(fx->srv)->routing_sent, 1);
+    fakewa_wa_fault(fx->srv, FAKEWA_RESTART);
+    must(fx, wait_for(fx, c + 1, SESS_CONNECTED, NULL, 3000), "CONNECTED after 515");
+    assert_int_equal(fakewa_wa_stats(fx->srv)->routed, 1);
+    stop_gateway(fx);
+    start_gateway(fx);
+    must(fx, wait_for(fx, 0, SESS_CONNECTED, NULL, 3000), "CONNECTED after a restart");
+    assert_int_equal(fakewa_wa_stats(fx->srv)->routed, 2);
+}
+
+/* Logout while WhatsApp cannot be reached: DISCONNECTED/logged_out at once,
+ * the identity gone, and the removal request sent on the next connection
+ * WhatsApp accepts; then nothing is left. */
+static void test_logout_while_offline(void **state)
+{
+    fx_t *fx = *state;
+    start_gateway(fx);
+    int c = pair(fx);
+    fakewa_wa_fault(fx->srv, FAKEWA_OFFLINE);
+    int d = wait_for(fx, c + 1, SESS_DISCONNECTED, NULL, 3000);
+    must(fx, d, "DISCONNECTED when the server went away");
+    assert_int_equal(sess_logout(fx->s), 0);
+    sess_snapshot_t *s = sess_current(fx->s);
+    assert_int_equal(s->state, SESS_DISCONNECTED);
+    assert_string_equal(s->detail, "logged_out");
+    assert_false(s->linked);
+    sess_snapshot_unref(s);
+    store_creds_t cr;
+    assert_int_equal(store_load(fx->store, "default", &cr), STORE_ENOTFOUND);
+    store_removal_t rm[4];
+    size_t n = 0;
+    assert_int_equal(store_removals_list(fx->store, rm, 4, &n), 0);
+    assert_int_equal(n, 1);
+    run_for(fx, 600); /* offline: retries fail */
+    assert_int_equal(fakewa_wa_stats(fx->srv)->logouts, 0);
+    fakewa_wa_fault(fx->srv, FAKEWA_ONLINE);
+    fx->timed_out = 0;
+    uv_timer_start(&fx->guard, on_guard, 6000, 0);
+    while (!fx->timed_out && fakewa_wa_stats(fx->srv)->logouts == 0)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    uv_timer_stop(&fx->guard);
+    assert_int_equal(fakewa_wa_stats(fx->srv)->logouts, 1);
+    run_for(fx, 300);
+    char *js = fakewa_wa_state_json(fx->srv);
+    assert_non_null(strstr(js, "\"devices\":[]"));
+    free(js);
+    assert_int_equal(store_removals_list(fx->store, rm, 4, &n), 0);
+    assert_int_equal(n, 0);
+    s = sess_current(fx->s);
+    assert_int_equal(s->state, SESS_DISCONNECTED);
+    assert_string_equal(s->detail, "logged_out");
+    sess_snapshot_unref(s);
+}
+
+/* At the product's defaults (ping every 20 s +-10%, 10 s to answer, two
+ * misses) a server that stops answering is noticed within 60 s. */
+static void test_stall_detected_within_60s_at_defaults(void **state)
+{
+    fx_t *fx = *state;
+    fx->ka_defaults = 1;
+    start_gateway(fx);
+    int c = pair(fx);
+    int64_t t0 = sess_now_ms();
+    fakewa_wa_fault(fx->srv, FAKEWA_STALL);
+    int d = wait_for(fx, c + 1, SESS_DISCONNECTED, "keepalive_timeout", 62000);
+    must(fx, d, "keepalive_timeout");
+    int64_t took = sess_now_ms() - t0;
+    fprintf(stderr, "stall noticed after %lld ms\n", (long long)took);
+    assert_true(took <= 60000);
+    assert_true(took >= 20000); /* not before two pings could fail */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -550,8 +815,30 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fault_outdated_and_banned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_logout_wipes, setup, teardown),
         cmocka_unit_test(test_backoff_grows_and_caps),
+        cmocka_unit_test_setup_teardown(test_pings_while_qr_shown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_lost_ping_forgiven, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_silent_server_times_out_and_retries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_stanza_keeps_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_every_stanza_acked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_success_before_pairing_ignored, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bare_401_keeps_credentials, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hosted_account_links, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_redraws_qr, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_edge_routing_prefix, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_logout_while_offline, setup, teardown),
+    };
+    /* the slow one runs as its own target (flow_keepalive_test) */
+    const struct CMUnitTest slow[] = {
+        cmocka_unit_test_setup_teardown(test_stall_detected_within_60s_at_defaults, setup,
+                                        teardown),
     };
     if (getenv("WA_TEST_FILTER"))
         cmocka_set_test_filter(getenv("WA_TEST_FILTER"));
+#ifdef FLOW_SLOW
+    (void)tests;
+    return cmocka_run_group_tests(slow, NULL, NULL);
+#else
+    (void)slow;
     return cmocka_run_group_tests(tests, NULL, NULL);
+#endif
 }

@@ -1,0 +1,188 @@
+/* The remover of devices logged out while offline (see removal.h): one
+ * connection at a time, logging in with the retired device's JID and noise
+ * key, then remove-companion-device through wa_client_logout. */
+#include "session/removal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "session/wa/crypto.h"
+
+struct sess_removal {
+    wa_fsock_ctx_t *fsock;
+    store_t *store;
+    wa_client_config_t cfg;
+    char *url, *session;
+    wa_client_t *client;
+    store_removal_t cur; /* the removal being sent (cur.id 0 when none) */
+    int sent;            /* remove-companion-device went out on this attempt */
+    unsigned attempt, done_count;
+    uv_timer_t retry;
+    int retry_open, stopping;
+    void (*stop_done)(void *);
+    void *stop_arg;
+};
+
+static void next(sess_removal_t *r);
+
+/* Forgets the key of the removal in hand (not inlined: gcc -O1 mistakes
+ * the struct for its first member otherwise). */
+__attribute__((noinline)) static void forget(store_removal_t *x)
+{
+    explicit_bzero(x, sizeof(*x));
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    next(t->data);
+}
+
+static void on_connected(void *arg, const char *lid)
+{
+    sess_removal_t *r = arg;
+    (void)lid;
+    LOG_INFO("session", "%s: sending the removal of a device logged out while offline", r->session);
+    r->sent = 1;
+    wa_client_logout(r->client);
+}
+
+static void on_closed(void *arg, const wa_verdict_t *v)
+{
+    sess_removal_t *r = arg;
+    r->client = NULL;
+    /* Sent, or WhatsApp no longer knows the device (the login is refused
+     * with a wiping verdict): either way there is nothing left to remove. */
+    int gone = v->wipe;
+    if (gone) {
+        store_removal_done(r->store, r->cur.id);
+        r->done_count++;
+        r->attempt = 0;
+        LOG_INFO("session", "%s: the logged-out device is removed from WhatsApp", r->session);
+    }
+    forget(&r->cur);
+    if (r->stopping)
+        return;
+    if (gone) {
+        next(r);
+        return;
+    }
+    uint8_t rnd[2] = {0, 0};
+    wa_crypto_random(rnd, 2);
+    unsigned ms = 1000;
+    for (unsigned i = 0; i < r->attempt && ms < 60000; i++)
+        ms *= 2;
+    if (ms > 60000)
+        ms = 60000;
+    ms = ms * (80 + ((unsigned)rnd[0] % 41)) / 100;
+    r->attempt++;
+    LOG_INFO("session", "%s: removal not sent yet (%s); retrying in %u ms", r->session, v->detail,
+             ms);
+    uv_timer_start(&r->retry, on_retry, ms, 0);
+}
+
+/* Starts the oldest pending removal of the session, if any. */
+static void next(sess_removal_t *r)
+{
+    if (r->client || r->stopping || uv_is_active((uv_handle_t *)&r->retry))
+        return;
+    store_removal_t *list = calloc(16, sizeof(*list));
+    size_t n = 0;
+    if (!list || store_removals_list(r->store, list, 16, &n) != 0)
+        n = 0;
+    size_t i = 0;
+    while (i < n && strcmp(list[i].session, r->session))
+        i++;
+    if (i < n)
+        r->cur = list[i];
+    if (list) {
+        explicit_bzero(list, 16 * sizeof(*list));
+        free(list);
+    }
+    if (i >= n)
+        return;
+    static const uint8_t zero[64];
+    wa_client_identity_t id = {.noise_priv = r->cur.noise_priv,
+                               .noise_pub = r->cur.noise_pub,
+                               .ident_priv = zero,
+                               .ident_pub = zero,
+                               .spk_pub = zero,
+                               .spk_sig = zero,
+                               .adv_secret = zero,
+                               .jid = r->cur.jid};
+    wa_client_hooks_t h = {.on_connected = on_connected, .on_closed = on_closed, .arg = r};
+    wa_client_config_t cfg = r->cfg;
+    cfg.url = r->url;
+    r->sent = 0;
+    r->client = wa_client_connect(r->fsock, &cfg, &id, &h);
+    if (!r->client) {
+        wa_verdict_t v = {.detail = "unreachable", .retry = WA_RETRY_BACKOFF};
+        on_closed(r, &v);
+    }
+}
+
+sess_removal_t *sess_removal_new(wa_fsock_ctx_t *fsock, store_t *store,
+                                 const wa_client_config_t *cfg, const char *session)
+{
+    sess_removal_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->fsock = fsock;
+    r->store = store;
+    r->cfg = *cfg;
+    r->url = strdup(cfg->url ? cfg->url : WA_FSOCK_DEFAULT_URL);
+    r->session = strdup(session);
+    if (!r->url || !r->session) {
+        free(r->url);
+        free(r->session);
+        free(r);
+        return NULL;
+    }
+    uv_timer_init(wa_fsock_ctx_loop(fsock), &r->retry);
+    r->retry.data = r;
+    r->retry_open = 1;
+    return r;
+}
+
+void sess_removal_kick(sess_removal_t *r)
+{
+    if (r)
+        next(r);
+}
+
+unsigned sess_removal_done_count(const sess_removal_t *r)
+{
+    return r ? r->done_count : 0;
+}
+
+static void on_retry_closed(uv_handle_t *h)
+{
+    sess_removal_t *r = h->data;
+    r->retry_open = 0;
+    if (r->stop_done)
+        r->stop_done(r->stop_arg);
+}
+
+void sess_removal_stop(sess_removal_t *r, void (*done)(void *arg), void *arg)
+{
+    r->stopping = 1;
+    if (r->client) {
+        wa_client_close(r->client);
+        r->client = NULL;
+    }
+    r->stop_done = done;
+    r->stop_arg = arg;
+    uv_timer_stop(&r->retry);
+    uv_close((uv_handle_t *)&r->retry, on_retry_closed);
+}
+
+void sess_removal_free(sess_removal_t *r)
+{
+    if (!r)
+        return;
+    forget(&r->cur);
+    free(r->url);
+    free(r->session);
+    free(r);
+}
