@@ -62,14 +62,18 @@ static void on_ka_timer(uv_timer_t *t)
     }
 }
 
+/* The next ping goes out one interval (90% .. 110% of keepalive_ms) after
+ * the previous one was sent, not after its answer or timeout: a lost ping
+ * does not stretch the period. */
 static void schedule_ping(wa_client_t *c)
 {
     uint8_t r[2] = {0, 0};
     wa_crypto_random(r, 2);
     uint64_t base = c->cfg.keepalive_ms;
-    /* 90% .. 110% */
-    uint64_t ms = base * (900 + ((unsigned)(r[0] << 8 | r[1]) % 201)) / 1000;
-    uv_timer_start(&c->ka_timer, on_ka_timer, ms ? ms : 1, 0);
+    int64_t ms = (int64_t)(base * (900 + ((unsigned)(r[0] << 8 | r[1]) % 201)) / 1000);
+    if (c->ping_sent_ms)
+        ms -= wa_client_now_ms() - c->ping_sent_ms;
+    uv_timer_start(&c->ka_timer, on_ka_timer, ms > 0 ? (uint64_t)ms : 1, 0);
 }
 
 static void on_watchdog(uv_timer_t *t)
@@ -90,6 +94,7 @@ void wa_client_keepalive_start(wa_client_t *c)
     c->last_rx_ms = c->last_ok_ms = now;
     c->ping_misses = 0;
     c->ping_id[0] = 0;
+    c->ping_sent_ms = 0;
     schedule_ping(c);
     uv_timer_start(&c->wd_timer, on_watchdog, c->cfg.login_timeout_ms, 0);
 }
