@@ -19,6 +19,7 @@ typedef enum {
     OPT_HEXKEY,
     OPT_URL,
     OPT_MS,
+    OPT_COUNT,
     OPT_VERSION
 } opt_kind_t;
 
@@ -53,8 +54,14 @@ static const opt_t options[] = {
      "lifetime of the first QR code, ms"},
     {"qr-next-ms", "QR_NEXT_MS", OPT_MS, OFF(qr_next_ms), "20000",
      "lifetime of each following QR code, ms"},
-    {"keepalive-ms", "KEEPALIVE_MS", OPT_MS, OFF(keepalive_ms), "25000",
-     "keepalive ping interval, ms"},
+    {"keepalive-ms", "KEEPALIVE_MS", OPT_MS, OFF(keepalive_ms), "20000",
+     "keepalive ping interval (+-10% jitter), from the handshake on, ms"},
+    {"keepalive-timeout-ms", "KEEPALIVE_TIMEOUT_MS", OPT_MS, OFF(keepalive_timeout_ms), "10000",
+     "how long a ping may wait for its answer before it counts as missed, ms"},
+    {"keepalive-misses", "KEEPALIVE_MISSES", OPT_COUNT, OFF(keepalive_misses), "2",
+     "missed pings in a row that end the connection (1 to 100)"},
+    {"login-timeout-ms", "LOGIN_TIMEOUT_MS", OPT_MS, OFF(login_timeout_ms), "30000",
+     "how long WhatsApp may stay silent after the handshake before we retry, ms"},
     {"reconnect-wait-ms", "RECONNECT_WAIT_MS", OPT_MS, OFF(reconnect_wait_ms), "30000",
      "how long POST reconnect waits for the new QR, ms"},
     {"heartbeat-ms", "HEARTBEAT_MS", OPT_MS, OFF(heartbeat_ms), "15000",
@@ -122,6 +129,15 @@ static int set_option(cfg_t *cfg, const opt_t *o, const char *v, const char *src
         if (!*v || *end || errno || ms < 10 || ms > 3600000)
             return fail(err, errlen, "invalid %s: '%s' (milliseconds, 10 to 3600000)", what, v);
         *(int *)base = (int)ms;
+        return 0;
+    }
+    case OPT_COUNT: {
+        char *end;
+        errno = 0;
+        long n = strtol(v, &end, 10);
+        if (!*v || *end || errno || n < 1 || n > 100)
+            return fail(err, errlen, "invalid %s: '%s' (a count, 1 to 100)", what, v);
+        *(int *)base = (int)n;
         return 0;
     }
     case OPT_STRING:

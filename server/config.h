@@ -30,6 +30,9 @@ typedef struct {
     int qr_first_ms;           /* QR_FIRST_MS: lifetime of the first QR */
     int qr_next_ms;            /* QR_NEXT_MS: lifetime of each later QR */
     int keepalive_ms;          /* KEEPALIVE_MS: ping interval */
+    int keepalive_timeout_ms;  /* KEEPALIVE_TIMEOUT_MS: time for a ping's answer */
+    int keepalive_misses;      /* KEEPALIVE_MISSES: missed pings that end a connection */
+    int login_timeout_ms;      /* LOGIN_TIMEOUT_MS: silence allowed after the handshake */
     int reconnect_wait_ms;     /* RECONNECT_WAIT_MS: how long POST reconnect waits for a QR */
     int heartbeat_ms;          /* HEARTBEAT_MS: SSE comment / WebSocket ping interval */
     int page;                  /* PAGE: serve the link page at / */

@@ -180,6 +180,9 @@ int main(int argc, char **argv)
     dopts.client.qr_first_ms = (unsigned)app.cfg.qr_first_ms;
     dopts.client.qr_next_ms = (unsigned)app.cfg.qr_next_ms;
     dopts.client.keepalive_ms = (unsigned)app.cfg.keepalive_ms;
+    dopts.client.keepalive_timeout_ms = (unsigned)app.cfg.keepalive_timeout_ms;
+    dopts.client.keepalive_misses = (unsigned)app.cfg.keepalive_misses;
+    dopts.client.login_timeout_ms = (unsigned)app.cfg.login_timeout_ms;
     if (sess_driver_attach(def, &dopts) != 0) {
         fprintf(stderr, "wa-gateway: out of memory\n");
         rc = 1;
