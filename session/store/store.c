@@ -36,9 +36,15 @@ static const char *const migrations[] = {
     /* 1 -> 2: a pairing is confirmed once the server asked for the restart
      * or accepted a login; pairings from version 1 were complete. */
     "ALTER TABLE creds ADD COLUMN confirmed INTEGER NOT NULL DEFAULT 1;",
-    /* 2 -> 3: small values per session (edge routing info, the discovered
-     * WhatsApp Web version), and devices logged out while offline whose
-     * removal request still has to reach WhatsApp. */
+    /* 2 -> 3: the sessions themselves (several accounts: name, the hash of
+     * the session's own API key, the device name the phone shows), small
+     * values per session (edge routing info, the discovered WhatsApp Web
+     * version), and devices logged out while offline whose removal request
+     * still has to reach WhatsApp. Sessions that had credentials exist. */
+    "CREATE TABLE sessions ("
+    " name TEXT PRIMARY KEY, key_hash BLOB, device_name TEXT,"
+    " created_at INTEGER NOT NULL DEFAULT (strftime('%s','now')));"
+    "INSERT INTO sessions (name) SELECT session FROM creds;"
     "CREATE TABLE meta ("
     " session TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,"
     " PRIMARY KEY (session, key));"
@@ -67,6 +73,8 @@ const char *store_strerror(int code)
         return "out of memory";
     case STORE_EINVAL:
         return "invalid credential record";
+    case STORE_EEXISTS:
+        return "already exists";
     }
     return "unknown store error";
 }
@@ -425,6 +433,129 @@ static int exec_session(store_t *st, const char *sql, const char *session)
     }
     sqlite3_finalize(a);
     return ok ? 0 : STORE_EIO;
+}
+
+int store_session_add(store_t *st, const char *name, const uint8_t key_hash[32],
+                      const char *device_name)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db,
+                           "INSERT INTO sessions (name, key_hash, device_name) VALUES (?,?,?)"
+                           " ON CONFLICT(name) DO NOTHING",
+                           -1, &s, NULL) != SQLITE_OK)
+        return STORE_EIO;
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
+    if (key_hash)
+        sqlite3_bind_blob(s, 2, key_hash, 32, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(s, 2);
+    bind_opt_text(s, 3, device_name);
+    int rc = run_tx(st, s);
+    if (rc == 0 && sqlite3_changes(st->db) != 1)
+        return STORE_EEXISTS;
+    return rc;
+}
+
+int store_session_set_key(store_t *st, const char *name, const uint8_t key_hash[32])
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db, "UPDATE sessions SET key_hash=? WHERE name=?", -1, &s, NULL) !=
+        SQLITE_OK)
+        return STORE_EIO;
+    if (key_hash)
+        sqlite3_bind_blob(s, 1, key_hash, 32, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(s, 1);
+    sqlite3_bind_text(s, 2, name, -1, SQLITE_TRANSIENT);
+    int rc = run_tx(st, s);
+    if (rc == 0 && sqlite3_changes(st->db) != 1)
+        return STORE_ENOTFOUND;
+    return rc;
+}
+
+static void session_row(sqlite3_stmt *s, store_session_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    const unsigned char *name = sqlite3_column_text(s, 0), *dev = sqlite3_column_text(s, 2);
+    snprintf(r->name, sizeof(r->name), "%s", name ? (const char *)name : "");
+    if (sqlite3_column_type(s, 1) == SQLITE_BLOB && sqlite3_column_bytes(s, 1) == 32) {
+        memcpy(r->key_hash, sqlite3_column_blob(s, 1), 32);
+        r->has_key = 1;
+    }
+    snprintf(r->device_name, sizeof(r->device_name), "%s", dev ? (const char *)dev : "");
+    r->created_at = sqlite3_column_int64(s, 3);
+}
+
+int store_session_get(store_t *st, const char *name, store_session_t *out)
+{
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT name, key_hash, device_name, created_at FROM sessions"
+                           " WHERE name=?",
+                           -1, &s, NULL) != SQLITE_OK)
+        return STORE_EIO;
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        session_row(s, out);
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? STORE_ENOTFOUND : STORE_EIO;
+}
+
+int store_sessions_list(store_t *st, store_session_t **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *s;
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT name, key_hash, device_name, created_at FROM sessions"
+                           " ORDER BY created_at, name",
+                           -1, &s, NULL) != SQLITE_OK)
+        return STORE_EIO;
+    size_t cap = 0;
+    store_session_t *v = NULL;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            store_session_t *nv = realloc(v, nc * sizeof(*nv));
+            if (!nv) {
+                free(v);
+                sqlite3_finalize(s);
+                *n = 0;
+                return STORE_ENOMEM;
+            }
+            v = nv;
+            cap = nc;
+        }
+        session_row(s, &v[(*n)++]);
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE) {
+        free(v);
+        *n = 0;
+        return STORE_EIO;
+    }
+    *out = v;
+    return 0;
+}
+
+int store_session_delete(store_t *st, const char *name)
+{
+    if (exec(st, "BEGIN IMMEDIATE"))
+        return STORE_EIO;
+    int rc = exec_session(st, "DELETE FROM prekeys WHERE session=?", name);
+    if (!rc)
+        rc = exec_session(st, "DELETE FROM creds WHERE session=?", name);
+    if (!rc)
+        rc = exec_session(st, "DELETE FROM meta WHERE session=?", name);
+    if (!rc)
+        rc = exec_session(st, "DELETE FROM sessions WHERE name=?", name);
+    if (rc || exec(st, "COMMIT")) {
+        exec(st, "ROLLBACK");
+        return STORE_EIO;
+    }
+    return 0;
 }
 
 int store_retire(store_t *st, const char *session)

@@ -20,7 +20,8 @@ enum {
     STORE_ECORRUPT = -2, /* not a database, or it fails its integrity check */
     STORE_ENEWER = -3,   /* written by a newer version of wa-gateway */
     STORE_ENOMEM = -4,
-    STORE_EINVAL = -5, /* a record with wrong key sizes */
+    STORE_EINVAL = -5,  /* a record with wrong key sizes */
+    STORE_EEXISTS = -6, /* a session of that name exists already */
 };
 
 /* The schema version this code writes. */
@@ -101,6 +102,34 @@ int store_prekeys_count(store_t *st, const char *session, size_t *n);
  * no pre-keys without a session. Returns 0 or STORE_ECORRUPT with a
  * message in err. */
 int store_check(store_t *st, char *err, size_t errlen);
+
+/* A session (one WhatsApp account) as stored. */
+typedef struct {
+    char name[72];
+    uint8_t key_hash[32]; /* SHA-256 of the session's own API key */
+    int has_key;
+    char device_name[72]; /* shown on the phone under Linked devices; "" = default */
+    int64_t created_at;   /* Unix seconds */
+} store_session_t;
+
+/* Records a new session; key_hash and device_name may be NULL. Returns 0,
+ * STORE_EEXISTS or a negative code. */
+int store_session_add(store_t *st, const char *name, const uint8_t key_hash[32],
+                      const char *device_name);
+
+/* Replaces (or with NULL removes) a session's key hash. STORE_ENOTFOUND
+ * when there is no such session. */
+int store_session_set_key(store_t *st, const char *name, const uint8_t key_hash[32]);
+
+/* Reads one session. Returns 0, STORE_ENOTFOUND or a negative code. */
+int store_session_get(store_t *st, const char *name, store_session_t *out);
+
+/* Every session, oldest first, in a malloc'd array (caller frees). */
+int store_sessions_list(store_t *st, store_session_t **out, size_t *n);
+
+/* Deletes a session with its credentials, pre-keys and values in one
+ * transaction (pending removals stay until they reach WhatsApp). */
+int store_session_delete(store_t *st, const char *name);
 
 /* A device logged out while the service could not reach WhatsApp: what the
  * removal request needs (a login as that device, then

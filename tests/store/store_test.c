@@ -281,6 +281,10 @@ static void test_migration_from_v1(void **state)
     assert_int_equal(store_load(st, "default", &c), 0);
     assert_int_equal(c.confirmed, 1);
     store_creds_free(&c);
+    /* the session with credentials became a session row */
+    store_session_t ss;
+    assert_int_equal(store_session_get(st, "default", &ss), 0);
+    assert_false(ss.has_key);
     store_close(st);
     assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
     sqlite3_stmt *s;
@@ -289,6 +293,90 @@ static void test_migration_from_v1(void **state)
     assert_int_equal(sqlite3_column_int(s, 0), STORE_SCHEMA_VERSION);
     sqlite3_finalize(s);
     sqlite3_close(db);
+}
+
+/* Sessions: add (no duplicates), keys, list, delete with everything of the
+ * session; meta values; retiring a linked session keeps only what the
+ * removal request needs, until it is done. */
+static void test_sessions_meta_removals(void **state)
+{
+    (void)state;
+    store_t *st = open_ok();
+    uint8_t h[32];
+    memset(h, 7, 32);
+    assert_int_equal(store_session_add(st, "sales", h, "Sales desk"), 0);
+    assert_int_equal(store_session_add(st, "sales", NULL, NULL), STORE_EEXISTS);
+    assert_int_equal(store_session_add(st, "support", NULL, NULL), 0);
+    store_session_t *all;
+    size_t n;
+    assert_int_equal(store_sessions_list(st, &all, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(all[0].name, "sales");
+    assert_true(all[0].has_key);
+    assert_memory_equal(all[0].key_hash, h, 32);
+    assert_string_equal(all[0].device_name, "Sales desk");
+    assert_false(all[1].has_key);
+    free(all);
+    memset(h, 9, 32);
+    assert_int_equal(store_session_set_key(st, "support", h), 0);
+    assert_int_equal(store_session_set_key(st, "nobody", h), STORE_ENOTFOUND);
+    store_session_t one;
+    assert_int_equal(store_session_get(st, "support", &one), 0);
+    assert_true(one.has_key);
+    assert_memory_equal(one.key_hash, h, 32);
+    assert_int_equal(store_session_get(st, "nobody", &one), STORE_ENOTFOUND);
+
+    /* meta */
+    uint8_t *v;
+    size_t len;
+    assert_int_equal(store_meta_get(st, "sales", "routing_info", &v, &len), STORE_ENOTFOUND);
+    assert_int_equal(store_meta_set(st, "sales", "routing_info", "\x01\x02\x03", 3), 0);
+    assert_int_equal(store_meta_set(st, "", "wa_version", "2.3000.1", 8), 0);
+    assert_int_equal(store_meta_get(st, "sales", "routing_info", &v, &len), 0);
+    assert_int_equal(len, 3);
+    assert_int_equal(v[2], 3);
+    free(v);
+
+    /* a linked session logged out offline: only jid + noise key remain */
+    store_creds_t c;
+    fill(&c, 3);
+    assert_int_equal(store_save(st, "sales", &c), 0);
+    static const uint8_t acc[] = {1, 2};
+    assert_int_equal(
+        store_save_pairing(st, "sales", acc, 2, "1555:7@s.whatsapp.net", NULL, NULL, NULL, NULL),
+        0);
+    assert_int_equal(store_retire(st, "sales"), 0);
+    assert_int_equal(store_load(st, "sales", &c), STORE_ENOTFOUND);
+    store_removal_t rm[4];
+    assert_int_equal(store_removals_list(st, rm, 4, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(rm[0].session, "sales");
+    assert_string_equal(rm[0].jid, "1555:7@s.whatsapp.net");
+    uint8_t expect[32];
+    memset(expect, 3, 32);
+    assert_memory_equal(rm[0].noise_priv, expect, 32);
+    /* an unlinked identity leaves nothing to remove */
+    fill(&c, 5);
+    assert_int_equal(store_save(st, "support", &c), 0);
+    assert_int_equal(store_retire(st, "support"), 0);
+    assert_int_equal(store_removals_list(st, rm, 4, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_removal_done(st, rm[0].id), 0);
+    assert_int_equal(store_removals_list(st, rm, 4, &n), 0);
+    assert_int_equal(n, 0);
+
+    /* deleting a session takes its credentials and values with it */
+    fill(&c, 4);
+    assert_int_equal(store_save(st, "sales", &c), 0);
+    assert_int_equal(store_session_delete(st, "sales"), 0);
+    assert_int_equal(store_load(st, "sales", &c), STORE_ENOTFOUND);
+    assert_int_equal(store_meta_get(st, "sales", "routing_info", &v, &len), STORE_ENOTFOUND);
+    assert_int_equal(store_session_get(st, "sales", &one), STORE_ENOTFOUND);
+    assert_int_equal(store_meta_get(st, "", "wa_version", &v, &len), 0);
+    free(v);
+    char err[256];
+    assert_int_equal(store_check(st, err, sizeof(err)), 0);
+    store_close(st);
 }
 
 /* A child rewrites records and wipes in a loop; it is killed at a random
@@ -351,6 +439,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_newer_and_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_from_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_consistency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sessions_meta_removals, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
