@@ -15,7 +15,8 @@
 #define DEFAULT_MAX_QUEUE 256
 
 struct sess_sub {
-    sess_t *sess;
+    sess_t *sess;         /* the session followed (holds a reference), or NULL */
+    sess_registry_t *reg; /* for a registry-wide subscription, else NULL */
     sess_sub_opts_t opts;
     pthread_mutex_t mu; /* guards the queue fields below */
     sess_snapshot_t **ring;
@@ -36,6 +37,10 @@ struct sess {
     size_t nsubs;
     const sess_driver_ops_t *ops;
     void *drv;
+    int refs;    /* the registry's while listed, + sess_registry_get / subscriptions */
+    int removed; /* taken out of the registry (sess_registry_remove) */
+    void (*removed_done)(void *);
+    void *removed_arg;
     sess_t *next;
 };
 
@@ -48,7 +53,11 @@ typedef struct post_item {
 struct sess_registry {
     uv_loop_t *loop;
     sess_render_hooks_t hooks;
-    sess_t *sessions;
+    pthread_rwlock_t mu; /* guards the list and count */
+    sess_t *sessions;    /* newest first */
+    size_t count;
+    pthread_mutex_t all_mu; /* guards the registry-wide subscriptions */
+    sess_sub_t *all_subs;
     uv_async_t async;
     pthread_mutex_t post_mu; /* guards the post queue and `closing` */
     post_item_t *post_head, *post_tail;
@@ -210,8 +219,12 @@ sess_registry_t *sess_registry_new(uv_loop_t *loop, const sess_render_hooks_t *h
     if (hooks)
         reg->hooks = *hooks;
     pthread_mutex_init(&reg->post_mu, NULL);
+    pthread_rwlock_init(&reg->mu, NULL);
+    pthread_mutex_init(&reg->all_mu, NULL);
     if (uv_async_init(loop, &reg->async, on_async) != 0) {
         pthread_mutex_destroy(&reg->post_mu);
+        pthread_rwlock_destroy(&reg->mu);
+        pthread_mutex_destroy(&reg->all_mu);
         free(reg);
         return NULL;
     }
@@ -244,6 +257,48 @@ int sess_registry_post(sess_registry_t *reg, void (*fn)(void *arg), void *arg)
 }
 
 static void sub_end_locked(sess_sub_t *sub);
+static int sub_push_locked(sess_sub_t *sub, sess_snapshot_t *snap);
+static sess_t *find_locked(sess_registry_t *reg, const char *name);
+
+/* Ends one subscription and wakes its consumer. */
+static void end_sub(sess_sub_t *sub)
+{
+    pthread_mutex_lock(&sub->mu);
+    sub_end_locked(sub);
+    pthread_mutex_unlock(&sub->mu);
+    if (sub->opts.notify)
+        sub->opts.notify(sub->opts.arg);
+}
+
+/* Ends every subscription of a session (they see SESS_SUB_ENDED). */
+static void end_subs(sess_t *s)
+{
+    pthread_mutex_lock(&s->sub_mu);
+    for (sess_sub_t *sub = s->subs; sub; sub = sub->next)
+        end_sub(sub);
+    pthread_mutex_unlock(&s->sub_mu);
+}
+
+/* Frees a session's memory (its driver is already destroyed). */
+static void sess_free(sess_t *s)
+{
+    sess_snapshot_unref(s->current);
+    pthread_mutex_destroy(&s->cur_mu);
+    pthread_mutex_destroy(&s->sub_mu);
+    free(s->name);
+    free(s);
+}
+
+void sess_ref(sess_t *s)
+{
+    __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+}
+
+void sess_unref(sess_t *s)
+{
+    if (s && __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        sess_free(s);
+}
 
 void sess_registry_close(sess_registry_t *reg)
 {
@@ -255,17 +310,14 @@ void sess_registry_close(sess_registry_t *reg)
         return;
     on_async(&reg->async); /* run what was posted before closing */
     uv_close((uv_handle_t *)&reg->async, NULL);
-    for (sess_t *s = reg->sessions; s; s = s->next) {
-        pthread_mutex_lock(&s->sub_mu);
-        for (sess_sub_t *sub = s->subs; sub; sub = sub->next) {
-            pthread_mutex_lock(&sub->mu);
-            sub_end_locked(sub);
-            pthread_mutex_unlock(&sub->mu);
-            if (sub->opts.notify)
-                sub->opts.notify(sub->opts.arg);
-        }
-        pthread_mutex_unlock(&s->sub_mu);
-    }
+    pthread_rwlock_rdlock(&reg->mu);
+    for (sess_t *s = reg->sessions; s; s = s->next)
+        end_subs(s);
+    pthread_rwlock_unlock(&reg->mu);
+    pthread_mutex_lock(&reg->all_mu);
+    for (sess_sub_t *sub = reg->all_subs; sub; sub = sub->next)
+        end_sub(sub);
+    pthread_mutex_unlock(&reg->all_mu);
 }
 
 void sess_registry_free(sess_registry_t *reg)
@@ -275,20 +327,16 @@ void sess_registry_free(sess_registry_t *reg)
     sess_t *s = reg->sessions;
     while (s) {
         sess_t *next = s->next;
-        /* subscriptions still owned by callers are detached, not freed */
-        pthread_mutex_lock(&s->sub_mu);
-        for (sess_sub_t *sub = s->subs; sub; sub = sub->next)
-            sub->sess = NULL;
-        pthread_mutex_unlock(&s->sub_mu);
         if (s->ops && s->ops->destroy)
             s->ops->destroy(s->drv);
-        sess_snapshot_unref(s->current);
-        pthread_mutex_destroy(&s->cur_mu);
-        pthread_mutex_destroy(&s->sub_mu);
-        free(s->name);
-        free(s);
+        s->ops = NULL;
+        sess_unref(s); /* subscriptions still owned by callers keep it alive */
         s = next;
     }
+    pthread_mutex_lock(&reg->all_mu);
+    for (sess_sub_t *sub = reg->all_subs; sub; sub = sub->next)
+        sub->reg = NULL; /* detached: the owner still frees it */
+    pthread_mutex_unlock(&reg->all_mu);
     post_item_t *it = reg->post_head;
     while (it) {
         post_item_t *next = it->next;
@@ -296,6 +344,8 @@ void sess_registry_free(sess_registry_t *reg)
         it = next;
     }
     pthread_mutex_destroy(&reg->post_mu);
+    pthread_rwlock_destroy(&reg->mu);
+    pthread_mutex_destroy(&reg->all_mu);
     free(reg);
 }
 
@@ -320,8 +370,27 @@ sess_t *sess_registry_add(sess_registry_t *reg, const char *name)
     s->current->since_ms = s->current->changed_ms = sess_now_ms();
     pthread_mutex_init(&s->cur_mu, NULL);
     pthread_mutex_init(&s->sub_mu, NULL);
+    s->refs = 1;
+    pthread_rwlock_wrlock(&reg->mu);
+    if (find_locked(reg, name)) {
+        pthread_rwlock_unlock(&reg->mu);
+        sess_free(s);
+        return NULL;
+    }
     s->next = reg->sessions;
     reg->sessions = s;
+    reg->count++;
+    pthread_rwlock_unlock(&reg->mu);
+    /* registry-wide watchers learn of the new session */
+    pthread_mutex_lock(&reg->all_mu);
+    for (sess_sub_t *sub = reg->all_subs; sub; sub = sub->next) {
+        pthread_mutex_lock(&sub->mu);
+        int wake = sub_push_locked(sub, s->current);
+        pthread_mutex_unlock(&sub->mu);
+        if (wake && sub->opts.notify)
+            sub->opts.notify(sub->opts.arg);
+    }
+    pthread_mutex_unlock(&reg->all_mu);
     return s;
 }
 
@@ -330,12 +399,101 @@ uv_loop_t *sess_registry_loop(sess_registry_t *reg)
     return reg->loop;
 }
 
-sess_t *sess_registry_find(sess_registry_t *reg, const char *name)
+static sess_t *find_locked(sess_registry_t *reg, const char *name)
 {
     for (sess_t *s = reg->sessions; s; s = s->next)
         if (!strcmp(s->name, name))
             return s;
     return NULL;
+}
+
+sess_t *sess_registry_find(sess_registry_t *reg, const char *name)
+{
+    pthread_rwlock_rdlock(&reg->mu);
+    sess_t *s = find_locked(reg, name);
+    pthread_rwlock_unlock(&reg->mu);
+    return s;
+}
+
+sess_t *sess_registry_get(sess_registry_t *reg, const char *name)
+{
+    pthread_rwlock_rdlock(&reg->mu);
+    sess_t *s = find_locked(reg, name);
+    if (s)
+        sess_ref(s);
+    pthread_rwlock_unlock(&reg->mu);
+    return s;
+}
+
+size_t sess_registry_count(sess_registry_t *reg)
+{
+    pthread_rwlock_rdlock(&reg->mu);
+    size_t n = reg->count;
+    pthread_rwlock_unlock(&reg->mu);
+    return n;
+}
+
+sess_snapshot_t **sess_registry_snapshots(sess_registry_t *reg, size_t *n)
+{
+    pthread_rwlock_rdlock(&reg->mu);
+    sess_snapshot_t **v = malloc((reg->count ? reg->count : 1) * sizeof(*v));
+    size_t k = 0;
+    if (v) {
+        /* oldest first: the list is newest first */
+        k = reg->count;
+        size_t i = k;
+        for (sess_t *s = reg->sessions; s && i > 0; s = s->next)
+            v[--i] = sess_current(s);
+    }
+    pthread_rwlock_unlock(&reg->mu);
+    *n = k;
+    return v;
+}
+
+void sess_snapshots_free(sess_snapshot_t **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        sess_snapshot_unref(v[i]);
+    free(v);
+}
+
+static void on_removed_stopped(void *arg)
+{
+    sess_t *s = arg;
+    if (s->ops && s->ops->destroy)
+        s->ops->destroy(s->drv);
+    s->ops = NULL;
+    s->drv = NULL;
+    void (*done)(void *) = s->removed_done;
+    void *darg = s->removed_arg;
+    sess_unref(s); /* the registry's reference */
+    if (done)
+        done(darg);
+}
+
+int sess_registry_remove(sess_registry_t *reg, sess_t *s, void (*done)(void *arg), void *arg)
+{
+    pthread_rwlock_wrlock(&reg->mu);
+    int found = 0;
+    for (sess_t **pp = &reg->sessions; *pp; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            reg->count--;
+            found = 1;
+            break;
+        }
+    pthread_rwlock_unlock(&reg->mu);
+    if (!found || s->removed)
+        return -1;
+    s->removed = 1;
+    s->removed_done = done;
+    s->removed_arg = arg;
+    end_subs(s);
+    if (s->ops && s->ops->stop)
+        s->ops->stop(s->drv, on_removed_stopped, s);
+    else
+        on_removed_stopped(s);
+    return 0;
 }
 
 const char *sess_name(const sess_t *s)
@@ -404,15 +562,14 @@ static int sub_push_locked(sess_sub_t *sub, sess_snapshot_t *snap)
     return sub->len == 1;
 }
 
-sess_sub_t *sess_subscribe(sess_t *s, const sess_sub_opts_t *opts)
+static sess_sub_t *sub_new(const sess_sub_opts_t *opts, size_t default_max)
 {
     sess_sub_t *sub = calloc(1, sizeof(*sub));
     if (!sub)
         return NULL;
-    sub->sess = s;
     if (opts)
         sub->opts = *opts;
-    sub->max = sub->opts.max_queue ? sub->opts.max_queue : DEFAULT_MAX_QUEUE;
+    sub->max = sub->opts.max_queue ? sub->opts.max_queue : default_max;
     sub->cap = sub->max < 4 ? sub->max : 4; /* most subscribers keep up */
     sub->ring = calloc(sub->cap, sizeof(*sub->ring));
     if (!sub->ring) {
@@ -420,6 +577,16 @@ sess_sub_t *sess_subscribe(sess_t *s, const sess_sub_opts_t *opts)
         return NULL;
     }
     pthread_mutex_init(&sub->mu, NULL);
+    return sub;
+}
+
+sess_sub_t *sess_subscribe(sess_t *s, const sess_sub_opts_t *opts)
+{
+    sess_sub_t *sub = sub_new(opts, DEFAULT_MAX_QUEUE);
+    if (!sub)
+        return NULL;
+    sub->sess = s;
+    sess_ref(s);
     /* Taking the current snapshot and joining the list under sub_mu means
      * no change can slip between the first snapshot and the stream. */
     pthread_mutex_lock(&s->sub_mu);
@@ -431,9 +598,43 @@ sess_sub_t *sess_subscribe(sess_t *s, const sess_sub_opts_t *opts)
     sub->next = s->subs;
     s->subs = sub;
     s->nsubs++;
+    if (s->removed) {
+        pthread_mutex_lock(&sub->mu);
+        sub_end_locked(sub);
+        pthread_mutex_unlock(&sub->mu);
+    }
     if (wake && sub->opts.notify)
         sub->opts.notify(sub->opts.arg);
     pthread_mutex_unlock(&s->sub_mu);
+    return sub;
+}
+
+sess_sub_t *sess_registry_subscribe(sess_registry_t *reg, const sess_sub_opts_t *opts)
+{
+    sess_sub_t *sub = sub_new(opts, DEFAULT_MAX_QUEUE * 16);
+    if (!sub)
+        return NULL;
+    sub->reg = reg;
+    /* all_mu first, then the list: no session can be added or publish
+     * between the first snapshots and the stream */
+    pthread_mutex_lock(&reg->all_mu);
+    pthread_rwlock_rdlock(&reg->mu);
+    size_t n = reg->count, i = n;
+    sess_snapshot_t **v = calloc(n ? n : 1, sizeof(*v));
+    for (sess_t *s = reg->sessions; v && s && i > 0; s = s->next)
+        v[--i] = sess_current(s);
+    pthread_rwlock_unlock(&reg->mu);
+    int wake = 0;
+    pthread_mutex_lock(&sub->mu);
+    for (size_t k = 0; v && k < n; k++)
+        wake |= sub_push_locked(sub, v[k]);
+    pthread_mutex_unlock(&sub->mu);
+    sess_snapshots_free(v, n);
+    sub->next = reg->all_subs;
+    reg->all_subs = sub;
+    if (wake && sub->opts.notify)
+        sub->opts.notify(sub->opts.arg);
+    pthread_mutex_unlock(&reg->all_mu);
     return sub;
 }
 
@@ -476,6 +677,18 @@ void sess_unsubscribe(sess_sub_t *sub)
             }
         }
         pthread_mutex_unlock(&s->sub_mu);
+        sess_unref(s);
+    }
+    sess_registry_t *reg = sub->reg;
+    if (reg) {
+        pthread_mutex_lock(&reg->all_mu);
+        for (sess_sub_t **pp = &reg->all_subs; *pp; pp = &(*pp)->next) {
+            if (*pp == sub) {
+                *pp = sub->next;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&reg->all_mu);
     }
     while (sub->len > 0) {
         sess_snapshot_unref(sub->ring[sub->head]);
@@ -561,6 +774,16 @@ int sess_publish(sess_t *s, const sess_change_t *c)
             sub->opts.notify(sub->opts.arg);
     }
     pthread_mutex_unlock(&s->sub_mu);
+    sess_registry_t *reg = s->reg;
+    pthread_mutex_lock(&reg->all_mu);
+    for (sess_sub_t *sub = reg->all_subs; sub; sub = sub->next) {
+        pthread_mutex_lock(&sub->mu);
+        int wake = sub_push_locked(sub, snap);
+        pthread_mutex_unlock(&sub->mu);
+        if (wake && sub->opts.notify)
+            sub->opts.notify(sub->opts.arg);
+    }
+    pthread_mutex_unlock(&reg->all_mu);
     sess_snapshot_unref(old);
     return 0;
 oom:

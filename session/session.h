@@ -113,11 +113,41 @@ void sess_registry_free(sess_registry_t *reg);
 uv_loop_t *sess_registry_loop(sess_registry_t *reg);
 
 /* Adds a session named `name` in DISCONNECTED. Returns it (owned by the
- * registry), or NULL when the name exists already or memory runs out. */
+ * registry), or NULL when the name exists already or memory runs out.
+ * Registry-wide subscribers see its first snapshot. Loop thread. */
 sess_t *sess_registry_add(sess_registry_t *reg, const char *name);
 
-/* Finds a session by name; NULL when none. Loop thread. */
+/* Finds a session by name; NULL when none. The pointer stays valid until
+ * the loop runs sess_registry_remove for it: use it on the loop thread only
+ * (elsewhere use sess_registry_get). */
 sess_t *sess_registry_find(sess_registry_t *reg, const char *name);
+
+/* Finds a session by name and takes a reference (release with sess_unref);
+ * NULL when none. Any thread. A removed session is not found; one already
+ * held stays readable (its snapshots, its name) until the last reference. */
+sess_t *sess_registry_get(sess_registry_t *reg, const char *name);
+
+/* Takes / drops a reference on a session. Any thread. */
+void sess_ref(sess_t *s);
+void sess_unref(sess_t *s);
+
+/* Number of sessions. Any thread. */
+size_t sess_registry_count(sess_registry_t *reg);
+
+/* The current snapshot of every session, oldest session first, as a
+ * malloc'd array of references (*n of them; free with
+ * sess_snapshots_free). NULL when out of memory. Any thread. */
+sess_snapshot_t **sess_registry_snapshots(sess_registry_t *reg, size_t *n);
+
+/* Releases what sess_registry_snapshots returned. */
+void sess_snapshots_free(sess_snapshot_t **v, size_t n);
+
+/* Takes a session out of the registry: it is no longer found, its
+ * subscriptions end (SESS_SUB_ENDED), its driver is stopped and destroyed,
+ * then `done(arg)` runs (may be NULL). What the driver does on the way out
+ * (e.g. unlinking on WhatsApp) is for the caller to start before. Returns 0,
+ * or -1 when `s` is not in the registry. Loop thread. */
+int sess_registry_remove(sess_registry_t *reg, sess_t *s, void (*done)(void *arg), void *arg);
 
 /* Runs fn(arg) on the loop thread, soon. Safe from any thread. Returns 0, or
  * -1 when the registry is closing (fn is then not called). */
@@ -267,6 +297,14 @@ int sess_sub_next(sess_sub_t *sub, sess_snapshot_t **out);
 
 /* Number of snapshots dropped by SESS_SLOW_COALESCE so far. */
 uint64_t sess_sub_dropped(sess_sub_t *sub);
+
+/* Subscribes to every session of the registry: the current snapshot of
+ * each first, then every change of any session (and the first snapshot of
+ * sessions added later) in the order they were published; the snapshot's
+ * `session` says whose it is. Queue default 4096. Ends when the registry
+ * closes. Any thread. Returns NULL when out of memory; release with
+ * sess_unsubscribe. */
+sess_sub_t *sess_registry_subscribe(sess_registry_t *reg, const sess_sub_opts_t *opts);
 
 /* Ends and frees the subscription; no notify call runs after it returns.
  * Any thread. */

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -280,6 +281,126 @@ static void test_close_ends_subscriptions(void **state)
     sess_unsubscribe(s);
 }
 
+/* Readers on other threads look sessions up, subscribe and read while the
+ * loop thread adds and removes sessions: no lost session, no use after
+ * free (ASan), removed sessions are not found and their streams end. */
+typedef struct {
+    sess_registry_t *reg;
+    volatile int stop;
+    int found;
+} reader_t;
+
+static void *reader(void *arg)
+{
+    reader_t *r = arg;
+    char name[32];
+    for (int i = 0; !r->stop; i++) {
+        snprintf(name, sizeof(name), "s%d", i % 64);
+        sess_t *s = sess_registry_get(r->reg, name);
+        if (s) {
+            r->found++;
+            sess_sub_t *sub = sess_subscribe(s, NULL);
+            sess_snapshot_t *snap = sess_current(s);
+            assert_string_equal(snap->session, name);
+            sess_snapshot_unref(snap);
+            while (sess_sub_next(sub, &snap) == SESS_SUB_OK)
+                sess_snapshot_unref(snap);
+            sess_unsubscribe(sub);
+            sess_unref(s);
+        }
+        size_t n;
+        sess_snapshot_t **all = sess_registry_snapshots(r->reg, &n);
+        sess_snapshots_free(all, n);
+    }
+    return NULL;
+}
+
+static void removed(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+static void test_sessions_come_and_go(void **state)
+{
+    fx_t *fx = *state;
+    sess_sub_opts_t wo = {.max_queue = 100000};
+    sess_sub_t *all = sess_registry_subscribe(fx->reg, &wo);
+    reader_t r = {.reg = fx->reg};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&th[i], NULL, reader, &r);
+    int done = 0, adds = 0;
+    char name[32];
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < 64; i++) {
+            snprintf(name, sizeof(name), "s%d", i);
+            sess_t *s = sess_registry_add(fx->reg, name);
+            assert_non_null(s);
+            adds++;
+            publish(s, SESS_CONNECTING, "registering", NULL);
+        }
+        assert_null(sess_registry_add(fx->reg, "s3")); /* duplicate */
+        assert_int_equal(sess_registry_count(fx->reg), 65);
+        for (int i = 0; i < 64; i++) {
+            snprintf(name, sizeof(name), "s%d", i);
+            sess_t *s = sess_registry_find(fx->reg, name);
+            sess_sub_t *sub = sess_subscribe(s, NULL);
+            assert_int_equal(sess_registry_remove(fx->reg, s, removed, &done), 0);
+            sess_snapshot_t *snap;
+            while (sess_sub_next(sub, &snap) == SESS_SUB_OK)
+                sess_snapshot_unref(snap);
+            assert_int_equal(sess_sub_next(sub, &snap), SESS_SUB_ENDED);
+            sess_unsubscribe(sub);
+            assert_null(sess_registry_get(fx->reg, name));
+        }
+    }
+    r.stop = 1;
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(done, adds);
+    assert_int_equal(sess_registry_count(fx->reg), 1);
+    /* the registry-wide stream: "default" first, then every session's first
+     * snapshot and its change, in publish order */
+    sess_snapshot_t *snap;
+    int n = 0, connecting = 0;
+    assert_int_equal(sess_sub_next(all, &snap), SESS_SUB_OK);
+    assert_string_equal(snap->session, "default");
+    sess_snapshot_unref(snap);
+    while (sess_sub_next(all, &snap) == SESS_SUB_OK) {
+        n++;
+        connecting += snap->state == SESS_CONNECTING;
+        sess_snapshot_unref(snap);
+    }
+    assert_int_equal(n, adds * 2);
+    assert_int_equal(connecting, adds);
+    sess_unsubscribe(all);
+}
+
+/* A reference taken with sess_registry_get keeps a removed session
+ * readable. */
+static void test_reference_outlives_removal(void **state)
+{
+    fx_t *fx = *state;
+    sess_t *s = sess_registry_add(fx->reg, "temp");
+    publish(s, SESS_QR_READY, "", "qr-text");
+    sess_t *held = sess_registry_get(fx->reg, "temp");
+    assert_ptr_equal(held, s);
+    int done = 0;
+    assert_int_equal(sess_registry_remove(fx->reg, s, removed, &done), 0);
+    assert_int_equal(done, 1);
+    assert_int_equal(sess_registry_remove(fx->reg, s, removed, &done), -1);
+    assert_string_equal(sess_name(held), "temp");
+    sess_snapshot_t *snap = sess_current(held);
+    assert_string_equal(snap->qr->text, "qr-text");
+    sess_snapshot_unref(snap);
+    sess_unref(held);
+    size_t n;
+    sess_snapshot_t **v = sess_registry_snapshots(fx->reg, &n);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0]->session, "default");
+    sess_snapshots_free(v, n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -290,6 +411,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slow_policies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_post_from_threads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_ends_subscriptions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sessions_come_and_go, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reference_outlives_removal, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
