@@ -28,7 +28,9 @@ typedef struct {
     int stopping;
     void (*stop_done)(void *);
     void *stop_arg;
-    sess_removal_t *removal; /* devices logged out while offline */
+    sess_gate_ticket_t ticket; /* place in the connection gate */
+    int gate_passed;           /* the gate let the next connect through */
+    sess_removal_t *removal;   /* devices logged out while offline */
     int removal_open;
     uint8_t *routing; /* edge routing info for the ED prefix, or NULL */
     size_t routing_len;
@@ -385,11 +387,32 @@ static void on_closed(void *arg, const wa_verdict_t *v)
     }
 }
 
+/* The gate let this session's connection through. */
+static void on_gate(void *arg)
+{
+    drv_t *d = arg;
+    d->gate_passed = 1;
+    connect_now(d);
+}
+
 static void connect_now(drv_t *d)
 {
     uv_timer_stop(&d->retry);
     if (d->client || d->stopping)
         return;
+    if (d->o.gate && !d->gate_passed) {
+        /* every new connection waits for its turn (CONNECT_RATE) */
+        sess_gate_enter(d->o.gate, &d->ticket);
+        if (d->ticket.queued) {
+            sess_snapshot_t *cur = sess_current(d->sess);
+            int show = cur->state != SESS_CONNECTING;
+            sess_snapshot_unref(cur);
+            if (show)
+                publish(d, SESS_CONNECTING, "queued");
+        }
+        return;
+    }
+    d->gate_passed = 0;
     if (!d->have_creds) {
         int rc = store_load(d->o.store, sess_name(d->sess), &d->creds);
         d->have_creds = rc == 0;
@@ -553,6 +576,8 @@ static void op_stop(void *arg, void (*done)(void *), void *darg)
 {
     drv_t *d = arg;
     d->stopping = 1;
+    if (d->o.gate)
+        sess_gate_leave(d->o.gate, &d->ticket);
     if (d->client) {
         wa_client_close(d->client);
         d->client = NULL;
@@ -570,6 +595,8 @@ static void op_stop(void *arg, void (*done)(void *), void *darg)
 static void op_destroy(void *arg)
 {
     drv_t *d = arg;
+    if (d->o.gate)
+        sess_gate_leave(d->o.gate, &d->ticket);
     if (d->job) {
         d->job->d = NULL; /* its completion frees it */
         d->job = NULL;
@@ -614,6 +641,7 @@ int sess_driver_attach(sess_t *s, const sess_driver_opts_t *opts)
         free(d);
         return -1;
     }
+    sess_gate_ticket_init(&d->ticket, on_gate, d);
     uv_timer_init(wa_fsock_ctx_loop(opts->fsock), &d->retry);
     d->retry.data = d;
     d->retry_open = 1;

@@ -7,6 +7,7 @@
 #ifndef WG_SESSION_DRIVER_H
 #define WG_SESSION_DRIVER_H
 
+#include "session/gate.h"
 #include "session/session.h"
 #include "session/store/store.h"
 #include "session/wa/client.h"
@@ -18,6 +19,7 @@ typedef struct {
     wa_client_config_t client; /* URL, trusted root, version, lifetimes */
     unsigned backoff_min_ms;   /* first retry delay; 0 = 1000 */
     unsigned backoff_max_ms;   /* cap; 0 = 60000 */
+    sess_gate_t *gate;         /* shared connection-rate gate (not owned); NULL = none */
 } sess_driver_opts_t;
 
 /* Attaches a driver to `s` (sess_set_driver); the session then owns it. The
