@@ -5,6 +5,7 @@
  * companion's signature over [6,1] || details || identity || phone key. */
 #include "tests/fakewa/whatsapp.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -319,7 +320,15 @@ static void on_client(void *arg, fakewa_conn_t *c, const uint8_t cs_pub[32], con
             wa_node_set_attr(n, "t", t);
             wa_node_set_attr(n, "lid", lid);
             wa_node_set_attr(n, "props", "1");
+            /* one live connection per device: the older one is replaced */
+            for (conn_state_t *o = w->conns; o; o = o->next)
+                if (o != cs && o->logged_in && !strcmp(o->jid, jid)) {
+                    w->stats.double_live++;
+                    o->logged_in = 0;
+                    stream_error(o, NULL, "replaced");
+                }
             cs->logged_in = 1;
+            snprintf(cs->jid, sizeof(cs->jid), "%s", jid);
             w->stats.logins_ok++;
         }
         int fail = strcmp(n->tag, "success") != 0;
@@ -826,28 +835,55 @@ void fakewa_wa_fault(fakewa_wa_t *w, fakewa_fault_t f)
     }
 }
 
+/* The counters of /control/state, one row each (name, field). */
+#define STAT(name, field)                                                                          \
+    {                                                                                              \
+        name, offsetof(fakewa_wa_stats_t, field)                                                   \
+    }
+static const struct {
+    const char *name;
+    size_t off;
+} stat_rows[] = {
+    STAT("connections", connections),
+    STAT("registrations", registrations),
+    STAT("loginsOk", logins_ok),
+    STAT("loginsRefused", logins_refused),
+    STAT("paired", paired),
+    STAT("badDeviceSignatures", bad_device_sigs),
+    STAT("pairErrors", pair_errors),
+    STAT("prekeysUploaded", prekeys_uploaded),
+    STAT("pings", pings),
+    STAT("logouts", logouts),
+    STAT("live", live),
+    STAT("pingsUnpaired", pings_unpaired),
+    STAT("pingsDropped", pings_dropped),
+    STAT("acksOk", acks_ok),
+    STAT("acksBad", acks_bad),
+    STAT("unacked", unacked),
+    STAT("refreshes", refreshes),
+    STAT("scansRefused", scans_refused),
+    STAT("routingSent", routing_sent),
+    STAT("routed", routed),
+    STAT("badNodesSent", bad_nodes_sent),
+    STAT("doubleLive", double_live),
+};
+
 char *fakewa_wa_state_json(const fakewa_wa_t *w)
 {
-    const fakewa_wa_stats_t *s = &w->stats;
-    size_t cap = 1024 + (size_t)w->ndevices * 96;
+    size_t cap = 2048 + (size_t)w->ndevices * 96;
     char *out = malloc(cap);
     if (!out)
         return NULL;
-    int n =
-        snprintf(out, cap,
-                 "{\"connections\":%d,\"registrations\":%d,\"loginsOk\":%d,"
-                 "\"loginsRefused\":%d,\"paired\":%d,\"badDeviceSignatures\":%d,"
-                 "\"pairErrors\":%d,\"prekeysUploaded\":%d,\"pings\":%d,\"logouts\":%d,"
-                 "\"live\":%d,\"pingsUnpaired\":%d,\"pingsDropped\":%d,\"acksOk\":%d,"
-                 "\"acksBad\":%d,\"unacked\":%d,\"refreshes\":%d,\"scansRefused\":%d,"
-                 "\"routingSent\":%d,\"routed\":%d,\"badNodesSent\":%d,\"devices\":[",
-                 s->connections, s->registrations, s->logins_ok, s->logins_refused, s->paired,
-                 s->bad_device_sigs, s->pair_errors, s->prekeys_uploaded, s->pings, s->logouts,
-                 s->live, s->pings_unpaired, s->pings_dropped, s->acks_ok, s->acks_bad, s->unacked,
-                 s->refreshes, s->scans_refused, s->routing_sent, s->routed, s->bad_nodes_sent);
-    for (int i = 0; i < w->ndevices && n > 0 && (size_t)n < cap; i++)
-        n += snprintf(out + n, cap - (size_t)n, "%s\"%s\"", i ? "," : "", w->devices[i].jid);
-    if (n > 0 && (size_t)n < cap)
-        snprintf(out + n, cap - (size_t)n, "]}");
+    size_t n = 0;
+    out[n++] = '{';
+    for (size_t i = 0; i < sizeof(stat_rows) / sizeof(stat_rows[0]); i++) {
+        int v = *(const int *)((const char *)&w->stats + stat_rows[i].off);
+        n += (size_t)snprintf(out + n, cap - n, "\"%s\":%d,", stat_rows[i].name, v);
+    }
+    n += (size_t)snprintf(out + n, cap - n, "\"devices\":[");
+    for (int i = 0; i < w->ndevices && n < cap; i++)
+        n += (size_t)snprintf(out + n, cap - n, "%s\"%s\"", i ? "," : "", w->devices[i].jid);
+    if (n < cap)
+        snprintf(out + n, cap - n, "]}");
     return out;
 }

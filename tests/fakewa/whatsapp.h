@@ -85,6 +85,8 @@ typedef struct {
     int routing_sent;     /* edge_routing infos sent */
     int routed;           /* connections whose intro carried our routing info */
     int bad_nodes_sent;   /* undecodable stanzas sent */
+    int double_live;      /* logins of a device that had a live connection already
+                             (the older one is sent conflict "replaced", as WhatsApp does) */
 } fakewa_wa_stats_t;
 
 /* Starts the server. Returns NULL with a message in err. */

@@ -10,7 +10,7 @@
 
 #include "tests/fakewa/whatsapp.h"
 
-#define MAX_DEVICES 64
+#define MAX_DEVICES 4096
 #define MAX_REFS 16
 #define MAX_EXPECT 256
 #define MAX_RETIRED 8
@@ -25,6 +25,7 @@ typedef struct conn_state {
     fakewa_wa_t *w;
     fakewa_conn_t *c;
     int registration, logged_in;
+    char jid[64]; /* the device logged in on this connection */
     uint8_t noise_pub[32];
     char refs[MAX_REFS][40];
     int nrefs;
