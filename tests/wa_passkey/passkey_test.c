@@ -263,7 +263,7 @@ static void test_b64url(void **state)
 {
     (void)state;
     for (int i = 0; i < 5; i++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof(name), "b64url_%d", i);
         size_t len;
         const uint8_t *data = v(name, &len);
