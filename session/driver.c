@@ -37,6 +37,7 @@ typedef struct {
     prekey_job_t *job;  /* pre-keys being generated on a worker thread */
     wa_keypair_t *pool; /* generated pre-keys not yet handed out */
     size_t pool_n;
+    int64_t passkey_deadline_ms; /* when the passkey step times out */
 } drv_t;
 
 /* Pre-key generation off the loop: 812 X25519 key pairs take 40-60 ms with
@@ -85,11 +86,11 @@ static void wipe_creds(drv_t *d)
     d->have_creds = 0;
 }
 
-static void publish(drv_t *d, sess_state_t st, const char *detail)
+/* Publishes `c` with the account the credentials name (or none). */
+static void publish_change(drv_t *d, sess_change_t c)
 {
     sess_account_t acc = {0};
     char phone[32] = "";
-    sess_change_t c = {.state = st, .detail = detail};
     if (d->have_creds && d->creds.jid) {
         acc.jid = d->creds.jid;
         acc.lid = d->creds.lid;
@@ -106,6 +107,12 @@ static void publish(drv_t *d, sess_state_t st, const char *detail)
     }
     if (sess_publish(d->sess, &c) != 0)
         LOG_ERROR("session", "out of memory publishing a state change");
+}
+
+static void publish(drv_t *d, sess_state_t st, const char *detail)
+{
+    sess_change_t c = {.state = st, .detail = detail};
+    publish_change(d, c);
 }
 
 static int new_identity(drv_t *d)
@@ -329,6 +336,97 @@ static void on_prekeys_uploaded(void *arg, uint32_t max_id)
     store_prekeys_mark_uploaded(d->o.store, sess_name(d->sess), max_id);
 }
 
+/* --- the passkey step (session/wa/passkeyflow.c) --- */
+
+/* WhatsApp asks for a passkey: its WebAuthn options go into the snapshot,
+ * for the API and the link page. */
+static void on_passkey_request(void *arg, const char *options_json)
+{
+    drv_t *d = arg;
+    d->passkey_deadline_ms = sess_now_ms() + WA_CLIENT_PASSKEY_TIMEOUT_MS;
+    sess_change_t c = {.state = SESS_CONNECTING,
+                       .detail = "passkey_required",
+                       .passkey_options = options_json,
+                       .clear_link = 1};
+    publish_change(d, c);
+}
+
+/* The code the user compares with the phone's. */
+static void on_passkey_code(void *arg, const char *code)
+{
+    drv_t *d = arg;
+    sess_change_t c = {.state = SESS_CONNECTING,
+                       .detail = "passkey_confirm",
+                       .link_code = code,
+                       .link_code_expires_at_ms = d->passkey_deadline_ms,
+                       .clear_link = 1};
+    publish_change(d, c);
+}
+
+typedef struct {
+    drv_t *d;
+    void (*done)(void *arg, int rc);
+    void *arg;
+} passkey_call_t;
+
+static int passkey_rc(int rc)
+{
+    switch (rc) {
+    case WA_CLIENT_PASSKEY_OK:
+        return 0;
+    case WA_CLIENT_PASSKEY_EINVAL:
+        return SESS_EINVAL;
+    case WA_CLIENT_PASSKEY_ESTATE:
+        return SESS_ESTATE;
+    case WA_CLIENT_PASSKEY_EBUSY:
+        return SESS_EBUSY;
+    case WA_CLIENT_PASSKEY_EREFUSED:
+        return SESS_EREFUSED;
+    case WA_CLIENT_PASSKEY_ETIMEOUT:
+        return SESS_ETIMEOUT;
+    case WA_CLIENT_PASSKEY_ECLOSED:
+        return SESS_ESTOPPED;
+    }
+    return -1;
+}
+
+static void on_passkey_answer(void *arg, int rc)
+{
+    passkey_call_t *pc = arg;
+    drv_t *d = pc->d;
+    if (rc == WA_CLIENT_PASSKEY_OK && !d->stopping) {
+        /* accepted: nothing is left to sign (unless the phone answered
+         * before WhatsApp did and the code is on screen already) */
+        sess_snapshot_t *cur = sess_current(d->sess);
+        if (!strcmp(cur->detail, "passkey_required")) {
+            sess_change_t c = {
+                .state = SESS_CONNECTING, .detail = "passkey_accepted", .clear_link = 1};
+            publish_change(d, c);
+        }
+        sess_snapshot_unref(cur);
+    }
+    pc->done(pc->arg, passkey_rc(rc));
+    free(pc);
+}
+
+static int op_passkey_response(void *arg, const char *json, size_t len,
+                               void (*done)(void *arg, int rc), void *darg)
+{
+    drv_t *d = arg;
+    if (!d->client || d->stopping)
+        return SESS_ESTATE;
+    passkey_call_t *pc = malloc(sizeof(*pc));
+    if (!pc)
+        return -1;
+    *pc = (passkey_call_t){d, done, darg};
+    int rc = wa_client_passkey_response(d->client, json, len, on_passkey_answer, pc);
+    if (rc != WA_CLIENT_PASSKEY_OK) {
+        free(pc);
+        return passkey_rc(rc);
+    }
+    return 0;
+}
+
 static void on_retry(uv_timer_t *t)
 {
     connect_now(t->data);
@@ -446,6 +544,8 @@ static void connect_now(drv_t *d)
                            .on_prekeys_uploaded = on_prekeys_uploaded,
                            .on_adv_secret = on_adv_secret,
                            .on_routing_info = on_routing_info,
+                           .on_passkey_request = on_passkey_request,
+                           .on_passkey_code = on_passkey_code,
                            .on_closed = on_closed,
                            .arg = d};
     wa_client_config_t cfg = d->o.client;
@@ -614,6 +714,7 @@ static void op_destroy(void *arg)
 static const sess_driver_ops_t ops = {.start = op_start,
                                       .reconnect = op_reconnect,
                                       .logout = op_logout,
+                                      .passkey_response = op_passkey_response,
                                       .stop = op_stop,
                                       .destroy = op_destroy};
 

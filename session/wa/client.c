@@ -28,6 +28,7 @@ static void on_timer_closed(uv_handle_t *h)
     wa_client_t *c = h->data;
     if (--c->timers_open == 0) {
         wa_client_qr_free(c);
+        wa_client_passkey_free(c);
         free(c->jid);
         explicit_bzero(c, sizeof(*c));
         free(c);
@@ -402,6 +403,8 @@ static const struct {
 } notifications[] = {
     {"encrypt", notif_encrypt},
     {"companion_reg_refresh", wa_client_qr_refresh},
+    {"passkey_prologue_request", wa_client_passkey_request},
+    {"crsc_continuation", wa_client_passkey_continuation},
 };
 
 static void handle_notification(wa_client_t *c, const wa_node_t *n)

@@ -3,12 +3,12 @@
  * files are listed in client_internal.h): it opens a noise socket with the
  * registration or login payload and then reacts to the server: pair-device
  * refs become QR codes that rotate on their lifetimes and are redrawn when
- * WhatsApp refreshes the adv secret; pair-success is verified, handed to the
- * owner to persist, and countersigned; success starts the connected life
- * (passive/active, pre-key count and upload); pings run from the handshake
- * on, and a login watchdog ends a connection the server stays silent on;
- * every stanza WhatsApp expects acknowledged is acked; stream errors and
- * failures end the connection with a classified verdict (section 7 of the
+ * WhatsApp refreshes the adv secret; a passkey request is handed to the owner
+ * and its assertion completed as whatsmeow's pair-passkey.go does; pair-success is verified, handed
+ * to the owner to persist, and countersigned; success starts the connected life (passive/active,
+ * pre-key count and upload); pings run from the handshake on, and a login watchdog ends a
+ * connection the server stays silent on; every stanza WhatsApp expects acknowledged is acked;
+ * stream errors and failures end the connection with a classified verdict (section 7 of the
  * protocol doc). Loop-thread only; one wa_client_t per connection attempt. */
 #ifndef WG_SESSION_WA_CLIENT_H
 #define WG_SESSION_WA_CLIENT_H
@@ -111,6 +111,14 @@ typedef struct {
     /* Edge routing info to send as the "ED" prefix on later connections
      * (borrowed for the call). May be NULL. */
     void (*on_routing_info)(void *arg, const uint8_t *info, size_t len);
+    /* Linking needs a passkey (protocol doc 11.6): hand the WebAuthn
+     * request options (JSON, borrowed for the call) to the account owner;
+     * the assertion comes back through wa_client_passkey_response. May be
+     * NULL (the step then times out). */
+    void (*on_passkey_request)(void *arg, const char *options_json);
+    /* The passkey step's confirmation code ("XXXX-XXXX"), for the user to
+     * compare with the one the phone shows. May be NULL. */
+    void (*on_passkey_code)(void *arg, const char *code);
     /* The connection ended (always the last call; the client is gone). */
     void (*on_closed)(void *arg, const wa_verdict_t *v);
     void *arg;
@@ -130,6 +138,33 @@ void wa_client_logout(wa_client_t *c);
  * get_prekeys answered 0 earlier. Returns 0 when an upload was sent, -1 when
  * the client is not logged in or got no keys. Loop thread. */
 int wa_client_upload_prekeys(wa_client_t *c, size_t want, int first);
+
+/* Results of the passkey step's response (wa_client_passkey_response). */
+enum {
+    WA_CLIENT_PASSKEY_OK = 0,
+    WA_CLIENT_PASSKEY_EINVAL = -1,   /* malformed assertion, or for another challenge */
+    WA_CLIENT_PASSKEY_ESTATE = -2,   /* no passkey request is waiting for an answer */
+    WA_CLIENT_PASSKEY_EBUSY = -3,    /* an answer is being sent already */
+    WA_CLIENT_PASSKEY_EREFUSED = -4, /* WhatsApp refused the ref request or the prologue */
+    WA_CLIENT_PASSKEY_ETIMEOUT = -5, /* WhatsApp did not answer in time */
+    WA_CLIENT_PASSKEY_ECLOSED = -6,  /* the connection ended first */
+    WA_CLIENT_PASSKEY_EFAIL = -7,    /* out of memory or a crypto failure */
+};
+
+/* How long the passkey step may take from WhatsApp's request to
+ * pair-success before the connection ends with "passkey_timeout". */
+#define WA_CLIENT_PASSKEY_TIMEOUT_MS (5 * 60 * 1000)
+
+/* Answers WhatsApp's passkey request with a WebAuthn assertion (json[0..len),
+ * as PublicKeyCredential.toJSON() gives it): asks WhatsApp for a ref, then
+ * sends <passkey_prologue> (see session/wa/passkey.h). Returns 0 when started:
+ * cb(arg, rc) then runs exactly once, with WA_CLIENT_PASSKEY_OK when WhatsApp
+ * accepted the prologue, or a WA_CLIENT_PASSKEY_E* code (also when the
+ * connection ends first, during wa_client_close included). Returns a
+ * negative code without calling cb when it cannot start (EINVAL, ESTATE,
+ * EBUSY, ECLOSED, EFAIL). Loop thread. */
+int wa_client_passkey_response(wa_client_t *c, const char *json, size_t len,
+                               void (*cb)(void *arg, int rc), void *arg);
 
 /* Closes now; no hook runs after this returns. */
 void wa_client_close(wa_client_t *c);

@@ -6,6 +6,8 @@
  *   keepalive.c  pings from the handshake on, the login watchdog
  *   qrchan.c     pair-device refs as rotating QR codes, secret refresh
  *   pairflow.c   pair-success: verify, persist, countersign
+ *   passkeyflow.c the passkey step of linking (request, prologue,
+ *                continuation, encrypted pairing request)
  *   acks.c       which stanzas get an <ack>, and its attributes
  * Nothing outside session/wa includes this header. Loop-thread only. */
 #ifndef WG_SESSION_WA_CLIENT_INTERNAL_H
@@ -47,7 +49,8 @@ struct wa_client {
     uint32_t reg_id, spk_id;
     uint8_t spk_pub[32], spk_sig[64];
 
-    /* timers: QR rotation, keepalive, login watchdog, iq deadlines */
+    /* timers: QR rotation (or the passkey step's deadline once the QR codes
+     * stopped for it), keepalive, login watchdog, iq deadlines */
     uv_timer_t qr_timer, ka_timer, wd_timer, iq_timer;
     int timers_open;
 
@@ -157,6 +160,20 @@ void wa_client_pair_success(wa_client_t *c, const wa_node_t *iq);
  * on_adv_secret hook; returns 0, or -1 when the owner could not store it
  * (the old secret stays). */
 int wa_client_set_adv_secret(wa_client_t *c, const uint8_t secret[32]);
+
+/* --- passkeyflow.c --- */
+
+/* <notification type="passkey_prologue_request">: derive the handoff key,
+ * mint a new adv secret, stop the QR codes and hand the options to the owner
+ * (fetching them first when the notification has none). */
+void wa_client_passkey_request(wa_client_t *c, const wa_node_t *n);
+
+/* <notification type="crsc_continuation">: reveal the nonce, report the
+ * confirmation code, send the encrypted pairing request. */
+void wa_client_passkey_continuation(wa_client_t *c, const wa_node_t *n);
+
+/* Frees the passkey flow's state (teardown). */
+void wa_client_passkey_free(wa_client_t *c);
 
 /* --- acks.c --- */
 

@@ -101,7 +101,7 @@ int wa_payload_registration(const wa_payload_reg_t *reg, const wa_version_t *v, 
     props.os = WA_PAYLOAD_DEVICE_NAME;
     props.version = &pv;
     props.has_platformtype = 1;
-    props.platformtype = WA__DEVICE_PROPS__PLATFORM_TYPE__CHROME;
+    props.platformtype = (Wa__DeviceProps__PlatformType)WA_PAYLOAD_PLATFORM_TYPE;
     props.has_requirefullsync = 1;
     props.requirefullsync = 0;
     hs.has_storagequotamb = 1;

@@ -13,6 +13,10 @@
 /* The device name shown on the phone under "Linked devices". */
 #define WA_PAYLOAD_DEVICE_NAME "wa-gateway"
 
+/* The DeviceProps.PlatformType announced at registration (CHROME); the
+ * passkey step repeats it (protocol doc 3.5 and 11.6). */
+#define WA_PAYLOAD_PLATFORM_TYPE 1
+
 typedef struct {
     uint32_t primary, secondary, tertiary;
 } wa_version_t;
