@@ -9,6 +9,12 @@
  *        server_error, outdated, banned, bad_hmac, bad_signature, drop_ping,
  *        silent, bad_node, stanzas, early_success, bare_401, hosted, refresh,
  *        refresh_on_scan, routing, offline, online)
+ *   POST /control/passkey/credential  body={"credentialId":b64url,
+ *        "publicKey":SPKI DER base64 or PEM,"rpId":..,"origin":.. or
+ *        "origins":[..],"userVerification":..}  the account's passkey
+ *   POST /control/passkey/request  [body=bare]  send passkey_prologue_request
+ *        now ("bare": without options, the client must ask for them)
+ *   POST /control/passkey/on-scan  the next scan asks for the passkey first
  * Stops on SIGINT or SIGTERM. */
 #include <signal.h>
 #include <stdio.h>

@@ -424,6 +424,8 @@ static void handle_iq(conn_state_t *cs, const wa_node_t *n)
         w->prekey_count += keys;
         w->stats.prekeys_uploaded += keys;
         fakewa_wa_reply(cs, n, "result", NULL);
+    } else if (fakewa_passkey_iq(cs, n)) {
+        /* the passkey step of linking */
     } else if (xmlns && !strcmp(xmlns, "md") && wa_node_child(n, "remove-companion-device")) {
         w->stats.logouts++;
         forget_device(w, cs->noise_pub);
@@ -459,6 +461,7 @@ static void on_close(void *arg, fakewa_conn_t *c, const char *reason)
             break;
         }
     w->stats.live--;
+    fakewa_passkey_conn_free(cs);
     free(cs);
 }
 
@@ -499,11 +502,13 @@ static int on_http(void *arg, int post, const char *path, const char *body, size
         free(qr);
         if (rc == 1)
             snprintf(buf, sizeof(buf), "{\"ok\":true,\"refreshed\":true}");
+        else if (rc == 2)
+            snprintf(buf, sizeof(buf), "{\"ok\":true,\"passkey\":true}");
         else
             snprintf(buf, sizeof(buf), rc ? "{\"ok\":false,\"error\":\"%s\"}" : "{\"ok\":true}",
                      rc ? why : "");
         *resp = strdup(buf);
-        return rc < 0 ? 409 : rc == 1 ? 202 : 200;
+        return rc < 0 ? 409 : rc >= 1 ? 202 : 200;
     }
     if (post && !strcmp(path, "/control/fault")) {
         char name[32];
@@ -517,6 +522,9 @@ static int on_http(void *arg, int post, const char *path, const char *body, size
         *resp = strdup("{\"ok\":true}");
         return 200;
     }
+    int st = fakewa_passkey_http(w, post, path, body, len, resp);
+    if (st)
+        return st;
     *resp = strdup("{\"ok\":false,\"error\":\"not found\"}");
     return 404;
 }
@@ -567,8 +575,10 @@ void fakewa_wa_free(fakewa_wa_t *w)
     if (!w)
         return;
     fakewa_free(w->f);
+    fakewa_passkey_free(w);
     while (w->conns) {
         conn_state_t *n = w->conns->next;
+        fakewa_passkey_conn_free(w->conns);
         free(w->conns);
         w->conns = n;
     }
@@ -638,6 +648,10 @@ int fakewa_wa_scan(fakewa_wa_t *w, const char *qr, char *why, size_t whylen)
         wa_pair_qr_parts_free(&parts);
         send_refresh(cs);
         return 1;
+    }
+    if (fakewa_passkey_scanned(cs, parts.adv_secret)) {
+        wa_pair_qr_parts_free(&parts);
+        return 2; /* this account requires a passkey first */
     }
     int rc = fakewa_wa_send_pair_success(cs, parts.ident_pub, parts.adv_secret);
     wa_pair_qr_parts_free(&parts);
@@ -883,7 +897,9 @@ char *fakewa_wa_state_json(const fakewa_wa_t *w)
     n += (size_t)snprintf(out + n, cap - n, "\"devices\":[");
     for (int i = 0; i < w->ndevices && n < cap; i++)
         n += (size_t)snprintf(out + n, cap - n, "%s\"%s\"", i ? "," : "", w->devices[i].jid);
+    char *pk = fakewa_passkey_state_json(w);
     if (n < cap)
-        snprintf(out + n, cap - n, "]}");
+        snprintf(out + n, cap - n, "],\"passkey\":%s}", pk ? pk : "null");
+    free(pk);
     return out;
 }

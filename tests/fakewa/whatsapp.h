@@ -3,7 +3,8 @@
  * (refusing expired refs), sends a correctly signed pair-success and checks
  * the companion's device signature, asks for the 515 restart, checks logins
  * against the devices it paired, answers pings, pre-key count and upload,
- * logout, and injects every fault of the protocol doc on demand.
+ * logout, plays the passkey step of linking (passkey.c), and injects every
+ * fault of the protocol doc on demand.
  * Loop-thread only. */
 #ifndef WG_TESTS_FAKEWA_WHATSAPP_H
 #define WG_TESTS_FAKEWA_WHATSAPP_H
@@ -100,9 +101,9 @@ void fakewa_wa_free(fakewa_wa_t *w);
 fakewa_t *fakewa_wa_transport(fakewa_wa_t *w);
 
 /* The phone scans `qr`. Returns 0 when a pair-success was sent, 1 when the
- * server answered the scan with companion_reg_refresh (refresh_on_scan),
- * or -1 with a reason in why (unknown ref, expired ref, retired secret, no
- * such connection, malformed). */
+ * server answered the scan with companion_reg_refresh (refresh_on_scan), 2
+ * when it asked for a passkey first (fakewa_wa_passkey_on_scan), or -1 with a reason in why
+ * (unknown ref, expired ref, retired secret, no such connection, malformed). */
 int fakewa_wa_scan(fakewa_wa_t *w, const char *qr, char *why, size_t whylen);
 
 /* Injects or arms a fault. */
@@ -113,5 +114,51 @@ const fakewa_wa_stats_t *fakewa_wa_stats(const fakewa_wa_t *w);
 
 /* Renders the stats and the paired devices as JSON (malloc'd). */
 char *fakewa_wa_state_json(const fakewa_wa_t *w);
+
+/* --- the passkey step of linking (tests/fakewa/passkey.c) --- */
+
+typedef struct {
+    int requests;             /* passkey_prologue_request notifications sent */
+    int refs;                 /* refs handed out */
+    int assertions_ok;        /* prologues whose assertion verified */
+    int assertions_bad;       /* prologues refused (assertion, credential, payload) */
+    int handoff_ok;           /* handoff proofs verified against the scanned secret */
+    int handoff_bad;          /* wrong handoff proofs (refused) */
+    int handoff_unverified;   /* proofs sent without a scan to check them against */
+    int handoff_absent;       /* prologues without a proof */
+    int commitments_ok;       /* companion nonces matching the commitment */
+    int commitments_bad;      /* ... not matching (refused) */
+    int pairing_requests_ok;  /* encrypted pairing requests that opened */
+    int pairing_requests_bad; /* ... that did not (refused) */
+} fakewa_passkey_stats_t;
+
+/* Registers the account's passkey: credential id, P-256 public key (SPKI
+ * DER in standard base64, or PEM), the rpId its assertions are for, the
+ * origin clientDataJSON must name, and the userVerification to ask for
+ * (NULL = "preferred"; "required" also demands the UV flag). Replaces any
+ * earlier one. Returns 0, or -1 with a reason in why. */
+int fakewa_wa_passkey_credential(fakewa_wa_t *w, const uint8_t *cred_id, size_t cred_len,
+                                 const char *public_key, const char *rp_id, const char *origin,
+                                 const char *user_verification, char *why, size_t whylen);
+
+/* Sends passkey_prologue_request (with fresh options, or without them when
+ * with_options is 0, so the client must ask) on the newest registration
+ * connection. Returns 0, or -1 with a reason in why. */
+int fakewa_wa_passkey_request(fakewa_wa_t *w, int with_options, char *why, size_t whylen);
+
+/* Arms the passkey step for the next scan: it sends the request instead of
+ * pair-success (as WhatsApp does for accounts that require a passkey), and
+ * the scanned secret checks the handoff proof. */
+void fakewa_wa_passkey_on_scan(fakewa_wa_t *w);
+
+/* Counters (never NULL). */
+const fakewa_passkey_stats_t *fakewa_wa_passkey_stats(fakewa_wa_t *w);
+
+/* The confirmation code the phone shows for the last step ("XXXX-XXXX"),
+ * or "" before the companion revealed its nonce. */
+const char *fakewa_wa_passkey_code(fakewa_wa_t *w);
+
+/* Why the last passkey message was refused ("" when it was not). */
+const char *fakewa_wa_passkey_last_error(fakewa_wa_t *w);
 
 #endif

@@ -100,4 +100,29 @@ wa_node_t *fakewa_wa_stanza(fakewa_wa_t *w, const char *tag, const char *from, c
 int fakewa_wa_send_pair_success(conn_state_t *cs, const uint8_t ident_pub[32],
                                 const uint8_t adv_secret[32]);
 
+/* --- passkey.c: the passkey step of linking (protocol doc 11.6) --- */
+
+/* Handles the client's iq `n` when it belongs to the passkey step (<ref/>,
+ * <passkey_request_options/>, <passkey_prologue>, <companion_nonce>,
+ * <encrypted_pairing_request>). Returns 1 when handled (answered), else 0. */
+int fakewa_passkey_iq(conn_state_t *cs, const wa_node_t *n);
+
+/* The phone scanned the QR of `cs` carrying `adv_secret`: when a passkey
+ * step is armed for the next scan, sends the passkey request instead of
+ * pair-success and returns 1; else returns 0. */
+int fakewa_passkey_scanned(conn_state_t *cs, const uint8_t adv_secret[32]);
+
+/* POST /control/passkey/...: returns the HTTP status with a malloc'd body
+ * in *resp, or 0 when `path` is not one of its paths. */
+int fakewa_passkey_http(fakewa_wa_t *w, int post, const char *path, const char *body, size_t len,
+                        char **resp);
+
+/* The "passkey" object of /control/state (malloc'd, NULL when out of
+ * memory). */
+char *fakewa_passkey_state_json(const fakewa_wa_t *w);
+
+/* Frees the per-connection and the server-wide state. */
+void fakewa_passkey_conn_free(conn_state_t *cs);
+void fakewa_passkey_free(fakewa_wa_t *w);
+
 #endif
