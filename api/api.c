@@ -60,6 +60,7 @@ static const struct {
     [API_ERR_UNREACHABLE] = {502, 14, "WhatsApp could not be reached"},
     [API_ERR_SHUTTING_DOWN] = {503, 14, "The service is shutting down"},
     [API_ERR_INTERNAL] = {500, 13, "Internal error"},
+    [API_ERR_CONFLICT] = {409, 9, "Not possible in the current state"},
 };
 
 int api_http_status(api_code_t code)
@@ -238,6 +239,84 @@ sess_sub_t *api_watch(api_t *api, const char *name, const sess_sub_opts_t *opts,
     sess_sub_t *sub = sess_subscribe(s, opts);
     *code = sub ? API_OK : API_ERR_INTERNAL;
     return sub;
+}
+
+/* --- the passkey step --- */
+
+api_result_t api_passkey_options(api_t *api, const char *name)
+{
+    sess_t *s = find(api, name);
+    if (!s)
+        return result(API_ERR_NOT_FOUND, NULL);
+    sess_snapshot_t *snap = sess_current(s);
+    api_result_t r = result(snap->passkey_options ? API_OK : API_ERR_CONFLICT, snap);
+    if (r.code != API_OK)
+        r.message = "No passkey step is waiting for an assertion";
+    return r;
+}
+
+typedef struct {
+    sess_t *s;
+    api_passkey_cb cb;
+    void *arg;
+} passkey_wait_t;
+
+static const char *passkey_message(int rc, api_code_t *code)
+{
+    switch (rc) {
+    case 0:
+        *code = API_OK;
+        return "Passkey accepted; compare the code with the phone's";
+    case SESS_EINVAL:
+        *code = API_ERR_BAD_REQUEST;
+        return "Malformed WebAuthn assertion, or one for another challenge";
+    case SESS_ESTATE:
+    case SESS_ENOTSUP:
+        *code = API_ERR_CONFLICT;
+        return "No passkey step is waiting for an assertion";
+    case SESS_EBUSY:
+        *code = API_ERR_CONFLICT;
+        return "An assertion is being sent already";
+    case SESS_EREFUSED:
+        *code = API_ERR_UNREACHABLE;
+        return "WhatsApp refused the passkey assertion";
+    case SESS_ETIMEOUT:
+        *code = API_ERR_TIMEOUT;
+        return NULL;
+    case SESS_ESTOPPED:
+        *code = API_ERR_SHUTTING_DOWN;
+        return "The connection to WhatsApp ended first";
+    }
+    *code = API_ERR_INTERNAL;
+    return NULL;
+}
+
+static void passkey_done(void *arg, int rc)
+{
+    passkey_wait_t *w = arg;
+    api_result_t r = result(API_OK, sess_current(w->s));
+    r.message = passkey_message(rc, &r.code);
+    w->cb(r, w->arg);
+    free(w);
+}
+
+void api_passkey_response(api_t *api, const char *name, const char *json, size_t len,
+                          api_passkey_cb cb, void *arg)
+{
+    sess_t *s = find(api, name);
+    if (!s) {
+        cb(result(API_ERR_NOT_FOUND, NULL), arg);
+        return;
+    }
+    passkey_wait_t *w = malloc(sizeof(*w));
+    if (!w) {
+        cb(result(API_ERR_INTERNAL, NULL), arg);
+        return;
+    }
+    *w = (passkey_wait_t){s, cb, arg};
+    int rc = sess_passkey_response(s, json, len, passkey_done, w);
+    if (rc != 0)
+        passkey_done(w, rc);
 }
 
 /* --- reconnect: wait for the first new QR (or CONNECTED) --- */

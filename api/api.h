@@ -25,6 +25,7 @@ typedef enum {
     API_ERR_UNREACHABLE,     /* 502 / UNAVAILABLE: WhatsApp refused or unreachable */
     API_ERR_SHUTTING_DOWN,   /* 503 / UNAVAILABLE: the service is stopping */
     API_ERR_INTERNAL,        /* 500 / INTERNAL */
+    API_ERR_CONFLICT,        /* 409 / FAILED_PRECONDITION: not possible in this state */
 } api_code_t;
 
 /* HTTP status for a code (200 for API_OK). */
@@ -117,6 +118,29 @@ void api_wait_cancel(api_wait_t *w);
  * Any thread. Returns NULL with *code set (API_ERR_NOT_FOUND, ...). */
 sess_sub_t *api_watch(api_t *api, const char *name, const sess_sub_opts_t *opts, api_code_t *code);
 
+/* --- the passkey step of linking (protocol doc 11.6) --- */
+
+/* The WebAuthn request options of the passkey step waiting for an
+ * assertion (r.snap->passkey_options, a JSON object); API_ERR_CONFLICT (with
+ * the snapshot) when none is pending, API_ERR_NOT_FOUND for an unknown
+ * session. Any thread. */
+api_result_t api_passkey_options(api_t *api, const char *name);
+
+/* Completion of api_passkey_response; the callee owns r and clears it. */
+typedef void (*api_passkey_cb)(api_result_t r, void *arg);
+
+/* Hands a WebAuthn assertion (json[0..len), as PublicKeyCredential.toJSON()
+ * gives it) to the session's passkey step and calls cb once, possibly
+ * before returning: API_OK with the snapshot when WhatsApp accepted it (the
+ * confirmation code follows in a later snapshot), API_ERR_BAD_REQUEST for a
+ * malformed assertion or one for another challenge, API_ERR_CONFLICT when
+ * no passkey step waits for one (or one is being sent), API_ERR_UNREACHABLE
+ * when WhatsApp refused it, API_ERR_TIMEOUT, API_ERR_SHUTTING_DOWN when the
+ * connection ended first, API_ERR_NOT_FOUND, API_ERR_INTERNAL. `message`
+ * says which. Loop thread. */
+void api_passkey_response(api_t *api, const char *name, const char *json, size_t len,
+                          api_passkey_cb cb, void *arg);
+
 /* Parses the optional JSON body of reconnect, {"keepCredentials":bool,
  * "waitMs":int}, leaving *keep and *wait_ms unchanged for absent members.
  * Returns 0, or -1 with a static reason in *why (malformed JSON, invalid
@@ -128,12 +152,22 @@ int api_parse_reconnect_body(const char *body, size_t len, int *keep, unsigned *
  * caller frees, or NULL when out of memory. --- */
 
 /* {"success":true,"data":{connected,state,hasQR,detail,since,sinceMs,seq,
- * expiresIn[,account]}}; the account only when `with_account`. */
+ * expiresIn[,account][,passkeyOptions][,linkCode]}}; the account, the
+ * passkey step's WebAuthn options (an object) and the code to confirm only
+ * when `with_account` (a caller holding the key). */
 char *api_json_status(const sess_snapshot_t *s, int with_account, int64_t now_ms);
 
 /* {"success":true,"data":{"qrCode":"data:image/png;base64,...","expiresIn":N}}
  * with `message` added at top level when non-NULL (reconnect's body). */
 char *api_json_qr(const sess_snapshot_t *s, const char *message, int64_t now_ms);
+
+/* {"success":true,"message":...,"data":{status as api_json_status}}. */
+char *api_json_status_message(const sess_snapshot_t *s, const char *message, int with_account,
+                              int64_t now_ms);
+
+/* {"success":true,"data":{"passkeyOptions":{...},"state":...,"detail":...}}
+ * for a snapshot with passkey options. */
+char *api_json_passkey(const sess_snapshot_t *s);
 
 /* {"success":false,"message":...[,"state":...,"detail":...]}; the state
  * fields only when `s` is non-NULL. */

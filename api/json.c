@@ -66,6 +66,44 @@ static void iso8601(int64_t ms, char *buf, size_t len)
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
+/* Writes the yajl tree v; nesting deeper than 32 becomes null. */
+static void put_tree(yajl_gen g, yajl_val v, int depth)
+{
+    if (!v || depth > 32) {
+        yajl_gen_null(g);
+    } else if (YAJL_IS_STRING(v)) {
+        yajl_gen_string(g, (const unsigned char *)v->u.string, strlen(v->u.string));
+    } else if (YAJL_IS_NUMBER(v)) {
+        yajl_gen_number(g, v->u.number.r, strlen(v->u.number.r));
+    } else if (YAJL_IS_OBJECT(v)) {
+        yajl_gen_map_open(g);
+        for (size_t i = 0; i < v->u.object.len; i++) {
+            KEY(g, v->u.object.keys[i]);
+            put_tree(g, v->u.object.values[i], depth + 1);
+        }
+        yajl_gen_map_close(g);
+    } else if (YAJL_IS_ARRAY(v)) {
+        yajl_gen_array_open(g);
+        for (size_t i = 0; i < v->u.array.len; i++)
+            put_tree(g, v->u.array.values[i], depth + 1);
+        yajl_gen_array_close(g);
+    } else if (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)) {
+        yajl_gen_bool(g, YAJL_IS_TRUE(v));
+    } else {
+        yajl_gen_null(g);
+    }
+}
+
+/* Writes the JSON text `json` (checked by the session layer) as a value;
+ * null when it does not parse. */
+static void put_raw_json(yajl_gen g, const char *json)
+{
+    char err[64];
+    yajl_val v = yajl_tree_parse(json, err, sizeof(err));
+    put_tree(g, v, 0);
+    yajl_tree_free(v);
+}
+
 /* The status data object's members (without the braces). */
 static void status_members(yajl_gen g, const sess_snapshot_t *s, int with_account, int64_t now_ms)
 {
@@ -94,6 +132,12 @@ static void status_members(yajl_gen g, const sess_snapshot_t *s, int with_accoun
         put_str(g, "businessName", s->account.business_name);
         yajl_gen_map_close(g);
     }
+    if (with_account && s->passkey_options) {
+        KEY(g, "passkeyOptions");
+        put_raw_json(g, s->passkey_options);
+    }
+    if (with_account && s->link_code)
+        put_str(g, "linkCode", s->link_code);
 }
 
 char *api_json_status(const sess_snapshot_t *s, int with_account, int64_t now_ms)
@@ -136,6 +180,41 @@ char *api_json_qr(const sess_snapshot_t *s, const char *message, int64_t now_ms)
     yajl_gen_map_open(g);
     put_str(g, "qrCode", r ? r->data_url : NULL);
     put_int(g, "expiresIn", sess_snapshot_qr_expires_in(s, now_ms));
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+    return finish(g);
+}
+
+char *api_json_status_message(const sess_snapshot_t *s, const char *message, int with_account,
+                              int64_t now_ms)
+{
+    yajl_gen g = gen_new();
+    if (!g)
+        return NULL;
+    yajl_gen_map_open(g);
+    put_bool(g, "success", 1);
+    put_str(g, "message", message);
+    KEY(g, "data");
+    yajl_gen_map_open(g);
+    status_members(g, s, with_account, now_ms);
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+    return finish(g);
+}
+
+char *api_json_passkey(const sess_snapshot_t *s)
+{
+    yajl_gen g = gen_new();
+    if (!g)
+        return NULL;
+    yajl_gen_map_open(g);
+    put_bool(g, "success", 1);
+    KEY(g, "data");
+    yajl_gen_map_open(g);
+    KEY(g, "passkeyOptions");
+    put_raw_json(g, s->passkey_options ? s->passkey_options : "null");
+    put_str(g, "state", sess_state_name(s->state));
+    put_str(g, "detail", s->detail);
     yajl_gen_map_close(g);
     yajl_gen_map_close(g);
     return finish(g);

@@ -25,6 +25,8 @@ typedef enum {
     M_RECONNECT,
     M_LOGOUT,
     M_WATCH,
+    M_PASSKEY_OPTIONS,
+    M_PASSKEY_ASSERTION,
     M_HEALTH_CHECK,
     M_HEALTH_WATCH,
     M_REFLECT_V1ALPHA,
@@ -43,6 +45,9 @@ static const struct {
     {"/wagateway.v1.Gateway/Reconnect", M_RECONNECT, METRICS_ROUTE_GRPC_RECONNECT, 1},
     {"/wagateway.v1.Gateway/Logout", M_LOGOUT, METRICS_ROUTE_GRPC_LOGOUT, 1},
     {"/wagateway.v1.Gateway/WatchStatus", M_WATCH, METRICS_ROUTE_GRPC_WATCH, 1},
+    {"/wagateway.v1.Gateway/GetPasskeyOptions", M_PASSKEY_OPTIONS, METRICS_ROUTE_GRPC_OTHER, 1},
+    {"/wagateway.v1.Gateway/SendPasskeyAssertion", M_PASSKEY_ASSERTION, METRICS_ROUTE_GRPC_OTHER,
+     1},
     {"/grpc.health.v1.Health/Check", M_HEALTH_CHECK, METRICS_ROUTE_GRPC_OTHER, 0},
     {"/grpc.health.v1.Health/Watch", M_HEALTH_WATCH, METRICS_ROUTE_GRPC_OTHER, 0},
     {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", M_REFLECT_V1ALPHA,
@@ -278,6 +283,8 @@ static void status_view(const sess_snapshot_t *s, int with_account, Wagateway__V
     st->qr_expires_in = (int32_t)sess_snapshot_qr_expires_in(s, now);
     st->seq = s->seq;
     st->changed_unix_ms = s->changed_ms;
+    if (with_account && s->passkey_options)
+        st->passkey_options_json = (char *)s->passkey_options;
     if (with_account && s->linked) {
         acc->jid = s->account.jid ? s->account.jid : "";
         acc->lid = s->account.lid ? s->account.lid : "";
@@ -412,6 +419,74 @@ static void post_to_loop(call_t *c, void (*fn)(void *), int keep, unsigned wait_
     q->wait_ms = wait_ms;
     call_ref(c);
     if (sess_registry_post(api_registry(c->srv->o.api), fn, q) != 0) {
+        free(q);
+        call_unref(c);
+        finish_error(c, API_ERR_SHUTTING_DOWN, NULL);
+    }
+}
+
+/* --- the passkey step --- */
+
+static void do_passkey_options(call_t *c)
+{
+    api_result_t r = api_passkey_options(c->srv->o.api, c->session);
+    if (r.code != API_OK) {
+        finish_error(c, r.code, r.message);
+    } else {
+        Wagateway__V1__PasskeyOptions o = WAGATEWAY__V1__PASSKEY_OPTIONS__INIT;
+        o.options_json = (char *)r.snap->passkey_options;
+        finish(c, &o.base, 0, "");
+    }
+    api_result_clear(&r);
+}
+
+typedef struct {
+    call_t *c;
+    char *json;
+    size_t len;
+} passkey_req_t;
+
+static void on_passkey_done(api_result_t r, void *arg)
+{
+    call_t *c = arg;
+    if (r.code != API_OK) {
+        finish_error(c, r.code, r.message);
+    } else {
+        Wagateway__V1__PasskeyAssertionReply rep = WAGATEWAY__V1__PASSKEY_ASSERTION_REPLY__INIT;
+        Wagateway__V1__Status st;
+        Wagateway__V1__LinkedAccount acc;
+        rep.message = (char *)(r.message ? r.message : "Passkey accepted");
+        status_view(r.snap, 1, &st, &acc);
+        rep.status = &st;
+        finish(c, &rep.base, 0, "");
+    }
+    api_result_clear(&r);
+    call_unref(c);
+}
+
+static void loop_passkey(void *arg)
+{
+    passkey_req_t *q = arg;
+    api_passkey_response(q->c->srv->o.api, q->c->session, q->json, q->len, on_passkey_done, q->c);
+    free(q->json);
+    free(q);
+}
+
+static void do_passkey_assertion(call_t *c, const char *json)
+{
+    passkey_req_t *q = calloc(1, sizeof(*q));
+    if (q && json)
+        q->json = strdup(json);
+    if (!q || !q->json) {
+        free(q);
+        finish_error(c, API_ERR_INTERNAL, NULL);
+        return;
+    }
+    q->c = c;
+    q->len = strlen(json);
+    call_ref(c);
+    if (sess_registry_post(api_registry(c->srv->o.api), loop_passkey, q) != 0) {
+        free(q->json);
         free(q);
         call_unref(c);
         finish_error(c, API_ERR_SHUTTING_DOWN, NULL);
@@ -672,12 +747,14 @@ static void on_recv(call_t *c, int ok)
     /* each request message carries the session name as field 1 */
     ProtobufCMessage *req = NULL;
     const ProtobufCMessageDescriptor *d =
-        c->m == M_GET_STATUS  ? &wagateway__v1__get_status_request__descriptor
-        : c->m == M_GET_QR    ? &wagateway__v1__get_qrrequest__descriptor
-        : c->m == M_RECONNECT ? &wagateway__v1__reconnect_request__descriptor
-        : c->m == M_LOGOUT    ? &wagateway__v1__logout_request__descriptor
-        : c->m == M_WATCH     ? &wagateway__v1__watch_status_request__descriptor
-                              : &grpc__health__v1__health_check_request__descriptor;
+        c->m == M_GET_STATUS          ? &wagateway__v1__get_status_request__descriptor
+        : c->m == M_GET_QR            ? &wagateway__v1__get_qrrequest__descriptor
+        : c->m == M_RECONNECT         ? &wagateway__v1__reconnect_request__descriptor
+        : c->m == M_LOGOUT            ? &wagateway__v1__logout_request__descriptor
+        : c->m == M_WATCH             ? &wagateway__v1__watch_status_request__descriptor
+        : c->m == M_PASSKEY_OPTIONS   ? &wagateway__v1__passkey_options_request__descriptor
+        : c->m == M_PASSKEY_ASSERTION ? &wagateway__v1__passkey_assertion_request__descriptor
+                                      : &grpc__health__v1__health_check_request__descriptor;
     req = protobuf_c_message_unpack(d, NULL, n, p);
     grpc_slice_unref(sl);
     if (!req) {
@@ -706,6 +783,12 @@ static void on_recv(call_t *c, int ok)
     case M_WATCH:
         session = ((Wagateway__V1__WatchStatusRequest *)req)->session;
         break;
+    case M_PASSKEY_OPTIONS:
+        session = ((Wagateway__V1__PasskeyOptionsRequest *)req)->session;
+        break;
+    case M_PASSKEY_ASSERTION:
+        session = ((Wagateway__V1__PasskeyAssertionRequest *)req)->session;
+        break;
     default:
         session = ((Grpc__Health__V1__HealthCheckRequest *)req)->service;
         break;
@@ -732,6 +815,12 @@ static void on_recv(call_t *c, int ok)
         break;
     case M_WATCH:
         do_watch(c);
+        break;
+    case M_PASSKEY_OPTIONS:
+        do_passkey_options(c);
+        break;
+    case M_PASSKEY_ASSERTION:
+        do_passkey_assertion(c, ((Wagateway__V1__PasskeyAssertionRequest *)req)->assertion_json);
         break;
     case M_HEALTH_CHECK:
     case M_HEALTH_WATCH:

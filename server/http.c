@@ -835,6 +835,72 @@ static int route_reconnect(http_server_t *srv, h2o_req_t *req)
     return 0;
 }
 
+/* --- the passkey step of linking --- */
+
+/* A POST passkey waiting for WhatsApp's answer: held by the request's pool
+ * and by the api callback, freed by the last of them. */
+typedef struct {
+    http_server_t *srv;
+    h2o_req_t *req; /* NULL once the client went away */
+    int refs;
+} passkey_req_t;
+
+static void passkey_unref(passkey_req_t *pr)
+{
+    if (--pr->refs == 0)
+        free(pr);
+}
+
+static void passkey_dispose(void *p)
+{
+    passkey_req_t *pr = *(passkey_req_t **)p;
+    pr->req = NULL;
+    passkey_unref(pr);
+}
+
+static void on_passkey_done(api_result_t r, void *arg)
+{
+    passkey_req_t *pr = arg;
+    if (pr->req && r.code == API_OK)
+        send_json(pr->srv, pr->req, METRICS_ROUTE_OTHER, 200,
+                  api_json_status_message(r.snap, r.message, 1, sess_now_ms()));
+    else if (pr->req)
+        send_error(pr->srv, pr->req, METRICS_ROUTE_OTHER, r.code, r.message, r.snap);
+    api_result_clear(&r);
+    passkey_unref(pr);
+}
+
+/* GET: the WebAuthn request options of the pending passkey step. POST (body:
+ * the assertion as PublicKeyCredential.toJSON() gives it): completes it. */
+static int route_passkey(http_server_t *srv, h2o_req_t *req)
+{
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
+        api_result_t r = api_passkey_options(srv->opts.api, NULL);
+        if (r.code != API_OK)
+            send_error(srv, req, METRICS_ROUTE_OTHER, r.code, r.message, r.snap);
+        else
+            send_json(srv, req, METRICS_ROUTE_OTHER, 200, api_json_passkey(r.snap));
+        api_result_clear(&r);
+        return 0;
+    }
+    if (!req->entity.base || !req->entity.len) {
+        send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_BAD_REQUEST,
+                   "Missing body: the WebAuthn assertion (PublicKeyCredential.toJSON())", NULL);
+        return 0;
+    }
+    passkey_req_t *pr = calloc(1, sizeof(*pr));
+    if (!pr) {
+        send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_INTERNAL, NULL, NULL);
+        return 0;
+    }
+    *pr = (passkey_req_t){srv, req, 2};
+    passkey_req_t **hold = h2o_mem_alloc_shared(&req->pool, sizeof(*hold), passkey_dispose);
+    *hold = pr;
+    api_passkey_response(srv->opts.api, NULL, req->entity.base, req->entity.len, on_passkey_done,
+                         pr);
+    return 0;
+}
+
 /* --- service routes --- */
 
 static int route_healthz(http_server_t *srv, h2o_req_t *req)
@@ -911,7 +977,7 @@ typedef struct {
     const char *path; /* below the contract prefixes when `contract`, else absolute */
     int contract;
     const char *allow;
-    int post; /* 1: POST route; 0: GET/HEAD route */
+    int post; /* 1: POST route; 0: GET/HEAD route; 2: both */
     int needs_key;
     metrics_route_t metric;
     route_fn fn;
@@ -924,6 +990,7 @@ static const route_t routes[] = {
     {"/logout", 1, "POST, OPTIONS", 1, 1, METRICS_ROUTE_LOGOUT, route_logout},
     {"/events", 1, "GET, OPTIONS", 0, 1, METRICS_ROUTE_EVENTS, route_events},
     {"/ws", 1, "GET, OPTIONS", 0, 1, METRICS_ROUTE_EVENTS, route_events},
+    {"/passkey", 1, "GET, HEAD, POST, OPTIONS", 2, 1, METRICS_ROUTE_OTHER, route_passkey},
     {"/healthz", 0, "GET, HEAD", 0, 0, METRICS_ROUTE_HEALTH, route_healthz},
     {"/readyz", 0, "GET, HEAD", 0, 0, METRICS_ROUTE_HEALTH, route_readyz},
     {"/metrics", 0, "GET, HEAD", 0, 0, METRICS_ROUTE_METRICS, route_metrics},
@@ -980,7 +1047,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         count(srv, r->metric, 204);
         return 0;
     }
-    if (!(r->post ? is_post : is_get)) {
+    if (!(r->post == 2 ? is_get || is_post : r->post ? is_post : is_get)) {
         add_header(req, H2O_TOKEN_ALLOW, r->allow);
         send_json(srv, req, r->metric, 405, api_json_error("Method not allowed", NULL));
         return 0;

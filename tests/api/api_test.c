@@ -1,10 +1,11 @@
 /* Unit tests of api/: the API key check (exact match only, whatever the
- * presented length), the per-address lockout after repeated wrong keys, and
- * the error model's HTTP and gRPC mappings. */
+ * presented length), the per-address lockout after repeated wrong keys, the
+ * error model's HTTP and gRPC mappings, and the passkey step's views. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -116,6 +117,7 @@ static void test_error_mappings(void **state)
         {API_ERR_UNREACHABLE, 502, 14},
         {API_ERR_SHUTTING_DOWN, 503, 14},
         {API_ERR_INTERNAL, 500, 13},
+        {API_ERR_CONFLICT, 409, 9},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
         assert_int_equal(api_http_status(map[i].code), map[i].http);
@@ -125,6 +127,92 @@ static void test_error_mappings(void **state)
     }
 }
 
+/* The passkey step's views: options only while pending, and only to key
+ * holders in the status; the options come out as an object, re-encoded. */
+static void test_passkey_views(void **state)
+{
+    fx_t *fx = *state;
+    sess_t *s = sess_registry_add(fx->reg, "default");
+    assert_non_null(s);
+    api_result_t r = api_passkey_options(fx->api, NULL);
+    assert_int_equal(r.code, API_ERR_CONFLICT);
+    assert_non_null(r.message);
+    api_result_clear(&r);
+    r = api_passkey_options(fx->api, "nope");
+    assert_int_equal(r.code, API_ERR_NOT_FOUND);
+    api_result_clear(&r);
+
+    const char *opts = "{\"challenge\":\"AQID\",\"timeout\":60000,\"rpId\":\"web.whatsapp.com\","
+                       "\"allowCredentials\":[{\"type\":\"public-key\",\"id\":\"Y3JlZA\"}],"
+                       "\"extensions\":{\"x\":[true,false,null,1.5]}}";
+    sess_change_t c = {
+        .state = SESS_CONNECTING, .detail = "passkey_required", .passkey_options = opts};
+    assert_int_equal(sess_publish(s, &c), 0);
+    r = api_passkey_options(fx->api, NULL);
+    assert_int_equal(r.code, API_OK);
+    char *j = api_json_passkey(r.snap);
+    assert_string_equal(
+        j, "{\"success\":true,\"data\":{\"passkeyOptions\":{\"challenge\":\"AQID\","
+           "\"timeout\":60000,\"rpId\":\"web.whatsapp.com\",\"allowCredentials\":[{"
+           "\"type\":\"public-key\",\"id\":\"Y3JlZA\"}],\"extensions\":{\"x\":[true,"
+           "false,null,1.5]}},\"state\":\"CONNECTING\",\"detail\":\"passkey_required\"}}");
+    free(j);
+    j = api_json_status(r.snap, 1, 0);
+    assert_non_null(strstr(j, "\"passkeyOptions\":{\"challenge\":\"AQID\""));
+    free(j);
+    j = api_json_status(r.snap, 0, 0);
+    assert_null(strstr(j, "passkeyOptions"));
+    free(j);
+    j = api_json_event(r.snap, 1, 0);
+    assert_non_null(strstr(j, "\"passkeyOptions\":{"));
+    free(j);
+    api_result_clear(&r);
+
+    /* the code to confirm replaces the options */
+    sess_change_t k = {.state = SESS_CONNECTING,
+                       .detail = "passkey_confirm",
+                       .link_code = "ABCD-EFGH",
+                       .clear_link = 1};
+    assert_int_equal(sess_publish(s, &k), 0);
+    r = api_status(fx->api, NULL);
+    j = api_json_status_message(r.snap, "hello", 1, 0);
+    assert_non_null(strstr(j, "\"message\":\"hello\""));
+    assert_non_null(strstr(j, "\"linkCode\":\"ABCD-EFGH\""));
+    assert_null(strstr(j, "passkeyOptions"));
+    free(j);
+    j = api_json_status(r.snap, 0, 0);
+    assert_null(strstr(j, "ABCD-EFGH"));
+    free(j);
+    api_result_clear(&r);
+    r = api_passkey_options(fx->api, NULL);
+    assert_int_equal(r.code, API_ERR_CONFLICT);
+    api_result_clear(&r);
+}
+
+static int calls, last_code;
+
+static void on_passkey(api_result_t r, void *arg)
+{
+    (void)arg;
+    calls++;
+    last_code = r.code;
+    api_result_clear(&r);
+}
+
+/* Without a driver that can take an assertion: 409; unknown session: 404. */
+static void test_passkey_response_without_step(void **state)
+{
+    fx_t *fx = *state;
+    assert_non_null(sess_registry_add(fx->reg, "default"));
+    calls = 0;
+    api_passkey_response(fx->api, NULL, "{}", 2, on_passkey, NULL);
+    assert_int_equal(calls, 1);
+    assert_int_equal(last_code, API_ERR_CONFLICT);
+    api_passkey_response(fx->api, "nope", "{}", 2, on_passkey, NULL);
+    assert_int_equal(calls, 2);
+    assert_int_equal(last_code, API_ERR_NOT_FOUND);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -132,6 +220,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_key_configured, setup_nokey, teardown),
         cmocka_unit_test_setup_teardown(test_lockout_per_address, setup_key, teardown),
         cmocka_unit_test(test_error_mappings),
+        cmocka_unit_test_setup_teardown(test_passkey_views, setup_key, teardown),
+        cmocka_unit_test_setup_teardown(test_passkey_response_without_step, setup_key, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -37,6 +37,12 @@ static void test_round_trip(void **state)
     /* truncated input is rejected, not misread */
     assert_null(wagateway__v1__status__unpack(NULL, len - 1, buf));
     free(buf);
+    /* passkey_options_json is field 13 (11 and 12 belong to linking by code) */
+    Wagateway__V1__Status pk = WAGATEWAY__V1__STATUS__INIT;
+    pk.passkey_options_json = "{}";
+    uint8_t pb[16];
+    assert_int_equal(wagateway__v1__status__pack(&pk, pb), 4);
+    assert_memory_equal(pb, "\x6a\x02{}", 4);
     static const uint8_t garbage[] = {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f};
     assert_null(wagateway__v1__status__unpack(NULL, sizeof(garbage), garbage));
 }
@@ -55,6 +61,8 @@ static void test_descriptor_set(void **state)
     assert_true(n > 100);
     assert_non_null(memmem(buf, n, "wagateway.v1", 12));
     assert_non_null(memmem(buf, n, "WatchStatus", 11));
+    assert_non_null(memmem(buf, n, "GetPasskeyOptions", 17));
+    assert_non_null(memmem(buf, n, "SendPasskeyAssertion", 20));
 }
 
 /* The standard protos compile with their canonical names and work. */
