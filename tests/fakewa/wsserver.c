@@ -220,7 +220,8 @@ static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         char *b = realloc(h->body, h->body_len + len + 1);
         if (!b)
             return -1;
-        memcpy(b + h->body_len, in, len);
+        if (len) /* an empty POST body comes as (NULL, 0) */
+            memcpy(b + h->body_len, in, len);
         h->body = b;
         h->body_len += len;
         h->body[h->body_len] = 0;
