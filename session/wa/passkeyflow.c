@@ -214,9 +214,8 @@ void wa_client_passkey_request(wa_client_t *c, const wa_node_t *n)
 
 /* The attempt failed before WhatsApp accepted it: the assertion may be
  * sent again (a new one, or after a new request). */
-static void attempt_failed(wa_client_t *c, pk_t *p, int rc, const char *why)
+static void attempt_failed(pk_t *p, int rc, const char *why)
 {
-    (void)c;
     LOG_WARN("wa", "passkey answer not accepted: %s", why);
     drop_attempt(p);
     p->stage = PK_WAITING;
@@ -238,7 +237,7 @@ static void on_prologue(wa_client_t *c, const wa_node_t *resp, int ok, void *arg
         const char *why =
             resp ? "WhatsApp refused the passkey prologue" : "no answer to the passkey prologue";
         if (p->stage == PK_PROLOGUE) {
-            attempt_failed(c, p, rc, why);
+            attempt_failed(p, rc, why);
         } else { /* the continuation came first, then the refusal */
             complete(p, rc);
             if (!c->done)
@@ -261,12 +260,12 @@ static void on_ref(wa_client_t *c, const wa_node_t *resp, int ok, void *arg)
     if (!p || p->stage != PK_REF)
         return;
     if (!resp || !ok) {
-        attempt_failed(c, p, resp ? WA_CLIENT_PASSKEY_EREFUSED : no_answer_code(c),
+        attempt_failed(p, resp ? WA_CLIENT_PASSKEY_EREFUSED : no_answer_code(c),
                        resp ? "WhatsApp refused the ref request" : "no answer to the ref request");
         return;
     }
     if (wa_passkey_parse_ref(resp, p->ref, sizeof(p->ref)) != WA_PASSKEY_OK) {
-        attempt_failed(c, p, WA_CLIENT_PASSKEY_EREFUSED, "WhatsApp's ref answer has no usable ref");
+        attempt_failed(p, WA_CLIENT_PASSKEY_EREFUSED, "WhatsApp's ref answer has no usable ref");
         return;
     }
     uint8_t proof[32];
@@ -281,13 +280,13 @@ static void on_ref(wa_client_t *c, const wa_node_t *resp, int ok, void *arg)
         !(pro = wa_passkey_prologue_node(&p->assertion, &p->prologue, with_proof ? proof : NULL)) ||
         !(q = wa_client_iq(NULL, "set", "md"))) {
         wa_node_free(pro);
-        attempt_failed(c, p, WA_CLIENT_PASSKEY_EFAIL, "could not build the passkey prologue");
+        attempt_failed(p, WA_CLIENT_PASSKEY_EFAIL, "could not build the passkey prologue");
         return;
     }
     wa_node_add_child(q, pro);
     p->stage = PK_PROLOGUE;
     if (wa_client_send_iq(c, q, PK_IQ_TIMEOUT_MS, on_prologue, gen_arg(p), NULL, 0) != 0)
-        attempt_failed(c, p, WA_CLIENT_PASSKEY_ECLOSED, "could not send the passkey prologue");
+        attempt_failed(p, WA_CLIENT_PASSKEY_ECLOSED, "could not send the passkey prologue");
 }
 
 int wa_client_passkey_response(wa_client_t *c, const char *json, size_t len,
