@@ -245,10 +245,11 @@ sess_sub_t *api_watch(api_t *api, const char *name, const sess_sub_opts_t *opts,
 
 api_result_t api_passkey_options(api_t *api, const char *name)
 {
-    sess_t *s = find(api, name);
+    sess_t *s = sess_registry_get(api->reg, name && *name ? name : "default");
     if (!s)
         return result(API_ERR_NOT_FOUND, NULL);
     sess_snapshot_t *snap = sess_current(s);
+    sess_unref(s);
     api_result_t r = result(snap->passkey_options ? API_OK : API_ERR_CONFLICT, snap);
     if (r.code != API_OK)
         r.message = "No passkey step is waiting for an assertion";
@@ -297,6 +298,7 @@ static void passkey_done(void *arg, int rc)
     api_result_t r = result(API_OK, sess_current(w->s));
     r.message = passkey_message(rc, &r.code);
     w->cb(r, w->arg);
+    sess_unref(w->s);
     free(w);
 }
 
@@ -314,6 +316,7 @@ void api_passkey_response(api_t *api, const char *name, const char *json, size_t
         return;
     }
     *w = (passkey_wait_t){s, cb, arg};
+    sess_ref(s); /* until the step answers, even if the session is removed meanwhile */
     int rc = sess_passkey_response(s, json, len, passkey_done, w);
     if (rc != 0)
         passkey_done(w, rc);
