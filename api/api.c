@@ -284,8 +284,8 @@ static const char *passkey_message(int rc, api_code_t *code)
     case SESS_ETIMEOUT:
         *code = API_ERR_TIMEOUT;
         return NULL;
-    case SESS_ESTOPPED:
-        *code = API_ERR_SHUTTING_DOWN;
+    case SESS_ESTOPPED: /* 502, not 503: the service itself is still there */
+        *code = API_ERR_UNREACHABLE;
         return "The connection to WhatsApp ended first";
     }
     *code = API_ERR_INTERNAL;

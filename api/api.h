@@ -135,9 +135,8 @@ typedef void (*api_passkey_cb)(api_result_t r, void *arg);
  * confirmation code follows in a later snapshot), API_ERR_BAD_REQUEST for a
  * malformed assertion or one for another challenge, API_ERR_CONFLICT when
  * no passkey step waits for one (or one is being sent), API_ERR_UNREACHABLE
- * when WhatsApp refused it, API_ERR_TIMEOUT, API_ERR_SHUTTING_DOWN when the
- * connection ended first, API_ERR_NOT_FOUND, API_ERR_INTERNAL. `message`
- * says which. Loop thread. */
+ * when WhatsApp refused it or the connection ended first, API_ERR_TIMEOUT,
+ * API_ERR_NOT_FOUND, API_ERR_INTERNAL. `message` says which. Loop thread. */
 void api_passkey_response(api_t *api, const char *name, const char *json, size_t len,
                           api_passkey_cb cb, void *arg);
 
