@@ -698,6 +698,32 @@ static void test_paircode_tries_and_rate(void **state)
     assert_int_equal(st->paircode_accepted, 0);
 }
 
+/* WhatsApp refuses companion_hello (here: not the phone's number): the
+ * request fails with SESS_EREFUSED, the QR stays. */
+static void test_paircode_refused(void **state)
+{
+    fx_t *fx = *state;
+    start_gateway(fx);
+    must(fx, wait_for(fx, 0, SESS_QR_READY, NULL, 5000), "QR_READY");
+    code_answer_t a = {0};
+    assert_int_equal(sess_pairing_code(fx->s, "15550000000", on_code, &a), 0);
+    fx->timed_out = 0;
+    uv_timer_start(&fx->guard, on_guard, 10000, 0);
+    while (!a.called && !fx->timed_out)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    uv_timer_stop(&fx->guard);
+    assert_int_equal(a.called, 1);
+    assert_int_equal(a.rc, SESS_EREFUSED);
+    assert_string_equal(a.code, "");
+    assert_int_equal(fakewa_wa_stats(fx->srv)->paircode_bad_hellos, 1);
+    sess_snapshot_t *snap = sess_current(fx->s);
+    assert_int_equal(snap->state, SESS_QR_READY);
+    assert_null(snap->link_code);
+    sess_snapshot_unref(snap);
+    char why[128];
+    assert_int_equal(fakewa_wa_pair_code(fx->srv, "ABCD-EFGH", why, sizeof(why)), -1);
+}
+
 /* From DISCONNECTED (logged out): the request starts a registration. */
 static void test_paircode_starts_registration(void **state)
 {
@@ -1015,6 +1041,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_paircode_wrong_code_then_right, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paircode_tries_and_rate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paircode_starts_registration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_paircode_refused, setup, teardown),
         cmocka_unit_test(test_backoff_grows_and_caps),
         cmocka_unit_test_setup_teardown(test_pings_while_qr_shown, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_lost_ping_forgiven, setup, teardown),
