@@ -203,7 +203,7 @@ for mod, g in ((ra, rag), (r1, r1g)):
         pool.Add(f)
     svc = pool.FindServiceByName("wagateway.v1.Gateway")
     methods = sorted(m.name for m in svc.methods)
-    check(methods == ["GetQR", "GetStatus", "Logout", "Reconnect", "WatchStatus"], methods)
+    check(methods == ["GetQR", "GetStatus", "Logout", "Reconnect", "RequestPairingCode", "WatchStatus"], methods)
     m = svc.methods_by_name["GetStatus"]
     factory = message_factory.MessageFactory(pool)
     Req = factory.GetPrototype(m.input_type)
