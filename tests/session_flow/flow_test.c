@@ -42,7 +42,8 @@ typedef struct {
     int refs;
     /* client timings for the next start_gateway (0 = the fixture's) */
     unsigned ka_ms, ka_timeout_ms, login_timeout_ms;
-    int ka_defaults; /* 1: the product's keepalive defaults */
+    int ka_defaults;   /* 1: the product's keepalive defaults */
+    sess_gate_t *gate; /* connection gate for the next start_gateway, or NULL */
 } fx_t;
 
 static void drain(fx_t *fx)
@@ -127,8 +128,11 @@ static void start_gateway(fx_t *fx)
     assert_int_equal(store_open(fx->dir, &fx->store, err, sizeof(err)), 0);
     fx->reg = sess_registry_new(&fx->loop, NULL);
     fx->s = sess_registry_add(fx->reg, "default");
-    sess_driver_opts_t o = {
-        .fsock = fx->fsock, .store = fx->store, .backoff_min_ms = 50, .backoff_max_ms = 400};
+    sess_driver_opts_t o = {.fsock = fx->fsock,
+                            .store = fx->store,
+                            .gate = fx->gate,
+                            .backoff_min_ms = 50,
+                            .backoff_max_ms = 400};
     char url[128];
     snprintf(url, sizeof(url), "ws://127.0.0.1:%d/ws/chat",
              fakewa_port(fakewa_wa_transport(fx->srv)));
@@ -724,6 +728,44 @@ static void test_paircode_refused(void **state)
     assert_int_equal(fakewa_wa_pair_code(fx->srv, "ABCD-EFGH", why, sizeof(why)), -1);
 }
 
+/* Behind the connection gate (CONNECT_RATE): the request waits with the
+ * connection for its turn, then gets its code; one still waiting when the
+ * session stops ends with SESS_ESTOPPED. */
+static void test_paircode_behind_gate(void **state)
+{
+    fx_t *fx = *state;
+    fx->gate = sess_gate_new(&fx->loop, 1);
+    for (int round = 0; round < 2; round++) {
+        start_gateway(fx); /* the first round takes the gate's only token */
+        must(fx, wait_for(fx, 0, SESS_QR_READY, NULL, 5000), "QR_READY");
+        assert_int_equal(sess_logout(fx->s), 0);
+        int d = wait_for(fx, 0, SESS_DISCONNECTED, "logged_out", 3000);
+        must(fx, d, "DISCONNECTED");
+        if (round == 0) {
+            code_answer_t w = {0};
+            assert_int_equal(sess_pairing_code(fx->s, "15551234567", on_code, &w), 0);
+            assert_int_equal(w.called, 0);
+            must(fx, wait_for(fx, d, SESS_CONNECTING, "queued", 1), "CONNECTING/queued");
+            stop_gateway(fx);
+            assert_int_equal(w.called, 1);
+            assert_int_equal(w.rc, SESS_ESTOPPED);
+            continue;
+        }
+        code_answer_t a = request_code(fx);
+        assert_int_equal(a.rc, 0);
+        must(fx, wait_for(fx, d, SESS_CONNECTING, "queued", 1), "CONNECTING/queued");
+        assert_code_published(fx, &a);
+        char why[128];
+        assert_int_equal(fakewa_wa_pair_code(fx->srv, a.code, why, sizeof(why)), 0);
+        must(fx, wait_for(fx, d, SESS_CONNECTED, NULL, 5000), "CONNECTED");
+    }
+    stop_gateway(fx);
+    sess_gate_close(fx->gate);
+    uv_run(&fx->loop, UV_RUN_NOWAIT);
+    sess_gate_free(fx->gate);
+    fx->gate = NULL;
+}
+
 /* From DISCONNECTED (logged out): the request starts a registration. */
 static void test_paircode_starts_registration(void **state)
 {
@@ -1042,6 +1084,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_paircode_tries_and_rate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paircode_starts_registration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paircode_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_paircode_behind_gate, setup, teardown),
         cmocka_unit_test(test_backoff_grows_and_caps),
         cmocka_unit_test_setup_teardown(test_pings_while_qr_shown, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_lost_ping_forgiven, setup, teardown),
