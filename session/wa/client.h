@@ -160,8 +160,9 @@ typedef void (*wa_client_paircode_cb)(void *arg, int rc, const char *code, int64
  * with it), so the pair-success that follows links as a QR scan does; the QR
  * stays usable meanwhile. A new request replaces an earlier code unless the
  * phone is confirming it. Returns 0 when started (cb follows, also when the
- * connection ends: ECLOSED), or EINVAL, ESTATE, EBUSY, EFAIL (cb is then not
- * called). The PBKDF2 work runs on the loop's worker threads. */
+ * connection ends: ECLOSED), or EINVAL, ESTATE, EBUSY, EFAIL, ECLOSED (the
+ * client is finished) with cb not called. The PBKDF2 work runs on the
+ * loop's worker threads. */
 int wa_client_request_pairing_code(wa_client_t *c, const char *phone, wa_client_paircode_cb cb,
                                    void *arg);
 
