@@ -61,6 +61,7 @@ static const struct {
     [API_ERR_SHUTTING_DOWN] = {503, 14, "The service is shutting down"},
     [API_ERR_INTERNAL] = {500, 13, "Internal error"},
     [API_ERR_CONFLICT] = {409, 9, "Not possible in the current state"},
+    [API_ERR_ALREADY_LINKED] = {409, 9, "Already linked to a WhatsApp account"},
 };
 
 int api_http_status(api_code_t code)
@@ -435,6 +436,138 @@ api_wait_t *api_reconnect(api_t *api, const char *name, int keep_credentials, un
     }
     uv_timer_start(&w->timer, on_wait_timeout, wait_ms ? wait_ms : api->reconnect_wait_ms, 0);
     return w;
+}
+
+/* --- pairing code --- */
+
+struct api_pc {
+    api_t *api;
+    sess_t *sess;
+    api_pairing_code_cb cb; /* NULL once cancelled */
+    void *arg;
+};
+
+int api_normalize_phone(const char *in, size_t len, char out[16], const char **why)
+{
+    size_t n = 0, i = 0;
+    if (len > 0 && in[0] == '+')
+        i = 1;
+    for (; i < len; i++) {
+        char ch = in[i];
+        if (ch == ' ' || ch == '-')
+            continue;
+        if (ch < '0' || ch > '9') {
+            *why = "phoneNumber may hold only digits, a leading '+', spaces and dashes";
+            return -1;
+        }
+        if (n >= 15) {
+            *why = "phoneNumber must have 8 to 15 digits (country code first)";
+            return -1;
+        }
+        out[n++] = ch;
+    }
+    if (n < 8) {
+        *why = "phoneNumber must have 8 to 15 digits (country code first)";
+        return -1;
+    }
+    if (out[0] == '0') {
+        *why = "phoneNumber must start with the country code, not 0";
+        return -1;
+    }
+    out[n] = 0;
+    return 0;
+}
+
+int64_t api_link_code_expires_in(const sess_snapshot_t *s, int64_t now_ms)
+{
+    if (!s->link_code || s->link_code_expires_at_ms <= now_ms)
+        return 0;
+    return (s->link_code_expires_at_ms - now_ms + 999) / 1000;
+}
+
+static api_code_t pc_code(int rc, const char **msg)
+{
+    switch (rc) {
+    case SESS_ELINKED:
+    case SESS_ESTATE:
+        *msg = "Already linked to a WhatsApp account (log out first to link again)";
+        return API_ERR_ALREADY_LINKED;
+    case SESS_EBUSY:
+        *msg = "A pairing code was asked for less than 10 s ago; try again later";
+        return API_ERR_RATE_LIMITED;
+    case SESS_EINVAL:
+        *msg = "Invalid phone number";
+        return API_ERR_BAD_REQUEST;
+    case SESS_EREFUSED:
+        *msg = "WhatsApp refused the pairing-code request (check the number)";
+        return API_ERR_UNREACHABLE;
+    case SESS_ETIMEOUT:
+        *msg = NULL;
+        return API_ERR_TIMEOUT;
+    case SESS_EUNREACH:
+        *msg = NULL;
+        return API_ERR_UNREACHABLE;
+    case SESS_ESTOPPED:
+        *msg = NULL;
+        return API_ERR_SHUTTING_DOWN;
+    case SESS_ENOTSUP:
+        *msg = "Linking by pairing code is not available";
+        return API_ERR_INTERNAL;
+    }
+    *msg = NULL;
+    return API_ERR_INTERNAL;
+}
+
+static void pc_done(void *arg, int rc, const char *code, int64_t expires_at_ms)
+{
+    api_pc_t *p = arg;
+    if (p->cb) {
+        api_result_t r = {API_OK, NULL, sess_current(p->sess)};
+        int left = 0;
+        if (rc) {
+            r.code = pc_code(rc, &r.message);
+            code = NULL;
+        } else {
+            int64_t ms = expires_at_ms - sess_now_ms();
+            left = ms > 0 ? (int)((ms + 999) / 1000) : 0;
+        }
+        p->cb(r, code, left, p->arg);
+    }
+    free(p);
+}
+
+api_pc_t *api_pairing_code(api_t *api, const char *name, const char *phone, api_pairing_code_cb cb,
+                           void *arg)
+{
+    sess_t *s = find(api, name);
+    if (!s) {
+        cb(result(API_ERR_NOT_FOUND, NULL), NULL, 0, arg);
+        return NULL;
+    }
+    api_pc_t *p = calloc(1, sizeof(*p));
+    if (!p) {
+        cb(result(API_ERR_INTERNAL, NULL), NULL, 0, arg);
+        return NULL;
+    }
+    p->api = api;
+    p->sess = s;
+    p->cb = cb;
+    p->arg = arg;
+    int rc = sess_pairing_code(s, phone, pc_done, p);
+    if (rc) {
+        free(p);
+        api_result_t r = {API_OK, NULL, sess_current(s)};
+        r.code = pc_code(rc, &r.message);
+        cb(r, NULL, 0, arg);
+        return NULL;
+    }
+    return p;
+}
+
+void api_pairing_code_cancel(api_pc_t *p)
+{
+    if (p)
+        p->cb = NULL;
 }
 
 /* --- QR rendering once per QR (the registry's render hook) --- */

@@ -1,5 +1,5 @@
-/* The transport-neutral handler layer: status, qr, reconnect, logout and
- * watch, with one error model that HTTP (server/http.c) and gRPC
+/* The transport-neutral handler layer: status, qr, reconnect, logout,
+ * pairing code and watch, with one error model that HTTP (server/http.c) and gRPC
  * (server/grpc.c) map to their own status codes, the API-key check, and the
  * JSON views of api-contract.md. Nothing here knows about sockets.
  *
@@ -26,6 +26,7 @@ typedef enum {
     API_ERR_SHUTTING_DOWN,   /* 503 / UNAVAILABLE: the service is stopping */
     API_ERR_INTERNAL,        /* 500 / INTERNAL */
     API_ERR_CONFLICT,        /* 409 / FAILED_PRECONDITION: not possible in this state */
+    API_ERR_ALREADY_LINKED,  /* 409 / FAILED_PRECONDITION: linked already, nothing to link */
 } api_code_t;
 
 /* HTTP status for a code (200 for API_OK). */
@@ -114,6 +115,50 @@ api_wait_t *api_reconnect(api_t *api, const char *name, int keep_credentials, un
 /* Cancels a pending reconnect wait (e.g. the client went away). */
 void api_wait_cancel(api_wait_t *w);
 
+/* --- linking by pairing code --- */
+
+/* The message of a successful pairing-code answer (JSON and gRPC). */
+#define API_PAIRING_CODE_MESSAGE                                                                   \
+    "Enter this code on the phone: Linked devices > Link with phone number"
+
+/* Normalises a phone number as people write it: digits, one optional
+ * leading '+', spaces and dashes between them. Writes the 8..15 digits
+ * (country code first) to `out` and returns 0, or -1 with a static reason
+ * in *why. Any thread. */
+int api_normalize_phone(const char *in, size_t len, char out[16], const char **why);
+
+/* Parses the body of POST pairing-code, {"phoneNumber":"+62 812-3456-7890"}
+ * (other members are ignored), and normalises the number into `out`.
+ * Returns 0, or -1 with a static reason in *why (malformed JSON, invalid
+ * UTF-8, not an object, phoneNumber missing or not a string, a malformed
+ * number). Any thread. */
+int api_parse_pairing_code_body(const char *body, size_t len, char out[16], const char **why);
+
+/* Completion of api_pairing_code: r.code API_OK with `code` ("ABCD-EFGH")
+ * and the seconds it stays valid, or an error (API_ERR_ALREADY_LINKED when
+ * linked, API_ERR_RATE_LIMITED within 10 s of the last request,
+ * API_ERR_BAD_REQUEST, API_ERR_UNREACHABLE, API_ERR_TIMEOUT,
+ * API_ERR_SHUTTING_DOWN, API_ERR_INTERNAL) with a message and the session's
+ * snapshot (the callee clears r). */
+typedef void (*api_pairing_code_cb)(api_result_t r, const char *code, int expires_in, void *arg);
+
+typedef struct api_pc api_pc_t;
+
+/* Asks for a pairing code for `phone` (digits, from api_normalize_phone) on
+ * session `name`: starts a registration when none runs, waits for WhatsApp's
+ * answer, and publishes the code in the snapshots (QR_READY, the QR still
+ * valid). Returns a handle for api_pairing_code_cancel, or NULL when cb was
+ * already called (an error found at once). Loop thread. */
+api_pc_t *api_pairing_code(api_t *api, const char *name, const char *phone, api_pairing_code_cb cb,
+                           void *arg);
+
+/* The caller went away: cb is never called (the code is still published). */
+void api_pairing_code_cancel(api_pc_t *p);
+
+/* Seconds (rounded up) the snapshot's pairing code stays valid at now_ms;
+ * 0 when there is none or it expired. */
+int64_t api_link_code_expires_in(const sess_snapshot_t *s, int64_t now_ms);
+
 /* Subscribes to session `name` for a watcher (SSE, WebSocket, gRPC stream).
  * Any thread. Returns NULL with *code set (API_ERR_NOT_FOUND, ...). */
 sess_sub_t *api_watch(api_t *api, const char *name, const sess_sub_opts_t *opts, api_code_t *code);
@@ -151,9 +196,10 @@ int api_parse_reconnect_body(const char *body, size_t len, int *keep, unsigned *
  * caller frees, or NULL when out of memory. --- */
 
 /* {"success":true,"data":{connected,state,hasQR,detail,since,sinceMs,seq,
- * expiresIn[,account][,passkeyOptions][,linkCode]}}; the account, the
- * passkey step's WebAuthn options (an object) and the code to confirm only
- * when `with_account` (a caller holding the key). */
+ * expiresIn[,account,passkeyOptions,linkCode,linkCodeExpiresIn]}}; the
+ * account, the passkey step's WebAuthn options (an object) and the pairing
+ * or confirmation code (null / 0 when none is valid) only when
+ * `with_account` (a caller holding the key). */
 char *api_json_status(const sess_snapshot_t *s, int with_account, int64_t now_ms);
 
 /* {"success":true,"data":{"qrCode":"data:image/png;base64,...","expiresIn":N}}
@@ -167,6 +213,9 @@ char *api_json_status_message(const sess_snapshot_t *s, const char *message, int
 /* {"success":true,"data":{"passkeyOptions":{...},"state":...,"detail":...}}
  * for a snapshot with passkey options. */
 char *api_json_passkey(const sess_snapshot_t *s);
+/* {"success":true,"message":API_PAIRING_CODE_MESSAGE,"data":{"pairingCode":
+ * code,"expiresIn":N}}. */
+char *api_json_pairing_code(const char *code, int expires_in);
 
 /* {"success":false,"message":...[,"state":...,"detail":...]}; the state
  * fields only when `s` is non-NULL. */

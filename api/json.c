@@ -1,5 +1,5 @@
 /* JSON views of the API contract, generated with yajl: status, qr,
- * reconnect, errors and the streamed event object. */
+ * reconnect, pairing code, errors and the streamed event object. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,8 +136,11 @@ static void status_members(yajl_gen g, const sess_snapshot_t *s, int with_accoun
         KEY(g, "passkeyOptions");
         put_raw_json(g, s->passkey_options);
     }
-    if (with_account && s->link_code)
-        put_str(g, "linkCode", s->link_code);
+    if (with_account) { /* the pairing or confirmation code is a secret like the QR */
+        int64_t code_left = api_link_code_expires_in(s, now_ms);
+        put_str(g, "linkCode", code_left > 0 ? s->link_code : NULL);
+        put_int(g, "linkCodeExpiresIn", code_left);
+    }
 }
 
 char *api_json_status(const sess_snapshot_t *s, int with_account, int64_t now_ms)
@@ -220,6 +223,23 @@ char *api_json_passkey(const sess_snapshot_t *s)
     return finish(g);
 }
 
+char *api_json_pairing_code(const char *code, int expires_in)
+{
+    yajl_gen g = gen_new();
+    if (!g)
+        return NULL;
+    yajl_gen_map_open(g);
+    put_bool(g, "success", 1);
+    put_str(g, "message", API_PAIRING_CODE_MESSAGE);
+    KEY(g, "data");
+    yajl_gen_map_open(g);
+    put_str(g, "pairingCode", code);
+    put_int(g, "expiresIn", expires_in);
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+    return finish(g);
+}
+
 char *api_json_error(const char *message, const sess_snapshot_t *s)
 {
     yajl_gen g = gen_new();
@@ -234,6 +254,41 @@ char *api_json_error(const char *message, const sess_snapshot_t *s)
     }
     yajl_gen_map_close(g);
     return finish(g);
+}
+
+int api_parse_pairing_code_body(const char *body, size_t len, char out[16], const char **why)
+{
+    char *text = malloc(len + 1);
+    if (!text) {
+        *why = "Out of memory";
+        return -1;
+    }
+    memcpy(text, body, len);
+    text[len] = 0;
+    char errbuf[128];
+    yajl_val v = memchr(text, 0, len) ? NULL : yajl_tree_parse(text, errbuf, sizeof(errbuf));
+    free(text);
+    if (!v || !YAJL_IS_OBJECT(v)) {
+        yajl_tree_free(v);
+        *why = "Malformed JSON body (expected {\"phoneNumber\":\"+15551234567\"})";
+        return -1;
+    }
+    int rc = -1;
+    *why = "phoneNumber is missing";
+    for (size_t i = 0; i < v->u.object.len; i++) {
+        if (strcmp(v->u.object.keys[i], "phoneNumber"))
+            continue;
+        yajl_val x = v->u.object.values[i];
+        const char *p = YAJL_GET_STRING(x);
+        if (!YAJL_IS_STRING(x) || !p) {
+            *why = "phoneNumber must be a string";
+            rc = -1;
+        } else {
+            rc = api_normalize_phone(p, strlen(p), out, why);
+        }
+    }
+    yajl_tree_free(v);
+    return rc;
 }
 
 int api_parse_reconnect_body(const char *body, size_t len, int *keep, unsigned *wait_ms,

@@ -75,7 +75,7 @@ static const opt_t options[] = {
     {"tls-key", "TLS_KEY", OPT_STRING, OFF(tls_key), NULL, "PEM private key for TLS_CERT"},
     {"page", "PAGE", OPT_BOOL, OFF(page), "1", "serve the link page at / (PAGE=0 turns it off)"},
     {"qr-terminal", "QR_TERMINAL", OPT_BOOL, OFF(qr_terminal), "0",
-     "print each new QR code to the log as a block of Unicode half-blocks"},
+     "print each new QR code (as Unicode half-blocks) and pairing code to the terminal"},
     {"demo-control-url", "DEMO_CONTROL_URL", OPT_STRING, OFF(demo_control), NULL,
      "demo only: the fake WhatsApp server's control URL (adds \"simulate phone scan\")"},
     {"check-store", NULL, OPT_BOOL, OFF(check_store), "0",

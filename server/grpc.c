@@ -27,6 +27,7 @@ typedef enum {
     M_WATCH,
     M_PASSKEY_OPTIONS,
     M_PASSKEY_ASSERTION,
+    M_PAIRING_CODE,
     M_HEALTH_CHECK,
     M_HEALTH_WATCH,
     M_REFLECT_V1ALPHA,
@@ -47,6 +48,8 @@ static const struct {
     {"/wagateway.v1.Gateway/WatchStatus", M_WATCH, METRICS_ROUTE_GRPC_WATCH, 1},
     {"/wagateway.v1.Gateway/GetPasskeyOptions", M_PASSKEY_OPTIONS, METRICS_ROUTE_GRPC_OTHER, 1},
     {"/wagateway.v1.Gateway/SendPasskeyAssertion", M_PASSKEY_ASSERTION, METRICS_ROUTE_GRPC_OTHER,
+     1},
+    {"/wagateway.v1.Gateway/RequestPairingCode", M_PAIRING_CODE, METRICS_ROUTE_GRPC_PAIRING_CODE,
      1},
     {"/grpc.health.v1.Health/Check", M_HEALTH_CHECK, METRICS_ROUTE_GRPC_OTHER, 0},
     {"/grpc.health.v1.Health/Watch", M_HEALTH_WATCH, METRICS_ROUTE_GRPC_OTHER, 0},
@@ -99,7 +102,7 @@ struct grpc_srv {
     pthread_mutex_t watch_mu;
     struct {
         sess_snapshot_t *snap; /* referenced; NULL when empty */
-        int32_t expires_in;
+        int32_t expires_in, code_expires_in;
         grpc_slice bytes;
     } watch_cache[2];
 };
@@ -294,6 +297,11 @@ static void status_view(const sess_snapshot_t *s, int with_account, Wagateway__V
         acc->business_name = s->account.business_name ? s->account.business_name : "";
         st->account = acc;
     }
+    int64_t code_left = with_account ? api_link_code_expires_in(s, now) : 0;
+    if (code_left > 0) { /* a secret like the QR: key holders only */
+        st->link_code = (char *)s->link_code;
+        st->link_code_expires_in = (int32_t)code_left;
+    }
 }
 
 static void qr_view(const sess_snapshot_t *s, Wagateway__V1__QRCode *q)
@@ -349,6 +357,7 @@ typedef struct {
     call_t *c;
     int keep;
     unsigned wait_ms;
+    char phone[16]; /* RequestPairingCode: the normalised number */
 } loop_req_t;
 
 static void on_reconnected(api_result_t r, void *arg)
@@ -407,7 +416,33 @@ static void loop_logout(void *arg)
     free(q);
 }
 
-static void post_to_loop(call_t *c, void (*fn)(void *), int keep, unsigned wait_ms)
+static void on_pairing_code(api_result_t r, const char *code, int expires_in, void *arg)
+{
+    call_t *c = arg;
+    if (r.code != API_OK) {
+        finish_error(c, r.code, r.message);
+    } else {
+        Wagateway__V1__PairingCodeReply rep = WAGATEWAY__V1__PAIRING_CODE_REPLY__INIT;
+        rep.message = API_PAIRING_CODE_MESSAGE;
+        rep.pairing_code = (char *)code;
+        rep.expires_in = expires_in;
+        finish(c, &rep.base, 0, "");
+    }
+    api_result_clear(&r);
+    call_unref(c);
+}
+
+/* The call is not cancelled when its client goes away: the code is
+ * published all the same, and the reply is then dropped by gRPC. */
+static void loop_pairing_code(void *arg)
+{
+    loop_req_t *q = arg;
+    api_pairing_code(q->c->srv->o.api, q->c->session, q->phone, on_pairing_code, q->c);
+    free(q);
+}
+
+static void post_to_loop(call_t *c, void (*fn)(void *), int keep, unsigned wait_ms,
+                         const char *phone)
 {
     loop_req_t *q = malloc(sizeof(*q));
     if (!q) {
@@ -417,6 +452,7 @@ static void post_to_loop(call_t *c, void (*fn)(void *), int keep, unsigned wait_
     q->c = c;
     q->keep = keep;
     q->wait_ms = wait_ms;
+    snprintf(q->phone, sizeof(q->phone), "%s", phone ? phone : "");
     call_ref(c);
     if (sess_registry_post(api_registry(c->srv->o.api), fn, q) != 0) {
         free(q);
@@ -505,7 +541,8 @@ static grpc_byte_buffer *watch_message(grpc_srv_t *srv, sess_snapshot_t *snap, i
     status_view(snap, authed, &st, &acc);
     pthread_mutex_lock(&srv->watch_mu);
     int i = authed ? 1 : 0;
-    if (srv->watch_cache[i].snap != snap || srv->watch_cache[i].expires_in != st.qr_expires_in) {
+    if (srv->watch_cache[i].snap != snap || srv->watch_cache[i].expires_in != st.qr_expires_in ||
+        srv->watch_cache[i].code_expires_in != st.link_code_expires_in) {
         size_t n = protobuf_c_message_get_packed_size(&st.base);
         grpc_slice sl = grpc_slice_malloc(n);
         protobuf_c_message_pack(&st.base, GRPC_SLICE_START_PTR(sl));
@@ -514,6 +551,7 @@ static grpc_byte_buffer *watch_message(grpc_srv_t *srv, sess_snapshot_t *snap, i
         sess_snapshot_unref(srv->watch_cache[i].snap);
         srv->watch_cache[i].snap = sess_snapshot_ref(snap);
         srv->watch_cache[i].expires_in = st.qr_expires_in;
+        srv->watch_cache[i].code_expires_in = st.link_code_expires_in;
         srv->watch_cache[i].bytes = sl;
     }
     grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&srv->watch_cache[i].bytes, 1);
@@ -754,6 +792,7 @@ static void on_recv(call_t *c, int ok)
         : c->m == M_WATCH             ? &wagateway__v1__watch_status_request__descriptor
         : c->m == M_PASSKEY_OPTIONS   ? &wagateway__v1__passkey_options_request__descriptor
         : c->m == M_PASSKEY_ASSERTION ? &wagateway__v1__passkey_assertion_request__descriptor
+        : c->m == M_PAIRING_CODE      ? &wagateway__v1__pairing_code_request__descriptor
                                       : &grpc__health__v1__health_check_request__descriptor;
     req = protobuf_c_message_unpack(d, NULL, n, p);
     grpc_slice_unref(sl);
@@ -762,7 +801,7 @@ static void on_recv(call_t *c, int ok)
         call_unref(c);
         return;
     }
-    const char *session = NULL;
+    const char *session = NULL, *number = NULL;
     int keep = 0;
     unsigned wait_ms = 0;
     switch (c->m) {
@@ -789,6 +828,10 @@ static void on_recv(call_t *c, int ok)
     case M_PASSKEY_ASSERTION:
         session = ((Wagateway__V1__PasskeyAssertionRequest *)req)->session;
         break;
+    case M_PAIRING_CODE:
+        session = ((Wagateway__V1__PairingCodeRequest *)req)->session;
+        number = ((Wagateway__V1__PairingCodeRequest *)req)->phone_number;
+        break;
     default:
         session = ((Grpc__Health__V1__HealthCheckRequest *)req)->service;
         break;
@@ -808,10 +851,10 @@ static void on_recv(call_t *c, int ok)
         do_get_qr(c);
         break;
     case M_RECONNECT:
-        post_to_loop(c, loop_reconnect, keep, wait_ms);
+        post_to_loop(c, loop_reconnect, keep, wait_ms, NULL);
         break;
     case M_LOGOUT:
-        post_to_loop(c, loop_logout, 0, 0);
+        post_to_loop(c, loop_logout, 0, 0, NULL);
         break;
     case M_WATCH:
         do_watch(c);
@@ -822,6 +865,15 @@ static void on_recv(call_t *c, int ok)
     case M_PASSKEY_ASSERTION:
         do_passkey_assertion(c, ((Wagateway__V1__PasskeyAssertionRequest *)req)->assertion_json);
         break;
+    case M_PAIRING_CODE: {
+        char phone[16];
+        const char *why = NULL;
+        if (api_normalize_phone(number ? number : "", number ? strlen(number) : 0, phone, &why))
+            finish_error(c, API_ERR_BAD_REQUEST, why);
+        else
+            post_to_loop(c, loop_pairing_code, 0, 0, phone);
+        break;
+    }
     case M_HEALTH_CHECK:
     case M_HEALTH_WATCH:
         do_health(c, c->m == M_HEALTH_WATCH, session ? session : "");

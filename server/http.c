@@ -38,6 +38,7 @@ typedef struct {
 typedef struct {
     sess_snapshot_t *snap; /* referenced */
     long long left_s;      /* seconds of QR left it was rendered with */
+    long long code_s;      /* seconds of pairing code left (key holders see it) */
     char *body;
     size_t len;
 } body_cache_t;
@@ -48,7 +49,7 @@ enum { BODY_STATUS, BODY_STATUS_ACCOUNT, BODY_QR, BODY_COUNT };
  * stays valid until the snapshot or the countdown's second changes. */
 typedef struct {
     sess_snapshot_t *snap; /* referenced */
-    long long left_s;
+    long long left_s, code_s;
     event_blob_t *blob; /* referenced */
 } event_cache_t;
 
@@ -189,8 +190,9 @@ static const char *cached_body(http_server_t *srv, int kind, sess_snapshot_t *sn
 {
     int64_t now = sess_now_ms();
     long long left = sess_snapshot_qr_expires_in(snap, now);
+    long long code_left = api_link_code_expires_in(snap, now);
     body_cache_t *c = &srv->bodies[kind];
-    if (!c->body || c->snap != snap || c->left_s != left) {
+    if (!c->body || c->snap != snap || c->left_s != left || c->code_s != code_left) {
         char *body = kind == BODY_QR ? api_json_qr(snap, NULL, now)
                                      : api_json_status(snap, kind == BODY_STATUS_ACCOUNT, now);
         if (!body)
@@ -201,6 +203,7 @@ static const char *cached_body(http_server_t *srv, int kind, sess_snapshot_t *sn
         c->len = strlen(body);
         c->snap = sess_snapshot_ref(snap);
         c->left_s = left;
+        c->code_s = code_left;
     }
     *len = c->len;
     return c->body;
@@ -378,8 +381,9 @@ static event_blob_t *event_get(http_server_t *srv, sess_snapshot_t *snap, int wi
 {
     int64_t now_ms = sess_now_ms();
     long long left = sess_snapshot_qr_expires_in(snap, now_ms);
+    long long code_left = api_link_code_expires_in(snap, now_ms);
     event_cache_t *c = &srv->cache[with_account ? 1 : 0];
-    if (c->blob && c->snap == snap && c->left_s == left) {
+    if (c->blob && c->snap == snap && c->left_s == left && c->code_s == code_left) {
         c->blob->refs++;
         return c->blob;
     }
@@ -408,6 +412,7 @@ static event_blob_t *event_get(http_server_t *srv, sess_snapshot_t *snap, int wi
     c->blob = b;
     c->snap = sess_snapshot_ref(snap);
     c->left_s = left;
+    c->code_s = code_left;
     return b;
 }
 
@@ -901,6 +906,58 @@ static int route_passkey(http_server_t *srv, h2o_req_t *req)
     return 0;
 }
 
+/* A pairing-code request waiting for WhatsApp; lives in the request's pool. */
+typedef struct {
+    http_server_t *srv;
+    h2o_req_t *req;
+    api_pc_t *pc;
+    int done;
+} pairing_t;
+
+static void pairing_dispose(void *p)
+{
+    pairing_t *pr = p;
+    if (!pr->done && pr->pc) {
+        pr->done = 1;
+        api_pairing_code_cancel(pr->pc); /* the client went away */
+    }
+}
+
+static void on_pairing_code(api_result_t r, const char *code, int expires_in, void *arg)
+{
+    pairing_t *pr = arg;
+    pr->done = 1;
+    pr->pc = NULL;
+    if (r.code == API_OK) {
+        send_json(pr->srv, pr->req, METRICS_ROUTE_PAIRING_CODE, 200,
+                  api_json_pairing_code(code, expires_in));
+    } else {
+        if (r.code == API_ERR_RATE_LIMITED)
+            add_header_str(pr->req, "retry-after", "10");
+        send_error(pr->srv, pr->req, METRICS_ROUTE_PAIRING_CODE, r.code, r.message, r.snap);
+    }
+    api_result_clear(&r);
+}
+
+static int route_pairing_code(http_server_t *srv, h2o_req_t *req)
+{
+    char phone[16];
+    const char *why = "A JSON body {\"phoneNumber\":\"+15551234567\"} is required";
+    if (!req->entity.base || !req->entity.len ||
+        api_parse_pairing_code_body(req->entity.base, req->entity.len, phone, &why) != 0) {
+        send_error(srv, req, METRICS_ROUTE_PAIRING_CODE, API_ERR_BAD_REQUEST, why, NULL);
+        return 0;
+    }
+    pairing_t *pr = h2o_mem_alloc_shared(&req->pool, sizeof(*pr), pairing_dispose);
+    memset(pr, 0, sizeof(*pr));
+    pr->srv = srv;
+    pr->req = req;
+    api_pc_t *pc = api_pairing_code(srv->opts.api, NULL, phone, on_pairing_code, pr);
+    if (!pr->done)
+        pr->pc = pc;
+    return 0;
+}
+
 /* --- service routes --- */
 
 static int route_healthz(http_server_t *srv, h2o_req_t *req)
@@ -988,6 +1045,7 @@ static const route_t routes[] = {
     {"/qr", 1, "GET, HEAD, OPTIONS", 0, 1, METRICS_ROUTE_QR, route_qr},
     {"/reconnect", 1, "POST, OPTIONS", 1, 1, METRICS_ROUTE_RECONNECT, route_reconnect},
     {"/logout", 1, "POST, OPTIONS", 1, 1, METRICS_ROUTE_LOGOUT, route_logout},
+    {"/pairing-code", 1, "POST, OPTIONS", 1, 1, METRICS_ROUTE_PAIRING_CODE, route_pairing_code},
     {"/events", 1, "GET, OPTIONS", 0, 1, METRICS_ROUTE_EVENTS, route_events},
     {"/ws", 1, "GET, OPTIONS", 0, 1, METRICS_ROUTE_EVENTS, route_events},
     {"/passkey", 1, "GET, HEAD, POST, OPTIONS", 2, 1, METRICS_ROUTE_OTHER, route_passkey},

@@ -21,11 +21,13 @@
 #include "session/store/store.h"
 #include "session/wa/framesocket.h"
 
-/* --qr-terminal: prints every new QR as half-blocks on stderr. */
+/* --qr-terminal: prints every new QR as half-blocks on stderr, and every
+ * new pairing code. */
 typedef struct {
     sess_sub_t *sub;
     uv_async_t wake;
     const void *last_qr;
+    char last_code[16];
 } qrterm_t;
 
 /* Everything main owns, passed to the loop callbacks. */
@@ -103,6 +105,15 @@ static void qrterm_drain(uv_async_t *a)
                 fwrite(block, 1, strlen(block), stderr);
                 free(block);
             }
+        }
+        int64_t code_left = api_link_code_expires_in(snap, sess_now_ms());
+        if (code_left > 0 && strcmp(snap->link_code, q->last_code)) {
+            snprintf(q->last_code, sizeof(q->last_code), "%s", snap->link_code);
+            LOG_INFO("qr",
+                     "or type this code on the phone, Linked devices > Link with phone "
+                     "number (valid %lld s):",
+                     (long long)code_left);
+            fprintf(stderr, "\n    %s\n\n", snap->link_code); /* like the QR: not in the log */
         }
         sess_snapshot_unref(snap);
     }

@@ -17,8 +17,23 @@ struct metrics {
 };
 
 static const char *const route_names[METRICS_ROUTE_COUNT] = {
-    "status", "qr",        "reconnect", "logout",    "events", "health",      "metrics", "page",
-    "other",  "GetStatus", "GetQR",     "Reconnect", "Logout", "WatchStatus", "other"};
+    [METRICS_ROUTE_STATUS] = "status",
+    [METRICS_ROUTE_QR] = "qr",
+    [METRICS_ROUTE_RECONNECT] = "reconnect",
+    [METRICS_ROUTE_LOGOUT] = "logout",
+    [METRICS_ROUTE_EVENTS] = "events",
+    [METRICS_ROUTE_HEALTH] = "health",
+    [METRICS_ROUTE_METRICS] = "metrics",
+    [METRICS_ROUTE_PAGE] = "page",
+    [METRICS_ROUTE_PAIRING_CODE] = "pairing_code",
+    [METRICS_ROUTE_OTHER] = "other",
+    [METRICS_ROUTE_GRPC_GETSTATUS] = "GetStatus",
+    [METRICS_ROUTE_GRPC_GETQR] = "GetQR",
+    [METRICS_ROUTE_GRPC_RECONNECT] = "Reconnect",
+    [METRICS_ROUTE_GRPC_LOGOUT] = "Logout",
+    [METRICS_ROUTE_GRPC_WATCH] = "WatchStatus",
+    [METRICS_ROUTE_GRPC_PAIRING_CODE] = "RequestPairingCode",
+    [METRICS_ROUTE_GRPC_OTHER] = "other"};
 
 metrics_t *metrics_new(void)
 {

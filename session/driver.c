@@ -1,5 +1,6 @@
 /* The session driver (see driver.h): identity generation, the mapping from
- * client events to published states, backoff, relinking and logout. */
+ * client events to published states, backoff, relinking, logout, and
+ * linking by pairing code. */
 #include "session/driver.h"
 
 #include <stdio.h>
@@ -10,6 +11,11 @@
 #include "session/wa/crypto.h"
 #include "session/removal.h"
 #include "session/wa/frame.h"
+#include "session/wa/paircode.h"
+
+/* At most one pairing-code request per session this often: each one makes
+ * WhatsApp notify the phone, and WhatsApp limits that per number. */
+#define PAIRCODE_INTERVAL_MS 10000
 
 typedef struct prekey_job prekey_job_t;
 
@@ -38,6 +44,13 @@ typedef struct {
     wa_keypair_t *pool; /* generated pre-keys not yet handed out */
     size_t pool_n;
     int64_t passkey_deadline_ms; /* when the passkey step times out */
+    /* the pairing-code request waiting for its code (NULL when none) */
+    void (*pc_done)(void *arg, int rc, const char *code, int64_t expires_at_ms);
+    void *pc_arg;
+    char pc_phone[16];
+    int pc_asked;       /* handed to the client (else waiting for a connection) */
+    int pc_in_op;       /* inside op_pairing_code, which answers by itself */
+    int64_t pc_last_ms; /* when the last request started */
 } drv_t;
 
 /* Pre-key generation off the loop: 812 X25519 key pairs take 40-60 ms with
@@ -153,6 +166,7 @@ static int new_identity(drv_t *d)
 }
 
 static void connect_now(drv_t *d);
+static void pc_handover(drv_t *d);
 
 /* --- client hooks --- */
 
@@ -522,6 +536,7 @@ static void connect_now(drv_t *d)
         if (!d->have_creds && new_identity(d) != 0) {
             LOG_ERROR("session", "cannot create and save a device identity");
             publish(d, SESS_DISCONNECTED, "store_error");
+            pc_handover(d);
             return;
         }
     }
@@ -558,6 +573,7 @@ static void connect_now(drv_t *d)
                           .message = "cannot start a connection"};
         on_closed(d, &v);
     }
+    pc_handover(d);
 }
 
 /* --- session operations --- */
@@ -647,6 +663,119 @@ static int op_logout(void *arg)
     return 0;
 }
 
+/* --- linking by pairing code --- */
+
+static int linked(drv_t *d)
+{
+    if (d->have_creds)
+        return d->creds.jid != NULL;
+    store_creds_t c;
+    if (store_load(d->o.store, sess_name(d->sess), &c) != 0)
+        return 0;
+    int l = c.jid != NULL;
+    store_creds_free(&c);
+    return l;
+}
+
+static int pc_error(drv_t *d, int rc)
+{
+    switch (rc) {
+    case WA_CLIENT_PC_EINVAL:
+        return SESS_EINVAL;
+    case WA_CLIENT_PC_ESTATE:
+        return SESS_ESTATE;
+    case WA_CLIENT_PC_EBUSY:
+        return SESS_EBUSY;
+    case WA_CLIENT_PC_EREFUSED:
+        return SESS_EREFUSED;
+    case WA_CLIENT_PC_ETIMEOUT:
+        return SESS_ETIMEOUT;
+    case WA_CLIENT_PC_ECLOSED:
+        return d->stopping ? SESS_ESTOPPED : SESS_EUNREACH;
+    }
+    return -1;
+}
+
+/* The client's answer: the code goes into the snapshot (the state and the
+ * QR stay), then to the requester. */
+static void on_code(void *arg, int rc, const char *code, int64_t expires_at_ms)
+{
+    drv_t *d = arg;
+    void (*done)(void *, int, const char *, int64_t) = d->pc_done;
+    void *darg = d->pc_arg;
+    d->pc_done = NULL;
+    d->pc_arg = NULL;
+    if (rc == 0) {
+        sess_snapshot_t *cur = sess_current(d->sess);
+        sess_change_t c = {.state = cur->state,
+                           .detail = cur->detail,
+                           .keep_qr = 1,
+                           .link_code = code,
+                           .link_code_expires_at_ms = expires_at_ms};
+        if (sess_publish(d->sess, &c) != 0)
+            LOG_ERROR("session", "out of memory publishing the pairing code");
+        sess_snapshot_unref(cur);
+    } else {
+        LOG_WARN("session", "no pairing code (%d)", rc);
+    }
+    if (done)
+        done(darg, rc ? pc_error(d, rc) : 0, rc ? NULL : code, rc ? 0 : expires_at_ms);
+}
+
+static int op_pairing_code(void *arg, const char *phone,
+                           void (*done)(void *arg, int rc, const char *code, int64_t expires_at_ms),
+                           void *darg)
+{
+    drv_t *d = arg;
+    if (d->stopping)
+        return SESS_ESTOPPED;
+    if (!wa_paircode_phone_ok(phone) || !done)
+        return SESS_EINVAL;
+    if (linked(d))
+        return SESS_ELINKED;
+    int64_t now = sess_now_ms();
+    if (d->pc_done || (d->pc_last_ms && now - d->pc_last_ms < PAIRCODE_INTERVAL_MS))
+        return SESS_EBUSY;
+    d->pc_done = done;
+    d->pc_arg = darg;
+    d->pc_asked = 0;
+    snprintf(d->pc_phone, sizeof(d->pc_phone), "%s", phone);
+    if (!d->client) { /* no registration running: start one (new QR too) */
+        d->attempt = 0;
+        d->pc_in_op = 1;
+        connect_now(d);
+        d->pc_in_op = 0;
+    }
+    int rc = 0;
+    if (d->client)
+        rc = wa_client_request_pairing_code(d->client, phone, on_code, d);
+    else if (!(d->o.gate && d->ticket.queued)) /* (queued: asked once connected) */
+        rc = WA_CLIENT_PC_ECLOSED;
+    if (rc) {
+        d->pc_done = NULL;
+        d->pc_arg = NULL;
+        return pc_error(d, rc);
+    }
+    d->pc_asked = d->client != NULL;
+    d->pc_last_ms = now;
+    LOG_INFO("session", "pairing code requested");
+    return 0;
+}
+
+/* A request that waited for a connection (the connection gate) goes to the
+ * client just made, or fails when none could be made. */
+static void pc_handover(drv_t *d)
+{
+    if (!d->pc_done || d->pc_asked || d->pc_in_op)
+        return;
+    int rc = d->client ? wa_client_request_pairing_code(d->client, d->pc_phone, on_code, d)
+                       : WA_CLIENT_PC_ECLOSED;
+    if (rc == 0)
+        d->pc_asked = 1;
+    else
+        on_code(d, rc, NULL, 0);
+}
+
 /* Stopped once the retry timer and the remover are closed and no pre-key
  * job is running. */
 static void maybe_stop_done(drv_t *d)
@@ -682,6 +811,8 @@ static void op_stop(void *arg, void (*done)(void *), void *darg)
         wa_client_close(d->client);
         d->client = NULL;
     }
+    if (d->pc_done && !d->pc_asked) /* it was waiting for a connection */
+        on_code(d, WA_CLIENT_PC_ECLOSED, NULL, 0);
     d->stop_done = done;
     d->stop_arg = darg;
     uv_timer_stop(&d->retry);
@@ -702,6 +833,8 @@ static void op_destroy(void *arg)
         d->job = NULL;
         maybe_stop_done(d); /* a stop waiting for the job ends here */
     }
+    if (d->pc_done) /* never left waiting: the client answers when it ends */
+        on_code(d, WA_CLIENT_PC_ECLOSED, NULL, 0);
     pool_clear(d);
     if (d->have_creds)
         store_creds_free(&d->creds);
@@ -715,6 +848,7 @@ static const sess_driver_ops_t ops = {.start = op_start,
                                       .reconnect = op_reconnect,
                                       .logout = op_logout,
                                       .passkey_response = op_passkey_response,
+                                      .pairing_code = op_pairing_code,
                                       .stop = op_stop,
                                       .destroy = op_destroy};
 

@@ -61,6 +61,7 @@ static void destroy(wa_client_t *c)
         wa_nsock_close(c->sock);
     c->sock = NULL;
     fail_pending(c);
+    wa_client_paircode_end(c);
     uv_close((uv_handle_t *)&c->qr_timer, on_timer_closed);
     uv_close((uv_handle_t *)&c->ka_timer, on_timer_closed);
     uv_close((uv_handle_t *)&c->wd_timer, on_timer_closed);
@@ -335,6 +336,8 @@ static void iq_pair_device(wa_client_t *c, const wa_node_t *n)
         return;
     }
     wa_client_qr_pair_device(c, n, wa_node_child(n, "pair-device"));
+    if (!c->done)
+        wa_client_paircode_pair_device(c);
 }
 
 static void iq_pair_success(wa_client_t *c, const wa_node_t *n)
@@ -405,6 +408,7 @@ static const struct {
     {"companion_reg_refresh", wa_client_qr_refresh},
     {"passkey_prologue_request", wa_client_passkey_request},
     {"crsc_continuation", wa_client_passkey_continuation},
+    {"link_code_companion_reg", wa_client_paircode_notification},
 };
 
 static void handle_notification(wa_client_t *c, const wa_node_t *n)

@@ -3,12 +3,15 @@
  * files are listed in client_internal.h): it opens a noise socket with the
  * registration or login payload and then reacts to the server: pair-device
  * refs become QR codes that rotate on their lifetimes and are redrawn when
- * WhatsApp refreshes the adv secret; a passkey request is handed to the owner
- * and its assertion completed as whatsmeow's pair-passkey.go does; pair-success is verified, handed
- * to the owner to persist, and countersigned; success starts the connected life (passive/active,
- * pre-key count and upload); pings run from the handshake on, and a login watchdog ends a
- * connection the server stays silent on; every stanza WhatsApp expects acknowledged is acked;
- * stream errors and failures end the connection with a classified verdict (section 7 of the
+ * WhatsApp refreshes the adv secret; pair-success is verified, handed to the
+ * owner to persist, and countersigned; a pairing code can be asked for
+ * instead of a scan (linking by phone number); a passkey request is handed
+ * to the owner and its assertion completed as whatsmeow's pair-passkey.go
+ * does; success starts the connected life (passive/active, pre-key count
+ * and upload); pings run from the handshake on, and a login watchdog ends a
+ * connection the server stays silent on; every stanza WhatsApp expects
+ * acknowledged is acked; stream errors and failures end the connection with
+ * a classified verdict (section 7 of the
  * protocol doc). Loop-thread only; one wa_client_t per connection attempt. */
 #ifndef WG_SESSION_WA_CLIENT_H
 #define WG_SESSION_WA_CLIENT_H
@@ -165,6 +168,39 @@ enum {
  * EBUSY, ECLOSED, EFAIL). Loop thread. */
 int wa_client_passkey_response(wa_client_t *c, const char *json, size_t len,
                                void (*cb)(void *arg, int rc), void *arg);
+/* Results of a pairing-code request (the rc of wa_client_paircode_cb). */
+enum {
+    WA_CLIENT_PC_OK = 0,
+    WA_CLIENT_PC_EINVAL = -1,   /* the phone number is not 1..15 digits */
+    WA_CLIENT_PC_ESTATE = -2,   /* a login connection, or already paired */
+    WA_CLIENT_PC_EBUSY = -3,    /* a request is running, or the phone is confirming a code */
+    WA_CLIENT_PC_EREFUSED = -4, /* WhatsApp refused companion_hello (or answered nonsense) */
+    WA_CLIENT_PC_ETIMEOUT = -5, /* WhatsApp did not answer in time */
+    WA_CLIENT_PC_ECLOSED = -6,  /* the connection ended first */
+    WA_CLIENT_PC_EFAIL = -7,    /* out of memory, crypto or worker failure */
+};
+
+/* The answer to wa_client_request_pairing_code: rc 0 with the code to show
+ * ("ABCD-EFGH", borrowed for the call) and when it stops being usable (wall
+ * clock ms: 180 s after it was made, or earlier when the connection's QR
+ * codes run out first), or a negative WA_CLIENT_PC_* code (code NULL). */
+typedef void (*wa_client_paircode_cb)(void *arg, int rc, const char *code, int64_t expires_at_ms);
+
+/* Links by phone number (protocol doc 5.7, 11.5) on a registration
+ * connection: makes a code, asks WhatsApp to notify the phone `phone` (digits
+ * only, country code first) with companion_hello and calls cb once, on the
+ * loop thread. A request made before pair-device arrived waits for it. When
+ * the user types the code on the phone, the phone's primary_hello is
+ * answered with companion_finish and the adv secret is replaced by the one
+ * derived from the code (through on_adv_secret, the QR on screen redrawn
+ * with it), so the pair-success that follows links as a QR scan does; the QR
+ * stays usable meanwhile. A new request replaces an earlier code unless the
+ * phone is confirming it. Returns 0 when started (cb follows, also when the
+ * connection ends: ECLOSED), or EINVAL, ESTATE, EBUSY, EFAIL, ECLOSED (the
+ * client is finished) with cb not called. The PBKDF2 work runs on the
+ * loop's worker threads. */
+int wa_client_request_pairing_code(wa_client_t *c, const char *phone, wa_client_paircode_cb cb,
+                                   void *arg);
 
 /* Closes now; no hook runs after this returns. */
 void wa_client_close(wa_client_t *c);

@@ -8,6 +8,8 @@
  *   pairflow.c   pair-success: verify, persist, countersign
  *   passkeyflow.c the passkey step of linking (request, prologue,
  *                continuation, encrypted pairing request)
+ *   paircodeflow.c  linking by pairing code: companion_hello, primary_hello,
+ *                companion_finish
  *   acks.c       which stanzas get an <ack>, and its attributes
  * Nothing outside session/wa includes this header. Loop-thread only. */
 #ifndef WG_SESSION_WA_CLIENT_INTERNAL_H
@@ -149,6 +151,10 @@ void wa_client_qr_stop(wa_client_t *c);
 /* Frees the refs. */
 void wa_client_qr_free(wa_client_t *c);
 
+/* Redraws the QR on screen with the current adv secret (same ref, same
+ * remaining lifetime); nothing when none is shown. */
+void wa_client_qr_redraw(wa_client_t *c);
+
 /* --- pairflow.c --- */
 
 /* <iq><pair-success>: verify with the current adv secret, persist through
@@ -174,6 +180,18 @@ void wa_client_passkey_continuation(wa_client_t *c, const wa_node_t *n);
 
 /* Frees the passkey flow's state (teardown). */
 void wa_client_passkey_free(wa_client_t *c);
+/* --- paircodeflow.c --- */
+
+/* pair-device arrived: a pairing-code request waiting for it starts. */
+void wa_client_paircode_pair_device(wa_client_t *c);
+
+/* <notification type="link_code_companion_reg">: the phone's primary_hello
+ * (already acked) is answered with companion_finish. */
+void wa_client_paircode_notification(wa_client_t *c, const wa_node_t *n);
+
+/* The connection ends: a request still waiting learns it (ECLOSED), a
+ * worker job is orphaned, the state freed. Idempotent. */
+void wa_client_paircode_end(wa_client_t *c);
 
 /* --- acks.c --- */
 

@@ -149,6 +149,46 @@ int wa_crypto_hkdf(const uint8_t *salt, size_t salt_len, const uint8_t *ikm, siz
     return ok ? 0 : WA_CRYPTO_EFAIL;
 }
 
+int wa_crypto_pbkdf2_sha256(const uint8_t *pw, size_t pw_len, const uint8_t *salt, size_t salt_len,
+                            unsigned iterations, uint8_t *out, size_t out_len)
+{
+    if (!iterations || !out_len || pw_len > INT_MAX || salt_len > INT_MAX || out_len > INT_MAX)
+        return WA_CRYPTO_EINVAL;
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "PBKDF2", NULL);
+    EVP_KDF_CTX *c = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+    EVP_KDF_free(kdf);
+    if (!c)
+        return WA_CRYPTO_EFAIL;
+    static uint8_t empty[1];
+    uint64_t iter = iterations;
+    int no_checks = 1; /* no SP 800-132 minimums: WhatsApp's parameters are fixed */
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0),
+                           OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PASSWORD,
+                                                             (void *)(pw_len ? pw : empty), pw_len),
+                           OSSL_PARAM_construct_octet_string(
+                               OSSL_KDF_PARAM_SALT, (void *)(salt_len ? salt : empty), salt_len),
+                           OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_ITER, &iter),
+                           OSSL_PARAM_construct_int(OSSL_KDF_PARAM_PKCS5, &no_checks),
+                           OSSL_PARAM_construct_end()};
+    int ok = EVP_KDF_derive(c, out, out_len, params) == 1;
+    EVP_KDF_CTX_free(c);
+    return ok ? 0 : WA_CRYPTO_EFAIL;
+}
+
+int wa_crypto_aes256ctr(const uint8_t key[32], const uint8_t iv[16], const uint8_t *in, size_t len,
+                        uint8_t *out)
+{
+    if (len > INT_MAX)
+        return WA_CRYPTO_EINVAL;
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    int n = 0, ok = c && EVP_EncryptInit_ex(c, EVP_aes_256_ctr(), NULL, key, iv) == 1;
+    if (ok && len)
+        ok = EVP_EncryptUpdate(c, out, &n, in, (int)len) == 1 && (size_t)n == len;
+    ok = ok && EVP_EncryptFinal_ex(c, out + len, &n) == 1 && n == 0;
+    EVP_CIPHER_CTX_free(c);
+    return ok ? 0 : WA_CRYPTO_EFAIL;
+}
+
 int wa_crypto_aesgcm_seal(const uint8_t key[32], const uint8_t iv[12], const uint8_t *aad,
                           size_t aad_len, const uint8_t *pt, size_t pt_len, uint8_t *out)
 {

@@ -1,6 +1,7 @@
 /* Cryptographic primitives of the WhatsApp companion (protocol doc 9), on
  * OpenSSL 3 (EVP APIs only): Curve25519 key pairs and X25519, SHA-256,
- * HMAC-SHA256, HKDF-SHA256, AES-256-GCM, MD5 (build hash), constant-time
+ * HMAC-SHA256, HKDF-SHA256, PBKDF2-HMAC-SHA256, AES-256-GCM, AES-256-CTR, MD5
+ * (build hash), constant-time
  * comparison, and XEdDSA signatures on Curve25519 keys exactly as libsignal's
  * curve_calculate_signature / curve_verify_signature (libsignal-protocol-c,
  * with its crypto provider implemented on OpenSSL).
@@ -76,6 +77,20 @@ int wa_crypto_aesgcm_seal(const uint8_t key[32], const uint8_t iv[12], const uin
  * (out is then wiped), EINVAL when ct_len < 16 or too large, or EFAIL. */
 int wa_crypto_aesgcm_open(const uint8_t key[32], const uint8_t iv[12], const uint8_t *aad,
                           size_t aad_len, const uint8_t *ct, size_t ct_len, uint8_t *out);
+
+/* PBKDF2-HMAC-SHA256 (RFC 8018) of `pw` with `salt` and `iterations`
+ * rounds into out_len bytes (pw and salt may be empty). It costs about
+ * 2 x iterations SHA-256 blocks: run large counts off the event loop.
+ * Returns 0, EINVAL (iterations 0, out_len 0, a length over INT_MAX), or
+ * EFAIL. */
+int wa_crypto_pbkdf2_sha256(const uint8_t *pw, size_t pw_len, const uint8_t *salt, size_t salt_len,
+                            unsigned iterations, uint8_t *out, size_t out_len);
+
+/* AES-256-CTR with a 128-bit big-endian counter starting at `iv` over
+ * len bytes of `in` into `out` (the same operation encrypts and decrypts;
+ * out may equal in). Returns 0, EINVAL for len over INT_MAX, or EFAIL. */
+int wa_crypto_aes256ctr(const uint8_t key[32], const uint8_t iv[16], const uint8_t *in, size_t len,
+                        uint8_t *out);
 
 /* MD5 (only for WhatsApp's build hash, protocol doc 3.4; not a security
  * use). Returns 0 or EFAIL. */

@@ -117,6 +117,11 @@ void wa_client_qr_refresh(wa_client_t *c, const wa_node_t *n)
     }
     explicit_bzero(secret, 32);
     LOG_INFO("wa", "WhatsApp refreshed the pairing secret; QR redrawn");
+    wa_client_qr_redraw(c);
+}
+
+void wa_client_qr_redraw(wa_client_t *c)
+{
     if (c->qr_shown && c->qr_expires_at_ms > wa_client_now_ms())
         show(c, (size_t)c->qr_shown - 1, c->qr_expires_at_ms);
 }

@@ -1,10 +1,13 @@
 /* Unit tests of api/: the API key check (exact match only, whatever the
  * presented length), the per-address lockout after repeated wrong keys, the
- * error model's HTTP and gRPC mappings, and the passkey step's views. */
+ * error model's HTTP and gRPC mappings, the passkey step's views, and the pairing-code handler
+ * (phone normalisation, body, the driver's answers mapped, cancellation, the code shown in status
+ * to key holders only). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,6 +120,7 @@ static void test_error_mappings(void **state)
         {API_ERR_UNREACHABLE, 502, 14},
         {API_ERR_SHUTTING_DOWN, 503, 14},
         {API_ERR_INTERNAL, 500, 13},
+        {API_ERR_ALREADY_LINKED, 409, 9},
         {API_ERR_CONFLICT, 409, 9},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
@@ -125,6 +129,226 @@ static void test_error_mappings(void **state)
         assert_non_null(api_code_message(map[i].code));
         assert_true(strlen(api_code_message(map[i].code)) > 0);
     }
+}
+
+/* --- pairing code --- */
+
+static void test_normalize_phone(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } ok[] = {
+        {"+62 812-3456-7890", "6281234567890"}, {"15551234567", "15551234567"},
+        {"+1 555 123 4567", "15551234567"},     {"12345678", "12345678"},
+        {"123456789012345", "123456789012345"}, {"  4915112345678 ", "4915112345678"},
+    };
+    char out[16];
+    const char *why;
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        assert_int_equal(api_normalize_phone(ok[i].in, strlen(ok[i].in), out, &why), 0);
+        assert_string_equal(out, ok[i].out);
+    }
+    static const char *const bad[] = {
+        "",
+        "+",
+        "1234567",
+        "1234567890123456",
+        "+1 (555) 123-4567",
+        "15551234567x",
+        "++15551234567",
+        "0812 3456 7890",
+        "1555.123.4567",
+        "1555\n1234567",
+        "+1+5551234567",
+        "\xd9\xa1\xd9\xa2\xd9\xa3\xd9\xa4\xd9\xa5\xd9\xa6\xd9\xa7\xd9\xa8"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why = NULL;
+        assert_int_equal(api_normalize_phone(bad[i], strlen(bad[i]), out, &why), -1);
+        assert_non_null(why);
+    }
+    /* an embedded NUL is not a digit */
+    assert_int_equal(api_normalize_phone("1555123\0"
+                                         "4567",
+                                         12, out, &why),
+                     -1);
+}
+
+static void test_pairing_code_body(void **state)
+{
+    (void)state;
+    char out[16];
+    const char *why;
+    assert_int_equal(
+        api_parse_pairing_code_body(K("{\"phoneNumber\":\"+62 812-3456-7890\"}"), out, &why), 0);
+    assert_string_equal(out, "6281234567890");
+    assert_int_equal(
+        api_parse_pairing_code_body(K("{\"x\":1,\"phoneNumber\":\"15551234567\"}"), out, &why), 0);
+    static const char *const bad[] = {"",
+                                      "{",
+                                      "[\"15551234567\"]",
+                                      "\"15551234567\"",
+                                      "{}",
+                                      "{\"phone\":\"15551234567\"}",
+                                      "{\"phoneNumber\":15551234567}",
+                                      "{\"phoneNumber\":null}",
+                                      "{\"phoneNumber\":\"123\"}",
+                                      "{\"phoneNumber\":\"\xff\xfe\"}",
+                                      "{\"phoneNumber\":\"15551234567\",\"phoneNumber\":\"x\"}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why = NULL;
+        assert_int_equal(api_parse_pairing_code_body(bad[i], strlen(bad[i]), out, &why), -1);
+        assert_non_null(why);
+    }
+    assert_int_equal(
+        api_parse_pairing_code_body("{\"phoneNumber\":\"1555\0001234567\"}", 30, out, &why), -1);
+}
+
+/* A driver whose pairing_code op the test answers by hand. */
+typedef struct {
+    int rc; /* what the op returns */
+    void (*done)(void *, int, const char *, int64_t);
+    void *arg;
+    char phone[32];
+} stub_t;
+
+static int stub_pairing_code(void *drv, const char *phone,
+                             void (*done)(void *, int, const char *, int64_t), void *arg)
+{
+    stub_t *st = drv;
+    snprintf(st->phone, sizeof(st->phone), "%s", phone);
+    if (st->rc == 0) {
+        st->done = done;
+        st->arg = arg;
+    }
+    return st->rc;
+}
+
+static void stub_destroy(void *drv)
+{
+    (void)drv;
+}
+
+static const sess_driver_ops_t stub_ops = {.pairing_code = stub_pairing_code,
+                                           .destroy = stub_destroy};
+
+typedef struct {
+    int called;
+    api_code_t code;
+    char text[16];
+    int expires_in;
+} got_t;
+
+static void on_code(api_result_t r, const char *code, int expires_in, void *arg)
+{
+    got_t *g = arg;
+    g->called++;
+    g->code = r.code;
+    snprintf(g->text, sizeof(g->text), "%s", code ? code : "");
+    g->expires_in = expires_in;
+    if (r.code != API_OK && r.code != API_ERR_NOT_FOUND)
+        assert_non_null(r.snap); /* errors come with the state */
+    api_result_clear(&r);
+}
+
+static void test_pairing_code_handler(void **state)
+{
+    fx_t *fx = *state;
+    stub_t st = {0};
+    sess_t *s = sess_registry_add(fx->reg, "default");
+    sess_set_driver(s, &stub_ops, &st);
+    /* refused at once: the callback runs before the call returns */
+    static const struct {
+        int rc;
+        api_code_t code;
+        int http;
+    } now[] = {
+        {SESS_ELINKED, API_ERR_ALREADY_LINKED, 409}, {SESS_ESTATE, API_ERR_ALREADY_LINKED, 409},
+        {SESS_EBUSY, API_ERR_RATE_LIMITED, 429},     {SESS_EINVAL, API_ERR_BAD_REQUEST, 400},
+        {SESS_ENOTSUP, API_ERR_INTERNAL, 500},       {SESS_EUNREACH, API_ERR_UNREACHABLE, 502},
+        {SESS_ESTOPPED, API_ERR_SHUTTING_DOWN, 503},
+    };
+    for (size_t i = 0; i < sizeof(now) / sizeof(now[0]); i++) {
+        got_t g = {0};
+        st.rc = now[i].rc;
+        assert_null(api_pairing_code(fx->api, NULL, "15551234567", on_code, &g));
+        assert_int_equal(g.called, 1);
+        assert_int_equal(g.code, now[i].code);
+        assert_int_equal(api_http_status(g.code), now[i].http);
+    }
+    assert_string_equal(st.phone, "15551234567");
+    /* answered later: the code and its seconds */
+    got_t g = {0};
+    st.rc = 0;
+    assert_non_null(api_pairing_code(fx->api, "default", "15551234567", on_code, &g));
+    assert_int_equal(g.called, 0);
+    st.done(st.arg, 0, "ABCD-EFGH", sess_now_ms() + 59500);
+    assert_int_equal(g.called, 1);
+    assert_int_equal(g.code, API_OK);
+    assert_string_equal(g.text, "ABCD-EFGH");
+    assert_int_equal(g.expires_in, 60);
+    /* and the errors that come later */
+    static const struct {
+        int rc;
+        api_code_t code;
+    } later[] = {{SESS_EREFUSED, API_ERR_UNREACHABLE},
+                 {SESS_ETIMEOUT, API_ERR_TIMEOUT},
+                 {SESS_EUNREACH, API_ERR_UNREACHABLE},
+                 {SESS_ESTOPPED, API_ERR_SHUTTING_DOWN},
+                 {-1, API_ERR_INTERNAL}};
+    for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++) {
+        got_t h = {0};
+        assert_non_null(api_pairing_code(fx->api, NULL, "15551234567", on_code, &h));
+        st.done(st.arg, later[i].rc, NULL, 0);
+        assert_int_equal(h.called, 1);
+        assert_int_equal(h.code, later[i].code);
+        assert_string_equal(h.text, "");
+    }
+    /* the caller left: no callback (and nothing leaks) */
+    got_t c = {0};
+    api_pc_t *p = api_pairing_code(fx->api, NULL, "15551234567", on_code, &c);
+    api_pairing_code_cancel(p);
+    st.done(st.arg, 0, "ABCD-EFGH", sess_now_ms() + 1000);
+    assert_int_equal(c.called, 0);
+    /* an unknown session */
+    got_t u = {0};
+    assert_null(api_pairing_code(fx->api, "nope", "15551234567", on_code, &u));
+    assert_int_equal(u.code, API_ERR_NOT_FOUND);
+}
+
+static void test_link_code_in_status(void **state)
+{
+    fx_t *fx = *state;
+    sess_t *s = sess_registry_add(fx->reg, "default");
+    int64_t t = sess_now_ms();
+    sess_change_t c = {.state = SESS_QR_READY,
+                       .qr_text = "qr",
+                       .qr_expires_at_ms = t + 20000,
+                       .link_code = "ABCD-EFGH",
+                       .link_code_expires_at_ms = t + 30000};
+    assert_int_equal(sess_publish(s, &c), 0);
+    api_result_t r = api_status(fx->api, NULL);
+    assert_int_equal(r.code, API_OK);
+    char *with = api_json_status(r.snap, 1, t);
+    char *without = api_json_status(r.snap, 0, t);
+    char *event = api_json_event(r.snap, 1, t);
+    char *expired = api_json_status(r.snap, 1, t + 30000);
+    assert_non_null(strstr(with, "\"linkCode\":\"ABCD-EFGH\",\"linkCodeExpiresIn\":30"));
+    assert_non_null(strstr(event, "\"linkCode\":\"ABCD-EFGH\""));
+    assert_null(strstr(without, "linkCode"));
+    assert_null(strstr(without, "ABCD"));
+    assert_non_null(strstr(expired, "\"linkCode\":null,\"linkCodeExpiresIn\":0"));
+    assert_int_equal(api_link_code_expires_in(r.snap, t + 29001), 1);
+    assert_int_equal(api_link_code_expires_in(r.snap, t + 30000), 0);
+    free(with);
+    free(without);
+    free(event);
+    free(expired);
+    api_result_clear(&r);
+    char *ok = api_json_pairing_code("ABCD-EFGH", 160);
+    assert_string_equal(ok, "{\"success\":true,\"message\":\"" API_PAIRING_CODE_MESSAGE
+                            "\",\"data\":{\"pairingCode\":\"ABCD-EFGH\",\"expiresIn\":160}}");
+    free(ok);
 }
 
 /* The passkey step's views: options only while pending, and only to key
@@ -172,6 +396,7 @@ static void test_passkey_views(void **state)
     sess_change_t k = {.state = SESS_CONNECTING,
                        .detail = "passkey_confirm",
                        .link_code = "ABCD-EFGH",
+                       .link_code_expires_at_ms = 60000,
                        .clear_link = 1};
     assert_int_equal(sess_publish(s, &k), 0);
     r = api_status(fx->api, NULL);
@@ -220,6 +445,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_key_configured, setup_nokey, teardown),
         cmocka_unit_test_setup_teardown(test_lockout_per_address, setup_key, teardown),
         cmocka_unit_test(test_error_mappings),
+        cmocka_unit_test(test_normalize_phone),
+        cmocka_unit_test(test_pairing_code_body),
+        cmocka_unit_test_setup_teardown(test_pairing_code_handler, setup_key, teardown),
+        cmocka_unit_test_setup_teardown(test_link_code_in_status, setup_key, teardown),
         cmocka_unit_test_setup_teardown(test_passkey_views, setup_key, teardown),
         cmocka_unit_test_setup_teardown(test_passkey_response_without_step, setup_key, teardown),
     };

@@ -204,7 +204,7 @@ for mod, g in ((ra, rag), (r1, r1g)):
     svc = pool.FindServiceByName("wagateway.v1.Gateway")
     methods = sorted(m.name for m in svc.methods)
     check(set(methods) >= {"GetQR", "GetStatus", "Logout", "Reconnect", "WatchStatus",
-                           "GetPasskeyOptions", "SendPasskeyAssertion"}, methods)
+                           "GetPasskeyOptions", "SendPasskeyAssertion", "RequestPairingCode"}, methods)
     m = svc.methods_by_name["GetStatus"]
     factory = message_factory.MessageFactory(pool)
     Req = factory.GetPrototype(m.input_type)

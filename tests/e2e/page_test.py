@@ -4,7 +4,9 @@ the DevTools protocol: it shows QR_READY from the event stream; a screenshot
 of the QR decodes (zbarimg) to the current QR string; after a click on
 "Simulate phone scan" it shows CONNECTED within 2 seconds without a reload;
 after a logout fault from the fake server it shows DISCONNECTED with the
-reason. The page also works with PAGE turned off (404)."""
+reason; "Link with phone number instead" then shows a pairing code with its
+countdown, and the simulated phone typing it links (CONNECTED). The page
+also works with PAGE turned off (404)."""
 import base64, http.client, json, os, shutil, socket, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -116,6 +118,24 @@ wait_text("detail", "Logged out", 2)
 check(js("performance.getEntriesByType('navigation').length") == 1, "the page was reloaded")
 open(os.path.join(OUT, "page-disconnected.png"), "wb").write(
     base64.b64decode(cdp("Page.captureScreenshot", format="png")["data"]))
+
+# linking by phone number from DISCONNECTED: the form starts a registration
+# and shows the code with its countdown; the simulated phone types it
+js("document.getElementById('phonebox').open = true;"
+   "document.getElementById('phone').value = '+1 555-123-4567';"
+   "document.getElementById('phoneform').requestSubmit()")
+wait_text("code", "-", 15)
+code = js("document.getElementById('code').textContent")
+st, b = req(port, "GET", "/api/whatsapp/status")
+check(json.loads(b)["data"].get("linkCode") == code, "page code %r is not the status's" % code)
+wait_text("codecountdown", "Valid for", 2)
+check(js("getComputedStyle(document.getElementById('qrbox')).display") != "none", "QR hidden beside the code")
+open(os.path.join(OUT, "page-code.png"), "wb").write(
+    base64.b64decode(cdp("Page.captureScreenshot", format="png")["data"]))
+js("document.getElementById('typecode').click()")
+wait_text("state", "CONNECTED", 10)
+check(js("getComputedStyle(document.getElementById('phonebox')).display") == "none", "code form while linked")
+print("linked by pairing code from the page")
 
 ws.close()
 cr.terminate()

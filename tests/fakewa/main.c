@@ -4,6 +4,7 @@
  * the server and the phone (see whatsapp.h). Control API on the same port:
  *   GET  /control/state            counters and paired devices (JSON)
  *   POST /control/scan   body=QR   the phone scans this QR
+ *   POST /control/pair-code body=CODE  the phone's user types this pairing code
  *   POST /control/fault  body=NAME inject a fault (see fakewa_fault_t in
  *        whatsapp.h: drop, stall, garbage, restart, logged_out, replaced,
  *        server_error, outdated, banned, bad_hmac, bad_signature, drop_ping,

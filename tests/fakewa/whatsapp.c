@@ -426,6 +426,8 @@ static void handle_iq(conn_state_t *cs, const wa_node_t *n)
         fakewa_wa_reply(cs, n, "result", NULL);
     } else if (fakewa_passkey_iq(cs, n)) {
         /* the passkey step of linking */
+    } else if (xmlns && !strcmp(xmlns, "md") && wa_node_child(n, "link_code_companion_reg")) {
+        fakewa_pc_iq(cs, n);
     } else if (xmlns && !strcmp(xmlns, "md") && wa_node_child(n, "remove-companion-device")) {
         w->stats.logouts++;
         forget_device(w, cs->noise_pub);
@@ -462,6 +464,7 @@ static void on_close(void *arg, fakewa_conn_t *c, const char *reason)
         }
     w->stats.live--;
     fakewa_passkey_conn_free(cs);
+    fakewa_pc_conn_free(cs);
     free(cs);
 }
 
@@ -485,7 +488,8 @@ static void on_ping_timer(uv_timer_t *t)
 }
 
 /* The control API: GET /control/state, POST /control/scan (body: the QR
- * text), POST /control/fault (body: a fault name). */
+ * text), POST /control/pair-code (body: the code typed on the phone),
+ * POST /control/fault (body: a fault name). */
 static int on_http(void *arg, int post, const char *path, const char *body, size_t len, char **resp)
 {
     fakewa_wa_t *w = arg;
@@ -509,6 +513,15 @@ static int on_http(void *arg, int post, const char *path, const char *body, size
                      rc ? why : "");
         *resp = strdup(buf);
         return rc < 0 ? 409 : rc >= 1 ? 202 : 200;
+    }
+    if (post && !strcmp(path, "/control/pair-code")) {
+        char why[128], code[32];
+        snprintf(code, sizeof(code), "%.*s", (int)strcspn(body, "\r\n"), body);
+        int rc = fakewa_wa_pair_code(w, code, why, sizeof(why));
+        snprintf(buf, sizeof(buf), rc ? "{\"ok\":false,\"error\":\"%s\"}" : "{\"ok\":true}",
+                 rc ? why : "");
+        *resp = strdup(buf);
+        return rc ? 409 : 200;
     }
     if (post && !strcmp(path, "/control/fault")) {
         char name[32];
@@ -579,6 +592,7 @@ void fakewa_wa_free(fakewa_wa_t *w)
     while (w->conns) {
         conn_state_t *n = w->conns->next;
         fakewa_passkey_conn_free(w->conns);
+        fakewa_pc_conn_free(w->conns);
         free(w->conns);
         w->conns = n;
     }
@@ -880,6 +894,13 @@ static const struct {
     STAT("routed", routed),
     STAT("badNodesSent", bad_nodes_sent),
     STAT("doubleLive", double_live),
+    STAT("pairCodeHellos", paircode_hellos),
+    STAT("pairCodeBadHellos", paircode_bad_hellos),
+    STAT("pairCodeEntries", paircode_entries),
+    STAT("pairCodeAccepted", paircode_accepted),
+    STAT("pairCodeRefused", paircode_refused),
+    STAT("pairCodeTooMany", paircode_too_many),
+    STAT("pairCodeBadFinishes", paircode_bad_finishes),
 };
 
 char *fakewa_wa_state_json(const fakewa_wa_t *w)

@@ -1,6 +1,7 @@
 /* The fake WhatsApp server's protocol behaviour on top of fakewa.c: answers
  * a registration with pair-device refs, lets a simulated phone scan a QR
- * (refusing expired refs), sends a correctly signed pair-success and checks
+ * (refusing expired refs) or type a pairing code (paircode.c), sends a
+ * correctly signed pair-success and checks
  * the companion's device signature, asks for the 515 restart, checks logins
  * against the devices it paired, answers pings, pre-key count and upload,
  * logout, plays the passkey step of linking (passkey.c), and injects every
@@ -88,6 +89,14 @@ typedef struct {
     int bad_nodes_sent;   /* undecodable stanzas sent */
     int double_live;      /* logins of a device that had a live connection already
                              (the older one is sent conflict "replaced", as WhatsApp does) */
+    /* linking by pairing code */
+    int paircode_hellos;       /* companion_hello requests answered with a ref */
+    int paircode_bad_hellos;   /* companion_hello (or unknown stages) refused with 400 */
+    int paircode_entries;      /* codes typed on the phone (primary_hello sent) */
+    int paircode_accepted;     /* key bundles that opened: pair-success sent */
+    int paircode_refused;      /* key bundles that did not open: wrong code */
+    int paircode_too_many;     /* tries refused after 3 for one code */
+    int paircode_bad_finishes; /* companion_finish without a matching primary_hello */
 } fakewa_wa_stats_t;
 
 /* Starts the server. Returns NULL with a message in err. */
@@ -105,6 +114,15 @@ fakewa_t *fakewa_wa_transport(fakewa_wa_t *w);
  * when it asked for a passkey first (fakewa_wa_passkey_on_scan), or -1 with a reason in why
  * (unknown ref, expired ref, retired secret, no such connection, malformed). */
 int fakewa_wa_scan(fakewa_wa_t *w, const char *qr, char *why, size_t whylen);
+
+/* The phone's user types `typed` (a pairing code, "ABCD-EFGH" or
+ * "abcdefgh") under Linked devices > Link with phone number: the phone
+ * answers the newest companion_hello with primary_hello. Whether the code
+ * was right shows when companion_finish arrives (paircode_accepted: a
+ * pair-success follows; paircode_refused). Returns 0 when primary_hello was
+ * sent, -1 with a reason in why (malformed code, no code requested, expired,
+ * more than 3 tries). */
+int fakewa_wa_pair_code(fakewa_wa_t *w, const char *typed, char *why, size_t whylen);
 
 /* Injects or arms a fault. */
 void fakewa_wa_fault(fakewa_wa_t *w, fakewa_fault_t f);

@@ -1,7 +1,7 @@
 /* The inside of the fake WhatsApp server's protocol layer, shared by its
  * files: whatsapp.c (connections, logins, pairing by QR, faults, control),
- * and the files of later linking flows, which hook in through the `ext`
- * pointers. Tests only. */
+ * and the files of later linking flows (paircode.c), which hook in through
+ * the `ext` pointers. Tests only. */
 #ifndef WG_TESTS_FAKEWA_WHATSAPP_INTERNAL_H
 #define WG_TESTS_FAKEWA_WHATSAPP_INTERNAL_H
 
@@ -124,5 +124,14 @@ char *fakewa_passkey_state_json(const fakewa_wa_t *w);
 /* Frees the per-connection and the server-wide state. */
 void fakewa_passkey_conn_free(conn_state_t *cs);
 void fakewa_passkey_free(fakewa_wa_t *w);
+/* --- paircode.c: linking by pairing code (server and phone) --- */
+
+/* <iq xmlns="md"><link_code_companion_reg stage=...>: companion_hello is
+ * checked and answered with a pairing ref (or 400), companion_finish opens
+ * the phone's key bundle and links (or counts a refused code). */
+void fakewa_pc_iq(conn_state_t *cs, const wa_node_t *iq);
+
+/* Frees a connection's pairing-code state (on close). */
+void fakewa_pc_conn_free(conn_state_t *cs);
 
 #endif

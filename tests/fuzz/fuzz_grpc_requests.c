@@ -14,6 +14,7 @@ static const ProtobufCMessageDescriptor *const descs[] = {
     &wagateway__v1__reconnect_request__descriptor,
     &wagateway__v1__logout_request__descriptor,
     &wagateway__v1__watch_status_request__descriptor,
+    &wagateway__v1__pairing_code_request__descriptor,
     &grpc__health__v1__health_check_request__descriptor,
     &grpc__reflection__v1alpha__server_reflection_request__descriptor,
 };

@@ -1,6 +1,7 @@
 /* Integration tests of the session life cycle: registry + driver + store +
  * protocol client against the fake WhatsApp server (tests/fakewa) on
- * loopback, asserting the sequence of states subscribers see: pairing by QR,
+ * loopback, asserting the sequence of states subscribers see: pairing by QR
+ * and by pairing code (wrong codes refused, tries, the QR usable meanwhile),
  * login after a restart, QR rotation and expiry, rejected pairings, every
  * server verdict and fault, and logout. */
 #include <setjmp.h>
@@ -41,7 +42,8 @@ typedef struct {
     int refs;
     /* client timings for the next start_gateway (0 = the fixture's) */
     unsigned ka_ms, ka_timeout_ms, login_timeout_ms;
-    int ka_defaults; /* 1: the product's keepalive defaults */
+    int ka_defaults;   /* 1: the product's keepalive defaults */
+    sess_gate_t *gate; /* connection gate for the next start_gateway, or NULL */
 } fx_t;
 
 static void drain(fx_t *fx)
@@ -126,8 +128,11 @@ static void start_gateway(fx_t *fx)
     assert_int_equal(store_open(fx->dir, &fx->store, err, sizeof(err)), 0);
     fx->reg = sess_registry_new(&fx->loop, NULL);
     fx->s = sess_registry_add(fx->reg, "default");
-    sess_driver_opts_t o = {
-        .fsock = fx->fsock, .store = fx->store, .backoff_min_ms = 50, .backoff_max_ms = 400};
+    sess_driver_opts_t o = {.fsock = fx->fsock,
+                            .store = fx->store,
+                            .gate = fx->gate,
+                            .backoff_min_ms = 50,
+                            .backoff_max_ms = 400};
     char url[128];
     snprintf(url, sizeof(url), "ws://127.0.0.1:%d/ws/chat",
              fakewa_port(fakewa_wa_transport(fx->srv)));
@@ -522,6 +527,266 @@ static void test_logout_wipes(void **state)
     must(fx, wait_for(fx, 0, SESS_QR_READY, NULL, 3000), "QR after logout and restart");
 }
 
+/* --- linking by pairing code --- */
+
+typedef struct {
+    int called, rc;
+    char code[16];
+    int64_t expires_at_ms;
+} code_answer_t;
+
+static void on_code(void *arg, int rc, const char *code, int64_t expires_at_ms)
+{
+    code_answer_t *a = arg;
+    a->called++;
+    a->rc = rc;
+    snprintf(a->code, sizeof(a->code), "%s", code ? code : "");
+    a->expires_at_ms = expires_at_ms;
+}
+
+/* Asks for a code for the fake phone's number and runs the loop until the
+ * answer; returns it. */
+static code_answer_t request_code(fx_t *fx)
+{
+    code_answer_t a = {0};
+    int rc = sess_pairing_code(fx->s, "15551234567", on_code, &a);
+    assert_int_equal(rc, 0);
+    fx->timed_out = 0;
+    uv_timer_start(&fx->guard, on_guard, 10000, 0);
+    while (!a.called && !fx->timed_out)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    uv_timer_stop(&fx->guard);
+    drain(fx);
+    assert_int_equal(a.called, 1);
+    return a;
+}
+
+/* Runs the loop until `*counter` reaches `want` (bounded). */
+static void wait_count(fx_t *fx, const int *counter, int want, const char *what)
+{
+    fx->timed_out = 0;
+    uv_timer_start(&fx->guard, on_guard, 5000, 0);
+    while (*counter < want && !fx->timed_out)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    uv_timer_stop(&fx->guard);
+    drain(fx);
+    if (*counter < want)
+        fail_msg("timed out waiting for %s", what);
+}
+
+/* The code in the snapshot, shown while the state stays QR_READY with its QR. */
+static void assert_code_published(fx_t *fx, const code_answer_t *a)
+{
+    sess_snapshot_t *snap = sess_current(fx->s);
+    assert_int_equal(snap->state, SESS_QR_READY);
+    assert_non_null(snap->qr);
+    assert_non_null(snap->link_code);
+    assert_string_equal(snap->link_code, a->code);
+    assert_int_equal(snap->link_code_expires_at_ms, a->expires_at_ms);
+    sess_snapshot_unref(snap);
+}
+
+static void test_paircode_links(void **state)
+{
+    fx_t *fx = *state;
+    start_gateway(fx);
+    must(fx, wait_for(fx, 0, SESS_QR_READY, NULL, 5000), "QR_READY");
+    int64_t t0 = sess_now_ms();
+    code_answer_t a = request_code(fx);
+    assert_int_equal(a.rc, 0);
+    assert_int_equal(strlen(a.code), 9);
+    assert_int_equal(a.code[4], '-');
+    /* 180 s, or less when the connection's QR codes run out first */
+    assert_true(a.expires_at_ms > t0 && a.expires_at_ms <= t0 + 180000);
+    assert_true(a.expires_at_ms <= t0 + 4000 + 5 * 2000 + 500);
+    assert_code_published(fx, &a);
+    const fakewa_wa_stats_t *st = fakewa_wa_stats(fx->srv);
+    assert_int_equal(st->paircode_hellos, 1);
+    assert_int_equal(st->paircode_bad_hellos, 0);
+    /* the phone's user types it */
+    int from = fx->nseen;
+    char why[128];
+    assert_int_equal(fakewa_wa_pair_code(fx->srv, a.code, why, sizeof(why)), 0);
+    int c = wait_for(fx, from, SESS_CONNECTED, NULL, 5000);
+    must(fx, c, "CONNECTED after the code");
+    must(fx, wait_for(fx, from, SESS_CONNECTING, "paired", 1), "CONNECTING/paired");
+    assert_int_equal(st->paircode_entries, 1);
+    assert_int_equal(st->paircode_accepted, 1);
+    assert_int_equal(st->paircode_refused, 0);
+    assert_int_equal(st->paired, 1);
+    assert_int_equal(st->pair_errors, 0);
+    run_for(fx, 200);
+    assert_int_equal(st->unacked, 0); /* primary_hello was acked */
+    sess_snapshot_t *snap = sess_current(fx->s);
+    assert_int_equal(snap->state, SESS_CONNECTED);
+    assert_null(snap->link_code); /* gone once linked */
+    assert_true(snap->linked);
+    sess_snapshot_unref(snap);
+    /* linked now: no code */
+    code_answer_t b = {0};
+    assert_int_equal(sess_pairing_code(fx->s, "15551234567", on_code, &b), SESS_ELINKED);
+    assert_int_equal(b.called, 0);
+}
+
+static void test_paircode_wrong_code_then_right(void **state)
+{
+    fx_t *fx = *state;
+    start_gateway(fx);
+    must(fx, wait_for(fx, 0, SESS_QR_READY, NULL, 5000), "QR_READY");
+    code_answer_t a = request_code(fx);
+    assert_int_equal(a.rc, 0);
+    const fakewa_wa_stats_t *st = fakewa_wa_stats(fx->srv);
+    /* one character off: the phone cannot open the key bundle */
+    char wrong[16];
+    snprintf(wrong, sizeof(wrong), "%s", a.code);
+    wrong[0] = wrong[0] == 'Z' ? 'Y' : 'Z';
+    char why[128];
+    assert_int_equal(fakewa_wa_pair_code(fx->srv, wrong, why, sizeof(why)), 0);
+    wait_count(fx, &st->paircode_refused, 1, "the wrong code refused");
+    assert_int_equal(st->paircode_accepted, 0);
+    assert_int_equal(st->paired, 0);
+    /* WhatsApp refreshes the QR secret meanwhile: the code flow keeps it */
+    int refreshes = st->refreshes;
+    fakewa_wa_fault(fx->srv, FAKEWA_REFRESH);
+    wait_count(fx, &st->refreshes, refreshes + 1, "companion_reg_refresh");
+    run_for(fx, 100);
+    sess_snapshot_t *snap = sess_current(fx->s);
+    assert_int_equal(snap->state, SESS_QR_READY); /* still waiting, QR and code shown */
+    assert_non_null(snap->link_code);
+    sess_snapshot_unref(snap);
+    /* the right code on the second try links */
+    int from = fx->nseen;
+    assert_int_equal(fakewa_wa_pair_code(fx->srv, a.code, why, sizeof(why)), 0);
+    must(fx, wait_for(fx, from, SESS_CONNECTED, NULL, 5000), "CONNECTED with the right code");
+    assert_int_equal(st->paircode_refused, 1);
+    assert_int_equal(st->paircode_accepted, 1);
+    assert_int_equal(st->paired, 1);
+    assert_int_equal(st->pair_errors, 0);
+    for (int i = 0; i < fx->nseen; i++)
+        assert_string_not_equal(fx->detail[i], "pairing_failed");
+}
+
+static void test_paircode_tries_and_rate(void **state)
+{
+    fx_t *fx = *state;
+    start_gateway(fx);
+    must(fx, wait_for(fx, 0, SESS_QR_READY, NULL, 5000), "QR_READY");
+    code_answer_t a = request_code(fx);
+    assert_int_equal(a.rc, 0);
+    /* a second request within 10 s is refused without reaching WhatsApp */
+    code_answer_t b = {0};
+    assert_int_equal(sess_pairing_code(fx->s, "15551234567", on_code, &b), SESS_EBUSY);
+    assert_int_equal(sess_pairing_code(fx->s, "+15551234567", on_code, &b), SESS_EINVAL);
+    assert_int_equal(sess_pairing_code(fx->s, "", on_code, &b), SESS_EINVAL);
+    assert_int_equal(b.called, 0);
+    const fakewa_wa_stats_t *st = fakewa_wa_stats(fx->srv);
+    assert_int_equal(st->paircode_hellos, 1);
+    /* three wrong codes, then the phone gives up on this code */
+    char why[128], wrong[16];
+    snprintf(wrong, sizeof(wrong), "%s", a.code);
+    for (int i = 0; i < 3; i++) {
+        wrong[8] = wrong[8] == 'Z' ? (char)('2' + i) : 'Z';
+        assert_int_equal(fakewa_wa_pair_code(fx->srv, wrong, why, sizeof(why)), 0);
+        wait_count(fx, &st->paircode_refused, i + 1, "a wrong code refused");
+    }
+    assert_int_equal(fakewa_wa_pair_code(fx->srv, a.code, why, sizeof(why)), -1);
+    assert_int_equal(st->paircode_too_many, 1);
+    /* the QR stays usable meanwhile: a scan links */
+    sess_snapshot_t *snap = sess_current(fx->s);
+    char qr[400];
+    snprintf(qr, sizeof(qr), "%s", snap->qr->text);
+    sess_snapshot_unref(snap);
+    int from = fx->nseen;
+    assert_int_equal(fakewa_wa_scan(fx->srv, qr, why, sizeof(why)), 0);
+    must(fx, wait_for(fx, from, SESS_CONNECTED, NULL, 5000), "CONNECTED by a scan");
+    assert_int_equal(st->paircode_accepted, 0);
+}
+
+/* WhatsApp refuses companion_hello (here: not the phone's number): the
+ * request fails with SESS_EREFUSED, the QR stays. */
+static void test_paircode_refused(void **state)
+{
+    fx_t *fx = *state;
+    start_gateway(fx);
+    must(fx, wait_for(fx, 0, SESS_QR_READY, NULL, 5000), "QR_READY");
+    code_answer_t a = {0};
+    assert_int_equal(sess_pairing_code(fx->s, "15550000000", on_code, &a), 0);
+    fx->timed_out = 0;
+    uv_timer_start(&fx->guard, on_guard, 10000, 0);
+    while (!a.called && !fx->timed_out)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    uv_timer_stop(&fx->guard);
+    assert_int_equal(a.called, 1);
+    assert_int_equal(a.rc, SESS_EREFUSED);
+    assert_string_equal(a.code, "");
+    assert_int_equal(fakewa_wa_stats(fx->srv)->paircode_bad_hellos, 1);
+    sess_snapshot_t *snap = sess_current(fx->s);
+    assert_int_equal(snap->state, SESS_QR_READY);
+    assert_null(snap->link_code);
+    sess_snapshot_unref(snap);
+    char why[128];
+    assert_int_equal(fakewa_wa_pair_code(fx->srv, "ABCD-EFGH", why, sizeof(why)), -1);
+}
+
+/* Behind the connection gate (CONNECT_RATE): the request waits with the
+ * connection for its turn, then gets its code; one still waiting when the
+ * session stops ends with SESS_ESTOPPED. */
+static void test_paircode_behind_gate(void **state)
+{
+    fx_t *fx = *state;
+    fx->gate = sess_gate_new(&fx->loop, 1);
+    for (int round = 0; round < 2; round++) {
+        start_gateway(fx); /* the first round takes the gate's only token */
+        must(fx, wait_for(fx, 0, SESS_QR_READY, NULL, 5000), "QR_READY");
+        assert_int_equal(sess_logout(fx->s), 0);
+        int d = wait_for(fx, 0, SESS_DISCONNECTED, "logged_out", 3000);
+        must(fx, d, "DISCONNECTED");
+        if (round == 0) {
+            code_answer_t w = {0};
+            assert_int_equal(sess_pairing_code(fx->s, "15551234567", on_code, &w), 0);
+            assert_int_equal(w.called, 0);
+            must(fx, wait_for(fx, d, SESS_CONNECTING, "queued", 1), "CONNECTING/queued");
+            stop_gateway(fx);
+            assert_int_equal(w.called, 1);
+            assert_int_equal(w.rc, SESS_ESTOPPED);
+            continue;
+        }
+        code_answer_t a = request_code(fx);
+        assert_int_equal(a.rc, 0);
+        must(fx, wait_for(fx, d, SESS_CONNECTING, "queued", 1), "CONNECTING/queued");
+        assert_code_published(fx, &a);
+        char why[128];
+        assert_int_equal(fakewa_wa_pair_code(fx->srv, a.code, why, sizeof(why)), 0);
+        must(fx, wait_for(fx, d, SESS_CONNECTED, NULL, 5000), "CONNECTED");
+    }
+    stop_gateway(fx);
+    sess_gate_close(fx->gate);
+    uv_run(&fx->loop, UV_RUN_NOWAIT);
+    sess_gate_free(fx->gate);
+    fx->gate = NULL;
+}
+
+/* From DISCONNECTED (logged out): the request starts a registration. */
+static void test_paircode_starts_registration(void **state)
+{
+    fx_t *fx = *state;
+    start_gateway(fx);
+    must(fx, wait_for(fx, 0, SESS_QR_READY, NULL, 5000), "QR_READY");
+    assert_int_equal(sess_logout(fx->s), 0);
+    int d = wait_for(fx, 0, SESS_DISCONNECTED, "logged_out", 3000);
+    must(fx, d, "DISCONNECTED");
+    int regs = fakewa_wa_stats(fx->srv)->registrations;
+    code_answer_t a = request_code(fx);
+    assert_int_equal(a.rc, 0);
+    assert_int_equal(fakewa_wa_stats(fx->srv)->registrations, regs + 1);
+    must(fx, wait_for(fx, d, SESS_CONNECTING, "registering", 1), "CONNECTING/registering");
+    must(fx, wait_for(fx, d, SESS_QR_READY, NULL, 1), "QR_READY before the code");
+    assert_code_published(fx, &a);
+    char why[128];
+    assert_int_equal(fakewa_wa_pair_code(fx->srv, a.code, why, sizeof(why)), 0);
+    must(fx, wait_for(fx, d, SESS_CONNECTED, NULL, 5000), "CONNECTED");
+}
+
 static void test_backoff_grows_and_caps(void **state)
 {
     (void)state;
@@ -814,6 +1079,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fault_restart, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_outdated_and_banned, setup, teardown),
         cmocka_unit_test_setup_teardown(test_logout_wipes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_paircode_links, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_paircode_wrong_code_then_right, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_paircode_tries_and_rate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_paircode_starts_registration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_paircode_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_paircode_behind_gate, setup, teardown),
         cmocka_unit_test(test_backoff_grows_and_caps),
         cmocka_unit_test_setup_teardown(test_pings_while_qr_shown, setup, teardown),
         cmocka_unit_test_setup_teardown(test_one_lost_ping_forgiven, setup, teardown),
