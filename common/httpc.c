@@ -15,6 +15,7 @@
 
 #define DEFAULT_TIMEOUT_MS 30000u
 #define DEFAULT_MAX_BODY (1u << 20)
+#define MAX_MAX_BODY (1u << 30) /* whatever the caller asks, bodies stay in memory */
 
 struct httpc_req {
     httpc_t *c;
@@ -391,6 +392,8 @@ int httpc_request(httpc_t *c, const httpc_request_t *o, httpc_req_t **out)
     r->done = o->done;
     r->arg = o->arg;
     r->max = o->max_body ? o->max_body : DEFAULT_MAX_BODY;
+    if (r->max > MAX_MAX_BODY)
+        r->max = MAX_MAX_BODY;
     unsigned timeout = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
     unsigned ctimeout =
         o->connect_timeout_ms && o->connect_timeout_ms < timeout ? o->connect_timeout_ms : timeout;

@@ -68,7 +68,7 @@ typedef struct {
     size_t body_len;
     unsigned timeout_ms;         /* whole exchange; 0 = 30000 */
     unsigned connect_timeout_ms; /* name resolution + connect + TLS; 0 = timeout_ms */
-    size_t max_body;             /* response body bound; 0 = 1 MiB */
+    size_t max_body;             /* response body bound; 0 = 1 MiB; at most 1 GiB */
     /* Called once when the request finished (successfully or not), unless
      * it was cancelled or the client destroyed first. */
     void (*done)(void *arg, const httpc_result_t *res);

@@ -2,7 +2,9 @@
  * and its users): plain or TLS (a self-signed certificate made at start),
  * one thread per connection with blocking I/O, so that it runs beside the
  * libuv loop under test without touching it. What it answers is decided by
- * a handler the test provides. One request per connection. Tests only. */
+ * a handler the test provides. One request per connection. Starting one
+ * ignores SIGPIPE for the process (clients hang up mid-answer on purpose).
+ * Tests only. */
 #ifndef WG_TESTS_HTTPC_TESTHTTPD_H
 #define WG_TESTS_HTTPC_TESTHTTPD_H
 
