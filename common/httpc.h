@@ -19,7 +19,9 @@
  *
  * Completion is reported once per request, on the loop thread, from a loop
  * callback (never from inside httpc_request). Loop-thread only: every
- * function here must be called on the loop's thread. */
+ * function here must be called on the loop's thread. The process must
+ * ignore SIGPIPE (main does): TLS writes to a peer that hung up would
+ * otherwise kill it. */
 #ifndef WG_COMMON_HTTPC_H
 #define WG_COMMON_HTTPC_H
 
