@@ -9,7 +9,7 @@ BUILD_PKGS="
 bazel-bootstrap bazel-bootstrap-source gcc libc6-dev make pkg-config
 libh2o-dev libwslay-dev libuv1-dev libgrpc-dev protobuf-compiler libprotobuf-dev protobuf-c-compiler
 libprotobuf-c-dev libyajl-dev libwebsockets-dev libssl-dev
-libsignal-protocol-c-dev libqrencode-dev libpng-dev libsqlite3-dev
+libsignal-protocol-c-dev libqrencode-dev libpng-dev libsqlite3-dev libcurl4-openssl-dev
 zlib1g-dev grpc-proto curl ca-certificates
 "
 TEST_PKGS="

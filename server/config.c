@@ -8,8 +8,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "session/wa/version.h"
 
 typedef enum {
     OPT_STRING,
@@ -20,7 +23,8 @@ typedef enum {
     OPT_URL,
     OPT_MS,
     OPT_COUNT,
-    OPT_VERSION
+    OPT_VERSION,
+    OPT_HTTPURL
 } opt_kind_t;
 
 typedef struct {
@@ -46,8 +50,11 @@ static const opt_t options[] = {
      "WhatsApp WebSocket endpoint (ws:// only for tests)"},
     {"wa-root-key", "WA_ROOT_KEY", OPT_HEXKEY, OFF(wa_root_key), CFG_DEFAULT_WA_ROOT_KEY,
      "trusted WhatsApp root public key, 64 hex digits"},
-    {"wa-version", "WA_VERSION", OPT_VERSION, OFF(wa_version), "2.3000.1045649367",
-     "WhatsApp Web version announced to WhatsApp (see README)"},
+    {"wa-version", "WA_VERSION", OPT_VERSION, OFF(wa_version), NULL,
+     "WhatsApp Web version to announce as is, no discovery (unset: discovered from sw.js; "
+     "built-in " WA_PAYLOAD_DEFAULT_VERSION ")"},
+    {"wa-version-url", "WA_VERSION_URL", OPT_HTTPURL, OFF(wa_version_url), NULL,
+     "where to discover the WhatsApp Web version (unset: sw.js on WA_URL's host)"},
     {"wa-ca-file", "WA_CA_FILE", OPT_STRING, OFF(wa_ca_file), NULL,
      "PEM CA bundle trusted for wss:// (unset: the system's)"},
     {"qr-first-ms", "QR_FIRST_MS", OPT_MS, OFF(qr_first_ms), "60000",
@@ -143,14 +150,15 @@ static int set_option(cfg_t *cfg, const opt_t *o, const char *v, const char *src
     case OPT_STRING:
     case OPT_URL:
     case OPT_VERSION:
+    case OPT_HTTPURL:
     case OPT_HEXKEY: {
-        if (o->kind == OPT_VERSION) {
-            unsigned long a, b, c;
-            char tail;
-            if (sscanf(v, "%lu.%lu.%lu%c", &a, &b, &c, &tail) != 3)
-                return fail(err, errlen, "invalid %s: '%s' (expected like 2.3000.1045649367)", what,
-                            v);
-        }
+        wa_version_t ver;
+        if (o->kind == OPT_VERSION && wa_version_parse(v, &ver) != 0)
+            return fail(err, errlen,
+                        "invalid %s: '%s' (expected like " WA_PAYLOAD_DEFAULT_VERSION ")", what, v);
+        if (o->kind == OPT_HTTPURL && strncasecmp(v, "http://", 7) != 0 &&
+            strncasecmp(v, "https://", 8) != 0)
+            return fail(err, errlen, "invalid %s: '%s' is not an http:// or https:// URL", what, v);
         if (o->kind == OPT_URL && strncmp(v, "ws://", 5) != 0 && strncmp(v, "wss://", 6) != 0)
             return fail(err, errlen, "invalid %s: '%s' is not a ws:// or wss:// URL", what, v);
         if (o->kind == OPT_HEXKEY) {
@@ -197,7 +205,8 @@ void cfg_free(cfg_t *cfg)
 {
     for (size_t i = 0; i < NOPTIONS; i++) {
         opt_kind_t k = options[i].kind;
-        if (k == OPT_STRING || k == OPT_URL || k == OPT_HEXKEY || k == OPT_VERSION) {
+        if (k == OPT_STRING || k == OPT_URL || k == OPT_HEXKEY || k == OPT_VERSION ||
+            k == OPT_HTTPURL) {
             char **slot = (char **)((char *)cfg + options[i].offset);
             free(*slot);
             *slot = NULL;

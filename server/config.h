@@ -25,7 +25,8 @@ typedef struct {
     log_level_t log_level;     /* LOG_LEVEL */
     int allow_insecure_remote; /* listen on a non-loopback HOST without API_KEY */
     char *cors_origins;        /* CORS_ORIGINS: comma-separated, "*" = any */
-    char *wa_version;          /* WA_VERSION: WhatsApp Web version "2.3000.x" */
+    char *wa_version;          /* WA_VERSION: version announced as is; NULL = discover */
+    char *wa_version_url;      /* WA_VERSION_URL: sw.js URL override; NULL = derived */
     char *wa_ca_file;          /* WA_CA_FILE: extra CAs for wss:// (tests) */
     int qr_first_ms;           /* QR_FIRST_MS: lifetime of the first QR */
     int qr_next_ms;            /* QR_NEXT_MS: lifetime of each later QR */

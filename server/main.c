@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "api/api.h"
+#include "common/httpc.h"
 #include "common/log.h"
 #include "api/qr.h"
 #include "server/config.h"
@@ -19,6 +20,7 @@
 #include "session/driver.h"
 #include "session/session.h"
 #include "session/store/store.h"
+#include "session/version.h"
 #include "session/wa/framesocket.h"
 
 /* --qr-terminal: prints every new QR as half-blocks on stderr, and every
@@ -36,6 +38,8 @@ typedef struct {
     cfg_t cfg;
     store_t *store;
     wa_fsock_ctx_t *fsock;
+    httpc_t *httpc;          /* outgoing HTTP (version discovery); NULL with WA_VERSION */
+    sess_version_t *version; /* the WhatsApp Web version policy */
     sess_registry_t *reg;
     api_t *api;
     metrics_t *metrics;
@@ -125,6 +129,13 @@ static void qrterm_notify(void *arg)
     uv_async_send(&q->wake);
 }
 
+/* The version in use changed: /metrics shows it (the policy logs it). */
+static void on_version(void *arg, const char *version, sess_version_source_t src)
+{
+    app_t *app = arg;
+    metrics_wa_version(app->metrics, version, sess_version_source_name(src));
+}
+
 static int ready(void *arg, const char **why)
 {
     app_t *app = arg;
@@ -170,6 +181,12 @@ int main(int argc, char **argv)
         cfg_free(&app.cfg);
         return rc ? 1 : 0;
     }
+    if (httpc_global_init() != 0) { /* before any thread starts */
+        fprintf(stderr, "wa-gateway: cannot initialise libcurl\n");
+        store_close(app.store);
+        cfg_free(&app.cfg);
+        return 1;
+    }
     uv_loop_init(&app.loop);
     wa_fsock_ctx_opts_t fo = {.ca_file = app.cfg.wa_ca_file};
     app.fsock = wa_fsock_ctx_new(&app.loop, &fo, err, sizeof(err));
@@ -184,10 +201,27 @@ int main(int argc, char **argv)
         rc = 1;
         goto out;
     }
-    sess_driver_opts_t dopts = {.fsock = app.fsock, .store = app.store};
+    if (!app.cfg.wa_version) { /* discovery: sw.js over HTTPS, same CAs as wss:// */
+        httpc_opts_t ho = {.ca_file = app.cfg.wa_ca_file};
+        app.httpc = httpc_new(&app.loop, &ho, err, sizeof(err));
+    }
+    sess_version_opts_t vo = {.loop = &app.loop,
+                              .http = app.httpc,
+                              .store = app.store,
+                              .configured = app.cfg.wa_version,
+                              .wa_url = app.cfg.wa_url,
+                              .sw_url = app.cfg.wa_version_url,
+                              .on_change = on_version,
+                              .arg = &app};
+    if ((!app.cfg.wa_version && !app.httpc) ||
+        sess_version_new(&vo, &app.version, err, sizeof(err)) != 0) {
+        fprintf(stderr, "wa-gateway: %s\n", err);
+        rc = 2;
+        goto out;
+    }
+    sess_driver_opts_t dopts = {.fsock = app.fsock, .store = app.store, .version = app.version};
     dopts.client.url = app.cfg.wa_url;
     memcpy(dopts.client.trust.root_pub, app.cfg.wa_root_key_bin, 32);
-    wa_payload_parse_version(app.cfg.wa_version, &dopts.client.version);
     dopts.client.qr_first_ms = (unsigned)app.cfg.qr_first_ms;
     dopts.client.qr_next_ms = (unsigned)app.cfg.qr_next_ms;
     dopts.client.keepalive_ms = (unsigned)app.cfg.keepalive_ms;
@@ -232,14 +266,15 @@ int main(int argc, char **argv)
     app.sigint.data = app.sigterm.data = &app;
     uv_signal_start(&app.sigint, on_signal, SIGINT);
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
-    LOG_INFO("main", "wa-gateway started (data dir %s, WhatsApp endpoint %s, version %s)",
-             app.cfg.data_dir, app.cfg.wa_url, app.cfg.wa_version);
+    LOG_INFO("main", "wa-gateway started (data dir %s, WhatsApp endpoint %s)", app.cfg.data_dir,
+             app.cfg.wa_url);
     if (app.cfg.qr_terminal) {
         uv_async_init(&app.loop, &app.qrterm.wake, qrterm_drain);
         app.qrterm.wake.data = &app.qrterm;
         sess_sub_opts_t so = {.notify = qrterm_notify, .arg = &app.qrterm};
         app.qrterm.sub = sess_subscribe(def, &so);
     }
+    sess_version_start(app.version);
     sess_start(def);
 
     uv_run(&app.loop, UV_RUN_DEFAULT);
@@ -262,6 +297,9 @@ out:
     grpc_srv_free(app.grpc);
     app.grpc = NULL;
     wa_fsock_ctx_destroy(app.fsock);
+    sess_version_close(app.version);
+    httpc_destroy(app.httpc, NULL, NULL);
+    app.httpc = NULL;
     uv_run(&app.loop, UV_RUN_DEFAULT);
     wa_fsock_ctx_free(app.fsock);
     uv_walk(&app.loop, close_any, NULL);
@@ -272,8 +310,10 @@ out:
         LOG_INFO("main", "stopped");
     api_free(app.api);
     sess_registry_free(app.reg);
+    sess_version_free(app.version); /* after the drivers, which refer to it */
     metrics_free(app.metrics);
     store_close(app.store);
     cfg_free(&app.cfg);
+    httpc_global_cleanup();
     return rc;
 }

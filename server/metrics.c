@@ -1,6 +1,7 @@
 /* Atomic counters and their Prometheus text rendering (see metrics.h). */
 #include "server/metrics.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,8 @@ struct metrics {
     uint64_t auth_failures;
     int64_t subs_sse, subs_ws, subs_grpc;
     uint64_t reconnects;
+    pthread_mutex_t version_mu; /* guards wa_version and wa_version_source */
+    char wa_version[48], wa_version_source[48];
 };
 
 static const char *const route_names[METRICS_ROUTE_COUNT] = {
@@ -37,12 +40,36 @@ static const char *const route_names[METRICS_ROUTE_COUNT] = {
 
 metrics_t *metrics_new(void)
 {
-    return calloc(1, sizeof(metrics_t));
+    metrics_t *m = calloc(1, sizeof(metrics_t));
+    if (m)
+        pthread_mutex_init(&m->version_mu, NULL);
+    return m;
 }
 
 void metrics_free(metrics_t *m)
 {
+    if (m)
+        pthread_mutex_destroy(&m->version_mu);
     free(m);
+}
+
+/* Keeps what is safe inside a label value: no quote, backslash or newline. */
+static void label_copy(char *dst, size_t n, const char *src)
+{
+    size_t i = 0;
+    for (; src && src[i] && i + 1 < n; i++)
+        dst[i] = (src[i] == '"' || src[i] == '\\' || src[i] == '\n') ? '_' : src[i];
+    dst[i] = 0;
+}
+
+void metrics_wa_version(metrics_t *m, const char *version, const char *source)
+{
+    if (!m)
+        return;
+    pthread_mutex_lock(&m->version_mu);
+    label_copy(m->wa_version, sizeof(m->wa_version), version);
+    label_copy(m->wa_version_source, sizeof(m->wa_version_source), source);
+    pthread_mutex_unlock(&m->version_mu);
 }
 
 static int is_grpc(metrics_route_t r)
@@ -189,6 +216,15 @@ char *metrics_render(metrics_t *m, const sess_snapshot_t *snap)
          "wagw_auth_failures_total %llu\n",
          (unsigned long long)__atomic_load_n(&m->reconnects, __ATOMIC_RELAXED),
          (unsigned long long)__atomic_load_n(&m->auth_failures, __ATOMIC_RELAXED));
+    pthread_mutex_lock(&m->version_mu);
+    if (m->wa_version[0])
+        outf(&o,
+             "# HELP wagw_wa_version_info The WhatsApp Web version announced to WhatsApp and its "
+             "source (configured, discovered, stored or builtin).\n"
+             "# TYPE wagw_wa_version_info gauge\n"
+             "wagw_wa_version_info{version=\"%s\",source=\"%s\"} 1\n",
+             m->wa_version, m->wa_version_source);
+    pthread_mutex_unlock(&m->version_mu);
     if (o.err) {
         free(o.buf);
         return NULL;

@@ -1,7 +1,8 @@
 /* Process-wide counters for GET /metrics (Prometheus text format): requests
  * by route and status, state transitions, subscribers, reconnects, failed
- * key checks. Counters are atomic, so HTTP (loop) and gRPC threads update them
- * without locks. No secret ever becomes a label or a value. */
+ * key checks, the WhatsApp Web version in use. Counters are atomic, so HTTP
+ * (loop) and gRPC threads update them without locks (the version text has a
+ * small lock of its own). No secret ever becomes a label or a value. */
 #ifndef WG_SERVER_METRICS_H
 #define WG_SERVER_METRICS_H
 
@@ -56,6 +57,11 @@ void metrics_subscribers(metrics_t *m, const char *transport, int delta);
 
 /* Counts a reconnect requested through the API. Any thread. */
 void metrics_reconnect(metrics_t *m);
+
+/* Records the WhatsApp Web version announced and its source ("configured",
+ * "discovered", "stored", "builtin"), shown as wagw_wa_version_info. Both
+ * strings are copied (truncated to 47 characters). Any thread. */
+void metrics_wa_version(metrics_t *m, const char *version, const char *source);
 
 /* Renders every counter, plus the state of `snap` (may be NULL) and the
  * session's transition count (its seq), as Prometheus text. Returns a

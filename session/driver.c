@@ -48,9 +48,13 @@ typedef struct {
     void (*pc_done)(void *arg, int rc, const char *code, int64_t expires_at_ms);
     void *pc_arg;
     char pc_phone[16];
-    int pc_asked;       /* handed to the client (else waiting for a connection) */
-    int pc_in_op;       /* inside op_pairing_code, which answers by itself */
-    int64_t pc_last_ms; /* when the last request started */
+    int pc_asked;         /* handed to the client (else waiting for a connection) */
+    int pc_in_op;         /* inside op_pairing_code, which answers by itself */
+    int64_t pc_last_ms;   /* when the last request started */
+    wa_version_t used;    /* the version the current connection announces */
+    int waiting_version;  /* connect once the version policy is ready */
+    int checking_version; /* a 405: the policy looks for a newer version */
+    int outdated_retried; /* the one retry after a 405 was made */
 } drv_t;
 
 /* Pre-key generation off the loop: 812 X25519 key pairs take 40-60 ms with
@@ -167,6 +171,7 @@ static int new_identity(drv_t *d)
 
 static void connect_now(drv_t *d);
 static void pc_handover(drv_t *d);
+static void connect_client(drv_t *d);
 
 /* --- client hooks --- */
 
@@ -202,6 +207,7 @@ static void on_connected(void *arg, const char *lid)
 {
     drv_t *d = arg;
     d->connected = 1;
+    d->outdated_retried = 0;
     d->attempt = 0; /* a good connection resets the backoff */
     if (d->have_creds && !d->creds.confirmed) {
         store_confirm_pairing(d->o.store, sess_name(d->sess));
@@ -446,6 +452,48 @@ static void on_retry(uv_timer_t *t)
     connect_now(t->data);
 }
 
+/* The version policy answered after a 405: retry once with a newer version,
+ * or stay refused. */
+static void on_version_checked(void *arg, int newer)
+{
+    drv_t *d = arg;
+    if (!d->checking_version)
+        return;
+    d->checking_version = 0;
+    char refused[WA_VERSION_STRLEN];
+    wa_version_format(&d->used, refused, sizeof(refused));
+    if (newer) {
+        d->outdated_retried = 1;
+        LOG_INFO("session", "WhatsApp refused version %s; retrying once with a newer one", refused);
+        connect_now(d);
+        return;
+    }
+    LOG_WARN("session",
+             "WhatsApp refused version %s (405) and no newer version is published; staying "
+             "disconnected (client_outdated)",
+             refused);
+    publish(d, SESS_DISCONNECTED, "client_outdated");
+}
+
+/* A 405 (client_outdated): unless the one retry was made, ask the version
+ * policy for a newer version. Returns 1 when that is under way. */
+static int retry_outdated(drv_t *d)
+{
+    if (!d->o.version || d->outdated_retried)
+        return 0;
+    int rc = sess_version_refresh(d->o.version, &d->used, on_version_checked, d);
+    if (rc == 1) { /* a newer one is known already */
+        d->checking_version = 1;
+        on_version_checked(d, 1);
+        return 1;
+    }
+    if (rc != 0)
+        return 0;
+    d->checking_version = 1;
+    publish(d, SESS_CONNECTING, "checking_version");
+    return 1;
+}
+
 static void on_closed(void *arg, const wa_verdict_t *v)
 {
     drv_t *d = arg;
@@ -479,6 +527,8 @@ static void on_closed(void *arg, const wa_verdict_t *v)
         connect_now(d);
         return;
     }
+    if (!strcmp(v->detail, "client_outdated") && retry_outdated(d))
+        return;
     switch (v->retry) {
     case WA_RETRY_NOW:
         connect_now(d);
@@ -507,11 +557,24 @@ static void on_gate(void *arg)
     connect_now(d);
 }
 
+/* The version policy is ready: make the connection connect_now set up. */
+static void on_version_ready(void *arg)
+{
+    drv_t *d = arg;
+    if (!d->waiting_version)
+        return;
+    d->waiting_version = 0;
+    connect_client(d);
+}
+
 static void connect_now(drv_t *d)
 {
     uv_timer_stop(&d->retry);
     if (d->client || d->stopping)
         return;
+    d->checking_version = 0;
+    d->waiting_version = 0;
+    sess_version_cancel(d->o.version, d);
     if (d->o.gate && !d->gate_passed) {
         /* every new connection waits for its turn (CONNECT_RATE) */
         sess_gate_enter(d->o.gate, &d->ticket);
@@ -540,6 +603,19 @@ static void connect_now(drv_t *d)
             return;
         }
     }
+    publish(d, SESS_CONNECTING, d->creds.jid ? "logging_in" : "registering");
+    /* the first connections wait (boundedly) for the version discovery */
+    if (d->o.version && sess_version_wait(d->o.version, on_version_ready, d) == 0) {
+        d->waiting_version = 1;
+        return;
+    }
+    connect_client(d);
+}
+
+static void connect_client(drv_t *d)
+{
+    if (d->client || d->stopping || !d->have_creds)
+        return;
     wa_client_identity_t id = {.noise_priv = d->creds.noise_priv,
                                .noise_pub = d->creds.noise_pub,
                                .ident_priv = d->creds.ident_priv,
@@ -565,7 +641,9 @@ static void connect_now(drv_t *d)
                            .arg = d};
     wa_client_config_t cfg = d->o.client;
     cfg.url = d->url;
-    publish(d, SESS_CONNECTING, d->creds.jid ? "logging_in" : "registering");
+    if (d->o.version)
+        cfg.version = sess_version_current(d->o.version, NULL);
+    d->used = cfg.version;
     d->client = wa_client_connect(d->o.fsock, &cfg, &id, &h);
     if (!d->client) {
         wa_verdict_t v = {.detail = "unreachable",
@@ -582,6 +660,7 @@ static int op_start(void *arg)
 {
     drv_t *d = arg;
     d->attempt = 0;
+    d->outdated_retried = 0;
     if (!d->routing) {
         uint8_t *ri;
         size_t len;
@@ -604,6 +683,7 @@ static int op_reconnect(void *arg, int keep)
     drv_t *d = arg;
     uv_timer_stop(&d->retry);
     d->attempt = 0;
+    d->outdated_retried = 0;
     if (keep) {
         if (d->client) {
             wa_client_close(d->client);
@@ -632,6 +712,8 @@ static int op_logout(void *arg)
 {
     drv_t *d = arg;
     uv_timer_stop(&d->retry);
+    d->waiting_version = d->checking_version = 0;
+    sess_version_cancel(d->o.version, d);
     if (d->client && d->connected && d->have_creds && d->creds.jid) {
         wa_client_logout(d->client); /* on_closed wipes and publishes */
         return 0;
@@ -807,6 +889,8 @@ static void op_stop(void *arg, void (*done)(void *), void *darg)
     d->stopping = 1;
     if (d->o.gate)
         sess_gate_leave(d->o.gate, &d->ticket);
+    d->waiting_version = d->checking_version = 0;
+    sess_version_cancel(d->o.version, d);
     if (d->client) {
         wa_client_close(d->client);
         d->client = NULL;
@@ -828,6 +912,7 @@ static void op_destroy(void *arg)
     drv_t *d = arg;
     if (d->o.gate)
         sess_gate_leave(d->o.gate, &d->ticket);
+    sess_version_cancel(d->o.version, d);
     if (d->job) {
         d->job->d = NULL; /* its completion frees it */
         d->job = NULL;

@@ -10,6 +10,7 @@
 #include "session/gate.h"
 #include "session/session.h"
 #include "session/store/store.h"
+#include "session/version.h"
 #include "session/wa/client.h"
 #include "session/wa/framesocket.h"
 
@@ -17,9 +18,13 @@ typedef struct {
     wa_fsock_ctx_t *fsock;     /* shared WebSocket context (not owned) */
     store_t *store;            /* credential store (not owned) */
     wa_client_config_t client; /* URL, trusted root, version, lifetimes */
-    unsigned backoff_min_ms;   /* first retry delay; 0 = 1000 */
-    unsigned backoff_max_ms;   /* cap; 0 = 60000 */
-    sess_gate_t *gate;         /* shared connection-rate gate (not owned); NULL = none */
+    /* The WhatsApp Web version policy (not owned): each connection waits
+     * until it is ready and announces its current version, and a 405 asks
+     * it for a newer one (one retry). NULL: client.version, 405 final. */
+    sess_version_t *version;
+    unsigned backoff_min_ms; /* first retry delay; 0 = 1000 */
+    unsigned backoff_max_ms; /* cap; 0 = 60000 */
+    sess_gate_t *gate;       /* shared connection-rate gate (not owned); NULL = none */
 } sess_driver_opts_t;
 
 /* Attaches a driver to `s` (sess_set_driver); the session then owns it. The

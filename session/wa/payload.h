@@ -7,8 +7,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The default WhatsApp Web version (see README: how to update it). */
-#define WA_PAYLOAD_DEFAULT_VERSION "2.3000.1045649367"
+/* The built-in WhatsApp Web version: used when WA_VERSION is not set and no
+ * version could be discovered (sw.js) or was stored by an earlier run (see
+ * README "WhatsApp Web version"). 2.3000.1047769893 is the newest version
+ * we can establish as accepted by WhatsApp: whatsmeow announced it from its
+ * commit "proto: update to v1047769893" of 2026-09-17, and WhatsApp
+ * accepted it then (asternic/wuzapi PR #368, which also reports
+ * 2.3000.1042386815 refused with 405 from 2026-09-15). */
+#define WA_PAYLOAD_DEFAULT_VERSION "2.3000.1047769893"
 
 /* The device name shown on the phone under "Linked devices". */
 #define WA_PAYLOAD_DEVICE_NAME "wa-gateway"

@@ -68,7 +68,7 @@ static void classify_failure(const wa_node_t *n, wa_verdict_t *v)
         break;
     case 405:
         wa_client_verdict(v, "client_outdated", 405, WA_RETRY_NO, 0,
-                          "WhatsApp rejected this WhatsApp Web version (update WA_VERSION)");
+                          "WhatsApp refused this WhatsApp Web version as outdated");
         break;
     case 406:
         wa_client_verdict(v, "banned", 406, WA_RETRY_NO, 1, "the account was banned or logged out");

@@ -16,6 +16,10 @@
  *   POST /control/passkey/request  [body=bare]  send passkey_prologue_request
  *        now ("bare": without options, the client must ask for them)
  *   POST /control/passkey/on-scan  the next scan asks for the passkey first
+ *   POST /control/version body=revision=N min=V|0 sw=ok|404|500|hang
+ *        what /sw.js announces, the oldest version accepted, how /sw.js
+ *        answers (see version.c)
+ *   GET  /sw.js                    the version document (WhatsApp Web's form)
  * Stops on SIGINT or SIGTERM. */
 #include <signal.h>
 #include <stdio.h>
@@ -71,10 +75,18 @@ int main(int argc, char **argv)
             o.server_ping_ms = (unsigned)num(argv[++i]);
         else if (!strcmp(a, "--phone") && v)
             o.phone = argv[++i];
+        else if (!strcmp(a, "--client-revision") && v)
+            o.client_revision = (uint32_t)strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--min-version") && v)
+            o.min_version = argv[++i];
+        else if (!strcmp(a, "--sw") && v && fakewa_sw_mode_parse(v) >= 0)
+            o.sw_mode = fakewa_sw_mode_parse(argv[++i]);
         else {
             fprintf(stderr, "usage: fakewa-server [--host H] [--port P] [--cert PEM --key PEM]\n"
                             "       [--refs N] [--qr-first-ms MS] [--qr-next-ms MS]\n"
-                            "       [--server-ping-ms MS] [--phone NUMBER]\n");
+                            "       [--server-ping-ms MS] [--phone NUMBER]\n"
+                            "       [--client-revision N] [--min-version 2.3000.N]\n"
+                            "       [--sw ok|404|500|hang]\n");
             return 2;
         }
     }

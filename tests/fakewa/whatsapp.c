@@ -278,6 +278,15 @@ static void on_client(void *arg, fakewa_conn_t *c, const uint8_t cs_pub[32], con
         stream_error(cs, "500", NULL);
         return;
     }
+    if (fakewa_version_refuses(w, pl)) { /* older than --min-version */
+        wa_node_t *n = wa_node_new("failure");
+        wa_node_set_attr(n, "reason", "405");
+        wa_node_set_attr(n, "location", "fake");
+        send_and_free(c, n);
+        fakewa_close(c);
+        wa__client_payload__free_unpacked(pl, NULL);
+        return;
+    }
     if (pl->devicepairingdata) {
         cs->registration = 1;
         w->stats.registrations++;
@@ -301,6 +310,7 @@ static void on_client(void *arg, fakewa_conn_t *c, const uint8_t cs_pub[32], con
             wa_node_set_attr(n, "reason", "405");
             wa_node_set_attr(n, "location", "fake");
             w->stats.logins_refused++;
+            w->stats.refused_405++;
         } else if (w->banned) {
             w->banned = 0;
             if (d)
@@ -495,6 +505,9 @@ static int on_http(void *arg, int post, const char *path, const char *body, size
     fakewa_wa_t *w = arg;
     (void)len;
     char buf[256];
+    int status;
+    if (fakewa_version_http(w, post, path, body, resp, &status))
+        return status;
     if (!post && !strcmp(path, "/control/state")) {
         *resp = fakewa_wa_state_json(w);
         return 200;
@@ -559,6 +572,11 @@ fakewa_wa_t *fakewa_wa_new(uv_loop_t *loop, const fakewa_wa_opts_t *opts, char *
     snprintf(w->phone, sizeof(w->phone), "%s", opts->phone ? opts->phone : "15551234567");
     w->prekey_count = opts->prekey_count;
     w->next_device = 10;
+    if (fakewa_version_init(w, opts) != 0) {
+        snprintf(err, errlen, "invalid minimum version '%s'", opts->min_version);
+        free(w);
+        return NULL;
+    }
     wa_crypto_keypair_generate(&w->phone_ident);
     wa_crypto_random(w->routing, sizeof(w->routing));
     fakewa_callbacks_t cb = {on_client, on_node, on_close, w, on_http};
@@ -901,6 +919,8 @@ static const struct {
     STAT("pairCodeRefused", paircode_refused),
     STAT("pairCodeTooMany", paircode_too_many),
     STAT("pairCodeBadFinishes", paircode_bad_finishes),
+    STAT("swFetches", sw_fetches),
+    STAT("refused405", refused_405),
 };
 
 char *fakewa_wa_state_json(const fakewa_wa_t *w)
@@ -915,6 +935,7 @@ char *fakewa_wa_state_json(const fakewa_wa_t *w)
         int v = *(const int *)((const char *)&w->stats + stat_rows[i].off);
         n += (size_t)snprintf(out + n, cap - n, "\"%s\":%d,", stat_rows[i].name, v);
     }
+    n += (size_t)fakewa_version_json(w, out + n, cap - n);
     n += (size_t)snprintf(out + n, cap - n, "\"devices\":[");
     for (int i = 0; i < w->ndevices && n < cap; i++)
         n += (size_t)snprintf(out + n, cap - n, "%s\"%s\"", i ? "," : "", w->devices[i].jid);

@@ -26,7 +26,25 @@ typedef struct {
     const char *phone;       /* the phone's number; NULL = "15551234567" */
     unsigned server_ping_ms; /* > 0: the server pings clients this often */
     int prekey_count;        /* what the count query answers at first */
+    /* WhatsApp Web version (version.c): the client_revision /sw.js
+     * announces (0 = the built-in version's), the oldest version accepted
+     * (NULL = any; older registration and login payloads get
+     * <failure reason="405"/>), and how /sw.js answers. */
+    uint32_t client_revision;
+    const char *min_version;
+    int sw_mode; /* fakewa_sw_mode_t */
 } fakewa_wa_opts_t;
+
+/* How GET /sw.js answers. */
+typedef enum {
+    FAKEWA_SW_OK = 0,   /* 200 with the escaped-JSON document WhatsApp serves */
+    FAKEWA_SW_404 = 1,  /* 404 */
+    FAKEWA_SW_500 = 2,  /* 500 */
+    FAKEWA_SW_HANG = 3, /* no answer at all */
+} fakewa_sw_mode_t;
+
+/* Parses "ok", "404", "500" or "hang". Returns the mode or -1. */
+int fakewa_sw_mode_parse(const char *name);
 
 /* Faults, injected at once on every live connection (or armed for the next
  * connection/login where that is how the real server behaves). */
@@ -97,6 +115,8 @@ typedef struct {
     int paircode_refused;      /* key bundles that did not open: wrong code */
     int paircode_too_many;     /* tries refused after 3 for one code */
     int paircode_bad_finishes; /* companion_finish without a matching primary_hello */
+    int sw_fetches;            /* GET /sw.js requests */
+    int refused_405;           /* payloads refused with <failure reason="405"/> */
 } fakewa_wa_stats_t;
 
 /* Starts the server. Returns NULL with a message in err. */

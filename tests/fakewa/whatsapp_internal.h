@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "proto/wa/client_payload.pb-c.h"
+#include "session/wa/version.h"
 #include "tests/fakewa/whatsapp.h"
 
 #define MAX_DEVICES 4096
@@ -73,7 +75,30 @@ struct fakewa_wa {
     fakewa_wa_stats_t stats;
     void *ext_paircode; /* server-wide state of the pairing-code flow */
     void *ext_passkey;  /* server-wide state of the passkey flow */
+    /* version discovery and refusal (version.c) */
+    uint32_t sw_revision;                 /* client_revision served by /sw.js */
+    wa_version_t min_version;             /* older payloads get 405; 0.0.0 = any */
+    int sw_mode;                          /* fakewa_sw_mode_t */
+    char last_version[WA_VERSION_STRLEN]; /* of the last ClientPayload */
 };
+
+/* version.c: sets the version options from `o`. Returns 0 or -1 (bad
+ * min_version). */
+int fakewa_version_init(fakewa_wa_t *w, const fakewa_wa_opts_t *o);
+
+/* version.c: notes the payload's version and decides whether it is refused
+ * (older than min_version). Returns 1 when the caller must answer
+ * <failure reason="405"/> (counted), else 0. */
+int fakewa_version_refuses(fakewa_wa_t *w, const Wa__ClientPayload *pl);
+
+/* version.c: GET /sw.js and POST /control/version. Returns 1 when it
+ * handled the request (status in *status, 0 = leave it unanswered), else 0. */
+int fakewa_version_http(fakewa_wa_t *w, int post, const char *path, const char *body, char **resp,
+                        int *status);
+
+/* version.c: writes its settings as state JSON fields, each followed by a
+ * comma ("\"lastVersion\":\"2.3000.N\",..."); returns the snprintf count. */
+int fakewa_version_json(const fakewa_wa_t *w, char *out, size_t cap);
 
 /* Wall clock in ms. */
 int64_t fakewa_wa_now_ms(void);

@@ -90,6 +90,10 @@ static int http_respond(struct lws *wsi, fakewa_ws_t *srv, http_req_t *h)
     int status = srv->cb.on_http ? srv->cb.on_http(srv->cb.arg, h->post, h->path,
                                                    h->body ? h->body : "", h->body_len, &resp)
                                  : 404;
+    if (status == 0) { /* leave it unanswered (a hanging server, on demand) */
+        free(resp);
+        return 0;
+    }
     if (!resp)
         resp = strdup("{}");
     size_t n = resp ? strlen(resp) : 0;
@@ -102,7 +106,10 @@ static int http_respond(struct lws *wsi, fakewa_ws_t *srv, http_req_t *h)
     h->resp_len = n;
     free(resp);
     uint8_t buf[LWS_PRE + 512], *start = &buf[LWS_PRE], *p = start, *end = &buf[sizeof(buf) - 1];
-    if (lws_add_http_common_headers(wsi, (unsigned)status, "application/json", n, &p, end) ||
+    size_t pl = strlen(h->path);
+    const char *ctype =
+        pl > 3 && !strcmp(h->path + pl - 3, ".js") ? "application/javascript" : "application/json";
+    if (lws_add_http_common_headers(wsi, (unsigned)status, ctype, n, &p, end) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
     lws_callback_on_writable(wsi);

@@ -24,8 +24,10 @@ typedef struct {
     /* The connection is gone; `c` must not be used afterwards. */
     void (*on_close)(void *arg, fakewa_ws_conn_t *c);
     void *arg;
-    /* A plain HTTP request (the control API): returns the status and a
-     * malloc'd JSON body in *resp (freed by the server). NULL = 404. */
+    /* A plain HTTP request (the control API, /sw.js): returns the status
+     * and a malloc'd body in *resp (freed by the server; JSON, JavaScript
+     * for a path ending in ".js"), or status 0 to leave the request
+     * unanswered until the client goes away. NULL = 404. */
     int (*on_http)(void *arg, int post, const char *path, const char *body, size_t len,
                    char **resp);
 } fakewa_ws_callbacks_t;

@@ -46,7 +46,31 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.wa_root_key_bin[31], 0x6b);
     assert_int_equal(cfg.log_level, LOG_LEVEL_INFO);
     assert_int_equal(cfg.help, 0);
+    assert_null(cfg.wa_version); /* unset: discovered */
+    assert_null(cfg.wa_version_url);
     cfg_free(&cfg);
+}
+
+static void test_version_options(void **state)
+{
+    (void)state;
+    cfg_t cfg;
+    char err[256];
+    const char *env[] = {"WA_VERSION", "2.3000.1047769893", "WA_VERSION_URL",
+                         "https://mirror.example/sw.js", NULL};
+    const char *argv[] = {"x"};
+    assert_int_equal(load(&cfg, env, 1, argv, err), 0);
+    assert_string_equal(cfg.wa_version, "2.3000.1047769893");
+    assert_string_equal(cfg.wa_version_url, "https://mirror.example/sw.js");
+    cfg_free(&cfg);
+    const char *bad[] = {"--wa-version=2.3000",         "--wa-version=2.3000.-1",
+                         "--wa-version=2.3000.1 ",      "--wa-version=2.3000.4294967296",
+                         "--wa-version-url=ftp://x/sw", "--wa-version-url=web.whatsapp.com/sw.js"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *a[] = {"x", bad[i]};
+        assert_int_equal(load(&cfg, NULL, 2, a, err), -1);
+        assert_non_null(strstr(err, "WA_VERSION") ? err : strstr(err, "--wa-version"));
+    }
 }
 
 static void test_env_then_flags(void **state)
@@ -166,9 +190,10 @@ static void test_loopback(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),       cmocka_unit_test(test_env_then_flags),
-        cmocka_unit_test(test_invalid_values), cmocka_unit_test(test_help_flag),
-        cmocka_unit_test(test_validate),       cmocka_unit_test(test_loopback),
+        cmocka_unit_test(test_defaults),        cmocka_unit_test(test_env_then_flags),
+        cmocka_unit_test(test_invalid_values),  cmocka_unit_test(test_help_flag),
+        cmocka_unit_test(test_version_options), cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
