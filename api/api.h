@@ -27,6 +27,7 @@ typedef enum {
     API_ERR_INTERNAL,        /* 500 / INTERNAL */
     API_ERR_CONFLICT,        /* 409 / FAILED_PRECONDITION: not possible in this state */
     API_ERR_ALREADY_LINKED,  /* 409 / FAILED_PRECONDITION: linked already, nothing to link */
+    API_ERR_FORBIDDEN,       /* 403 / PERMISSION_DENIED: Host or Origin not allowed */
 } api_code_t;
 
 /* HTTP status for a code (200 for API_OK). */

@@ -70,6 +70,9 @@ static const opt_t options[] = {
      "debug, info, warn, error or off"},
     {"cors-origins", "CORS_ORIGINS", OPT_STRING, OFF(cors_origins), NULL,
      "origins allowed by CORS, comma-separated, * for any (unset: none)"},
+    {"allowed-hosts", "ALLOWED_HOSTS", OPT_STRING, OFF(allowed_hosts), NULL,
+     "Host names answered besides loopback names and HOST, comma-separated (DNS rebinding "
+     "guard; * = any)"},
     {"tls-cert", "TLS_CERT", OPT_STRING, OFF(tls_cert), NULL,
      "PEM certificate chain: serve HTTPS and gRPC over TLS"},
     {"tls-key", "TLS_KEY", OPT_STRING, OFF(tls_key), NULL, "PEM private key for TLS_CERT"},

@@ -25,6 +25,7 @@ typedef struct {
     log_level_t log_level;     /* LOG_LEVEL */
     int allow_insecure_remote; /* listen on a non-loopback HOST without API_KEY */
     char *cors_origins;        /* CORS_ORIGINS: comma-separated, "*" = any */
+    char *allowed_hosts;       /* ALLOWED_HOSTS: extra Host names answered, "*" = any */
     char *wa_version;          /* WA_VERSION: WhatsApp Web version "2.3000.x" */
     char *wa_ca_file;          /* WA_CA_FILE: extra CAs for wss:// (tests) */
     int qr_first_ms;           /* QR_FIRST_MS: lifetime of the first QR */

@@ -15,6 +15,7 @@
 #include <h2o/websocket.h>
 
 #include "common/log.h"
+#include "server/guard.h"
 
 #define DEFAULT_BODY_LIMIT (16 * 1024)
 #define DEFAULT_HEARTBEAT_MS 15000
@@ -59,6 +60,7 @@ struct http_server {
     h2o_globalconf_t config;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
+    guard_t guard; /* Host and Origin rules */
     SSL_CTX *ssl_ctx;
     uv_tcp_t listener;
     uv_timer_t grace_timer;
@@ -118,6 +120,8 @@ static const char *reason_for(int status)
         return "Bad Request";
     case 401:
         return "Unauthorized";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
@@ -277,8 +281,8 @@ static void peer_addr(h2o_req_t *req, char *buf, size_t len)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, (socklen_t)len);
 }
 
-/* The presented API key: X-API-Key, or ?apiKey= for browsers' EventSource
- * and WebSocket, which cannot set headers. Returns API_OK,
+/* The presented API key: the X-API-Key header only (a key in the URL would
+ * end up in histories, logs and Referer headers). Returns API_OK,
  * API_ERR_UNAUTHENTICATED or API_ERR_RATE_LIMITED. */
 static api_code_t authorize(http_server_t *srv, h2o_req_t *req)
 {
@@ -286,7 +290,7 @@ static api_code_t authorize(http_server_t *srv, h2o_req_t *req)
     if (!api_key_required(api))
         return API_OK;
     h2o_iovec_t v;
-    int has = header_value(req, "x-api-key", &v) || query_param(req, "apiKey", &v);
+    int has = header_value(req, "x-api-key", &v);
     char addr[64];
     peer_addr(req, addr, sizeof(addr));
     api_code_t c = api_authorize(api, addr, has ? v.base : NULL, has ? v.len : 0);
@@ -301,39 +305,85 @@ static int key_ok(http_server_t *srv, h2o_req_t *req)
     h2o_iovec_t v;
     if (!api_key_required(srv->opts.api))
         return 1;
-    if (header_value(req, "x-api-key", &v) || query_param(req, "apiKey", &v))
+    if (header_value(req, "x-api-key", &v))
         return api_key_ok(srv->opts.api, v.base, v.len);
     return 0;
 }
 
-static int origin_allowed(http_server_t *srv, h2o_iovec_t origin)
+/* The Host the request was sent to (Host header or :authority); 0 when the
+ * client sent none (h2o then fills in the host configuration's name). */
+static int request_host(h2o_req_t *req, h2o_iovec_t *out)
 {
-    const char *list = srv->opts.cors_origins;
-    if (!list || !*list)
-        return 0;
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *e = p;
-        while (*e && *e != ',')
-            e++;
-        const char *t = e;
-        while (t > p && t[-1] == ' ')
-            t--;
-        size_t n = (size_t)(t - p);
-        if ((n == 1 && *p == '*') || (n == origin.len && n && !memcmp(p, origin.base, n)))
-            return 1;
-        p = e;
-    }
-    return 0;
+    *out = req->input.authority;
+    return out->base && !(req->hostconf && out->base == req->hostconf->authority.hostport.base);
 }
 
-static void add_cors(http_server_t *srv, h2o_req_t *req)
+/* The request's Origin relative to the service (see guard.h). */
+static guard_origin_t origin_class(http_server_t *srv, h2o_req_t *req)
+{
+    h2o_iovec_t origin, host = {NULL, 0};
+    if (!header_value(req, "origin", &origin))
+        return GUARD_ORIGIN_NONE;
+    request_host(req, &host);
+    return guard_origin(&srv->guard, origin.base, origin.len, host.base, host.len);
+}
+
+/* A browser request that only CORS_ORIGINS=* lets in, from a caller that
+ * did not present the configured key: it may read nothing a key protects
+ * (no qr, no events, no account in status), whether a key is configured or
+ * not. */
+static int wildcard_untrusted(http_server_t *srv, h2o_req_t *req)
+{
+    if (origin_class(srv, req) != GUARD_ORIGIN_ANY)
+        return 0;
+    h2o_iovec_t v;
+    return !(api_key_required(srv->opts.api) && header_value(req, "x-api-key", &v) &&
+             api_key_ok(srv->opts.api, v.base, v.len));
+}
+
+static int method_is(h2o_req_t *req, const char *m, size_t len)
+{
+    return h2o_memis(req->method.base, req->method.len, m, len);
+}
+
+/* The browser guards, before anything else: a Host that is not one of the
+ * service's names (DNS rebinding) is refused, and so is a state-changing
+ * request (any method but GET, HEAD and OPTIONS) or a WebSocket upgrade
+ * from an Origin that is not the service's own or allowed by CORS_ORIGINS,
+ * key or no key. Returns 1 when the request was answered (403). */
+static int refuse_browser_request(http_server_t *srv, h2o_req_t *req)
+{
+    h2o_iovec_t host;
+    const char *why = NULL;
+    if (request_host(req, &host) && !guard_host_ok(&srv->guard, host.base, host.len)) {
+        why = "Host not allowed (set ALLOWED_HOSTS to serve this name)";
+    } else {
+        const char *client_key;
+        int state_change =
+            !(method_is(req, H2O_STRLIT("GET")) || method_is(req, H2O_STRLIT("HEAD")) ||
+              method_is(req, H2O_STRLIT("OPTIONS")));
+        int upgrade = h2o_is_websocket_handshake(req, &client_key) == 0 && client_key != NULL;
+        if ((state_change || upgrade) &&
+            !guard_may_change_state(origin_class(srv, req), api_key_required(srv->opts.api)))
+            why = "Origin not allowed (set CORS_ORIGINS to allow it)";
+    }
+    if (!why)
+        return 0;
+    send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_FORBIDDEN, why, NULL);
+    return 1;
+}
+
+/* CORS response headers for a listed (or "*") Origin. Under "*" a caller
+ * without the key gets them only on routes that need no key. */
+static void add_cors(http_server_t *srv, h2o_req_t *req, int route_needs_key)
 {
     h2o_iovec_t origin;
-    if (!header_value(req, "origin", &origin) || !origin_allowed(srv, origin))
+    guard_origin_t oc = origin_class(srv, req);
+    if (oc != GUARD_ORIGIN_LISTED && oc != GUARD_ORIGIN_ANY)
         return;
+    if (route_needs_key && wildcard_untrusted(srv, req))
+        return;
+    header_value(req, "origin", &origin);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL,
                    origin.base, origin.len);
     add_header(req, H2O_TOKEN_VARY, "Origin");
@@ -703,7 +753,7 @@ static int route_status(http_server_t *srv, h2o_req_t *req)
         return 0;
     }
     /* the linked account only to callers that could also fetch the QR */
-    int with_account = key_ok(srv, req);
+    int with_account = key_ok(srv, req) && !wildcard_untrusted(srv, req);
     size_t len = 0;
     const char *body =
         cached_body(srv, with_account ? BODY_STATUS_ACCOUNT : BODY_STATUS, r.snap, &len);
@@ -1003,11 +1053,17 @@ static int route_page(http_server_t *srv, h2o_req_t *req)
     req->res.reason = "OK";
     add_header(req, H2O_TOKEN_CONTENT_TYPE, "text/html; charset=utf-8");
     add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
-    /* everything is inline: no external source may load */
+    /* everything is inline: no external source may load; the page talks to
+     * its own origin only (and, in the demo, to the fake server's control
+     * API on loopback) */
     add_header_str(req, "content-security-policy",
-                   "default-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; "
-                   "script-src 'unsafe-inline'; connect-src 'self' http://127.0.0.1:* "
-                   "http://localhost:*; frame-ancestors 'none'");
+                   srv->opts.demo_control
+                       ? "default-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; "
+                         "script-src 'unsafe-inline'; connect-src 'self' http://127.0.0.1:* "
+                         "http://localhost:*; frame-ancestors 'none'"
+                       : "default-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; "
+                         "script-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'");
+    add_header_str(req, "referrer-policy", "no-referrer");
     add_header_str(req, "x-content-type-options", "nosniff");
     h2o_send_inline(req, (const char *)srv->opts.page_html, srv->opts.page_len);
     count(srv, METRICS_ROUTE_PAGE, 200);
@@ -1081,20 +1137,22 @@ static const route_t *find_route(h2o_iovec_t path)
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     http_server_t *srv = ((http_handler_t *)self)->srv;
+    if (refuse_browser_request(srv, req))
+        return 0;
     const route_t *r = find_route(req->path_normalized);
     if (!r) {
         send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_NOT_FOUND, NULL, NULL);
         return 0;
     }
-    add_cors(srv, req);
+    add_cors(srv, req, r->needs_key);
     int is_get =
         h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
         (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")) && r->fn != route_events);
     int is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
     if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS")) && r->contract) {
-        h2o_iovec_t origin;
+        guard_origin_t oc = origin_class(srv, req);
         add_header(req, H2O_TOKEN_ALLOW, r->allow);
-        if (header_value(req, "origin", &origin) && origin_allowed(srv, origin)) {
+        if (oc == GUARD_ORIGIN_LISTED || oc == GUARD_ORIGIN_ANY) {
             add_header_str(req, "access-control-allow-methods", r->allow);
             add_header_str(req, "access-control-allow-headers", "X-API-Key, Content-Type");
             add_header_str(req, "access-control-max-age", "600");
@@ -1204,6 +1262,9 @@ int http_server_start(http_server_t **out, uv_loop_t *loop, const char *host, in
     }
     srv->loop = loop;
     srv->opts = *opts;
+    srv->guard.bind_host = host;
+    srv->guard.allowed_hosts = opts->allowed_hosts;
+    srv->guard.cors_origins = opts->cors_origins;
     if (!srv->opts.body_limit)
         srv->opts.body_limit = DEFAULT_BODY_LIMIT;
     if (!srv->opts.heartbeat_ms)

@@ -203,6 +203,7 @@ int main(int argc, char **argv)
         .api = app.api,
         .metrics = app.metrics,
         .cors_origins = app.cfg.cors_origins,
+        .allowed_hosts = app.cfg.allowed_hosts,
         .tls_cert_file = app.cfg.tls_cert,
         .tls_key_file = app.cfg.tls_key,
         .heartbeat_ms = (unsigned)app.cfg.heartbeat_ms,

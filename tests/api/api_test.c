@@ -122,6 +122,7 @@ static void test_error_mappings(void **state)
         {API_ERR_INTERNAL, 500, 13},
         {API_ERR_ALREADY_LINKED, 409, 9},
         {API_ERR_CONFLICT, 409, 9},
+        {API_ERR_FORBIDDEN, 403, 7},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
         assert_int_equal(api_http_status(map[i].code), map[i].http);

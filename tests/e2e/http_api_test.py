@@ -64,8 +64,8 @@ def start_gateway(env, port, extra=()):
 from wsclient import WS as _WS
 
 
-def WS(port, path):
-    return _WS("127.0.0.1", port, path)
+def WS(port, path, headers=None):
+    return _WS("127.0.0.1", port, path, headers=headers)
 
 
 env = start_fakewa()
@@ -77,7 +77,7 @@ wait_state(port, "QR_READY")
 
 # WebSocket: refused without the key, then every event in order through a pairing
 check(WS(port, "/api/whatsapp/ws").status == 401, "WebSocket without a key not refused")
-ws = WS(port, "/api/whatsapp/events?apiKey=" + KEY)
+ws = WS(port, "/api/whatsapp/events", headers={"X-API-Key": KEY})
 check(ws.status == 101, "WebSocket upgrade status %d" % ws.status)
 first = ws.recv()
 check(first["state"] == "QR_READY" and first["hasQR"] is True, "first WS event %s" % first)
