@@ -307,6 +307,15 @@ int cfg_validate(cfg_t *cfg, char *err, size_t errlen)
     return 0;
 }
 
+size_t cfg_warnings(const cfg_t *cfg, const char **out, size_t max)
+{
+    size_t n = 0;
+    if (n < max && cfg->api_key && strlen(cfg->api_key) < CFG_MIN_KEY_BYTES)
+        out[n++] = "API_KEY is shorter than 16 bytes: a short key can be guessed; use at least "
+                   "16 random bytes (e.g. openssl rand -hex 16)";
+    return n;
+}
+
 void cfg_print_help(void *out, const char *argv0)
 {
     FILE *f = out;

@@ -59,6 +59,15 @@ int cfg_load(cfg_t *cfg, int argc, char **argv, const char *(*getenv_fn)(const c
  * one-line message in `err`. */
 int cfg_validate(cfg_t *cfg, char *err, size_t errlen);
 
+/* The advisories about a valid but weak configuration (e.g. an API key
+ * shorter than CFG_MIN_KEY_BYTES): up to `max` static one-line messages in
+ * out[]; returns how many. main logs them at start as warnings. */
+size_t cfg_warnings(const cfg_t *cfg, const char **out, size_t max);
+
+/* Keys shorter than this draw a start-up warning: guessing is bounded only
+ * by the key's entropy (see docs/security.md). */
+#define CFG_MIN_KEY_BYTES 16
+
 /* Writes the --help text (every option, its variable and default) to `out`. */
 void cfg_print_help(void *out, const char *argv0);
 

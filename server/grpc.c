@@ -640,30 +640,21 @@ static const grpc_slice *key_of(call_t *c)
     return NULL;
 }
 
-static int key_ok(call_t *c)
-{
-    const grpc_slice *k = key_of(c);
-    return k ? api_key_ok(c->srv->o.api, (const char *)GRPC_SLICE_START_PTR(*k),
-                          GRPC_SLICE_LENGTH(*k))
-             : api_key_ok(c->srv->o.api, NULL, 0);
-}
-
-/* Counts wrong keys per peer address ("ipv4:1.2.3.4:port" -> "1.2.3.4"). */
+/* Checks the x-api-key metadata, counting wrong keys per peer (the peer
+ * string goes to api_authorize as is: it groups HTTP's and gRPC's forms of
+ * an address alike). */
 static api_code_t authorize(call_t *c)
 {
     char *peer = grpc_call_get_peer(c->call);
-    char addr[64] = "";
-    if (peer) {
-        const char *p = strchr(peer, ':');
-        snprintf(addr, sizeof(addr), "%s", p ? p + 1 : peer);
-        char *colon = strrchr(addr, ':');
-        if (colon)
-            *colon = 0;
-        gpr_free(peer);
-    }
     const grpc_slice *k = key_of(c);
-    return api_authorize(c->srv->o.api, addr, k ? (const char *)GRPC_SLICE_START_PTR(*k) : NULL,
-                         k ? GRPC_SLICE_LENGTH(*k) : 0);
+    api_code_t rc = api_authorize(c->srv->o.api, peer ? peer : "",
+                                  k ? (const char *)GRPC_SLICE_START_PTR(*k) : NULL,
+                                  k ? GRPC_SLICE_LENGTH(*k) : 0);
+    if (peer)
+        gpr_free(peer);
+    if (rc != API_OK)
+        metrics_auth_failure(c->srv->o.metrics);
+    return rc;
 }
 
 static void start_recv(call_t *c)
@@ -699,7 +690,16 @@ static void on_new_call(call_t *c, int ok)
             c->route = methods[i].route;
             needs_key = methods[i].needs_key;
         }
-    c->authed = key_ok(c);
+    /* A key on a method that needs none (GetStatus) still counts when wrong:
+     * the right one shows the linked account. */
+    if (c->m == M_GET_STATUS && api_key_required(s->o.api) && key_of(c))
+        c->authed = authorize(c) == API_OK;
+    else if (!needs_key)
+        c->authed = key_of(c) ? api_key_ok(s->o.api, (const char *)GRPC_SLICE_START_PTR(*key_of(c)),
+                                           GRPC_SLICE_LENGTH(*key_of(c)))
+                              : !api_key_required(s->o.api);
+    else
+        c->authed = !api_key_required(s->o.api);
     /* learn about cancellation and the client's half-close */
     grpc_op op;
     memset(&op, 0, sizeof(op));
@@ -713,9 +713,10 @@ static void on_new_call(call_t *c, int ok)
     if (c->m == M_UNKNOWN) {
         finish(c, NULL, 12, "unknown method");
     } else if (needs_key && (auth = authorize(c)) != API_OK) {
-        metrics_auth_failure(s->o.metrics);
         finish_error(c, auth, NULL);
     } else {
+        if (needs_key)
+            c->authed = 1;
         start_recv(c);
     }
     call_unref(c); /* the T_NEW reference */

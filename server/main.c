@@ -155,6 +155,9 @@ int main(int argc, char **argv)
         return 2;
     }
     log_set_level(app.cfg.log_level);
+    const char *warnings[8];
+    for (size_t i = 0, n = cfg_warnings(&app.cfg, warnings, 8); i < n; i++)
+        LOG_WARN("config", "%s", warnings[i]);
     signal(SIGPIPE, SIG_IGN);
 
     int rc = 0;
