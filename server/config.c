@@ -20,7 +20,8 @@ typedef enum {
     OPT_URL,
     OPT_MS,
     OPT_COUNT,
-    OPT_VERSION
+    OPT_VERSION,
+    OPT_LIMIT
 } opt_kind_t;
 
 typedef struct {
@@ -66,6 +67,14 @@ static const opt_t options[] = {
      "how long POST reconnect waits for the new QR, ms"},
     {"heartbeat-ms", "HEARTBEAT_MS", OPT_MS, OFF(heartbeat_ms), "15000",
      "heartbeat interval on SSE and WebSocket event streams, ms"},
+    {"max-connections", "MAX_CONNECTIONS", OPT_LIMIT, OFF(max_connections), "4096",
+     "most HTTP connections open at once; more are closed at once"},
+    {"stall-timeout-ms", "STALL_TIMEOUT_MS", OPT_MS, OFF(stall_timeout_ms), "30000",
+     "a connection that does not take its response for this long is closed, ms"},
+    {"grpc-max-streams", "GRPC_MAX_STREAMS", OPT_LIMIT, OFF(grpc_max_streams), "1000",
+     "most gRPC calls open at once"},
+    {"grpc-max-unauth-streams", "GRPC_MAX_UNAUTH_STREAMS", OPT_LIMIT, OFF(grpc_max_unauth_streams),
+     "100", "most gRPC calls open at once without the key (and health Watch streams)"},
     {"log-level", "LOG_LEVEL", OPT_LEVEL, OFF(log_level), "info",
      "debug, info, warn, error or off"},
     {"cors-origins", "CORS_ORIGINS", OPT_STRING, OFF(cors_origins), NULL,
@@ -172,6 +181,15 @@ static int set_option(cfg_t *cfg, const opt_t *o, const char *v, const char *src
             return fail(err, errlen, "out of memory%s%s", "", "");
         free(*slot);
         *slot = copy;
+        return 0;
+    }
+    case OPT_LIMIT: {
+        char *end;
+        errno = 0;
+        long n = strtol(v, &end, 10);
+        if (!*v || *end || errno || n < 1 || n > 1000000)
+            return fail(err, errlen, "invalid %s: '%s' (a count, 1 to 1000000)", what, v);
+        *(int *)base = (int)n;
         return 0;
     }
     case OPT_PORT: {

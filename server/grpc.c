@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -81,6 +82,10 @@ struct call {
     pthread_mutex_t mu; /* guards the fields below */
     int refs;
     int sent_md, sending, finished, status_sent;
+    int64_t sending_since;         /* when the message in flight was handed over */
+    int counted, counted_unauth;   /* in grpc_srv_t's live counts and list */
+    int stall_cancelled;           /* cancelled for not taking its messages */
+    call_t *live_prev, *live_next; /* in grpc_srv_t's list of admitted calls */
     sess_sub_t *sub;
     char session[64];
     tag_t t_new, t_recv, t_sent, t_close, t_done;
@@ -96,6 +101,9 @@ struct grpc_srv {
     pthread_mutex_t mu;
     pthread_cond_t cond;
     int shut_down;
+    size_t live, live_unauth; /* calls open now (guarded by mu) */
+    call_t *calls;            /* the admitted calls (guarded by mu) */
+    int64_t last_sweep_ms;    /* cq thread only */
     reflection_t *refl;
     /* the last WatchStatus message serialized, per account visibility:
      * every stream sends the same bytes for one change */
@@ -109,6 +117,13 @@ struct grpc_srv {
 
 /* --- call lifetime --- */
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void call_unref(call_t *c)
 {
     pthread_mutex_lock(&c->mu);
@@ -116,6 +131,20 @@ static void call_unref(call_t *c)
     pthread_mutex_unlock(&c->mu);
     if (left > 0)
         return;
+    if (c->counted) {
+        grpc_srv_t *s = c->srv;
+        pthread_mutex_lock(&s->mu);
+        s->live--;
+        if (c->counted_unauth)
+            s->live_unauth--;
+        if (c->live_prev)
+            c->live_prev->live_next = c->live_next;
+        else
+            s->calls = c->live_next;
+        if (c->live_next)
+            c->live_next->live_prev = c->live_prev;
+        pthread_mutex_unlock(&s->mu);
+    }
     if (c->sub)
         sess_unsubscribe(c->sub);
     if (c->recv)
@@ -237,6 +266,7 @@ static int send_buffer_locked(call_t *c, grpc_byte_buffer *bb)
     n++;
     c->refs++;
     c->sending = 1;
+    c->sending_since = mono_ms();
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->t_sent, NULL);
     grpc_byte_buffer_destroy(bb);
     if (e != GRPC_CALL_OK) {
@@ -657,6 +687,56 @@ static api_code_t authorize(call_t *c)
     return rc;
 }
 
+/* Counts a call against the stream caps: every call, and apart the ones
+ * without the key (when one is configured) and health Watch streams, which
+ * anyone may open. Returns 0, or -1 when a cap is reached. */
+static int admit(call_t *c)
+{
+    grpc_srv_t *s = c->srv;
+    int unauth = c->m == M_HEALTH_WATCH || !c->authed;
+    pthread_mutex_lock(&s->mu);
+    int ok = s->live < s->o.max_streams && (!unauth || s->live_unauth < s->o.max_unauth_streams);
+    if (ok) {
+        s->live++;
+        c->counted = 1;
+        if (unauth) {
+            s->live_unauth++;
+            c->counted_unauth = 1;
+        }
+        c->live_next = s->calls;
+        if (s->calls)
+            s->calls->live_prev = c;
+        s->calls = c;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return ok ? 0 : -1;
+}
+
+/* Cancels streams whose client has not taken a message for stall_ms (a
+ * reader that stopped, or keeps its HTTP/2 window at zero): they would hold
+ * a call, a subscription and a slot of the caps forever. cq thread. */
+static void sweep_stalled(grpc_srv_t *s)
+{
+    int64_t now = mono_ms();
+    if (now - s->last_sweep_ms < 1000)
+        return;
+    s->last_sweep_ms = now;
+    pthread_mutex_lock(&s->mu);
+    for (call_t *c = s->calls; c; c = c->live_next) {
+        pthread_mutex_lock(&c->mu);
+        int stalled = c->sending && !c->stall_cancelled && now - c->sending_since > s->o.stall_ms;
+        if (stalled)
+            c->stall_cancelled = 1;
+        pthread_mutex_unlock(&c->mu);
+        if (stalled) {
+            metrics_limit(s->o.metrics, METRICS_LIMIT_STALLED);
+            grpc_call_cancel_with_status(c->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                         "the client does not read its stream", NULL);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
 static void start_recv(call_t *c)
 {
     grpc_op op;
@@ -717,7 +797,12 @@ static void on_new_call(call_t *c, int ok)
     } else {
         if (needs_key)
             c->authed = 1;
-        start_recv(c);
+        if (admit(c) != 0) {
+            metrics_limit(s->o.metrics, METRICS_LIMIT_GRPC_STREAMS);
+            finish(c, NULL, 8, "too many open calls; try again later");
+        } else {
+            start_recv(c);
+        }
     }
     call_unref(c); /* the T_NEW reference */
 }
@@ -927,9 +1012,13 @@ static void *cq_thread(void *arg)
 {
     grpc_srv_t *s = arg;
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        /* wake at least every second to sweep stalled streams */
+        gpr_timespec deadline =
+            gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(1000, GPR_TIMESPAN));
+        grpc_event ev = grpc_completion_queue_next(s->cq, deadline, NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
+        sweep_stalled(s);
         if (ev.type != GRPC_OP_COMPLETE)
             continue;
         tag_t *t = ev.tag;
@@ -971,6 +1060,13 @@ int grpc_srv_start(grpc_srv_t **out, const char *host, int port, const grpc_srv_
         return -1;
     }
     s->o = *opts;
+    if (!s->o.max_streams)
+        s->o.max_streams = GRPC_SRV_MAX_STREAMS;
+    if (!s->o.max_unauth_streams)
+        s->o.max_unauth_streams = GRPC_SRV_MAX_UNAUTH_STREAMS;
+    if (!s->o.stall_ms)
+        s->o.stall_ms = 30000;
+    s->last_sweep_ms = mono_ms();
     if (reflection_new(&s->refl, err, errlen) != 0) {
         free(s);
         return -1;
@@ -981,10 +1077,22 @@ int grpc_srv_start(grpc_srv_t **out, const char *host, int port, const grpc_srv_
     grpc_init();
     /* Requests are a session name at most: anything over 64 KB is refused
      * with RESOURCE_EXHAUSTED before it reaches a handler. */
+    /* Per connection: at most 100 streams at once, 10 s to finish the
+     * handshake, pings every minute to find dead peers (20 s to answer),
+     * and connections without a call for 5 minutes are closed. */
     grpc_arg args[] = {
         {.type = GRPC_ARG_INTEGER,
          .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
          .value.integer = GRPC_SRV_MAX_REQUEST_BYTES},
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_CONCURRENT_STREAMS,
+         .value.integer = GRPC_SRV_MAX_STREAMS_PER_CONNECTION},
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+         .value.integer = 10000},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_KEEPALIVE_TIME_MS, .value.integer = 60000},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS, .value.integer = 20000},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_CONNECTION_IDLE_MS, .value.integer = 300000},
     };
     grpc_channel_args cargs = {.num_args = sizeof(args) / sizeof(args[0]), .args = args};
     s->server = grpc_server_create(&cargs, NULL);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <h2o.h>
 #include <h2o/websocket.h>
@@ -19,12 +20,23 @@
 
 #define DEFAULT_BODY_LIMIT (16 * 1024)
 #define DEFAULT_HEARTBEAT_MS 15000
+#define DEFAULT_MAX_CONNECTIONS 4096
+#define DEFAULT_STALL_MS 30000
 #define WS_MAX_QUEUED 16
+/* A client that sends (pings) without reading its answers: past this many
+ * queued messages or bytes its connection is closed. */
+#define WS_MAX_UNREAD 64
+#define WS_MAX_UNREAD_BYTES (64 * 1024)
+/* Clients send nothing but "ping"; bigger messages are closed with 1009
+ * as soon as their frame header declares the size. */
+#define WS_MAX_MESSAGE 4096
 #define SSE_BATCH 64
 
 typedef enum { STREAM_SSE, STREAM_WS } stream_kind_t;
 
 typedef struct stream stream_t;
+typedef struct http_conn http_conn_t;
+typedef struct resp_track resp_track_t;
 
 /* One event rendered once and shared by every stream that sends it: the
  * SSE bytes ("id: ...\ndata: {json}\n\n"); `json` points inside them. */
@@ -65,11 +77,15 @@ struct http_server {
     uv_tcp_t listener;
     uv_timer_t grace_timer;
     uv_timer_t heartbeat;
+    uv_timer_t sweep; /* closes connections that stall (see on_sweep) */
     uv_async_t flush;
     size_t nconns;
-    stream_t *streams;      /* every live stream */
-    stream_t *dirty;        /* streams with new snapshots to send */
-    event_cache_t cache[2]; /* [with_account] */
+    http_conn_t *conns;      /* every open connection */
+    resp_track_t *tracks;    /* responses handed to h2o, not yet taken by their client */
+    uint64_t refused_log_ms; /* last warning about the connection cap */
+    stream_t *streams;       /* every live stream */
+    stream_t *dirty;         /* streams with new snapshots to send */
+    event_cache_t cache[2];  /* [with_account] */
     body_cache_t bodies[BODY_COUNT];
     size_t nstreams;
     int grace_expired;
@@ -88,11 +104,14 @@ struct stream {
     h2o_generator_t gen;
     h2o_req_t *req;
     int inflight;
-    char *sendbuf;      /* bytes h2o is sending (several events), or NULL */
-    event_blob_t *held; /* the one shared event h2o is sending, or NULL */
+    char *sendbuf;           /* bytes h2o is sending (several events), or NULL */
+    event_blob_t *held;      /* the one shared event h2o is sending, or NULL */
+    uint64_t inflight_since; /* loop time of the send h2o has not taken yet */
     /* WebSocket */
     h2o_websocket_conn_t *ws;
-    int ended; /* the subscription ended; the final bytes were queued */
+    uint64_t ws_writing_since; /* loop time the socket write got stuck, 0 = not stuck */
+    int closing;               /* its connection is being closed by a limit */
+    int ended;                 /* the subscription ended; the final bytes were queued */
     int in_dirty;
     stream_t *prev, *next, *dirty_next;
 };
@@ -102,10 +121,21 @@ typedef struct {
     http_server_t *srv;
 } http_handler_t;
 
-typedef struct {
+struct http_conn {
     uv_tcp_t tcp;
     http_server_t *srv;
-} http_conn_t;
+    http_conn_t *prev, *next;
+};
+
+/* A response handed to h2o and not yet taken whole by the client; lives in
+ * the request's pool, whose disposal (the response is done) unlinks it. */
+struct resp_track {
+    http_server_t *srv; /* NULL once unlinked */
+    h2o_req_t *req;
+    uint64_t since;
+    int closing;
+    resp_track_t *prev, *next;
+};
 
 /* --- responses --- */
 
@@ -159,6 +189,59 @@ static void count(http_server_t *srv, metrics_route_t route, int status)
     metrics_request(srv->opts.metrics, route, status);
 }
 
+/* --- limits: connections that stop taking what they asked for --- */
+
+/* Closes a connection from under h2o: both directions of its socket are
+ * shut down, so h2o sees the end of input and a failing write at once and
+ * tears the connection down itself (timeouts, streams, pools), whatever
+ * protocol it speaks. */
+static void force_close_sock(http_server_t *srv, h2o_socket_t *sock, metrics_limit_t why)
+{
+    int fd = sock ? h2o_socket_get_fd(sock) : -1;
+    if (fd >= 0 && shutdown(fd, SHUT_RDWR) == 0)
+        metrics_limit(srv->opts.metrics, why);
+}
+
+static void force_close_req(http_server_t *srv, h2o_req_t *req, metrics_limit_t why)
+{
+    if (req->conn && req->conn->callbacks->get_socket)
+        force_close_sock(srv, req->conn->callbacks->get_socket(req->conn), why);
+}
+
+static void track_unlink(resp_track_t *t)
+{
+    if (!t->srv)
+        return;
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        t->srv->tracks = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    t->srv = NULL;
+}
+
+static void track_dispose(void *p)
+{
+    track_unlink(p);
+}
+
+/* Watches a response from now until h2o has passed all of it on (its
+ * request is disposed): see on_sweep. */
+static void track_response(http_server_t *srv, h2o_req_t *req)
+{
+    resp_track_t *t = h2o_mem_alloc_shared(&req->pool, sizeof(*t), track_dispose);
+    t->srv = srv;
+    t->req = req;
+    t->since = uv_now(srv->loop);
+    t->closing = 0;
+    t->prev = NULL;
+    t->next = srv->tracks;
+    if (srv->tracks)
+        srv->tracks->prev = t;
+    srv->tracks = t;
+}
+
 /* Sends `body` (copied; NULL = a 500 JSON error) as the whole response. */
 static void send_bytes(http_server_t *srv, h2o_req_t *req, metrics_route_t route, int status,
                        const char *ctype, const char *body, size_t len)
@@ -174,6 +257,7 @@ static void send_bytes(http_server_t *srv, h2o_req_t *req, metrics_route_t route
     req->res.reason = reason_for(status);
     add_header(req, H2O_TOKEN_CONTENT_TYPE, ctype);
     add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
+    track_response(srv, req);
     h2o_send_inline(req, body, len);
     count(srv, route, status);
 }
@@ -597,6 +681,7 @@ static void stream_pump(stream_t *st)
         iov = h2o_iovec_init(b.buf ? b.buf : "", b.len);
     }
     st->inflight = 1;
+    st->inflight_since = uv_now(st->srv->loop);
     h2o_send(st->req, &iov, 1, st->ended ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
 }
 
@@ -624,10 +709,12 @@ static void on_heartbeat(uv_timer_t *t)
             static const char hb[] = ": heartbeat\n\n";
             h2o_iovec_t iov = h2o_iovec_init(hb, sizeof(hb) - 1);
             st->inflight = 1;
+            st->inflight_since = uv_now(st->srv->loop);
             h2o_send(st->req, &iov, 1, H2O_SEND_STATE_IN_PROGRESS);
         } else {
             struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"hb", 2};
-            wslay_event_queue_msg(st->ws->ws_ctx, &m);
+            if (wslay_event_get_queued_msg_count(st->ws->ws_ctx) < WS_MAX_QUEUED)
+                wslay_event_queue_msg(st->ws->ws_ctx, &m);
             stream_pump(st); /* also retries a stream held back by a full queue */
             h2o_websocket_proceed(st->ws);
         }
@@ -694,8 +781,21 @@ static void on_ws_message(h2o_websocket_conn_t *conn, const struct wslay_event_o
             stream_free(st);
         return;
     }
+    /* A client that keeps sending (pings, which wslay answers with pongs)
+     * without reading the answers: stop reading it and close it, instead of
+     * queueing answers without bound. */
+    if (wslay_event_get_queued_msg_count(conn->ws_ctx) > WS_MAX_UNREAD ||
+        wslay_event_get_queued_msg_length(conn->ws_ctx) > WS_MAX_UNREAD_BYTES) {
+        wslay_event_shutdown_read(conn->ws_ctx);
+        if (st && !st->closing) {
+            st->closing = 1;
+            force_close_sock(st->srv, conn->sock, METRICS_LIMIT_WS_UNREAD);
+        }
+        return;
+    }
     /* Clients have nothing to say; a text "ping" gets the current state. */
-    if (arg->opcode == WSLAY_TEXT_FRAME && arg->msg_length == 4 && !memcmp(arg->msg, "ping", 4)) {
+    if (arg->opcode == WSLAY_TEXT_FRAME && arg->msg_length == 4 && !memcmp(arg->msg, "ping", 4) &&
+        wslay_event_get_queued_msg_count(conn->ws_ctx) < WS_MAX_QUEUED) {
         sess_snapshot_t *snap =
             sess_current(sess_registry_find(api_registry(st->srv->opts.api), "default"));
         char *json = api_json_event(snap, st->with_account, sess_now_ms());
@@ -704,6 +804,27 @@ static void on_ws_message(h2o_websocket_conn_t *conn, const struct wslay_event_o
         free(json);
         sess_snapshot_unref(snap);
     }
+}
+
+/* Counts messages refused for their size (wslay closes them with 1009 as
+ * soon as the frame header declares a size over the limit). */
+static void ws_on_frame_start(wslay_event_context_ptr ctx,
+                              const struct wslay_event_on_frame_recv_start_arg *arg, void *user)
+{
+    (void)ctx;
+    h2o_websocket_conn_t *conn = user;
+    stream_t *st = conn->data;
+    if (st && arg->payload_length > WS_MAX_MESSAGE)
+        metrics_limit(st->srv->opts.metrics, METRICS_LIMIT_WS_MESSAGE);
+}
+
+/* Bounds what a WebSocket client may send: WS_MAX_MESSAGE bytes a message. */
+static void ws_limit(h2o_websocket_conn_t *ws)
+{
+    struct wslay_event_callbacks cbs = ws->ws_callbacks;
+    cbs.on_frame_recv_start_callback = ws_on_frame_start;
+    wslay_event_config_set_callbacks(ws->ws_ctx, &cbs);
+    wslay_event_config_set_max_recv_msg_length(ws->ws_ctx, WS_MAX_MESSAGE);
 }
 
 static int route_events(http_server_t *srv, h2o_req_t *req)
@@ -723,6 +844,7 @@ static int route_events(http_server_t *srv, h2o_req_t *req)
     count(srv, METRICS_ROUTE_EVENTS, is_ws ? 101 : 200);
     if (is_ws) {
         st->ws = h2o_upgrade_to_websocket(req, client_key, st, on_ws_message);
+        ws_limit(st->ws);
         return 0;
     }
     st->req = req;
@@ -740,6 +862,7 @@ static int route_events(http_server_t *srv, h2o_req_t *req)
     static const char hello[] = "retry: 3000\n\n";
     h2o_iovec_t iov = h2o_iovec_init(hello, sizeof(hello) - 1);
     st->inflight = 1;
+    st->inflight_since = uv_now(st->srv->loop);
     h2o_send(req, &iov, 1, H2O_SEND_STATE_IN_PROGRESS);
     return 0;
 }
@@ -1066,6 +1189,7 @@ static int route_page(http_server_t *srv, h2o_req_t *req)
                          "script-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'");
     add_header_str(req, "referrer-policy", "no-referrer");
     add_header_str(req, "x-content-type-options", "nosniff");
+    track_response(srv, req);
     h2o_send_inline(req, (const char *)srv->opts.page_html, srv->opts.page_len);
     count(srv, METRICS_ROUTE_PAGE, 200);
     return 0;
@@ -1160,6 +1284,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         }
         req->res.status = 204;
         req->res.reason = "No Content";
+        track_response(srv, req);
         h2o_send_inline(req, "", 0);
         count(srv, r->metric, 204);
         return 0;
@@ -1199,9 +1324,33 @@ static void on_conn_close(uv_handle_t *h)
 {
     http_conn_t *c = (http_conn_t *)h;
     http_server_t *srv = c->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
     free(c);
     srv->nconns--;
+    metrics_http_connections(srv->opts.metrics, -1);
     maybe_finish_stop(srv);
+}
+
+/* A connection over MAX_CONNECTIONS: taken off the backlog and closed. */
+static void refuse_conn(http_server_t *srv, uv_stream_t *listener)
+{
+    uv_tcp_t *t = malloc(sizeof(*t));
+    if (!t)
+        return;
+    uv_tcp_init(listener->loop, t);
+    if (uv_accept(listener, (uv_stream_t *)t) == 0)
+        metrics_limit(srv->opts.metrics, METRICS_LIMIT_HTTP_CONNECTIONS);
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+    uint64_t now = uv_now(srv->loop);
+    if (!srv->refused_log_ms || now - srv->refused_log_ms > 10000) {
+        srv->refused_log_ms = now;
+        LOG_WARN("http", "%zu connections open (MAX_CONNECTIONS): closing new ones", srv->nconns);
+    }
 }
 
 static void on_accept(uv_stream_t *listener, int status)
@@ -1209,12 +1358,21 @@ static void on_accept(uv_stream_t *listener, int status)
     http_server_t *srv = listener->data;
     if (status != 0 || srv->stopping)
         return;
+    if (srv->nconns >= srv->opts.max_connections) {
+        refuse_conn(srv, listener);
+        return;
+    }
     http_conn_t *c = calloc(1, sizeof(*c));
     if (!c)
         return;
     c->srv = srv;
     uv_tcp_init(listener->loop, &c->tcp);
     srv->nconns++;
+    metrics_http_connections(srv->opts.metrics, +1);
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         uv_close((uv_handle_t *)&c->tcp, on_conn_close);
         return;
@@ -1222,6 +1380,42 @@ static void on_accept(uv_stream_t *listener, int status)
     uv_tcp_nodelay(&c->tcp, 1);
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_close);
     h2o_accept(&srv->accept_ctx, sock);
+}
+
+/* Closes connections that stall: a response h2o has held for STALL_TIMEOUT_MS
+ * without the client taking it (a reader that stopped, an HTTP/2 client
+ * that keeps its flow-control window at zero), an SSE chunk not taken for as
+ * long, a WebSocket whose socket write has been stuck for as long. h2o
+ * 2.2's own timeouts cover none of these (its HTTP/2 idle timeout stops
+ * while a response is open). */
+static void on_sweep(uv_timer_t *t)
+{
+    http_server_t *srv = t->data;
+    uint64_t now = uv_now(srv->loop), limit = srv->opts.stall_ms;
+    for (resp_track_t *tr = srv->tracks; tr; tr = tr->next)
+        if (!tr->closing && now - tr->since > limit) {
+            tr->closing = 1;
+            force_close_req(srv, tr->req, METRICS_LIMIT_STALLED);
+        }
+    for (stream_t *st = srv->streams; st; st = st->next) {
+        if (st->closing)
+            continue;
+        if (st->kind == STREAM_SSE) {
+            if (st->inflight && st->req && now - st->inflight_since > limit) {
+                st->closing = 1;
+                force_close_req(srv, st->req, METRICS_LIMIT_STALLED);
+            }
+        } else if (st->ws && st->ws->sock) {
+            if (!h2o_socket_is_writing(st->ws->sock)) {
+                st->ws_writing_since = 0;
+            } else if (!st->ws_writing_since) {
+                st->ws_writing_since = now;
+            } else if (now - st->ws_writing_since > limit) {
+                st->closing = 1;
+                force_close_sock(srv, st->ws->sock, METRICS_LIMIT_STALLED);
+            }
+        }
+    }
 }
 
 static int setup_tls(http_server_t *srv, char *err, size_t errlen)
@@ -1270,6 +1464,10 @@ int http_server_start(http_server_t **out, uv_loop_t *loop, const char *host, in
         srv->opts.body_limit = DEFAULT_BODY_LIMIT;
     if (!srv->opts.heartbeat_ms)
         srv->opts.heartbeat_ms = DEFAULT_HEARTBEAT_MS;
+    if (!srv->opts.max_connections)
+        srv->opts.max_connections = DEFAULT_MAX_CONNECTIONS;
+    if (!srv->opts.stall_ms)
+        srv->opts.stall_ms = DEFAULT_STALL_MS;
     h2o_config_init(&srv->config);
     srv->config.server_name = h2o_iovec_init(H2O_STRLIT("wa-gateway"));
     srv->config.http2.graceful_shutdown_timeout = 2000;
@@ -1329,6 +1527,10 @@ int http_server_start(http_server_t **out, uv_loop_t *loop, const char *host, in
     srv->grace_timer.data = srv;
     uv_timer_init(loop, &srv->heartbeat);
     srv->heartbeat.data = srv;
+    uv_timer_init(loop, &srv->sweep);
+    srv->sweep.data = srv;
+    unsigned every = srv->opts.stall_ms / 4 < 1000 ? srv->opts.stall_ms / 4 : 1000;
+    uv_timer_start(&srv->sweep, on_sweep, every ? every : 1, every ? every : 1);
     uv_timer_start(&srv->heartbeat, on_heartbeat, srv->opts.heartbeat_ms, srv->opts.heartbeat_ms);
     uv_async_init(loop, &srv->flush, on_flush);
     srv->flush.data = srv;
@@ -1388,6 +1590,7 @@ void http_server_stop(http_server_t *srv, unsigned grace_ms, void (*on_stopped)(
             if (!st->inflight && st->req) {
                 st->ended = 1;
                 st->inflight = 1;
+                st->inflight_since = uv_now(st->srv->loop);
                 h2o_iovec_t iov = h2o_iovec_init("", 0);
                 h2o_send(st->req, &iov, 1, H2O_SEND_STATE_FINAL);
             }
@@ -1415,6 +1618,7 @@ void http_server_free(http_server_t *srv)
     }
     uv_close((uv_handle_t *)&srv->grace_timer, NULL);
     uv_close((uv_handle_t *)&srv->heartbeat, NULL);
+    uv_close((uv_handle_t *)&srv->sweep, NULL);
     uv_close((uv_handle_t *)&srv->flush, NULL);
     uv_run(srv->loop, UV_RUN_NOWAIT);
     if (h2o_timeout_is_linked(&srv->ctx.http2._graceful_shutdown_timeout))
@@ -1425,6 +1629,8 @@ void http_server_free(http_server_t *srv)
         SSL_CTX_free(srv->ssl_ctx);
     event_cache_clear(srv);
     body_cache_clear(srv);
+    while (srv->tracks)
+        track_unlink(srv->tracks);
     free(srv);
 }
 

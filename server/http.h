@@ -22,6 +22,8 @@ typedef struct {
                                 * address, comma-separated, "*" = any; NULL = none */
     size_t body_limit;         /* largest accepted request body; 0 = 16 KiB */
     unsigned heartbeat_ms;     /* SSE/WebSocket keepalive interval; 0 = 15000 */
+    size_t max_connections;    /* connections open at once, more are closed; 0 = 4096 */
+    unsigned stall_ms;         /* close a connection not taking its response; 0 = 30000 */
     const char *tls_cert_file; /* PEM certificate chain: enables TLS (HTTP/2 by ALPN) */
     const char *tls_key_file;  /* PEM private key */
     /* Readiness for /readyz: returns 1 when ready, else 0 with *why set to

@@ -3,6 +3,7 @@
  * gRPC) on one libuv loop, and shuts everything down cleanly on SIGINT or
  * SIGTERM so that nothing leaks (checked under ASan). */
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,22 @@ static void qrterm_notify(void *arg)
     uv_async_send(&q->wake);
 }
 
+/* Raises the open-files limit to its hard limit (every connection is a
+ * descriptor) and returns how many descriptors the process may use. */
+static rlim_t raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max;
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return rl.rlim_cur;
+}
+
 static int ready(void *arg, const char **why)
 {
     app_t *app = arg;
@@ -155,6 +172,14 @@ int main(int argc, char **argv)
         return 2;
     }
     log_set_level(app.cfg.log_level);
+    rlim_t nofile = raise_nofile();
+    /* keep descriptors for gRPC, the store and WhatsApp beside HTTP */
+    if (nofile != RLIM_INFINITY && (rlim_t)app.cfg.max_connections + 256 > nofile) {
+        int max = nofile > 512 ? (int)(nofile - 256) : (int)(nofile / 2);
+        LOG_WARN("main", "MAX_CONNECTIONS %d is over what the open-files limit (%llu) allows: %d",
+                 app.cfg.max_connections, (unsigned long long)nofile, max);
+        app.cfg.max_connections = max;
+    }
     const char *warnings[8];
     for (size_t i = 0, n = cfg_warnings(&app.cfg, warnings, 8); i < n; i++)
         LOG_WARN("config", "%s", warnings[i]);
@@ -210,6 +235,8 @@ int main(int argc, char **argv)
         .tls_cert_file = app.cfg.tls_cert,
         .tls_key_file = app.cfg.tls_key,
         .heartbeat_ms = (unsigned)app.cfg.heartbeat_ms,
+        .max_connections = (size_t)app.cfg.max_connections,
+        .stall_ms = (unsigned)app.cfg.stall_timeout_ms,
         .page_html = app.cfg.page ? wagw_page_html : NULL,
         .page_len = app.cfg.page ? wagw_page_html_len : 0,
         .demo_control = app.cfg.demo_control,
@@ -224,6 +251,9 @@ int main(int argc, char **argv)
     }
     grpc_srv_opts_t gopts = {.api = app.api,
                              .metrics = app.metrics,
+                             .max_streams = (size_t)app.cfg.grpc_max_streams,
+                             .max_unauth_streams = (size_t)app.cfg.grpc_max_unauth_streams,
+                             .stall_ms = (unsigned)app.cfg.stall_timeout_ms,
                              .tls_cert_file = app.cfg.tls_cert,
                              .tls_key_file = app.cfg.tls_key};
     if (grpc_srv_start(&app.grpc, app.cfg.host, app.cfg.grpc_port, &gopts, err, sizeof(err)) != 0) {

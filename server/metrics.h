@@ -57,6 +57,22 @@ void metrics_subscribers(metrics_t *m, const char *transport, int delta);
 /* Counts a reconnect requested through the API. Any thread. */
 void metrics_reconnect(metrics_t *m);
 
+/* The resource limits whose hits are counted. */
+typedef enum {
+    METRICS_LIMIT_HTTP_CONNECTIONS, /* a connection over MAX_CONNECTIONS, closed at once */
+    METRICS_LIMIT_STALLED,          /* a connection closed for not taking its response */
+    METRICS_LIMIT_WS_MESSAGE,       /* a WebSocket message over the size limit (1009) */
+    METRICS_LIMIT_WS_UNREAD,        /* a WebSocket client sending without reading */
+    METRICS_LIMIT_GRPC_STREAMS,     /* a gRPC call over a stream cap */
+    METRICS_LIMIT_COUNT
+} metrics_limit_t;
+
+/* Counts one hit of a resource limit. Any thread. */
+void metrics_limit(metrics_t *m, metrics_limit_t which);
+
+/* Adds `delta` to the number of open HTTP connections. Any thread. */
+void metrics_http_connections(metrics_t *m, int delta);
+
 /* Renders every counter, plus the state of `snap` (may be NULL) and the
  * session's transition count (its seq), as Prometheus text. Returns a
  * malloc'd string the caller frees, or NULL when out of memory. */

@@ -10,6 +10,12 @@ FW = os.path.join(SRC, "tests/fakewa/fakewa-server")
 procs = []  # every process a test started, killed when it fails
 
 
+# E2E_KEEP_GOING=1: a failed check is printed and the test goes on (it
+# still fails at the end); used to see every check fail on older code.
+KEEP_GOING = os.environ.get("E2E_KEEP_GOING") == "1"
+failed = []
+
+
 def fail(msg):
     print("FAIL:", msg, file=sys.stderr)
     for p in procs:
@@ -19,6 +25,13 @@ def fail(msg):
 
 def check(cond, msg):
     if not cond:
+        if KEEP_GOING:
+            print("FAIL:", msg, file=sys.stderr, flush=True)
+            if not failed:
+                import atexit
+                atexit.register(lambda: os._exit(1))
+            failed.append(msg)
+            return
         fail(msg)
 
 
