@@ -36,6 +36,7 @@ typedef enum { STREAM_SSE, STREAM_WS } stream_kind_t;
 
 typedef struct stream stream_t;
 typedef struct http_conn http_conn_t;
+typedef struct reconnect reconnect_t;
 typedef struct resp_track resp_track_t;
 
 /* One event rendered once and shared by every stream that sends it: the
@@ -82,6 +83,8 @@ struct http_server {
     size_t nconns;
     http_conn_t *conns;      /* every open connection */
     resp_track_t *tracks;    /* responses handed to h2o, not yet taken by their client */
+    reconnect_t *reconnects; /* POST reconnects waiting for their QR */
+    int abandoned;           /* connections outlived the grace period and a forced close */
     uint64_t refused_log_ms; /* last warning about the connection cap */
     stream_t *streams;       /* every live stream */
     stream_t *dirty;         /* streams with new snapshots to send */
@@ -110,6 +113,8 @@ struct stream {
     /* WebSocket */
     h2o_websocket_conn_t *ws;
     uint64_t ws_writing_since; /* loop time the socket write got stuck, 0 = not stuck */
+    int busy;                  /* inside h2o_websocket_proceed (see ws_flush) */
+    int dead;                  /* the connection closed while busy: free when done */
     int closing;               /* its connection is being closed by a limit */
     int ended;                 /* the subscription ended; the final bytes were queued */
     int in_dirty;
@@ -621,11 +626,30 @@ static void ws_send_text(stream_t *st, const char *s, size_t n)
     wslay_event_queue_msg(st->ws->ws_ctx, &msg);
 }
 
+/* Runs h2o's WebSocket I/O for a stream. Nothing may run before the upgrade
+ * has completed: h2o attaches the socket only then (h2o_websocket_proceed
+ * would dereference NULL), and flushes what was queued meanwhile itself.
+ * h2o may close the connection from here, which ends the stream: returns 0
+ * when `st` is still alive, -1 when it has been freed. */
+static int ws_flush(stream_t *st)
+{
+    if (!st->ws || !st->ws->sock)
+        return 0;
+    st->busy++;
+    h2o_websocket_proceed(st->ws);
+    st->busy--;
+    if (st->dead && !st->busy) {
+        stream_free(st);
+        return -1;
+    }
+    return 0;
+}
+
 /* Moves queued snapshots to the socket when it can take them. The common
  * case, one new event, sends the shared rendering without copying it. */
-static void stream_pump(stream_t *st)
+static void stream_pump(stream_t *st, int flush_ws)
 {
-    if (st->ended)
+    if (st->ended || st->dead || (st->kind == STREAM_WS && !st->ws))
         return;
     if (st->kind == STREAM_SSE && (st->inflight || !st->req))
         return;
@@ -663,8 +687,8 @@ static void stream_pump(stream_t *st)
             struct wslay_event_msg m = {WSLAY_CONNECTION_CLOSE, (const uint8_t *)"\x03\xe9", 2};
             wslay_event_queue_msg(st->ws->ws_ctx, &m); /* 1001 going away */
         }
-        if (n > 0 || st->ended)
-            h2o_websocket_proceed(st->ws);
+        if (n > 0 || st->ended || flush_ws)
+            ws_flush(st); /* may free st */
         return;
     }
     if (!one && b.len == 0 && !st->ended) {
@@ -692,14 +716,16 @@ static void on_flush(uv_async_t *a)
         stream_t *st = srv->dirty;
         srv->dirty = st->dirty_next;
         st->in_dirty = 0;
-        stream_pump(st);
+        stream_pump(st, 0);
     }
 }
 
 static void on_heartbeat(uv_timer_t *t)
 {
     http_server_t *srv = t->data;
-    for (stream_t *st = srv->streams; st; st = st->next) {
+    stream_t *next;
+    for (stream_t *st = srv->streams; st; st = next) {
+        next = st->next;
         if (st->ended)
             continue;
         if (st->kind == STREAM_SSE) {
@@ -715,8 +741,7 @@ static void on_heartbeat(uv_timer_t *t)
             struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"hb", 2};
             if (wslay_event_get_queued_msg_count(st->ws->ws_ctx) < WS_MAX_QUEUED)
                 wslay_event_queue_msg(st->ws->ws_ctx, &m);
-            stream_pump(st); /* also retries a stream held back by a full queue */
-            h2o_websocket_proceed(st->ws);
+            stream_pump(st, 1); /* also retries a stream held back by a full queue */
         }
     }
 }
@@ -727,7 +752,15 @@ static void sse_proceed(h2o_generator_t *gen, h2o_req_t *req)
     stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, gen, gen);
     st->inflight = 0;
     stream_sent(st);
-    stream_pump(st);
+    if (st->srv->stopping && !st->ended) { /* it was busy when the server stopped */
+        st->ended = 1;
+        st->inflight = 1;
+        st->inflight_since = uv_now(st->srv->loop);
+        h2o_iovec_t iov = h2o_iovec_init("", 0);
+        h2o_send(st->req, &iov, 1, H2O_SEND_STATE_FINAL);
+        return;
+    }
+    stream_pump(st, 0);
 }
 
 static void sse_stop(h2o_generator_t *gen, h2o_req_t *req)
@@ -775,12 +808,19 @@ static stream_t *stream_new(http_server_t *srv, stream_kind_t kind, int with_acc
 static void on_ws_message(h2o_websocket_conn_t *conn, const struct wslay_event_on_msg_recv_arg *arg)
 {
     stream_t *st = conn->data;
-    if (arg == NULL) { /* closed or failed */
+    if (arg == NULL) { /* closed, failed, or the upgrade failed */
         h2o_websocket_close(conn);
-        if (st)
-            stream_free(st);
+        if (st) {
+            st->ws = NULL;
+            if (st->busy)
+                st->dead = 1; /* ws_flush frees it */
+            else
+                stream_free(st);
+        }
         return;
     }
+    if (!st)
+        return;
     /* A client that keeps sending (pings, which wslay answers with pongs)
      * without reading the answers: stop reading it and close it, instead of
      * queueing answers without bound. */
@@ -956,26 +996,59 @@ static int route_logout(http_server_t *srv, h2o_req_t *req)
     return 0;
 }
 
-/* A reconnect waiting for its QR; lives in the request's pool. */
-typedef struct {
+/* A reconnect waiting for its QR; lives in the request's pool and, while
+ * it waits, in the server's list (a stop answers it). */
+struct reconnect {
     http_server_t *srv;
     h2o_req_t *req;
     api_wait_t *wait;
-    int done;
-} reconnect_t;
+    int done, linked;
+    reconnect_t *prev, *next;
+};
+
+static void reconnect_unlink(reconnect_t *rc)
+{
+    if (!rc->linked)
+        return;
+    rc->linked = 0;
+    if (rc->prev)
+        rc->prev->next = rc->next;
+    else
+        rc->srv->reconnects = rc->next;
+    if (rc->next)
+        rc->next->prev = rc->prev;
+}
 
 static void reconnect_dispose(void *p)
 {
     reconnect_t *rc = p;
+    reconnect_unlink(rc);
     if (!rc->done && rc->wait) {
         rc->done = 1;
         api_wait_cancel(rc->wait); /* the client went away */
     }
 }
 
+/* The server stops: every waiting reconnect is cancelled and answered 503
+ * now, before the server (and the requests) go away. */
+static void reconnects_cancel(http_server_t *srv)
+{
+    while (srv->reconnects) {
+        reconnect_t *rc = srv->reconnects;
+        reconnect_unlink(rc);
+        if (rc->done)
+            continue;
+        rc->done = 1;
+        api_wait_cancel(rc->wait);
+        rc->wait = NULL;
+        send_error(srv, rc->req, METRICS_ROUTE_RECONNECT, API_ERR_SHUTTING_DOWN, NULL, NULL);
+    }
+}
+
 static void on_reconnected(api_result_t r, void *arg)
 {
     reconnect_t *rc = arg;
+    reconnect_unlink(rc);
     rc->done = 1;
     rc->wait = NULL;
     if (r.code == API_OK && r.snap && r.snap->state == SESS_QR_READY)
@@ -1005,11 +1078,20 @@ static int route_reconnect(http_server_t *srv, h2o_req_t *req)
         send_error(srv, req, METRICS_ROUTE_RECONNECT, API_ERR_BAD_REQUEST, why, NULL);
         return 0;
     }
+    if (srv->stopping) {
+        send_error(srv, req, METRICS_ROUTE_RECONNECT, API_ERR_SHUTTING_DOWN, NULL, NULL);
+        return 0;
+    }
     metrics_reconnect(srv->opts.metrics);
     reconnect_t *rc = h2o_mem_alloc_shared(&req->pool, sizeof(*rc), reconnect_dispose);
     memset(rc, 0, sizeof(*rc));
     rc->srv = srv;
     rc->req = req;
+    rc->linked = 1;
+    rc->next = srv->reconnects;
+    if (srv->reconnects)
+        srv->reconnects->prev = rc;
+    srv->reconnects = rc;
     rc->wait = api_reconnect(srv->opts.api, NULL, keep, wait_ms, on_reconnected, rc);
     return 0;
 }
@@ -1312,7 +1394,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
 static void maybe_finish_stop(http_server_t *srv)
 {
-    if (!srv->stopping || srv->nconns > 0 || srv->listener_open || !srv->on_stopped)
+    if (!srv->stopping || (srv->nconns > 0 && !srv->abandoned) || srv->listener_open ||
+        !srv->on_stopped)
         return;
     uv_timer_stop(&srv->grace_timer);
     void (*cb)(void *) = srv->on_stopped;
@@ -1547,28 +1630,36 @@ static void on_listener_closed(uv_handle_t *h)
     maybe_finish_stop(srv);
 }
 
+/* Shuts down the socket of every connection still open: h2o then sees the
+ * end of input (or a failing write) and closes each one itself, releasing
+ * its timeouts, streams and requests; nothing is freed from under it. */
+static void close_all_conns(http_server_t *srv)
+{
+    for (http_conn_t *c = srv->conns; c; c = c->next) {
+        uv_os_fd_t fd;
+        if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+            shutdown(fd, SHUT_RDWR);
+    }
+}
+
 static void on_grace_timeout(uv_timer_t *t)
 {
     http_server_t *srv = t->data;
-    /* WebSocket clients that did not answer our close frame: close them */
-    stream_t *st = srv->streams, *next;
-    for (; st; st = next) {
-        next = st->next;
-        if (st->kind == STREAM_WS && st->ws) {
-            h2o_websocket_conn_t *ws = st->ws;
-            ws->data = NULL;
-            stream_free(st);
-            h2o_websocket_close(ws);
-        }
+    if (srv->nconns == 0) {
+        maybe_finish_stop(srv);
+        return;
     }
-    if (srv->nconns > 0) {
-        LOG_WARN("http", "%zu connection(s) still open after the grace period", srv->nconns);
-        uv_timer_start(&srv->grace_timer, on_grace_timeout, 500, 0); /* let them close */
-        srv->grace_expired++;
-        if (srv->grace_expired < 4)
-            return;
+    if (!srv->grace_expired++) {
+        /* idle keep-alive connections, half-sent requests, clients that do
+         * not read or do not answer our close frame: close them now */
+        LOG_INFO("http", "closing %zu connection(s) left after the grace period", srv->nconns);
+        close_all_conns(srv);
+        uv_timer_start(&srv->grace_timer, on_grace_timeout, 1000, 0);
+        return;
     }
-    srv->nconns = 0;
+    /* should not happen: h2o did not close a shut-down socket */
+    LOG_WARN("http", "%zu connection(s) still open after a forced close", srv->nconns);
+    srv->abandoned = 1;
     maybe_finish_stop(srv);
 }
 
@@ -1582,8 +1673,14 @@ void http_server_stop(http_server_t *srv, unsigned grace_ms, void (*on_stopped)(
     srv->on_stopped_arg = arg;
     uv_timer_stop(&srv->heartbeat);
     uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
-    /* end every stream: SSE gets its final chunk, WebSocket a close frame */
-    for (stream_t *st = srv->streams; st; st = st->next) {
+    /* waiting reconnects are answered now (503), before anything goes away */
+    reconnects_cancel(srv);
+    /* end every stream: SSE gets its final chunk (a busy one when h2o takes
+     * the one in flight), WebSocket a close frame (sent once the upgrade is
+     * complete, when it is not yet) */
+    stream_t *next;
+    for (stream_t *st = srv->streams; st; st = next) {
+        next = st->next;
         if (st->ended)
             continue;
         if (st->kind == STREAM_SSE) {
@@ -1594,11 +1691,11 @@ void http_server_stop(http_server_t *srv, unsigned grace_ms, void (*on_stopped)(
                 h2o_iovec_t iov = h2o_iovec_init("", 0);
                 h2o_send(st->req, &iov, 1, H2O_SEND_STATE_FINAL);
             }
-        } else {
+        } else if (st->ws) {
             st->ended = 1;
             struct wslay_event_msg m = {WSLAY_CONNECTION_CLOSE, (const uint8_t *)"\x03\xe9", 2};
             wslay_event_queue_msg(st->ws->ws_ctx, &m);
-            h2o_websocket_proceed(st->ws);
+            ws_flush(st); /* may free st */
         }
     }
     h2o_context_request_shutdown(&srv->ctx);
@@ -1609,18 +1706,19 @@ void http_server_free(http_server_t *srv)
 {
     if (!srv)
         return;
-    /* streams whose connection never closed (grace expired) */
-    while (srv->streams) {
-        stream_t *st = srv->streams;
-        if (st->kind == STREAM_WS && st->ws)
-            st->ws->data = NULL;
-        stream_free(st);
-    }
     uv_close((uv_handle_t *)&srv->grace_timer, NULL);
     uv_close((uv_handle_t *)&srv->heartbeat, NULL);
     uv_close((uv_handle_t *)&srv->sweep, NULL);
     uv_close((uv_handle_t *)&srv->flush, NULL);
     uv_run(srv->loop, UV_RUN_NOWAIT);
+    if (srv->abandoned || srv->nconns > 0) {
+        /* h2o still owns connections (their timeouts, pools, streams):
+         * disposing its context would abort and freeing the server would
+         * leave them dangling. Leave it all to the process exit. */
+        LOG_WARN("http", "%zu connection(s) never closed; not releasing the HTTP server",
+                 srv->nconns);
+        return;
+    }
     if (h2o_timeout_is_linked(&srv->ctx.http2._graceful_shutdown_timeout))
         h2o_timeout_unlink(&srv->ctx.http2._graceful_shutdown_timeout);
     h2o_context_dispose(&srv->ctx);
