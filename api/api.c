@@ -678,6 +678,11 @@ static void free_render(void *p)
     api_qr_render_t *r = p;
     if (!r)
         return;
+    /* both encode the QR, adv secret included */
+    if (r->png)
+        explicit_bzero(r->png, r->png_len);
+    if (r->data_url)
+        explicit_bzero(r->data_url, strlen(r->data_url));
     free(r->png);
     free(r->data_url);
     free(r);

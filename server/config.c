@@ -87,7 +87,10 @@ static const opt_t options[] = {
     {"tls-key", "TLS_KEY", OPT_STRING, OFF(tls_key), NULL, "PEM private key for TLS_CERT"},
     {"page", "PAGE", OPT_BOOL, OFF(page), "1", "serve the link page at / (PAGE=0 turns it off)"},
     {"qr-terminal", "QR_TERMINAL", OPT_BOOL, OFF(qr_terminal), "0",
-     "print each new QR code (as Unicode half-blocks) and pairing code to the terminal"},
+     "print each new QR code (as Unicode half-blocks) and pairing code on the controlling "
+     "terminal, never in the log"},
+    {"allow-core-dumps", "ALLOW_CORE_DUMPS", OPT_BOOL, OFF(allow_core_dumps), "0",
+     "keep core dumps and same-user debuggers possible (off: the keys stay out of them)"},
     {"demo-control-url", "DEMO_CONTROL_URL", OPT_STRING, OFF(demo_control), NULL,
      "demo only: the fake WhatsApp server's control URL (adds \"simulate phone scan\")"},
     {"check-store", NULL, OPT_BOOL, OFF(check_store), "0",
@@ -220,6 +223,8 @@ void cfg_free(cfg_t *cfg)
         opt_kind_t k = options[i].kind;
         if (k == OPT_STRING || k == OPT_URL || k == OPT_HEXKEY || k == OPT_VERSION) {
             char **slot = (char **)((char *)cfg + options[i].offset);
+            if (*slot && slot == &cfg->api_key)
+                explicit_bzero(*slot, strlen(*slot));
             free(*slot);
             *slot = NULL;
         }

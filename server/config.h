@@ -41,7 +41,8 @@ typedef struct {
     int grpc_max_streams;        /* GRPC_MAX_STREAMS: gRPC calls open at once */
     int grpc_max_unauth_streams; /* GRPC_MAX_UNAUTH_STREAMS: of them without the key */
     int page;                    /* PAGE: serve the link page at / */
-    int qr_terminal;             /* QR_TERMINAL: print each new QR to the log */
+    int qr_terminal;             /* QR_TERMINAL: print each new QR on the terminal */
+    int allow_core_dumps;        /* ALLOW_CORE_DUMPS: keep the process dumpable */
     char *demo_control;          /* DEMO_CONTROL_URL: the fake server control API (demo) */
     char *tls_cert;              /* TLS_CERT: PEM certificate chain (HTTP and gRPC) */
     char *tls_key;               /* TLS_KEY: PEM private key */

@@ -267,12 +267,22 @@ static void send_bytes(http_server_t *srv, h2o_req_t *req, metrics_route_t route
     count(srv, route, status);
 }
 
-/* As send_bytes, and frees `body`. */
+/* As send_bytes, and frees `body`, wiped first (a QR's data URL encodes
+ * its adv secret; h2o took a copy). */
 static void send_body(http_server_t *srv, h2o_req_t *req, metrics_route_t route, int status,
                       const char *ctype, char *body, size_t len)
 {
     send_bytes(srv, req, route, status, ctype, body, len);
+    if (body)
+        explicit_bzero(body, len);
     free(body);
+}
+
+static void body_free(body_cache_t *c)
+{
+    if (c->body)
+        explicit_bzero(c->body, c->len);
+    free(c->body);
 }
 
 /* The status or qr JSON body for `snap` now, rendered at most once per
@@ -290,7 +300,7 @@ static const char *cached_body(http_server_t *srv, int kind, sess_snapshot_t *sn
                                      : api_json_status(snap, kind == BODY_STATUS_ACCOUNT, now);
         if (!body)
             return NULL;
-        free(c->body);
+        body_free(c);
         sess_snapshot_unref(c->snap);
         c->body = body;
         c->len = strlen(body);
@@ -305,7 +315,7 @@ static const char *cached_body(http_server_t *srv, int kind, sess_snapshot_t *sn
 static void body_cache_clear(http_server_t *srv)
 {
     for (int i = 0; i < BODY_COUNT; i++) {
-        free(srv->bodies[i].body);
+        body_free(&srv->bodies[i]);
         sess_snapshot_unref(srv->bodies[i].snap);
         srv->bodies[i].body = NULL;
         srv->bodies[i].snap = NULL;
