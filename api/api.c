@@ -34,6 +34,7 @@ struct api {
     char *key;
     size_t key_len;
     unsigned reconnect_wait_ms;
+    size_t waits;            /* reconnects waiting (loop thread) */
     pthread_mutex_t auth_mu; /* guards auth and auth_overflow */
     auth_slot_t auth[AUTH_SLOTS];
     auth_slot_t auth_overflow;
@@ -411,6 +412,11 @@ void api_passkey_response(api_t *api, const char *name, const char *json, size_t
 
 /* --- reconnect: wait for the first new QR (or CONNECTED) --- */
 
+size_t api_reconnect_waits(const api_t *api)
+{
+    return api->waits;
+}
+
 static void wait_handle_closed(uv_handle_t *h)
 {
     api_wait_t *w = h->data;
@@ -425,6 +431,7 @@ static void wait_finish(api_wait_t *w, api_code_t code, sess_snapshot_t *snap)
         return;
     }
     w->closing = 1;
+    w->api->waits--;
     sess_unsubscribe(w->sub);
     w->sub = NULL;
     uv_timer_stop(&w->timer);
@@ -502,6 +509,7 @@ api_wait_t *api_reconnect(api_t *api, const char *name, int keep_credentials, un
         return NULL;
     }
     w->api = api;
+    api->waits++;
     w->keep = keep_credentials;
     w->cb = cb;
     w->arg = arg;

@@ -195,6 +195,14 @@ typedef void (*api_passkey_cb)(api_result_t r, void *arg);
  * API_ERR_NOT_FOUND, API_ERR_INTERNAL. `message` says which. Loop thread. */
 void api_passkey_response(api_t *api, const char *name, const char *json, size_t len,
                           api_passkey_cb cb, void *arg);
+/* The range of a reconnect's wait (HTTP waitMs, gRPC wait_ms; 0 there means
+ * the configured default). */
+#define API_RECONNECT_WAIT_MIN_MS 1
+#define API_RECONNECT_WAIT_MAX_MS 300000
+
+/* Returns the number of reconnects waiting for their answer now (loop
+ * thread). */
+size_t api_reconnect_waits(const api_t *api);
 
 /* Parses the optional JSON body of reconnect, {"keepCredentials":bool,
  * "waitMs":int}, leaving *keep and *wait_ms unchanged for absent members.

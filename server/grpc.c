@@ -87,6 +87,8 @@ struct call {
     int stall_cancelled;           /* cancelled for not taking its messages */
     call_t *live_prev, *live_next; /* in grpc_srv_t's list of admitted calls */
     sess_sub_t *sub;
+    api_wait_t *wait; /* a Reconnect's wait for its QR (loop thread) */
+    int wait_over;    /* answered or cancelled (loop thread) */
     char session[64];
     tag_t t_new, t_recv, t_sent, t_close, t_done;
 };
@@ -393,6 +395,8 @@ typedef struct {
 static void on_reconnected(api_result_t r, void *arg)
 {
     call_t *c = arg;
+    c->wait = NULL;
+    c->wait_over = 1;
     if (r.code != API_OK) {
         char msg[160];
         snprintf(msg, sizeof(msg), "%s%s%s", api_code_message(r.code),
@@ -420,9 +424,33 @@ static void loop_reconnect(void *arg)
 {
     loop_req_t *q = arg;
     call_t *c = q->c;
-    metrics_reconnect(c->srv->o.metrics);
-    api_reconnect(c->srv->o.api, c->session, q->keep, q->wait_ms, on_reconnected, c);
+    int keep = q->keep;
+    unsigned wait_ms = q->wait_ms;
     free(q);
+    if (c->wait_over) { /* the client cancelled before it started */
+        call_unref(c);
+        return;
+    }
+    metrics_reconnect(c->srv->o.metrics);
+    api_wait_t *w = api_reconnect(c->srv->o.api, c->session, keep, wait_ms, on_reconnected, c);
+    if (!c->wait_over) /* else on_reconnected ran already (and dropped its reference) */
+        c->wait = w;
+}
+
+/* The client of a Reconnect went away (cancelled, deadline): its wait is
+ * cancelled at once instead of running to its end. Loop thread. */
+static void loop_cancel_wait(void *arg)
+{
+    call_t *c = arg;
+    if (!c->wait_over) {
+        c->wait_over = 1;
+        if (c->wait) {
+            api_wait_cancel(c->wait); /* on_reconnected will not run */
+            c->wait = NULL;
+            call_unref(c); /* its reference */
+        }
+    }
+    call_unref(c); /* this job's */
 }
 
 static void loop_logout(void *arg)
@@ -929,6 +957,12 @@ static void on_recv(call_t *c, int ok)
         call_unref(c);
         return;
     }
+    if (c->m == M_RECONNECT && wait_ms > API_RECONNECT_WAIT_MAX_MS) { /* HTTP's range */
+        protobuf_c_message_free_unpacked(req, NULL);
+        finish_error(c, API_ERR_BAD_REQUEST, "wait_ms must be 0 (the default) or 1 to 300000");
+        call_unref(c);
+        return;
+    }
     switch (c->m) {
     case M_GET_STATUS:
         do_get_status(c);
@@ -990,11 +1024,16 @@ static void on_close(call_t *c)
     c->finished = 1;
     sub = c->sub;
     c->sub = NULL;
+    int cancel_wait = c->m == M_RECONNECT && c->cancelled && !c->status_sent;
+    if (cancel_wait)
+        c->refs++;
     pthread_mutex_unlock(&c->mu);
     if (sub) {
         sess_unsubscribe(sub); /* outside c->mu: notify may be waiting for it */
         metrics_subscribers(c->srv->o.metrics, "grpc", -1);
     }
+    if (cancel_wait && sess_registry_post(api_registry(c->srv->o.api), loop_cancel_wait, c) != 0)
+        call_unref(c); /* the registry is closing: its end answers the wait */
     call_unref(c);
 }
 

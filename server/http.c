@@ -1251,6 +1251,7 @@ static int route_readyz(http_server_t *srv, h2o_req_t *req)
 
 static int route_metrics(http_server_t *srv, h2o_req_t *req)
 {
+    metrics_reconnect_waits(srv->opts.metrics, api_reconnect_waits(srv->opts.api));
     api_result_t r = api_status(srv->opts.api, NULL);
     char *text = srv->opts.metrics ? metrics_render(srv->opts.metrics, r.snap) : strdup("");
     api_result_clear(&r);
@@ -1485,6 +1486,26 @@ static void on_sweep(uv_timer_t *t)
 {
     http_server_t *srv = t->data;
     uint64_t now = uv_now(srv->loop), limit = srv->opts.stall_ms;
+    /* A client that closed its connection while its reconnect waits: h2o
+     * does not read an HTTP/1.1 connection while it answers a request, so
+     * the end of input is looked for here, and the wait cancelled. */
+    reconnect_t *rn;
+    for (reconnect_t *rc = srv->reconnects; rc; rc = rn) {
+        rn = rc->next;
+        h2o_socket_t *sock = rc->req->conn->callbacks->get_socket
+                                 ? rc->req->conn->callbacks->get_socket(rc->req->conn)
+                                 : NULL;
+        int fd = sock ? h2o_socket_get_fd(sock) : -1;
+        char b;
+        if (fd >= 0 && recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0 && !rc->done) {
+            reconnect_unlink(rc);
+            rc->done = 1;
+            api_wait_cancel(rc->wait);
+            rc->wait = NULL;
+            send_error(srv, rc->req, METRICS_ROUTE_RECONNECT, API_ERR_BAD_REQUEST,
+                       "the client went away", NULL);
+        }
+    }
     for (resp_track_t *tr = srv->tracks; tr; tr = tr->next)
         if (!tr->closing && now - tr->since > limit) {
             tr->closing = 1;

@@ -16,6 +16,7 @@ struct metrics {
     uint64_t reconnects;
     uint64_t limits[METRICS_LIMIT_COUNT];
     int64_t http_connections;
+    uint64_t reconnect_waits;
 };
 
 static const char *const limit_names[METRICS_LIMIT_COUNT] = {
@@ -103,6 +104,12 @@ void metrics_limit(metrics_t *m, metrics_limit_t which)
 {
     if (m && which < METRICS_LIMIT_COUNT)
         __atomic_add_fetch(&m->limits[which], 1, __ATOMIC_RELAXED);
+}
+
+void metrics_reconnect_waits(metrics_t *m, size_t n)
+{
+    if (m)
+        __atomic_store_n(&m->reconnect_waits, (uint64_t)n, __ATOMIC_RELAXED);
 }
 
 void metrics_http_connections(metrics_t *m, int delta)
@@ -206,6 +213,11 @@ char *metrics_render(metrics_t *m, const sess_snapshot_t *snap)
          "wagw_auth_failures_total %llu\n",
          (unsigned long long)__atomic_load_n(&m->reconnects, __ATOMIC_RELAXED),
          (unsigned long long)__atomic_load_n(&m->auth_failures, __ATOMIC_RELAXED));
+    outf(&o,
+         "# HELP wagw_reconnect_waits Reconnects waiting for their answer.\n"
+         "# TYPE wagw_reconnect_waits gauge\n"
+         "wagw_reconnect_waits %llu\n",
+         (unsigned long long)__atomic_load_n(&m->reconnect_waits, __ATOMIC_RELAXED));
     outf(&o,
          "# HELP wagw_http_connections Open HTTP connections.\n"
          "# TYPE wagw_http_connections gauge\n"

@@ -70,6 +70,10 @@ typedef enum {
 /* Counts one hit of a resource limit. Any thread. */
 void metrics_limit(metrics_t *m, metrics_limit_t which);
 
+/* Sets the number of reconnects waiting for their answer (rendered as
+ * wagw_reconnect_waits). Any thread. */
+void metrics_reconnect_waits(metrics_t *m, size_t n);
+
 /* Adds `delta` to the number of open HTTP connections. Any thread. */
 void metrics_http_connections(metrics_t *m, int delta);
 
