@@ -17,19 +17,13 @@
 
 #include "common/log.h"
 #include "server/guard.h"
+#include "server/wsclient.h"
 
 #define DEFAULT_BODY_LIMIT (16 * 1024)
 #define DEFAULT_HEARTBEAT_MS 15000
 #define DEFAULT_MAX_CONNECTIONS 4096
 #define DEFAULT_STALL_MS 30000
-#define WS_MAX_QUEUED 16
-/* A client that sends (pings) without reading its answers: past this many
- * queued messages or bytes its connection is closed. */
-#define WS_MAX_UNREAD 64
-#define WS_MAX_UNREAD_BYTES (64 * 1024)
-/* Clients send nothing but "ping"; bigger messages are closed with 1009
- * as soon as their frame header declares the size. */
-#define WS_MAX_MESSAGE 4096
+#define WS_MAX_QUEUED WSC_MAX_QUEUED
 #define SSE_BATCH 64
 
 typedef enum { STREAM_SSE, STREAM_WS } stream_kind_t;
@@ -831,21 +825,20 @@ static void on_ws_message(h2o_websocket_conn_t *conn, const struct wslay_event_o
     }
     if (!st)
         return;
-    /* A client that keeps sending (pings, which wslay answers with pongs)
-     * without reading the answers: stop reading it and close it, instead of
-     * queueing answers without bound. */
-    if (wslay_event_get_queued_msg_count(conn->ws_ctx) > WS_MAX_UNREAD ||
-        wslay_event_get_queued_msg_length(conn->ws_ctx) > WS_MAX_UNREAD_BYTES) {
+    wsc_action_t act = wsc_on_message(conn->ws_ctx, arg);
+    if (act == WSC_CLOSE_UNREAD) {
+        /* it keeps sending (pings, which wslay answers with pongs) without
+         * reading the answers: stop reading it and close it, instead of
+         * queueing answers without bound */
         wslay_event_shutdown_read(conn->ws_ctx);
-        if (st && !st->closing) {
+        if (!st->closing) {
             st->closing = 1;
             force_close_sock(st->srv, conn->sock, METRICS_LIMIT_WS_UNREAD);
         }
         return;
     }
     /* Clients have nothing to say; a text "ping" gets the current state. */
-    if (arg->opcode == WSLAY_TEXT_FRAME && arg->msg_length == 4 && !memcmp(arg->msg, "ping", 4) &&
-        wslay_event_get_queued_msg_count(conn->ws_ctx) < WS_MAX_QUEUED) {
+    if (act == WSC_SEND_STATE) {
         sess_snapshot_t *snap =
             sess_current(sess_registry_find(api_registry(st->srv->opts.api), "default"));
         char *json = api_json_event(snap, st->with_account, sess_now_ms());
@@ -864,17 +857,17 @@ static void ws_on_frame_start(wslay_event_context_ptr ctx,
     (void)ctx;
     h2o_websocket_conn_t *conn = user;
     stream_t *st = conn->data;
-    if (st && arg->payload_length > WS_MAX_MESSAGE)
+    if (st && arg->payload_length > WSC_MAX_MESSAGE)
         metrics_limit(st->srv->opts.metrics, METRICS_LIMIT_WS_MESSAGE);
 }
 
-/* Bounds what a WebSocket client may send: WS_MAX_MESSAGE bytes a message. */
+/* Bounds what a WebSocket client may send (see wsclient.h). */
 static void ws_limit(h2o_websocket_conn_t *ws)
 {
     struct wslay_event_callbacks cbs = ws->ws_callbacks;
     cbs.on_frame_recv_start_callback = ws_on_frame_start;
     wslay_event_config_set_callbacks(ws->ws_ctx, &cbs);
-    wslay_event_config_set_max_recv_msg_length(ws->ws_ctx, WS_MAX_MESSAGE);
+    wsc_limit(ws->ws_ctx);
 }
 
 static int route_events(http_server_t *srv, h2o_req_t *req)
