@@ -184,7 +184,8 @@ int wa_pair_success(const wa_node_t *iq, const uint8_t ident_priv[32], const uin
     /* account signature: [6,0] (hosted [6,5]) || details || our identity */
     msg[0] = 6;
     msg[1] = dev_hosted ? 5 : 0;
-    memcpy(msg + 2, sdi->details.data, dl);
+    if (dl) /* empty details arrive as NULL */
+        memcpy(msg + 2, sdi->details.data, dl);
     memcpy(msg + 2 + dl, ident_pub, 32);
     if (wa_crypto_verify(sdi->accountsignaturekey.data, msg, 2 + dl + 32,
                          sdi->accountsignature.data, 64)) {
