@@ -471,13 +471,12 @@ static int refuse_browser_request(http_server_t *srv, h2o_req_t *req)
  * without the key gets them only on routes that need no key. */
 static void add_cors(http_server_t *srv, h2o_req_t *req, int route_needs_key)
 {
-    h2o_iovec_t origin;
+    h2o_iovec_t origin = {NULL, 0};
     guard_origin_t oc = origin_class(srv, req);
     if (oc != GUARD_ORIGIN_LISTED && oc != GUARD_ORIGIN_ANY)
         return;
-    if (route_needs_key && wildcard_untrusted(srv, req))
+    if ((route_needs_key && wildcard_untrusted(srv, req)) || !header_value(req, "origin", &origin))
         return;
-    header_value(req, "origin", &origin);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL,
                    origin.base, origin.len);
     add_header(req, H2O_TOKEN_VARY, "Origin");
