@@ -713,7 +713,7 @@ int store_session_delete(store_t *st, const char *name)
         exec(st, "ROLLBACK");
         return STORE_EIO;
     }
-    return 0;
+    return scrub_wal(st); /* its keys are gone from the WAL too */
 }
 
 int store_retire(store_t *st, const char *session)
