@@ -106,7 +106,7 @@ for route in status qr; do
             read -r rps p50 p99 share < <(wrk_run "http://127.0.0.1:${R[$s,port]}/api/whatsapp/$route" "${R[$s,pid]}")
             R[$s,$route,rps]+="$rps "
             R[$s,$route,share]+="$share "
-            R[$s,$route,core]+="$(awk -v r="$rps" -v c="$share" 'BEGIN { printf "%.0f", c > 0 ? r / c : 0 }') "
+            R[$s,$route,core]+="$(awk -v r="$rps" -v c="$share" 'BEGIN { printf "%.0f", (c > 0 ? r / c : 0) }') "
             R[$s,$route,p50]+="$(to_ms "$p50") "
             R[$s,$route,p99]+="$(to_ms "$p99") "
             [ $route = status ] && R[$s,load]=$(rss_kb "${R[$s,pid]}")
