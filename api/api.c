@@ -3,21 +3,29 @@
  * for its QR through an ordinary subscription, so it never blocks the loop. */
 #include "api/api.h"
 
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <uv.h>
 
 #include "api/qr.h"
 
-#define AUTH_SLOTS 256
+#define AUTH_SLOTS 4096
 
-/* Wrong-key counters per client address (a small table, oldest replaced). */
+/* Wrong-key counters per client group: an IPv4 address, or the /64 of an
+ * IPv6 address (one host usually owns a whole /64). A slot is reused only
+ * once its window and lockout are over, so an attacker cannot flush their
+ * own count by trying from many addresses; when every slot is in use, new
+ * groups share one overflow slot (which then locks out every new wrong
+ * key, never a right one: the key is checked first). */
 typedef struct {
-    char addr[64];
-    int64_t window_start_ms, blocked_until_ms, last_ms;
+    uint8_t group[16]; /* IPv4 as ::ffff:a.b.c.d, IPv6 as its /64 */
+    int used;
+    int64_t window_start_ms, blocked_until_ms;
     unsigned failures;
 } auth_slot_t;
 
@@ -26,8 +34,10 @@ struct api {
     char *key;
     size_t key_len;
     unsigned reconnect_wait_ms;
-    pthread_mutex_t auth_mu; /* guards auth */
+    size_t waits;            /* reconnects waiting (loop thread) */
+    pthread_mutex_t auth_mu; /* guards auth and auth_overflow */
     auth_slot_t auth[AUTH_SLOTS];
+    auth_slot_t auth_overflow;
 };
 
 struct api_wait {
@@ -62,6 +72,7 @@ static const struct {
     [API_ERR_INTERNAL] = {500, 13, "Internal error"},
     [API_ERR_CONFLICT] = {409, 9, "Not possible in the current state"},
     [API_ERR_ALREADY_LINKED] = {409, 9, "Already linked to a WhatsApp account"},
+    [API_ERR_FORBIDDEN] = {403, 7, "Forbidden"},
 };
 
 int api_http_status(api_code_t code)
@@ -136,52 +147,128 @@ int api_key_ok(const api_t *api, const char *key, size_t len)
     return diff == 0;
 }
 
-static auth_slot_t *auth_slot(api_t *api, const char *client, int create)
+/* Parses a client address as the transports give it into its group. */
+static void client_group(const char *client, uint8_t out[16])
 {
-    auth_slot_t *oldest = &api->auth[0];
+    char buf[80];
+    memset(out, 0, 16);
+    if (!client)
+        client = "";
+    /* gRPC peers: "ipv4:1.2.3.4:port", "ipv6:[::1]:port" (or %5B...%5D) */
+    if (!strncmp(client, "ipv4:", 5) || !strncmp(client, "ipv6:", 5))
+        client += 5;
+    size_t n = 0;
+    for (const char *p = client; *p && n + 1 < sizeof(buf); p++) {
+        if (p[0] == '%' && (!strncasecmp(p, "%5B", 3) || !strncasecmp(p, "%5D", 3))) {
+            buf[n++] = (p[2] == 'B' || p[2] == 'b') ? '[' : ']';
+            p += 2;
+        } else {
+            buf[n++] = *p;
+        }
+    }
+    buf[n] = 0;
+    char *a = buf;
+    if (a[0] == '[') { /* [v6] or [v6]:port */
+        a++;
+        char *close = strchr(a, ']');
+        if (close)
+            *close = 0;
+    } else {
+        char *colon = strchr(a, ':');
+        if (colon && !strchr(colon + 1, ':'))
+            *colon = 0; /* v4:port */
+    }
+    char *pct = strchr(a, '%'); /* a zone index: fe80::1%eth0 */
+    if (pct)
+        *pct = 0;
+    uint8_t v6[16];
+    struct in_addr v4;
+    if (inet_pton(AF_INET, a, &v4) == 1) {
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &v4, 4);
+    } else if (inet_pton(AF_INET6, a, v6) == 1) {
+        static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (!memcmp(v6, mapped, 12))
+            memcpy(out, v6, 16); /* ::ffff:a.b.c.d is the IPv4 client */
+        else
+            memcpy(out, v6, 8);
+    } else {
+        memset(out, 0xff, 16); /* unknown: one group of its own */
+    }
+}
+
+int api_client_group(const char *client, char *out, size_t outlen)
+{
+    uint8_t g[16];
+    client_group(client, g);
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const uint8_t unknown[16] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    char txt[INET6_ADDRSTRLEN];
+    if (!memcmp(g, unknown, 16))
+        return snprintf(out, outlen, "unknown") >= (int)outlen ? -1 : 0;
+    if (!memcmp(g, mapped, 12)) {
+        inet_ntop(AF_INET, g + 12, txt, sizeof(txt));
+        return snprintf(out, outlen, "%s", txt) >= (int)outlen ? -1 : 0;
+    }
+    inet_ntop(AF_INET6, g, txt, sizeof(txt));
+    return snprintf(out, outlen, "%s/64", txt) >= (int)outlen ? -1 : 0;
+}
+
+static int slot_active(const auth_slot_t *s, int64_t now)
+{
+    return s->used && (s->blocked_until_ms > now || now - s->window_start_ms <= API_AUTH_WINDOW_MS);
+}
+
+/* The slot counting `group` (existing, else a free one, else the shared
+ * overflow slot). Caller holds auth_mu. */
+static auth_slot_t *auth_slot(api_t *api, const uint8_t group[16], int64_t now)
+{
+    auth_slot_t *free_slot = NULL;
     for (int i = 0; i < AUTH_SLOTS; i++) {
         auth_slot_t *s = &api->auth[i];
-        if (s->addr[0] && !strcmp(s->addr, client))
+        if (s->used && !memcmp(s->group, group, 16))
             return s;
-        if (s->last_ms < oldest->last_ms)
-            oldest = s;
+        if (!free_slot && !slot_active(s, now))
+            free_slot = s;
     }
-    if (!create)
-        return NULL;
-    memset(oldest, 0, sizeof(*oldest));
-    snprintf(oldest->addr, sizeof(oldest->addr), "%s", client);
-    return oldest;
+    if (!free_slot)
+        return &api->auth_overflow;
+    memset(free_slot, 0, sizeof(*free_slot));
+    memcpy(free_slot->group, group, 16);
+    free_slot->used = 1;
+    free_slot->window_start_ms = now;
+    return free_slot;
 }
 
 api_code_t api_authorize(api_t *api, const char *client, const char *key, size_t len)
 {
     if (!api->key)
         return API_OK;
-    int64_t now = sess_now_ms();
-    if (!client)
-        client = "?";
-    pthread_mutex_lock(&api->auth_mu);
-    auth_slot_t *s = auth_slot(api, client, 0);
-    if (s && s->blocked_until_ms > now) {
-        pthread_mutex_unlock(&api->auth_mu);
-        return API_ERR_RATE_LIMITED;
-    }
-    pthread_mutex_unlock(&api->auth_mu);
+    /* The right key passes first, lockout or not: a flood of wrong keys from
+     * a shared address (NAT, /64) cannot lock its legitimate users out. */
     if (api_key_ok(api, key, len))
         return API_OK;
     if (!key)
         return API_ERR_UNAUTHENTICATED;
+    int64_t now = sess_now_ms();
+    uint8_t group[16];
+    client_group(client, group);
+    api_code_t rc = API_ERR_UNAUTHENTICATED;
     pthread_mutex_lock(&api->auth_mu);
-    s = auth_slot(api, client, 1);
-    if (now - s->window_start_ms > API_AUTH_WINDOW_MS) {
-        s->window_start_ms = now;
-        s->failures = 0;
+    auth_slot_t *s = auth_slot(api, group, now);
+    if (s->blocked_until_ms > now) {
+        rc = API_ERR_RATE_LIMITED;
+    } else {
+        if (now - s->window_start_ms > API_AUTH_WINDOW_MS) {
+            s->window_start_ms = now;
+            s->failures = 0;
+        }
+        if (++s->failures >= API_AUTH_MAX_FAILURES)
+            s->blocked_until_ms = now + API_AUTH_LOCKOUT_MS;
     }
-    s->last_ms = now;
-    if (++s->failures >= API_AUTH_MAX_FAILURES)
-        s->blocked_until_ms = now + API_AUTH_LOCKOUT_MS;
     pthread_mutex_unlock(&api->auth_mu);
-    return API_ERR_UNAUTHENTICATED;
+    return rc;
 }
 
 void api_result_clear(api_result_t *r)
@@ -325,6 +412,11 @@ void api_passkey_response(api_t *api, const char *name, const char *json, size_t
 
 /* --- reconnect: wait for the first new QR (or CONNECTED) --- */
 
+size_t api_reconnect_waits(const api_t *api)
+{
+    return api->waits;
+}
+
 static void wait_handle_closed(uv_handle_t *h)
 {
     api_wait_t *w = h->data;
@@ -339,6 +431,7 @@ static void wait_finish(api_wait_t *w, api_code_t code, sess_snapshot_t *snap)
         return;
     }
     w->closing = 1;
+    w->api->waits--;
     sess_unsubscribe(w->sub);
     w->sub = NULL;
     uv_timer_stop(&w->timer);
@@ -416,6 +509,7 @@ api_wait_t *api_reconnect(api_t *api, const char *name, int keep_credentials, un
         return NULL;
     }
     w->api = api;
+    api->waits++;
     w->keep = keep_credentials;
     w->cb = cb;
     w->arg = arg;
@@ -592,6 +686,11 @@ static void free_render(void *p)
     api_qr_render_t *r = p;
     if (!r)
         return;
+    /* both encode the QR, adv secret included */
+    if (r->png)
+        explicit_bzero(r->png, r->png_len);
+    if (r->data_url)
+        explicit_bzero(r->data_url, strlen(r->data_url));
     free(r->png);
     free(r->data_url);
     free(r);

@@ -27,6 +27,7 @@ typedef enum {
     API_ERR_INTERNAL,        /* 500 / INTERNAL */
     API_ERR_CONFLICT,        /* 409 / FAILED_PRECONDITION: not possible in this state */
     API_ERR_ALREADY_LINKED,  /* 409 / FAILED_PRECONDITION: linked already, nothing to link */
+    API_ERR_FORBIDDEN,       /* 403 / PERMISSION_DENIED: Host or Origin not allowed */
 } api_code_t;
 
 /* HTTP status for a code (200 for API_OK). */
@@ -60,13 +61,23 @@ sess_registry_t *api_registry(api_t *api);
  * matches, else 0. Any thread. */
 int api_key_ok(const api_t *api, const char *key, size_t len);
 
-/* Checks a presented key for the caller at `client` (its address, e.g.
- * "127.0.0.1"), counting wrong keys per address: after API_AUTH_MAX_FAILURES
- * wrong keys within API_AUTH_WINDOW_MS the address is refused for
- * API_AUTH_LOCKOUT_MS, right key or not. A missing key is not counted (that
- * is a misconfigured client, not a guess). Returns API_OK,
+/* Checks a presented key for the caller at `client` (its address as either
+ * transport gives it: "127.0.0.1", "::1", "[::1]:5", "ipv4:1.2.3.4:5",
+ * "ipv6:[::1]:5", "ipv6:%5B::1%5D:5"; see api_client_group), counting wrong
+ * keys per client group: after API_AUTH_MAX_FAILURES wrong keys within
+ * API_AUTH_WINDOW_MS further wrong keys from the group are refused with
+ * API_ERR_RATE_LIMITED for API_AUTH_LOCKOUT_MS. The right key always passes
+ * (it is checked first), so the lockout cannot be used to shut out the
+ * legitimate users behind an address. A missing key is not counted (that is
+ * a misconfigured client, not a guess). Returns API_OK,
  * API_ERR_UNAUTHENTICATED or API_ERR_RATE_LIMITED. Any thread. */
 api_code_t api_authorize(api_t *api, const char *client, const char *key, size_t len);
+
+/* Writes the group that api_authorize counts `client` in: the IPv4 address
+ * ("1.2.3.4", also for "::ffff:1.2.3.4"), the /64 of an IPv6 address
+ * ("2001:db8:1:2::/64"), or "unknown". Returns 0, or -1 when `out` is too
+ * small. Any thread. */
+int api_client_group(const char *client, char *out, size_t outlen);
 
 #define API_AUTH_MAX_FAILURES 10
 #define API_AUTH_WINDOW_MS 60000
@@ -184,6 +195,14 @@ typedef void (*api_passkey_cb)(api_result_t r, void *arg);
  * API_ERR_NOT_FOUND, API_ERR_INTERNAL. `message` says which. Loop thread. */
 void api_passkey_response(api_t *api, const char *name, const char *json, size_t len,
                           api_passkey_cb cb, void *arg);
+/* The range of a reconnect's wait (HTTP waitMs, gRPC wait_ms; 0 there means
+ * the configured default). */
+#define API_RECONNECT_WAIT_MIN_MS 1
+#define API_RECONNECT_WAIT_MAX_MS 300000
+
+/* Returns the number of reconnects waiting for their answer now (loop
+ * thread). */
+size_t api_reconnect_waits(const api_t *api);
 
 /* Parses the optional JSON body of reconnect, {"keepCredentials":bool,
  * "waitMs":int}, leaving *keep and *wait_ms unchanged for absent members.

@@ -321,7 +321,8 @@ int api_parse_reconnect_body(const char *body, size_t len, int *keep, unsigned *
                 *keep = YAJL_IS_TRUE(x);
             }
         } else if (!strcmp(k, "waitMs")) {
-            if (!YAJL_IS_INTEGER(x) || YAJL_GET_INTEGER(x) < 1 || YAJL_GET_INTEGER(x) > 300000) {
+            if (!YAJL_IS_INTEGER(x) || YAJL_GET_INTEGER(x) < API_RECONNECT_WAIT_MIN_MS ||
+                YAJL_GET_INTEGER(x) > API_RECONNECT_WAIT_MAX_MS) {
                 *why = "waitMs must be an integer from 1 to 300000";
                 rc = -1;
             } else {

@@ -24,7 +24,8 @@ typedef enum {
     OPT_MS,
     OPT_COUNT,
     OPT_VERSION,
-    OPT_HTTPURL
+    OPT_HTTPURL,
+    OPT_LIMIT
 } opt_kind_t;
 
 typedef struct {
@@ -73,16 +74,30 @@ static const opt_t options[] = {
      "how long POST reconnect waits for the new QR, ms"},
     {"heartbeat-ms", "HEARTBEAT_MS", OPT_MS, OFF(heartbeat_ms), "15000",
      "heartbeat interval on SSE and WebSocket event streams, ms"},
+    {"max-connections", "MAX_CONNECTIONS", OPT_LIMIT, OFF(max_connections), "4096",
+     "most HTTP connections open at once; more are closed at once"},
+    {"stall-timeout-ms", "STALL_TIMEOUT_MS", OPT_MS, OFF(stall_timeout_ms), "30000",
+     "a connection that does not take its response for this long is closed, ms"},
+    {"grpc-max-streams", "GRPC_MAX_STREAMS", OPT_LIMIT, OFF(grpc_max_streams), "1000",
+     "most gRPC calls open at once"},
+    {"grpc-max-unauth-streams", "GRPC_MAX_UNAUTH_STREAMS", OPT_LIMIT, OFF(grpc_max_unauth_streams),
+     "100", "most gRPC calls open at once without the key (and health Watch streams)"},
     {"log-level", "LOG_LEVEL", OPT_LEVEL, OFF(log_level), "info",
      "debug, info, warn, error or off"},
     {"cors-origins", "CORS_ORIGINS", OPT_STRING, OFF(cors_origins), NULL,
      "origins allowed by CORS, comma-separated, * for any (unset: none)"},
+    {"allowed-hosts", "ALLOWED_HOSTS", OPT_STRING, OFF(allowed_hosts), NULL,
+     "Host names answered besides loopback names and HOST, comma-separated (DNS rebinding "
+     "guard; * = any)"},
     {"tls-cert", "TLS_CERT", OPT_STRING, OFF(tls_cert), NULL,
      "PEM certificate chain: serve HTTPS and gRPC over TLS"},
     {"tls-key", "TLS_KEY", OPT_STRING, OFF(tls_key), NULL, "PEM private key for TLS_CERT"},
     {"page", "PAGE", OPT_BOOL, OFF(page), "1", "serve the link page at / (PAGE=0 turns it off)"},
     {"qr-terminal", "QR_TERMINAL", OPT_BOOL, OFF(qr_terminal), "0",
-     "print each new QR code (as Unicode half-blocks) and pairing code to the terminal"},
+     "print each new QR code (as Unicode half-blocks) and pairing code on the controlling "
+     "terminal, never in the log"},
+    {"allow-core-dumps", "ALLOW_CORE_DUMPS", OPT_BOOL, OFF(allow_core_dumps), "0",
+     "keep core dumps and same-user debuggers possible (off: the keys stay out of them)"},
     {"demo-control-url", "DEMO_CONTROL_URL", OPT_STRING, OFF(demo_control), NULL,
      "demo only: the fake WhatsApp server's control URL (adds \"simulate phone scan\")"},
     {"check-store", NULL, OPT_BOOL, OFF(check_store), "0",
@@ -179,6 +194,15 @@ static int set_option(cfg_t *cfg, const opt_t *o, const char *v, const char *src
         *slot = copy;
         return 0;
     }
+    case OPT_LIMIT: {
+        char *end;
+        errno = 0;
+        long n = strtol(v, &end, 10);
+        if (!*v || *end || errno || n < 1 || n > 1000000)
+            return fail(err, errlen, "invalid %s: '%s' (a count, 1 to 1000000)", what, v);
+        *(int *)base = (int)n;
+        return 0;
+    }
     case OPT_PORT: {
         char *end;
         errno = 0;
@@ -208,6 +232,8 @@ void cfg_free(cfg_t *cfg)
         if (k == OPT_STRING || k == OPT_URL || k == OPT_HEXKEY || k == OPT_VERSION ||
             k == OPT_HTTPURL) {
             char **slot = (char **)((char *)cfg + options[i].offset);
+            if (*slot && slot == &cfg->api_key)
+                explicit_bzero(*slot, strlen(*slot));
             free(*slot);
             *slot = NULL;
         }
@@ -311,6 +337,15 @@ int cfg_validate(cfg_t *cfg, char *err, size_t errlen)
         return fail(err, errlen, "DATA_DIR '%s' is not readable and writable: %s", cfg->data_dir,
                     strerror(errno));
     return 0;
+}
+
+size_t cfg_warnings(const cfg_t *cfg, const char **out, size_t max)
+{
+    size_t n = 0;
+    if (n < max && cfg->api_key && strlen(cfg->api_key) < CFG_MIN_KEY_BYTES)
+        out[n++] = "API_KEY is shorter than 16 bytes: a short key can be guessed; use at least "
+                   "16 random bytes (e.g. openssl rand -hex 16)";
+    return n;
 }
 
 void cfg_print_help(void *out, const char *argv0)

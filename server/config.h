@@ -22,27 +22,33 @@ typedef struct {
     char *wa_url;      /* WhatsApp endpoint (WA_URL) */
     char *wa_root_key; /* trusted root key, 64 hex chars (WA_ROOT_KEY) */
     uint8_t wa_root_key_bin[32];
-    log_level_t log_level;     /* LOG_LEVEL */
-    int allow_insecure_remote; /* listen on a non-loopback HOST without API_KEY */
-    char *cors_origins;        /* CORS_ORIGINS: comma-separated, "*" = any */
-    char *wa_version;          /* WA_VERSION: version announced as is; NULL = discover */
-    char *wa_version_url;      /* WA_VERSION_URL: sw.js URL override; NULL = derived */
-    char *wa_ca_file;          /* WA_CA_FILE: extra CAs for wss:// (tests) */
-    int qr_first_ms;           /* QR_FIRST_MS: lifetime of the first QR */
-    int qr_next_ms;            /* QR_NEXT_MS: lifetime of each later QR */
-    int keepalive_ms;          /* KEEPALIVE_MS: ping interval */
-    int keepalive_timeout_ms;  /* KEEPALIVE_TIMEOUT_MS: time for a ping's answer */
-    int keepalive_misses;      /* KEEPALIVE_MISSES: missed pings that end a connection */
-    int login_timeout_ms;      /* LOGIN_TIMEOUT_MS: silence allowed after the handshake */
-    int reconnect_wait_ms;     /* RECONNECT_WAIT_MS: how long POST reconnect waits for a QR */
-    int heartbeat_ms;          /* HEARTBEAT_MS: SSE comment / WebSocket ping interval */
-    int page;                  /* PAGE: serve the link page at / */
-    int qr_terminal;           /* QR_TERMINAL: print each new QR to the log */
-    char *demo_control;        /* DEMO_CONTROL_URL: the fake server control API (demo) */
-    char *tls_cert;            /* TLS_CERT: PEM certificate chain (HTTP and gRPC) */
-    char *tls_key;             /* TLS_KEY: PEM private key */
-    int help;                  /* --help was given */
-    int check_store;           /* --check-store: verify the store and exit */
+    log_level_t log_level;       /* LOG_LEVEL */
+    int allow_insecure_remote;   /* listen on a non-loopback HOST without API_KEY */
+    char *cors_origins;          /* CORS_ORIGINS: comma-separated, "*" = any */
+    char *allowed_hosts;         /* ALLOWED_HOSTS: extra Host names answered, "*" = any */
+    char *wa_version;            /* WA_VERSION: version announced as is; NULL = discover */
+    char *wa_version_url;        /* WA_VERSION_URL: sw.js URL override; NULL = derived */
+    char *wa_ca_file;            /* WA_CA_FILE: extra CAs for wss:// (tests) */
+    int qr_first_ms;             /* QR_FIRST_MS: lifetime of the first QR */
+    int qr_next_ms;              /* QR_NEXT_MS: lifetime of each later QR */
+    int keepalive_ms;            /* KEEPALIVE_MS: ping interval */
+    int keepalive_timeout_ms;    /* KEEPALIVE_TIMEOUT_MS: time for a ping's answer */
+    int keepalive_misses;        /* KEEPALIVE_MISSES: missed pings that end a connection */
+    int login_timeout_ms;        /* LOGIN_TIMEOUT_MS: silence allowed after the handshake */
+    int reconnect_wait_ms;       /* RECONNECT_WAIT_MS: how long POST reconnect waits for a QR */
+    int heartbeat_ms;            /* HEARTBEAT_MS: SSE comment / WebSocket ping interval */
+    int max_connections;         /* MAX_CONNECTIONS: HTTP connections open at once */
+    int stall_timeout_ms;        /* STALL_TIMEOUT_MS: close a connection not taking its response */
+    int grpc_max_streams;        /* GRPC_MAX_STREAMS: gRPC calls open at once */
+    int grpc_max_unauth_streams; /* GRPC_MAX_UNAUTH_STREAMS: of them without the key */
+    int page;                    /* PAGE: serve the link page at / */
+    int qr_terminal;             /* QR_TERMINAL: print each new QR on the terminal */
+    int allow_core_dumps;        /* ALLOW_CORE_DUMPS: keep the process dumpable */
+    char *demo_control;          /* DEMO_CONTROL_URL: the fake server control API (demo) */
+    char *tls_cert;              /* TLS_CERT: PEM certificate chain (HTTP and gRPC) */
+    char *tls_key;               /* TLS_KEY: PEM private key */
+    int help;                    /* --help was given */
+    int check_store;             /* --check-store: verify the store and exit */
 } cfg_t;
 
 /* Fills `cfg` from defaults, the environment (read through `getenv_fn`, which
@@ -58,6 +64,15 @@ int cfg_load(cfg_t *cfg, int argc, char **argv, const char *(*getenv_fn)(const c
  * non-loopback HOST without API_KEY unless allowed. Returns 0, or -1 with a
  * one-line message in `err`. */
 int cfg_validate(cfg_t *cfg, char *err, size_t errlen);
+
+/* The advisories about a valid but weak configuration (e.g. an API key
+ * shorter than CFG_MIN_KEY_BYTES): up to `max` static one-line messages in
+ * out[]; returns how many. main logs them at start as warnings. */
+size_t cfg_warnings(const cfg_t *cfg, const char **out, size_t max);
+
+/* Keys shorter than this draw a start-up warning: guessing is bounded only
+ * by the key's entropy (see docs/security.md). */
+#define CFG_MIN_KEY_BYTES 16
 
 /* Writes the --help text (every option, its variable and default) to `out`. */
 void cfg_print_help(void *out, const char *argv0);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
@@ -81,7 +82,13 @@ struct call {
     pthread_mutex_t mu; /* guards the fields below */
     int refs;
     int sent_md, sending, finished, status_sent;
+    int64_t sending_since;         /* when the message in flight was handed over */
+    int counted, counted_unauth;   /* in grpc_srv_t's live counts and list */
+    int stall_cancelled;           /* cancelled for not taking its messages */
+    call_t *live_prev, *live_next; /* in grpc_srv_t's list of admitted calls */
     sess_sub_t *sub;
+    api_wait_t *wait; /* a Reconnect's wait for its QR (loop thread) */
+    int wait_over;    /* answered or cancelled (loop thread) */
     char session[64];
     tag_t t_new, t_recv, t_sent, t_close, t_done;
 };
@@ -96,6 +103,9 @@ struct grpc_srv {
     pthread_mutex_t mu;
     pthread_cond_t cond;
     int shut_down;
+    size_t live, live_unauth; /* calls open now (guarded by mu) */
+    call_t *calls;            /* the admitted calls (guarded by mu) */
+    int64_t last_sweep_ms;    /* cq thread only */
     reflection_t *refl;
     /* the last WatchStatus message serialized, per account visibility:
      * every stream sends the same bytes for one change */
@@ -109,6 +119,13 @@ struct grpc_srv {
 
 /* --- call lifetime --- */
 
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void call_unref(call_t *c)
 {
     pthread_mutex_lock(&c->mu);
@@ -116,6 +133,20 @@ static void call_unref(call_t *c)
     pthread_mutex_unlock(&c->mu);
     if (left > 0)
         return;
+    if (c->counted) {
+        grpc_srv_t *s = c->srv;
+        pthread_mutex_lock(&s->mu);
+        s->live--;
+        if (c->counted_unauth)
+            s->live_unauth--;
+        if (c->live_prev)
+            c->live_prev->live_next = c->live_next;
+        else
+            s->calls = c->live_next;
+        if (c->live_next)
+            c->live_next->live_prev = c->live_prev;
+        pthread_mutex_unlock(&s->mu);
+    }
     if (c->sub)
         sess_unsubscribe(c->sub);
     if (c->recv)
@@ -237,6 +268,7 @@ static int send_buffer_locked(call_t *c, grpc_byte_buffer *bb)
     n++;
     c->refs++;
     c->sending = 1;
+    c->sending_since = mono_ms();
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->t_sent, NULL);
     grpc_byte_buffer_destroy(bb);
     if (e != GRPC_CALL_OK) {
@@ -363,6 +395,8 @@ typedef struct {
 static void on_reconnected(api_result_t r, void *arg)
 {
     call_t *c = arg;
+    c->wait = NULL;
+    c->wait_over = 1;
     if (r.code != API_OK) {
         char msg[160];
         snprintf(msg, sizeof(msg), "%s%s%s", api_code_message(r.code),
@@ -390,9 +424,33 @@ static void loop_reconnect(void *arg)
 {
     loop_req_t *q = arg;
     call_t *c = q->c;
-    metrics_reconnect(c->srv->o.metrics);
-    api_reconnect(c->srv->o.api, c->session, q->keep, q->wait_ms, on_reconnected, c);
+    int keep = q->keep;
+    unsigned wait_ms = q->wait_ms;
     free(q);
+    if (c->wait_over) { /* the client cancelled before it started */
+        call_unref(c);
+        return;
+    }
+    metrics_reconnect(c->srv->o.metrics);
+    api_wait_t *w = api_reconnect(c->srv->o.api, c->session, keep, wait_ms, on_reconnected, c);
+    if (!c->wait_over) /* else on_reconnected ran already (and dropped its reference) */
+        c->wait = w;
+}
+
+/* The client of a Reconnect went away (cancelled, deadline): its wait is
+ * cancelled at once instead of running to its end. Loop thread. */
+static void loop_cancel_wait(void *arg)
+{
+    call_t *c = arg;
+    if (!c->wait_over) {
+        c->wait_over = 1;
+        if (c->wait) {
+            api_wait_cancel(c->wait); /* on_reconnected will not run */
+            c->wait = NULL;
+            call_unref(c); /* its reference */
+        }
+    }
+    call_unref(c); /* this job's */
 }
 
 static void loop_logout(void *arg)
@@ -640,30 +698,71 @@ static const grpc_slice *key_of(call_t *c)
     return NULL;
 }
 
-static int key_ok(call_t *c)
-{
-    const grpc_slice *k = key_of(c);
-    return k ? api_key_ok(c->srv->o.api, (const char *)GRPC_SLICE_START_PTR(*k),
-                          GRPC_SLICE_LENGTH(*k))
-             : api_key_ok(c->srv->o.api, NULL, 0);
-}
-
-/* Counts wrong keys per peer address ("ipv4:1.2.3.4:port" -> "1.2.3.4"). */
+/* Checks the x-api-key metadata, counting wrong keys per peer (the peer
+ * string goes to api_authorize as is: it groups HTTP's and gRPC's forms of
+ * an address alike). */
 static api_code_t authorize(call_t *c)
 {
     char *peer = grpc_call_get_peer(c->call);
-    char addr[64] = "";
-    if (peer) {
-        const char *p = strchr(peer, ':');
-        snprintf(addr, sizeof(addr), "%s", p ? p + 1 : peer);
-        char *colon = strrchr(addr, ':');
-        if (colon)
-            *colon = 0;
-        gpr_free(peer);
-    }
     const grpc_slice *k = key_of(c);
-    return api_authorize(c->srv->o.api, addr, k ? (const char *)GRPC_SLICE_START_PTR(*k) : NULL,
-                         k ? GRPC_SLICE_LENGTH(*k) : 0);
+    api_code_t rc = api_authorize(c->srv->o.api, peer ? peer : "",
+                                  k ? (const char *)GRPC_SLICE_START_PTR(*k) : NULL,
+                                  k ? GRPC_SLICE_LENGTH(*k) : 0);
+    if (peer)
+        gpr_free(peer);
+    if (rc != API_OK)
+        metrics_auth_failure(c->srv->o.metrics);
+    return rc;
+}
+
+/* Counts a call against the stream caps: every call, and apart the ones
+ * without the key (when one is configured) and health Watch streams, which
+ * anyone may open. Returns 0, or -1 when a cap is reached. */
+static int admit(call_t *c)
+{
+    grpc_srv_t *s = c->srv;
+    int unauth = c->m == M_HEALTH_WATCH || !c->authed;
+    pthread_mutex_lock(&s->mu);
+    int ok = s->live < s->o.max_streams && (!unauth || s->live_unauth < s->o.max_unauth_streams);
+    if (ok) {
+        s->live++;
+        c->counted = 1;
+        if (unauth) {
+            s->live_unauth++;
+            c->counted_unauth = 1;
+        }
+        c->live_next = s->calls;
+        if (s->calls)
+            s->calls->live_prev = c;
+        s->calls = c;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return ok ? 0 : -1;
+}
+
+/* Cancels streams whose client has not taken a message for stall_ms (a
+ * reader that stopped, or keeps its HTTP/2 window at zero): they would hold
+ * a call, a subscription and a slot of the caps forever. cq thread. */
+static void sweep_stalled(grpc_srv_t *s)
+{
+    int64_t now = mono_ms();
+    if (now - s->last_sweep_ms < 1000)
+        return;
+    s->last_sweep_ms = now;
+    pthread_mutex_lock(&s->mu);
+    for (call_t *c = s->calls; c; c = c->live_next) {
+        pthread_mutex_lock(&c->mu);
+        int stalled = c->sending && !c->stall_cancelled && now - c->sending_since > s->o.stall_ms;
+        if (stalled)
+            c->stall_cancelled = 1;
+        pthread_mutex_unlock(&c->mu);
+        if (stalled) {
+            metrics_limit(s->o.metrics, METRICS_LIMIT_STALLED);
+            grpc_call_cancel_with_status(c->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                         "the client does not read its stream", NULL);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
 }
 
 static void start_recv(call_t *c)
@@ -699,7 +798,16 @@ static void on_new_call(call_t *c, int ok)
             c->route = methods[i].route;
             needs_key = methods[i].needs_key;
         }
-    c->authed = key_ok(c);
+    /* A key on a method that needs none (GetStatus) still counts when wrong:
+     * the right one shows the linked account. */
+    if (c->m == M_GET_STATUS && api_key_required(s->o.api) && key_of(c))
+        c->authed = authorize(c) == API_OK;
+    else if (!needs_key)
+        c->authed = key_of(c) ? api_key_ok(s->o.api, (const char *)GRPC_SLICE_START_PTR(*key_of(c)),
+                                           GRPC_SLICE_LENGTH(*key_of(c)))
+                              : !api_key_required(s->o.api);
+    else
+        c->authed = !api_key_required(s->o.api);
     /* learn about cancellation and the client's half-close */
     grpc_op op;
     memset(&op, 0, sizeof(op));
@@ -713,10 +821,16 @@ static void on_new_call(call_t *c, int ok)
     if (c->m == M_UNKNOWN) {
         finish(c, NULL, 12, "unknown method");
     } else if (needs_key && (auth = authorize(c)) != API_OK) {
-        metrics_auth_failure(s->o.metrics);
         finish_error(c, auth, NULL);
     } else {
-        start_recv(c);
+        if (needs_key)
+            c->authed = 1;
+        if (admit(c) != 0) {
+            metrics_limit(s->o.metrics, METRICS_LIMIT_GRPC_STREAMS);
+            finish(c, NULL, 8, "too many open calls; try again later");
+        } else {
+            start_recv(c);
+        }
     }
     call_unref(c); /* the T_NEW reference */
 }
@@ -843,6 +957,12 @@ static void on_recv(call_t *c, int ok)
         call_unref(c);
         return;
     }
+    if (c->m == M_RECONNECT && wait_ms > API_RECONNECT_WAIT_MAX_MS) { /* HTTP's range */
+        protobuf_c_message_free_unpacked(req, NULL);
+        finish_error(c, API_ERR_BAD_REQUEST, "wait_ms must be 0 (the default) or 1 to 300000");
+        call_unref(c);
+        return;
+    }
     switch (c->m) {
     case M_GET_STATUS:
         do_get_status(c);
@@ -904,11 +1024,16 @@ static void on_close(call_t *c)
     c->finished = 1;
     sub = c->sub;
     c->sub = NULL;
+    int cancel_wait = c->m == M_RECONNECT && c->cancelled && !c->status_sent;
+    if (cancel_wait)
+        c->refs++;
     pthread_mutex_unlock(&c->mu);
     if (sub) {
         sess_unsubscribe(sub); /* outside c->mu: notify may be waiting for it */
         metrics_subscribers(c->srv->o.metrics, "grpc", -1);
     }
+    if (cancel_wait && sess_registry_post(api_registry(c->srv->o.api), loop_cancel_wait, c) != 0)
+        call_unref(c); /* the registry is closing: its end answers the wait */
     call_unref(c);
 }
 
@@ -926,9 +1051,13 @@ static void *cq_thread(void *arg)
 {
     grpc_srv_t *s = arg;
     for (;;) {
-        grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        /* wake at least every second to sweep stalled streams */
+        gpr_timespec deadline =
+            gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(1000, GPR_TIMESPAN));
+        grpc_event ev = grpc_completion_queue_next(s->cq, deadline, NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
+        sweep_stalled(s);
         if (ev.type != GRPC_OP_COMPLETE)
             continue;
         tag_t *t = ev.tag;
@@ -970,6 +1099,13 @@ int grpc_srv_start(grpc_srv_t **out, const char *host, int port, const grpc_srv_
         return -1;
     }
     s->o = *opts;
+    if (!s->o.max_streams)
+        s->o.max_streams = GRPC_SRV_MAX_STREAMS;
+    if (!s->o.max_unauth_streams)
+        s->o.max_unauth_streams = GRPC_SRV_MAX_UNAUTH_STREAMS;
+    if (!s->o.stall_ms)
+        s->o.stall_ms = 30000;
+    s->last_sweep_ms = mono_ms();
     if (reflection_new(&s->refl, err, errlen) != 0) {
         free(s);
         return -1;
@@ -980,10 +1116,22 @@ int grpc_srv_start(grpc_srv_t **out, const char *host, int port, const grpc_srv_
     grpc_init();
     /* Requests are a session name at most: anything over 64 KB is refused
      * with RESOURCE_EXHAUSTED before it reaches a handler. */
+    /* Per connection: at most 100 streams at once, 10 s to finish the
+     * handshake, pings every minute to find dead peers (20 s to answer),
+     * and connections without a call for 5 minutes are closed. */
     grpc_arg args[] = {
         {.type = GRPC_ARG_INTEGER,
          .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
          .value.integer = GRPC_SRV_MAX_REQUEST_BYTES},
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_CONCURRENT_STREAMS,
+         .value.integer = GRPC_SRV_MAX_STREAMS_PER_CONNECTION},
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+         .value.integer = 10000},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_KEEPALIVE_TIME_MS, .value.integer = 60000},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS, .value.integer = 20000},
+        {.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_CONNECTION_IDLE_MS, .value.integer = 300000},
     };
     grpc_channel_args cargs = {.num_args = sizeof(args) / sizeof(args[0]), .args = args};
     s->server = grpc_server_create(&cargs, NULL);

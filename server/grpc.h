@@ -27,7 +27,19 @@ typedef struct {
     metrics_t *metrics;        /* may be NULL */
     const char *tls_cert_file; /* PEM chain: serve TLS */
     const char *tls_key_file;
+    /* Calls open at once: in all (0 = GRPC_SRV_MAX_STREAMS), and without the
+     * key when one is configured, health Watch streams always
+     * (0 = GRPC_SRV_MAX_UNAUTH_STREAMS); more end with RESOURCE_EXHAUSTED. */
+    size_t max_streams, max_unauth_streams;
+    /* A stream whose message the client has not taken for this long is
+     * cancelled (0 = 30000). */
+    unsigned stall_ms;
 } grpc_srv_opts_t;
+
+#define GRPC_SRV_MAX_STREAMS 1000
+#define GRPC_SRV_MAX_UNAUTH_STREAMS 100
+/* HTTP/2 streams one connection may open at once. */
+#define GRPC_SRV_MAX_STREAMS_PER_CONNECTION 100
 
 /* Starts the server on host:port. Returns 0 and the server, or -1 with a
  * one-line message in err. */

@@ -10,20 +10,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <h2o.h>
 #include <h2o/websocket.h>
 
 #include "common/log.h"
+#include "server/guard.h"
+#include "server/wsclient.h"
 
 #define DEFAULT_BODY_LIMIT (16 * 1024)
 #define DEFAULT_HEARTBEAT_MS 15000
-#define WS_MAX_QUEUED 16
+#define DEFAULT_MAX_CONNECTIONS 4096
+#define DEFAULT_STALL_MS 30000
+#define WS_MAX_QUEUED WSC_MAX_QUEUED
 #define SSE_BATCH 64
 
 typedef enum { STREAM_SSE, STREAM_WS } stream_kind_t;
 
 typedef struct stream stream_t;
+typedef struct http_conn http_conn_t;
+typedef struct reconnect reconnect_t;
+typedef struct resp_track resp_track_t;
 
 /* One event rendered once and shared by every stream that sends it: the
  * SSE bytes ("id: ...\ndata: {json}\n\n"); `json` points inside them. */
@@ -59,15 +67,22 @@ struct http_server {
     h2o_globalconf_t config;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
+    guard_t guard; /* Host and Origin rules */
     SSL_CTX *ssl_ctx;
     uv_tcp_t listener;
     uv_timer_t grace_timer;
     uv_timer_t heartbeat;
+    uv_timer_t sweep; /* closes connections that stall (see on_sweep) */
     uv_async_t flush;
     size_t nconns;
-    stream_t *streams;      /* every live stream */
-    stream_t *dirty;        /* streams with new snapshots to send */
-    event_cache_t cache[2]; /* [with_account] */
+    http_conn_t *conns;      /* every open connection */
+    resp_track_t *tracks;    /* responses handed to h2o, not yet taken by their client */
+    reconnect_t *reconnects; /* POST reconnects waiting for their QR */
+    int abandoned;           /* connections outlived the grace period and a forced close */
+    uint64_t refused_log_ms; /* last warning about the connection cap */
+    stream_t *streams;       /* every live stream */
+    stream_t *dirty;         /* streams with new snapshots to send */
+    event_cache_t cache[2];  /* [with_account] */
     body_cache_t bodies[BODY_COUNT];
     size_t nstreams;
     int grace_expired;
@@ -86,11 +101,16 @@ struct stream {
     h2o_generator_t gen;
     h2o_req_t *req;
     int inflight;
-    char *sendbuf;      /* bytes h2o is sending (several events), or NULL */
-    event_blob_t *held; /* the one shared event h2o is sending, or NULL */
+    char *sendbuf;           /* bytes h2o is sending (several events), or NULL */
+    event_blob_t *held;      /* the one shared event h2o is sending, or NULL */
+    uint64_t inflight_since; /* loop time of the send h2o has not taken yet */
     /* WebSocket */
     h2o_websocket_conn_t *ws;
-    int ended; /* the subscription ended; the final bytes were queued */
+    uint64_t ws_writing_since; /* loop time the socket write got stuck, 0 = not stuck */
+    int busy;                  /* inside h2o_websocket_proceed (see ws_flush) */
+    int dead;                  /* the connection closed while busy: free when done */
+    int closing;               /* its connection is being closed by a limit */
+    int ended;                 /* the subscription ended; the final bytes were queued */
     int in_dirty;
     stream_t *prev, *next, *dirty_next;
 };
@@ -100,10 +120,21 @@ typedef struct {
     http_server_t *srv;
 } http_handler_t;
 
-typedef struct {
+struct http_conn {
     uv_tcp_t tcp;
     http_server_t *srv;
-} http_conn_t;
+    http_conn_t *prev, *next;
+};
+
+/* A response handed to h2o and not yet taken whole by the client; lives in
+ * the request's pool, whose disposal (the response is done) unlinks it. */
+struct resp_track {
+    http_server_t *srv; /* NULL once unlinked */
+    h2o_req_t *req;
+    uint64_t since;
+    int closing;
+    resp_track_t *prev, *next;
+};
 
 /* --- responses --- */
 
@@ -118,6 +149,8 @@ static const char *reason_for(int status)
         return "Bad Request";
     case 401:
         return "Unauthorized";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
@@ -155,6 +188,59 @@ static void count(http_server_t *srv, metrics_route_t route, int status)
     metrics_request(srv->opts.metrics, route, status);
 }
 
+/* --- limits: connections that stop taking what they asked for --- */
+
+/* Closes a connection from under h2o: both directions of its socket are
+ * shut down, so h2o sees the end of input and a failing write at once and
+ * tears the connection down itself (timeouts, streams, pools), whatever
+ * protocol it speaks. */
+static void force_close_sock(http_server_t *srv, h2o_socket_t *sock, metrics_limit_t why)
+{
+    int fd = sock ? h2o_socket_get_fd(sock) : -1;
+    if (fd >= 0 && shutdown(fd, SHUT_RDWR) == 0)
+        metrics_limit(srv->opts.metrics, why);
+}
+
+static void force_close_req(http_server_t *srv, h2o_req_t *req, metrics_limit_t why)
+{
+    if (req->conn && req->conn->callbacks->get_socket)
+        force_close_sock(srv, req->conn->callbacks->get_socket(req->conn), why);
+}
+
+static void track_unlink(resp_track_t *t)
+{
+    if (!t->srv)
+        return;
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        t->srv->tracks = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    t->srv = NULL;
+}
+
+static void track_dispose(void *p)
+{
+    track_unlink(p);
+}
+
+/* Watches a response from now until h2o has passed all of it on (its
+ * request is disposed): see on_sweep. */
+static void track_response(http_server_t *srv, h2o_req_t *req)
+{
+    resp_track_t *t = h2o_mem_alloc_shared(&req->pool, sizeof(*t), track_dispose);
+    t->srv = srv;
+    t->req = req;
+    t->since = uv_now(srv->loop);
+    t->closing = 0;
+    t->prev = NULL;
+    t->next = srv->tracks;
+    if (srv->tracks)
+        srv->tracks->prev = t;
+    srv->tracks = t;
+}
+
 /* Sends `body` (copied; NULL = a 500 JSON error) as the whole response. */
 static void send_bytes(http_server_t *srv, h2o_req_t *req, metrics_route_t route, int status,
                        const char *ctype, const char *body, size_t len)
@@ -170,16 +256,27 @@ static void send_bytes(http_server_t *srv, h2o_req_t *req, metrics_route_t route
     req->res.reason = reason_for(status);
     add_header(req, H2O_TOKEN_CONTENT_TYPE, ctype);
     add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
+    track_response(srv, req);
     h2o_send_inline(req, body, len);
     count(srv, route, status);
 }
 
-/* As send_bytes, and frees `body`. */
+/* As send_bytes, and frees `body`, wiped first (a QR's data URL encodes
+ * its adv secret; h2o took a copy). */
 static void send_body(http_server_t *srv, h2o_req_t *req, metrics_route_t route, int status,
                       const char *ctype, char *body, size_t len)
 {
     send_bytes(srv, req, route, status, ctype, body, len);
+    if (body)
+        explicit_bzero(body, len);
     free(body);
+}
+
+static void body_free(body_cache_t *c)
+{
+    if (c->body)
+        explicit_bzero(c->body, c->len);
+    free(c->body);
 }
 
 /* The status or qr JSON body for `snap` now, rendered at most once per
@@ -197,7 +294,7 @@ static const char *cached_body(http_server_t *srv, int kind, sess_snapshot_t *sn
                                      : api_json_status(snap, kind == BODY_STATUS_ACCOUNT, now);
         if (!body)
             return NULL;
-        free(c->body);
+        body_free(c);
         sess_snapshot_unref(c->snap);
         c->body = body;
         c->len = strlen(body);
@@ -212,7 +309,7 @@ static const char *cached_body(http_server_t *srv, int kind, sess_snapshot_t *sn
 static void body_cache_clear(http_server_t *srv)
 {
     for (int i = 0; i < BODY_COUNT; i++) {
-        free(srv->bodies[i].body);
+        body_free(&srv->bodies[i]);
         sess_snapshot_unref(srv->bodies[i].snap);
         srv->bodies[i].body = NULL;
         srv->bodies[i].snap = NULL;
@@ -277,8 +374,8 @@ static void peer_addr(h2o_req_t *req, char *buf, size_t len)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, (socklen_t)len);
 }
 
-/* The presented API key: X-API-Key, or ?apiKey= for browsers' EventSource
- * and WebSocket, which cannot set headers. Returns API_OK,
+/* The presented API key: the X-API-Key header only (a key in the URL would
+ * end up in histories, logs and Referer headers). Returns API_OK,
  * API_ERR_UNAUTHENTICATED or API_ERR_RATE_LIMITED. */
 static api_code_t authorize(http_server_t *srv, h2o_req_t *req)
 {
@@ -286,7 +383,7 @@ static api_code_t authorize(http_server_t *srv, h2o_req_t *req)
     if (!api_key_required(api))
         return API_OK;
     h2o_iovec_t v;
-    int has = header_value(req, "x-api-key", &v) || query_param(req, "apiKey", &v);
+    int has = header_value(req, "x-api-key", &v);
     char addr[64];
     peer_addr(req, addr, sizeof(addr));
     api_code_t c = api_authorize(api, addr, has ? v.base : NULL, has ? v.len : 0);
@@ -295,44 +392,90 @@ static api_code_t authorize(http_server_t *srv, h2o_req_t *req)
     return c;
 }
 
-/* A key check without counting (the optional account on status). */
+/* The optional key of a route that needs none (status): the right key
+ * shows the linked account; a wrong one is counted as on every route. */
 static int key_ok(http_server_t *srv, h2o_req_t *req)
 {
     h2o_iovec_t v;
     if (!api_key_required(srv->opts.api))
         return 1;
-    if (header_value(req, "x-api-key", &v) || query_param(req, "apiKey", &v))
-        return api_key_ok(srv->opts.api, v.base, v.len);
-    return 0;
-}
-
-static int origin_allowed(http_server_t *srv, h2o_iovec_t origin)
-{
-    const char *list = srv->opts.cors_origins;
-    if (!list || !*list)
+    if (!header_value(req, "x-api-key", &v))
         return 0;
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == ',')
-            p++;
-        const char *e = p;
-        while (*e && *e != ',')
-            e++;
-        const char *t = e;
-        while (t > p && t[-1] == ' ')
-            t--;
-        size_t n = (size_t)(t - p);
-        if ((n == 1 && *p == '*') || (n == origin.len && n && !memcmp(p, origin.base, n)))
-            return 1;
-        p = e;
-    }
-    return 0;
+    return authorize(srv, req) == API_OK;
 }
 
-static void add_cors(http_server_t *srv, h2o_req_t *req)
+/* The Host the request was sent to (Host header or :authority); 0 when the
+ * client sent none (h2o then fills in the host configuration's name). */
+static int request_host(h2o_req_t *req, h2o_iovec_t *out)
 {
-    h2o_iovec_t origin;
-    if (!header_value(req, "origin", &origin) || !origin_allowed(srv, origin))
+    *out = req->input.authority;
+    return out->base && !(req->hostconf && out->base == req->hostconf->authority.hostport.base);
+}
+
+/* The request's Origin relative to the service (see guard.h). */
+static guard_origin_t origin_class(http_server_t *srv, h2o_req_t *req)
+{
+    h2o_iovec_t origin, host = {NULL, 0};
+    if (!header_value(req, "origin", &origin))
+        return GUARD_ORIGIN_NONE;
+    request_host(req, &host);
+    return guard_origin(&srv->guard, origin.base, origin.len, host.base, host.len);
+}
+
+/* A browser request that only CORS_ORIGINS=* lets in, from a caller that
+ * did not present the configured key: it may read nothing a key protects
+ * (no qr, no events, no account in status), whether a key is configured or
+ * not. */
+static int wildcard_untrusted(http_server_t *srv, h2o_req_t *req)
+{
+    if (origin_class(srv, req) != GUARD_ORIGIN_ANY)
+        return 0;
+    h2o_iovec_t v;
+    return !(api_key_required(srv->opts.api) && header_value(req, "x-api-key", &v) &&
+             api_key_ok(srv->opts.api, v.base, v.len));
+}
+
+static int method_is(h2o_req_t *req, const char *m, size_t len)
+{
+    return h2o_memis(req->method.base, req->method.len, m, len);
+}
+
+/* The browser guards, before anything else: a Host that is not one of the
+ * service's names (DNS rebinding) is refused, and so is a state-changing
+ * request (any method but GET, HEAD and OPTIONS) or a WebSocket upgrade
+ * from an Origin that is not the service's own or allowed by CORS_ORIGINS,
+ * key or no key. Returns 1 when the request was answered (403). */
+static int refuse_browser_request(http_server_t *srv, h2o_req_t *req)
+{
+    h2o_iovec_t host;
+    const char *why = NULL;
+    if (request_host(req, &host) && !guard_host_ok(&srv->guard, host.base, host.len)) {
+        why = "Host not allowed (set ALLOWED_HOSTS to serve this name)";
+    } else {
+        const char *client_key;
+        int state_change =
+            !(method_is(req, H2O_STRLIT("GET")) || method_is(req, H2O_STRLIT("HEAD")) ||
+              method_is(req, H2O_STRLIT("OPTIONS")));
+        int upgrade = h2o_is_websocket_handshake(req, &client_key) == 0 && client_key != NULL;
+        if ((state_change || upgrade) &&
+            !guard_may_change_state(origin_class(srv, req), api_key_required(srv->opts.api)))
+            why = "Origin not allowed (set CORS_ORIGINS to allow it)";
+    }
+    if (!why)
+        return 0;
+    send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_FORBIDDEN, why, NULL);
+    return 1;
+}
+
+/* CORS response headers for a listed (or "*") Origin. Under "*" a caller
+ * without the key gets them only on routes that need no key. */
+static void add_cors(http_server_t *srv, h2o_req_t *req, int route_needs_key)
+{
+    h2o_iovec_t origin = {NULL, 0};
+    guard_origin_t oc = origin_class(srv, req);
+    if (oc != GUARD_ORIGIN_LISTED && oc != GUARD_ORIGIN_ANY)
+        return;
+    if ((route_needs_key && wildcard_untrusted(srv, req)) || !header_value(req, "origin", &origin))
         return;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ACCESS_CONTROL_ALLOW_ORIGIN, NULL,
                    origin.base, origin.len);
@@ -486,11 +629,30 @@ static void ws_send_text(stream_t *st, const char *s, size_t n)
     wslay_event_queue_msg(st->ws->ws_ctx, &msg);
 }
 
+/* Runs h2o's WebSocket I/O for a stream. Nothing may run before the upgrade
+ * has completed: h2o attaches the socket only then (h2o_websocket_proceed
+ * would dereference NULL), and flushes what was queued meanwhile itself.
+ * h2o may close the connection from here, which ends the stream: returns 0
+ * when `st` is still alive, -1 when it has been freed. */
+static int ws_flush(stream_t *st)
+{
+    if (!st->ws || !st->ws->sock)
+        return 0;
+    st->busy++;
+    h2o_websocket_proceed(st->ws);
+    st->busy--;
+    if (st->dead && !st->busy) {
+        stream_free(st);
+        return -1;
+    }
+    return 0;
+}
+
 /* Moves queued snapshots to the socket when it can take them. The common
  * case, one new event, sends the shared rendering without copying it. */
-static void stream_pump(stream_t *st)
+static void stream_pump(stream_t *st, int flush_ws)
 {
-    if (st->ended)
+    if (st->ended || st->dead || (st->kind == STREAM_WS && !st->ws))
         return;
     if (st->kind == STREAM_SSE && (st->inflight || !st->req))
         return;
@@ -528,8 +690,8 @@ static void stream_pump(stream_t *st)
             struct wslay_event_msg m = {WSLAY_CONNECTION_CLOSE, (const uint8_t *)"\x03\xe9", 2};
             wslay_event_queue_msg(st->ws->ws_ctx, &m); /* 1001 going away */
         }
-        if (n > 0 || st->ended)
-            h2o_websocket_proceed(st->ws);
+        if (n > 0 || st->ended || flush_ws)
+            ws_flush(st); /* may free st */
         return;
     }
     if (!one && b.len == 0 && !st->ended) {
@@ -546,6 +708,7 @@ static void stream_pump(stream_t *st)
         iov = h2o_iovec_init(b.buf ? b.buf : "", b.len);
     }
     st->inflight = 1;
+    st->inflight_since = uv_now(st->srv->loop);
     h2o_send(st->req, &iov, 1, st->ended ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS);
 }
 
@@ -556,14 +719,16 @@ static void on_flush(uv_async_t *a)
         stream_t *st = srv->dirty;
         srv->dirty = st->dirty_next;
         st->in_dirty = 0;
-        stream_pump(st);
+        stream_pump(st, 0);
     }
 }
 
 static void on_heartbeat(uv_timer_t *t)
 {
     http_server_t *srv = t->data;
-    for (stream_t *st = srv->streams; st; st = st->next) {
+    stream_t *next;
+    for (stream_t *st = srv->streams; st; st = next) {
+        next = st->next;
         if (st->ended)
             continue;
         if (st->kind == STREAM_SSE) {
@@ -573,12 +738,13 @@ static void on_heartbeat(uv_timer_t *t)
             static const char hb[] = ": heartbeat\n\n";
             h2o_iovec_t iov = h2o_iovec_init(hb, sizeof(hb) - 1);
             st->inflight = 1;
+            st->inflight_since = uv_now(st->srv->loop);
             h2o_send(st->req, &iov, 1, H2O_SEND_STATE_IN_PROGRESS);
         } else {
             struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"hb", 2};
-            wslay_event_queue_msg(st->ws->ws_ctx, &m);
-            stream_pump(st); /* also retries a stream held back by a full queue */
-            h2o_websocket_proceed(st->ws);
+            if (wslay_event_get_queued_msg_count(st->ws->ws_ctx) < WS_MAX_QUEUED)
+                wslay_event_queue_msg(st->ws->ws_ctx, &m);
+            stream_pump(st, 1); /* also retries a stream held back by a full queue */
         }
     }
 }
@@ -589,7 +755,15 @@ static void sse_proceed(h2o_generator_t *gen, h2o_req_t *req)
     stream_t *st = H2O_STRUCT_FROM_MEMBER(stream_t, gen, gen);
     st->inflight = 0;
     stream_sent(st);
-    stream_pump(st);
+    if (st->srv->stopping && !st->ended) { /* it was busy when the server stopped */
+        st->ended = 1;
+        st->inflight = 1;
+        st->inflight_since = uv_now(st->srv->loop);
+        h2o_iovec_t iov = h2o_iovec_init("", 0);
+        h2o_send(st->req, &iov, 1, H2O_SEND_STATE_FINAL);
+        return;
+    }
+    stream_pump(st, 0);
 }
 
 static void sse_stop(h2o_generator_t *gen, h2o_req_t *req)
@@ -637,14 +811,33 @@ static stream_t *stream_new(http_server_t *srv, stream_kind_t kind, int with_acc
 static void on_ws_message(h2o_websocket_conn_t *conn, const struct wslay_event_on_msg_recv_arg *arg)
 {
     stream_t *st = conn->data;
-    if (arg == NULL) { /* closed or failed */
+    if (arg == NULL) { /* closed, failed, or the upgrade failed */
         h2o_websocket_close(conn);
-        if (st)
-            stream_free(st);
+        if (st) {
+            st->ws = NULL;
+            if (st->busy)
+                st->dead = 1; /* ws_flush frees it */
+            else
+                stream_free(st);
+        }
+        return;
+    }
+    if (!st)
+        return;
+    wsc_action_t act = wsc_on_message(conn->ws_ctx, arg);
+    if (act == WSC_CLOSE_UNREAD) {
+        /* it keeps sending (pings, which wslay answers with pongs) without
+         * reading the answers: stop reading it and close it, instead of
+         * queueing answers without bound */
+        wslay_event_shutdown_read(conn->ws_ctx);
+        if (!st->closing) {
+            st->closing = 1;
+            force_close_sock(st->srv, conn->sock, METRICS_LIMIT_WS_UNREAD);
+        }
         return;
     }
     /* Clients have nothing to say; a text "ping" gets the current state. */
-    if (arg->opcode == WSLAY_TEXT_FRAME && arg->msg_length == 4 && !memcmp(arg->msg, "ping", 4)) {
+    if (act == WSC_SEND_STATE) {
         sess_snapshot_t *snap =
             sess_current(sess_registry_find(api_registry(st->srv->opts.api), "default"));
         char *json = api_json_event(snap, st->with_account, sess_now_ms());
@@ -653,6 +846,27 @@ static void on_ws_message(h2o_websocket_conn_t *conn, const struct wslay_event_o
         free(json);
         sess_snapshot_unref(snap);
     }
+}
+
+/* Counts messages refused for their size (wslay closes them with 1009 as
+ * soon as the frame header declares a size over the limit). */
+static void ws_on_frame_start(wslay_event_context_ptr ctx,
+                              const struct wslay_event_on_frame_recv_start_arg *arg, void *user)
+{
+    (void)ctx;
+    h2o_websocket_conn_t *conn = user;
+    stream_t *st = conn->data;
+    if (st && arg->payload_length > WSC_MAX_MESSAGE)
+        metrics_limit(st->srv->opts.metrics, METRICS_LIMIT_WS_MESSAGE);
+}
+
+/* Bounds what a WebSocket client may send (see wsclient.h). */
+static void ws_limit(h2o_websocket_conn_t *ws)
+{
+    struct wslay_event_callbacks cbs = ws->ws_callbacks;
+    cbs.on_frame_recv_start_callback = ws_on_frame_start;
+    wslay_event_config_set_callbacks(ws->ws_ctx, &cbs);
+    wsc_limit(ws->ws_ctx);
 }
 
 static int route_events(http_server_t *srv, h2o_req_t *req)
@@ -672,6 +886,7 @@ static int route_events(http_server_t *srv, h2o_req_t *req)
     count(srv, METRICS_ROUTE_EVENTS, is_ws ? 101 : 200);
     if (is_ws) {
         st->ws = h2o_upgrade_to_websocket(req, client_key, st, on_ws_message);
+        ws_limit(st->ws);
         return 0;
     }
     st->req = req;
@@ -689,6 +904,7 @@ static int route_events(http_server_t *srv, h2o_req_t *req)
     static const char hello[] = "retry: 3000\n\n";
     h2o_iovec_t iov = h2o_iovec_init(hello, sizeof(hello) - 1);
     st->inflight = 1;
+    st->inflight_since = uv_now(st->srv->loop);
     h2o_send(req, &iov, 1, H2O_SEND_STATE_IN_PROGRESS);
     return 0;
 }
@@ -703,7 +919,7 @@ static int route_status(http_server_t *srv, h2o_req_t *req)
         return 0;
     }
     /* the linked account only to callers that could also fetch the QR */
-    int with_account = key_ok(srv, req);
+    int with_account = key_ok(srv, req) && !wildcard_untrusted(srv, req);
     size_t len = 0;
     const char *body =
         cached_body(srv, with_account ? BODY_STATUS_ACCOUNT : BODY_STATUS, r.snap, &len);
@@ -782,26 +998,59 @@ static int route_logout(http_server_t *srv, h2o_req_t *req)
     return 0;
 }
 
-/* A reconnect waiting for its QR; lives in the request's pool. */
-typedef struct {
+/* A reconnect waiting for its QR; lives in the request's pool and, while
+ * it waits, in the server's list (a stop answers it). */
+struct reconnect {
     http_server_t *srv;
     h2o_req_t *req;
     api_wait_t *wait;
-    int done;
-} reconnect_t;
+    int done, linked;
+    reconnect_t *prev, *next;
+};
+
+static void reconnect_unlink(reconnect_t *rc)
+{
+    if (!rc->linked)
+        return;
+    rc->linked = 0;
+    if (rc->prev)
+        rc->prev->next = rc->next;
+    else
+        rc->srv->reconnects = rc->next;
+    if (rc->next)
+        rc->next->prev = rc->prev;
+}
 
 static void reconnect_dispose(void *p)
 {
     reconnect_t *rc = p;
+    reconnect_unlink(rc);
     if (!rc->done && rc->wait) {
         rc->done = 1;
         api_wait_cancel(rc->wait); /* the client went away */
     }
 }
 
+/* The server stops: every waiting reconnect is cancelled and answered 503
+ * now, before the server (and the requests) go away. */
+static void reconnects_cancel(http_server_t *srv)
+{
+    while (srv->reconnects) {
+        reconnect_t *rc = srv->reconnects;
+        reconnect_unlink(rc);
+        if (rc->done)
+            continue;
+        rc->done = 1;
+        api_wait_cancel(rc->wait);
+        rc->wait = NULL;
+        send_error(srv, rc->req, METRICS_ROUTE_RECONNECT, API_ERR_SHUTTING_DOWN, NULL, NULL);
+    }
+}
+
 static void on_reconnected(api_result_t r, void *arg)
 {
     reconnect_t *rc = arg;
+    reconnect_unlink(rc);
     rc->done = 1;
     rc->wait = NULL;
     if (r.code == API_OK && r.snap && r.snap->state == SESS_QR_READY)
@@ -831,11 +1080,20 @@ static int route_reconnect(http_server_t *srv, h2o_req_t *req)
         send_error(srv, req, METRICS_ROUTE_RECONNECT, API_ERR_BAD_REQUEST, why, NULL);
         return 0;
     }
+    if (srv->stopping) {
+        send_error(srv, req, METRICS_ROUTE_RECONNECT, API_ERR_SHUTTING_DOWN, NULL, NULL);
+        return 0;
+    }
     metrics_reconnect(srv->opts.metrics);
     reconnect_t *rc = h2o_mem_alloc_shared(&req->pool, sizeof(*rc), reconnect_dispose);
     memset(rc, 0, sizeof(*rc));
     rc->srv = srv;
     rc->req = req;
+    rc->linked = 1;
+    rc->next = srv->reconnects;
+    if (srv->reconnects)
+        srv->reconnects->prev = rc;
+    srv->reconnects = rc;
     rc->wait = api_reconnect(srv->opts.api, NULL, keep, wait_ms, on_reconnected, rc);
     return 0;
 }
@@ -985,6 +1243,7 @@ static int route_readyz(http_server_t *srv, h2o_req_t *req)
 
 static int route_metrics(http_server_t *srv, h2o_req_t *req)
 {
+    metrics_reconnect_waits(srv->opts.metrics, api_reconnect_waits(srv->opts.api));
     api_result_t r = api_status(srv->opts.api, NULL);
     char *text = srv->opts.metrics ? metrics_render(srv->opts.metrics, r.snap) : strdup("");
     api_result_clear(&r);
@@ -1003,12 +1262,19 @@ static int route_page(http_server_t *srv, h2o_req_t *req)
     req->res.reason = "OK";
     add_header(req, H2O_TOKEN_CONTENT_TYPE, "text/html; charset=utf-8");
     add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
-    /* everything is inline: no external source may load */
+    /* everything is inline: no external source may load; the page talks to
+     * its own origin only (and, in the demo, to the fake server's control
+     * API on loopback) */
     add_header_str(req, "content-security-policy",
-                   "default-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; "
-                   "script-src 'unsafe-inline'; connect-src 'self' http://127.0.0.1:* "
-                   "http://localhost:*; frame-ancestors 'none'");
+                   srv->opts.demo_control
+                       ? "default-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; "
+                         "script-src 'unsafe-inline'; connect-src 'self' http://127.0.0.1:* "
+                         "http://localhost:*; frame-ancestors 'none'"
+                       : "default-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; "
+                         "script-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'");
+    add_header_str(req, "referrer-policy", "no-referrer");
     add_header_str(req, "x-content-type-options", "nosniff");
+    track_response(srv, req);
     h2o_send_inline(req, (const char *)srv->opts.page_html, srv->opts.page_len);
     count(srv, METRICS_ROUTE_PAGE, 200);
     return 0;
@@ -1081,26 +1347,29 @@ static const route_t *find_route(h2o_iovec_t path)
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     http_server_t *srv = ((http_handler_t *)self)->srv;
+    if (refuse_browser_request(srv, req))
+        return 0;
     const route_t *r = find_route(req->path_normalized);
     if (!r) {
         send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_NOT_FOUND, NULL, NULL);
         return 0;
     }
-    add_cors(srv, req);
+    add_cors(srv, req, r->needs_key);
     int is_get =
         h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
         (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")) && r->fn != route_events);
     int is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
     if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS")) && r->contract) {
-        h2o_iovec_t origin;
+        guard_origin_t oc = origin_class(srv, req);
         add_header(req, H2O_TOKEN_ALLOW, r->allow);
-        if (header_value(req, "origin", &origin) && origin_allowed(srv, origin)) {
+        if (oc == GUARD_ORIGIN_LISTED || oc == GUARD_ORIGIN_ANY) {
             add_header_str(req, "access-control-allow-methods", r->allow);
             add_header_str(req, "access-control-allow-headers", "X-API-Key, Content-Type");
             add_header_str(req, "access-control-max-age", "600");
         }
         req->res.status = 204;
         req->res.reason = "No Content";
+        track_response(srv, req);
         h2o_send_inline(req, "", 0);
         count(srv, r->metric, 204);
         return 0;
@@ -1128,7 +1397,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
 static void maybe_finish_stop(http_server_t *srv)
 {
-    if (!srv->stopping || srv->nconns > 0 || srv->listener_open || !srv->on_stopped)
+    if (!srv->stopping || (srv->nconns > 0 && !srv->abandoned) || srv->listener_open ||
+        !srv->on_stopped)
         return;
     uv_timer_stop(&srv->grace_timer);
     void (*cb)(void *) = srv->on_stopped;
@@ -1140,9 +1410,33 @@ static void on_conn_close(uv_handle_t *h)
 {
     http_conn_t *c = (http_conn_t *)h;
     http_server_t *srv = c->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
     free(c);
     srv->nconns--;
+    metrics_http_connections(srv->opts.metrics, -1);
     maybe_finish_stop(srv);
+}
+
+/* A connection over MAX_CONNECTIONS: taken off the backlog and closed. */
+static void refuse_conn(http_server_t *srv, uv_stream_t *listener)
+{
+    uv_tcp_t *t = malloc(sizeof(*t));
+    if (!t)
+        return;
+    uv_tcp_init(listener->loop, t);
+    if (uv_accept(listener, (uv_stream_t *)t) == 0)
+        metrics_limit(srv->opts.metrics, METRICS_LIMIT_HTTP_CONNECTIONS);
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+    uint64_t now = uv_now(srv->loop);
+    if (!srv->refused_log_ms || now - srv->refused_log_ms > 10000) {
+        srv->refused_log_ms = now;
+        LOG_WARN("http", "%zu connections open (MAX_CONNECTIONS): closing new ones", srv->nconns);
+    }
 }
 
 static void on_accept(uv_stream_t *listener, int status)
@@ -1150,12 +1444,21 @@ static void on_accept(uv_stream_t *listener, int status)
     http_server_t *srv = listener->data;
     if (status != 0 || srv->stopping)
         return;
+    if (srv->nconns >= srv->opts.max_connections) {
+        refuse_conn(srv, listener);
+        return;
+    }
     http_conn_t *c = calloc(1, sizeof(*c));
     if (!c)
         return;
     c->srv = srv;
     uv_tcp_init(listener->loop, &c->tcp);
     srv->nconns++;
+    metrics_http_connections(srv->opts.metrics, +1);
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         uv_close((uv_handle_t *)&c->tcp, on_conn_close);
         return;
@@ -1163,6 +1466,62 @@ static void on_accept(uv_stream_t *listener, int status)
     uv_tcp_nodelay(&c->tcp, 1);
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_close);
     h2o_accept(&srv->accept_ctx, sock);
+}
+
+/* Closes connections that stall: a response h2o has held for STALL_TIMEOUT_MS
+ * without the client taking it (a reader that stopped, an HTTP/2 client
+ * that keeps its flow-control window at zero), an SSE chunk not taken for as
+ * long, a WebSocket whose socket write has been stuck for as long. h2o
+ * 2.2's own timeouts cover none of these (its HTTP/2 idle timeout stops
+ * while a response is open). */
+static void on_sweep(uv_timer_t *t)
+{
+    http_server_t *srv = t->data;
+    uint64_t now = uv_now(srv->loop), limit = srv->opts.stall_ms;
+    /* A client that closed its connection while its reconnect waits: h2o
+     * does not read an HTTP/1.1 connection while it answers a request, so
+     * the end of input is looked for here, and the wait cancelled. */
+    reconnect_t *rn;
+    for (reconnect_t *rc = srv->reconnects; rc; rc = rn) {
+        rn = rc->next;
+        h2o_socket_t *sock = rc->req->conn->callbacks->get_socket
+                                 ? rc->req->conn->callbacks->get_socket(rc->req->conn)
+                                 : NULL;
+        int fd = sock ? h2o_socket_get_fd(sock) : -1;
+        char b;
+        if (fd >= 0 && recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0 && !rc->done) {
+            reconnect_unlink(rc);
+            rc->done = 1;
+            api_wait_cancel(rc->wait);
+            rc->wait = NULL;
+            send_error(srv, rc->req, METRICS_ROUTE_RECONNECT, API_ERR_BAD_REQUEST,
+                       "the client went away", NULL);
+        }
+    }
+    for (resp_track_t *tr = srv->tracks; tr; tr = tr->next)
+        if (!tr->closing && now - tr->since > limit) {
+            tr->closing = 1;
+            force_close_req(srv, tr->req, METRICS_LIMIT_STALLED);
+        }
+    for (stream_t *st = srv->streams; st; st = st->next) {
+        if (st->closing)
+            continue;
+        if (st->kind == STREAM_SSE) {
+            if (st->inflight && st->req && now - st->inflight_since > limit) {
+                st->closing = 1;
+                force_close_req(srv, st->req, METRICS_LIMIT_STALLED);
+            }
+        } else if (st->ws && st->ws->sock) {
+            if (!h2o_socket_is_writing(st->ws->sock)) {
+                st->ws_writing_since = 0;
+            } else if (!st->ws_writing_since) {
+                st->ws_writing_since = now;
+            } else if (now - st->ws_writing_since > limit) {
+                st->closing = 1;
+                force_close_sock(srv, st->ws->sock, METRICS_LIMIT_STALLED);
+            }
+        }
+    }
 }
 
 static int setup_tls(http_server_t *srv, char *err, size_t errlen)
@@ -1204,10 +1563,17 @@ int http_server_start(http_server_t **out, uv_loop_t *loop, const char *host, in
     }
     srv->loop = loop;
     srv->opts = *opts;
+    srv->guard.bind_host = host;
+    srv->guard.allowed_hosts = opts->allowed_hosts;
+    srv->guard.cors_origins = opts->cors_origins;
     if (!srv->opts.body_limit)
         srv->opts.body_limit = DEFAULT_BODY_LIMIT;
     if (!srv->opts.heartbeat_ms)
         srv->opts.heartbeat_ms = DEFAULT_HEARTBEAT_MS;
+    if (!srv->opts.max_connections)
+        srv->opts.max_connections = DEFAULT_MAX_CONNECTIONS;
+    if (!srv->opts.stall_ms)
+        srv->opts.stall_ms = DEFAULT_STALL_MS;
     h2o_config_init(&srv->config);
     srv->config.server_name = h2o_iovec_init(H2O_STRLIT("wa-gateway"));
     srv->config.http2.graceful_shutdown_timeout = 2000;
@@ -1267,6 +1633,10 @@ int http_server_start(http_server_t **out, uv_loop_t *loop, const char *host, in
     srv->grace_timer.data = srv;
     uv_timer_init(loop, &srv->heartbeat);
     srv->heartbeat.data = srv;
+    uv_timer_init(loop, &srv->sweep);
+    srv->sweep.data = srv;
+    unsigned every = srv->opts.stall_ms / 4 < 1000 ? srv->opts.stall_ms / 4 : 1000;
+    uv_timer_start(&srv->sweep, on_sweep, every ? every : 1, every ? every : 1);
     uv_timer_start(&srv->heartbeat, on_heartbeat, srv->opts.heartbeat_ms, srv->opts.heartbeat_ms);
     uv_async_init(loop, &srv->flush, on_flush);
     srv->flush.data = srv;
@@ -1283,28 +1653,36 @@ static void on_listener_closed(uv_handle_t *h)
     maybe_finish_stop(srv);
 }
 
+/* Shuts down the socket of every connection still open: h2o then sees the
+ * end of input (or a failing write) and closes each one itself, releasing
+ * its timeouts, streams and requests; nothing is freed from under it. */
+static void close_all_conns(http_server_t *srv)
+{
+    for (http_conn_t *c = srv->conns; c; c = c->next) {
+        uv_os_fd_t fd;
+        if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+            shutdown(fd, SHUT_RDWR);
+    }
+}
+
 static void on_grace_timeout(uv_timer_t *t)
 {
     http_server_t *srv = t->data;
-    /* WebSocket clients that did not answer our close frame: close them */
-    stream_t *st = srv->streams, *next;
-    for (; st; st = next) {
-        next = st->next;
-        if (st->kind == STREAM_WS && st->ws) {
-            h2o_websocket_conn_t *ws = st->ws;
-            ws->data = NULL;
-            stream_free(st);
-            h2o_websocket_close(ws);
-        }
+    if (srv->nconns == 0) {
+        maybe_finish_stop(srv);
+        return;
     }
-    if (srv->nconns > 0) {
-        LOG_WARN("http", "%zu connection(s) still open after the grace period", srv->nconns);
-        uv_timer_start(&srv->grace_timer, on_grace_timeout, 500, 0); /* let them close */
-        srv->grace_expired++;
-        if (srv->grace_expired < 4)
-            return;
+    if (!srv->grace_expired++) {
+        /* idle keep-alive connections, half-sent requests, clients that do
+         * not read or do not answer our close frame: close them now */
+        LOG_INFO("http", "closing %zu connection(s) left after the grace period", srv->nconns);
+        close_all_conns(srv);
+        uv_timer_start(&srv->grace_timer, on_grace_timeout, 1000, 0);
+        return;
     }
-    srv->nconns = 0;
+    /* should not happen: h2o did not close a shut-down socket */
+    LOG_WARN("http", "%zu connection(s) still open after a forced close", srv->nconns);
+    srv->abandoned = 1;
     maybe_finish_stop(srv);
 }
 
@@ -1318,22 +1696,29 @@ void http_server_stop(http_server_t *srv, unsigned grace_ms, void (*on_stopped)(
     srv->on_stopped_arg = arg;
     uv_timer_stop(&srv->heartbeat);
     uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
-    /* end every stream: SSE gets its final chunk, WebSocket a close frame */
-    for (stream_t *st = srv->streams; st; st = st->next) {
+    /* waiting reconnects are answered now (503), before anything goes away */
+    reconnects_cancel(srv);
+    /* end every stream: SSE gets its final chunk (a busy one when h2o takes
+     * the one in flight), WebSocket a close frame (sent once the upgrade is
+     * complete, when it is not yet) */
+    stream_t *next;
+    for (stream_t *st = srv->streams; st; st = next) {
+        next = st->next;
         if (st->ended)
             continue;
         if (st->kind == STREAM_SSE) {
             if (!st->inflight && st->req) {
                 st->ended = 1;
                 st->inflight = 1;
+                st->inflight_since = uv_now(st->srv->loop);
                 h2o_iovec_t iov = h2o_iovec_init("", 0);
                 h2o_send(st->req, &iov, 1, H2O_SEND_STATE_FINAL);
             }
-        } else {
+        } else if (st->ws) {
             st->ended = 1;
             struct wslay_event_msg m = {WSLAY_CONNECTION_CLOSE, (const uint8_t *)"\x03\xe9", 2};
             wslay_event_queue_msg(st->ws->ws_ctx, &m);
-            h2o_websocket_proceed(st->ws);
+            ws_flush(st); /* may free st */
         }
     }
     h2o_context_request_shutdown(&srv->ctx);
@@ -1344,17 +1729,19 @@ void http_server_free(http_server_t *srv)
 {
     if (!srv)
         return;
-    /* streams whose connection never closed (grace expired) */
-    while (srv->streams) {
-        stream_t *st = srv->streams;
-        if (st->kind == STREAM_WS && st->ws)
-            st->ws->data = NULL;
-        stream_free(st);
-    }
     uv_close((uv_handle_t *)&srv->grace_timer, NULL);
     uv_close((uv_handle_t *)&srv->heartbeat, NULL);
+    uv_close((uv_handle_t *)&srv->sweep, NULL);
     uv_close((uv_handle_t *)&srv->flush, NULL);
     uv_run(srv->loop, UV_RUN_NOWAIT);
+    if (srv->abandoned || srv->nconns > 0) {
+        /* h2o still owns connections (their timeouts, pools, streams):
+         * disposing its context would abort and freeing the server would
+         * leave them dangling. Leave it all to the process exit. */
+        LOG_WARN("http", "%zu connection(s) never closed; not releasing the HTTP server",
+                 srv->nconns);
+        return;
+    }
     if (h2o_timeout_is_linked(&srv->ctx.http2._graceful_shutdown_timeout))
         h2o_timeout_unlink(&srv->ctx.http2._graceful_shutdown_timeout);
     h2o_context_dispose(&srv->ctx);
@@ -1363,6 +1750,8 @@ void http_server_free(http_server_t *srv)
         SSL_CTX_free(srv->ssl_ctx);
     event_cache_clear(srv);
     body_cache_clear(srv);
+    while (srv->tracks)
+        track_unlink(srv->tracks);
     free(srv);
 }
 

@@ -18,8 +18,12 @@ typedef struct {
     api_t *api;                /* handlers (required) */
     metrics_t *metrics;        /* counters (may be NULL) */
     const char *cors_origins;  /* comma-separated allowed origins, "*" = any, NULL = none */
+    const char *allowed_hosts; /* Host names answered besides loopback names and the bind
+                                * address, comma-separated, "*" = any; NULL = none */
     size_t body_limit;         /* largest accepted request body; 0 = 16 KiB */
     unsigned heartbeat_ms;     /* SSE/WebSocket keepalive interval; 0 = 15000 */
+    size_t max_connections;    /* connections open at once, more are closed; 0 = 4096 */
+    unsigned stall_ms;         /* close a connection not taking its response; 0 = 30000 */
     const char *tls_cert_file; /* PEM certificate chain: enables TLS (HTTP/2 by ALPN) */
     const char *tls_key_file;  /* PEM private key */
     /* Readiness for /readyz: returns 1 when ready, else 0 with *why set to
@@ -37,8 +41,8 @@ typedef struct {
  * server owned by the caller (stop with http_server_stop, run the loop until
  * the stop callback fires, then http_server_free). On failure returns a
  * negative libuv error code (or -1 for a TLS setup error) and writes a
- * one-line message into `err`. `opts` is copied; its strings must outlive
- * the server. */
+ * one-line message into `err`. `opts` is copied; its strings and `host`
+ * (also the name the Host check accepts) must outlive the server. */
 int http_server_start(http_server_t **out, uv_loop_t *loop, const char *host, int port,
                       const http_opts_t *opts, char *err, size_t errlen);
 

@@ -2,10 +2,14 @@
  * store, starts the "default" WhatsApp session, the HTTP listener (and later
  * gRPC) on one libuv loop, and shuts everything down cleanly on SIGINT or
  * SIGTERM so that nothing leaks (checked under ASan). */
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -23,13 +27,15 @@
 #include "session/version.h"
 #include "session/wa/framesocket.h"
 
-/* --qr-terminal: prints every new QR as half-blocks on stderr, and every
- * new pairing code. */
+/* --qr-terminal: prints every new QR as half-blocks, and every new pairing
+ * code, on the controlling terminal. Never on stderr: that is the log
+ * stream (a file, the journal), and the QR carries the adv secret. */
 typedef struct {
     sess_sub_t *sub;
     uv_async_t wake;
     const void *last_qr;
     char last_code[16];
+    int tty; /* /dev/tty, or -1 */
 } qrterm_t;
 
 /* Everything main owns, passed to the loop callbacks. */
@@ -94,6 +100,17 @@ static void close_any(uv_handle_t *h, void *arg)
 extern const unsigned char wagw_page_html[];
 extern const size_t wagw_page_html_len;
 
+static void tty_write(int fd, const char *s)
+{
+    size_t len = strlen(s), off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, s + off, len - off);
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+}
+
 static void qrterm_drain(uv_async_t *a)
 {
     qrterm_t *q = a->data;
@@ -104,9 +121,10 @@ static void qrterm_drain(uv_async_t *a)
             int err;
             char *block = api_qr_terminal(snap->qr->text, &err);
             if (block) {
-                LOG_INFO("qr", "scan this QR code with WhatsApp (valid %lld s):",
+                LOG_INFO("qr", "a new QR code is on the terminal (valid %lld s)",
                          (long long)sess_snapshot_qr_expires_in(snap, sess_now_ms()));
-                fwrite(block, 1, strlen(block), stderr);
+                tty_write(q->tty, block);
+                explicit_bzero(block, strlen(block));
                 free(block);
             }
         }
@@ -114,10 +132,13 @@ static void qrterm_drain(uv_async_t *a)
         if (code_left > 0 && strcmp(snap->link_code, q->last_code)) {
             snprintf(q->last_code, sizeof(q->last_code), "%s", snap->link_code);
             LOG_INFO("qr",
-                     "or type this code on the phone, Linked devices > Link with phone "
-                     "number (valid %lld s):",
+                     "a new pairing code is on the terminal: type it on the phone, Linked "
+                     "devices > Link with phone number (valid %lld s)",
                      (long long)code_left);
-            fprintf(stderr, "\n    %s\n\n", snap->link_code); /* like the QR: not in the log */
+            char line[48];
+            snprintf(line, sizeof(line), "\n    %s\n\n", snap->link_code);
+            tty_write(q->tty, line);
+            explicit_bzero(line, sizeof(line));
         }
         sess_snapshot_unref(snap);
     }
@@ -134,6 +155,22 @@ static void on_version(void *arg, const char *version, sess_version_source_t src
 {
     app_t *app = arg;
     metrics_wa_version(app->metrics, version, sess_version_source_name(src));
+}
+
+/* Raises the open-files limit to its hard limit (every connection is a
+ * descriptor) and returns how many descriptors the process may use. */
+static rlim_t raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max;
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return rl.rlim_cur;
 }
 
 static int ready(void *arg, const char **why)
@@ -155,6 +192,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "wa-gateway: %s\n", err);
         return 2;
     }
+    /* the key is copied: blank it in the environment (/proc/PID/environ) */
+    char *env_key = getenv("API_KEY");
+    if (env_key)
+        explicit_bzero(env_key, strlen(env_key));
     if (app.cfg.help) {
         cfg_print_help(stdout, "wa-gateway");
         cfg_free(&app.cfg);
@@ -166,6 +207,24 @@ int main(int argc, char **argv)
         return 2;
     }
     log_set_level(app.cfg.log_level);
+    if (!app.cfg.allow_core_dumps) {
+        /* a core dump or a debugger attached by another process of the same
+         * user would hold the keys in memory */
+        struct rlimit core = {0, 0};
+        setrlimit(RLIMIT_CORE, &core);
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+    rlim_t nofile = raise_nofile();
+    /* keep descriptors for gRPC, the store and WhatsApp beside HTTP */
+    if (nofile != RLIM_INFINITY && (rlim_t)app.cfg.max_connections + 256 > nofile) {
+        int max = nofile > 512 ? (int)(nofile - 256) : (int)(nofile / 2);
+        LOG_WARN("main", "MAX_CONNECTIONS %d is over what the open-files limit (%llu) allows: %d",
+                 app.cfg.max_connections, (unsigned long long)nofile, max);
+        app.cfg.max_connections = max;
+    }
+    const char *warnings[8];
+    for (size_t i = 0, n = cfg_warnings(&app.cfg, warnings, 8); i < n; i++)
+        LOG_WARN("config", "%s", warnings[i]);
     signal(SIGPIPE, SIG_IGN);
 
     int rc = 0;
@@ -237,9 +296,12 @@ int main(int argc, char **argv)
         .api = app.api,
         .metrics = app.metrics,
         .cors_origins = app.cfg.cors_origins,
+        .allowed_hosts = app.cfg.allowed_hosts,
         .tls_cert_file = app.cfg.tls_cert,
         .tls_key_file = app.cfg.tls_key,
         .heartbeat_ms = (unsigned)app.cfg.heartbeat_ms,
+        .max_connections = (size_t)app.cfg.max_connections,
+        .stall_ms = (unsigned)app.cfg.stall_timeout_ms,
         .page_html = app.cfg.page ? wagw_page_html : NULL,
         .page_len = app.cfg.page ? wagw_page_html_len : 0,
         .demo_control = app.cfg.demo_control,
@@ -254,6 +316,9 @@ int main(int argc, char **argv)
     }
     grpc_srv_opts_t gopts = {.api = app.api,
                              .metrics = app.metrics,
+                             .max_streams = (size_t)app.cfg.grpc_max_streams,
+                             .max_unauth_streams = (size_t)app.cfg.grpc_max_unauth_streams,
+                             .stall_ms = (unsigned)app.cfg.stall_timeout_ms,
                              .tls_cert_file = app.cfg.tls_cert,
                              .tls_key_file = app.cfg.tls_key};
     if (grpc_srv_start(&app.grpc, app.cfg.host, app.cfg.grpc_port, &gopts, err, sizeof(err)) != 0) {
@@ -268,7 +333,11 @@ int main(int argc, char **argv)
     uv_signal_start(&app.sigterm, on_signal, SIGTERM);
     LOG_INFO("main", "wa-gateway started (data dir %s, WhatsApp endpoint %s)", app.cfg.data_dir,
              app.cfg.wa_url);
-    if (app.cfg.qr_terminal) {
+    app.qrterm.tty = app.cfg.qr_terminal ? open("/dev/tty", O_WRONLY | O_NOCTTY | O_CLOEXEC) : -1;
+    if (app.cfg.qr_terminal && app.qrterm.tty < 0)
+        LOG_WARN("qr", "QR_TERMINAL: no terminal to print the QR on (it is never written to "
+                       "the log); use the link page or GET qr");
+    if (app.qrterm.tty >= 0) {
         uv_async_init(&app.loop, &app.qrterm.wake, qrterm_drain);
         app.qrterm.wake.data = &app.qrterm;
         sess_sub_opts_t so = {.notify = qrterm_notify, .arg = &app.qrterm};
@@ -289,6 +358,7 @@ out:
         sess_unsubscribe(app.qrterm.sub);
         app.qrterm.sub = NULL;
         uv_close((uv_handle_t *)&app.qrterm.wake, NULL);
+        close(app.qrterm.tty);
     }
     if (app.reg)
         sess_registry_close(app.reg); /* ends gRPC streams with a final status too */

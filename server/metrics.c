@@ -17,7 +17,13 @@ struct metrics {
     uint64_t reconnects;
     pthread_mutex_t version_mu; /* guards wa_version and wa_version_source */
     char wa_version[48], wa_version_source[48];
+    uint64_t limits[METRICS_LIMIT_COUNT];
+    int64_t http_connections;
+    uint64_t reconnect_waits;
 };
+
+static const char *const limit_names[METRICS_LIMIT_COUNT] = {
+    "http_connections", "stalled", "ws_message_size", "ws_unread", "grpc_streams"};
 
 static const char *const route_names[METRICS_ROUTE_COUNT] = {
     [METRICS_ROUTE_STATUS] = "status",
@@ -119,6 +125,24 @@ void metrics_reconnect(metrics_t *m)
 {
     if (m)
         __atomic_add_fetch(&m->reconnects, 1, __ATOMIC_RELAXED);
+}
+
+void metrics_limit(metrics_t *m, metrics_limit_t which)
+{
+    if (m && which < METRICS_LIMIT_COUNT)
+        __atomic_add_fetch(&m->limits[which], 1, __ATOMIC_RELAXED);
+}
+
+void metrics_reconnect_waits(metrics_t *m, size_t n)
+{
+    if (m)
+        __atomic_store_n(&m->reconnect_waits, (uint64_t)n, __ATOMIC_RELAXED);
+}
+
+void metrics_http_connections(metrics_t *m, int delta)
+{
+    if (m)
+        __atomic_add_fetch(&m->http_connections, delta, __ATOMIC_RELAXED);
 }
 
 typedef struct {
@@ -225,6 +249,22 @@ char *metrics_render(metrics_t *m, const sess_snapshot_t *snap)
              "wagw_wa_version_info{version=\"%s\",source=\"%s\"} 1\n",
              m->wa_version, m->wa_version_source);
     pthread_mutex_unlock(&m->version_mu);
+    outf(&o,
+         "# HELP wagw_reconnect_waits Reconnects waiting for their answer.\n"
+         "# TYPE wagw_reconnect_waits gauge\n"
+         "wagw_reconnect_waits %llu\n",
+         (unsigned long long)__atomic_load_n(&m->reconnect_waits, __ATOMIC_RELAXED));
+    outf(&o,
+         "# HELP wagw_http_connections Open HTTP connections.\n"
+         "# TYPE wagw_http_connections gauge\n"
+         "wagw_http_connections %lld\n"
+         "# HELP wagw_limit_hits_total Requests or connections refused or closed by a resource "
+         "limit.\n"
+         "# TYPE wagw_limit_hits_total counter\n",
+         (long long)__atomic_load_n(&m->http_connections, __ATOMIC_RELAXED));
+    for (int i = 0; i < METRICS_LIMIT_COUNT; i++)
+        outf(&o, "wagw_limit_hits_total{limit=\"%s\"} %llu\n", limit_names[i],
+             (unsigned long long)__atomic_load_n(&m->limits[i], __ATOMIC_RELAXED));
     if (o.err) {
         free(o.buf);
         return NULL;

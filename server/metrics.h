@@ -62,6 +62,25 @@ void metrics_reconnect(metrics_t *m);
  * "discovered", "stored", "builtin"), shown as wagw_wa_version_info. Both
  * strings are copied (truncated to 47 characters). Any thread. */
 void metrics_wa_version(metrics_t *m, const char *version, const char *source);
+/* The resource limits whose hits are counted. */
+typedef enum {
+    METRICS_LIMIT_HTTP_CONNECTIONS, /* a connection over MAX_CONNECTIONS, closed at once */
+    METRICS_LIMIT_STALLED,          /* a connection closed for not taking its response */
+    METRICS_LIMIT_WS_MESSAGE,       /* a WebSocket message over the size limit (1009) */
+    METRICS_LIMIT_WS_UNREAD,        /* a WebSocket client sending without reading */
+    METRICS_LIMIT_GRPC_STREAMS,     /* a gRPC call over a stream cap */
+    METRICS_LIMIT_COUNT
+} metrics_limit_t;
+
+/* Counts one hit of a resource limit. Any thread. */
+void metrics_limit(metrics_t *m, metrics_limit_t which);
+
+/* Sets the number of reconnects waiting for their answer (rendered as
+ * wagw_reconnect_waits). Any thread. */
+void metrics_reconnect_waits(metrics_t *m, size_t n);
+
+/* Adds `delta` to the number of open HTTP connections. Any thread. */
+void metrics_http_connections(metrics_t *m, int delta);
 
 /* Renders every counter, plus the state of `snap` (may be NULL) and the
  * session's transition count (its seq), as Prometheus text. Returns a

@@ -94,6 +94,8 @@ static void qr_unref(sess_qr_t *qr)
         return;
     if (qr->rendered && qr->free_rendered_)
         qr->free_rendered_(qr->rendered);
+    if (qr->text) /* it holds the adv secret and the device's public keys */
+        explicit_bzero(qr->text, strlen(qr->text));
     free(qr->text);
     free(qr);
 }
@@ -155,6 +157,8 @@ void sess_snapshot_unref(sess_snapshot_t *s)
     free((char *)s->detail);
     account_clear(&s->account);
     qr_unref(s->qr);
+    if (s->link_code)
+        explicit_bzero((char *)s->link_code, strlen(s->link_code));
     free((char *)s->link_code);
     free((char *)s->passkey_options);
     free(s);

@@ -1,6 +1,11 @@
-/* SQLite implementation of the credential store (see store.h). The file is
- * validated before anything is written to it: SQLite header, schema version,
- * integrity check; only then are WAL mode and migrations applied. */
+/* SQLite implementation of the credential store (see store.h). Before
+ * anything is written, DATA_DIR and the file are checked (ours, not open to
+ * others, no symbolic links) and an existing file is validated through a
+ * read-only connection (SQLite header, schema version, integrity check), so
+ * that a refused file is left exactly as it was; only then is it opened for
+ * writing and WAL mode and migrations applied. Deleted key material is
+ * zeroed (secure_delete) and the WAL, which still holds the old pages, is
+ * checkpointed and truncated after every wipe. */
 #include "session/store/store.h"
 
 #include <errno.h>
@@ -12,6 +17,8 @@
 #include <unistd.h>
 
 #include <sqlite3.h>
+
+#include "common/log.h"
 
 struct store {
     sqlite3 *db;
@@ -75,6 +82,8 @@ const char *store_strerror(int code)
         return "invalid credential record";
     case STORE_EEXISTS:
         return "already exists";
+    case STORE_EPERM:
+        return "store not private to this service's user";
     }
     return "unknown store error";
 }
@@ -98,22 +107,149 @@ static int pragma_int(sqlite3 *db, const char *sql, int *out)
     return rc == SQLITE_ROW ? 0 : -1;
 }
 
-/* The file must be empty or start with the SQLite header. */
-static int check_header(const char *path, char *err, size_t errlen)
+/* DATA_DIR must belong to this service's user and be closed to others. A
+ * directory others may write to is refused (they could have replaced the
+ * store or planted links); one they may only read is closed (mode 0700).
+ * Returns 0 or a negative code with a message in err. */
+static int check_dir(int dfd, const char *dir, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    struct stat sb;
+    if (fstat(dfd, &sb) != 0) {
+        snprintf(err, errlen, "cannot stat DATA_DIR '%s': %s", dir, strerror(errno));
+        return STORE_EIO;
+    }
+    if (sb.st_uid != geteuid()) {
+        snprintf(err, errlen,
+                 "DATA_DIR '%s' belongs to uid %u, not to this service's user (uid %u); "
+                 "refusing to use it",
+                 dir, (unsigned)sb.st_uid, (unsigned)geteuid());
+        return STORE_EPERM;
+    }
+    if (sb.st_mode & 022) {
+        snprintf(err, errlen,
+                 "DATA_DIR '%s' is writable by other users (mode %03o); refusing to use it "
+                 "(chmod 700 it after checking its contents)",
+                 dir, (unsigned)(sb.st_mode & 0777));
+        return STORE_EPERM;
+    }
+    if (sb.st_mode & 077) {
+        if (fchmod(dfd, 0700) != 0) {
+            snprintf(err, errlen, "cannot make DATA_DIR '%s' private (chmod 700): %s", dir,
+                     strerror(errno));
+            return STORE_EIO;
+        }
+        LOG_WARN("store", "DATA_DIR %s was open to other users (mode %03o); now 0700", dir,
+                 (unsigned)(sb.st_mode & 0777));
+    }
+    return 0;
+}
+
+/* The store file and its WAL companions, when they exist, must be regular
+ * files of ours, not symbolic links (which could point anywhere). */
+static int check_file(int dfd, const char *dir, const char *name, char *err, size_t errlen)
+{
+    struct stat sb;
+    if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
         return errno == ENOENT ? 0 : STORE_EIO;
+    if (S_ISLNK(sb.st_mode) || !S_ISREG(sb.st_mode)) {
+        snprintf(err, errlen, "%s/%s is %s; refusing to touch it", dir, name,
+                 S_ISLNK(sb.st_mode) ? "a symbolic link" : "not a regular file");
+        return STORE_EPERM;
+    }
+    if (sb.st_uid != geteuid()) {
+        snprintf(err, errlen,
+                 "%s/%s belongs to uid %u, not to this service's user (uid %u); refusing to "
+                 "touch it",
+                 dir, name, (unsigned)sb.st_uid, (unsigned)geteuid());
+        return STORE_EPERM;
+    }
+    return 0;
+}
+
+/* Validates an existing, non-empty store through a read-only connection:
+ * nothing is written to the file or its WAL, so a refused store is left
+ * byte for byte as it was. */
+static int validate_ro(const char *path, int fd, char *err, size_t errlen)
+{
     char hdr[16];
-    ssize_t n = read(fd, hdr, sizeof(hdr));
-    close(fd);
-    if (n == 0)
-        return 0;
+    ssize_t n = pread(fd, hdr, sizeof(hdr), 0);
     if (n != 16 || memcmp(hdr, "SQLite format 3", 16) != 0) {
         snprintf(err, errlen, "%s is not a SQLite database; refusing to touch it", path);
         return STORE_ECORRUPT;
     }
-    return 0;
+    sqlite3 *db = NULL;
+    int rc = 0, version = 0;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOFOLLOW, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, errlen, "cannot open %s: %s", path,
+                 db ? sqlite3_errmsg(db) : "out of memory");
+        rc = STORE_EIO;
+    } else if (pragma_int(db, "PRAGMA user_version", &version) != 0) {
+        snprintf(err, errlen, "%s is not a readable SQLite database: %s", path, sqlite3_errmsg(db));
+        rc = STORE_ECORRUPT;
+    } else if (version > STORE_SCHEMA_VERSION) {
+        snprintf(err, errlen,
+                 "%s has schema version %d, newer than this wa-gateway (%d); refusing to touch it",
+                 path, version, STORE_SCHEMA_VERSION);
+        rc = STORE_ENEWER;
+    } else {
+        sqlite3_stmt *s = NULL;
+        if (sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &s, NULL) != SQLITE_OK ||
+            sqlite3_step(s) != SQLITE_ROW ||
+            strcmp((const char *)sqlite3_column_text(s, 0), "ok") != 0) {
+            snprintf(err, errlen, "%s failed its integrity check; refusing to touch it", path);
+            rc = STORE_ECORRUPT;
+        }
+        sqlite3_finalize(s);
+    }
+    sqlite3_close_v2(db);
+    return rc;
+}
+
+/* Opens (or creates, 0600) the store file without following links, checks
+ * who owns it, validates an existing one read-only, and closes it to
+ * others (0600) once it passed. */
+static int prepare_file(int dfd, const char *dir, const char *path, char *err, size_t errlen)
+{
+    int fd = openat(dfd, STORE_FILE_NAME, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        fd = openat(dfd, STORE_FILE_NAME, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        if (errno == ELOOP) {
+            snprintf(err, errlen, "%s is a symbolic link; refusing to follow it", path);
+            return STORE_EPERM;
+        }
+        snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return STORE_EIO;
+    }
+    struct stat sb;
+    int rc = 0;
+    if (fstat(fd, &sb) != 0) {
+        snprintf(err, errlen, "cannot stat %s: %s", path, strerror(errno));
+        rc = STORE_EIO;
+    } else if (!S_ISREG(sb.st_mode)) {
+        snprintf(err, errlen, "%s is not a regular file; refusing to touch it", path);
+        rc = STORE_EPERM;
+    } else if (sb.st_uid != geteuid()) {
+        snprintf(err, errlen,
+                 "%s belongs to uid %u, not to this service's user (uid %u); refusing to touch it",
+                 path, (unsigned)sb.st_uid, (unsigned)geteuid());
+        rc = STORE_EPERM;
+    } else if (sb.st_size > 0) {
+        rc = validate_ro(path, fd, err, errlen);
+    }
+    (void)dir;
+    if (rc == 0 && (sb.st_mode & 0777) != 0600) {
+        if (fchmod(fd, 0600) != 0) {
+            snprintf(err, errlen, "cannot make %s private (chmod 600): %s", path, strerror(errno));
+            rc = STORE_EIO;
+        } else if (sb.st_mode & 077) {
+            LOG_WARN("store", "%s was open to other users (mode %03o); now 0600", path,
+                     (unsigned)(sb.st_mode & 0777));
+        }
+    }
+    close(fd);
+    return rc;
 }
 
 int store_open(const char *dir, store_t **out, char *err, size_t errlen)
@@ -127,23 +263,33 @@ int store_open(const char *dir, store_t **out, char *err, size_t errlen)
         return STORE_ENOMEM;
     }
     snprintf(st->path, plen, "%s/%s", dir, STORE_FILE_NAME);
-    int rc = check_header(st->path, err, errlen);
-    if (rc) {
-        if (rc == STORE_EIO)
-            snprintf(err, errlen, "cannot read %s: %s", st->path, strerror(errno));
-        goto fail;
-    }
-    /* create it 0600 ourselves; SQLite gives -wal and -shm the same mode */
-    int fd = open(st->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        snprintf(err, errlen, "cannot open %s: %s", st->path, strerror(errno));
+    if (errlen)
+        err[0] = 0;
+    int rc = 0;
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        snprintf(err, errlen, "cannot open DATA_DIR '%s': %s", dir, strerror(errno));
         rc = STORE_EIO;
         goto fail;
     }
-    fchmod(fd, 0600);
-    close(fd);
-    if (sqlite3_open_v2(st->path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
-        SQLITE_OK) {
+    static const char *const companions[] = {STORE_FILE_NAME "-wal", STORE_FILE_NAME "-shm",
+                                             STORE_FILE_NAME "-journal"};
+    if (!(rc = check_dir(dfd, dir, err, errlen)) &&
+        !(rc = check_file(dfd, dir, STORE_FILE_NAME, err, errlen)))
+        for (size_t i = 0; !rc && i < sizeof(companions) / sizeof(companions[0]); i++)
+            rc = check_file(dfd, dir, companions[i], err, errlen);
+    if (!rc)
+        rc = prepare_file(dfd, dir, st->path, err, errlen);
+    close(dfd);
+    if (rc) {
+        if (rc == STORE_EIO && !err[0])
+            snprintf(err, errlen, "cannot read %s: %s", st->path, strerror(errno));
+        goto fail;
+    }
+    /* SQLite gives -wal and -shm the mode of the database file: 0600 */
+    if (sqlite3_open_v2(st->path, &st->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
+                        NULL) != SQLITE_OK) {
         snprintf(err, errlen, "cannot open %s: %s", st->path,
                  st->db ? sqlite3_errmsg(st->db) : "out of memory");
         rc = STORE_EIO;
@@ -151,29 +297,14 @@ int store_open(const char *dir, store_t **out, char *err, size_t errlen)
     }
     sqlite3_busy_timeout(st->db, 5000);
     int version = 0;
-    if (pragma_int(st->db, "PRAGMA user_version", &version) != 0) {
-        snprintf(err, errlen, "%s is not a readable SQLite database: %s", st->path,
-                 sqlite3_errmsg(st->db));
+    if (pragma_int(st->db, "PRAGMA user_version", &version) != 0 ||
+        version > STORE_SCHEMA_VERSION) {
+        /* changed since it was validated: another process at work */
+        snprintf(err, errlen, "%s changed while it was being opened; refusing to touch it",
+                 st->path);
         rc = STORE_ECORRUPT;
         goto fail;
     }
-    if (version > STORE_SCHEMA_VERSION) {
-        snprintf(err, errlen,
-                 "%s has schema version %d, newer than this wa-gateway (%d); refusing to touch it",
-                 st->path, version, STORE_SCHEMA_VERSION);
-        rc = STORE_ENEWER;
-        goto fail;
-    }
-    sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db, "PRAGMA quick_check", -1, &s, NULL) != SQLITE_OK ||
-        sqlite3_step(s) != SQLITE_ROW ||
-        strcmp((const char *)sqlite3_column_text(s, 0), "ok") != 0) {
-        sqlite3_finalize(s);
-        snprintf(err, errlen, "%s failed its integrity check; refusing to touch it", st->path);
-        rc = STORE_ECORRUPT;
-        goto fail;
-    }
-    sqlite3_finalize(s);
     if (exec(st, "PRAGMA journal_mode=WAL") || exec(st, "PRAGMA synchronous=FULL") ||
         exec(st, "PRAGMA foreign_keys=ON") || exec(st, "PRAGMA secure_delete=ON")) {
         snprintf(err, errlen, "cannot configure %s: %s", st->path, sqlite3_errmsg(st->db));
@@ -199,6 +330,20 @@ fail:
         sqlite3_close_v2(st->db);
     free(st->path);
     free(st);
+    return rc;
+}
+
+/* After key material was deleted: the deleted cells are zeroed in the new
+ * page images (secure_delete), but the WAL still holds the old ones. Copy
+ * the new pages into the database and truncate the WAL to nothing. */
+static int scrub_wal(store_t *st)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = STORE_EIO;
+    if (sqlite3_prepare_v2(st->db, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) == 0)
+        rc = 0; /* not blocked by a reader */
+    sqlite3_finalize(s);
     return rc;
 }
 
@@ -329,10 +474,23 @@ int store_save(store_t *st, const char *session, const store_creds_t *c)
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(
             st->db,
-            "INSERT OR REPLACE INTO creds (session, noise_priv, noise_pub,"
+            /* an upsert: a REPLACE would delete the row first, and with it
+             * (ON DELETE CASCADE) every pre-key of the session */
+            "INSERT INTO creds (session, noise_priv, noise_pub,"
             " ident_priv, ident_pub, spk_id, spk_priv, spk_pub, spk_sig, reg_id,"
             " adv_secret, next_prekey_id, account, jid, lid, push_name, platform,"
-            " business_name, confirmed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " business_name, confirmed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT(session) DO UPDATE SET noise_priv=excluded.noise_priv,"
+            " noise_pub=excluded.noise_pub, ident_priv=excluded.ident_priv,"
+            " ident_pub=excluded.ident_pub, spk_id=excluded.spk_id, spk_priv=excluded.spk_priv,"
+            " spk_pub=excluded.spk_pub, spk_sig=excluded.spk_sig, reg_id=excluded.reg_id,"
+            " adv_secret=excluded.adv_secret,"
+            /* the counter never goes back: the kept pre-keys use the ids below it */
+            " next_prekey_id=max(creds.next_prekey_id, excluded.next_prekey_id),"
+            " account=excluded.account, jid=excluded.jid, lid=excluded.lid,"
+            " push_name=excluded.push_name, platform=excluded.platform,"
+            " business_name=excluded.business_name, confirmed=excluded.confirmed,"
+            " updated_at=strftime('%s','now')",
             -1, &s, NULL) != SQLITE_OK)
         return STORE_EIO;
     sqlite3_bind_text(s, 1, session, -1, SQLITE_TRANSIENT);
@@ -418,7 +576,7 @@ int store_wipe(store_t *st, const char *session)
         exec(st, "ROLLBACK");
         return STORE_EIO;
     }
-    return 0;
+    return scrub_wal(st);
 }
 
 /* Runs `sql` with `session` bound to its first parameter, inside the
@@ -555,7 +713,7 @@ int store_session_delete(store_t *st, const char *name)
         exec(st, "ROLLBACK");
         return STORE_EIO;
     }
-    return 0;
+    return scrub_wal(st); /* its keys are gone from the WAL too */
 }
 
 int store_retire(store_t *st, const char *session)
@@ -575,7 +733,7 @@ int store_retire(store_t *st, const char *session)
         exec(st, "ROLLBACK");
         return STORE_EIO;
     }
-    return 0;
+    return scrub_wal(st); /* what stays is in removals, until store_removal_done */
 }
 
 int store_removals_list(store_t *st, store_removal_t *out, size_t max, size_t *n)
@@ -612,15 +770,17 @@ int store_removal_done(store_t *st, int64_t id)
     if (sqlite3_prepare_v2(st->db, "DELETE FROM removals WHERE id=?", -1, &s, NULL) != SQLITE_OK)
         return STORE_EIO;
     sqlite3_bind_int64(s, 1, id);
-    return run_tx(st, s);
+    int rc = run_tx(st, s);
+    return rc ? rc : scrub_wal(st);
 }
 
 int store_meta_set(store_t *st, const char *session, const char *key, const void *value, size_t len)
 {
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(st->db,
-                           "INSERT OR REPLACE INTO meta (session, key, value) VALUES (?,?,?)", -1,
-                           &s, NULL) != SQLITE_OK)
+                           "INSERT INTO meta (session, key, value) VALUES (?,?,?)"
+                           " ON CONFLICT(session, key) DO UPDATE SET value=excluded.value",
+                           -1, &s, NULL) != SQLITE_OK)
         return STORE_EIO;
     sqlite3_bind_text(s, 1, session, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(s, 2, key, -1, SQLITE_TRANSIENT);

@@ -22,6 +22,7 @@ enum {
     STORE_ENOMEM = -4,
     STORE_EINVAL = -5,  /* a record with wrong key sizes */
     STORE_EEXISTS = -6, /* a session of that name exists already */
+    STORE_EPERM = -7,   /* DATA_DIR or the file is not private to this user, or a link */
 };
 
 /* The schema version this code writes. */
@@ -56,8 +57,14 @@ typedef struct {
 /* Returns a short English description of a code. */
 const char *store_strerror(int code);
 
-/* Opens (creating when missing) DATA_DIR/wa-gateway.db. On error returns a
- * negative code with a one-line message in err, and the file is untouched. */
+/* Opens (creating when missing, mode 0600) DATA_DIR/wa-gateway.db. DATA_DIR
+ * must belong to the process's effective user and not be writable by
+ * others (STORE_EPERM; only readable by others: it is made 0700); the file
+ * and its -wal/-shm must be regular files of that user, never symbolic
+ * links (STORE_EPERM; a file readable by others is made 0600 once valid).
+ * An existing file is validated through a read-only connection first. On
+ * error returns a negative code with a one-line message in err, and the
+ * files are untouched. */
 int store_open(const char *dir, store_t **out, char *err, size_t errlen);
 
 /* Closes the store. NULL is ignored. */
@@ -70,7 +77,9 @@ const char *store_path(const store_t *st);
  * store_creds_free). Returns 0, STORE_ENOTFOUND or a negative code. */
 int store_load(store_t *st, const char *session, store_creds_t *out);
 
-/* Writes a whole record (insert or replace) in one transaction. */
+/* Writes a whole record (insert, or update in place: the session's
+ * pre-keys stay, and next_prekey_id never goes below its stored value) in
+ * one transaction. */
 int store_save(store_t *st, const char *session, const store_creds_t *c);
 
 /* Records what pairing gave, in one transaction (the identity must exist).
@@ -82,7 +91,10 @@ int store_save_pairing(store_t *st, const char *session, const uint8_t *account,
 /* Marks the session's pairing as completed by the server. */
 int store_confirm_pairing(store_t *st, const char *session);
 
-/* Deletes the session's credentials and pre-keys in one transaction. */
+/* Deletes the session's credentials and pre-keys in one transaction; the
+ * deleted bytes are zeroed and the WAL checkpointed and truncated, so no
+ * key byte stays in either file (STORE_EIO when the checkpoint could not
+ * complete). */
 int store_wipe(store_t *st, const char *session);
 
 /* Adds one-time pre-keys and advances next_prekey_id past them, atomically. */
@@ -149,10 +161,11 @@ int store_retire(store_t *st, const char *session);
 /* Reads up to `max` pending removals, oldest first. Caller wipes them. */
 int store_removals_list(store_t *st, store_removal_t *out, size_t max, size_t *n);
 
-/* Deletes a pending removal once WhatsApp has received the request. */
+/* Deletes a pending removal once WhatsApp has received the request (its
+ * key bytes scrubbed from both files, as store_wipe). */
 int store_removal_done(store_t *st, int64_t id);
 
-/* Stores a small value for (session, key); insert or replace. */
+/* Stores a small value for (session, key); insert or update. */
 int store_meta_set(store_t *st, const char *session, const char *key, const void *value,
                    size_t len);
 

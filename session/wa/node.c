@@ -482,6 +482,7 @@ int wa_node_encode(const wa_node_t *n, uint8_t **out, size_t *out_len)
 typedef struct {
     const uint8_t *p;
     size_t len, pos;
+    size_t nodes, attrs; /* decoded so far in this frame (WA_NODE_MAX_NODES/ATTRS) */
 } rd_t;
 
 static int rd_byte(rd_t *r, unsigned *v)
@@ -765,6 +766,51 @@ static int read_list_size(rd_t *r, unsigned tag, size_t *n)
     return WA_NODE_EBADLIST;
 }
 
+/* Keeps the last value of a key given more than once (as a JS object
+ * does), at the position of its first occurrence. Linear in the number of
+ * attributes: a hash table of their keys, not a comparison of every pair
+ * (a node may carry 32767 attributes). */
+static uint32_t key_hash(const char *k)
+{
+    uint32_t h = 2166136261u;
+    for (; *k; k++)
+        h = (h ^ (uint8_t)*k) * 16777619u;
+    return h;
+}
+
+static int dedup_attrs(wa_node_t *n)
+{
+    size_t cnt = n->nattrs;
+    if (cnt < 2)
+        return 0;
+    size_t cap = 16;
+    while (cap < cnt * 2)
+        cap <<= 1;
+    size_t *slot = malloc(cap * sizeof(*slot)); /* attribute index + 1, 0 = empty */
+    if (!slot)
+        return WA_NODE_ENOMEM;
+    memset(slot, 0, cap * sizeof(*slot));
+    size_t kept = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        wa_node_attr_t a = n->attrs[i];
+        size_t h = key_hash(a.key) & (cap - 1);
+        while (slot[h] && strcmp(n->attrs[slot[h] - 1].key, a.key) != 0)
+            h = (h + 1) & (cap - 1);
+        if (slot[h]) { /* a repeated key: its last value, its first place */
+            wa_node_attr_t *first = &n->attrs[slot[h] - 1];
+            free(first->value);
+            first->value = a.value;
+            free(a.key);
+        } else {
+            n->attrs[kept] = a;
+            slot[h] = ++kept;
+        }
+    }
+    n->nattrs = kept;
+    free(slot);
+    return 0;
+}
+
 static int decode_node(rd_t *r, wa_node_t **out, int depth)
 {
     unsigned tag;
@@ -777,6 +823,10 @@ static int decode_node(rd_t *r, wa_node_t **out, int depth)
         return rc;
     if (size == 0)
         return WA_NODE_EBADLIST;
+    /* every node and attribute is an allocation: bound them per frame, or
+     * a few bytes each could make a frame cost gigabytes */
+    if (++r->nodes > WA_NODE_MAX_NODES || (r->attrs += (size - 1) / 2) > WA_NODE_MAX_ATTRS)
+        return WA_NODE_ETOOBIG;
     wa_node_t *n = calloc(1, sizeof(*n));
     if (!n)
         return WA_NODE_ENOMEM;
@@ -805,21 +855,12 @@ static int decode_node(rd_t *r, wa_node_t **out, int depth)
             free(k);
             goto fail;
         }
-        /* a repeated key keeps the last value, as a JS object does */
-        size_t j;
-        for (j = 0; j < n->nattrs; j++)
-            if (!strcmp(n->attrs[j].key, k))
-                break;
-        if (j < n->nattrs) {
-            free(n->attrs[j].value);
-            n->attrs[j].value = v;
-            free(k);
-        } else {
-            n->attrs[n->nattrs].key = k;
-            n->attrs[n->nattrs].value = v;
-            n->nattrs++;
-        }
+        n->attrs[n->nattrs].key = k;
+        n->attrs[n->nattrs].value = v;
+        n->nattrs++;
     }
+    if ((rc = dedup_attrs(n)))
+        goto fail;
     if (size % 2 == 0) {
         unsigned ct;
         if ((rc = rd_byte(r, &ct)))
@@ -831,6 +872,10 @@ static int decode_node(rd_t *r, wa_node_t **out, int depth)
             n->kind = WA_NODE_LIST;
             if (count > (r->len - r->pos) / 2) {
                 rc = WA_NODE_ETRUNCATED;
+                goto fail;
+            }
+            if (count > WA_NODE_MAX_NODES - r->nodes) {
+                rc = WA_NODE_ETOOBIG;
                 goto fail;
             }
             if (count) {
@@ -874,7 +919,7 @@ fail:
 
 int wa_node_decode_raw(const uint8_t *buf, size_t len, wa_node_t **out, size_t *used)
 {
-    rd_t r = {buf, len, 0};
+    rd_t r = {buf, len, 0, 0, 0};
     int rc = decode_node(&r, out, 0);
     if (rc == 0 && used)
         *used = r.pos;

@@ -18,7 +18,7 @@ enum {
     WA_NODE_EBADPACKED = -5, /* invalid nibble or packed length */
     WA_NODE_EBADJID = -6,    /* JID pair without a server */
     WA_NODE_EZLIB = -7,      /* compressed payload does not inflate */
-    WA_NODE_ETOOBIG = -8,    /* over a size limit (inflated size, lengths) */
+    WA_NODE_ETOOBIG = -8,    /* over a size limit (inflated size, lengths, node count) */
     WA_NODE_ETOODEEP = -9,   /* nesting deeper than WA_NODE_MAX_DEPTH */
     WA_NODE_ETRAILING = -10, /* bytes left after the node */
     WA_NODE_EBADSTR = -11,   /* a NUL byte inside a tag or attribute string */
@@ -26,8 +26,14 @@ enum {
 };
 
 #define WA_NODE_MAX_DEPTH 64
-/* Largest inflated payload accepted (frames are < 16 MiB on the wire). */
-#define WA_NODE_MAX_INFLATED (32u * 1024 * 1024)
+/* Largest inflated payload accepted: no more than the largest frame on the
+ * wire (< 16 MiB). */
+#define WA_NODE_MAX_INFLATED (16u * 1024 * 1024)
+/* Most nodes and attributes one frame may decode to (each is an
+ * allocation; WhatsApp's largest stanzas, group and contact lists, stay far
+ * below). Beyond: WA_NODE_ETOOBIG. */
+#define WA_NODE_MAX_NODES 65536
+#define WA_NODE_MAX_ATTRS 262144
 
 typedef enum {
     WA_NODE_NONE = 0,   /* no content */
@@ -116,7 +122,9 @@ int wa_node_encode(const wa_node_t *n, uint8_t **out, size_t *out_len);
 
 /* Decodes a frame plaintext (flags byte first; the rest is zlib-inflated,
  * up to WA_NODE_MAX_INFLATED bytes, when flags & 2; other flag bits are
- * ignored). Every read is bounds-checked; trailing bytes are an error.
+ * ignored). Every read is bounds-checked; trailing bytes are an error; at
+ * most WA_NODE_MAX_NODES nodes and WA_NODE_MAX_ATTRS attributes per frame
+ * (WA_NODE_ETOOBIG); a key given twice keeps its last value.
  * Decoded strings never contain NUL bytes (such input is rejected). On
  * success returns 0 and a new node in *out (caller frees). On error returns a
  * negative WA_NODE_E* code (see wa_node_strerror) and *out is NULL. */

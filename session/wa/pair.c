@@ -57,14 +57,18 @@ char *wa_pair_qr(const uint8_t *ref, size_t ref_len, const uint8_t noise_pub[32]
     }
     free(n);
     free(i);
+    if (a)
+        explicit_bzero(a, strlen(a)); /* the adv secret */
     free(a);
     return out;
 }
 
 void wa_pair_qr_parts_free(wa_pair_qr_parts_t *p)
 {
+    if (p->buf)
+        explicit_bzero(p->buf, p->buf_len);
     free(p->buf);
-    memset(p, 0, sizeof(*p));
+    explicit_bzero(p, sizeof(*p));
 }
 
 int wa_pair_qr_parse(const char *qr, wa_pair_qr_parts_t *out)
@@ -76,6 +80,7 @@ int wa_pair_qr_parse(const char *qr, wa_pair_qr_parts_t *out)
     out->buf = strdup(qr + pl);
     if (!out->buf)
         return WA_PAIR_ENOMEM;
+    out->buf_len = strlen(out->buf);
     char *f[5];
     char *p = out->buf;
     for (int i = 0; i < 5; i++) {
@@ -179,7 +184,8 @@ int wa_pair_success(const wa_node_t *iq, const uint8_t ident_priv[32], const uin
     /* account signature: [6,0] (hosted [6,5]) || details || our identity */
     msg[0] = 6;
     msg[1] = dev_hosted ? 5 : 0;
-    memcpy(msg + 2, sdi->details.data, dl);
+    if (dl) /* empty details arrive as NULL */
+        memcpy(msg + 2, sdi->details.data, dl);
     memcpy(msg + 2 + dl, ident_pub, 32);
     if (wa_crypto_verify(sdi->accountsignaturekey.data, msg, 2 + dl + 32,
                          sdi->accountsignature.data, 64)) {

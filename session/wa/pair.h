@@ -35,6 +35,7 @@ char *wa_pair_qr(const uint8_t *ref, size_t ref_len, const uint8_t noise_pub[32]
 /* The parts of a QR string. `ref` points into a copy owned by the struct. */
 typedef struct {
     char *buf;
+    size_t buf_len; /* private: what wa_pair_qr_parts_free wipes */
     const char *ref;
     uint8_t noise_pub[32], ident_pub[32], adv_secret[32];
     const char *platform;

@@ -1,8 +1,11 @@
 /* Unit tests of api/: the API key check (exact match only, whatever the
- * presented length), the per-address lockout after repeated wrong keys, the
- * error model's HTTP and gRPC mappings, the passkey step's views, and the pairing-code handler
- * (phone normalisation, body, the driver's answers mapped, cancellation, the code shown in status
- * to key holders only). */
+ * presented length), the per-address lockout after repeated wrong keys
+ * (issue 13 point 2: the right key passes a lockout, IPv6 clients are
+ * grouped by /64, HTTP's and gRPC's forms of an address are one client, and
+ * flooding the table from other addresses does not reset a count), the
+ * error model's HTTP and gRPC mappings, the passkey step's views, and the
+ * pairing-code handler (phone normalisation, body, the driver's answers
+ * mapped, cancellation, the code shown in status to key holders only). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -94,12 +97,85 @@ static void test_lockout_per_address(void **state)
     assert_int_equal(api_authorize(fx->api, "10.0.0.1", K("s3cret-key")), API_OK);
     for (int i = 0; i < API_AUTH_MAX_FAILURES; i++)
         assert_int_equal(api_authorize(fx->api, "10.0.0.1", K("guess")), API_ERR_UNAUTHENTICATED);
-    /* locked out: even the right key is refused from that address */
-    assert_int_equal(api_authorize(fx->api, "10.0.0.1", K("s3cret-key")), API_ERR_RATE_LIMITED);
+    /* locked out: wrong keys are refused at once; the right key still
+     * passes, so guesses cannot shut out everyone behind that address */
+    assert_int_equal(api_authorize(fx->api, "10.0.0.1", K("guess")), API_ERR_RATE_LIMITED);
+    assert_int_equal(api_authorize(fx->api, "10.0.0.1", K("s3cret-key")), API_OK);
     assert_int_equal(api_authorize(fx->api, "10.0.0.1", K("guess")), API_ERR_RATE_LIMITED);
     /* other addresses are not affected */
     assert_int_equal(api_authorize(fx->api, "10.0.0.2", K("s3cret-key")), API_OK);
     assert_int_equal(api_authorize(fx->api, "::1", K("guess")), API_ERR_UNAUTHENTICATED);
+}
+
+static void lock(fx_t *fx, const char *client)
+{
+    for (int i = 0; i < API_AUTH_MAX_FAILURES; i++)
+        api_authorize(fx->api, client, K("guess"));
+    assert_int_equal(api_authorize(fx->api, client, K("guess")), API_ERR_RATE_LIMITED);
+}
+
+static void test_ipv6_grouped_by_64(void **state)
+{
+    fx_t *fx = *state;
+    /* one host owns its /64: rotating the low bits does not escape */
+    for (int i = 0; i < API_AUTH_MAX_FAILURES; i++) {
+        char a[64];
+        snprintf(a, sizeof(a), "2001:db8:1:2::%x", i + 1);
+        api_authorize(fx->api, a, K("guess"));
+    }
+    assert_int_equal(api_authorize(fx->api, "2001:db8:1:2:ffff::9", K("guess")),
+                     API_ERR_RATE_LIMITED);
+    assert_int_equal(api_authorize(fx->api, "2001:db8:1:3::1", K("guess")),
+                     API_ERR_UNAUTHENTICATED);
+    /* an IPv4-mapped address is its IPv4 client */
+    lock(fx, "192.0.2.7");
+    assert_int_equal(api_authorize(fx->api, "::ffff:192.0.2.7", K("guess")), API_ERR_RATE_LIMITED);
+}
+
+static void test_same_client_both_transports(void **state)
+{
+    fx_t *fx = *state;
+    char a[64], b[64];
+    /* HTTP gives inet_ntop text, gRPC its peer URI: the same group */
+    static const char *const same[][2] = {
+        {"127.0.0.1", "ipv4:127.0.0.1:54321"},
+        {"::1", "ipv6:[::1]:54321"},
+        {"::1", "ipv6:%5B::1%5D:54321"},
+        {"2001:db8:1:2::5", "ipv6:[2001:db8:1:2:aaaa::1]:443"},
+        {"::ffff:10.1.2.3", "ipv4:10.1.2.3:1"},
+    };
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+        assert_int_equal(api_client_group(same[i][0], a, sizeof(a)), 0);
+        assert_int_equal(api_client_group(same[i][1], b, sizeof(b)), 0);
+        assert_string_equal(a, b);
+    }
+    assert_int_equal(api_client_group("2001:db8:1:2::5", a, sizeof(a)), 0);
+    assert_string_equal(a, "2001:db8:1:2::/64");
+    assert_int_equal(api_client_group("ipv4:10.1.2.3:1", a, sizeof(a)), 0);
+    assert_string_equal(a, "10.1.2.3");
+    assert_int_equal(api_client_group("garbage", a, sizeof(a)), 0);
+    assert_string_equal(a, "unknown");
+    /* wrong keys over gRPC lock the HTTP client out too */
+    for (int i = 0; i < API_AUTH_MAX_FAILURES; i++)
+        api_authorize(fx->api, "ipv6:[::1]:4000", K("guess"));
+    assert_int_equal(api_authorize(fx->api, "::1", K("guess")), API_ERR_RATE_LIMITED);
+}
+
+static void test_table_flood_keeps_counts(void **state)
+{
+    fx_t *fx = *state;
+    lock(fx, "198.51.100.1");
+    /* an attacker with many addresses fills the table... */
+    for (int i = 0; i < 6000; i++) {
+        char a[64];
+        snprintf(a, sizeof(a), "10.%d.%d.%d", i >> 16 & 255, i >> 8 & 255, i & 255);
+        api_authorize(fx->api, a, K("guess"));
+    }
+    /* ...which neither unlocks the first address nor locks out a right key */
+    assert_int_equal(api_authorize(fx->api, "198.51.100.1", K("guess")), API_ERR_RATE_LIMITED);
+    assert_int_equal(api_authorize(fx->api, "203.0.113.9", K("s3cret-key")), API_OK);
+    /* the addresses beyond the table share one counter, which locks too */
+    assert_int_equal(api_authorize(fx->api, "203.0.113.9", K("guess")), API_ERR_RATE_LIMITED);
 }
 
 static void test_error_mappings(void **state)
@@ -122,6 +198,7 @@ static void test_error_mappings(void **state)
         {API_ERR_INTERNAL, 500, 13},
         {API_ERR_ALREADY_LINKED, 409, 9},
         {API_ERR_CONFLICT, 409, 9},
+        {API_ERR_FORBIDDEN, 403, 7},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++) {
         assert_int_equal(api_http_status(map[i].code), map[i].http);
@@ -444,6 +521,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_key_exact_match_only, setup_key, teardown),
         cmocka_unit_test_setup_teardown(test_no_key_configured, setup_nokey, teardown),
         cmocka_unit_test_setup_teardown(test_lockout_per_address, setup_key, teardown),
+        cmocka_unit_test_setup_teardown(test_ipv6_grouped_by_64, setup_key, teardown),
+        cmocka_unit_test_setup_teardown(test_same_client_both_transports, setup_key, teardown),
+        cmocka_unit_test_setup_teardown(test_table_flood_keeps_counts, setup_key, teardown),
         cmocka_unit_test(test_error_mappings),
         cmocka_unit_test(test_normalize_phone),
         cmocka_unit_test(test_pairing_code_body),

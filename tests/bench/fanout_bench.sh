@@ -109,7 +109,9 @@ ours_run() {
     local label=$1 n=$2
     shift 2
     rm -rf "$T/data"
-    QR_FIRST_MS=3600000 QR_NEXT_MS=3600000 taskset -c 0 "$BIN/server/wa-gateway" --port $GP \
+    # 10,000 subscribers: above the default connection and stream caps
+    QR_FIRST_MS=3600000 QR_NEXT_MS=3600000 MAX_CONNECTIONS=20000 GRPC_MAX_STREAMS=20000 \
+        taskset -c 0 "$BIN/server/wa-gateway" --port $GP \
         --grpc-port $GG --data-dir "$T/data" 2>"$T/gw.err" &
     local gw=$!
     PIDS+=("$gw")

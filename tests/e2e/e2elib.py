@@ -1,13 +1,19 @@
 """Shared helpers of the Python end-to-end tests: paths of the programs under
 test in the runfiles, failing a test (killing what it started), free ports,
 the fake WhatsApp server, and plain HTTP requests."""
-import http.client, os, socket, subprocess, sys
+import http.client, os, socket, subprocess, sys, time
 
 SRC = os.path.join(os.environ["TEST_SRCDIR"], "wa_gateway")
 TMP = os.environ.get("TEST_TMPDIR", "/tmp")
 GW = os.path.join(SRC, "server/wa-gateway")
 FW = os.path.join(SRC, "tests/fakewa/fakewa-server")
 procs = []  # every process a test started, killed when it fails
+
+
+# E2E_KEEP_GOING=1: a failed check is printed and the test goes on (it
+# still fails at the end); used to see every check fail on older code.
+KEEP_GOING = os.environ.get("E2E_KEEP_GOING") == "1"
+failed = []
 
 
 def fail(msg):
@@ -19,6 +25,13 @@ def fail(msg):
 
 def check(cond, msg):
     if not cond:
+        if KEEP_GOING:
+            print("FAIL:", msg, file=sys.stderr, flush=True)
+            if not failed:
+                import atexit
+                atexit.register(lambda: os._exit(1))
+            failed.append(msg)
+            return
         fail(msg)
 
 
@@ -57,3 +70,45 @@ def req(port, method, path, body=None, headers=None, timeout=5, tls_ctx=None):
     data = r.read()
     c.close()
     return r.status, dict((k.lower(), v) for k, v in r.getheaders()), data
+
+
+def grpc_stubs():
+    """Generates the gRPC stubs of the public proto and health in TMP and
+    returns (gateway_pb2, gateway_pb2_grpc, health_pb2, health_pb2_grpc)."""
+    import grpc
+    gen = os.path.join(TMP, "gen")
+    os.makedirs(gen, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I" + os.path.join(SRC, "proto"),
+                    "-I/usr/share/grpc-proto", "--python_out=" + gen, "--grpc_python_out=" + gen,
+                    "gateway.proto", "grpc/health/v1/health.proto"], check=True)
+    sys.path.insert(0, gen)
+    grpc.__path__.append(os.path.join(gen, "grpc"))  # grpc.health lives in gen
+    import gateway_pb2, gateway_pb2_grpc
+    from grpc.health.v1 import health_pb2, health_pb2_grpc
+    return gateway_pb2, gateway_pb2_grpc, health_pb2, health_pb2_grpc
+
+
+def start_gateway(fw, name, args, port=None, gport=None, **popen):
+    """Starts wa-gateway against the fake server `fw` with `args`; waits for
+    /healthz. Returns (process, http port, grpc port, log path)."""
+    port = port or free_port()
+    gport = gport or free_port()
+    logpath = os.path.join(TMP, "gw-%s.log" % name)
+    host = "127.0.0.1"
+    if "--host" in args:
+        host = args[args.index("--host") + 1]
+    p = subprocess.Popen([GW, "--port", str(port), "--grpc-port", str(gport),
+                          "--data-dir", os.path.join(TMP, "data-" + name)] + list(args),
+                         env=popen.pop("env", None) or gateway_env(fw),
+                         stderr=popen.pop("stderr", None) or open(logpath, "w"), **popen)
+    procs.append(p)
+    for _ in range(200):
+        try:
+            c = http.client.HTTPConnection(host, port, timeout=2)
+            c.request("GET", "/healthz")
+            if c.getresponse().status == 200:
+                c.close()
+                return p, port, gport, logpath
+        except OSError:
+            time.sleep(0.05)
+    fail("gateway %s did not start" % name)

@@ -5,8 +5,11 @@ of the QR decodes (zbarimg) to the current QR string; after a click on
 "Simulate phone scan" it shows CONNECTED within 2 seconds without a reload;
 after a logout fault from the fake server it shows DISCONNECTED with the
 reason; "Link with phone number instead" then shows a pairing code with its
-countdown, and the simulated phone typing it links (CONNECTED). The page
-also works with PAGE turned off (404)."""
+countdown, and the simulated phone typing it links (CONNECTED). With an API
+key, the page asks for it once and sends it in the X-API-Key header on every
+request, its event stream included (fetch streaming): no request URL carries
+the key (issue 13 point 1; before, the event stream put it in the query
+string). The page also works with PAGE turned off (404)."""
 import base64, http.client, json, os, shutil, socket, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -57,6 +60,7 @@ targets = json.loads(c.getresponse().read())
 page = [t for t in targets if t["type"] == "page"][0]
 ws = WS("127.0.0.1", dport, page["webSocketDebuggerUrl"].split(str(dport), 1)[1])
 msg_id = 0
+events = []  # DevTools events received while waiting for answers
 
 
 def cdp(method, **params):
@@ -65,6 +69,8 @@ def cdp(method, **params):
     ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
     while True:
         m = ws.recv()
+        if "method" in m:
+            events.append(m)
         if m.get("id") == msg_id:
             if "error" in m:
                 fail("CDP %s: %s" % (method, m["error"]))
@@ -137,11 +143,59 @@ wait_text("state", "CONNECTED", 10)
 check(js("getComputedStyle(document.getElementById('phonebox')).display") == "none", "code form while linked")
 print("linked by pairing code from the page")
 
+gw.terminate()
+check(gw.wait(10) == 0, "gateway exit status")
+
+# With an API key: the page asks for it (a prompt, answered here), then
+# sends it in the X-API-Key header only; the event stream works with it.
+KEY = "page-test-key-0123456789abcdef"
+kport = free_port()
+gwk = subprocess.Popen([GW, "--port", str(kport), "--grpc-port", str(free_port()),
+                        "--data-dir", os.path.join(TMP, "data-key"), "--api-key", KEY],
+                       env=gateway_env(env), stderr=open(os.path.join(TMP, "gw-key.log"), "w"))
+procs.append(gwk)
+for _ in range(100):
+    try:
+        if req(kport, "GET", "/healthz")[0] == 200:
+            break
+    except OSError:
+        time.sleep(0.05)
+cdp("Network.enable")
+del events[:]
+ws.send(json.dumps({"id": 0, "method": "Page.navigate", "params": {"url": "http://127.0.0.1:%d/" % kport}}))
+answered = False
+end = time.time() + 10
+while time.time() < end and not answered:  # the prompt for the key
+    m = ws.recv()
+    if m.get("method"):
+        events.append(m)
+    if m.get("method") == "Page.javascriptDialogOpening":
+        msg_id += 1
+        ws.send(json.dumps({"id": msg_id, "method": "Page.handleJavaScriptDialog",
+                            "params": {"accept": True, "promptText": KEY}}))
+        answered = True
+check(answered, "the page did not ask for the key")
+wait_text("state", "QR_READY", 10)
+for _ in range(100):  # the QR (a keyed route) is shown
+    if js("document.getElementById('qr').naturalWidth > 0"):
+        break
+    time.sleep(0.05)
+check(js("document.getElementById('qr').naturalWidth > 0"), "no QR image with a key")
+st, raw = _req(kport, "GET", "/api/whatsapp/qr?format=raw", headers={"X-API-Key": KEY})[0::2]
+check(req(cport, "POST", "/control/scan", raw)[0] == 200, "scan refused")
+wait_text("state", "CONNECTED", 5)  # a change delivered by the keyed event stream
+js("1")  # collect the network events so far
+sent = [e["params"]["request"] for e in events if e["method"] == "Network.requestWillBeSent"]
+check(any(r["url"].endswith("/api/whatsapp/events") and r["headers"].get("X-API-Key") == KEY for r in sent),
+      "the event stream did not send X-API-Key: %s" % [r["url"] for r in sent])
+check(not any(KEY in r["url"] for r in sent), "the key is in a URL: %s" % [r["url"] for r in sent])
+print("keyed page ok: %d requests, key only in headers" % len(sent))
+
 ws.close()
 cr.terminate()
 cr.wait(10)
-gw.terminate()
-check(gw.wait(10) == 0, "gateway exit status")
+gwk.terminate()
+check(gwk.wait(10) == 0, "gateway exit status")
 
 # PAGE=0 turns the page off
 p2 = free_port()

@@ -5,12 +5,13 @@ import base64, json, os, socket
 
 
 class WS:
-    def __init__(self, host, port, path, timeout=10):
+    def __init__(self, host, port, path, timeout=10, headers=None):
         self.s = socket.create_connection((host, port), timeout=timeout)
         key = base64.b64encode(os.urandom(16)).decode()
+        extra = "".join("%s: %s\r\n" % kv for kv in (headers or {}).items())
         self.s.sendall(("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                         "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                        "Sec-WebSocket-Version: 13\r\n\r\n" % (path, host, port, key)).encode())
+                        "Sec-WebSocket-Version: 13\r\n%s\r\n" % (path, host, port, key, extra)).encode())
         head = b""
         while b"\r\n\r\n" not in head:
             c = self.s.recv(1)

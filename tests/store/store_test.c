@@ -1,12 +1,20 @@
 /* Tests of the credential store: round trips, file modes, wipe scope,
  * pre-keys, refusal of newer and corrupt files (left byte-for-byte as they
- * were), and crash consistency under SIGKILL at random moments. */
+ * were), and crash consistency under SIGKILL at random moments. Issue 13
+ * point 5 (secrets at rest): saving credentials keeps the pre-keys (an
+ * INSERT OR REPLACE deleted them through ON DELETE CASCADE); a wipe leaves
+ * no key byte in the database or its WAL (the WAL kept them); a refused
+ * store with a live WAL is left byte for byte (it was opened for writing,
+ * and closing it checkpointed the WAL into the file); DATA_DIR and the file
+ * must be private and no symbolic link is followed (they were not
+ * checked). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -186,6 +194,234 @@ static void expect_refused(int want)
     assert_memory_equal(before, after, l1);
     free(before);
     free(after);
+}
+
+static void test_save_keeps_prekeys(void **state)
+{
+    (void)state;
+    store_t *st = open_ok();
+    store_creds_t c;
+    fill(&c, 5);
+    assert_int_equal(store_save(st, "default", &c), 0);
+    store_prekey_t keys[5];
+    for (int i = 0; i < 5; i++) {
+        keys[i].id = (uint32_t)i + 1;
+        memset(keys[i].priv, i + 1, 32);
+        memset(keys[i].pub, i + 50, 32);
+    }
+    assert_int_equal(store_prekeys_add(st, "default", keys, 5), 0);
+    static const char *meta = "one";
+    assert_int_equal(store_meta_set(st, "default", "k", meta, 3), 0);
+    /* the client saves the whole record again (e.g. a new signed pre-key) */
+    store_creds_t back;
+    assert_int_equal(store_load(st, "default", &back), 0);
+    memset(back.spk_priv, 0x77, 32);
+    back.spk_id = 2;
+    assert_int_equal(store_save(st, "default", &back), 0);
+    store_creds_free(&back);
+    size_t n;
+    assert_int_equal(store_prekeys_count(st, "default", &n), 0);
+    assert_int_equal(n, 5);
+    assert_int_equal(store_load(st, "default", &back), 0);
+    assert_int_equal(back.spk_id, 2);
+    assert_int_equal(back.next_prekey_id, 6);
+    store_creds_free(&back);
+    assert_int_equal(store_meta_set(st, "default", "k", "two", 3), 0);
+    uint8_t *v;
+    assert_int_equal(store_meta_get(st, "default", "k", &v, &n), 0);
+    assert_memory_equal(v, "two", 3);
+    free(v);
+    char err[256];
+    assert_int_equal(store_check(st, err, sizeof(err)), 0);
+    store_close(st);
+}
+
+/* 1 when the file at dir/name contains `needle` (a missing file: 0). */
+static int file_has(const char *name, const uint8_t *needle, size_t n)
+{
+    char p[700];
+    snprintf(p, sizeof(p), "%s/%s", dir, name);
+    FILE *f = fopen(p, "rb");
+    if (!f)
+        return 0;
+    fseek(f, 0, SEEK_END);
+    size_t len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *b = malloc(len + 1);
+    size_t got = fread(b, 1, len, f);
+    fclose(f);
+    int found = 0;
+    for (size_t i = 0; !found && got >= n && i <= got - n; i++)
+        found = !memcmp(b + i, needle, n);
+    free(b);
+    return found;
+}
+
+static void random_bytes(uint8_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        b[i] = (uint8_t)(rand() & 0xff);
+}
+
+static void test_wipe_leaves_no_key_bytes(void **state)
+{
+    (void)state;
+    srand((unsigned)time(NULL));
+    store_t *st = open_ok();
+    store_creds_t c;
+    fill(&c, 1);
+    random_bytes(c.noise_priv, 32);
+    random_bytes(c.ident_priv, 32);
+    random_bytes(c.spk_priv, 32);
+    random_bytes(c.adv_secret, 32);
+    assert_int_equal(store_save(st, "default", &c), 0);
+    static const uint8_t acc[] = {1};
+    assert_int_equal(
+        store_save_pairing(st, "default", acc, 1, "1555:2@s.whatsapp.net", NULL, NULL, NULL, NULL),
+        0);
+    store_prekey_t keys[20];
+    for (int i = 0; i < 20; i++) {
+        keys[i].id = (uint32_t)i + 1;
+        random_bytes(keys[i].priv, 32);
+        random_bytes(keys[i].pub, 32);
+    }
+    assert_int_equal(store_prekeys_add(st, "default", keys, 20), 0);
+    const char *files[] = {STORE_FILE_NAME, STORE_FILE_NAME "-wal"};
+    /* the keys are on disk now (in the WAL at least) */
+    assert_true(file_has(files[0], c.noise_priv, 32) || file_has(files[1], c.noise_priv, 32));
+    /* retire: the noise key pair moves to the pending removals, the rest goes */
+    assert_int_equal(store_retire(st, "default"), 0);
+    const uint8_t *gone[] = {c.ident_priv, c.spk_priv, c.adv_secret, keys[0].priv, keys[19].priv};
+    for (int f = 0; f < 2; f++)
+        for (size_t k = 0; k < sizeof(gone) / sizeof(gone[0]); k++)
+            if (file_has(files[f], gone[k], 32))
+                fail_msg("key %zu still in %s after a wipe", k, files[f]);
+    store_removal_t r[2];
+    size_t n;
+    assert_int_equal(store_removals_list(st, r, 2, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_removal_done(st, r[0].id), 0);
+    for (int f = 0; f < 2; f++)
+        if (file_has(files[f], c.noise_priv, 32))
+            fail_msg("the noise key still in %s after its removal was done", files[f]);
+    /* and a plain wipe */
+    fill(&c, 2);
+    random_bytes(c.ident_priv, 32);
+    assert_int_equal(store_save(st, "other", &c), 0);
+    assert_int_equal(store_wipe(st, "other"), 0);
+    for (int f = 0; f < 2; f++)
+        if (file_has(files[f], c.ident_priv, 32))
+            fail_msg("identity key still in %s after store_wipe", files[f]);
+    store_close(st);
+    explicit_bzero(&c, sizeof(c));
+}
+
+/* A child writes a store of a newer schema and is killed before closing
+ * it, so that its last changes live only in the WAL. */
+static void make_newer_with_wal(void)
+{
+    char p[700];
+    snprintf(p, sizeof(p), "%s/%s", dir, STORE_FILE_NAME);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        sqlite3 *db;
+        if (sqlite3_open(p, &db) != SQLITE_OK)
+            _exit(1);
+        sqlite3_exec(db,
+                     "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;"
+                     "CREATE TABLE future (x BLOB); INSERT INTO future VALUES (randomblob(5000));"
+                     "PRAGMA user_version=99; INSERT INTO future VALUES (randomblob(5000));",
+                     NULL, NULL, NULL);
+        kill(getpid(), SIGKILL);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+}
+
+static void test_refused_store_untouched(void **state)
+{
+    (void)state;
+    chmod(dir, 0700);
+    make_newer_with_wal();
+    char p[700], w[700], err[512];
+    snprintf(p, sizeof(p), "%s/%s", dir, STORE_FILE_NAME);
+    snprintf(w, sizeof(w), "%s/%s-wal", dir, STORE_FILE_NAME);
+    size_t l1, l2, w1, w2;
+    uint8_t *db1 = slurp(p, &l1), *wal1 = slurp(w, &w1);
+    assert_true(w1 > 0); /* the newest changes are in the WAL */
+    store_t *st;
+    assert_int_equal(store_open(dir, &st, err, sizeof(err)), STORE_ENEWER);
+    uint8_t *db2 = slurp(p, &l2), *wal2 = slurp(w, &w2);
+    assert_int_equal(l1, l2);
+    assert_memory_equal(db1, db2, l1);
+    assert_int_equal(w1, w2);
+    assert_memory_equal(wal1, wal2, w1);
+    free(db1);
+    free(db2);
+    free(wal1);
+    free(wal2);
+}
+
+static void expect_perm(const char *what)
+{
+    store_t *st;
+    char err[512];
+    int rc = store_open(dir, &st, err, sizeof(err));
+    if (rc != STORE_EPERM)
+        fail_msg("%s: store_open gave %d (%s)", what, rc, rc ? err : "opened");
+    assert_null(strchr(err, '\n'));
+}
+
+static void test_private_and_no_links(void **state)
+{
+    (void)state;
+    char p[700], target[700];
+    snprintf(p, sizeof(p), "%s/%s", dir, STORE_FILE_NAME);
+    struct stat sb;
+    /* a directory others may write to is refused */
+    assert_int_equal(chmod(dir, 0777), 0);
+    expect_perm("DATA_DIR 0777");
+    assert_int_equal(chmod(dir, 0730), 0);
+    expect_perm("DATA_DIR 0730");
+    /* one they may only read is closed */
+    assert_int_equal(chmod(dir, 0755), 0);
+    store_t *st = open_ok();
+    store_close(st);
+    assert_int_equal(stat(dir, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    /* a store file readable by others is closed */
+    assert_int_equal(chmod(p, 0644), 0);
+    st = open_ok();
+    store_close(st);
+    assert_int_equal(stat(p, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    /* symbolic links are not followed: the store file... */
+    snprintf(target, sizeof(target), "%s.elsewhere", dir);
+    assert_int_equal(rename(p, target), 0);
+    assert_int_equal(symlink(target, p), 0);
+    expect_perm("a symlinked store file");
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(rename(target, p), 0);
+    /* ...nor its WAL */
+    char w[700];
+    snprintf(w, sizeof(w), "%s/%s-wal", dir, STORE_FILE_NAME);
+    unlink(w);
+    assert_int_equal(symlink(target, w), 0);
+    expect_perm("a symlinked -wal");
+    assert_int_equal(stat(target, &sb), -1); /* nothing was created through it */
+    assert_int_equal(unlink(w), 0);
+    st = open_ok();
+    store_close(st);
+    /* a directory or a file of another user */
+    if (chown(p, 65534, 65534) == 0) {
+        expect_perm("a store file of another user");
+        assert_int_equal(chown(p, geteuid(), getegid()), 0);
+    }
+    if (chown(dir, 65534, 65534) == 0) {
+        expect_perm("a DATA_DIR of another user");
+        assert_int_equal(chown(dir, geteuid(), getegid()), 0);
+    }
 }
 
 static void test_newer_and_corrupt(void **state)
@@ -437,6 +673,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_round_trip_and_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wipe_and_prekeys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_and_corrupt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_save_keeps_prekeys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wipe_leaves_no_key_bytes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_store_untouched, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_private_and_no_links, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_from_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_consistency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sessions_meta_removals, setup, teardown),

@@ -187,13 +187,37 @@ static void test_loopback(void **state)
     assert_false(cfg_host_is_loopback("::"));
 }
 
+/* Issue 13 point 2: a configured key shorter than 16 bytes draws a
+ * start-up warning (there was none). */
+static void test_short_key_warning(void **state)
+{
+    (void)state;
+    cfg_t cfg;
+    char err[256];
+    const char *w[4];
+    const char *argv1[] = {"wa-gateway", "--api-key", "short-key"};
+    assert_int_equal(load(&cfg, NULL, 3, argv1, err), 0);
+    assert_int_equal(cfg_warnings(&cfg, w, 4), 1);
+    assert_non_null(strstr(w[0], "16"));
+    assert_null(strstr(w[0], "short-key")); /* the key itself is never printed */
+    cfg_free(&cfg);
+    const char *argv2[] = {"wa-gateway", "--api-key", "0123456789abcdef"};
+    assert_int_equal(load(&cfg, NULL, 3, argv2, err), 0);
+    assert_int_equal(cfg_warnings(&cfg, w, 4), 0);
+    cfg_free(&cfg);
+    const char *argv3[] = {"wa-gateway"};
+    assert_int_equal(load(&cfg, NULL, 1, argv3, err), 0);
+    assert_int_equal(cfg_warnings(&cfg, w, 4), 0);
+    cfg_free(&cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),        cmocka_unit_test(test_env_then_flags),
         cmocka_unit_test(test_invalid_values),  cmocka_unit_test(test_help_flag),
         cmocka_unit_test(test_version_options), cmocka_unit_test(test_validate),
-        cmocka_unit_test(test_loopback),
+        cmocka_unit_test(test_loopback),        cmocka_unit_test(test_short_key_warning),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

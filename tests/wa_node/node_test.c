@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 #include <zlib.h>
 
@@ -875,6 +876,152 @@ static void test_tokens(void **state)
         }
 }
 
+/* Issue 13 point 6: bounds per frame. A frame of 70000 tiny nodes (3 bytes
+ * each) decoded to 70000 allocations; one of 300000 attributes to twice as
+ * many; the duplicate-key check compared every pair of a node's attributes
+ * (32767 of them: half a billion comparisons per node). */
+static size_t put_list(uint8_t *b, size_t o, size_t n)
+{
+    if (n < 256) {
+        b[o++] = 0xF8;
+        b[o++] = (uint8_t)n;
+    } else {
+        b[o++] = 0xF9;
+        b[o++] = (uint8_t)(n >> 8);
+        b[o++] = (uint8_t)n;
+    }
+    return o;
+}
+
+static void test_node_count_bound(void **state)
+{
+    (void)state;
+    /* <iq> with 256 children, each with 300 children <iq/>: 77057 nodes */
+    size_t cap = 16 + 256 * (8 + 300 * 3);
+    uint8_t *b = malloc(cap);
+    size_t o = 0;
+    b[o++] = 0;
+    o = put_list(b, o, 2);
+    b[o++] = 0x19; /* a one-byte token as the tag */
+    o = put_list(b, o, 256);
+    for (int i = 0; i < 256; i++) {
+        o = put_list(b, o, 2);
+        b[o++] = 0x19;
+        o = put_list(b, o, 300);
+        for (int k = 0; k < 300; k++) {
+            o = put_list(b, o, 1);
+            b[o++] = 0x19;
+        }
+    }
+    wa_node_t *n = NULL;
+    assert_int_equal(wa_node_decode(b, o, &n), WA_NODE_ETOOBIG);
+    assert_null(n);
+    /* 200 x 300: under the limit, decodes */
+    o = 0;
+    b[o++] = 0;
+    o = put_list(b, o, 2);
+    b[o++] = 0x19;
+    o = put_list(b, o, 200);
+    for (int i = 0; i < 200; i++) {
+        o = put_list(b, o, 2);
+        b[o++] = 0x19;
+        o = put_list(b, o, 300);
+        for (int k = 0; k < 300; k++) {
+            o = put_list(b, o, 1);
+            b[o++] = 0x19;
+        }
+    }
+    assert_int_equal(wa_node_decode(b, o, &n), 0);
+    assert_int_equal(n->nchildren, 200);
+    wa_node_free(n);
+    free(b);
+}
+
+/* A frame of `nodes` children, each with `per` distinct attributes
+ * (keys "k0".."kN" as BINARY_8 strings, a one-byte token as value). */
+static uint8_t *attr_frame(int nodes, int per, size_t *len)
+{
+    size_t cap = 16 + (size_t)nodes * (8 + (size_t)per * 10);
+    uint8_t *b = malloc(cap);
+    size_t o = 0;
+    b[o++] = 0;
+    o = put_list(b, o, 2);
+    b[o++] = 0x19;
+    o = put_list(b, o, (size_t)nodes);
+    for (int i = 0; i < nodes; i++) {
+        o = put_list(b, o, 1 + 2 * (size_t)per);
+        b[o++] = 0x19;
+        for (int k = 0; k < per; k++) {
+            char key[16];
+            int kl = snprintf(key, sizeof(key), "k%d", k);
+            b[o++] = 0xFC;
+            b[o++] = (uint8_t)kl;
+            memcpy(b + o, key, (size_t)kl);
+            o += (size_t)kl;
+            b[o++] = 0x19;
+        }
+    }
+    *len = o;
+    return b;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void test_attribute_bounds(void **state)
+{
+    (void)state;
+    size_t len;
+    wa_node_t *n = NULL;
+    /* 6 nodes of 32767 attributes: 196602, under the limit; linear time */
+    uint8_t *b = attr_frame(6, 32767, &len);
+    double t0 = now_s();
+    assert_int_equal(wa_node_decode(b, len, &n), 0);
+    double took = now_s() - t0;
+    assert_int_equal(n->nchildren, 6);
+    assert_int_equal(n->children[5]->nattrs, 32767);
+    assert_string_equal(n->children[5]->attrs[32766].key, "k32766");
+    wa_node_free(n);
+    free(b);
+    if (took > 3.0)
+        fail_msg("decoding 196602 attributes took %.1f s (quadratic duplicate check?)", took);
+    /* 10 such nodes: 327670 attributes, over the limit */
+    b = attr_frame(10, 32767, &len);
+    assert_int_equal(wa_node_decode(b, len, &n), WA_NODE_ETOOBIG);
+    free(b);
+    /* repeated keys keep their last value, at their first place */
+    static const uint8_t dup[] = {0,    0xF8, 0x07, 0x19, 0xFC, 0x01, 'a',  0xFC, 0x01, '1',  0xFC,
+                                  0x01, 'b',  0xFC, 0x01, '2',  0xFC, 0x01, 'a',  0xFC, 0x01, '3'};
+    assert_int_equal(wa_node_decode(dup, sizeof(dup), &n), 0);
+    assert_int_equal(n->nattrs, 2);
+    assert_string_equal(n->attrs[0].key, "a");
+    assert_string_equal(n->attrs[0].value, "3");
+    assert_string_equal(n->attrs[1].key, "b");
+    assert_string_equal(n->attrs[1].value, "2");
+    wa_node_free(n);
+}
+
+static void test_inflate_bound(void **state)
+{
+    (void)state;
+    /* 17 MiB of zeros, compressed to a few KiB: over the 16 MiB limit */
+    size_t big = 17u << 20;
+    assert_true(big > WA_NODE_MAX_INFLATED);
+    uint8_t *zeros = calloc(1, big);
+    uLongf zl = compressBound(big);
+    uint8_t *z = malloc(zl + 1);
+    z[0] = 2;
+    assert_int_equal(compress(z + 1, &zl, zeros, big), Z_OK);
+    wa_node_t *n = NULL;
+    assert_int_equal(wa_node_decode(z, zl + 1, &n), WA_NODE_ETOOBIG);
+    free(z);
+    free(zeros);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -890,6 +1037,9 @@ int main(void)
         cmocka_unit_test(test_strerror),
         cmocka_unit_test(test_helpers_more),
         cmocka_unit_test(test_tokens),
+        cmocka_unit_test(test_node_count_bound),
+        cmocka_unit_test(test_attribute_bounds),
+        cmocka_unit_test(test_inflate_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
