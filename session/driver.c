@@ -961,6 +961,7 @@ int sess_driver_attach(sess_t *s, const sess_driver_opts_t *opts)
         free(d);
         return -1;
     }
+    sess_removal_set_version(d->removal, opts->version);
     sess_gate_ticket_init(&d->ticket, on_gate, d);
     uv_timer_init(wa_fsock_ctx_loop(opts->fsock), &d->retry);
     d->retry.data = d;

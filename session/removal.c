@@ -14,6 +14,7 @@ struct sess_removal {
     wa_fsock_ctx_t *fsock;
     store_t *store;
     wa_client_config_t cfg;
+    sess_version_t *version; /* borrowed, may be NULL */
     char *url, *session;
     wa_client_t *client;
     store_removal_t cur; /* the removal being sent (cur.id 0 when none) */
@@ -114,6 +115,8 @@ static void next(sess_removal_t *r)
     wa_client_hooks_t h = {.on_connected = on_connected, .on_closed = on_closed, .arg = r};
     wa_client_config_t cfg = r->cfg;
     cfg.url = r->url;
+    if (r->version)
+        cfg.version = sess_version_current(r->version, NULL);
     r->sent = 0;
     r->client = wa_client_connect(r->fsock, &cfg, &id, &h);
     if (!r->client) {
@@ -143,6 +146,11 @@ sess_removal_t *sess_removal_new(wa_fsock_ctx_t *fsock, store_t *store,
     r->retry.data = r;
     r->retry_open = 1;
     return r;
+}
+
+void sess_removal_set_version(sess_removal_t *r, sess_version_t *v)
+{
+    r->version = v;
 }
 
 void sess_removal_kick(sess_removal_t *r)

@@ -11,6 +11,7 @@
 #define WG_SESSION_REMOVAL_H
 
 #include "session/store/store.h"
+#include "session/version.h"
 #include "session/wa/client.h"
 #include "session/wa/framesocket.h"
 
@@ -22,6 +23,10 @@ typedef struct sess_removal sess_removal_t;
  * out of memory. */
 sess_removal_t *sess_removal_new(wa_fsock_ctx_t *fsock, store_t *store,
                                  const wa_client_config_t *cfg, const char *session);
+
+/* Makes each attempt announce the version policy's current WhatsApp Web
+ * version instead of cfg->version (`v` borrowed; NULL = cfg->version). */
+void sess_removal_set_version(sess_removal_t *r, sess_version_t *v);
 
 /* Looks for pending removals of the session and works through them now if
  * it is idle (no attempt running or waiting for its retry). */
