@@ -73,6 +73,7 @@ static const struct {
     [API_ERR_CONFLICT] = {409, 9, "Not possible in the current state"},
     [API_ERR_ALREADY_LINKED] = {409, 9, "Already linked to a WhatsApp account"},
     [API_ERR_FORBIDDEN] = {403, 7, "Forbidden"},
+    [API_ERR_LIMIT] = {507, 8, "Too many sessions (MAX_SESSIONS)"},
 };
 
 int api_http_status(api_code_t code)

@@ -27,7 +27,9 @@ typedef enum {
     API_ERR_INTERNAL,        /* 500 / INTERNAL */
     API_ERR_CONFLICT,        /* 409 / FAILED_PRECONDITION: not possible in this state */
     API_ERR_ALREADY_LINKED,  /* 409 / FAILED_PRECONDITION: linked already, nothing to link */
-    API_ERR_FORBIDDEN,       /* 403 / PERMISSION_DENIED: Host or Origin not allowed */
+    API_ERR_FORBIDDEN,       /* 403 / PERMISSION_DENIED: Host or Origin not allowed, or a
+                              * session key used outside its session */
+    API_ERR_LIMIT,           /* 507 / RESOURCE_EXHAUSTED: MAX_SESSIONS reached */
 } api_code_t;
 
 /* HTTP status for a code (200 for API_OK). */
@@ -41,9 +43,13 @@ const char *api_code_message(api_code_t code);
 
 typedef struct api api_t;
 
+typedef struct sess_mgr sess_mgr_t;
+
 typedef struct {
-    const char *api_key;        /* NULL: no key required anywhere */
+    const char *api_key;        /* the admin key; NULL: no key required anywhere */
     unsigned reconnect_wait_ms; /* how long reconnect waits for a QR; 0 = 30000 */
+    sess_mgr_t *sessions;       /* creates and deletes sessions (borrowed); NULL: the
+                                 * sessions API answers API_ERR_INTERNAL */
 } api_opts_t;
 
 /* Creates the handler layer over `reg`; `opts` strings are copied. Returns
@@ -86,6 +92,40 @@ int api_client_group(const char *client, char *out, size_t outlen);
 /* Returns 1 when the service has a key configured. */
 int api_key_required(const api_t *api);
 
+/* --- callers and what they may do (multi-session) ---
+ *
+ * API_KEY is the admin key: it opens every route and method. Each session
+ * has its own key (only its SHA-256 is stored), valid on that session's
+ * routes and methods only (the seed routes /api/whatsapp/... are those of
+ * "default"). A session key on another session or on an admin route gets
+ * API_ERR_FORBIDDEN. With no API_KEY configured every caller is admin. */
+
+/* Who is calling, as the transport knows it. */
+typedef struct {
+    const char *client; /* the peer address, in either transport's form (api_authorize) */
+    const char *key;    /* the presented key, NULL when none */
+    size_t key_len;
+} api_caller_t;
+
+typedef enum {
+    API_SCOPE_NONE = 0,    /* no key (a route open without one: status) */
+    API_SCOPE_SESSION = 1, /* the key of the session acted on */
+    API_SCOPE_ADMIN = 2,   /* the admin key, or no key configured */
+} api_scope_t;
+
+/* Decides whether `caller` may use a route acting on session `session`
+ * (NULL: an admin route such as the sessions list). With `key_optional`
+ * (status, GetStatus) a caller without a key passes with API_SCOPE_NONE.
+ * Wrong keys are counted per client as api_authorize does; a valid key of
+ * another session is not a guess (not counted) and gets
+ * API_ERR_FORBIDDEN. Keys are compared in constant time. Returns API_OK
+ * with *scope set, API_ERR_UNAUTHENTICATED, API_ERR_RATE_LIMITED or
+ * API_ERR_FORBIDDEN. An unknown `session` is not decided here (the handler
+ * answers API_ERR_NOT_FOUND; the scope is then ADMIN or an error). Any
+ * thread. */
+api_code_t api_authorize_for(api_t *api, const api_caller_t *caller, const char *session,
+                             int key_optional, api_scope_t *scope);
+
 /* The result of a synchronous handler. `snap` is a snapshot reference the
  * caller must release with api_result_clear (NULL on some errors). */
 typedef struct {
@@ -96,6 +136,52 @@ typedef struct {
 
 /* Releases the snapshot held by a result. */
 void api_result_clear(api_result_t *r);
+
+/* --- sessions (several WhatsApp accounts) --- */
+
+/* The default cap of MAX_SESSIONS. */
+#define API_MAX_SESSIONS_DEFAULT 1000
+
+/* Parses the body of POST /api/sessions: {"name":"sales"[,"deviceName":"..."]}.
+ * Returns 0 with name (<= 64 bytes + NUL) and device name (<= 64 bytes +
+ * NUL, "" when absent) filled, or -1 with a static reason in *why. */
+int api_parse_session_body(const char *body, size_t len, char name[65], char device[65],
+                           const char **why);
+
+/* Creates a session (POST /api/sessions, CreateSession) with a fresh key:
+ * r.snap is its first snapshot and *key_out its key (malloc'd, shown once;
+ * the caller wipes and frees it). Errors: API_ERR_BAD_REQUEST (name or
+ * device name), API_ERR_CONFLICT (the name exists), API_ERR_LIMIT
+ * (MAX_SESSIONS reached), API_ERR_INTERNAL. Loop thread. */
+api_result_t api_session_create(api_t *api, const char *name, const char *device_name,
+                                char **key_out);
+
+/* The current snapshot of every session, oldest first, keeping only those
+ * in `state` when it is not NULL ("QR_READY", ...; an unknown state is
+ * API_ERR_BAD_REQUEST). *out is a malloc'd array of *n references (free
+ * with sess_snapshots_free). Any thread. */
+api_code_t api_session_list(api_t *api, const char *state, sess_snapshot_t ***out, size_t *n);
+
+/* Completion of api_session_delete: r.code API_OK, or the error. The callee
+ * owns r. */
+typedef void (*api_done_cb)(api_result_t r, void *arg);
+
+/* Deletes session `name` (DELETE /api/sessions/{name}, DeleteSession):
+ * unlinks on WhatsApp when linked, wipes its credentials, ends its
+ * streams. cb runs once on the loop thread (possibly before this returns).
+ * Errors: API_ERR_NOT_FOUND, API_ERR_CONFLICT ("default" cannot be
+ * deleted). Loop thread. */
+void api_session_delete(api_t *api, const char *name, api_done_cb cb, void *arg);
+
+/* Rotates a session's key (POST /api/sessions/{name}/key): the old one
+ * stops working at once; *key_out as in api_session_create. r.snap is the
+ * session's snapshot. Errors: API_ERR_NOT_FOUND, API_ERR_INTERNAL. Loop
+ * thread. */
+api_result_t api_session_rotate_key(api_t *api, const char *name, char **key_out);
+
+/* Subscribes to every session's changes (GET /api/events, WatchSessions);
+ * NULL with *code set on failure. Any thread. */
+sess_sub_t *api_watch_all(api_t *api, const sess_sub_opts_t *opts, api_code_t *code);
 
 /* The current state of session `name` (NULL or "" = "default"). No key needed.
  * Any thread. */
@@ -239,6 +325,15 @@ char *api_json_pairing_code(const char *code, int expires_in);
 /* {"success":false,"message":...[,"state":...,"detail":...]}; the state
  * fields only when `s` is non-NULL. */
 char *api_json_error(const char *message, const sess_snapshot_t *s);
+
+/* {"success":true,"data":[{status data of each session}, ...]} (GET
+ * /api/sessions); the accounts only with `with_account`. */
+char *api_json_sessions(sess_snapshot_t *const *v, size_t n, int with_account, int64_t now_ms);
+
+/* {"success":true,"message":...,"data":{status...,"key":key}} (the answer
+ * to a created session or a rotated key). */
+char *api_json_session_key(const sess_snapshot_t *s, const char *message, const char *key,
+                           int64_t now_ms);
 
 /* The event object streamed over SSE and WebSocket: the status data object
  * ({"seq":..,"state":..,"connected":..,"hasQR":..,...}). */

@@ -37,6 +37,9 @@ struct sess {
     size_t nsubs;
     const sess_driver_ops_t *ops;
     void *drv;
+    pthread_mutex_t key_mu; /* guards key_hash and has_key */
+    uint8_t key_hash[32];
+    int has_key;
     int refs;    /* the registry's while listed, + sess_registry_get / subscriptions */
     int removed; /* taken out of the registry (sess_registry_remove) */
     void (*removed_done)(void *);
@@ -289,8 +292,31 @@ static void sess_free(sess_t *s)
     sess_snapshot_unref(s->current);
     pthread_mutex_destroy(&s->cur_mu);
     pthread_mutex_destroy(&s->sub_mu);
+    pthread_mutex_destroy(&s->key_mu);
+    explicit_bzero(s->key_hash, sizeof(s->key_hash));
     free(s->name);
     free(s);
+}
+
+void sess_set_key_hash(sess_t *s, const uint8_t hash[32])
+{
+    pthread_mutex_lock(&s->key_mu);
+    if (hash)
+        memcpy(s->key_hash, hash, 32);
+    else
+        memset(s->key_hash, 0, 32);
+    s->has_key = hash != NULL;
+    pthread_mutex_unlock(&s->key_mu);
+}
+
+int sess_key_matches(sess_t *s, const uint8_t hash[32])
+{
+    pthread_mutex_lock(&s->key_mu);
+    unsigned diff = s->has_key ? 0 : 1;
+    for (int i = 0; i < 32; i++)
+        diff |= (unsigned)(s->key_hash[i] ^ hash[i]);
+    pthread_mutex_unlock(&s->key_mu);
+    return diff == 0;
 }
 
 void sess_ref(sess_t *s)
@@ -374,6 +400,7 @@ sess_t *sess_registry_add(sess_registry_t *reg, const char *name)
     s->current->since_ms = s->current->changed_ms = sess_now_ms();
     pthread_mutex_init(&s->cur_mu, NULL);
     pthread_mutex_init(&s->sub_mu, NULL);
+    pthread_mutex_init(&s->key_mu, NULL);
     s->refs = 1;
     pthread_rwlock_wrlock(&reg->mu);
     if (find_locked(reg, name)) {

@@ -163,6 +163,15 @@ sess_registry_t *sess_registry_of(const sess_t *s);
  * Any thread; the caller unrefs it. */
 sess_snapshot_t *sess_current(sess_t *s);
 
+/* --- the session's own API key (any thread) --- */
+
+/* Sets the SHA-256 hash of the session's own API key (NULL: none). */
+void sess_set_key_hash(sess_t *s, const uint8_t hash[32]);
+
+/* Returns 1 when the session has a key whose hash equals `hash` (compared
+ * in constant time), else 0. */
+int sess_key_matches(sess_t *s, const uint8_t hash[32]);
+
 /* --- operations (loop thread) ------------------------------------------ */
 
 /* What drives a session: the WhatsApp companion client (session/driver.c).
