@@ -31,6 +31,7 @@ typedef struct {
 
 struct api {
     sess_registry_t *reg;
+    sess_mgr_t *sessions;
     char *key;
     size_t key_len;
     unsigned reconnect_wait_ms;
@@ -97,6 +98,7 @@ api_t *api_new(sess_registry_t *reg, const api_opts_t *opts)
     if (!api)
         return NULL;
     api->reg = reg;
+    api->sessions = opts ? opts->sessions : NULL;
     if (opts && opts->api_key && *opts->api_key) {
         api->key = strdup(opts->api_key);
         if (!api->key) {
@@ -125,6 +127,11 @@ void api_free(api_t *api)
 sess_registry_t *api_registry(api_t *api)
 {
     return api->reg;
+}
+
+sess_mgr_t *api_sessions(api_t *api)
+{
+    return api->sessions;
 }
 
 int api_key_required(const api_t *api)
@@ -291,10 +298,13 @@ static api_result_t result(api_code_t code, sess_snapshot_t *snap)
 
 api_result_t api_status(api_t *api, const char *name)
 {
-    sess_t *s = find(api, name);
+    /* any thread: a reference keeps a session deleted meanwhile readable */
+    sess_t *s = sess_registry_get(api->reg, name && *name ? name : "default");
     if (!s)
         return result(API_ERR_NOT_FOUND, NULL);
-    return result(API_OK, sess_current(s));
+    api_result_t r = result(API_OK, sess_current(s));
+    sess_unref(s);
+    return r;
 }
 
 api_result_t api_qr(api_t *api, const char *name)
@@ -320,12 +330,13 @@ api_result_t api_logout(api_t *api, const char *name)
 
 sess_sub_t *api_watch(api_t *api, const char *name, const sess_sub_opts_t *opts, api_code_t *code)
 {
-    sess_t *s = find(api, name);
+    sess_t *s = sess_registry_get(api->reg, name && *name ? name : "default");
     if (!s) {
         *code = API_ERR_NOT_FOUND;
         return NULL;
     }
-    sess_sub_t *sub = sess_subscribe(s, opts);
+    sess_sub_t *sub = sess_subscribe(s, opts); /* holds its own reference */
+    sess_unref(s);
     *code = sub ? API_OK : API_ERR_INTERNAL;
     return sub;
 }

@@ -62,6 +62,9 @@ void api_free(api_t *api);
 /* The registry the handlers act on. */
 sess_registry_t *api_registry(api_t *api);
 
+/* The session manager the sessions API uses (NULL when none was given). */
+sess_mgr_t *api_sessions(api_t *api);
+
 /* Checks a presented key (may be NULL) in constant time with respect to the
  * configured key's content. Returns 1 when no key is configured or the key
  * matches, else 0. Any thread. */

@@ -333,3 +333,43 @@ int api_parse_reconnect_body(const char *body, size_t len, int *keep, unsigned *
     yajl_tree_free(v);
     return rc;
 }
+
+char *api_json_sessions(sess_snapshot_t *const *v, size_t n, int with_account, int64_t now_ms)
+{
+    yajl_gen g = gen_new();
+    if (!g)
+        return NULL;
+    yajl_gen_map_open(g);
+    put_bool(g, "success", 1);
+    KEY(g, "data");
+    yajl_gen_array_open(g);
+    for (size_t i = 0; i < n; i++) {
+        yajl_gen_map_open(g);
+        put_str(g, "name", v[i]->session);
+        status_members(g, v[i], with_account, now_ms);
+        yajl_gen_map_close(g);
+    }
+    yajl_gen_array_close(g);
+    yajl_gen_map_close(g);
+    return finish(g);
+}
+
+char *api_json_session_key(const sess_snapshot_t *s, const char *message, const char *key,
+                           int64_t now_ms)
+{
+    yajl_gen g = gen_new();
+    if (!g)
+        return NULL;
+    yajl_gen_map_open(g);
+    put_bool(g, "success", 1);
+    if (message)
+        put_str(g, "message", message);
+    KEY(g, "data");
+    yajl_gen_map_open(g);
+    put_str(g, "name", s->session);
+    status_members(g, s, 1, now_ms);
+    put_str(g, "key", key);
+    yajl_gen_map_close(g);
+    yajl_gen_map_close(g);
+    return finish(g);
+}

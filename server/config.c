@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "session/wa/version.h"
+#include "session/version.h"
 
 typedef enum {
     OPT_STRING,
@@ -70,6 +70,12 @@ static const opt_t options[] = {
      "missed pings in a row that end the connection (1 to 100)"},
     {"login-timeout-ms", "LOGIN_TIMEOUT_MS", OPT_MS, OFF(login_timeout_ms), "30000",
      "how long WhatsApp may stay silent after the handshake before we retry, ms"},
+    {"max-sessions", "MAX_SESSIONS", OPT_LIMIT, OFF(max_sessions), "1000",
+     "most WhatsApp sessions (accounts) the service holds; more are refused with 507"},
+    {"connect-rate", "CONNECT_RATE", OPT_LIMIT, OFF(connect_rate), "25",
+     "new WhatsApp connections per second, over all sessions (a restart never floods WhatsApp)"},
+    {"device-name", "DEVICE_NAME", OPT_STRING, OFF(device_name), "wa-gateway",
+     "what the phone shows under Linked devices (per session: deviceName at creation)"},
     {"reconnect-wait-ms", "RECONNECT_WAIT_MS", OPT_MS, OFF(reconnect_wait_ms), "30000",
      "how long POST reconnect waits for the new QR, ms"},
     {"heartbeat-ms", "HEARTBEAT_MS", OPT_MS, OFF(heartbeat_ms), "15000",
@@ -167,8 +173,7 @@ static int set_option(cfg_t *cfg, const opt_t *o, const char *v, const char *src
     case OPT_VERSION:
     case OPT_HTTPURL:
     case OPT_HEXKEY: {
-        wa_version_t ver;
-        if (o->kind == OPT_VERSION && wa_version_parse(v, &ver) != 0)
+        if (o->kind == OPT_VERSION && !sess_version_valid(v))
             return fail(err, errlen,
                         "invalid %s: '%s' (expected like " WA_PAYLOAD_DEFAULT_VERSION ")", what, v);
         if (o->kind == OPT_HTTPURL && strncasecmp(v, "http://", 7) != 0 &&

@@ -35,6 +35,9 @@ typedef struct {
     int keepalive_timeout_ms;    /* KEEPALIVE_TIMEOUT_MS: time for a ping's answer */
     int keepalive_misses;        /* KEEPALIVE_MISSES: missed pings that end a connection */
     int login_timeout_ms;        /* LOGIN_TIMEOUT_MS: silence allowed after the handshake */
+    int max_sessions;            /* MAX_SESSIONS: sessions the service holds at most */
+    int connect_rate;            /* CONNECT_RATE: new WhatsApp connections per second */
+    char *device_name;           /* DEVICE_NAME: shown on the phone under Linked devices */
     int reconnect_wait_ms;       /* RECONNECT_WAIT_MS: how long POST reconnect waits for a QR */
     int heartbeat_ms;            /* HEARTBEAT_MS: SSE comment / WebSocket ping interval */
     int max_connections;         /* MAX_CONNECTIONS: HTTP connections open at once */

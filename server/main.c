@@ -21,11 +21,10 @@
 #include "server/grpc.h"
 #include "server/http.h"
 #include "server/metrics.h"
-#include "session/driver.h"
+#include "session/manager.h"
 #include "session/session.h"
 #include "session/store/store.h"
 #include "session/version.h"
-#include "session/wa/framesocket.h"
 
 /* --qr-terminal: prints every new QR as half-blocks, and every new pairing
  * code, on the controlling terminal. Never on stderr: that is the log
@@ -43,7 +42,7 @@ typedef struct {
     uv_loop_t loop;
     cfg_t cfg;
     store_t *store;
-    wa_fsock_ctx_t *fsock;
+    sess_mgr_t *mgr;         /* the sessions and the WhatsApp side they share */
     httpc_t *httpc;          /* outgoing HTTP (version discovery); NULL with WA_VERSION */
     sess_version_t *version; /* the WhatsApp Web version policy */
     sess_registry_t *reg;
@@ -87,7 +86,7 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&app->sigterm, NULL);
     app->pending = 2;
     http_server_stop(app->http, 3000, on_http_stopped, app);
-    sess_registry_stop(app->reg, on_sessions_stopped, app);
+    sess_mgr_stop(app->mgr, on_sessions_stopped, app);
 }
 
 static void close_any(uv_handle_t *h, void *arg)
@@ -201,6 +200,12 @@ int main(int argc, char **argv)
         cfg_free(&app.cfg);
         return 0;
     }
+    if (app.cfg.device_name && !sess_mgr_device_name_ok(app.cfg.device_name)) {
+        fprintf(stderr, "wa-gateway: invalid DEVICE_NAME: %s\n",
+                sess_mgr_strerror(SESS_MGR_EDEVICE));
+        cfg_free(&app.cfg);
+        return 2;
+    }
     if (cfg_validate(&app.cfg, err, sizeof(err)) != 0) {
         fprintf(stderr, "wa-gateway: %s\n", err);
         cfg_free(&app.cfg);
@@ -247,16 +252,11 @@ int main(int argc, char **argv)
         return 1;
     }
     uv_loop_init(&app.loop);
-    wa_fsock_ctx_opts_t fo = {.ca_file = app.cfg.wa_ca_file};
-    app.fsock = wa_fsock_ctx_new(&app.loop, &fo, err, sizeof(err));
     sess_render_hooks_t hooks = api_render_hooks();
     app.reg = sess_registry_new(&app.loop, &hooks);
     app.metrics = metrics_new();
-    api_opts_t aopts = {.api_key = app.cfg.api_key,
-                        .reconnect_wait_ms = (unsigned)app.cfg.reconnect_wait_ms};
-    sess_t *def = app.reg ? sess_registry_add(app.reg, "default") : NULL;
-    if (!app.fsock || !app.reg || !app.metrics || !def || !(app.api = api_new(app.reg, &aopts))) {
-        fprintf(stderr, "wa-gateway: cannot initialise: %s\n", app.fsock ? "out of memory" : err);
+    if (!app.reg || !app.metrics) {
+        fprintf(stderr, "wa-gateway: cannot initialise: out of memory\n");
         rc = 1;
         goto out;
     }
@@ -278,17 +278,32 @@ int main(int argc, char **argv)
         rc = 2;
         goto out;
     }
-    sess_driver_opts_t dopts = {.fsock = app.fsock, .store = app.store, .version = app.version};
-    dopts.client.url = app.cfg.wa_url;
-    memcpy(dopts.client.trust.root_pub, app.cfg.wa_root_key_bin, 32);
-    dopts.client.qr_first_ms = (unsigned)app.cfg.qr_first_ms;
-    dopts.client.qr_next_ms = (unsigned)app.cfg.qr_next_ms;
-    dopts.client.keepalive_ms = (unsigned)app.cfg.keepalive_ms;
-    dopts.client.keepalive_timeout_ms = (unsigned)app.cfg.keepalive_timeout_ms;
-    dopts.client.keepalive_misses = (unsigned)app.cfg.keepalive_misses;
-    dopts.client.login_timeout_ms = (unsigned)app.cfg.login_timeout_ms;
-    if (sess_driver_attach(def, &dopts) != 0) {
-        fprintf(stderr, "wa-gateway: out of memory\n");
+    sess_mgr_opts_t mo = {.loop = &app.loop,
+                          .reg = app.reg,
+                          .store = app.store,
+                          .version = app.version,
+                          .wa_url = app.cfg.wa_url,
+                          .root_key = app.cfg.wa_root_key_bin,
+                          .ca_file = app.cfg.wa_ca_file,
+                          .qr_first_ms = (unsigned)app.cfg.qr_first_ms,
+                          .qr_next_ms = (unsigned)app.cfg.qr_next_ms,
+                          .keepalive_ms = (unsigned)app.cfg.keepalive_ms,
+                          .keepalive_timeout_ms = (unsigned)app.cfg.keepalive_timeout_ms,
+                          .keepalive_misses = (unsigned)app.cfg.keepalive_misses,
+                          .login_timeout_ms = (unsigned)app.cfg.login_timeout_ms,
+                          .connect_rate = (unsigned)app.cfg.connect_rate,
+                          .max_sessions = (size_t)app.cfg.max_sessions,
+                          .device_name = app.cfg.device_name};
+    if (sess_mgr_new(&mo, &app.mgr, err, sizeof(err)) != 0) {
+        fprintf(stderr, "wa-gateway: cannot initialise: %s\n", err);
+        rc = 1;
+        goto out;
+    }
+    api_opts_t aopts = {.api_key = app.cfg.api_key,
+                        .reconnect_wait_ms = (unsigned)app.cfg.reconnect_wait_ms,
+                        .sessions = app.mgr};
+    if (!(app.api = api_new(app.reg, &aopts))) {
+        fprintf(stderr, "wa-gateway: cannot initialise: out of memory\n");
         rc = 1;
         goto out;
     }
@@ -341,10 +356,14 @@ int main(int argc, char **argv)
         uv_async_init(&app.loop, &app.qrterm.wake, qrterm_drain);
         app.qrterm.wake.data = &app.qrterm;
         sess_sub_opts_t so = {.notify = qrterm_notify, .arg = &app.qrterm};
-        app.qrterm.sub = sess_subscribe(def, &so);
+        app.qrterm.sub = sess_registry_subscribe(app.reg, &so);
     }
     sess_version_start(app.version);
-    sess_start(def);
+    if (sess_mgr_restore(app.mgr) < 0) {
+        fprintf(stderr, "wa-gateway: cannot restore the sessions from the store\n");
+        rc = 1;
+        uv_stop(&app.loop);
+    }
 
     uv_run(&app.loop, UV_RUN_DEFAULT);
 
@@ -366,12 +385,13 @@ out:
     grpc_srv_stop(app.grpc);
     grpc_srv_free(app.grpc);
     app.grpc = NULL;
-    wa_fsock_ctx_destroy(app.fsock);
+    sess_mgr_close(app.mgr);
     sess_version_close(app.version);
     httpc_destroy(app.httpc, NULL, NULL);
     app.httpc = NULL;
     uv_run(&app.loop, UV_RUN_DEFAULT);
-    wa_fsock_ctx_free(app.fsock);
+    sess_mgr_free(app.mgr); /* lws finishes here, once its handles are closed */
+    app.mgr = NULL;
     uv_walk(&app.loop, close_any, NULL);
     uv_run(&app.loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&app.loop) != 0)

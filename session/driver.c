@@ -23,6 +23,7 @@ typedef struct {
     sess_t *sess;
     sess_driver_opts_t o;
     char *url;
+    char *device_name; /* what the phone shows; NULL = the default */
     store_creds_t creds;
     int have_creds;
     wa_client_t *client;
@@ -641,6 +642,7 @@ static void connect_client(drv_t *d)
                            .arg = d};
     wa_client_config_t cfg = d->o.client;
     cfg.url = d->url;
+    cfg.device_name = d->device_name;
     if (d->o.version)
         cfg.version = sess_version_current(d->o.version, NULL);
     d->used = cfg.version;
@@ -926,6 +928,7 @@ static void op_destroy(void *arg)
     free(d->routing);
     sess_removal_free(d->removal);
     free(d->url);
+    free(d->device_name);
     free(d);
 }
 
@@ -949,15 +952,15 @@ int sess_driver_attach(sess_t *s, const sess_driver_opts_t *opts)
     if (!d->o.backoff_max_ms)
         d->o.backoff_max_ms = 60000;
     d->url = strdup(opts->client.url ? opts->client.url : WA_FSOCK_DEFAULT_URL);
-    if (!d->url) {
-        free(d);
-        return -1;
-    }
+    d->device_name = opts->client.device_name ? strdup(opts->client.device_name) : NULL;
     wa_client_config_t rcfg = opts->client;
     rcfg.url = d->url;
-    d->removal = sess_removal_new(opts->fsock, opts->store, &rcfg, sess_name(s));
+    d->removal = d->url && (d->device_name || !opts->client.device_name)
+                     ? sess_removal_new(opts->fsock, opts->store, &rcfg, sess_name(s))
+                     : NULL;
     if (!d->removal) {
         free(d->url);
+        free(d->device_name);
         free(d);
         return -1;
     }

@@ -15,7 +15,9 @@ struct sess_removal {
     store_t *store;
     wa_client_config_t cfg;
     sess_version_t *version; /* borrowed, may be NULL */
-    char *url, *session;
+    char *url, *session;     /* session NULL: orphans, chosen by accept */
+    int (*accept)(void *arg, const char *session);
+    void *accept_arg;
     wa_client_t *client;
     store_removal_t cur; /* the removal being sent (cur.id 0 when none) */
     int sent;            /* remove-companion-device went out on this attempt */
@@ -44,7 +46,8 @@ static void on_connected(void *arg, const char *lid)
 {
     sess_removal_t *r = arg;
     (void)lid;
-    LOG_INFO("session", "%s: sending the removal of a device logged out while offline", r->session);
+    LOG_INFO("session", "%s: sending the removal of a device logged out while offline",
+             r->cur.session);
     r->sent = 1;
     wa_client_logout(r->client);
 }
@@ -56,11 +59,13 @@ static void on_closed(void *arg, const wa_verdict_t *v)
     /* Sent, or WhatsApp no longer knows the device (the login is refused
      * with a wiping verdict): either way there is nothing left to remove. */
     int gone = v->wipe;
+    char who[sizeof(r->cur.session)];
+    snprintf(who, sizeof(who), "%s", r->cur.session);
     if (gone) {
         store_removal_done(r->store, r->cur.id);
         r->done_count++;
         r->attempt = 0;
-        LOG_INFO("session", "%s: the logged-out device is removed from WhatsApp", r->session);
+        LOG_INFO("session", "%s: the logged-out device is removed from WhatsApp", who);
     }
     forget(&r->cur);
     if (r->stopping)
@@ -78,8 +83,7 @@ static void on_closed(void *arg, const wa_verdict_t *v)
         ms = 60000;
     ms = ms * (80 + ((unsigned)rnd[0] % 41)) / 100;
     r->attempt++;
-    LOG_INFO("session", "%s: removal not sent yet (%s); retrying in %u ms", r->session, v->detail,
-             ms);
+    LOG_INFO("session", "%s: removal not sent yet (%s); retrying in %u ms", who, v->detail, ms);
     uv_timer_start(&r->retry, on_retry, ms, 0);
 }
 
@@ -93,7 +97,8 @@ static void next(sess_removal_t *r)
     if (!list || store_removals_list(r->store, list, 16, &n) != 0)
         n = 0;
     size_t i = 0;
-    while (i < n && strcmp(list[i].session, r->session))
+    while (i < n && (r->session ? strcmp(list[i].session, r->session) != 0
+                                : !r->accept(r->accept_arg, list[i].session)))
         i++;
     if (i < n)
         r->cur = list[i];
@@ -135,8 +140,8 @@ sess_removal_t *sess_removal_new(wa_fsock_ctx_t *fsock, store_t *store,
     r->store = store;
     r->cfg = *cfg;
     r->url = strdup(cfg->url ? cfg->url : WA_FSOCK_DEFAULT_URL);
-    r->session = strdup(session);
-    if (!r->url || !r->session) {
+    r->session = session ? strdup(session) : NULL;
+    if (!r->url || (session && !r->session)) {
         free(r->url);
         free(r->session);
         free(r);
@@ -145,6 +150,18 @@ sess_removal_t *sess_removal_new(wa_fsock_ctx_t *fsock, store_t *store,
     uv_timer_init(wa_fsock_ctx_loop(fsock), &r->retry);
     r->retry.data = r;
     r->retry_open = 1;
+    return r;
+}
+
+sess_removal_t *sess_removal_new_orphans(wa_fsock_ctx_t *fsock, store_t *store,
+                                         const wa_client_config_t *cfg,
+                                         int (*accept)(void *arg, const char *session), void *arg)
+{
+    sess_removal_t *r = sess_removal_new(fsock, store, cfg, NULL);
+    if (r) {
+        r->accept = accept;
+        r->accept_arg = arg;
+    }
     return r;
 }
 

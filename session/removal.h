@@ -24,6 +24,14 @@ typedef struct sess_removal sess_removal_t;
 sess_removal_t *sess_removal_new(wa_fsock_ctx_t *fsock, store_t *store,
                                  const wa_client_config_t *cfg, const char *session);
 
+/* Creates a remover for the pending removals of sessions that no longer
+ * exist (deleted while their device could not be reached): it takes the
+ * rows for which accept(arg, session) returns 1. As sess_removal_new
+ * otherwise. */
+sess_removal_t *sess_removal_new_orphans(wa_fsock_ctx_t *fsock, store_t *store,
+                                         const wa_client_config_t *cfg,
+                                         int (*accept)(void *arg, const char *session), void *arg);
+
 /* Makes each attempt announce the version policy's current WhatsApp Web
  * version instead of cfg->version (`v` borrowed; NULL = cfg->version). */
 void sess_removal_set_version(sess_removal_t *r, sess_version_t *v);

@@ -456,6 +456,19 @@ sess_t *sess_registry_get(sess_registry_t *reg, const char *name)
     return s;
 }
 
+sess_t *sess_registry_find_by_key(sess_registry_t *reg, const uint8_t hash[32])
+{
+    sess_t *found = NULL;
+    pthread_rwlock_rdlock(&reg->mu);
+    for (sess_t *s = reg->sessions; s; s = s->next)
+        if (sess_key_matches(s, hash) && !found) /* no early exit: same time for all */
+            found = s;
+    if (found)
+        sess_ref(found);
+    pthread_rwlock_unlock(&reg->mu);
+    return found;
+}
+
 size_t sess_registry_count(sess_registry_t *reg)
 {
     pthread_rwlock_rdlock(&reg->mu);

@@ -127,6 +127,10 @@ sess_t *sess_registry_find(sess_registry_t *reg, const char *name);
  * held stays readable (its snapshots, its name) until the last reference. */
 sess_t *sess_registry_get(sess_registry_t *reg, const char *name);
 
+/* The session whose own key hashes to `hash` (compared in constant time),
+ * with a reference taken (sess_unref); NULL when none. Any thread. */
+sess_t *sess_registry_find_by_key(sess_registry_t *reg, const uint8_t hash[32]);
+
 /* Takes / drops a reference on a session. Any thread. */
 void sess_ref(sess_t *s);
 void sess_unref(sess_t *s);

@@ -443,3 +443,9 @@ void sess_version_free(sess_version_t *p)
     drop(&p->dispatching, NULL);
     free(p);
 }
+
+int sess_version_valid(const char *s)
+{
+    wa_version_t v;
+    return s && wa_version_parse(s, &v) == 0;
+}

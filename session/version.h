@@ -46,6 +46,10 @@ typedef enum {
 /* "builtin", "stored", "discovered" or "configured"; never NULL. */
 const char *sess_version_source_name(sess_version_source_t src);
 
+/* Returns 1 when `s` is a well-formed WhatsApp Web version ("2.3000.N"),
+ * as WA_VERSION must be, else 0. Any thread. */
+int sess_version_valid(const char *s);
+
 typedef struct sess_version sess_version_t;
 
 typedef struct {

@@ -562,7 +562,8 @@ wa_client_t *wa_client_connect(wa_fsock_ctx_t *ctx, const wa_client_config_t *cf
     if (id->jid) {
         prc = wa_payload_login(id->jid, &cfg->version, &payload, &plen);
     } else {
-        wa_payload_reg_t reg = {id->reg_id, id->ident_pub, id->spk_id, id->spk_pub, id->spk_sig};
+        wa_payload_reg_t reg = {id->reg_id,  id->ident_pub, id->spk_id,
+                                id->spk_pub, id->spk_sig,   cfg->device_name};
         prc = wa_payload_registration(&reg, &cfg->version, &payload, &plen);
     }
     if (prc) {

@@ -62,6 +62,7 @@ typedef struct {
 
 typedef struct {
     const char *url;
+    const char *device_name; /* what the phone shows under Linked devices; NULL = "wa-gateway" */
     wa_cert_trust_t trust;
     wa_version_t version;
     unsigned connect_timeout_ms; /* 0 = 20000 */

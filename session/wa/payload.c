@@ -98,7 +98,8 @@ int wa_payload_registration(const wa_payload_reg_t *reg, const wa_version_t *v, 
     pv.primary = 0;
     pv.secondary = 1;
     pv.tertiary = 0;
-    props.os = WA_PAYLOAD_DEVICE_NAME;
+    props.os = (char *)(reg->device_name && reg->device_name[0] ? reg->device_name
+                                                                : WA_PAYLOAD_DEVICE_NAME);
     props.version = &pv;
     props.has_platformtype = 1;
     props.platformtype = (Wa__DeviceProps__PlatformType)WA_PAYLOAD_PLATFORM_TYPE;

@@ -34,6 +34,7 @@ typedef struct {
     uint32_t spk_id;
     const uint8_t *spk_pub; /* 32 bytes */
     const uint8_t *spk_sig; /* 64 bytes */
+    const char *device_name; /* shown under Linked devices; NULL = WA_PAYLOAD_DEVICE_NAME */
 } wa_payload_reg_t;
 
 /* Parses "2.3000.1045649367". Returns 0 or -1. */

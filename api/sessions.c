@@ -1,0 +1,276 @@
+/* Several WhatsApp accounts (see api.h, "callers" and "sessions"): who may
+ * act on which session (the admin key, each session's own key, 403 for a
+ * key used outside its session), and the handlers of the sessions API on
+ * top of the session manager. Keys are 32 random bytes in base64url; only
+ * their SHA-256 is kept. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <yajl/yajl_tree.h>
+
+#include "api/api.h"
+#include "common/base64.h"
+#include "session/manager.h"
+
+/* SHA-256 of a presented key. Returns 0 or -1. */
+static int key_hash(const char *key, size_t len, uint8_t out[32])
+{
+    unsigned int n = 0;
+    return EVP_Digest(key, len, out, &n, EVP_sha256(), NULL) == 1 && n == 32 ? 0 : -1;
+}
+
+api_code_t api_authorize_for(api_t *api, const api_caller_t *caller, const char *session,
+                             int key_optional, api_scope_t *scope)
+{
+    *scope = API_SCOPE_NONE;
+    if (!api_key_required(api)) {
+        *scope = API_SCOPE_ADMIN;
+        return API_OK;
+    }
+    if (!caller->key) {
+        if (key_optional)
+            return API_OK;
+        return API_ERR_UNAUTHENTICATED; /* not counted: a misconfigured client */
+    }
+    if (api_key_ok(api, caller->key, caller->key_len)) {
+        *scope = API_SCOPE_ADMIN;
+        return API_OK;
+    }
+    uint8_t h[32];
+    if (key_hash(caller->key, caller->key_len, h) == 0) {
+        sess_t *owner = sess_registry_find_by_key(api_registry(api), h);
+        explicit_bzero(h, sizeof(h));
+        if (owner) {
+            const char *target = session && *session ? session : NULL;
+            int own = target && !strcmp(sess_name(owner), target);
+            sess_unref(owner);
+            if (own) {
+                *scope = API_SCOPE_SESSION;
+                return API_OK;
+            }
+            return API_ERR_FORBIDDEN; /* a valid key, not a guess: not counted */
+        }
+    }
+    /* a wrong key: counted (and refused while the client is locked out) */
+    api_code_t rc =
+        api_authorize(api, caller->client ? caller->client : "", caller->key, caller->key_len);
+    return rc == API_OK ? API_ERR_UNAUTHENTICATED : rc;
+}
+
+int api_parse_session_body(const char *body, size_t len, char name[65], char device[65],
+                           const char **why)
+{
+    name[0] = device[0] = 0;
+    if (!body || !len) {
+        *why = "A JSON body {\"name\":\"sales\"} is required";
+        return -1;
+    }
+    char *copy = malloc(len + 1), err[128];
+    if (!copy) {
+        *why = "Out of memory";
+        return -1;
+    }
+    memcpy(copy, body, len);
+    copy[len] = 0;
+    yajl_val v = strlen(copy) == len ? yajl_tree_parse(copy, err, sizeof(err)) : NULL;
+    free(copy);
+    if (!v || !YAJL_IS_OBJECT(v)) {
+        *why = "The body must be a JSON object {\"name\":\"sales\"}";
+        yajl_tree_free(v);
+        return -1;
+    }
+    int rc = -1;
+    *why = "\"name\" must be 1 to 64 of a-z, 0-9, '_' and '-'";
+    for (size_t i = 0; i < v->u.object.len; i++) {
+        const char *k = v->u.object.keys[i];
+        yajl_val x = v->u.object.values[i];
+        if (!strcmp(k, "name")) {
+            if (!YAJL_IS_STRING(x) || !sess_mgr_name_ok(YAJL_GET_STRING(x)))
+                goto out;
+            snprintf(name, 65, "%s", YAJL_GET_STRING(x));
+        } else if (!strcmp(k, "deviceName")) {
+            if (!YAJL_IS_STRING(x) || !sess_mgr_device_name_ok(YAJL_GET_STRING(x))) {
+                *why = "\"deviceName\" must be 1 to 64 bytes of text without control characters";
+                goto out;
+            }
+            snprintf(device, 65, "%s", YAJL_GET_STRING(x));
+        } else {
+            *why = "Unknown member (allowed: \"name\", \"deviceName\")";
+            goto out;
+        }
+    }
+    if (!name[0]) {
+        *why = "\"name\" is required";
+        goto out;
+    }
+    rc = 0;
+out:
+    yajl_tree_free(v);
+    return rc;
+}
+
+/* A fresh key (base64url of 32 random bytes, malloc'd) and its hash. */
+static char *new_key(uint8_t hash[32])
+{
+    uint8_t raw[32];
+    if (RAND_bytes(raw, sizeof(raw)) != 1)
+        return NULL;
+    char *key = b64url_encode(raw, sizeof(raw));
+    explicit_bzero(raw, sizeof(raw));
+    if (key && key_hash(key, strlen(key), hash) != 0) {
+        explicit_bzero(key, strlen(key));
+        free(key);
+        key = NULL;
+    }
+    return key;
+}
+
+static api_code_t mgr_code(int rc, const char **msg)
+{
+    *msg = sess_mgr_strerror(rc);
+    switch (rc) {
+    case SESS_MGR_ENAME:
+    case SESS_MGR_EDEVICE:
+        return API_ERR_BAD_REQUEST;
+    case SESS_MGR_EEXISTS:
+    case SESS_MGR_EDEFAULT:
+    case SESS_MGR_EBUSY:
+        return API_ERR_CONFLICT;
+    case SESS_MGR_ELIMIT:
+        return API_ERR_LIMIT;
+    case SESS_MGR_ENOTFOUND:
+        return API_ERR_NOT_FOUND;
+    default:
+        *msg = NULL;
+        return API_ERR_INTERNAL;
+    }
+}
+
+api_result_t api_session_create(api_t *api, const char *name, const char *device_name,
+                                char **key_out)
+{
+    api_result_t r = {API_ERR_INTERNAL, NULL, NULL};
+    *key_out = NULL;
+    sess_mgr_t *m = api_sessions(api);
+    if (!m)
+        return r;
+    uint8_t h[32];
+    char *key = new_key(h);
+    if (!key)
+        return r;
+    sess_t *s = NULL;
+    int rc = sess_mgr_create(m, name, device_name, h, &s);
+    explicit_bzero(h, sizeof(h));
+    if (rc) {
+        explicit_bzero(key, strlen(key));
+        free(key);
+        r.code = mgr_code(rc, &r.message);
+        return r;
+    }
+    r.code = API_OK;
+    r.message = "Session created: keep its key, it is shown only once";
+    r.snap = sess_current(s);
+    *key_out = key;
+    return r;
+}
+
+api_result_t api_session_rotate_key(api_t *api, const char *name, char **key_out)
+{
+    api_result_t r = {API_ERR_INTERNAL, NULL, NULL};
+    *key_out = NULL;
+    sess_mgr_t *m = api_sessions(api);
+    sess_t *s = name ? sess_registry_find(api_registry(api), name) : NULL;
+    if (!s) {
+        r.code = API_ERR_NOT_FOUND;
+        return r;
+    }
+    uint8_t h[32];
+    char *key = m ? new_key(h) : NULL;
+    if (!key)
+        return r;
+    int rc = sess_mgr_set_key(m, name, h);
+    explicit_bzero(h, sizeof(h));
+    if (rc) {
+        explicit_bzero(key, strlen(key));
+        free(key);
+        r.code = mgr_code(rc, &r.message);
+        return r;
+    }
+    r.code = API_OK;
+    r.message = "New session key: the old one no longer works";
+    r.snap = sess_current(s);
+    *key_out = key;
+    return r;
+}
+
+api_code_t api_session_list(api_t *api, const char *state, sess_snapshot_t ***out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    int want = -1;
+    if (state && *state) {
+        static const sess_state_t all[] = {SESS_DISCONNECTED, SESS_CONNECTING, SESS_QR_READY,
+                                           SESS_CONNECTED};
+        for (size_t i = 0; i < 4; i++)
+            if (!strcmp(state, sess_state_name(all[i])))
+                want = (int)all[i];
+        if (want < 0)
+            return API_ERR_BAD_REQUEST;
+    }
+    size_t total;
+    sess_snapshot_t **v = sess_registry_snapshots(api_registry(api), &total);
+    if (!v)
+        return API_ERR_INTERNAL;
+    size_t k = 0;
+    for (size_t i = 0; i < total; i++) {
+        if (want < 0 || (int)v[i]->state == want)
+            v[k++] = v[i];
+        else
+            sess_snapshot_unref(v[i]);
+    }
+    *out = v;
+    *n = k;
+    return API_OK;
+}
+
+typedef struct {
+    api_done_cb cb;
+    void *arg;
+} del_req_t;
+
+static void on_deleted(void *arg, int rc)
+{
+    del_req_t *d = arg;
+    api_result_t r = {rc ? API_ERR_INTERNAL : API_OK, rc ? NULL : "Session deleted", NULL};
+    d->cb(r, d->arg);
+    free(d);
+}
+
+void api_session_delete(api_t *api, const char *name, api_done_cb cb, void *arg)
+{
+    api_result_t r = {API_ERR_INTERNAL, NULL, NULL};
+    sess_mgr_t *m = api_sessions(api);
+    del_req_t *d = m ? malloc(sizeof(*d)) : NULL;
+    if (!d) {
+        cb(r, arg);
+        return;
+    }
+    d->cb = cb;
+    d->arg = arg;
+    int rc = sess_mgr_delete(m, name ? name : "", on_deleted, d);
+    if (rc) {
+        free(d);
+        r.code = mgr_code(rc, &r.message);
+        cb(r, arg);
+    }
+}
+
+sess_sub_t *api_watch_all(api_t *api, const sess_sub_opts_t *opts, api_code_t *code)
+{
+    sess_sub_t *sub = sess_registry_subscribe(api_registry(api), opts);
+    *code = sub ? API_OK : API_ERR_INTERNAL;
+    return sub;
+}
