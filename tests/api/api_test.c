@@ -15,6 +15,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include <openssl/evp.h>
 #include <uv.h>
 
 #include "api/api.h"
@@ -515,6 +517,119 @@ static void test_passkey_response_without_step(void **state)
     assert_int_equal(last_code, API_ERR_NOT_FOUND);
 }
 
+/* SHA-256 of a key, as the service keeps it. */
+static void hash_of(const char *key, uint8_t out[32])
+{
+    unsigned int n = 0;
+    EVP_Digest(key, strlen(key), out, &n, EVP_sha256(), NULL);
+}
+
+/* Who may act on which session: the admin key everywhere; a session's own
+ * key on its session only (the seed routes are "default"'s); another
+ * session's key and session keys on admin routes 403 (not counted as
+ * guesses); wrong keys 401 and counted; no key passes only where the key
+ * is optional. */
+static void test_authorize_for_table(void **state)
+{
+    fx_t *fx = *state;
+    sess_t *def = sess_registry_add(fx->reg, "default");
+    sess_t *sales = sess_registry_add(fx->reg, "sales");
+    uint8_t h[32];
+    hash_of("key-of-default-0123456789", h);
+    sess_set_key_hash(def, h);
+    hash_of("key-of-sales-0123456789", h);
+    sess_set_key_hash(sales, h);
+    sess_registry_add(fx->reg, "support"); /* no key of its own */
+    static const struct {
+        const char *key, *session;
+        int optional;
+        api_code_t code;
+        api_scope_t scope;
+    } rows[] = {
+        {"s3cret-key", "sales", 0, API_OK, API_SCOPE_ADMIN},
+        {"s3cret-key", NULL, 0, API_OK, API_SCOPE_ADMIN},
+        {"key-of-sales-0123456789", "sales", 0, API_OK, API_SCOPE_SESSION},
+        {"key-of-sales-0123456789", "sales", 1, API_OK, API_SCOPE_SESSION},
+        {"key-of-sales-0123456789", "default", 0, API_ERR_FORBIDDEN, API_SCOPE_NONE},
+        {"key-of-sales-0123456789", "support", 1, API_ERR_FORBIDDEN, API_SCOPE_NONE},
+        {"key-of-sales-0123456789", NULL, 0, API_ERR_FORBIDDEN, API_SCOPE_NONE},
+        {"key-of-default-0123456789", "default", 0, API_OK, API_SCOPE_SESSION},
+        {"key-of-default-0123456789", "sales", 0, API_ERR_FORBIDDEN, API_SCOPE_NONE},
+        {NULL, "sales", 0, API_ERR_UNAUTHENTICATED, API_SCOPE_NONE},
+        {NULL, "sales", 1, API_OK, API_SCOPE_NONE},
+        {NULL, NULL, 0, API_ERR_UNAUTHENTICATED, API_SCOPE_NONE},
+        {"wrong", "sales", 0, API_ERR_UNAUTHENTICATED, API_SCOPE_NONE},
+        {"wrong", "sales", 1, API_ERR_UNAUTHENTICATED, API_SCOPE_NONE},
+        {"key-of-sales-012345678", "sales", 0, API_ERR_UNAUTHENTICATED, API_SCOPE_NONE},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        api_caller_t c = {"10.0.0.1", rows[i].key, rows[i].key ? strlen(rows[i].key) : 0};
+        api_scope_t scope = API_SCOPE_NONE;
+        api_code_t rc = api_authorize_for(fx->api, &c, rows[i].session, rows[i].optional, &scope);
+        if (rc != rows[i].code || scope != rows[i].scope)
+            fail_msg("row %zu: code %d scope %d", i, rc, scope);
+    }
+    /* only the wrong keys were counted: 3 of them; 7 more lock the client
+     * out, and even then a session's own key works */
+    api_caller_t bad = {"10.0.0.1", "wrong", 5};
+    api_scope_t scope;
+    for (int i = 0; i < 7; i++)
+        api_authorize_for(fx->api, &bad, "sales", 0, &scope);
+    assert_int_equal(api_authorize_for(fx->api, &bad, "sales", 0, &scope), API_ERR_RATE_LIMITED);
+    api_caller_t own = {"10.0.0.1", "key-of-sales-0123456789", 23};
+    assert_int_equal(api_authorize_for(fx->api, &own, "sales", 0, &scope), API_OK);
+    /* a rotated key: the old one stops working */
+    hash_of("new-key-of-sales-0123456789", h);
+    sess_set_key_hash(sales, h);
+    api_caller_t other = {"10.0.0.2", "key-of-sales-0123456789", 23};
+    assert_int_equal(api_authorize_for(fx->api, &other, "sales", 0, &scope),
+                     API_ERR_UNAUTHENTICATED);
+}
+
+/* Without API_KEY every caller is admin. */
+static void test_authorize_for_without_key(void **state)
+{
+    fx_t *fx = *state;
+    sess_registry_add(fx->reg, "sales");
+    api_caller_t c = {"10.0.0.1", NULL, 0};
+    api_scope_t scope;
+    assert_int_equal(api_authorize_for(fx->api, &c, "sales", 0, &scope), API_OK);
+    assert_int_equal(scope, API_SCOPE_ADMIN);
+    assert_int_equal(api_authorize_for(fx->api, &c, NULL, 0, &scope), API_OK);
+}
+
+/* The body of POST /api/sessions. */
+static void test_session_body(void **state)
+{
+    (void)state;
+    char name[65], dev[65];
+    const char *why;
+    static const char *const good[] = {"{\"name\":\"sales\"}",
+                                       "{\"name\":\"a_b-9\",\"deviceName\":\"Desk \u00e9\"}"};
+    for (size_t i = 0; i < 2; i++)
+        assert_int_equal(api_parse_session_body(good[i], strlen(good[i]), name, dev, &why), 0);
+    assert_string_equal(name, "a_b-9");
+    assert_string_equal(dev, "Desk \xc3\xa9");
+    static const char *const bad[] = {
+        "",
+        "[]",
+        "{}",
+        "{\"name\":\"Sales\"}",
+        "{\"name\":\"\"}",
+        "{\"name\":1}",
+        "{\"name\":\"a b\"}",
+        "{\"name\":\"x\",\"deviceName\":\"\"}",
+        "{\"name\":\"x\",\"deviceName\":\"a\\nb\"}",
+        "{\"name\":\"x\",\"other\":1}",
+        "{\"name\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+        "{\"name\":\"x\""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why = NULL;
+        if (api_parse_session_body(bad[i], strlen(bad[i]), name, dev, &why) != -1 || !why)
+            fail_msg("accepted: %s", bad[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -530,6 +645,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pairing_code_handler, setup_key, teardown),
         cmocka_unit_test_setup_teardown(test_link_code_in_status, setup_key, teardown),
         cmocka_unit_test_setup_teardown(test_passkey_views, setup_key, teardown),
+        cmocka_unit_test_setup_teardown(test_authorize_for_table, setup_key, teardown),
+        cmocka_unit_test_setup_teardown(test_authorize_for_without_key, setup_nokey, teardown),
+        cmocka_unit_test(test_session_body),
         cmocka_unit_test_setup_teardown(test_passkey_response_without_step, setup_key, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
