@@ -255,6 +255,8 @@ int main(int argc, char **argv)
     sess_render_hooks_t hooks = api_render_hooks();
     app.reg = sess_registry_new(&app.loop, &hooks);
     app.metrics = metrics_new();
+    if (app.metrics)
+        metrics_set_registry(app.metrics, app.reg);
     if (!app.reg || !app.metrics) {
         fprintf(stderr, "wa-gateway: cannot initialise: out of memory\n");
         rc = 1;

@@ -15,6 +15,7 @@ struct metrics {
     uint64_t auth_failures;
     int64_t subs_sse, subs_ws, subs_grpc;
     uint64_t reconnects;
+    sess_registry_t *reg;       /* every session's series; NULL: only the snapshot given */
     pthread_mutex_t version_mu; /* guards wa_version and wa_version_source */
     char wa_version[48], wa_version_source[48];
     uint64_t limits[METRICS_LIMIT_COUNT];
@@ -43,6 +44,11 @@ static const char *const route_names[METRICS_ROUTE_COUNT] = {
     [METRICS_ROUTE_GRPC_WATCH] = "WatchStatus",
     [METRICS_ROUTE_GRPC_PAIRING_CODE] = "RequestPairingCode",
     [METRICS_ROUTE_GRPC_OTHER] = "other"};
+
+void metrics_set_registry(metrics_t *m, sess_registry_t *reg)
+{
+    m->reg = reg;
+}
 
 metrics_t *metrics_new(void)
 {
@@ -186,23 +192,49 @@ char *metrics_render(metrics_t *m, const sess_snapshot_t *snap)
     if (!o.buf)
         return NULL;
     o.buf[0] = 0;
-    outf(&o, "# HELP wagw_session_state 1 for the session's current state.\n"
-             "# TYPE wagw_session_state gauge\n");
+    /* per session: one series set each, so the cardinality is bounded by
+     * MAX_SESSIONS; the detail as a label of an info series */
+    size_t n = 0;
+    sess_snapshot_t **all = m->reg ? sess_registry_snapshots(m->reg, &n) : NULL;
+    sess_snapshot_t *one[1] = {(sess_snapshot_t *)snap};
+    sess_snapshot_t **v = all ? all : one;
+    if (!all)
+        n = snap ? 1 : 0;
     static const sess_state_t states[] = {SESS_DISCONNECTED, SESS_CONNECTING, SESS_QR_READY,
                                           SESS_CONNECTED};
-    for (size_t i = 0; i < 4; i++)
-        outf(&o, "wagw_session_state{session=\"default\",state=\"%s\"} %d\n",
-             sess_state_name(states[i]), snap && snap->state == states[i]);
     outf(&o,
-         "# HELP wagw_session_transitions_total State changes published.\n"
-         "# TYPE wagw_session_transitions_total counter\n"
-         "wagw_session_transitions_total{session=\"default\"} %llu\n",
-         snap ? (unsigned long long)(snap->seq - 1) : 0ULL);
-    outf(&o,
-         "# HELP wagw_session_linked 1 when credentials of a linked account exist.\n"
-         "# TYPE wagw_session_linked gauge\n"
-         "wagw_session_linked{session=\"default\"} %d\n",
-         snap ? snap->linked : 0);
+         "# HELP wagw_sessions Sessions (WhatsApp accounts) held.\n"
+         "# TYPE wagw_sessions gauge\n"
+         "wagw_sessions %zu\n",
+         n);
+    outf(&o, "# HELP wagw_session_state 1 for the session's current state.\n"
+             "# TYPE wagw_session_state gauge\n");
+    for (size_t k = 0; k < n; k++)
+        for (size_t i = 0; i < 4; i++)
+            outf(&o, "wagw_session_state{session=\"%s\",state=\"%s\"} %d\n", v[k]->session,
+                 sess_state_name(states[i]), v[k]->state == states[i]);
+    outf(&o, "# HELP wagw_session_detail 1 for the detail of the session's current state.\n"
+             "# TYPE wagw_session_detail gauge\n");
+    for (size_t k = 0; k < n; k++)
+        outf(&o, "wagw_session_detail{session=\"%s\",detail=\"%s\"} 1\n", v[k]->session,
+             v[k]->detail);
+    outf(&o, "# HELP wagw_session_transitions_total State changes published.\n"
+             "# TYPE wagw_session_transitions_total counter\n");
+    for (size_t k = 0; k < n; k++)
+        outf(&o, "wagw_session_transitions_total{session=\"%s\"} %llu\n", v[k]->session,
+             (unsigned long long)(v[k]->seq - 1));
+    outf(&o, "# HELP wagw_session_connects_total WhatsApp connections started (reconnects "
+             "included).\n"
+             "# TYPE wagw_session_connects_total counter\n");
+    for (size_t k = 0; k < n; k++)
+        outf(&o, "wagw_session_connects_total{session=\"%s\"} %llu\n", v[k]->session,
+             (unsigned long long)v[k]->connects);
+    outf(&o, "# HELP wagw_session_linked 1 when credentials of a linked account exist.\n"
+             "# TYPE wagw_session_linked gauge\n");
+    for (size_t k = 0; k < n; k++)
+        outf(&o, "wagw_session_linked{session=\"%s\"} %d\n", v[k]->session, v[k]->linked);
+    if (all)
+        sess_snapshots_free(all, n);
     outf(&o, "# HELP wagw_requests_total Requests by transport, route and status.\n"
              "# TYPE wagw_requests_total counter\n");
     for (int r = 0; r < METRICS_ROUTE_COUNT; r++) {

@@ -41,6 +41,10 @@ typedef struct metrics metrics_t;
 /* Creates zeroed counters. Returns NULL when out of memory. */
 metrics_t *metrics_new(void);
 
+/* Renders every session of `reg` (borrowed) instead of the one snapshot
+ * metrics_render is given. Set once, before the listeners start. */
+void metrics_set_registry(metrics_t *m, sess_registry_t *reg);
+
 /* Frees the counters. */
 void metrics_free(metrics_t *m);
 

@@ -589,6 +589,7 @@ static void connect_now(drv_t *d)
         return;
     }
     d->gate_passed = 0;
+    sess_count_connect(d->sess);
     if (!d->have_creds) {
         int rc = store_load(d->o.store, sess_name(d->sess), &d->creds);
         d->have_creds = rc == 0;

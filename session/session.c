@@ -40,8 +40,9 @@ struct sess {
     pthread_mutex_t key_mu; /* guards key_hash and has_key */
     uint8_t key_hash[32];
     int has_key;
-    int refs;    /* the registry's while listed, + sess_registry_get / subscriptions */
-    int removed; /* taken out of the registry (sess_registry_remove) */
+    uint64_t connects; /* loop thread */
+    int refs;          /* the registry's while listed, + sess_registry_get / subscriptions */
+    int removed;       /* taken out of the registry (sess_registry_remove) */
     void (*removed_done)(void *);
     void *removed_arg;
     sess_t *next;
@@ -754,6 +755,11 @@ size_t sess_subscriber_count(sess_t *s)
 
 /* --- publishing --- */
 
+void sess_count_connect(sess_t *s)
+{
+    s->connects++;
+}
+
 int sess_publish(sess_t *s, const sess_change_t *c)
 {
     sess_snapshot_t *old = s->current; /* only the loop thread swaps it */
@@ -761,6 +767,7 @@ int sess_publish(sess_t *s, const sess_change_t *c)
     if (!snap)
         return -1;
     snap->seq = old->seq + 1;
+    snap->connects = s->connects;
     snap->state = c->state;
     snap->changed_ms = sess_now_ms();
     snap->since_ms = c->state == old->state ? old->since_ms : snap->changed_ms;

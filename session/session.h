@@ -61,6 +61,7 @@ typedef struct {
     /* Linking other than by QR; shown only to callers holding a key. */
     const char *link_code; /* 8-character code to enter or confirm ("ABCD-EFGH"), or NULL */
     int64_t link_code_expires_at_ms; /* when link_code stops being valid (0 = unknown) */
+    uint64_t connects;               /* WhatsApp connections started so far (this process) */
     const char *passkey_options;     /* WebAuthn request options JSON while a passkey is
                                       * required (detail "passkey_required"), or NULL */
 } sess_snapshot_t;
@@ -263,6 +264,10 @@ typedef struct {
     const char *passkey_options;
     int clear_link;
 } sess_change_t;
+
+/* Counts a new WhatsApp connection of the session (shown in the next
+ * snapshot's `connects`). Loop thread. */
+void sess_count_connect(sess_t *s);
 
 /* Publishes a new snapshot built from the current one and `change`, and
  * queues it to every subscriber. Returns 0, or -1 when out of memory (nothing
