@@ -9,6 +9,7 @@
 #include <yajl/yajl_tree.h>
 
 #include "api/api.h"
+#include "session/manager.h"
 
 #define KEY(g, k) yajl_gen_string(g, (const unsigned char *)(k), strlen(k))
 
@@ -143,19 +144,33 @@ static void status_members(yajl_gen g, const sess_snapshot_t *s, int with_accoun
     }
 }
 
-char *api_json_status(const sess_snapshot_t *s, int with_account, int64_t now_ms)
+/* {"success":true[,"message":...],"data":{[name,]status...[,key]}}: every
+ * answer that carries a session's status. */
+static char *status_reply(const sess_snapshot_t *s, const char *message, int with_account,
+                          int64_t now_ms, const char *name, const char *key)
 {
     yajl_gen g = gen_new();
     if (!g)
         return NULL;
     yajl_gen_map_open(g);
     put_bool(g, "success", 1);
+    if (message)
+        put_str(g, "message", message);
     KEY(g, "data");
     yajl_gen_map_open(g);
+    if (name)
+        put_str(g, "name", name);
     status_members(g, s, with_account, now_ms);
+    if (key)
+        put_str(g, "key", key);
     yajl_gen_map_close(g);
     yajl_gen_map_close(g);
     return finish(g);
+}
+
+char *api_json_status(const sess_snapshot_t *s, int with_account, int64_t now_ms)
+{
+    return status_reply(s, NULL, with_account, now_ms, NULL, NULL);
 }
 
 char *api_json_event(const sess_snapshot_t *s, int with_account, int64_t now_ms)
@@ -191,18 +206,7 @@ char *api_json_qr(const sess_snapshot_t *s, const char *message, int64_t now_ms)
 char *api_json_status_message(const sess_snapshot_t *s, const char *message, int with_account,
                               int64_t now_ms)
 {
-    yajl_gen g = gen_new();
-    if (!g)
-        return NULL;
-    yajl_gen_map_open(g);
-    put_bool(g, "success", 1);
-    put_str(g, "message", message);
-    KEY(g, "data");
-    yajl_gen_map_open(g);
-    status_members(g, s, with_account, now_ms);
-    yajl_gen_map_close(g);
-    yajl_gen_map_close(g);
-    return finish(g);
+    return status_reply(s, message, with_account, now_ms, NULL, NULL);
 }
 
 char *api_json_passkey(const sess_snapshot_t *s)
@@ -256,12 +260,15 @@ char *api_json_error(const char *message, const sess_snapshot_t *s)
     return finish(g);
 }
 
-int api_parse_pairing_code_body(const char *body, size_t len, char out[16], const char **why)
+/* Parses a request body that must be one JSON object (NUL bytes refused).
+ * Returns the tree (caller frees with yajl_tree_free), or NULL with
+ * `malformed` in *why. */
+static yajl_val parse_object(const char *body, size_t len, const char *malformed, const char **why)
 {
-    char *text = malloc(len + 1);
+    char *text = body ? malloc(len + 1) : NULL;
     if (!text) {
-        *why = "Out of memory";
-        return -1;
+        *why = body ? "Out of memory" : malformed;
+        return NULL;
     }
     memcpy(text, body, len);
     text[len] = 0;
@@ -270,9 +277,18 @@ int api_parse_pairing_code_body(const char *body, size_t len, char out[16], cons
     free(text);
     if (!v || !YAJL_IS_OBJECT(v)) {
         yajl_tree_free(v);
-        *why = "Malformed JSON body (expected {\"phoneNumber\":\"+15551234567\"})";
-        return -1;
+        *why = malformed;
+        return NULL;
     }
+    return v;
+}
+
+int api_parse_pairing_code_body(const char *body, size_t len, char out[16], const char **why)
+{
+    yajl_val v = parse_object(
+        body, len, "Malformed JSON body (expected {\"phoneNumber\":\"+15551234567\"})", why);
+    if (!v)
+        return -1;
     int rc = -1;
     *why = "phoneNumber is missing";
     for (size_t i = 0; i < v->u.object.len; i++) {
@@ -294,21 +310,9 @@ int api_parse_pairing_code_body(const char *body, size_t len, char out[16], cons
 int api_parse_reconnect_body(const char *body, size_t len, int *keep, unsigned *wait_ms,
                              const char **why)
 {
-    char *text = malloc(len + 1);
-    if (!text) {
-        *why = "Out of memory";
+    yajl_val v = parse_object(body, len, "Malformed JSON body (expected an object)", why);
+    if (!v)
         return -1;
-    }
-    memcpy(text, body, len);
-    text[len] = 0;
-    char errbuf[128];
-    yajl_val v = memchr(text, 0, len) ? NULL : yajl_tree_parse(text, errbuf, sizeof(errbuf));
-    free(text);
-    if (!v || !YAJL_IS_OBJECT(v)) {
-        yajl_tree_free(v);
-        *why = "Malformed JSON body (expected an object)";
-        return -1;
-    }
     int rc = 0;
     for (size_t i = 0; i < v->u.object.len; i++) {
         const char *k = v->u.object.keys[i];
@@ -357,19 +361,43 @@ char *api_json_sessions(sess_snapshot_t *const *v, size_t n, int with_account, i
 char *api_json_session_key(const sess_snapshot_t *s, const char *message, const char *key,
                            int64_t now_ms)
 {
-    yajl_gen g = gen_new();
-    if (!g)
-        return NULL;
-    yajl_gen_map_open(g);
-    put_bool(g, "success", 1);
-    if (message)
-        put_str(g, "message", message);
-    KEY(g, "data");
-    yajl_gen_map_open(g);
-    put_str(g, "name", s->session);
-    status_members(g, s, 1, now_ms);
-    put_str(g, "key", key);
-    yajl_gen_map_close(g);
-    yajl_gen_map_close(g);
-    return finish(g);
+    return status_reply(s, message, 1, now_ms, s->session, key);
+}
+
+int api_parse_session_body(const char *body, size_t len, char name[65], char device[65],
+                           const char **why)
+{
+    name[0] = device[0] = 0;
+    yajl_val v =
+        parse_object(body, len, "The body must be a JSON object {\"name\":\"sales\"}", why);
+    if (!v)
+        return -1;
+    int rc = -1;
+    *why = "\"name\" must be 1 to 64 of a-z, 0-9, '_' and '-'";
+    for (size_t i = 0; i < v->u.object.len; i++) {
+        const char *k = v->u.object.keys[i];
+        yajl_val x = v->u.object.values[i];
+        if (!strcmp(k, "name")) {
+            if (!YAJL_IS_STRING(x) || !sess_mgr_name_ok(YAJL_GET_STRING(x)))
+                goto out;
+            snprintf(name, 65, "%s", YAJL_GET_STRING(x));
+        } else if (!strcmp(k, "deviceName")) {
+            if (!YAJL_IS_STRING(x) || !sess_mgr_device_name_ok(YAJL_GET_STRING(x))) {
+                *why = "\"deviceName\" must be 1 to 64 bytes of text without control characters";
+                goto out;
+            }
+            snprintf(device, 65, "%s", YAJL_GET_STRING(x));
+        } else {
+            *why = "Unknown member (allowed: \"name\", \"deviceName\")";
+            goto out;
+        }
+    }
+    if (!name[0]) {
+        *why = "\"name\" is required";
+        goto out;
+    }
+    rc = 0;
+out:
+    yajl_tree_free(v);
+    return rc;
 }

@@ -9,7 +9,6 @@
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <yajl/yajl_tree.h>
 
 #include "api/api.h"
 #include "common/base64.h"
@@ -60,58 +59,6 @@ api_code_t api_authorize_for(api_t *api, const api_caller_t *caller, const char 
     return rc == API_OK ? API_ERR_UNAUTHENTICATED : rc;
 }
 
-int api_parse_session_body(const char *body, size_t len, char name[65], char device[65],
-                           const char **why)
-{
-    name[0] = device[0] = 0;
-    if (!body || !len) {
-        *why = "A JSON body {\"name\":\"sales\"} is required";
-        return -1;
-    }
-    char *copy = malloc(len + 1), err[128];
-    if (!copy) {
-        *why = "Out of memory";
-        return -1;
-    }
-    memcpy(copy, body, len);
-    copy[len] = 0;
-    yajl_val v = strlen(copy) == len ? yajl_tree_parse(copy, err, sizeof(err)) : NULL;
-    free(copy);
-    if (!v || !YAJL_IS_OBJECT(v)) {
-        *why = "The body must be a JSON object {\"name\":\"sales\"}";
-        yajl_tree_free(v);
-        return -1;
-    }
-    int rc = -1;
-    *why = "\"name\" must be 1 to 64 of a-z, 0-9, '_' and '-'";
-    for (size_t i = 0; i < v->u.object.len; i++) {
-        const char *k = v->u.object.keys[i];
-        yajl_val x = v->u.object.values[i];
-        if (!strcmp(k, "name")) {
-            if (!YAJL_IS_STRING(x) || !sess_mgr_name_ok(YAJL_GET_STRING(x)))
-                goto out;
-            snprintf(name, 65, "%s", YAJL_GET_STRING(x));
-        } else if (!strcmp(k, "deviceName")) {
-            if (!YAJL_IS_STRING(x) || !sess_mgr_device_name_ok(YAJL_GET_STRING(x))) {
-                *why = "\"deviceName\" must be 1 to 64 bytes of text without control characters";
-                goto out;
-            }
-            snprintf(device, 65, "%s", YAJL_GET_STRING(x));
-        } else {
-            *why = "Unknown member (allowed: \"name\", \"deviceName\")";
-            goto out;
-        }
-    }
-    if (!name[0]) {
-        *why = "\"name\" is required";
-        goto out;
-    }
-    rc = 0;
-out:
-    yajl_tree_free(v);
-    return rc;
-}
-
 /* A fresh key (base64url of 32 random bytes, malloc'd) and its hash. */
 static char *new_key(uint8_t hash[32])
 {
@@ -149,32 +96,36 @@ static api_code_t mgr_code(int rc, const char **msg)
     }
 }
 
-api_result_t api_session_create(api_t *api, const char *name, const char *device_name,
-                                char **key_out)
+/* The end of create and rotate: rc from the manager; on success the key
+ * goes to the caller with the session's snapshot, else it is wiped. */
+static api_result_t with_key(sess_t *s, int rc, char *key, const char *message, char **key_out)
 {
-    api_result_t r = {API_ERR_INTERNAL, NULL, NULL};
-    *key_out = NULL;
-    sess_mgr_t *m = api_sessions(api);
-    if (!m)
-        return r;
-    uint8_t h[32];
-    char *key = new_key(h);
-    if (!key)
-        return r;
-    sess_t *s = NULL;
-    int rc = sess_mgr_create(m, name, device_name, h, &s);
-    explicit_bzero(h, sizeof(h));
+    api_result_t r = {API_OK, message, NULL};
     if (rc) {
         explicit_bzero(key, strlen(key));
         free(key);
         r.code = mgr_code(rc, &r.message);
         return r;
     }
-    r.code = API_OK;
-    r.message = "Session created: keep its key, it is shown only once";
     r.snap = sess_current(s);
     *key_out = key;
     return r;
+}
+
+api_result_t api_session_create(api_t *api, const char *name, const char *device_name,
+                                char **key_out)
+{
+    api_result_t r = {API_ERR_INTERNAL, NULL, NULL};
+    *key_out = NULL;
+    sess_mgr_t *m = api_sessions(api);
+    uint8_t h[32];
+    char *key = m ? new_key(h) : NULL;
+    if (!key)
+        return r;
+    sess_t *s = NULL;
+    int rc = sess_mgr_create(m, name, device_name, h, &s);
+    explicit_bzero(h, sizeof(h));
+    return with_key(s, rc, key, "Session created: keep its key, it is shown only once", key_out);
 }
 
 api_result_t api_session_rotate_key(api_t *api, const char *name, char **key_out)
@@ -193,17 +144,7 @@ api_result_t api_session_rotate_key(api_t *api, const char *name, char **key_out
         return r;
     int rc = sess_mgr_set_key(m, name, h);
     explicit_bzero(h, sizeof(h));
-    if (rc) {
-        explicit_bzero(key, strlen(key));
-        free(key);
-        r.code = mgr_code(rc, &r.message);
-        return r;
-    }
-    r.code = API_OK;
-    r.message = "New session key: the old one no longer works";
-    r.snap = sess_current(s);
-    *key_out = key;
-    return r;
+    return with_key(s, rc, key, "New session key: the old one no longer works", key_out);
 }
 
 api_code_t api_session_list(api_t *api, const char *state, sess_snapshot_t ***out, size_t *n)
