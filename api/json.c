@@ -285,6 +285,10 @@ static yajl_val parse_object(const char *body, size_t len, const char *malformed
 
 int api_parse_pairing_code_body(const char *body, size_t len, char out[16], const char **why)
 {
+    if (!body || !len) {
+        *why = "A JSON body {\"phoneNumber\":\"+15551234567\"} is required";
+        return -1;
+    }
     yajl_val v = parse_object(
         body, len, "Malformed JSON body (expected {\"phoneNumber\":\"+15551234567\"})", why);
     if (!v)

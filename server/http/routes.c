@@ -61,26 +61,11 @@ static int route_status(http_server_t *srv, h2o_req_t *req)
     return 0;
 }
 
-static const char *no_qr_message(const sess_snapshot_t *s)
-{
-    switch (s->state) {
-    case SESS_CONNECTED:
-        return "No QR code: already connected";
-    case SESS_CONNECTING:
-        return "No QR code yet: connecting to WhatsApp";
-    case SESS_DISCONNECTED:
-        return "No QR code: disconnected (POST reconnect to get a new one)";
-    default:
-        return "No QR code available";
-    }
-}
-
 static int route_qr(http_server_t *srv, h2o_req_t *req)
 {
     api_result_t r = api_qr(srv->opts.api, NULL);
     if (r.code != API_OK) {
-        http_send_error(srv, req, METRICS_ROUTE_QR, r.code, r.snap ? no_qr_message(r.snap) : NULL,
-                        r.snap);
+        http_send_error(srv, req, METRICS_ROUTE_QR, r.code, r.message, r.snap);
         api_result_clear(&r);
         return 0;
     }
@@ -112,20 +97,8 @@ static int route_logout(http_server_t *srv, h2o_req_t *req)
     if (r.code != API_OK) {
         http_send_error(srv, req, METRICS_ROUTE_LOGOUT, r.code, r.message, r.snap);
     } else {
-        char *status = api_json_status(r.snap, 0, sess_now_ms());
-        /* {"success":true,"message":"Logged out","data":{...}} */
-        char *body = NULL;
-        /* status is {"success":true,"data":{...}}: splice the message in */
-        static const char head[] = "{\"success\":true,";
-        if (status && !strncmp(status, head, sizeof(head) - 1)) {
-            size_t n = strlen(status) + 64;
-            body = malloc(n);
-            if (body)
-                snprintf(body, n, "%s\"message\":\"Logged out\",%s", head,
-                         status + sizeof(head) - 1);
-        }
-        free(status);
-        http_send_json(srv, req, METRICS_ROUTE_LOGOUT, 200, body);
+        http_send_json(srv, req, METRICS_ROUTE_LOGOUT, 200,
+                       api_json_status_message(r.snap, r.message, 0, sess_now_ms()));
     }
     api_result_clear(&r);
     return 0;
@@ -212,15 +185,12 @@ static void on_reconnected(api_result_t r, void *arg)
     rc->wait = NULL;
     if (r.code == API_OK && r.snap && r.snap->state == SESS_QR_READY)
         http_send_json(rc->srv, rc->req, METRICS_ROUTE_RECONNECT, 200,
-                       api_json_qr(r.snap, "WhatsApp reconnection initiated", sess_now_ms()));
+                       api_json_qr(r.snap, r.message, sess_now_ms()));
     else if (r.code == API_OK) /* keep_credentials and linked: no QR needed */
         http_send_json(rc->srv, rc->req, METRICS_ROUTE_RECONNECT, 200,
                        api_json_status(r.snap, 0, sess_now_ms()));
     else
-        http_send_error(rc->srv, rc->req, METRICS_ROUTE_RECONNECT, r.code,
-                        r.code == API_ERR_UNREACHABLE && r.snap && r.snap->detail[0] ? NULL
-                                                                                     : r.message,
-                        r.snap);
+        http_send_error(rc->srv, rc->req, METRICS_ROUTE_RECONNECT, r.code, r.message, r.snap);
     api_result_clear(&r);
 }
 
@@ -304,12 +274,6 @@ static int route_passkey(http_server_t *srv, h2o_req_t *req)
         api_result_clear(&r);
         return 0;
     }
-    if (!req->entity.base || !req->entity.len) {
-        http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_BAD_REQUEST,
-                        "Missing body: the WebAuthn assertion (PublicKeyCredential.toJSON())",
-                        NULL);
-        return 0;
-    }
     passkey_req_t *pr = calloc(1, sizeof(*pr));
     if (!pr) {
         http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_INTERNAL, NULL, NULL);
@@ -359,9 +323,8 @@ static void on_pairing_code(api_result_t r, const char *code, int expires_in, vo
 static int route_pairing_code(http_server_t *srv, h2o_req_t *req)
 {
     char phone[16];
-    const char *why = "A JSON body {\"phoneNumber\":\"+15551234567\"} is required";
-    if (!req->entity.base || !req->entity.len ||
-        api_parse_pairing_code_body(req->entity.base, req->entity.len, phone, &why) != 0) {
+    const char *why = NULL;
+    if (api_parse_pairing_code_body(req->entity.base, req->entity.len, phone, &why) != 0) {
         http_send_error(srv, req, METRICS_ROUTE_PAIRING_CODE, API_ERR_BAD_REQUEST, why, NULL);
         return 0;
     }
