@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "api/qr.h"
+#include "session/manager.h"
 
 #define AUTH_SLOTS 4096
 
@@ -738,4 +739,11 @@ sess_render_hooks_t api_render_hooks(void)
 {
     sess_render_hooks_t h = {render_qr, free_render, NULL};
     return h;
+}
+
+/* --- names in paths --- */
+
+int api_session_name_ok(const char *name)
+{
+    return name && sess_mgr_name_ok(name);
 }

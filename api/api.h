@@ -182,6 +182,11 @@ void api_session_delete(api_t *api, const char *name, api_done_cb cb, void *arg)
  * thread. */
 api_result_t api_session_rotate_key(api_t *api, const char *name, char **key_out);
 
+/* Returns 1 when `name` is a valid session name ([a-z0-9_-]{1,64}), else 0:
+ * a transport answers API_ERR_BAD_REQUEST for a malformed name in a path
+ * before asking for the session. Any thread. */
+int api_session_name_ok(const char *name);
+
 /* Subscribes to every session's changes (GET /api/events, WatchSessions);
  * NULL with *code set on failure. Any thread. */
 sess_sub_t *api_watch_all(api_t *api, const sess_sub_opts_t *opts, api_code_t *code);
@@ -335,6 +340,10 @@ char *api_json_pairing_code(const char *code, int expires_in);
 /* {"success":false,"message":...[,"state":...,"detail":...]}; the state
  * fields only when `s` is non-NULL. */
 char *api_json_error(const char *message, const sess_snapshot_t *s);
+
+/* {"success":true,"message":...} (an answer with nothing more to say, e.g.
+ * a deleted session). */
+char *api_json_message(const char *message);
 
 /* {"success":true,"data":[{status data of each session}, ...]} (GET
  * /api/sessions); the accounts only with `with_account`. */

@@ -244,6 +244,18 @@ char *api_json_pairing_code(const char *code, int expires_in)
     return finish(g);
 }
 
+char *api_json_message(const char *message)
+{
+    yajl_gen g = gen_new();
+    if (!g)
+        return NULL;
+    yajl_gen_map_open(g);
+    put_bool(g, "success", 1);
+    put_str(g, "message", message);
+    yajl_gen_map_close(g);
+    return finish(g);
+}
+
 char *api_json_error(const char *message, const sess_snapshot_t *s)
 {
     yajl_gen g = gen_new();

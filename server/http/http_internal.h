@@ -58,6 +58,15 @@ typedef struct {
     http_event_blob_t *blob; /* referenced */
 } http_event_cache_t;
 
+/* What is rendered for one session: its bodies and its last event per
+ * account visibility. Sessions share HTTP_CACHE_SLOTS slots by the hash of
+ * their name; two sessions in one slot only render more often. */
+#define HTTP_CACHE_SLOTS 64
+typedef struct {
+    http_body_cache_t bodies[HTTP_BODY_COUNT];
+    http_event_cache_t events[2]; /* [with_account] */
+} http_cache_slot_t;
+
 struct http_server {
     uv_loop_t *loop;
     http_opts_t opts;
@@ -79,8 +88,7 @@ struct http_server {
     uint64_t refused_log_ms;      /* last warning about the connection cap */
     http_stream_t *streams;       /* every live stream */
     http_stream_t *dirty;         /* streams with new snapshots to send */
-    http_event_cache_t cache[2];  /* [with_account] */
-    http_body_cache_t bodies[HTTP_BODY_COUNT];
+    http_cache_slot_t caches[HTTP_CACHE_SLOTS]; /* by session (http_cache_slot) */
     size_t nstreams;
     int grace_expired;
     int stopping;
@@ -94,6 +102,9 @@ typedef struct {
     h2o_handler_t super;
     http_server_t *srv;
 } http_handler_t;
+
+/* The cache slot of the snapshot's session. */
+http_cache_slot_t *http_cache_slot(http_server_t *srv, const sess_snapshot_t *snap);
 
 /* --- reply.c: responses --- */
 
@@ -185,9 +196,10 @@ void http_reconnects_sweep(http_server_t *srv);
 
 /* --- streams.c --- */
 
-/* Answers `req` with an event stream of `session` (NULL = "default"): a
- * WebSocket when it is an upgrade, else SSE. */
-int http_stream_open(http_server_t *srv, h2o_req_t *req, int with_account);
+/* Answers `req` with an event stream of `session`, or of every session
+ * when NULL (each event names its session): a WebSocket when it is an
+ * upgrade, else SSE. An unknown session gets a 404. */
+int http_stream_open(http_server_t *srv, h2o_req_t *req, const char *session, int with_account);
 
 /* The loop's wake-up for streams with new snapshots. */
 void http_on_flush(uv_async_t *a);

@@ -27,6 +27,8 @@ static const char *reason_for(int status)
     switch (status) {
     case 200:
         return "OK";
+    case 201:
+        return "Created";
     case 204:
         return "No Content";
     case 400:
@@ -53,6 +55,8 @@ static const char *reason_for(int status)
         return "Service Unavailable";
     case 504:
         return "Gateway Timeout";
+    case 507:
+        return "Insufficient Storage";
     }
     return "Unknown";
 }
@@ -172,7 +176,7 @@ const char *http_cached_body(http_server_t *srv, int kind, sess_snapshot_t *snap
     int64_t now = sess_now_ms();
     long long left = sess_snapshot_qr_expires_in(snap, now);
     long long code_left = api_link_code_expires_in(snap, now);
-    http_body_cache_t *c = &srv->bodies[kind];
+    http_body_cache_t *c = &http_cache_slot(srv, snap)->bodies[kind];
     if (!c->body || c->snap != snap || c->left_s != left || c->code_s != code_left) {
         char *body = kind == HTTP_BODY_QR
                          ? api_json_qr(snap, NULL, now)
@@ -191,14 +195,24 @@ const char *http_cached_body(http_server_t *srv, int kind, sess_snapshot_t *snap
     return c->body;
 }
 
+http_cache_slot_t *http_cache_slot(http_server_t *srv, const sess_snapshot_t *snap)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = snap->session ? snap->session : ""; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return &srv->caches[h % HTTP_CACHE_SLOTS];
+}
+
 void http_body_cache_clear(http_server_t *srv)
 {
-    for (int i = 0; i < HTTP_BODY_COUNT; i++) {
-        body_free(&srv->bodies[i]);
-        sess_snapshot_unref(srv->bodies[i].snap);
-        srv->bodies[i].body = NULL;
-        srv->bodies[i].snap = NULL;
-    }
+    for (size_t k = 0; k < HTTP_CACHE_SLOTS; k++)
+        for (int i = 0; i < HTTP_BODY_COUNT; i++) {
+            http_body_cache_t *c = &srv->caches[k].bodies[i];
+            body_free(c);
+            sess_snapshot_unref(c->snap);
+            c->body = NULL;
+            c->snap = NULL;
+        }
 }
 
 void http_send_json(http_server_t *srv, h2o_req_t *req, metrics_route_t route, int status,

@@ -12,47 +12,43 @@
 
 /* --- authorization --- */
 
-/* The presented API key: the X-API-Key header only (a key in the URL would
- * end up in histories, logs and Referer headers). Returns API_OK,
- * API_ERR_UNAUTHENTICATED or API_ERR_RATE_LIMITED. */
-static api_code_t authorize(http_server_t *srv, h2o_req_t *req)
+/* What the route lookup found out about a request, for its handler. */
+typedef struct {
+    const char *session; /* the session acted on ("default" on the seed routes); NULL on
+                          * admin and service routes */
+    api_scope_t scope;   /* what the caller's key opens (API_SCOPE_NONE without one) */
+} http_call_t;
+
+/* Asks api/ whether the caller may use a route acting on `session` (NULL:
+ * an admin route). The key is read from the X-API-Key header only (a key in
+ * the URL would end up in histories, logs and Referer headers). Returns
+ * API_OK with *scope set, API_ERR_UNAUTHENTICATED, API_ERR_RATE_LIMITED or
+ * API_ERR_FORBIDDEN. */
+static api_code_t authorize(http_server_t *srv, h2o_req_t *req, const char *session,
+                            int key_optional, api_scope_t *scope)
 {
-    api_t *api = srv->opts.api;
-    if (!api_key_required(api))
-        return API_OK;
     h2o_iovec_t v;
     int has = http_header_value(req, "x-api-key", &v);
     char addr[64];
     http_peer_addr(req, addr, sizeof(addr));
-    api_code_t c = api_authorize(api, addr, has ? v.base : NULL, has ? v.len : 0);
+    api_caller_t caller = {addr, has ? v.base : NULL, has ? v.len : 0};
+    api_code_t c = api_authorize_for(srv->opts.api, &caller, session, key_optional, scope);
     if (c != API_OK)
         metrics_auth_failure(srv->opts.metrics);
     return c;
 }
 
-/* The optional key of a route that needs none (status): the right key
- * shows the linked account; a wrong one is counted as on every route. */
-static int key_ok(http_server_t *srv, h2o_req_t *req)
-{
-    h2o_iovec_t v;
-    if (!api_key_required(srv->opts.api))
-        return 1;
-    if (!http_header_value(req, "x-api-key", &v))
-        return 0;
-    return authorize(srv, req) == API_OK;
-}
-
 /* --- contract routes --- */
 
-static int route_status(http_server_t *srv, h2o_req_t *req)
+static int route_status(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
 {
-    api_result_t r = api_status(srv->opts.api, NULL);
+    api_result_t r = api_status(srv->opts.api, c->session);
     if (r.code != API_OK) {
         http_send_error(srv, req, METRICS_ROUTE_STATUS, r.code, r.message, NULL);
         return 0;
     }
     /* the linked account only to callers that could also fetch the QR */
-    int with_account = key_ok(srv, req) && !http_wildcard_untrusted(srv, req);
+    int with_account = c->scope != API_SCOPE_NONE && !http_wildcard_untrusted(srv, req);
     size_t len = 0;
     const char *body = http_cached_body(
         srv, with_account ? HTTP_BODY_STATUS_ACCOUNT : HTTP_BODY_STATUS, r.snap, &len);
@@ -61,9 +57,9 @@ static int route_status(http_server_t *srv, h2o_req_t *req)
     return 0;
 }
 
-static int route_qr(http_server_t *srv, h2o_req_t *req)
+static int route_qr(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
 {
-    api_result_t r = api_qr(srv->opts.api, NULL);
+    api_result_t r = api_qr(srv->opts.api, c->session);
     if (r.code != API_OK) {
         http_send_error(srv, req, METRICS_ROUTE_QR, r.code, r.message, r.snap);
         api_result_clear(&r);
@@ -91,9 +87,9 @@ static int route_qr(http_server_t *srv, h2o_req_t *req)
     return 0;
 }
 
-static int route_logout(http_server_t *srv, h2o_req_t *req)
+static int route_logout(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
 {
-    api_result_t r = api_logout(srv->opts.api, NULL);
+    api_result_t r = api_logout(srv->opts.api, c->session);
     if (r.code != API_OK) {
         http_send_error(srv, req, METRICS_ROUTE_LOGOUT, r.code, r.message, r.snap);
     } else {
@@ -194,7 +190,7 @@ static void on_reconnected(api_result_t r, void *arg)
     api_result_clear(&r);
 }
 
-static int route_reconnect(http_server_t *srv, h2o_req_t *req)
+static int route_reconnect(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
 {
     int keep = 0;
     unsigned wait_ms = 0;
@@ -222,51 +218,67 @@ static int route_reconnect(http_server_t *srv, h2o_req_t *req)
     if (srv->reconnects)
         srv->reconnects->prev = rc;
     srv->reconnects = rc;
-    rc->wait = api_reconnect(srv->opts.api, NULL, keep, wait_ms, on_reconnected, rc);
+    rc->wait = api_reconnect(srv->opts.api, c->session, keep, wait_ms, on_reconnected, rc);
     return 0;
 }
 
 /* --- the passkey step of linking --- */
 
-/* A POST passkey waiting for WhatsApp's answer: held by the request's pool
- * and by the api callback, freed by the last of them. */
+/* A request waiting for an api/ callback that cannot be cancelled (a
+ * passkey assertion, a session's deletion): held by the request's pool and
+ * by the callback, freed by the last of them. */
 typedef struct {
     http_server_t *srv;
     h2o_req_t *req; /* NULL once the client went away */
     int refs;
-} passkey_req_t;
+} pending_t;
 
-static void passkey_unref(passkey_req_t *pr)
+static void pending_unref(pending_t *pr)
 {
     if (--pr->refs == 0)
         free(pr);
 }
 
-static void passkey_dispose(void *p)
+static void pending_dispose(void *p)
 {
-    passkey_req_t *pr = *(passkey_req_t **)p;
+    pending_t *pr = *(pending_t **)p;
     pr->req = NULL;
-    passkey_unref(pr);
+    pending_unref(pr);
+}
+
+/* A new pending request (two references: the pool's and the callback's);
+ * NULL after answering 500 when out of memory. */
+static pending_t *pending_new(http_server_t *srv, h2o_req_t *req)
+{
+    pending_t *pr = calloc(1, sizeof(*pr));
+    if (!pr) {
+        http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_INTERNAL, NULL, NULL);
+        return NULL;
+    }
+    *pr = (pending_t){srv, req, 2};
+    pending_t **hold = h2o_mem_alloc_shared(&req->pool, sizeof(*hold), pending_dispose);
+    *hold = pr;
+    return pr;
 }
 
 static void on_passkey_done(api_result_t r, void *arg)
 {
-    passkey_req_t *pr = arg;
+    pending_t *pr = arg;
     if (pr->req && r.code == API_OK)
         http_send_json(pr->srv, pr->req, METRICS_ROUTE_OTHER, 200,
                        api_json_status_message(r.snap, r.message, 1, sess_now_ms()));
     else if (pr->req)
         http_send_error(pr->srv, pr->req, METRICS_ROUTE_OTHER, r.code, r.message, r.snap);
     api_result_clear(&r);
-    passkey_unref(pr);
+    pending_unref(pr);
 }
 
 /* GET: the WebAuthn request options of the pending passkey step. POST (body:
  * the assertion as PublicKeyCredential.toJSON() gives it): completes it. */
-static int route_passkey(http_server_t *srv, h2o_req_t *req)
+static int route_passkey(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
 {
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
-        api_result_t r = api_passkey_options(srv->opts.api, NULL);
+        api_result_t r = api_passkey_options(srv->opts.api, c->session);
         if (r.code != API_OK)
             http_send_error(srv, req, METRICS_ROUTE_OTHER, r.code, r.message, r.snap);
         else
@@ -274,16 +286,10 @@ static int route_passkey(http_server_t *srv, h2o_req_t *req)
         api_result_clear(&r);
         return 0;
     }
-    passkey_req_t *pr = calloc(1, sizeof(*pr));
-    if (!pr) {
-        http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_INTERNAL, NULL, NULL);
-        return 0;
-    }
-    *pr = (passkey_req_t){srv, req, 2};
-    passkey_req_t **hold = h2o_mem_alloc_shared(&req->pool, sizeof(*hold), passkey_dispose);
-    *hold = pr;
-    api_passkey_response(srv->opts.api, NULL, req->entity.base, req->entity.len, on_passkey_done,
-                         pr);
+    pending_t *pr = pending_new(srv, req);
+    if (pr)
+        api_passkey_response(srv->opts.api, c->session, req->entity.base, req->entity.len,
+                             on_passkey_done, pr);
     return 0;
 }
 
@@ -320,7 +326,7 @@ static void on_pairing_code(api_result_t r, const char *code, int expires_in, vo
     api_result_clear(&r);
 }
 
-static int route_pairing_code(http_server_t *srv, h2o_req_t *req)
+static int route_pairing_code(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
 {
     char phone[16];
     const char *why = NULL;
@@ -332,27 +338,29 @@ static int route_pairing_code(http_server_t *srv, h2o_req_t *req)
     memset(pr, 0, sizeof(*pr));
     pr->srv = srv;
     pr->req = req;
-    api_pc_t *pc = api_pairing_code(srv->opts.api, NULL, phone, on_pairing_code, pr);
+    api_pc_t *pc = api_pairing_code(srv->opts.api, c->session, phone, on_pairing_code, pr);
     if (!pr->done)
         pr->pc = pc;
     return 0;
 }
 
-static int route_events(http_server_t *srv, h2o_req_t *req)
+static int route_events(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
 {
-    return http_stream_open(srv, req, 1);
+    return http_stream_open(srv, req, c->session, 1);
 }
 
 /* --- service routes --- */
 
-static int route_healthz(http_server_t *srv, h2o_req_t *req)
+static int route_healthz(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
 {
+    (void)c;
     http_send_json(srv, req, METRICS_ROUTE_HEALTH, 200, strdup("{\"status\":\"ok\"}"));
     return 0;
 }
 
-static int route_readyz(http_server_t *srv, h2o_req_t *req)
+static int route_readyz(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
 {
+    (void)c;
     const char *why = NULL;
     int ready =
         srv->stopping ? 0 : (srv->opts.ready ? srv->opts.ready(srv->opts.ready_arg, &why) : 1);
@@ -368,10 +376,11 @@ static int route_readyz(http_server_t *srv, h2o_req_t *req)
     return 0;
 }
 
-static int route_metrics(http_server_t *srv, h2o_req_t *req)
+static int route_metrics(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
 {
+    (void)c;
     metrics_reconnect_waits(srv->opts.metrics, api_reconnect_waits(srv->opts.api));
-    api_result_t r = api_status(srv->opts.api, NULL);
+    api_result_t r = api_status(srv->opts.api, "default");
     char *text = srv->opts.metrics ? metrics_render(srv->opts.metrics, r.snap) : strdup("");
     api_result_clear(&r);
     http_send_body(srv, req, METRICS_ROUTE_METRICS, 200, "text/plain; version=0.0.4", text,
@@ -379,8 +388,9 @@ static int route_metrics(http_server_t *srv, h2o_req_t *req)
     return 0;
 }
 
-static int route_page(http_server_t *srv, h2o_req_t *req)
+static int route_page(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
 {
+    (void)c;
     if (!srv->opts.page_html) {
         http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_NOT_FOUND, NULL, NULL);
         return 0;
@@ -408,8 +418,9 @@ static int route_page(http_server_t *srv, h2o_req_t *req)
     return 0;
 }
 
-static int route_demo_config(http_server_t *srv, h2o_req_t *req)
+static int route_demo_config(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
 {
+    (void)c;
     if (!srv->opts.demo_control) {
         http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_NOT_FOUND, NULL, NULL);
         return 0;
@@ -422,54 +433,290 @@ static int route_demo_config(http_server_t *srv, h2o_req_t *req)
     return 0;
 }
 
-typedef int (*route_fn)(http_server_t *srv, h2o_req_t *req);
+/* --- sessions --- */
+
+/* GET /api/sessions[?state=QR_READY]: every session's status. */
+static int route_sessions_list(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    char state[32] = "";
+    h2o_iovec_t q;
+    if (http_query_param(req, "state", &q)) {
+        if (q.len >= sizeof(state)) {
+            http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_BAD_REQUEST,
+                            "Unknown state (use CONNECTED, DISCONNECTED, CONNECTING or QR_READY)",
+                            NULL);
+            return 0;
+        }
+        memcpy(state, q.base, q.len);
+        state[q.len] = 0;
+    }
+    sess_snapshot_t **v = NULL;
+    size_t n = 0;
+    api_code_t code = api_session_list(srv->opts.api, state[0] ? state : NULL, &v, &n);
+    if (code != API_OK) {
+        http_send_error(srv, req, METRICS_ROUTE_OTHER, code,
+                        code == API_ERR_BAD_REQUEST
+                            ? "Unknown state (use CONNECTED, DISCONNECTED, CONNECTING or QR_READY)"
+                            : NULL,
+                        NULL);
+        return 0;
+    }
+    int with_account = c->scope == API_SCOPE_ADMIN && !http_wildcard_untrusted(srv, req);
+    http_send_json(srv, req, METRICS_ROUTE_OTHER, 200,
+                   api_json_sessions(v, n, with_account, sess_now_ms()));
+    sess_snapshots_free(v, n);
+    return 0;
+}
+
+/* Sends the answer carrying a session's key (created, rotated), then wipes
+ * and frees the key. */
+static void send_session_key(http_server_t *srv, h2o_req_t *req, int status, api_result_t *r,
+                             char *key)
+{
+    http_send_json(srv, req, METRICS_ROUTE_OTHER, status,
+                   api_json_session_key(r->snap, r->message, key, sess_now_ms()));
+    explicit_bzero(key, strlen(key));
+    free(key);
+}
+
+/* POST /api/sessions {"name":"sales"[,"deviceName":"..."]}: 201 with the
+ * session's status and its own key (shown once). */
+static int route_sessions_create(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    (void)c;
+    char name[65], device[65];
+    const char *why = NULL;
+    if (api_parse_session_body(req->entity.base, req->entity.len, name, device, &why) != 0) {
+        http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_BAD_REQUEST, why, NULL);
+        return 0;
+    }
+    char *key = NULL;
+    api_result_t r = api_session_create(srv->opts.api, name, device[0] ? device : NULL, &key);
+    if (r.code != API_OK || !key)
+        http_send_error(srv, req, METRICS_ROUTE_OTHER, r.code != API_OK ? r.code : API_ERR_INTERNAL,
+                        r.message, r.snap);
+    else
+        send_session_key(srv, req, 201, &r, key);
+    api_result_clear(&r);
+    return 0;
+}
+
+/* POST /api/sessions/{name}/key: a new key, the old one stops working. */
+static int route_session_key(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    char *key = NULL;
+    api_result_t r = api_session_rotate_key(srv->opts.api, c->session, &key);
+    if (r.code != API_OK || !key)
+        http_send_error(srv, req, METRICS_ROUTE_OTHER, r.code != API_OK ? r.code : API_ERR_INTERNAL,
+                        r.message, r.snap);
+    else
+        send_session_key(srv, req, 200, &r, key);
+    api_result_clear(&r);
+    return 0;
+}
+
+static void on_session_deleted(api_result_t r, void *arg)
+{
+    pending_t *pr = arg;
+    if (pr->req && r.code == API_OK)
+        http_send_json(pr->srv, pr->req, METRICS_ROUTE_OTHER, 200, api_json_message(r.message));
+    else if (pr->req)
+        http_send_error(pr->srv, pr->req, METRICS_ROUTE_OTHER, r.code, r.message, r.snap);
+    api_result_clear(&r);
+    pending_unref(pr);
+}
+
+/* DELETE /api/sessions/{name}: unlinks on WhatsApp, wipes, ends its
+ * streams; answered when all of that is over. */
+static int route_session_delete(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    if (srv->stopping) {
+        http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_SHUTTING_DOWN, NULL, NULL);
+        return 0;
+    }
+    pending_t *pr = pending_new(srv, req);
+    if (pr)
+        api_session_delete(srv->opts.api, c->session, on_session_deleted, pr);
+    return 0;
+}
+
+/* GET /api/events: every session's changes (each event names its
+ * session). */
+static int route_events_all(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    (void)c;
+    return http_stream_open(srv, req, NULL, 1);
+}
+
+/* --- the route table --- */
+
+typedef int (*route_fn)(http_server_t *srv, h2o_req_t *req, const http_call_t *c);
+
+/* Where a row's path is. */
+typedef enum {
+    AT_ROOT,    /* an absolute path */
+    AT_SESSION, /* below /api/whatsapp and /whatsapp (the session "default") and below
+                 * /api/sessions/{name} */
+    AT_NAMED,   /* below /api/sessions/{name} only ("" = the session itself) */
+} route_at_t;
+
+/* Who may call a row. */
+typedef enum {
+    AUTH_NONE,     /* anyone (service routes, the page) */
+    AUTH_OPTIONAL, /* anyone; a key shows more (status) */
+    AUTH_KEY,      /* a key for the row's session (AT_SESSION, AT_NAMED) or the admin key */
+} route_auth_t;
+
+enum { M_GET = 1, M_HEAD = 2, M_POST = 4, M_DELETE = 8 };
 
 typedef struct {
-    const char *path; /* below the contract prefixes when `contract`, else absolute */
-    int contract;
-    const char *allow;
-    int post; /* 1: POST route; 0: GET/HEAD route; 2: both */
-    int needs_key;
+    const char *path;
+    route_at_t at;
+    unsigned methods;  /* M_* */
+    const char *allow; /* the Allow header of the path (every row of one path has the same) */
+    route_auth_t auth;
+    int api; /* answers CORS preflights (OPTIONS) */
     metrics_route_t metric;
     route_fn fn;
 } route_t;
 
+#define GET_HEAD (M_GET | M_HEAD)
+
 static const route_t routes[] = {
-    {"/status", 1, "GET, HEAD, OPTIONS", 0, 0, METRICS_ROUTE_STATUS, route_status},
-    {"/qr", 1, "GET, HEAD, OPTIONS", 0, 1, METRICS_ROUTE_QR, route_qr},
-    {"/reconnect", 1, "POST, OPTIONS", 1, 1, METRICS_ROUTE_RECONNECT, route_reconnect},
-    {"/logout", 1, "POST, OPTIONS", 1, 1, METRICS_ROUTE_LOGOUT, route_logout},
-    {"/pairing-code", 1, "POST, OPTIONS", 1, 1, METRICS_ROUTE_PAIRING_CODE, route_pairing_code},
-    {"/events", 1, "GET, OPTIONS", 0, 1, METRICS_ROUTE_EVENTS, route_events},
-    {"/ws", 1, "GET, OPTIONS", 0, 1, METRICS_ROUTE_EVENTS, route_events},
-    {"/passkey", 1, "GET, HEAD, POST, OPTIONS", 2, 1, METRICS_ROUTE_OTHER, route_passkey},
-    {"/healthz", 0, "GET, HEAD", 0, 0, METRICS_ROUTE_HEALTH, route_healthz},
-    {"/readyz", 0, "GET, HEAD", 0, 0, METRICS_ROUTE_HEALTH, route_readyz},
-    {"/metrics", 0, "GET, HEAD", 0, 0, METRICS_ROUTE_METRICS, route_metrics},
-    {"/", 0, "GET, HEAD", 0, 0, METRICS_ROUTE_PAGE, route_page},
-    {"/index.html", 0, "GET, HEAD", 0, 0, METRICS_ROUTE_PAGE, route_page},
-    {"/demo/config", 0, "GET, HEAD", 0, 0, METRICS_ROUTE_PAGE, route_demo_config},
+    {"/status", AT_SESSION, GET_HEAD, "GET, HEAD, OPTIONS", AUTH_OPTIONAL, 1, METRICS_ROUTE_STATUS,
+     route_status},
+    {"/qr", AT_SESSION, GET_HEAD, "GET, HEAD, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_QR, route_qr},
+    {"/reconnect", AT_SESSION, M_POST, "POST, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_RECONNECT,
+     route_reconnect},
+    {"/logout", AT_SESSION, M_POST, "POST, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_LOGOUT,
+     route_logout},
+    {"/pairing-code", AT_SESSION, M_POST, "POST, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_PAIRING_CODE,
+     route_pairing_code},
+    {"/events", AT_SESSION, M_GET, "GET, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_EVENTS, route_events},
+    {"/ws", AT_SESSION, M_GET, "GET, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_EVENTS, route_events},
+    {"/passkey", AT_SESSION, GET_HEAD | M_POST, "GET, HEAD, POST, OPTIONS", AUTH_KEY, 1,
+     METRICS_ROUTE_OTHER, route_passkey},
+    {"", AT_NAMED, GET_HEAD, "GET, HEAD, DELETE, OPTIONS", AUTH_OPTIONAL, 1, METRICS_ROUTE_STATUS,
+     route_status},
+    {"", AT_NAMED, M_DELETE, "GET, HEAD, DELETE, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_OTHER,
+     route_session_delete},
+    {"/key", AT_NAMED, M_POST, "POST, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_OTHER,
+     route_session_key},
+    {"/api/sessions", AT_ROOT, GET_HEAD, "GET, HEAD, POST, OPTIONS", AUTH_KEY, 1,
+     METRICS_ROUTE_OTHER, route_sessions_list},
+    {"/api/sessions", AT_ROOT, M_POST, "GET, HEAD, POST, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_OTHER,
+     route_sessions_create},
+    {"/api/events", AT_ROOT, M_GET, "GET, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_EVENTS,
+     route_events_all},
+    {"/healthz", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_HEALTH, route_healthz},
+    {"/readyz", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_HEALTH, route_readyz},
+    {"/metrics", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_METRICS,
+     route_metrics},
+    {"/", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_PAGE, route_page},
+    {"/index.html", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_PAGE, route_page},
+    {"/demo/config", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_PAGE,
+     route_demo_config},
 };
 
-static const char *const prefixes[] = {"/api/whatsapp", "/whatsapp"};
+#define NROUTES (sizeof(routes) / sizeof(routes[0]))
 
-static const route_t *find_route(h2o_iovec_t path)
+/* The seed's prefixes, acting on the session "default". */
+static const char *const seed_prefixes[] = {"/api/whatsapp", "/whatsapp"};
+
+#define SESSIONS_PREFIX "/api/sessions/"
+
+/* What a path names: the rows of one path (the first matching the method,
+ * else any, for the Allow header), and the session it acts on. */
+typedef struct {
+    const route_t *route; /* NULL: no such path */
+    int method_ok;        /* route accepts the request's method */
+    int bad_name;         /* below /api/sessions/ with a malformed name */
+    char session[65];     /* [a-z0-9_-]{1,64} */
+} route_match_t;
+
+static unsigned method_bit(h2o_req_t *req)
 {
-    for (size_t p = 0; p < sizeof(prefixes) / sizeof(prefixes[0]); p++) {
-        size_t pl = strlen(prefixes[p]);
-        if (path.len > pl && !memcmp(path.base, prefixes[p], pl)) {
-            h2o_iovec_t rest = h2o_iovec_init(path.base + pl, path.len - pl);
-            for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-                if (routes[i].contract &&
-                    h2o_memis(rest.base, rest.len, routes[i].path, strlen(routes[i].path)))
-                    return &routes[i];
+    static const struct {
+        const char *name;
+        size_t len;
+        unsigned bit;
+    } m[] = {{H2O_STRLIT("GET"), M_GET},
+             {H2O_STRLIT("HEAD"), M_HEAD},
+             {H2O_STRLIT("POST"), M_POST},
+             {H2O_STRLIT("DELETE"), M_DELETE}};
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+        if (h2o_memis(req->method.base, req->method.len, m[i].name, m[i].len))
+            return m[i].bit;
+    return 0;
+}
+
+/* Looks `rest` up among the rows at `at` (and AT_SESSION rows when `at` is
+ * AT_NAMED and rest is not empty). Returns 1 when the path exists. */
+static int match_rows(route_match_t *m, route_at_t at, h2o_iovec_t rest, unsigned method)
+{
+    for (size_t i = 0; i < NROUTES; i++) {
+        const route_t *r = &routes[i];
+        int here = r->at == at || (at == AT_NAMED && r->at == AT_SESSION);
+        if (!here || !h2o_memis(rest.base, rest.len, r->path, strlen(r->path)))
+            continue;
+        if (!m->route)
+            m->route = r;
+        if (r->methods & method) {
+            m->route = r;
+            m->method_ok = 1;
+            return 1;
         }
     }
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
-        if (!routes[i].contract &&
-            h2o_memis(path.base, path.len, routes[i].path, strlen(routes[i].path)))
-            return &routes[i];
-    return NULL;
+    return m->route != NULL;
+}
+
+static void find_route(h2o_iovec_t path, unsigned method, route_match_t *m)
+{
+    memset(m, 0, sizeof(*m));
+    for (size_t p = 0; p < sizeof(seed_prefixes) / sizeof(seed_prefixes[0]); p++) {
+        size_t pl = strlen(seed_prefixes[p]);
+        if (path.len > pl && !memcmp(path.base, seed_prefixes[p], pl) &&
+            match_rows(m, AT_SESSION, h2o_iovec_init(path.base + pl, path.len - pl), method)) {
+            snprintf(m->session, sizeof(m->session), "default");
+            return;
+        }
+    }
+    size_t sl = strlen(SESSIONS_PREFIX);
+    if (path.len >= sl && !memcmp(path.base, SESSIONS_PREFIX, sl)) {
+        const char *name = path.base + sl, *end = path.base + path.len;
+        const char *slash = memchr(name, '/', (size_t)(end - name));
+        const char *ne = slash ? slash : end;
+        if (match_rows(m, AT_NAMED, h2o_iovec_init(ne, (size_t)(end - ne)), method)) {
+            size_t nl = (size_t)(ne - name);
+            if (nl >= sizeof(m->session)) {
+                m->bad_name = 1;
+                return;
+            }
+            memcpy(m->session, name, nl);
+            m->session[nl] = 0;
+            m->bad_name = !api_session_name_ok(m->session);
+            return;
+        }
+    }
+    match_rows(m, AT_ROOT, path, method);
+}
+
+/* OPTIONS on an API path: the Allow header, and the CORS preflight answer
+ * for an allowed Origin. */
+static void send_options(http_server_t *srv, h2o_req_t *req, const route_t *r)
+{
+    guard_origin_t oc = http_origin_class(srv, req);
+    http_add_header(req, H2O_TOKEN_ALLOW, r->allow);
+    if (oc == GUARD_ORIGIN_LISTED || oc == GUARD_ORIGIN_ANY) {
+        http_add_header_str(req, "access-control-allow-methods", r->allow);
+        http_add_header_str(req, "access-control-allow-headers", "X-API-Key, Content-Type");
+        http_add_header_str(req, "access-control-max-age", "600");
+    }
+    req->res.status = 204;
+    req->res.reason = "No Content";
+    http_track_response(srv, req);
+    h2o_send_inline(req, "", 0);
+    http_count(srv, r->metric, 204);
 }
 
 int http_on_req(h2o_handler_t *self, h2o_req_t *req)
@@ -477,46 +724,46 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
     http_server_t *srv = ((http_handler_t *)self)->srv;
     if (http_refuse_browser_request(srv, req))
         return 0;
-    const route_t *r = find_route(req->path_normalized);
+    unsigned method = method_bit(req);
+    route_match_t m;
+    find_route(req->path_normalized, method, &m);
+    const route_t *r = m.route;
     if (!r) {
         http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_NOT_FOUND, NULL, NULL);
         return 0;
     }
-    http_add_cors(srv, req, r->needs_key);
-    int is_get =
-        h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) ||
-        (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")) && r->fn != route_events);
-    int is_post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
-    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS")) && r->contract) {
-        guard_origin_t oc = http_origin_class(srv, req);
-        http_add_header(req, H2O_TOKEN_ALLOW, r->allow);
-        if (oc == GUARD_ORIGIN_LISTED || oc == GUARD_ORIGIN_ANY) {
-            http_add_header_str(req, "access-control-allow-methods", r->allow);
-            http_add_header_str(req, "access-control-allow-headers", "X-API-Key, Content-Type");
-            http_add_header_str(req, "access-control-max-age", "600");
-        }
-        req->res.status = 204;
-        req->res.reason = "No Content";
-        http_track_response(srv, req);
-        h2o_send_inline(req, "", 0);
-        http_count(srv, r->metric, 204);
+    http_add_cors(srv, req, r->auth == AUTH_KEY);
+    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS")) && r->api) {
+        send_options(srv, req, r);
         return 0;
     }
-    if (!(r->post == 2 ? is_get || is_post : r->post ? is_post : is_get)) {
+    if (!m.method_ok) {
         http_add_header(req, H2O_TOKEN_ALLOW, r->allow);
         http_send_json(srv, req, r->metric, 405, api_json_error("Method not allowed", NULL));
         return 0;
     }
-    if (r->post && req->entity.base && req->entity.len > srv->opts.body_limit) {
+    if ((r->methods & M_POST) && req->entity.base && req->entity.len > srv->opts.body_limit) {
         http_send_error(srv, req, r->metric, API_ERR_TOO_LARGE, NULL, NULL);
         return 0;
     }
-    api_code_t auth = r->needs_key ? authorize(srv, req) : API_OK;
-    if (auth != API_OK) {
-        if (auth == API_ERR_RATE_LIMITED)
-            http_add_header_str(req, "retry-after", "60");
-        http_send_error(srv, req, r->metric, auth, NULL, NULL);
+    if (m.bad_name) {
+        http_send_error(srv, req, r->metric, API_ERR_BAD_REQUEST,
+                        "Invalid session name (1 to 64 of a-z, 0-9, '_' and '-')", NULL);
         return 0;
     }
-    return r->fn(srv, req);
+    http_call_t call = {r->at == AT_ROOT ? NULL : m.session, API_SCOPE_NONE};
+    if (r->auth != AUTH_NONE) {
+        api_code_t auth = authorize(srv, req, call.session, r->auth == AUTH_OPTIONAL, &call.scope);
+        if (auth != API_OK && r->auth == AUTH_OPTIONAL) {
+            /* open without a key: a key that does not open this session only
+             * hides what a key shows (a wrong one was counted) */
+            call.scope = API_SCOPE_NONE;
+        } else if (auth != API_OK) {
+            if (auth == API_ERR_RATE_LIMITED)
+                http_add_header_str(req, "retry-after", "60");
+            http_send_error(srv, req, r->metric, auth, NULL, NULL);
+            return 0;
+        }
+    }
+    return r->fn(srv, req, &call);
 }

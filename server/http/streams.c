@@ -11,6 +11,8 @@
 
 #define WS_MAX_QUEUED WSC_MAX_QUEUED
 #define SSE_BATCH 64
+/* The queue of a stream of every session: this plus two per session. */
+#define ALL_QUEUE_MIN 256
 
 typedef enum { STREAM_SSE, STREAM_WS } stream_kind_t;
 
@@ -19,6 +21,7 @@ struct http_stream {
     stream_kind_t kind;
     sess_sub_t *sub;
     int with_account;
+    char session[65]; /* the session streamed; "" = every session */
     /* SSE */
     h2o_generator_t gen;
     h2o_req_t *req;
@@ -78,7 +81,7 @@ static http_event_blob_t *event_get(http_server_t *srv, sess_snapshot_t *snap, i
     int64_t now_ms = sess_now_ms();
     long long left = sess_snapshot_qr_expires_in(snap, now_ms);
     long long code_left = api_link_code_expires_in(snap, now_ms);
-    http_event_cache_t *c = &srv->cache[with_account ? 1 : 0];
+    http_event_cache_t *c = &http_cache_slot(srv, snap)->events[with_account ? 1 : 0];
     if (c->blob && c->snap == snap && c->left_s == left && c->code_s == code_left) {
         c->blob->refs++;
         return c->blob;
@@ -114,12 +117,14 @@ static http_event_blob_t *event_get(http_server_t *srv, sess_snapshot_t *snap, i
 
 void http_event_cache_clear(http_server_t *srv)
 {
-    for (int i = 0; i < 2; i++) {
-        blob_unref(srv->cache[i].blob);
-        sess_snapshot_unref(srv->cache[i].snap);
-        srv->cache[i].blob = NULL;
-        srv->cache[i].snap = NULL;
-    }
+    for (size_t k = 0; k < HTTP_CACHE_SLOTS; k++)
+        for (int i = 0; i < 2; i++) {
+            http_event_cache_t *c = &srv->caches[k].events[i];
+            blob_unref(c->blob);
+            sess_snapshot_unref(c->snap);
+            c->blob = NULL;
+            c->snap = NULL;
+        }
 }
 
 /* h2o is done with what the stream sent: drop it. */
@@ -338,20 +343,36 @@ static void sse_dispose(void *p)
         stream_free(a->st);
 }
 
-static http_stream_t *stream_new(http_server_t *srv, stream_kind_t kind, int with_account)
+/* A stream of session `session`, or of every session when NULL. Returns
+ * NULL with *code set (API_ERR_NOT_FOUND, API_ERR_INTERNAL). */
+static http_stream_t *stream_new(http_server_t *srv, stream_kind_t kind, const char *session,
+                                 int with_account, api_code_t *code)
 {
     http_stream_t *st = calloc(1, sizeof(*st));
-    if (!st)
+    if (!st) {
+        *code = API_ERR_INTERNAL;
         return NULL;
+    }
     st->srv = srv;
     st->kind = kind;
     st->with_account = with_account;
+    if (session)
+        snprintf(st->session, sizeof(st->session), "%s", session);
     sess_sub_opts_t o = {
         .notify = stream_notify, .arg = st, .max_queue = 64, .policy = SESS_SLOW_COALESCE};
-    api_code_t code;
     /* link first: the subscription notifies at once with the current state */
     stream_link(srv, st);
-    st->sub = api_watch(srv->opts.api, NULL, &o, &code);
+    if (session) {
+        st->sub = api_watch(srv->opts.api, session, &o, code);
+    } else {
+        /* every session's current state first, then every change: coalescing
+         * would drop other sessions' states, so a client that falls that far
+         * behind is ended instead (it reconnects and starts from the current
+         * states again) */
+        o.max_queue = ALL_QUEUE_MIN + 2 * sess_registry_count(api_registry(srv->opts.api));
+        o.policy = SESS_SLOW_DISCONNECT;
+        st->sub = api_watch_all(srv->opts.api, &o, code);
+    }
     if (!st->sub) {
         stream_unlink(srv, st);
         free(st);
@@ -389,15 +410,15 @@ static void on_ws_message(h2o_websocket_conn_t *conn, const struct wslay_event_o
         }
         return;
     }
-    /* Clients have nothing to say; a text "ping" gets the current state. */
-    if (act == WSC_SEND_STATE) {
-        sess_snapshot_t *snap =
-            sess_current(sess_registry_find(api_registry(st->srv->opts.api), "default"));
-        char *json = api_json_event(snap, st->with_account, sess_now_ms());
+    /* Clients have nothing to say; a text "ping" gets the current state of
+     * the stream's session (nothing on a stream of every session). */
+    if (act == WSC_SEND_STATE && st->session[0]) {
+        api_result_t r = api_status(st->srv->opts.api, st->session);
+        char *json = r.snap ? api_json_event(r.snap, st->with_account, sess_now_ms()) : NULL;
         if (json)
             ws_send_text(st, json, strlen(json));
         free(json);
-        sess_snapshot_unref(snap);
+        api_result_clear(&r);
     }
 }
 
@@ -422,7 +443,7 @@ static void ws_limit(h2o_websocket_conn_t *ws)
     wsc_limit(ws->ws_ctx);
 }
 
-int http_stream_open(http_server_t *srv, h2o_req_t *req, int with_account)
+int http_stream_open(http_server_t *srv, h2o_req_t *req, const char *session, int with_account)
 {
     const char *client_key;
     int is_ws = h2o_is_websocket_handshake(req, &client_key) == 0 && client_key != NULL;
@@ -430,9 +451,11 @@ int http_stream_open(http_server_t *srv, h2o_req_t *req, int with_account)
         http_send_error(srv, req, METRICS_ROUTE_EVENTS, API_ERR_SHUTTING_DOWN, NULL, NULL);
         return 0;
     }
-    http_stream_t *st = stream_new(srv, is_ws ? STREAM_WS : STREAM_SSE, with_account);
+    api_code_t code = API_ERR_INTERNAL;
+    http_stream_t *st =
+        stream_new(srv, is_ws ? STREAM_WS : STREAM_SSE, session, with_account, &code);
     if (!st) {
-        http_send_error(srv, req, METRICS_ROUTE_EVENTS, API_ERR_INTERNAL, NULL, NULL);
+        http_send_error(srv, req, METRICS_ROUTE_EVENTS, code, NULL, NULL);
         return 0;
     }
     http_count(srv, METRICS_ROUTE_EVENTS, is_ws ? 101 : 200);
