@@ -349,6 +349,20 @@ static int route_events(http_server_t *srv, h2o_req_t *req, const http_call_t *c
     return http_stream_open(srv, req, c->session, 1);
 }
 
+/* The WebSocket form of events: an upgrade only. */
+static int route_ws(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    const char *client_key;
+    if (h2o_is_websocket_handshake(req, &client_key) != 0 || !client_key) {
+        http_add_header_str(req, "upgrade", "websocket");
+        http_send_error(srv, req, METRICS_ROUTE_EVENTS, API_ERR_BAD_REQUEST,
+                        "A WebSocket upgrade is required (GET events serves Server-Sent Events)",
+                        NULL);
+        return 0;
+    }
+    return route_events(srv, req, c);
+}
+
 /* --- service routes --- */
 
 static int route_healthz(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
@@ -415,6 +429,18 @@ static int route_page(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
     http_track_response(srv, req);
     h2o_send_inline(req, (const char *)srv->opts.page_html, srv->opts.page_len);
     http_count(srv, METRICS_ROUTE_PAGE, 200);
+    return 0;
+}
+
+/* The OpenAPI 3.1 description of this API (api/openapi.json, embedded). */
+extern const unsigned char wagw_openapi_json[];
+extern const size_t wagw_openapi_json_len;
+
+static int route_openapi(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    (void)c;
+    http_send_bytes(srv, req, METRICS_ROUTE_OTHER, 200, "application/json",
+                    (const char *)wagw_openapi_json, wagw_openapi_json_len);
     return 0;
 }
 
@@ -593,7 +619,7 @@ static const route_t routes[] = {
     {"/pairing-code", AT_SESSION, M_POST, "POST, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_PAIRING_CODE,
      route_pairing_code},
     {"/events", AT_SESSION, M_GET, "GET, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_EVENTS, route_events},
-    {"/ws", AT_SESSION, M_GET, "GET, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_EVENTS, route_events},
+    {"/ws", AT_SESSION, M_GET, "GET, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_EVENTS, route_ws},
     {"/passkey", AT_SESSION, GET_HEAD | M_POST, "GET, HEAD, POST, OPTIONS", AUTH_KEY, 1,
      METRICS_ROUTE_OTHER, route_passkey},
     {"", AT_NAMED, GET_HEAD, "GET, HEAD, DELETE, OPTIONS", AUTH_OPTIONAL, 1, METRICS_ROUTE_STATUS,
@@ -612,6 +638,8 @@ static const route_t routes[] = {
     {"/readyz", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_HEALTH, route_readyz},
     {"/metrics", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_METRICS,
      route_metrics},
+    {"/openapi.json", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_OTHER,
+     route_openapi},
     {"/", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_PAGE, route_page},
     {"/index.html", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_PAGE, route_page},
     {"/demo/config", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_PAGE,

@@ -44,7 +44,7 @@ SESSION_ROUTES = [
     ("POST", "/reconnect", b'{"waitMs":0}', KEY(400), ()),
     ("POST", "/pairing-code", b"{}", KEY(400), ()),
     ("GET", "/events", None, KEY(200), (STREAM,)),
-    ("GET", "/ws", None, KEY(200), (STREAM,)),
+    ("GET", "/ws", None, KEY(400), ()),   # not an upgrade: 400 once authorized
     ("GET", "/passkey", None, KEY(409), ()),
     ("POST", "/passkey", b"{}", KEY((400, 409)), ()),
 ]
@@ -75,6 +75,7 @@ ROWS += [
     Row("http", "GET", "/healthz", None, OK4),
     Row("http", "GET", "/readyz", None, OK4),
     Row("http", "GET", "/metrics", None, OK4),
+    Row("http", "GET", "/openapi.json", None, OK4),
     Row("http", "GET", "/", None, OK4),
     Row("http", "GET", "/index.html", None, OK4),
     Row("http", "GET", "/demo/config", None, (404, 404, 404, 404)),
