@@ -187,6 +187,11 @@ api_result_t api_session_rotate_key(api_t *api, const char *name, char **key_out
  * before asking for the session. Any thread. */
 int api_session_name_ok(const char *name);
 
+/* The messages of a malformed session name in a path and of an unknown
+ * ?state= filter (API_ERR_BAD_REQUEST). */
+#define API_BAD_NAME_MESSAGE "Invalid session name (1 to 64 of a-z, 0-9, '_' and '-')"
+#define API_BAD_STATE_MESSAGE "Unknown state (use CONNECTED, DISCONNECTED, CONNECTING or QR_READY)"
+
 /* Subscribes to every session's changes (GET /api/events, WatchSessions);
  * NULL with *code set on failure. Any thread. */
 sess_sub_t *api_watch_all(api_t *api, const sess_sub_opts_t *opts, api_code_t *code);

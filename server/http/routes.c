@@ -469,8 +469,7 @@ static int route_sessions_list(http_server_t *srv, h2o_req_t *req, const http_ca
     if (http_query_param(req, "state", &q)) {
         if (q.len >= sizeof(state)) {
             http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_BAD_REQUEST,
-                            "Unknown state (use CONNECTED, DISCONNECTED, CONNECTING or QR_READY)",
-                            NULL);
+                            API_BAD_STATE_MESSAGE, NULL);
             return 0;
         }
         memcpy(state, q.base, q.len);
@@ -481,10 +480,7 @@ static int route_sessions_list(http_server_t *srv, h2o_req_t *req, const http_ca
     api_code_t code = api_session_list(srv->opts.api, state[0] ? state : NULL, &v, &n);
     if (code != API_OK) {
         http_send_error(srv, req, METRICS_ROUTE_OTHER, code,
-                        code == API_ERR_BAD_REQUEST
-                            ? "Unknown state (use CONNECTED, DISCONNECTED, CONNECTING or QR_READY)"
-                            : NULL,
-                        NULL);
+                        code == API_ERR_BAD_REQUEST ? API_BAD_STATE_MESSAGE : NULL, NULL);
         return 0;
     }
     int with_account = c->scope == API_SCOPE_ADMIN && !http_wildcard_untrusted(srv, req);
@@ -775,8 +771,7 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     if (m.bad_name) {
-        http_send_error(srv, req, r->metric, API_ERR_BAD_REQUEST,
-                        "Invalid session name (1 to 64 of a-z, 0-9, '_' and '-')", NULL);
+        http_send_error(srv, req, r->metric, API_ERR_BAD_REQUEST, API_BAD_NAME_MESSAGE, NULL);
         return 0;
     }
     http_call_t call = {r->at == AT_ROOT ? NULL : m.session, API_SCOPE_NONE};
