@@ -1,5 +1,5 @@
 /* The transport-neutral handler layer: status, qr, reconnect, logout,
- * pairing code and watch, with one error model that HTTP (server/http.c) and gRPC
+ * pairing code and watch, with one error model that HTTP (server/http/) and gRPC
  * (server/grpc.c) map to their own status codes, the API-key check, and the
  * JSON views of api-contract.md. Nothing here knows about sockets.
  *
