@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "api/qr.h"
+#include "session/manager.h"
 
 #define AUTH_SLOTS 4096
 
@@ -307,14 +308,32 @@ api_result_t api_status(api_t *api, const char *name)
     return r;
 }
 
+/* Why there is no QR, in words for the caller. */
+static const char *no_qr_message(const sess_snapshot_t *s)
+{
+    switch (s->state) {
+    case SESS_CONNECTED:
+        return "No QR code: already connected";
+    case SESS_CONNECTING:
+        return "No QR code yet: connecting to WhatsApp";
+    case SESS_DISCONNECTED:
+        return "No QR code: disconnected (POST reconnect to get a new one)";
+    default:
+        return "No QR code available";
+    }
+}
+
 api_result_t api_qr(api_t *api, const char *name)
 {
     sess_t *s = find(api, name);
     if (!s)
         return result(API_ERR_NOT_FOUND, NULL);
     sess_snapshot_t *snap = sess_current(s);
-    if (sess_snapshot_qr_remaining_ms(snap, sess_now_ms()) <= 0 || !snap->qr->rendered)
-        return result(API_ERR_NO_QR, snap);
+    if (sess_snapshot_qr_remaining_ms(snap, sess_now_ms()) <= 0 || !snap->qr->rendered) {
+        api_result_t r = result(API_ERR_NO_QR, snap);
+        r.message = no_qr_message(snap);
+        return r;
+    }
     return result(API_OK, snap);
 }
 
@@ -325,7 +344,9 @@ api_result_t api_logout(api_t *api, const char *name)
         return result(API_ERR_NOT_FOUND, NULL);
     if (sess_logout(s) != 0)
         return result(API_ERR_INTERNAL, sess_current(s));
-    return result(API_OK, sess_current(s));
+    api_result_t r = result(API_OK, sess_current(s));
+    r.message = API_LOGOUT_MESSAGE;
+    return r;
 }
 
 sess_sub_t *api_watch(api_t *api, const char *name, const sess_sub_opts_t *opts, api_code_t *code)
@@ -410,6 +431,12 @@ void api_passkey_response(api_t *api, const char *name, const char *json, size_t
         cb(result(API_ERR_NOT_FOUND, NULL), arg);
         return;
     }
+    if (!json || !len) {
+        api_result_t r = result(API_ERR_BAD_REQUEST, NULL);
+        r.message = "Missing body: the WebAuthn assertion (PublicKeyCredential.toJSON())";
+        cb(r, arg);
+        return;
+    }
     passkey_wait_t *w = malloc(sizeof(*w));
     if (!w) {
         cb(result(API_ERR_INTERNAL, NULL), arg);
@@ -448,7 +475,7 @@ static void wait_finish(api_wait_t *w, api_code_t code, sess_snapshot_t *snap)
     w->sub = NULL;
     uv_timer_stop(&w->timer);
     if (w->cb) {
-        api_result_t r = {code, NULL, snap};
+        api_result_t r = {code, code == API_OK ? API_RECONNECT_MESSAGE : NULL, snap};
         w->cb(r, w->arg);
     } else {
         sess_snapshot_unref(snap);
@@ -712,4 +739,11 @@ sess_render_hooks_t api_render_hooks(void)
 {
     sess_render_hooks_t h = {render_qr, free_render, NULL};
     return h;
+}
+
+/* --- names in paths --- */
+
+int api_session_name_ok(const char *name)
+{
+    return name && sess_mgr_name_ok(name);
 }

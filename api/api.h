@@ -1,5 +1,5 @@
 /* The transport-neutral handler layer: status, qr, reconnect, logout,
- * pairing code and watch, with one error model that HTTP (server/http.c) and gRPC
+ * pairing code and watch, with one error model that HTTP (server/http/) and gRPC
  * (server/grpc.c) map to their own status codes, the API-key check, and the
  * JSON views of api-contract.md. Nothing here knows about sockets.
  *
@@ -182,6 +182,16 @@ void api_session_delete(api_t *api, const char *name, api_done_cb cb, void *arg)
  * thread. */
 api_result_t api_session_rotate_key(api_t *api, const char *name, char **key_out);
 
+/* Returns 1 when `name` is a valid session name ([a-z0-9_-]{1,64}), else 0:
+ * a transport answers API_ERR_BAD_REQUEST for a malformed name in a path
+ * before asking for the session. Any thread. */
+int api_session_name_ok(const char *name);
+
+/* The messages of a malformed session name in a path and of an unknown
+ * ?state= filter (API_ERR_BAD_REQUEST). */
+#define API_BAD_NAME_MESSAGE "Invalid session name (1 to 64 of a-z, 0-9, '_' and '-')"
+#define API_BAD_STATE_MESSAGE "Unknown state (use CONNECTED, DISCONNECTED, CONNECTING or QR_READY)"
+
 /* Subscribes to every session's changes (GET /api/events, WatchSessions);
  * NULL with *code set on failure. Any thread. */
 sess_sub_t *api_watch_all(api_t *api, const sess_sub_opts_t *opts, api_code_t *code);
@@ -190,15 +200,22 @@ sess_sub_t *api_watch_all(api_t *api, const sess_sub_opts_t *opts, api_code_t *c
  * Any thread. */
 api_result_t api_status(api_t *api, const char *name);
 
-/* The current QR; API_ERR_NO_QR (with the snapshot) when there is none. */
+/* The current QR; API_ERR_NO_QR (with the snapshot, and a message saying
+ * why in its state) when there is none. */
 api_result_t api_qr(api_t *api, const char *name);
 
+/* The message of a successful logout and of a started reconnect (JSON and
+ * gRPC). */
+#define API_LOGOUT_MESSAGE "Logged out"
+#define API_RECONNECT_MESSAGE "WhatsApp reconnection initiated"
+
 /* Logs the session out: removes the companion device on WhatsApp when linked
- * and wipes the credentials. */
+ * and wipes the credentials; r.message is API_LOGOUT_MESSAGE on success. */
 api_result_t api_logout(api_t *api, const char *name);
 
 /* Completion of api_reconnect: `r.snap` is the snapshot with the new QR (or
- * CONNECTED with keep_credentials). The callee owns r and must clear it. */
+ * CONNECTED with keep_credentials), r.message API_RECONNECT_MESSAGE on
+ * success. The callee owns r and must clear it. */
 typedef void (*api_reconnect_cb)(api_result_t r, void *arg);
 
 typedef struct api_wait api_wait_t;
@@ -229,9 +246,9 @@ int api_normalize_phone(const char *in, size_t len, char out[16], const char **w
 
 /* Parses the body of POST pairing-code, {"phoneNumber":"+62 812-3456-7890"}
  * (other members are ignored), and normalises the number into `out`.
- * Returns 0, or -1 with a static reason in *why (malformed JSON, invalid
- * UTF-8, not an object, phoneNumber missing or not a string, a malformed
- * number). Any thread. */
+ * Returns 0, or -1 with a static reason in *why (no body, malformed JSON,
+ * invalid UTF-8, not an object, phoneNumber missing or not a string, a
+ * malformed number). Any thread. */
 int api_parse_pairing_code_body(const char *body, size_t len, char out[16], const char **why);
 
 /* Completion of api_pairing_code: r.code API_OK with `code` ("ABCD-EFGH")
@@ -278,7 +295,7 @@ typedef void (*api_passkey_cb)(api_result_t r, void *arg);
  * gives it) to the session's passkey step and calls cb once, possibly
  * before returning: API_OK with the snapshot when WhatsApp accepted it (the
  * confirmation code follows in a later snapshot), API_ERR_BAD_REQUEST for a
- * malformed assertion or one for another challenge, API_ERR_CONFLICT when
+ * malformed or missing assertion or one for another challenge, API_ERR_CONFLICT when
  * no passkey step waits for one (or one is being sent), API_ERR_UNREACHABLE
  * when WhatsApp refused it or the connection ended first, API_ERR_TIMEOUT,
  * API_ERR_NOT_FOUND, API_ERR_INTERNAL. `message` says which. Loop thread. */
@@ -328,6 +345,10 @@ char *api_json_pairing_code(const char *code, int expires_in);
 /* {"success":false,"message":...[,"state":...,"detail":...]}; the state
  * fields only when `s` is non-NULL. */
 char *api_json_error(const char *message, const sess_snapshot_t *s);
+
+/* {"success":true,"message":...} (an answer with nothing more to say, e.g.
+ * a deleted session). */
+char *api_json_message(const char *message);
 
 /* {"success":true,"data":[{status data of each session}, ...]} (GET
  * /api/sessions); the accounts only with `with_account`. */

@@ -244,6 +244,18 @@ char *api_json_pairing_code(const char *code, int expires_in)
     return finish(g);
 }
 
+char *api_json_message(const char *message)
+{
+    yajl_gen g = gen_new();
+    if (!g)
+        return NULL;
+    yajl_gen_map_open(g);
+    put_bool(g, "success", 1);
+    put_str(g, "message", message);
+    yajl_gen_map_close(g);
+    return finish(g);
+}
+
 char *api_json_error(const char *message, const sess_snapshot_t *s)
 {
     yajl_gen g = gen_new();
@@ -285,6 +297,10 @@ static yajl_val parse_object(const char *body, size_t len, const char *malformed
 
 int api_parse_pairing_code_body(const char *body, size_t len, char out[16], const char **why)
 {
+    if (!body || !len) {
+        *why = "A JSON body {\"phoneNumber\":\"+15551234567\"} is required";
+        return -1;
+    }
     yajl_val v = parse_object(
         body, len, "Malformed JSON body (expected {\"phoneNumber\":\"+15551234567\"})", why);
     if (!v)

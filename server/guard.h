@@ -3,7 +3,7 @@
  * boundary for a browser): through DNS rebinding, with a Host name of the
  * attacker's, or cross-site, with the attacker's Origin. These pure
  * functions decide which Host names the service answers to and what a
- * request's Origin is relative to the service; server/http.c applies them
+ * request's Origin is relative to the service; server/http/ applies them
  * (403 for a foreign Host; 403 for a state-changing request or a WebSocket
  * upgrade from a foreign Origin). No I/O, no allocation. */
 #ifndef WG_SERVER_GUARD_H

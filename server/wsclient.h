@@ -2,7 +2,7 @@
  * stream's /ws and /events upgrades). Clients have nothing to say but a
  * text "ping" (answered with the current state); this module bounds the
  * rest: the size of a message, and how much a client that sends without
- * reading may make the server queue. Kept apart from server/http.c so that
+ * reading may make the server queue. Kept apart from server/http/ so that
  * tests/fuzz/fuzz_ws_client.c can drive it with wslay alone. */
 #ifndef WG_SERVER_WSCLIENT_H
 #define WG_SERVER_WSCLIENT_H

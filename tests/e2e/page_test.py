@@ -9,7 +9,9 @@ countdown, and the simulated phone typing it links (CONNECTED). With an API
 key, the page asks for it once and sends it in the X-API-Key header on every
 request, its event stream included (fetch streaming): no request URL carries
 the key (issue 13 point 1; before, the event stream put it in the query
-string). The page also works with PAGE turned off (404)."""
+string). A second session: the page lists the sessions, creates one (its
+key shown once), links it by its own QR and switches back to default. The
+page also works with PAGE turned off (404)."""
 import base64, http.client, json, os, shutil, socket, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -142,6 +144,51 @@ js("document.getElementById('typecode').click()")
 wait_text("state", "CONNECTED", 10)
 check(js("getComputedStyle(document.getElementById('phonebox')).display") == "none", "code form while linked")
 print("linked by pairing code from the page")
+
+# A second session: the page lists the sessions, creates "sales" (showing
+# its key once), switches to it (its own QR, from /api/sessions/sales/...),
+# links it with a scan, and switches back to default, still linked.
+for _ in range(100):
+    if js("document.getElementById('session').options.length") == 1:
+        break
+    time.sleep(0.05)
+check(js("!document.getElementById('sessions').hidden && document.getElementById('session').value") == "default",
+      "no session list with default selected")
+js("document.getElementById('newname').value = 'sales';"
+   "document.getElementById('newform').requestSubmit()")
+wait_text("sessname", "sales", 5)
+wait_text("state", "QR_READY", 10)
+newkey = js("(document.getElementById('newkeyvalue') || {}).textContent")
+check(newkey and len(newkey) >= 32, "the new session's key was not shown: %r" % newkey)
+check(js("[...document.getElementById('session').options].map(o => o.value).join(',')") == "default,sales",
+      "the list after the create: %r" % js("document.getElementById('session').innerText"))
+check(js("location.hash") == "#session=sales", "the fragment names the session")
+for _ in range(100):
+    if js("document.getElementById('qr').naturalWidth > 0 && /Expires in/.test(document.getElementById('countdown').textContent)"):
+        break
+    time.sleep(0.05)
+path = os.path.join(OUT, "page-sales-qr.png")
+open(path, "wb").write(base64.b64decode(cdp("Page.captureScreenshot", format="png")["data"]))
+st, raw = req(port, "GET", "/api/sessions/sales/qr?format=raw")
+dec = subprocess.run(["zbarimg", "--raw", "-q", path], capture_output=True, text=True).stdout.strip()
+check(st == 200 and dec == raw.decode(), "sales' QR on the page decodes to %r, want %r" % (dec[:60], raw[:60]))
+st, draw = req(port, "GET", "/api/whatsapp/qr?format=raw")
+check(st == 409, "default shows a QR while linked (%d)" % st)
+js("document.getElementById('scan').click()")
+wait_text("state", "CONNECTED", 5)
+wait_text("account", "15551234567", 2)
+st, b = req(cport, "GET", "/control/state")
+check(len(json.loads(b)["devices"]) == 2, "two devices on the fake server: %s" % b[:300])
+st, b = req(port, "GET", "/api/sessions/sales/status")
+check(json.loads(b)["data"]["state"] == "CONNECTED", "sales not linked: %s" % b[:200])
+wait_text("session", "sales \u2014 CONNECTED", 2)
+js("const s = document.getElementById('session'); s.value = 'default'; s.dispatchEvent(new Event('change'))")
+wait_text("state", "CONNECTED", 5)
+wait_text("account", "15551234567", 2)
+check(js("location.hash") == "" and js("document.getElementById('sessname').textContent") == "",
+      "back on default")
+check(js("performance.getEntriesByType('navigation').length") == 1, "the page was reloaded")
+print("second session created, linked and switched from the page")
 
 gw.terminate()
 check(gw.wait(10) == 0, "gateway exit status")

@@ -1,6 +1,6 @@
 /* libFuzzer target for what WebSocket clients send to the HTTP server:
  * the bytes after the upgrade go through a server-side wslay context set
- * up as server/http.c sets it up (wsc_limit) and every message through
+ * up as server/http/streams.c sets it up (wsc_limit) and every message through
  * wsc_on_message, answering "ping" as the server does and never reading
  * what it queues (a client that does not read). The first byte sets how
  * the input is cut into reads. Traps when a message over WSC_MAX_MESSAGE

@@ -1,0 +1,792 @@
+/* The HTTP routes: one catch-all h2o handler looks the path up in a route
+ * table (the Redis command-table style) so that unknown paths get a JSON
+ * 404 and wrong methods a 405 with Allow; it applies the browser guards,
+ * the body limit and authorization, and calls the route's handler, which
+ * asks api/ and encodes its answer. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "server/http/http_internal.h"
+
+/* --- authorization --- */
+
+/* What the route lookup found out about a request, for its handler. */
+typedef struct {
+    const char *session; /* the session acted on ("default" on the seed routes); NULL on
+                          * admin and service routes */
+    api_scope_t scope;   /* what the caller's key opens (API_SCOPE_NONE without one) */
+} http_call_t;
+
+/* Asks api/ whether the caller may use a route acting on `session` (NULL:
+ * an admin route). The key is read from the X-API-Key header only (a key in
+ * the URL would end up in histories, logs and Referer headers). Returns
+ * API_OK with *scope set, API_ERR_UNAUTHENTICATED, API_ERR_RATE_LIMITED or
+ * API_ERR_FORBIDDEN. */
+static api_code_t authorize(http_server_t *srv, h2o_req_t *req, const char *session,
+                            int key_optional, api_scope_t *scope)
+{
+    h2o_iovec_t v;
+    int has = http_header_value(req, "x-api-key", &v);
+    char addr[64];
+    http_peer_addr(req, addr, sizeof(addr));
+    api_caller_t caller = {addr, has ? v.base : NULL, has ? v.len : 0};
+    api_code_t c = api_authorize_for(srv->opts.api, &caller, session, key_optional, scope);
+    if (c != API_OK)
+        metrics_auth_failure(srv->opts.metrics);
+    return c;
+}
+
+/* --- contract routes --- */
+
+static int route_status(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    api_result_t r = api_status(srv->opts.api, c->session);
+    if (r.code != API_OK) {
+        http_send_error(srv, req, METRICS_ROUTE_STATUS, r.code, r.message, NULL);
+        return 0;
+    }
+    /* the linked account only to callers that could also fetch the QR */
+    int with_account = c->scope != API_SCOPE_NONE && !http_wildcard_untrusted(srv, req);
+    size_t len = 0;
+    const char *body = http_cached_body(
+        srv, with_account ? HTTP_BODY_STATUS_ACCOUNT : HTTP_BODY_STATUS, r.snap, &len);
+    http_send_bytes(srv, req, METRICS_ROUTE_STATUS, 200, "application/json", body, len);
+    api_result_clear(&r);
+    return 0;
+}
+
+static int route_qr(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    api_result_t r = api_qr(srv->opts.api, c->session);
+    if (r.code != API_OK) {
+        http_send_error(srv, req, METRICS_ROUTE_QR, r.code, r.message, r.snap);
+        api_result_clear(&r);
+        return 0;
+    }
+    const api_qr_render_t *img = r.snap->qr->rendered;
+    h2o_iovec_t fmt;
+    if (http_query_param(req, "format", &fmt) && h2o_memis(fmt.base, fmt.len, H2O_STRLIT("png"))) {
+        http_send_bytes(srv, req, METRICS_ROUTE_QR, 200, "image/png", (const char *)img->png,
+                        img->png_len);
+    } else if (http_query_param(req, "format", &fmt) &&
+               h2o_memis(fmt.base, fmt.len, H2O_STRLIT("raw"))) {
+        http_send_bytes(srv, req, METRICS_ROUTE_QR, 200, "text/plain; charset=utf-8",
+                        r.snap->qr->text, strlen(r.snap->qr->text));
+    } else if (http_query_param(req, "format", &fmt) &&
+               !h2o_memis(fmt.base, fmt.len, H2O_STRLIT("json"))) {
+        http_send_error(srv, req, METRICS_ROUTE_QR, API_ERR_BAD_REQUEST,
+                        "Unknown format (use json, png or raw)", NULL);
+    } else {
+        size_t len = 0;
+        const char *body = http_cached_body(srv, HTTP_BODY_QR, r.snap, &len);
+        http_send_bytes(srv, req, METRICS_ROUTE_QR, 200, "application/json", body, len);
+    }
+    api_result_clear(&r);
+    return 0;
+}
+
+static int route_logout(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    api_result_t r = api_logout(srv->opts.api, c->session);
+    if (r.code != API_OK) {
+        http_send_error(srv, req, METRICS_ROUTE_LOGOUT, r.code, r.message, r.snap);
+    } else {
+        http_send_json(srv, req, METRICS_ROUTE_LOGOUT, 200,
+                       api_json_status_message(r.snap, r.message, 0, sess_now_ms()));
+    }
+    api_result_clear(&r);
+    return 0;
+}
+
+/* A reconnect waiting for its QR; lives in the request's pool and, while
+ * it waits, in the server's list (a stop answers it). */
+struct http_reconnect {
+    http_server_t *srv;
+    h2o_req_t *req;
+    api_wait_t *wait;
+    int done, linked;
+    http_reconnect_t *prev, *next;
+};
+
+static void reconnect_unlink(http_reconnect_t *rc)
+{
+    if (!rc->linked)
+        return;
+    rc->linked = 0;
+    if (rc->prev)
+        rc->prev->next = rc->next;
+    else
+        rc->srv->reconnects = rc->next;
+    if (rc->next)
+        rc->next->prev = rc->prev;
+}
+
+static void reconnect_dispose(void *p)
+{
+    http_reconnect_t *rc = p;
+    reconnect_unlink(rc);
+    if (!rc->done && rc->wait) {
+        rc->done = 1;
+        api_wait_cancel(rc->wait); /* the client went away */
+    }
+}
+
+/* The server stops: every waiting reconnect is cancelled and answered 503
+ * now, before the server (and the requests) go away. */
+void http_reconnects_cancel(http_server_t *srv)
+{
+    while (srv->reconnects) {
+        http_reconnect_t *rc = srv->reconnects;
+        reconnect_unlink(rc);
+        if (rc->done)
+            continue;
+        rc->done = 1;
+        api_wait_cancel(rc->wait);
+        rc->wait = NULL;
+        http_send_error(srv, rc->req, METRICS_ROUTE_RECONNECT, API_ERR_SHUTTING_DOWN, NULL, NULL);
+    }
+}
+
+/* A client that closed its connection while its reconnect waits: h2o does
+ * not read an HTTP/1.1 connection while it answers a request, so the end of
+ * input is looked for here, and the wait cancelled. */
+void http_reconnects_sweep(http_server_t *srv)
+{
+    http_reconnect_t *rn;
+    for (http_reconnect_t *rc = srv->reconnects; rc; rc = rn) {
+        rn = rc->next;
+        h2o_socket_t *sock = rc->req->conn->callbacks->get_socket
+                                 ? rc->req->conn->callbacks->get_socket(rc->req->conn)
+                                 : NULL;
+        int fd = sock ? h2o_socket_get_fd(sock) : -1;
+        char b;
+        if (fd >= 0 && recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 0 && !rc->done) {
+            reconnect_unlink(rc);
+            rc->done = 1;
+            api_wait_cancel(rc->wait);
+            rc->wait = NULL;
+            http_send_error(srv, rc->req, METRICS_ROUTE_RECONNECT, API_ERR_BAD_REQUEST,
+                            "the client went away", NULL);
+        }
+    }
+}
+
+static void on_reconnected(api_result_t r, void *arg)
+{
+    http_reconnect_t *rc = arg;
+    reconnect_unlink(rc);
+    rc->done = 1;
+    rc->wait = NULL;
+    if (r.code == API_OK && r.snap && r.snap->state == SESS_QR_READY)
+        http_send_json(rc->srv, rc->req, METRICS_ROUTE_RECONNECT, 200,
+                       api_json_qr(r.snap, r.message, sess_now_ms()));
+    else if (r.code == API_OK) /* keep_credentials and linked: no QR needed */
+        http_send_json(rc->srv, rc->req, METRICS_ROUTE_RECONNECT, 200,
+                       api_json_status(r.snap, 0, sess_now_ms()));
+    else
+        http_send_error(rc->srv, rc->req, METRICS_ROUTE_RECONNECT, r.code, r.message, r.snap);
+    api_result_clear(&r);
+}
+
+static int route_reconnect(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    int keep = 0;
+    unsigned wait_ms = 0;
+    const char *why = NULL;
+    h2o_iovec_t q;
+    if (http_query_param(req, "keepCredentials", &q))
+        keep = h2o_memis(q.base, q.len, H2O_STRLIT("true")) ||
+               h2o_memis(q.base, q.len, H2O_STRLIT("1"));
+    if (req->entity.base && req->entity.len &&
+        api_parse_reconnect_body(req->entity.base, req->entity.len, &keep, &wait_ms, &why) != 0) {
+        http_send_error(srv, req, METRICS_ROUTE_RECONNECT, API_ERR_BAD_REQUEST, why, NULL);
+        return 0;
+    }
+    if (srv->stopping) {
+        http_send_error(srv, req, METRICS_ROUTE_RECONNECT, API_ERR_SHUTTING_DOWN, NULL, NULL);
+        return 0;
+    }
+    metrics_reconnect(srv->opts.metrics);
+    http_reconnect_t *rc = h2o_mem_alloc_shared(&req->pool, sizeof(*rc), reconnect_dispose);
+    memset(rc, 0, sizeof(*rc));
+    rc->srv = srv;
+    rc->req = req;
+    rc->linked = 1;
+    rc->next = srv->reconnects;
+    if (srv->reconnects)
+        srv->reconnects->prev = rc;
+    srv->reconnects = rc;
+    rc->wait = api_reconnect(srv->opts.api, c->session, keep, wait_ms, on_reconnected, rc);
+    return 0;
+}
+
+/* --- the passkey step of linking --- */
+
+/* A request waiting for an api/ callback that cannot be cancelled (a
+ * passkey assertion, a session's deletion): held by the request's pool and
+ * by the callback, freed by the last of them. */
+typedef struct {
+    http_server_t *srv;
+    h2o_req_t *req; /* NULL once the client went away */
+    int refs;
+} pending_t;
+
+static void pending_unref(pending_t *pr)
+{
+    if (--pr->refs == 0)
+        free(pr);
+}
+
+static void pending_dispose(void *p)
+{
+    pending_t *pr = *(pending_t **)p;
+    pr->req = NULL;
+    pending_unref(pr);
+}
+
+/* A new pending request (two references: the pool's and the callback's);
+ * NULL after answering 500 when out of memory. */
+static pending_t *pending_new(http_server_t *srv, h2o_req_t *req)
+{
+    pending_t *pr = calloc(1, sizeof(*pr));
+    if (!pr) {
+        http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_INTERNAL, NULL, NULL);
+        return NULL;
+    }
+    *pr = (pending_t){srv, req, 2};
+    pending_t **hold = h2o_mem_alloc_shared(&req->pool, sizeof(*hold), pending_dispose);
+    *hold = pr;
+    return pr;
+}
+
+static void on_passkey_done(api_result_t r, void *arg)
+{
+    pending_t *pr = arg;
+    if (pr->req && r.code == API_OK)
+        http_send_json(pr->srv, pr->req, METRICS_ROUTE_OTHER, 200,
+                       api_json_status_message(r.snap, r.message, 1, sess_now_ms()));
+    else if (pr->req)
+        http_send_error(pr->srv, pr->req, METRICS_ROUTE_OTHER, r.code, r.message, r.snap);
+    api_result_clear(&r);
+    pending_unref(pr);
+}
+
+/* GET: the WebAuthn request options of the pending passkey step. POST (body:
+ * the assertion as PublicKeyCredential.toJSON() gives it): completes it. */
+static int route_passkey(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"))) {
+        api_result_t r = api_passkey_options(srv->opts.api, c->session);
+        if (r.code != API_OK)
+            http_send_error(srv, req, METRICS_ROUTE_OTHER, r.code, r.message, r.snap);
+        else
+            http_send_json(srv, req, METRICS_ROUTE_OTHER, 200, api_json_passkey(r.snap));
+        api_result_clear(&r);
+        return 0;
+    }
+    pending_t *pr = pending_new(srv, req);
+    if (pr)
+        api_passkey_response(srv->opts.api, c->session, req->entity.base, req->entity.len,
+                             on_passkey_done, pr);
+    return 0;
+}
+
+/* A pairing-code request waiting for WhatsApp; lives in the request's pool. */
+typedef struct {
+    http_server_t *srv;
+    h2o_req_t *req;
+    api_pc_t *pc;
+    int done;
+} pairing_t;
+
+static void pairing_dispose(void *p)
+{
+    pairing_t *pr = p;
+    if (!pr->done && pr->pc) {
+        pr->done = 1;
+        api_pairing_code_cancel(pr->pc); /* the client went away */
+    }
+}
+
+static void on_pairing_code(api_result_t r, const char *code, int expires_in, void *arg)
+{
+    pairing_t *pr = arg;
+    pr->done = 1;
+    pr->pc = NULL;
+    if (r.code == API_OK) {
+        http_send_json(pr->srv, pr->req, METRICS_ROUTE_PAIRING_CODE, 200,
+                       api_json_pairing_code(code, expires_in));
+    } else {
+        if (r.code == API_ERR_RATE_LIMITED)
+            http_add_header_str(pr->req, "retry-after", "10");
+        http_send_error(pr->srv, pr->req, METRICS_ROUTE_PAIRING_CODE, r.code, r.message, r.snap);
+    }
+    api_result_clear(&r);
+}
+
+static int route_pairing_code(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    char phone[16];
+    const char *why = NULL;
+    if (api_parse_pairing_code_body(req->entity.base, req->entity.len, phone, &why) != 0) {
+        http_send_error(srv, req, METRICS_ROUTE_PAIRING_CODE, API_ERR_BAD_REQUEST, why, NULL);
+        return 0;
+    }
+    pairing_t *pr = h2o_mem_alloc_shared(&req->pool, sizeof(*pr), pairing_dispose);
+    memset(pr, 0, sizeof(*pr));
+    pr->srv = srv;
+    pr->req = req;
+    api_pc_t *pc = api_pairing_code(srv->opts.api, c->session, phone, on_pairing_code, pr);
+    if (!pr->done)
+        pr->pc = pc;
+    return 0;
+}
+
+static int route_events(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    return http_stream_open(srv, req, c->session, 1);
+}
+
+/* The WebSocket form of events: an upgrade only. */
+static int route_ws(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    const char *client_key;
+    if (h2o_is_websocket_handshake(req, &client_key) != 0 || !client_key) {
+        http_add_header_str(req, "upgrade", "websocket");
+        http_send_error(srv, req, METRICS_ROUTE_EVENTS, API_ERR_BAD_REQUEST,
+                        "A WebSocket upgrade is required (GET events serves Server-Sent Events)",
+                        NULL);
+        return 0;
+    }
+    return route_events(srv, req, c);
+}
+
+/* --- service routes --- */
+
+static int route_healthz(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    (void)c;
+    http_send_json(srv, req, METRICS_ROUTE_HEALTH, 200, strdup("{\"status\":\"ok\"}"));
+    return 0;
+}
+
+static int route_readyz(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    (void)c;
+    const char *why = NULL;
+    int ready =
+        srv->stopping ? 0 : (srv->opts.ready ? srv->opts.ready(srv->opts.ready_arg, &why) : 1);
+    if (srv->stopping)
+        why = "shutting down";
+    char body[256];
+    if (ready)
+        snprintf(body, sizeof(body), "{\"status\":\"ready\"}");
+    else
+        snprintf(body, sizeof(body), "{\"status\":\"not ready\",\"reason\":\"%s\"}",
+                 why ? why : "unknown");
+    http_send_json(srv, req, METRICS_ROUTE_HEALTH, ready ? 200 : 503, strdup(body));
+    return 0;
+}
+
+static int route_metrics(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    (void)c;
+    metrics_reconnect_waits(srv->opts.metrics, api_reconnect_waits(srv->opts.api));
+    api_result_t r = api_status(srv->opts.api, "default");
+    char *text = srv->opts.metrics ? metrics_render(srv->opts.metrics, r.snap) : strdup("");
+    api_result_clear(&r);
+    http_send_body(srv, req, METRICS_ROUTE_METRICS, 200, "text/plain; version=0.0.4", text,
+                   text ? strlen(text) : 0);
+    return 0;
+}
+
+static int route_page(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    (void)c;
+    if (!srv->opts.page_html) {
+        http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_NOT_FOUND, NULL, NULL);
+        return 0;
+    }
+    req->res.status = 200;
+    req->res.reason = "OK";
+    http_add_header(req, H2O_TOKEN_CONTENT_TYPE, "text/html; charset=utf-8");
+    http_add_header(req, H2O_TOKEN_CACHE_CONTROL, "no-store");
+    /* everything is inline: no external source may load; the page talks to
+     * its own origin only (and, in the demo, to the fake server's control
+     * API on loopback) */
+    http_add_header_str(
+        req, "content-security-policy",
+        srv->opts.demo_control
+            ? "default-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; "
+              "script-src 'unsafe-inline'; connect-src 'self' http://127.0.0.1:* "
+              "http://localhost:*; frame-ancestors 'none'"
+            : "default-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'; "
+              "script-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'");
+    http_add_header_str(req, "referrer-policy", "no-referrer");
+    http_add_header_str(req, "x-content-type-options", "nosniff");
+    http_track_response(srv, req);
+    h2o_send_inline(req, (const char *)srv->opts.page_html, srv->opts.page_len);
+    http_count(srv, METRICS_ROUTE_PAGE, 200);
+    return 0;
+}
+
+/* The OpenAPI 3.1 description of this API (api/openapi.json, embedded). */
+extern const unsigned char wagw_openapi_json[];
+extern const size_t wagw_openapi_json_len;
+
+static int route_openapi(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    (void)c;
+    http_send_bytes(srv, req, METRICS_ROUTE_OTHER, 200, "application/json",
+                    (const char *)wagw_openapi_json, wagw_openapi_json_len);
+    return 0;
+}
+
+static int route_demo_config(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    (void)c;
+    if (!srv->opts.demo_control) {
+        http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_NOT_FOUND, NULL, NULL);
+        return 0;
+    }
+    size_t n = strlen(srv->opts.demo_control) + 32;
+    char *body = malloc(n);
+    if (body)
+        snprintf(body, n, "{\"control\":\"%s\"}", srv->opts.demo_control);
+    http_send_json(srv, req, METRICS_ROUTE_PAGE, 200, body);
+    return 0;
+}
+
+/* --- sessions --- */
+
+/* GET /api/sessions[?state=QR_READY]: every session's status. */
+static int route_sessions_list(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    char state[32] = "";
+    h2o_iovec_t q;
+    if (http_query_param(req, "state", &q)) {
+        if (q.len >= sizeof(state)) {
+            http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_BAD_REQUEST,
+                            API_BAD_STATE_MESSAGE, NULL);
+            return 0;
+        }
+        memcpy(state, q.base, q.len);
+        state[q.len] = 0;
+    }
+    sess_snapshot_t **v = NULL;
+    size_t n = 0;
+    api_code_t code = api_session_list(srv->opts.api, state[0] ? state : NULL, &v, &n);
+    if (code != API_OK) {
+        http_send_error(srv, req, METRICS_ROUTE_OTHER, code,
+                        code == API_ERR_BAD_REQUEST ? API_BAD_STATE_MESSAGE : NULL, NULL);
+        return 0;
+    }
+    int with_account = c->scope == API_SCOPE_ADMIN && !http_wildcard_untrusted(srv, req);
+    http_send_json(srv, req, METRICS_ROUTE_OTHER, 200,
+                   api_json_sessions(v, n, with_account, sess_now_ms()));
+    sess_snapshots_free(v, n);
+    return 0;
+}
+
+/* Sends the answer carrying a session's key (created, rotated), then wipes
+ * and frees the key. */
+static void send_session_key(http_server_t *srv, h2o_req_t *req, int status, api_result_t *r,
+                             char *key)
+{
+    http_send_json(srv, req, METRICS_ROUTE_OTHER, status,
+                   api_json_session_key(r->snap, r->message, key, sess_now_ms()));
+    explicit_bzero(key, strlen(key));
+    free(key);
+}
+
+/* POST /api/sessions {"name":"sales"[,"deviceName":"..."]}: 201 with the
+ * session's status and its own key (shown once). */
+static int route_sessions_create(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    (void)c;
+    char name[65], device[65];
+    const char *why = NULL;
+    if (api_parse_session_body(req->entity.base, req->entity.len, name, device, &why) != 0) {
+        http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_BAD_REQUEST, why, NULL);
+        return 0;
+    }
+    char *key = NULL;
+    api_result_t r = api_session_create(srv->opts.api, name, device[0] ? device : NULL, &key);
+    if (r.code != API_OK || !key)
+        http_send_error(srv, req, METRICS_ROUTE_OTHER, r.code != API_OK ? r.code : API_ERR_INTERNAL,
+                        r.message, r.snap);
+    else
+        send_session_key(srv, req, 201, &r, key);
+    api_result_clear(&r);
+    return 0;
+}
+
+/* POST /api/sessions/{name}/key: a new key, the old one stops working. */
+static int route_session_key(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    char *key = NULL;
+    api_result_t r = api_session_rotate_key(srv->opts.api, c->session, &key);
+    if (r.code != API_OK || !key)
+        http_send_error(srv, req, METRICS_ROUTE_OTHER, r.code != API_OK ? r.code : API_ERR_INTERNAL,
+                        r.message, r.snap);
+    else
+        send_session_key(srv, req, 200, &r, key);
+    api_result_clear(&r);
+    return 0;
+}
+
+static void on_session_deleted(api_result_t r, void *arg)
+{
+    pending_t *pr = arg;
+    if (pr->req && r.code == API_OK)
+        http_send_json(pr->srv, pr->req, METRICS_ROUTE_OTHER, 200, api_json_message(r.message));
+    else if (pr->req)
+        http_send_error(pr->srv, pr->req, METRICS_ROUTE_OTHER, r.code, r.message, r.snap);
+    api_result_clear(&r);
+    pending_unref(pr);
+}
+
+/* DELETE /api/sessions/{name}: unlinks on WhatsApp, wipes, ends its
+ * streams; answered when all of that is over. */
+static int route_session_delete(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    if (srv->stopping) {
+        http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_SHUTTING_DOWN, NULL, NULL);
+        return 0;
+    }
+    pending_t *pr = pending_new(srv, req);
+    if (pr)
+        api_session_delete(srv->opts.api, c->session, on_session_deleted, pr);
+    return 0;
+}
+
+/* GET /api/events: every session's changes (each event names its
+ * session). */
+static int route_events_all(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    (void)c;
+    return http_stream_open(srv, req, NULL, 1);
+}
+
+/* --- the route table --- */
+
+typedef int (*route_fn)(http_server_t *srv, h2o_req_t *req, const http_call_t *c);
+
+/* Where a row's path is. */
+typedef enum {
+    AT_ROOT,    /* an absolute path */
+    AT_SESSION, /* below /api/whatsapp and /whatsapp (the session "default") and below
+                 * /api/sessions/{name} */
+    AT_NAMED,   /* below /api/sessions/{name} only ("" = the session itself) */
+} route_at_t;
+
+/* Who may call a row. */
+typedef enum {
+    AUTH_NONE,     /* anyone (service routes, the page) */
+    AUTH_OPTIONAL, /* anyone; a key shows more (status) */
+    AUTH_KEY,      /* a key for the row's session (AT_SESSION, AT_NAMED) or the admin key */
+} route_auth_t;
+
+enum { M_GET = 1, M_HEAD = 2, M_POST = 4, M_DELETE = 8 };
+
+typedef struct {
+    const char *path;
+    route_at_t at;
+    unsigned methods;  /* M_* */
+    const char *allow; /* the Allow header of the path (every row of one path has the same) */
+    route_auth_t auth;
+    int api; /* answers CORS preflights (OPTIONS) */
+    metrics_route_t metric;
+    route_fn fn;
+} route_t;
+
+#define GET_HEAD (M_GET | M_HEAD)
+
+static const route_t routes[] = {
+    {"/status", AT_SESSION, GET_HEAD, "GET, HEAD, OPTIONS", AUTH_OPTIONAL, 1, METRICS_ROUTE_STATUS,
+     route_status},
+    {"/qr", AT_SESSION, GET_HEAD, "GET, HEAD, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_QR, route_qr},
+    {"/reconnect", AT_SESSION, M_POST, "POST, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_RECONNECT,
+     route_reconnect},
+    {"/logout", AT_SESSION, M_POST, "POST, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_LOGOUT,
+     route_logout},
+    {"/pairing-code", AT_SESSION, M_POST, "POST, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_PAIRING_CODE,
+     route_pairing_code},
+    {"/events", AT_SESSION, M_GET, "GET, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_EVENTS, route_events},
+    {"/ws", AT_SESSION, M_GET, "GET, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_EVENTS, route_ws},
+    {"/passkey", AT_SESSION, GET_HEAD | M_POST, "GET, HEAD, POST, OPTIONS", AUTH_KEY, 1,
+     METRICS_ROUTE_OTHER, route_passkey},
+    {"", AT_NAMED, GET_HEAD, "GET, HEAD, DELETE, OPTIONS", AUTH_OPTIONAL, 1, METRICS_ROUTE_STATUS,
+     route_status},
+    {"", AT_NAMED, M_DELETE, "GET, HEAD, DELETE, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_OTHER,
+     route_session_delete},
+    {"/key", AT_NAMED, M_POST, "POST, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_OTHER,
+     route_session_key},
+    {"/api/sessions", AT_ROOT, GET_HEAD, "GET, HEAD, POST, OPTIONS", AUTH_KEY, 1,
+     METRICS_ROUTE_OTHER, route_sessions_list},
+    {"/api/sessions", AT_ROOT, M_POST, "GET, HEAD, POST, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_OTHER,
+     route_sessions_create},
+    {"/api/events", AT_ROOT, M_GET, "GET, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_EVENTS,
+     route_events_all},
+    {"/healthz", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_HEALTH, route_healthz},
+    {"/readyz", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_HEALTH, route_readyz},
+    {"/metrics", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_METRICS,
+     route_metrics},
+    {"/openapi.json", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_OTHER,
+     route_openapi},
+    {"/", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_PAGE, route_page},
+    {"/index.html", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_PAGE, route_page},
+    {"/demo/config", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_PAGE,
+     route_demo_config},
+};
+
+#define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+/* The seed's prefixes, acting on the session "default". */
+static const char *const seed_prefixes[] = {"/api/whatsapp", "/whatsapp"};
+
+#define SESSIONS_PREFIX "/api/sessions/"
+
+/* What a path names: the rows of one path (the first matching the method,
+ * else any, for the Allow header), and the session it acts on. */
+typedef struct {
+    const route_t *route; /* NULL: no such path */
+    int method_ok;        /* route accepts the request's method */
+    int bad_name;         /* below /api/sessions/ with a malformed name */
+    char session[65];     /* [a-z0-9_-]{1,64} */
+} route_match_t;
+
+static unsigned method_bit(h2o_req_t *req)
+{
+    static const struct {
+        const char *name;
+        size_t len;
+        unsigned bit;
+    } m[] = {{H2O_STRLIT("GET"), M_GET},
+             {H2O_STRLIT("HEAD"), M_HEAD},
+             {H2O_STRLIT("POST"), M_POST},
+             {H2O_STRLIT("DELETE"), M_DELETE}};
+    for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+        if (h2o_memis(req->method.base, req->method.len, m[i].name, m[i].len))
+            return m[i].bit;
+    return 0;
+}
+
+/* Looks `rest` up among the rows at `at` (and AT_SESSION rows when `at` is
+ * AT_NAMED and rest is not empty). Returns 1 when the path exists. */
+static int match_rows(route_match_t *m, route_at_t at, h2o_iovec_t rest, unsigned method)
+{
+    for (size_t i = 0; i < NROUTES; i++) {
+        const route_t *r = &routes[i];
+        int here = r->at == at || (at == AT_NAMED && r->at == AT_SESSION);
+        if (!here || !h2o_memis(rest.base, rest.len, r->path, strlen(r->path)))
+            continue;
+        if (!m->route)
+            m->route = r;
+        if (r->methods & method) {
+            m->route = r;
+            m->method_ok = 1;
+            return 1;
+        }
+    }
+    return m->route != NULL;
+}
+
+static void find_route(h2o_iovec_t path, unsigned method, route_match_t *m)
+{
+    memset(m, 0, sizeof(*m));
+    for (size_t p = 0; p < sizeof(seed_prefixes) / sizeof(seed_prefixes[0]); p++) {
+        size_t pl = strlen(seed_prefixes[p]);
+        if (path.len > pl && !memcmp(path.base, seed_prefixes[p], pl) &&
+            match_rows(m, AT_SESSION, h2o_iovec_init(path.base + pl, path.len - pl), method)) {
+            snprintf(m->session, sizeof(m->session), "default");
+            return;
+        }
+    }
+    size_t sl = strlen(SESSIONS_PREFIX);
+    if (path.len >= sl && !memcmp(path.base, SESSIONS_PREFIX, sl)) {
+        const char *name = path.base + sl, *end = path.base + path.len;
+        const char *slash = memchr(name, '/', (size_t)(end - name));
+        const char *ne = slash ? slash : end;
+        if (match_rows(m, AT_NAMED, h2o_iovec_init(ne, (size_t)(end - ne)), method)) {
+            size_t nl = (size_t)(ne - name);
+            if (nl >= sizeof(m->session)) {
+                m->bad_name = 1;
+                return;
+            }
+            memcpy(m->session, name, nl);
+            m->session[nl] = 0;
+            m->bad_name = !api_session_name_ok(m->session);
+            return;
+        }
+    }
+    match_rows(m, AT_ROOT, path, method);
+}
+
+/* OPTIONS on an API path: the Allow header, and the CORS preflight answer
+ * for an allowed Origin. */
+static void send_options(http_server_t *srv, h2o_req_t *req, const route_t *r)
+{
+    guard_origin_t oc = http_origin_class(srv, req);
+    http_add_header(req, H2O_TOKEN_ALLOW, r->allow);
+    if (oc == GUARD_ORIGIN_LISTED || oc == GUARD_ORIGIN_ANY) {
+        http_add_header_str(req, "access-control-allow-methods", r->allow);
+        http_add_header_str(req, "access-control-allow-headers", "X-API-Key, Content-Type");
+        http_add_header_str(req, "access-control-max-age", "600");
+    }
+    req->res.status = 204;
+    req->res.reason = "No Content";
+    http_track_response(srv, req);
+    h2o_send_inline(req, "", 0);
+    http_count(srv, r->metric, 204);
+}
+
+int http_on_req(h2o_handler_t *self, h2o_req_t *req)
+{
+    http_server_t *srv = ((http_handler_t *)self)->srv;
+    if (http_refuse_browser_request(srv, req))
+        return 0;
+    unsigned method = method_bit(req);
+    route_match_t m;
+    find_route(req->path_normalized, method, &m);
+    const route_t *r = m.route;
+    if (!r) {
+        http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_NOT_FOUND, NULL, NULL);
+        return 0;
+    }
+    http_add_cors(srv, req, r->auth == AUTH_KEY);
+    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS")) && r->api) {
+        send_options(srv, req, r);
+        return 0;
+    }
+    if (!m.method_ok) {
+        http_add_header(req, H2O_TOKEN_ALLOW, r->allow);
+        http_send_json(srv, req, r->metric, 405, api_json_error("Method not allowed", NULL));
+        return 0;
+    }
+    if ((r->methods & M_POST) && req->entity.base && req->entity.len > srv->opts.body_limit) {
+        http_send_error(srv, req, r->metric, API_ERR_TOO_LARGE, NULL, NULL);
+        return 0;
+    }
+    if (m.bad_name) {
+        http_send_error(srv, req, r->metric, API_ERR_BAD_REQUEST, API_BAD_NAME_MESSAGE, NULL);
+        return 0;
+    }
+    http_call_t call = {r->at == AT_ROOT ? NULL : m.session, API_SCOPE_NONE};
+    if (r->auth != AUTH_NONE) {
+        api_code_t auth = authorize(srv, req, call.session, r->auth == AUTH_OPTIONAL, &call.scope);
+        if (auth != API_OK && r->auth == AUTH_OPTIONAL) {
+            /* open without a key: a key that does not open this session only
+             * hides what a key shows (a wrong one was counted) */
+            call.scope = API_SCOPE_NONE;
+        } else if (auth != API_OK) {
+            if (auth == API_ERR_RATE_LIMITED)
+                http_add_header_str(req, "retry-after", "60");
+            http_send_error(srv, req, r->metric, auth, NULL, NULL);
+            return 0;
+        }
+    }
+    return r->fn(srv, req, &call);
+}

@@ -1,0 +1,82 @@
+"""Who may call what: every route and method against four callers, as one
+table shared by the transports' authorization tests (authz_test.py runs the
+"http" rows; gRPC rows go in the same table, run by their own runner).
+
+Callers, in the order of each row's expectations:
+  admin  API_KEY
+  own    the key of the session the row acts on ("default" on the seed
+         routes; on admin routes, any session's key)
+  other  the key of another session
+  none   no key at all
+The gateway runs with an API key; every session is unlinked and shows a QR
+(the fake server's QR lives long), so each answer is deterministic. Rows
+whose call would change what later rows see send a body that is refused
+after authorization (400), or act on a session made for that one call
+(FRESH).
+
+A row: Row(transport, method, target, body, (admin, own, other, none),
+flags). For "http", `target` is the path, where {s} stands for the row's
+session; each expectation is an HTTP status, or a tuple of the statuses
+accepted. For "grpc", `method` is the RPC name (e.g. "GetQR"), `target` the
+request's fields as a dict ({"session": "{s}"}), expectations status-code
+names ("OK", "PERMISSION_DENIED", "UNAUTHENTICATED")."""
+import collections
+
+Row = collections.namedtuple("Row", "transport method target body expect flags")
+Row.__new__.__defaults__ = (None, (), ())
+
+STREAM = "stream"    # an event stream: only the status of the response is read
+FRESH = "fresh"      # acts on a session created for this one call
+SEED = "seed"        # a seed route: acts on "default"
+CHANGES = "changes"  # changes its session: the runner waits for its QR again
+
+OK4 = (200, 200, 200, 200)
+KEY = lambda ok: (ok, ok, 403, 401)          # a route of the row's session
+ADMIN = lambda ok: (ok, 403, 403, 401)       # an admin route
+
+# The routes of one session, below each prefix that names it.
+SESSION_ROUTES = [
+    # (method, route, body, expect, flags)
+    ("GET", "/status", None, OK4, ()),
+    ("HEAD", "/status", None, OK4, ()),
+    ("GET", "/qr", None, KEY(200), ()),
+    ("HEAD", "/qr", None, KEY(200), ()),
+    ("POST", "/reconnect", b'{"waitMs":0}', KEY(400), ()),
+    ("POST", "/pairing-code", b"{}", KEY(400), ()),
+    ("GET", "/events", None, KEY(200), (STREAM,)),
+    ("GET", "/ws", None, KEY(400), ()),   # not an upgrade: 400 once authorized
+    ("GET", "/passkey", None, KEY(409), ()),
+    ("POST", "/passkey", b"{}", KEY((400, 409)), ()),
+]
+# Routes that change the session: on a session of their own per call, or
+# (the seed's, which act on "default") with a wait for its QR again.
+SESSION_CHANGING = [
+    ("POST", "/logout", None, KEY(200)),
+]
+
+ROWS = []
+for prefix, flags in (("/api/whatsapp", (SEED,)), ("/whatsapp", (SEED,)), ("/api/sessions/{s}", ())):
+    for m, route, body, expect, f in SESSION_ROUTES:
+        ROWS.append(Row("http", m, prefix + route, body, expect, flags + f))
+for m, route, body, expect in SESSION_CHANGING:
+    ROWS.append(Row("http", m, "/api/sessions/{s}" + route, body, expect, (FRESH,)))
+    for prefix in ("/api/whatsapp", "/whatsapp"):
+        ROWS.append(Row("http", m, prefix + route, body, expect, (SEED, CHANGES)))
+
+ROWS += [
+    Row("http", "GET", "/api/sessions/{s}", None, OK4),
+    Row("http", "HEAD", "/api/sessions/{s}", None, OK4),
+    Row("http", "DELETE", "/api/sessions/{s}", None, KEY(200), (FRESH,)),
+    Row("http", "POST", "/api/sessions/{s}/key", None, KEY(200), (FRESH,)),
+    Row("http", "GET", "/api/sessions", None, ADMIN(200)),
+    Row("http", "HEAD", "/api/sessions", None, ADMIN(200)),
+    Row("http", "POST", "/api/sessions", b'{"name":"Not A Name"}', ADMIN(400)),
+    Row("http", "GET", "/api/events", None, ADMIN(200), (STREAM,)),
+    Row("http", "GET", "/healthz", None, OK4),
+    Row("http", "GET", "/readyz", None, OK4),
+    Row("http", "GET", "/metrics", None, OK4),
+    Row("http", "GET", "/openapi.json", None, OK4),
+    Row("http", "GET", "/", None, OK4),
+    Row("http", "GET", "/index.html", None, OK4),
+    Row("http", "GET", "/demo/config", None, (404, 404, 404, 404)),
+]
