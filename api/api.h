@@ -108,6 +108,7 @@ typedef struct {
     const char *client; /* the peer address, in either transport's form (api_authorize) */
     const char *key;    /* the presented key, NULL when none */
     size_t key_len;
+    int refused; /* out: set when the presented key was refused (for metrics) */
 } api_caller_t;
 
 typedef enum {
@@ -118,7 +119,9 @@ typedef enum {
 
 /* Decides whether `caller` may use a route acting on session `session`
  * (NULL: an admin route such as the sessions list). With `key_optional`
- * (status, GetStatus) a caller without a key passes with API_SCOPE_NONE.
+ * (status, GetStatus) a caller without a key passes with API_SCOPE_NONE,
+ * and so does one whose key does not open the session (a wrong key is still
+ * counted; caller->refused says so): the key only adds what it shows.
  * Wrong keys are counted per client as api_authorize does; a valid key of
  * another session is not a guess (not counted) and gets
  * API_ERR_FORBIDDEN. Keys are compared in constant time. Returns API_OK
@@ -126,7 +129,7 @@ typedef enum {
  * API_ERR_FORBIDDEN. An unknown `session` is not decided here (the handler
  * answers API_ERR_NOT_FOUND; the scope is then ADMIN or an error). Any
  * thread. */
-api_code_t api_authorize_for(api_t *api, const api_caller_t *caller, const char *session,
+api_code_t api_authorize_for(api_t *api, api_caller_t *caller, const char *session,
                              int key_optional, api_scope_t *scope);
 
 /* The result of a synchronous handler. `snap` is a snapshot reference the

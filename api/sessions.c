@@ -21,8 +21,8 @@ static int key_hash(const char *key, size_t len, uint8_t out[32])
     return EVP_Digest(key, len, out, &n, EVP_sha256(), NULL) == 1 && n == 32 ? 0 : -1;
 }
 
-api_code_t api_authorize_for(api_t *api, const api_caller_t *caller, const char *session,
-                             int key_optional, api_scope_t *scope)
+static api_code_t decide(api_t *api, const api_caller_t *caller, const char *session,
+                         int key_optional, api_scope_t *scope)
 {
     *scope = API_SCOPE_NONE;
     if (!api_key_required(api)) {
@@ -57,6 +57,20 @@ api_code_t api_authorize_for(api_t *api, const api_caller_t *caller, const char 
     api_code_t rc =
         api_authorize(api, caller->client ? caller->client : "", caller->key, caller->key_len);
     return rc == API_OK ? API_ERR_UNAUTHENTICATED : rc;
+}
+
+api_code_t api_authorize_for(api_t *api, api_caller_t *caller, const char *session,
+                             int key_optional, api_scope_t *scope)
+{
+    api_code_t rc = decide(api, caller, session, key_optional, scope);
+    caller->refused = rc != API_OK;
+    if (rc != API_OK && key_optional && caller->key) {
+        /* open without a key: a key that does not open the session only
+         * hides what a key shows (a wrong one was counted) */
+        *scope = API_SCOPE_NONE;
+        return API_OK;
+    }
+    return rc;
 }
 
 /* A fresh key (base64url of 32 random bytes, malloc'd) and its hash. */

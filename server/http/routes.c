@@ -31,9 +31,9 @@ static api_code_t authorize(http_server_t *srv, h2o_req_t *req, const char *sess
     int has = http_header_value(req, "x-api-key", &v);
     char addr[64];
     http_peer_addr(req, addr, sizeof(addr));
-    api_caller_t caller = {addr, has ? v.base : NULL, has ? v.len : 0};
+    api_caller_t caller = {addr, has ? v.base : NULL, has ? v.len : 0, 0};
     api_code_t c = api_authorize_for(srv->opts.api, &caller, session, key_optional, scope);
-    if (c != API_OK)
+    if (caller.refused)
         metrics_auth_failure(srv->opts.metrics);
     return c;
 }
@@ -777,11 +777,7 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
     http_call_t call = {r->at == AT_ROOT ? NULL : m.session, API_SCOPE_NONE};
     if (r->auth != AUTH_NONE) {
         api_code_t auth = authorize(srv, req, call.session, r->auth == AUTH_OPTIONAL, &call.scope);
-        if (auth != API_OK && r->auth == AUTH_OPTIONAL) {
-            /* open without a key: a key that does not open this session only
-             * hides what a key shows (a wrong one was counted) */
-            call.scope = API_SCOPE_NONE;
-        } else if (auth != API_OK) {
+        if (auth != API_OK) {
             if (auth == API_ERR_RATE_LIMITED)
                 http_add_header_str(req, "retry-after", "60");
             http_send_error(srv, req, r->metric, auth, NULL, NULL);
