@@ -30,23 +30,25 @@ void api_pb_status(api_pb_status_t *v, const sess_snapshot_t *s, api_scope_t sco
 /* Fills q with the snapshot's QR (text, PNG, data URL, seconds left). */
 void api_pb_qr(Wagateway__V1__QRCode *q, const sess_snapshot_t *s, int64_t now_ms);
 
-/* The reply of Reconnect: its message, the status after it started (never
- * with the account) and the new QR when there is one. */
+/* The reply of a started Reconnect (r->code API_OK): its message, the
+ * status after it started (never with the account) and the new QR when
+ * there is one. */
 typedef struct {
     Wagateway__V1__ReconnectReply rep;
     api_pb_status_t status;
     Wagateway__V1__QRCode qr;
 } api_pb_reconnect_t;
 
-void api_pb_reconnect(api_pb_reconnect_t *v, const sess_snapshot_t *s, int64_t now_ms);
+void api_pb_reconnect(api_pb_reconnect_t *v, const api_result_t *r, int64_t now_ms);
 
-/* The reply of Logout: "Logged out" and the state after it. */
+/* The reply of Logout (r->code API_OK): its message and the state after
+ * it. */
 typedef struct {
     Wagateway__V1__LogoutReply rep;
     api_pb_status_t status;
 } api_pb_logout_t;
 
-void api_pb_logout(api_pb_logout_t *v, const sess_snapshot_t *s, int64_t now_ms);
+void api_pb_logout(api_pb_logout_t *v, const api_result_t *r, int64_t now_ms);
 
 /* The reply of RequestPairingCode (`code` is borrowed). */
 void api_pb_pairing_code(Wagateway__V1__PairingCodeReply *rep, const char *code, int expires_in);
@@ -62,6 +64,55 @@ typedef struct {
 } api_pb_passkey_t;
 
 void api_pb_passkey(api_pb_passkey_t *v, const api_result_t *r, api_scope_t scope, int64_t now_ms);
+
+/* --- sessions --- */
+
+/* The reply of CreateSession (created: r->code API_OK; `key` borrowed). */
+typedef struct {
+    Wagateway__V1__CreateSessionReply rep;
+    api_pb_status_t status;
+} api_pb_create_session_t;
+
+void api_pb_create_session(api_pb_create_session_t *v, const api_result_t *r, const char *key,
+                           int64_t now_ms);
+
+/* The reply of RotateSessionKey (r->code API_OK; `key` borrowed), the
+ * status as `scope` sees it. */
+typedef struct {
+    Wagateway__V1__RotateSessionKeyReply rep;
+    api_pb_status_t status;
+} api_pb_rotate_key_t;
+
+void api_pb_rotate_key(api_pb_rotate_key_t *v, const api_result_t *r, const char *key,
+                       api_scope_t scope, int64_t now_ms);
+
+/* The reply of DeleteSession (r->code API_OK). */
+void api_pb_delete_session(Wagateway__V1__DeleteSessionReply *rep, const api_result_t *r);
+
+/* ListSessionsRequest.state as api_session_list's filter: NULL for
+ * STATE_UNSPECIFIED (every session), a state name ("QR_READY") for the four
+ * states. Returns 0, or -1 for a value outside the enum. */
+int api_pb_state_filter(int state, const char **name);
+
+/* The reply of ListSessions: one Status per snapshot, as `scope` sees it. */
+typedef struct {
+    Wagateway__V1__ListSessionsReply rep;
+    api_pb_status_t *status; /* malloc'd, one per session */
+    Wagateway__V1__Status **list;
+} api_pb_sessions_t;
+
+/* Fills v from v[0..n) (borrowed until the message is packed). Returns 0,
+ * or -1 when out of memory. Release with api_pb_sessions_clear. */
+int api_pb_sessions(api_pb_sessions_t *v, sess_snapshot_t *const *snaps, size_t n,
+                    api_scope_t scope, int64_t now_ms);
+
+void api_pb_sessions_clear(api_pb_sessions_t *v);
+
+/* Why a stream of session `session` (NULL: of every session) ended when its
+ * subscription did: API_ERR_NOT_FOUND with "The session was deleted" when
+ * it no longer exists, else API_ERR_SHUTTING_DOWN (the service is
+ * stopping). r.snap is NULL. Any thread. */
+api_result_t api_pb_stream_end(api_t *api, const char *session);
 
 /* Writes the details of an error answer (the gRPC status message) into
  * buf and returns buf: r->message or the code's default message; for
