@@ -72,7 +72,7 @@ static void on_reconnected(api_result_t r, void *arg)
         grpc_srv_finish_result(c, &r);
     } else {
         api_pb_reconnect_t v;
-        api_pb_reconnect(&v, r.snap, sess_now_ms());
+        api_pb_reconnect(&v, &r, sess_now_ms());
         grpc_srv_finish(c, &v.rep.base, GRPC_STATUS_OK, "");
     }
     api_result_clear(&r);
@@ -141,7 +141,7 @@ static void loop_logout(grpc_srv_call_t *c, void *arg)
         grpc_srv_finish_result(c, &r);
     } else {
         api_pb_logout_t v;
-        api_pb_logout(&v, r.snap, sess_now_ms());
+        api_pb_logout(&v, &r, sess_now_ms());
         grpc_srv_finish(c, &v.rep.base, GRPC_STATUS_OK, "");
     }
     api_result_clear(&r);
@@ -242,6 +242,157 @@ static void watch_status(grpc_srv_call_t *c, const ProtobufCMessage *req)
         grpc_srv_stream(c, sub);
 }
 
+/* --- sessions --- */
+
+/* Sends a reply carrying a session's key, then wipes and frees the key. */
+static void finish_with_key(grpc_srv_call_t *c, const ProtobufCMessage *rep, char *key)
+{
+    grpc_srv_finish(c, rep, GRPC_STATUS_OK, "");
+    explicit_bzero(key, strlen(key));
+    free(key);
+}
+
+typedef struct {
+    char *name, *device;
+} create_args_t;
+
+static void free_create_args(create_args_t *a)
+{
+    free(a->name);
+    free(a->device);
+    free(a);
+}
+
+static void loop_create_session(grpc_srv_call_t *c, void *arg)
+{
+    create_args_t *a = arg;
+    char *key = NULL;
+    api_result_t r =
+        api_session_create(c->srv->o.api, a->name, a->device[0] ? a->device : NULL, &key);
+    if (r.code == API_OK && key) {
+        api_pb_create_session_t v;
+        api_pb_create_session(&v, &r, key, sess_now_ms());
+        finish_with_key(c, &v.rep.base, key);
+    } else {
+        if (r.code == API_OK) /* created without a key: out of memory */
+            r.code = API_ERR_INTERNAL;
+        grpc_srv_finish_result(c, &r);
+        free(key);
+    }
+    api_result_clear(&r);
+    free_create_args(a);
+}
+
+static void create_session(grpc_srv_call_t *c, const ProtobufCMessage *req)
+{
+    const Wagateway__V1__CreateSessionRequest *q = (const Wagateway__V1__CreateSessionRequest *)req;
+    create_args_t *a = calloc(1, sizeof(*a));
+    if (a) {
+        a->name = strdup(q->name ? q->name : "");
+        a->device = strdup(q->device_name ? q->device_name : "");
+    }
+    if (!a || !a->name || !a->device) {
+        if (a)
+            free_create_args(a);
+        grpc_srv_finish_error(c, API_ERR_INTERNAL, NULL);
+    } else if (grpc_srv_post(c, loop_create_session, a) != 0) {
+        free_create_args(a);
+    }
+}
+
+static void list_sessions(grpc_srv_call_t *c, const ProtobufCMessage *req)
+{
+    const char *state = NULL;
+    if (api_pb_state_filter(((const Wagateway__V1__ListSessionsRequest *)req)->state, &state)) {
+        grpc_srv_finish_error(c, API_ERR_BAD_REQUEST, "unknown state");
+        return;
+    }
+    sess_snapshot_t **v = NULL;
+    size_t n = 0;
+    api_code_t code = api_session_list(c->srv->o.api, state, &v, &n);
+    if (code != API_OK) {
+        grpc_srv_finish_error(c, code, NULL);
+        return;
+    }
+    api_pb_sessions_t rep;
+    if (api_pb_sessions(&rep, v, n, c->scope, sess_now_ms()) != 0) {
+        grpc_srv_finish_error(c, API_ERR_INTERNAL, NULL);
+    } else {
+        grpc_srv_finish(c, &rep.rep.base, GRPC_STATUS_OK, "");
+        api_pb_sessions_clear(&rep);
+    }
+    sess_snapshots_free(v, n);
+}
+
+static void on_session_deleted(api_result_t r, void *arg)
+{
+    grpc_srv_call_t *c = arg;
+    if (r.code != API_OK) {
+        grpc_srv_finish_result(c, &r);
+    } else {
+        Wagateway__V1__DeleteSessionReply rep;
+        api_pb_delete_session(&rep, &r);
+        grpc_srv_finish(c, &rep.base, GRPC_STATUS_OK, "");
+    }
+    api_result_clear(&r);
+    grpc_srv_call_unref(c);
+}
+
+/* The deletion goes on when the client goes away (the answer is then
+ * dropped by gRPC). */
+static void loop_delete_session(grpc_srv_call_t *c, void *arg)
+{
+    grpc_srv_call_ref(c); /* on_session_deleted's */
+    api_session_delete(c->srv->o.api, arg, on_session_deleted, c);
+    free(arg);
+}
+
+static void delete_session(grpc_srv_call_t *c, const ProtobufCMessage *req)
+{
+    const char *name = ((const Wagateway__V1__DeleteSessionRequest *)req)->name;
+    char *arg = strdup(name ? name : "");
+    if (!arg)
+        grpc_srv_finish_error(c, API_ERR_INTERNAL, NULL);
+    else if (grpc_srv_post(c, loop_delete_session, arg) != 0)
+        free(arg);
+}
+
+static void loop_rotate_key(grpc_srv_call_t *c, void *arg)
+{
+    (void)arg;
+    char *key = NULL;
+    api_result_t r = api_session_rotate_key(c->srv->o.api, c->session, &key);
+    if (r.code == API_OK && key) {
+        api_pb_rotate_key_t v;
+        api_pb_rotate_key(&v, &r, key, c->scope, sess_now_ms());
+        finish_with_key(c, &v.rep.base, key);
+    } else {
+        if (r.code == API_OK)
+            r.code = API_ERR_INTERNAL;
+        grpc_srv_finish_result(c, &r);
+        free(key);
+    }
+    api_result_clear(&r);
+}
+
+static void rotate_key(grpc_srv_call_t *c, const ProtobufCMessage *req)
+{
+    (void)req;
+    grpc_srv_post(c, loop_rotate_key, NULL);
+}
+
+static void watch_sessions(grpc_srv_call_t *c, const ProtobufCMessage *req)
+{
+    (void)req;
+    sess_sub_opts_t o = grpc_srv_stream_opts(c);
+    api_code_t code;
+    sess_sub_t *sub = api_watch_all(c->srv->o.api, &o, &code);
+    if (!sub)
+        grpc_srv_finish_error(c, code, NULL);
+    else
+        grpc_srv_stream(c, sub);
+}
+
 /* --- health (grpc.health.v1) --- */
 
 static void health(grpc_srv_call_t *c, const ProtobufCMessage *req, int watch)
@@ -307,6 +458,16 @@ const grpc_srv_method_t grpc_srv_methods[] = {
      GRPC_SRV_AUTH_SESSION, GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_OTHER, passkey_assertion, NULL},
     {GW "RequestPairingCode", &wagateway__v1__pairing_code_request__descriptor,
      GRPC_SRV_AUTH_SESSION, GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_PAIRING_CODE, pairing_code, NULL},
+    {GW "CreateSession", &wagateway__v1__create_session_request__descriptor, GRPC_SRV_AUTH_ADMIN,
+     GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_OTHER, create_session, NULL},
+    {GW "ListSessions", &wagateway__v1__list_sessions_request__descriptor, GRPC_SRV_AUTH_ADMIN,
+     GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_OTHER, list_sessions, NULL},
+    {GW "DeleteSession", &wagateway__v1__delete_session_request__descriptor, GRPC_SRV_AUTH_ADMIN,
+     GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_OTHER, delete_session, NULL},
+    {GW "RotateSessionKey", &wagateway__v1__rotate_session_key_request__descriptor,
+     GRPC_SRV_AUTH_SESSION, GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_OTHER, rotate_key, NULL},
+    {GW "WatchSessions", &wagateway__v1__watch_sessions_request__descriptor, GRPC_SRV_AUTH_ADMIN,
+     GRPC_SRV_STREAM, 0, METRICS_ROUTE_GRPC_WATCH, watch_sessions, NULL},
     {"/grpc.health.v1.Health/Check", &grpc__health__v1__health_check_request__descriptor,
      GRPC_SRV_AUTH_NONE, GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_OTHER, health_check, NULL},
     {"/grpc.health.v1.Health/Watch", &grpc__health__v1__health_check_request__descriptor,

@@ -287,7 +287,10 @@ static void stream_pump(grpc_srv_call_t *c)
         send_buffer_locked(c, stream_message(c->srv, snap, c->scope));
         sess_snapshot_unref(snap);
     } else if (rc == SESS_SUB_ENDED) {
-        finish_locked(c, NULL, api_grpc_status(API_ERR_SHUTTING_DOWN), "server shutting down");
+        pthread_mutex_unlock(&c->mu);
+        api_result_t r = api_pb_stream_end(c->srv->o.api, c->session[0] ? c->session : NULL);
+        grpc_srv_finish_result(c, &r);
+        return;
     }
     pthread_mutex_unlock(&c->mu);
 }
@@ -371,57 +374,50 @@ static const grpc_slice *key_of(grpc_srv_call_t *c)
     return NULL;
 }
 
-/* Checks the x-api-key metadata, counting wrong keys per peer (the peer
- * string goes to api_authorize as is: it groups HTTP's and gRPC's forms of
- * an address alike). */
-static api_code_t authorize(grpc_srv_call_t *c)
+/* Decides who the caller is for the session the request names, or for the
+ * service (admin methods): api/ decides (the admin key, the session's own
+ * key, another session's key, none; wrong keys counted per peer, whose
+ * address goes to api/ as gRPC gives it). Sets c->scope, or returns the
+ * refusal (API_ERR_UNAUTHENTICATED, _RATE_LIMITED, _FORBIDDEN). */
+static api_code_t authorize_call(grpc_srv_call_t *c)
 {
+    c->scope = API_SCOPE_NONE;
+    if (c->m->auth == GRPC_SRV_AUTH_NONE)
+        return API_OK;
     char *peer = grpc_call_get_peer(c->call);
     const grpc_slice *k = key_of(c);
-    api_code_t rc = api_authorize(c->srv->o.api, peer ? peer : "",
-                                  k ? (const char *)GRPC_SLICE_START_PTR(*k) : NULL,
-                                  k ? GRPC_SLICE_LENGTH(*k) : 0);
+    api_caller_t caller = {
+        .client = peer ? peer : "",
+        .key = k ? (const char *)GRPC_SLICE_START_PTR(*k) : NULL,
+        .key_len = k ? GRPC_SLICE_LENGTH(*k) : 0,
+    };
+    api_code_t rc = api_authorize_for(c->srv->o.api, &caller,
+                                      c->m->auth == GRPC_SRV_AUTH_ADMIN ? NULL : c->session,
+                                      c->m->auth == GRPC_SRV_AUTH_OPTIONAL, &c->scope);
     if (peer)
         gpr_free(peer);
-    if (rc != API_OK)
+    if (rc != API_OK) {
+        c->scope = API_SCOPE_NONE;
         metrics_auth_failure(c->srv->o.metrics);
+        /* open without a key (GetStatus): a key that does not open this
+         * session only hides what a key shows (a wrong one was counted), as
+         * over HTTP */
+        if (c->m->auth == GRPC_SRV_AUTH_OPTIONAL)
+            rc = API_OK;
+    }
     return rc;
 }
 
-/* Decides what the caller may see, or refuses it (API_ERR_*). */
-static api_code_t authorize_call(grpc_srv_call_t *c)
-{
-    api_t *api = c->srv->o.api;
-    const grpc_slice *k = key_of(c);
-    int authed;
-    switch (c->m->auth) {
-    case GRPC_SRV_AUTH_NONE:
-        authed = k ? api_key_ok(api, (const char *)GRPC_SLICE_START_PTR(*k), GRPC_SLICE_LENGTH(*k))
-                   : !api_key_required(api);
-        break;
-    case GRPC_SRV_AUTH_OPTIONAL:
-        /* a wrong key still counts: the right one shows the account */
-        authed = api_key_required(api) && k ? authorize(c) == API_OK : !api_key_required(api);
-        break;
-    default: {
-        api_code_t rc = authorize(c);
-        if (rc != API_OK)
-            return rc;
-        authed = 1;
-        break;
-    }
-    }
-    c->scope = authed ? API_SCOPE_ADMIN : API_SCOPE_NONE;
-    return API_OK;
-}
-
-/* Counts a call against the stream caps: every call, and apart the ones
- * without the key (when one is configured) and health Watch streams, which
- * anyone may open. Returns 0, or -1 when a cap is reached. */
+/* Counts a new call against the stream caps: every call, and apart the
+ * ones without a key (when keys are required) and health Watch streams,
+ * which anyone may open. A call is admitted before its request message
+ * (which names its session, so its key is checked then); a key that turns
+ * out wrong ends the call at once, and a request that does not come within
+ * REQUEST_TIMEOUT_MS ends it too. Returns 0, or -1 when a cap is reached. */
 static int admit(grpc_srv_call_t *c)
 {
     grpc_srv_t *s = c->srv;
-    int unauth = c->m->unauth_cap || c->scope == API_SCOPE_NONE;
+    int unauth = c->m->unauth_cap || (api_key_required(s->o.api) && !key_of(c));
     pthread_mutex_lock(&s->mu);
     int ok = s->live < s->o.max_streams && (!unauth || s->live_unauth < s->o.max_unauth_streams);
     if (ok) {
@@ -431,6 +427,7 @@ static int admit(grpc_srv_call_t *c)
             s->live_unauth++;
             c->counted_unauth = 1;
         }
+        c->admitted_ms = mono_ms();
         c->live_next = s->calls;
         if (s->calls)
             s->calls->live_prev = c;
@@ -442,7 +439,8 @@ static int admit(grpc_srv_call_t *c)
 
 /* Cancels streams whose client has not taken a message for stall_ms (a
  * reader that stopped, or keeps its HTTP/2 window at zero): they would hold
- * a call, a subscription and a slot of the caps forever. cq thread. */
+ * a call, a subscription and a slot of the caps forever; and calls whose
+ * request has not come within REQUEST_TIMEOUT_MS. cq thread. */
 static void sweep_stalled(grpc_srv_t *s)
 {
     int64_t now = mono_ms();
@@ -453,13 +451,19 @@ static void sweep_stalled(grpc_srv_t *s)
     for (grpc_srv_call_t *c = s->calls; c; c = c->live_next) {
         pthread_mutex_lock(&c->mu);
         int stalled = c->sending && !c->stall_cancelled && now - c->sending_since > s->o.stall_ms;
-        if (stalled)
+        int mute = !c->got_request && !c->stall_cancelled && !c->status_sent &&
+                   now - c->admitted_ms > REQUEST_TIMEOUT_MS;
+        if (stalled || mute)
             c->stall_cancelled = 1;
         pthread_mutex_unlock(&c->mu);
         if (stalled) {
             metrics_limit(s->o.metrics, METRICS_LIMIT_STALLED);
             grpc_call_cancel_with_status(c->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
                                          "the client does not read its stream", NULL);
+        } else if (mute) {
+            metrics_limit(s->o.metrics, METRICS_LIMIT_STALLED);
+            grpc_call_cancel_with_status(c->call, GRPC_STATUS_DEADLINE_EXCEEDED,
+                                         "no request message within 10 s", NULL);
         }
     }
     pthread_mutex_unlock(&s->mu);
@@ -506,11 +510,8 @@ static void on_new_call(grpc_srv_call_t *c, int ok)
     grpc_srv_call_ref(c);
     if (grpc_call_start_batch(c->call, &op, 1, &c->t_close, NULL) != GRPC_CALL_OK)
         grpc_srv_call_unref(c);
-    api_code_t auth;
     if (!c->m) {
         grpc_srv_finish(c, NULL, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
-    } else if ((auth = authorize_call(c)) != API_OK) {
-        grpc_srv_finish_error(c, auth, NULL);
     } else if (admit(c) != 0) {
         metrics_limit(s->o.metrics, METRICS_LIMIT_GRPC_STREAMS);
         grpc_srv_finish(c, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED,
@@ -551,6 +552,9 @@ static void on_recv(grpc_srv_call_t *c, int ok)
         grpc_srv_call_unref(c);
         return;
     }
+    pthread_mutex_lock(&c->mu);
+    c->got_request = 1;
+    pthread_mutex_unlock(&c->mu);
     grpc_byte_buffer_reader r;
     grpc_byte_buffer_reader_init(&r, bb);
     grpc_slice sl = grpc_byte_buffer_reader_readall(&r);
@@ -566,15 +570,26 @@ static void on_recv(grpc_srv_call_t *c, int ok)
         grpc_srv_call_unref(c);
         return;
     }
+    /* the session the request acts on: its "session" field, "default"
+     * when empty; the caller is authorized for it once (a reflection
+     * stream's later requests name none) */
     const char *session = session_of(req);
-    if (session && strlen(session) >= 64) {
+    api_code_t auth = API_OK;
+    if (session && strlen(session) > GRPC_SRV_SESSION_MAX) {
         grpc_srv_finish_error(c, API_ERR_BAD_REQUEST, "session name too long");
     } else {
-        snprintf(c->session, sizeof(c->session), "%s",
-                 !session   ? ""
-                 : *session ? session
-                            : "default");
-        c->m->handle(c, req);
+        if (!c->authorized) {
+            snprintf(c->session, sizeof(c->session), "%s",
+                     !session   ? ""
+                     : *session ? session
+                                : "default");
+            auth = authorize_call(c);
+            c->authorized = auth == API_OK;
+        }
+        if (auth != API_OK)
+            grpc_srv_finish_error(c, auth, NULL);
+        else
+            c->m->handle(c, req);
     }
     protobuf_c_message_free_unpacked(req, NULL);
     grpc_srv_call_unref(c);
