@@ -104,10 +104,9 @@ struct grpc_srv_call {
     int sent_md, sending, finished, status_sent;
     int64_t sending_since;       /* when the message in flight was handed over */
     int counted, counted_unauth; /* in grpc_srv_t's live counts and list */
-    int stall_cancelled;         /* cancelled: not taking its messages, or not asking */
-    int got_request;             /* its (first) request message arrived */
-    int authorized;              /* the caller was authorized for c->session (scope set) */
-    int64_t admitted_ms;         /* when it was admitted (monotonic clock) */
+    int stall_cancelled;         /* cancelled for not taking its messages */
+    int keyed;                   /* a valid key came with it (not counted as unauthenticated) */
+    int authorized;              /* the caller's scope is decided (c->scope) */
     grpc_srv_call_t *live_prev, *live_next; /* in grpc_srv_t's list of admitted calls */
     sess_sub_t *sub;                        /* a stream's subscription (holds a reference) */
     /* in the pump's ready list (guarded by grpc_srv_t.ready_mu) */

@@ -20,9 +20,6 @@
 #include "api/pb.h"
 #include "common/log.h"
 
-/* How long a call may take to send its request message. */
-#define REQUEST_TIMEOUT_MS 10000
-
 static int64_t mono_ms(void)
 {
     struct timespec ts;
@@ -374,16 +371,11 @@ static const grpc_slice *key_of(grpc_srv_call_t *c)
     return NULL;
 }
 
-/* Decides who the caller is for the session the request names, or for the
- * service (admin methods): api/ decides (the admin key, the session's own
- * key, another session's key, none; wrong keys counted per peer, whose
- * address goes to api/ as gRPC gives it). Sets c->scope, or returns the
- * refusal (API_ERR_UNAUTHENTICATED, _RATE_LIMITED, _FORBIDDEN). */
-static api_code_t authorize_call(grpc_srv_call_t *c)
+/* Asks api/ about the caller (its key, its address as gRPC gives it) for
+ * `session` (NULL: the service as a whole). */
+static api_code_t authorize(grpc_srv_call_t *c, const char *session, int key_optional,
+                            api_scope_t *scope)
 {
-    c->scope = API_SCOPE_NONE;
-    if (c->m->auth == GRPC_SRV_AUTH_NONE)
-        return API_OK;
     char *peer = grpc_call_get_peer(c->call);
     const grpc_slice *k = key_of(c);
     api_caller_t caller = {
@@ -391,33 +383,77 @@ static api_code_t authorize_call(grpc_srv_call_t *c)
         .key = k ? (const char *)GRPC_SLICE_START_PTR(*k) : NULL,
         .key_len = k ? GRPC_SLICE_LENGTH(*k) : 0,
     };
-    api_code_t rc = api_authorize_for(c->srv->o.api, &caller,
-                                      c->m->auth == GRPC_SRV_AUTH_ADMIN ? NULL : c->session,
-                                      c->m->auth == GRPC_SRV_AUTH_OPTIONAL, &c->scope);
+    api_code_t rc = api_authorize_for(c->srv->o.api, &caller, session, key_optional, scope);
     if (peer)
         gpr_free(peer);
+    return rc;
+}
+
+/* The first step, when the call arrives (its request, which names the
+ * session, is not there yet): api/ looks at the key for the service as a
+ * whole. No key or a wrong one (counted) is refused at once, unless the
+ * method is open without a key (GetStatus: it goes on as a caller without
+ * one, as over HTTP); the admin key passes (final for admin methods);
+ * another valid key is a session's, decided by authorize_request. Sets
+ * c->keyed (a valid key was presented: the call does not count against the
+ * unauthenticated cap). */
+static api_code_t authorize_arrival(grpc_srv_call_t *c)
+{
+    api_t *api = c->srv->o.api;
+    const grpc_slice *k = key_of(c);
+    c->scope = API_SCOPE_NONE;
+    if (c->m->auth == GRPC_SRV_AUTH_NONE) { /* anyone; the admin key is still "keyed" */
+        c->keyed =
+            !api_key_required(api) ||
+            (k && api_key_ok(api, (const char *)GRPC_SLICE_START_PTR(*k), GRPC_SLICE_LENGTH(*k)));
+        c->authorized = 1;
+        return API_OK;
+    }
+    int optional = c->m->auth == GRPC_SRV_AUTH_OPTIONAL;
+    api_scope_t scope;
+    api_code_t rc = authorize(c, NULL, optional, &scope);
+    if (rc == API_OK) { /* the admin key, or no key on GetStatus: decided */
+        c->keyed = scope == API_SCOPE_ADMIN;
+        c->scope = scope;
+        c->authorized = 1;
+        return API_OK;
+    }
+    if (rc == API_ERR_FORBIDDEN && c->m->auth != GRPC_SRV_AUTH_ADMIN) {
+        c->keyed = 1; /* a session's key: which one is for the request to say */
+        return API_OK;
+    }
+    metrics_auth_failure(c->srv->o.metrics);
+    if (optional) {
+        c->authorized = 1; /* a wrong key (counted) only hides what a key shows */
+        return API_OK;
+    }
+    return rc;
+}
+
+/* The second step, once the request named its session (c->session): a
+ * session's key opens that session's methods only (elsewhere
+ * API_ERR_FORBIDDEN, or no more than a caller without a key on GetStatus).
+ * Sets c->scope. */
+static api_code_t authorize_request(grpc_srv_call_t *c)
+{
+    int optional = c->m->auth == GRPC_SRV_AUTH_OPTIONAL;
+    api_code_t rc = authorize(c, c->session, optional, &c->scope);
     if (rc != API_OK) {
-        c->scope = API_SCOPE_NONE;
         metrics_auth_failure(c->srv->o.metrics);
-        /* open without a key (GetStatus): a key that does not open this
-         * session only hides what a key shows (a wrong one was counted), as
-         * over HTTP */
-        if (c->m->auth == GRPC_SRV_AUTH_OPTIONAL)
+        c->scope = API_SCOPE_NONE;
+        if (optional)
             rc = API_OK;
     }
     return rc;
 }
 
-/* Counts a new call against the stream caps: every call, and apart the
- * ones without a key (when keys are required) and health Watch streams,
- * which anyone may open. A call is admitted before its request message
- * (which names its session, so its key is checked then); a key that turns
- * out wrong ends the call at once, and a request that does not come within
- * REQUEST_TIMEOUT_MS ends it too. Returns 0, or -1 when a cap is reached. */
+/* Counts a call against the stream caps: every call, and apart the ones
+ * without a valid key (when keys are required) and health Watch streams,
+ * which anyone may open. Returns 0, or -1 when a cap is reached. */
 static int admit(grpc_srv_call_t *c)
 {
     grpc_srv_t *s = c->srv;
-    int unauth = c->m->unauth_cap || (api_key_required(s->o.api) && !key_of(c));
+    int unauth = c->m->unauth_cap || !c->keyed;
     pthread_mutex_lock(&s->mu);
     int ok = s->live < s->o.max_streams && (!unauth || s->live_unauth < s->o.max_unauth_streams);
     if (ok) {
@@ -427,7 +463,6 @@ static int admit(grpc_srv_call_t *c)
             s->live_unauth++;
             c->counted_unauth = 1;
         }
-        c->admitted_ms = mono_ms();
         c->live_next = s->calls;
         if (s->calls)
             s->calls->live_prev = c;
@@ -439,8 +474,7 @@ static int admit(grpc_srv_call_t *c)
 
 /* Cancels streams whose client has not taken a message for stall_ms (a
  * reader that stopped, or keeps its HTTP/2 window at zero): they would hold
- * a call, a subscription and a slot of the caps forever; and calls whose
- * request has not come within REQUEST_TIMEOUT_MS. cq thread. */
+ * a call, a subscription and a slot of the caps forever. cq thread. */
 static void sweep_stalled(grpc_srv_t *s)
 {
     int64_t now = mono_ms();
@@ -451,19 +485,13 @@ static void sweep_stalled(grpc_srv_t *s)
     for (grpc_srv_call_t *c = s->calls; c; c = c->live_next) {
         pthread_mutex_lock(&c->mu);
         int stalled = c->sending && !c->stall_cancelled && now - c->sending_since > s->o.stall_ms;
-        int mute = !c->got_request && !c->stall_cancelled && !c->status_sent &&
-                   now - c->admitted_ms > REQUEST_TIMEOUT_MS;
-        if (stalled || mute)
+        if (stalled)
             c->stall_cancelled = 1;
         pthread_mutex_unlock(&c->mu);
         if (stalled) {
             metrics_limit(s->o.metrics, METRICS_LIMIT_STALLED);
             grpc_call_cancel_with_status(c->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
                                          "the client does not read its stream", NULL);
-        } else if (mute) {
-            metrics_limit(s->o.metrics, METRICS_LIMIT_STALLED);
-            grpc_call_cancel_with_status(c->call, GRPC_STATUS_DEADLINE_EXCEEDED,
-                                         "no request message within 10 s", NULL);
         }
     }
     pthread_mutex_unlock(&s->mu);
@@ -510,8 +538,11 @@ static void on_new_call(grpc_srv_call_t *c, int ok)
     grpc_srv_call_ref(c);
     if (grpc_call_start_batch(c->call, &op, 1, &c->t_close, NULL) != GRPC_CALL_OK)
         grpc_srv_call_unref(c);
+    api_code_t auth;
     if (!c->m) {
         grpc_srv_finish(c, NULL, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
+    } else if ((auth = authorize_arrival(c)) != API_OK) {
+        grpc_srv_finish_error(c, auth, NULL);
     } else if (admit(c) != 0) {
         metrics_limit(s->o.metrics, METRICS_LIMIT_GRPC_STREAMS);
         grpc_srv_finish(c, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED,
@@ -552,9 +583,6 @@ static void on_recv(grpc_srv_call_t *c, int ok)
         grpc_srv_call_unref(c);
         return;
     }
-    pthread_mutex_lock(&c->mu);
-    c->got_request = 1;
-    pthread_mutex_unlock(&c->mu);
     grpc_byte_buffer_reader r;
     grpc_byte_buffer_reader_init(&r, bb);
     grpc_slice sl = grpc_byte_buffer_reader_readall(&r);
@@ -571,19 +599,18 @@ static void on_recv(grpc_srv_call_t *c, int ok)
         return;
     }
     /* the session the request acts on: its "session" field, "default"
-     * when empty; the caller is authorized for it once (a reflection
-     * stream's later requests name none) */
+     * when empty (requests without the field act on none, or on the
+     * session they name otherwise, as DeleteSession); a session's key is
+     * decided for it (once: every request of a call is of one type) */
     const char *session = session_of(req);
     api_code_t auth = API_OK;
     if (session && strlen(session) > GRPC_SRV_SESSION_MAX) {
         grpc_srv_finish_error(c, API_ERR_BAD_REQUEST, "session name too long");
     } else {
+        if (session)
+            snprintf(c->session, sizeof(c->session), "%s", *session ? session : "default");
         if (!c->authorized) {
-            snprintf(c->session, sizeof(c->session), "%s",
-                     !session   ? ""
-                     : *session ? session
-                                : "default");
-            auth = authorize_call(c);
+            auth = authorize_request(c);
             c->authorized = auth == API_OK;
         }
         if (auth != API_OK)
