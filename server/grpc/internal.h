@@ -68,10 +68,6 @@ typedef struct {
 /* Finds the row of a method by its full name; NULL when unknown. */
 const grpc_srv_method_t *grpc_srv_method_find(const char *path, size_t len);
 
-/* Every row (for the reflection test of the table and the server). */
-extern const grpc_srv_method_t grpc_srv_methods[];
-extern const size_t grpc_srv_nmethods;
-
 typedef enum {
     GRPC_SRV_T_NEW,
     GRPC_SRV_T_RECV,
@@ -172,6 +168,9 @@ void grpc_srv_finish_result(grpc_srv_call_t *c, const api_result_t *r);
  * when not sent yet). Returns 0, or -1 when it could not be started. */
 int grpc_srv_send(grpc_srv_call_t *c, const ProtobufCMessage *msg);
 
+/* The same with a serialized message; takes bb (destroyed in every case). */
+int grpc_srv_send_buffer(grpc_srv_call_t *c, grpc_byte_buffer *bb);
+
 /* Runs fn(c, arg) on the session loop with a reference on c held for its
  * duration (fn takes its own with grpc_srv_call_ref for work that outlives
  * it). fn owns arg. Returns 0, or -1 when the loop is closing: the call is
@@ -185,7 +184,8 @@ sess_sub_opts_t grpc_srv_stream_opts(grpc_srv_call_t *c);
 /* Turns the call into a stream of `sub` (subscribed with
  * grpc_srv_stream_opts(c)): every snapshot is sent as a Status as the
  * caller's scope sees it, one message in flight at a time; the end of the
- * subscription ends the call with UNAVAILABLE. Takes sub. */
+ * subscription ends the call (NOT_FOUND when the session was deleted,
+ * UNAVAILABLE when the service stops: api_pb_stream_end). Takes sub. */
 void grpc_srv_stream(grpc_srv_call_t *c, sess_sub_t *sub);
 
 /* --- reflection (reflection.c) --- */
@@ -203,8 +203,5 @@ void grpc_srv_refl_free(grpc_srv_refl_t *r);
  * out of memory. Immutable index: any thread. */
 int grpc_srv_refl_answer(const grpc_srv_refl_t *r, const ProtobufCMessage *req,
                          grpc_byte_buffer **out);
-
-/* Sends a reflection answer on a bidi call (reflection.c uses it). */
-int grpc_srv_send_buffer(grpc_srv_call_t *c, grpc_byte_buffer *bb);
 
 #endif

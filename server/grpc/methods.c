@@ -385,6 +385,7 @@ static void watch_sessions(grpc_srv_call_t *c, const ProtobufCMessage *req)
 {
     (void)req;
     sess_sub_opts_t o = grpc_srv_stream_opts(c);
+    o.max_queue = 0; /* the registry's default: room for every session's first state */
     api_code_t code;
     sess_sub_t *sub = api_watch_all(c->srv->o.api, &o, &code);
     if (!sub)
@@ -440,7 +441,7 @@ static void reflect(grpc_srv_call_t *c, const ProtobufCMessage *req)
 #define GW "/wagateway.v1.Gateway/"
 #define REFLECTION_REQUEST &grpc__reflection__v1alpha__server_reflection_request__descriptor
 
-const grpc_srv_method_t grpc_srv_methods[] = {
+static const grpc_srv_method_t methods[] = {
     /* path, request, auth, shape, unauth_cap, route, handle, cancel */
     {GW "GetStatus", &wagateway__v1__get_status_request__descriptor, GRPC_SRV_AUTH_OPTIONAL,
      GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_GETSTATUS, get_status, NULL},
@@ -478,12 +479,10 @@ const grpc_srv_method_t grpc_srv_methods[] = {
      GRPC_SRV_AUTH_NONE, GRPC_SRV_BIDI, 0, METRICS_ROUTE_GRPC_OTHER, reflect, NULL},
 };
 
-const size_t grpc_srv_nmethods = sizeof(grpc_srv_methods) / sizeof(grpc_srv_methods[0]);
-
 const grpc_srv_method_t *grpc_srv_method_find(const char *path, size_t len)
 {
-    for (size_t i = 0; i < grpc_srv_nmethods; i++)
-        if (strlen(grpc_srv_methods[i].path) == len && !memcmp(grpc_srv_methods[i].path, path, len))
-            return &grpc_srv_methods[i];
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (strlen(methods[i].path) == len && !memcmp(methods[i].path, path, len))
+            return &methods[i];
     return NULL;
 }
