@@ -105,6 +105,7 @@ struct grpc_srv_call {
     int authorized;              /* the caller's scope is decided (c->scope) */
     grpc_srv_call_t *live_prev, *live_next; /* in grpc_srv_t's list of admitted calls */
     sess_sub_t *sub;                        /* a stream's subscription (holds a reference) */
+    uint64_t last_seq;                      /* the last seq a stream of one session sent */
     /* in the pump's ready list (guarded by grpc_srv_t.ready_mu) */
     int ready;
     grpc_srv_call_t *ready_next;

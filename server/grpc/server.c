@@ -279,8 +279,16 @@ static void stream_pump(grpc_srv_call_t *c)
         return;
     }
     sess_snapshot_t *snap;
-    int rc = sess_sub_next(c->sub, &snap);
+    int rc;
+    /* A stream of one session never repeats a seq: a subscription made
+     * while the session publishes can find the new snapshot both as its
+     * first state and queued as the change (sess_publish swaps the current
+     * snapshot before it queues it to the subscribers). */
+    while ((rc = sess_sub_next(c->sub, &snap)) == SESS_SUB_OK && c->session[0] &&
+           snap->seq <= c->last_seq)
+        sess_snapshot_unref(snap);
     if (rc == SESS_SUB_OK) {
+        c->last_seq = snap->seq;
         send_buffer_locked(c, stream_message(c->srv, snap, c->scope));
         sess_snapshot_unref(snap);
     } else if (rc == SESS_SUB_ENDED) {
