@@ -6,12 +6,14 @@
  *                 type, who may call it, metrics route, handler);
  *   reflection.c  the reflection index and its answers.
  *
- * A call's life: server.c accepts it, finds its row, receives the request
- * message, decodes it with the row's descriptor, authorizes the caller for
- * the session the request names, admits it under the stream caps and hands
- * it to the row's handler. A handler answers with grpc_srv_finish*, or
- * posts work to the session loop (grpc_srv_post) and answers from there, or
- * turns the call into a stream of a subscription (grpc_srv_stream). */
+ * A call's life: server.c accepts it, finds its row, has api/ look at its
+ * key (no key or a wrong one is refused at once where one is needed),
+ * admits it under the stream caps, receives the request message, decodes
+ * it with the row's descriptor, has api/ decide a session key for the
+ * session the request names, and hands it to the row's handler. A handler
+ * answers with grpc_srv_finish*, or posts work to the session loop
+ * (grpc_srv_post) and answers from there, or turns the call into a
+ * stream of a subscription (grpc_srv_stream). */
 #ifndef WG_SERVER_GRPC_INTERNAL_H
 #define WG_SERVER_GRPC_INTERNAL_H
 

@@ -3,8 +3,9 @@
  * pump thread that sends streams' snapshots, call life (a count of
  * references: batches in flight, loop jobs, a stream's subscription, the
  * ready list; the last one frees the call), the dispatch of each call to
- * its row of the method table, authorization and the limits (stream caps,
- * stalled streams, a request that never comes). */
+ * its row of the method table, authorization (by api/, in two steps: the
+ * key when the call arrives, the session once its request names it) and
+ * the limits (stream caps, stalled streams). */
 #include "server/grpc/internal.h"
 
 #include <stdio.h>
