@@ -1,9 +1,8 @@
 #!/usr/bin/python3
-"""Who may call which gRPC method: every method of the gateway, health and
-reflection against four callers, as a table (the gRPC half of issue 14's
-table-driven authorization test; the rows use the shape of the HTTP
-helper's tests/e2e/authz_table.py, transport "grpc", so they can move into
-that shared table as they are).
+"""Who may call which gRPC method: the "grpc" rows of the shared
+authorization table (authz_table.py; authz_test.py runs its "http" rows)
+against the live gateway: every method of the gateway, health and
+reflection against four callers.
 
 Callers, in the order of each row's expectations:
   admin  API_KEY
@@ -16,58 +15,16 @@ The gateway runs with an API key; every session is unlinked and shows a QR
 whose call would change what later rows see send a request refused after
 authorization (INVALID_ARGUMENT), or act on a session made for that one call
 (FRESH). The test fails when a method of the service has no row."""
-import collections, os, subprocess, sys, time
+import os, subprocess, sys, time
 import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2elib import TMP, fail, check, start_fakewa, start_gateway, grpc_stubs
+from e2elib import TMP, fail, check, start_fakewa, start_gateway, grpc_stubs  # noqa: E402
 
-Row = collections.namedtuple("Row", "transport method target body expect flags")
-Row.__new__.__defaults__ = (None, (), ())
+import authz_table as T  # noqa: E402
+from authz_table import STREAM, FRESH, SEED  # noqa: E402
 
-STREAM = "stream"  # a server stream: the first message (or the error) is the answer
-FRESH = "fresh"    # acts on a session created for this one call
-SEED = "seed"      # acts on "default" (empty session name)
-
-OK4 = ("OK",) * 4
-KEY = lambda ok: (ok, ok, "PERMISSION_DENIED", "UNAUTHENTICATED")      # a session's method
-ADMIN = lambda ok: (ok, "PERMISSION_DENIED", "PERMISSION_DENIED", "UNAUTHENTICATED")  # admin only
-
-# The methods acting on one session: (method, request fields, expect, flags)
-SESSION_METHODS = [
-    ("GetStatus", {}, OK4, ()),
-    ("GetQR", {}, KEY("OK"), ()),
-    ("Reconnect", {"wait_ms": 400000}, KEY("INVALID_ARGUMENT"), ()),
-    ("RequestPairingCode", {"phone_number": "12"}, KEY("INVALID_ARGUMENT"), ()),
-    ("WatchStatus", {}, KEY("OK"), (STREAM,)),
-    ("GetPasskeyOptions", {}, KEY("FAILED_PRECONDITION"), ()),
-    ("SendPasskeyAssertion", {"assertion_json": "{}"},
-     KEY(("INVALID_ARGUMENT", "FAILED_PRECONDITION")), ()),
-]
-# Methods that change the session: each call on a session of its own.
-SESSION_CHANGING = [
-    ("Logout", {}, KEY("OK"), (FRESH,)),
-    ("RotateSessionKey", {}, KEY("OK"), (FRESH,)),
-]
-
-ROWS = []
-for m, fields, expect, f in SESSION_METHODS:
-    ROWS.append(Row("grpc", m, dict(fields, session="{s}"), None, expect, f))
-    ROWS.append(Row("grpc", m, dict(fields, session=""), None, expect, f + (SEED,)))
-for m, fields, expect, f in SESSION_CHANGING:
-    ROWS.append(Row("grpc", m, dict(fields, session="{s}"), None, expect, f))
-ROWS += [
-    Row("grpc", "CreateSession", {"name": "Not A Name"}, None, ADMIN("INVALID_ARGUMENT")),
-    Row("grpc", "ListSessions", {}, None, ADMIN("OK")),
-    Row("grpc", "DeleteSession", {"name": "{s}"}, None, ADMIN("OK"), (FRESH,)),
-    Row("grpc", "WatchSessions", {}, None, ADMIN("OK"), (STREAM,)),
-    Row("grpc", "grpc.health.v1.Health/Check", {}, None, OK4),
-    Row("grpc", "grpc.health.v1.Health/Watch", {}, None, OK4, (STREAM,)),
-    Row("grpc", "grpc.reflection.v1.ServerReflection/ServerReflectionInfo", {"list_services": ""}, None, OK4,
-        (STREAM,)),
-    Row("grpc", "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", {"list_services": ""}, None,
-        OK4, (STREAM,)),
-]
+ROWS = [r for r in T.ROWS if r.transport == "grpc"]
 
 pb, pbg, hpb, hpbg = grpc_stubs()
 subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I/usr/share/grpc-proto",
@@ -88,7 +45,7 @@ ADMIN_MD = [("x-api-key", KEY_ADMIN)]
 service = pb.DESCRIPTOR.services_by_name["Gateway"]
 covered = {r.method for r in ROWS}
 missing = [m.name for m in service.methods if m.name not in covered]
-check(not missing, "gRPC methods without a row in the authorization table: %s" % missing)
+check(not missing, "gRPC methods without a row in authz_table.py: %s" % missing)
 
 
 def create(name):
@@ -163,11 +120,16 @@ for row in ROWS:
         got = invoke(row, "" if SEED in row.flags else session, md)
         ok = got in (want if isinstance(want, tuple) else (want,))
         results.append((row.method, row.target, who, want, got, ok))
+        if FRESH in row.flags:  # gone already when the row deleted it
+            try:
+                stub.DeleteSession(pb.DeleteSessionRequest(name=session), metadata=ADMIN_MD, timeout=15)
+            except grpc.RpcError as e:
+                check(e.code() == grpc.StatusCode.NOT_FOUND, "deleting %s: %s" % (session, e))
         check(ok, "%s %s as %s: want %s, got %s" % (row.method, row.target, who, want, got))
 print("%d calls, %d rows, all as the table says" % (len(results), len(ROWS)))
 
 # the table did not lock anyone out: no key and other sessions' keys are not guesses
-check(invoke(Row("grpc", "GetQR", {"session": "alpha"}, None, ()), "alpha", [("x-api-key", keys["alpha"])]) == "OK",
+check(invoke(T.Row("grpc", "GetQR", {"session": "alpha"}, None, ()), "alpha", [("x-api-key", keys["alpha"])]) == "OK",
       "own key after the table")
 gw.terminate()
 check(gw.wait(10) == 0, "gateway exit status")
