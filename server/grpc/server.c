@@ -381,9 +381,10 @@ static const grpc_slice *key_of(grpc_srv_call_t *c)
 }
 
 /* Asks api/ about the caller (its key, its address as gRPC gives it) for
- * `session` (NULL: the service as a whole). */
+ * `session` (NULL: the service as a whole); *refused says whether api/
+ * refused the presented key (for the metrics). */
 static api_code_t authorize(grpc_srv_call_t *c, const char *session, int key_optional,
-                            api_scope_t *scope)
+                            api_scope_t *scope, int *refused)
 {
     char *peer = grpc_call_get_peer(c->call);
     const grpc_slice *k = key_of(c);
@@ -395,17 +396,19 @@ static api_code_t authorize(grpc_srv_call_t *c, const char *session, int key_opt
     api_code_t rc = api_authorize_for(c->srv->o.api, &caller, session, key_optional, scope);
     if (peer)
         gpr_free(peer);
+    *refused = caller.refused;
     return rc;
 }
 
 /* The first step, when the call arrives (its request, which names the
  * session, is not there yet): api/ looks at the key for the service as a
- * whole. No key or a wrong one (counted) is refused at once, unless the
- * method is open without a key (GetStatus: it goes on as a caller without
- * one, as over HTTP); the admin key passes (final for admin methods);
- * another valid key is a session's, decided by authorize_request. Sets
- * c->keyed (a valid key was presented: the call does not count against the
- * unauthenticated cap). */
+ * whole. The admin key passes (and decides); another valid key is a
+ * session's, decided by authorize_request once the request names the
+ * session (an admin method refuses it now). No key, or a wrong one (counted
+ * by api/), is refused at once, unless the method is open without a key
+ * (GetStatus: it goes on as a caller without one). Sets c->keyed (a valid
+ * key came with the call: it does not count against the unauthenticated
+ * cap). */
 static api_code_t authorize_arrival(grpc_srv_call_t *c)
 {
     api_t *api = c->srv->o.api;
@@ -418,11 +421,11 @@ static api_code_t authorize_arrival(grpc_srv_call_t *c)
         c->authorized = 1;
         return API_OK;
     }
-    int optional = c->m->auth == GRPC_SRV_AUTH_OPTIONAL;
     api_scope_t scope;
-    api_code_t rc = authorize(c, NULL, optional, &scope);
-    if (rc == API_OK) { /* the admin key, or no key on GetStatus: decided */
-        c->keyed = scope == API_SCOPE_ADMIN;
+    int refused;
+    api_code_t rc = authorize(c, NULL, 0, &scope, &refused);
+    if (rc == API_OK) { /* the admin key, or no key configured */
+        c->keyed = 1;
         c->scope = scope;
         c->authorized = 1;
         return API_OK;
@@ -431,28 +434,29 @@ static api_code_t authorize_arrival(grpc_srv_call_t *c)
         c->keyed = 1; /* a session's key: which one is for the request to say */
         return API_OK;
     }
-    metrics_auth_failure(c->srv->o.metrics);
-    if (optional) {
-        c->authorized = 1; /* a wrong key (counted) only hides what a key shows */
+    if (c->m->auth == GRPC_SRV_AUTH_OPTIONAL) {
+        if (k) /* a wrong key (counted) only hides what a key shows */
+            metrics_auth_failure(c->srv->o.metrics);
+        c->authorized = 1;
         return API_OK;
     }
+    metrics_auth_failure(c->srv->o.metrics);
     return rc;
 }
 
 /* The second step, once the request named its session (c->session): a
  * session's key opens that session's methods only (elsewhere
- * API_ERR_FORBIDDEN, or no more than a caller without a key on GetStatus).
+ * API_ERR_FORBIDDEN; on GetStatus no more than no key, as api/ decides).
  * Sets c->scope. */
 static api_code_t authorize_request(grpc_srv_call_t *c)
 {
-    int optional = c->m->auth == GRPC_SRV_AUTH_OPTIONAL;
-    api_code_t rc = authorize(c, c->session, optional, &c->scope);
-    if (rc != API_OK) {
+    int refused;
+    api_code_t rc =
+        authorize(c, c->session, c->m->auth == GRPC_SRV_AUTH_OPTIONAL, &c->scope, &refused);
+    if (refused)
         metrics_auth_failure(c->srv->o.metrics);
+    if (rc != API_OK)
         c->scope = API_SCOPE_NONE;
-        if (optional)
-            rc = API_OK;
-    }
     return rc;
 }
 
