@@ -1,6 +1,6 @@
 /* The transport-neutral handler layer: status, qr, reconnect, logout,
  * pairing code and watch, with one error model that HTTP (server/http/) and gRPC
- * (server/grpc.c) map to their own status codes, the API-key check, and the
+ * (server/grpc/) map to their own status codes, the API-key check, and the
  * JSON views of api-contract.md. Nothing here knows about sockets.
  *
  * Threads: every function runs on the loop thread unless it says otherwise. */

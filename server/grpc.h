@@ -1,13 +1,16 @@
 /* The gRPC endpoint: the gRPC C core server on GRPC_PORT serving
- * wagateway.v1.Gateway (GetStatus, GetQR, Reconnect, Logout, WatchStatus)
- * through the same api/ handlers as HTTP, the standard grpc.health.v1.Health
- * service, and server reflection (v1alpha and v1) for grpcurl.
+ * wagateway.v1.Gateway (proto/gateway.proto) through the same api/ handlers
+ * as HTTP, the standard grpc.health.v1.Health service, and server
+ * reflection (v1alpha and v1) for grpcurl and buf curl. The implementation
+ * is in server/grpc/ (server.c, methods.c: the method table, reflection.c).
  *
- * Threads: one completion-queue thread owns every call. It answers reads
- * (status, QR, health, reflection) itself from immutable snapshots, hands
- * Reconnect and Logout to the session loop (sess_registry_post) and streams
- * WatchStatus from a session subscription, one message in flight at a time.
- * Start, stop and free are called from the loop thread. */
+ * Threads: one completion-queue thread completes every call's batches. It
+ * answers reads (status, QR, health, reflection) itself from immutable
+ * snapshots and hands the operations (Reconnect, Logout, ...) to the
+ * session loop (sess_registry_post). Streams (WatchStatus) follow a session
+ * subscription whose notify only queues the call for a pump thread, which
+ * sends, one message in flight at a time. Start, stop and free are called
+ * from the loop thread. */
 #ifndef WG_SERVER_GRPC_H
 #define WG_SERVER_GRPC_H
 

@@ -80,3 +80,45 @@ ROWS += [
     Row("http", "GET", "/index.html", None, OK4),
     Row("http", "GET", "/demo/config", None, (404, 404, 404, 404)),
 ]
+
+# --- gRPC rows (run by authz_grpc_test.py) ---------------------------------
+# Expectations are status-code names; `target` the request's fields, "{s}"
+# the row's session (SEED rows send an empty session name: "default").
+G_OK4 = ("OK",) * 4
+G_KEY = lambda ok: (ok, ok, "PERMISSION_DENIED", "UNAUTHENTICATED")    # a session's method
+G_ADMIN = lambda ok: (ok, "PERMISSION_DENIED", "PERMISSION_DENIED", "UNAUTHENTICATED")  # admin only
+
+# The methods acting on one session: (method, request fields, expect, flags)
+GRPC_SESSION_METHODS = [
+    ("GetStatus", {}, G_OK4, ()),
+    ("GetQR", {}, G_KEY("OK"), ()),
+    ("Reconnect", {"wait_ms": 400000}, G_KEY("INVALID_ARGUMENT"), ()),
+    ("RequestPairingCode", {"phone_number": "12"}, G_KEY("INVALID_ARGUMENT"), ()),
+    ("WatchStatus", {}, G_KEY("OK"), (STREAM,)),
+    ("GetPasskeyOptions", {}, G_KEY("FAILED_PRECONDITION"), ()),
+    ("SendPasskeyAssertion", {"assertion_json": "{}"},
+     G_KEY(("INVALID_ARGUMENT", "FAILED_PRECONDITION")), ()),
+]
+# Methods that change the session: each call on a session of its own.
+GRPC_SESSION_CHANGING = [
+    ("Logout", {}, G_KEY("OK"), (FRESH,)),
+    ("RotateSessionKey", {}, G_KEY("OK"), (FRESH,)),
+]
+
+for m, fields, expect, f in GRPC_SESSION_METHODS:
+    ROWS.append(Row("grpc", m, dict(fields, session="{s}"), None, expect, f))
+    ROWS.append(Row("grpc", m, dict(fields, session=""), None, expect, f + (SEED,)))
+for m, fields, expect, f in GRPC_SESSION_CHANGING:
+    ROWS.append(Row("grpc", m, dict(fields, session="{s}"), None, expect, f))
+ROWS += [
+    Row("grpc", "CreateSession", {"name": "Not A Name"}, None, G_ADMIN("INVALID_ARGUMENT")),
+    Row("grpc", "ListSessions", {}, None, G_ADMIN("OK")),
+    Row("grpc", "DeleteSession", {"name": "{s}"}, None, G_ADMIN("OK"), (FRESH,)),
+    Row("grpc", "WatchSessions", {}, None, G_ADMIN("OK"), (STREAM,)),
+    Row("grpc", "grpc.health.v1.Health/Check", {}, None, G_OK4),
+    Row("grpc", "grpc.health.v1.Health/Watch", {}, None, G_OK4, (STREAM,)),
+    Row("grpc", "grpc.reflection.v1.ServerReflection/ServerReflectionInfo", {"list_services": ""}, None,
+        G_OK4, (STREAM,)),
+    Row("grpc", "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", {"list_services": ""},
+        None, G_OK4, (STREAM,)),
+]

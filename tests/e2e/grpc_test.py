@@ -7,8 +7,14 @@ missing or wrong key, health Check/Watch, reflection v1alpha and v1 (list,
 file descriptors with dependencies, and a call built from them alone),
 INVALID_ARGUMENT for a malformed request with the server still serving,
 `buf curl` through reflection, and streams ended with UNAVAILABLE at
-shutdown."""
-import os, socket, subprocess, sys, threading, time
+shutdown. Several sessions: CreateSession, ListSessions (state filter),
+RotateSessionKey, DeleteSession (a deleted session's stream ends NOT_FOUND,
+a linked one is removed on the fake server), WatchSessions seeing every
+session's changes in order (cancelled and deadline-expired streams
+released), the `session` field of every method with per-session keys
+(another session's key PERMISSION_DENIED), and the session methods through
+`buf curl` with reflection only."""
+import json, os, socket, subprocess, sys, threading, time
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
@@ -204,7 +210,9 @@ for mod, g in ((ra, rag), (r1, r1g)):
     svc = pool.FindServiceByName("wagateway.v1.Gateway")
     methods = sorted(m.name for m in svc.methods)
     check(set(methods) >= {"GetQR", "GetStatus", "Logout", "Reconnect", "WatchStatus",
-                           "GetPasskeyOptions", "SendPasskeyAssertion", "RequestPairingCode"}, methods)
+                           "GetPasskeyOptions", "SendPasskeyAssertion", "RequestPairingCode",
+                           "CreateSession", "ListSessions", "DeleteSession", "RotateSessionKey",
+                           "WatchSessions"}, methods)
     m = svc.methods_by_name["GetStatus"]
     factory = message_factory.MessageFactory(pool)
     Req = factory.GetPrototype(m.input_type)
@@ -257,6 +265,216 @@ Lq, Ls = dyn["Logout"]
 lo = ch.unary_unary("/wagateway.v1.Gateway/Logout", request_serializer=Lq.SerializeToString,
                     response_deserializer=Ls.FromString)(Lq(), metadata=MD, timeout=5)
 check(lo.status.state == 1 and lo.status.detail == "logged_out", "Logout %s" % lo)
+
+# --- several sessions: CreateSession, ListSessions, RotateSessionKey,
+# DeleteSession, WatchSessions, the `session` field and per-session keys ---
+def keyed(key):
+    return [("x-api-key", key)]
+
+
+all_seen, all_end = [], []
+all_it = stub.WatchSessions(pb.WatchSessionsRequest(), metadata=MD, timeout=60)
+
+
+def watch_all():
+    try:
+        for st in all_it:
+            all_seen.append((st.session, st.seq, st.state, st.detail))
+    except grpc.RpcError as e:
+        all_end.append(e.code())
+
+
+wa = threading.Thread(target=watch_all)
+wa.start()
+cr = stub.CreateSession(pb.CreateSessionRequest(name="sales", device_name="Sales desk"), metadata=MD, timeout=10)
+check(cr.key and cr.status.session == "sales" and cr.message.startswith("Session created"), "CreateSession %s" % cr)
+sales_key = cr.key
+sup = stub.CreateSession(pb.CreateSessionRequest(name="support"), metadata=MD, timeout=10)
+support_key = sup.key
+check(support_key and support_key != sales_key and sup.status.session == "support", "second session")
+check(code_of(lambda: stub.CreateSession(pb.CreateSessionRequest(name="sales"), metadata=MD, timeout=5))
+      == grpc.StatusCode.FAILED_PRECONDITION, "duplicate name")
+check(code_of(lambda: stub.CreateSession(pb.CreateSessionRequest(name="Not A Name"), metadata=MD, timeout=5))
+      == grpc.StatusCode.INVALID_ARGUMENT, "malformed name")
+check(code_of(lambda: stub.CreateSession(pb.CreateSessionRequest(name="x" * 65), metadata=MD, timeout=5))
+      == grpc.StatusCode.INVALID_ARGUMENT, "name too long")
+check(code_of(lambda: stub.CreateSession(pb.CreateSessionRequest(name="mine"), metadata=keyed(sales_key), timeout=5))
+      == grpc.StatusCode.PERMISSION_DENIED, "CreateSession with a session key")
+check(code_of(lambda: stub.CreateSession(pb.CreateSessionRequest(name="mine"), timeout=5))
+      == grpc.StatusCode.UNAUTHENTICATED, "CreateSession without a key")
+
+
+def wait_session(name, state, key=KEY, secs=15):
+    end = time.time() + secs
+    while time.time() < end:
+        s = stub.GetStatus(pb.GetStatusRequest(session=name), metadata=keyed(key), timeout=5)
+        if s.state == state:
+            return s
+        time.sleep(0.05)
+    fail("%s: state %s not reached" % (name, state))
+
+
+# each session its own QR, opened by its own key only
+wait_session("sales", pb.QR_READY, sales_key)
+wait_session("support", pb.QR_READY, support_key)
+q_sales = stub.GetQR(pb.GetQRRequest(session="sales"), metadata=keyed(sales_key), timeout=5)
+q_sup = stub.GetQR(pb.GetQRRequest(session="support"), metadata=MD, timeout=5)
+check(q_sales.qr.startswith("https://wa.me/") and q_sales.qr != q_sup.qr, "per-session QR codes")
+for name, key in (("support", sales_key), ("sales", support_key), ("", sales_key), ("default", support_key)):
+    check(code_of(lambda: stub.GetQR(pb.GetQRRequest(session=name), metadata=keyed(key), timeout=5))
+          == grpc.StatusCode.PERMISSION_DENIED, "GetQR of %r with another session's key" % name)
+check(code_of(lambda: stub.GetQR(pb.GetQRRequest(session="nope"), metadata=MD, timeout=5))
+      == grpc.StatusCode.NOT_FOUND, "GetQR of an unknown session")
+check(code_of(lambda: stub.GetStatus(pb.GetStatusRequest(session="x" * 65), timeout=5))
+      == grpc.StatusCode.INVALID_ARGUMENT, "session name over 64 bytes")
+check(code_of(lambda: stub.GetStatus(pb.GetStatusRequest(session="y" * 64), timeout=5))
+      == grpc.StatusCode.NOT_FOUND, "64-byte session name")
+sup_it = stub.WatchStatus(pb.WatchStatusRequest(session="support"), metadata=keyed(support_key), timeout=60)
+first = next(sup_it)
+check(first.session == "support" and first.state == pb.QR_READY, "WatchStatus of support %s" % first)
+check(code_of(lambda: next(stub.WatchStatus(pb.WatchStatusRequest(session="sales"), metadata=keyed(support_key),
+                                            timeout=5))) == grpc.StatusCode.PERMISSION_DENIED,
+      "WatchStatus with another session's key")
+
+# link sales: its own key sees its account, another session's key does not
+st, _ = control("/control/scan", q_sales.qr.encode())
+check(st == 200, "scan of the sales QR refused")
+s = wait_session("sales", pb.CONNECTED, sales_key)
+check(s.account.phone == "15551234567", "sales account %s" % s)
+sales_jid = s.account.jid
+o = stub.GetStatus(pb.GetStatusRequest(session="sales"), metadata=keyed(support_key), timeout=5)
+check(o.connected and not o.HasField("account"), "another session's key sees the account: %s" % o)
+check(not stub.GetStatus(pb.GetStatusRequest(session="sales"), timeout=5).HasField("account"), "no key, no account")
+
+# ListSessions, with the state filter
+ls = stub.ListSessions(pb.ListSessionsRequest(), metadata=MD, timeout=5)
+names = [x.session for x in ls.sessions]
+check(names[:1] == ["default"] and {"sales", "support"} <= set(names), "ListSessions %s" % names)
+check([x for x in ls.sessions if x.session == "sales"][0].account.jid == sales_jid, "ListSessions shows the account")
+conn = stub.ListSessions(pb.ListSessionsRequest(state=pb.CONNECTED), metadata=MD, timeout=5)
+check([x.session for x in conn.sessions] == ["sales"], "ListSessions CONNECTED %s" % conn)
+qr_ready = stub.ListSessions(pb.ListSessionsRequest(state=pb.QR_READY), metadata=MD, timeout=5)
+check("support" in [x.session for x in qr_ready.sessions] and all(x.state == pb.QR_READY for x in qr_ready.sessions),
+      "ListSessions QR_READY")
+raw_list = ch.unary_unary("/wagateway.v1.Gateway/ListSessions", request_serializer=lambda b: b,
+                          response_deserializer=lambda b: b)
+check(code_of(lambda: raw_list(b"\x08\x63", metadata=MD, timeout=5)) == grpc.StatusCode.INVALID_ARGUMENT,
+      "ListSessions with a state outside the enum")
+for md, code in ((keyed(sales_key), grpc.StatusCode.PERMISSION_DENIED), ([], grpc.StatusCode.UNAUTHENTICATED)):
+    check(code_of(lambda: stub.ListSessions(pb.ListSessionsRequest(), metadata=md, timeout=5)) == code,
+          "ListSessions with %s" % md)
+
+# RotateSessionKey: by the session's own key; the old one stops working
+check(code_of(lambda: stub.RotateSessionKey(pb.RotateSessionKeyRequest(session="support"), metadata=keyed(sales_key),
+                                            timeout=5)) == grpc.StatusCode.PERMISSION_DENIED, "rotate another's key")
+rk = stub.RotateSessionKey(pb.RotateSessionKeyRequest(session="support"), metadata=keyed(support_key), timeout=5)
+check(rk.key and rk.key != support_key and rk.status.session == "support" and rk.message, "RotateSessionKey %s" % rk)
+check(code_of(lambda: stub.GetQR(pb.GetQRRequest(session="support"), metadata=keyed(support_key), timeout=5))
+      == grpc.StatusCode.UNAUTHENTICATED, "the old key still works")
+support_key = rk.key
+check(code_of(lambda: stub.GetQR(pb.GetQRRequest(session="support"), metadata=keyed(support_key), timeout=5))
+      == grpc.StatusCode.OK, "the new key does not work")
+dk = stub.RotateSessionKey(pb.RotateSessionKeyRequest(), metadata=MD, timeout=5)
+check(dk.status.session == "default" and dk.key, "RotateSessionKey of default (empty session)")
+check(code_of(lambda: stub.GetStatus(pb.GetStatusRequest(), metadata=keyed(dk.key), timeout=5)) == grpc.StatusCode.OK
+      and stub.GetStatus(pb.GetStatusRequest(), metadata=keyed(dk.key), timeout=5).session == "default",
+      "default's own key on the empty session name")
+
+# DeleteSession: admin only; its streams end NOT_FOUND; a linked one is
+# removed on WhatsApp
+check(code_of(lambda: stub.DeleteSession(pb.DeleteSessionRequest(name="support"), metadata=keyed(support_key),
+                                         timeout=5)) == grpc.StatusCode.PERMISSION_DENIED, "delete with a session key")
+check(code_of(lambda: stub.DeleteSession(pb.DeleteSessionRequest(name="default"), metadata=MD, timeout=5))
+      == grpc.StatusCode.FAILED_PRECONDITION, "delete default")
+check(code_of(lambda: stub.DeleteSession(pb.DeleteSessionRequest(name="nope"), metadata=MD, timeout=5))
+      == grpc.StatusCode.NOT_FOUND, "delete an unknown session")
+dl = stub.DeleteSession(pb.DeleteSessionRequest(name="support"), metadata=MD, timeout=15)
+check(dl.message == "Session deleted", "DeleteSession %s" % dl)
+sup_end = None
+try:
+    for _ in sup_it:
+        pass
+except grpc.RpcError as e:
+    sup_end = e.code()
+check(sup_end == grpc.StatusCode.NOT_FOUND, "a deleted session's stream ended with %s" % sup_end)
+check(code_of(lambda: stub.GetStatus(pb.GetStatusRequest(session="support"), timeout=5)) == grpc.StatusCode.NOT_FOUND,
+      "a deleted session is still there")
+check(code_of(lambda: stub.GetQR(pb.GetQRRequest(session="support"), metadata=keyed(support_key), timeout=5))
+      in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.NOT_FOUND), "a deleted session's key")
+_, body = control("/control/state")
+check(sales_jid.encode() in body, "sales not paired on the fake server")
+stub.DeleteSession(pb.DeleteSessionRequest(name="sales"), metadata=MD, timeout=15)
+_, body = control("/control/state")
+check(sales_jid.encode() not in body, "the deleted linked session is still a device on WhatsApp")
+
+# WatchSessions saw every session, each change in order per session
+all_it.cancel()
+wa.join(10)
+check(all_end == [grpc.StatusCode.CANCELLED], "WatchSessions end %s" % all_end)
+by = {}
+for name, seq, state, detail in all_seen:
+    by.setdefault(name, []).append((seq, state))
+check({"default", "sales", "support"} <= set(by), "WatchSessions sessions %s" % sorted(by))
+for name, seen in by.items():
+    seqs = [x[0] for x in seen]
+    check(seqs == sorted(seqs) and len(set(seqs)) == len(seqs), "%s: out of order %s" % (name, seqs))
+check(by["sales"][0][0] == 1 and pb.QR_READY in [x[1] for x in by["sales"]]
+      and pb.CONNECTED in [x[1] for x in by["sales"]], "sales changes %s" % by["sales"])
+check(pb.QR_READY in [x[1] for x in by["support"]], "support changes %s" % by["support"])
+print("WatchSessions ok:", {k: len(v) for k, v in by.items()})
+check(code_of(lambda: next(stub.WatchSessions(pb.WatchSessionsRequest(), metadata=keyed(dk.key), timeout=5)))
+      == grpc.StatusCode.PERMISSION_DENIED, "WatchSessions with a session key")
+check(code_of(lambda: next(stub.WatchSessions(pb.WatchSessionsRequest(), timeout=5)))
+      == grpc.StatusCode.UNAUTHENTICATED, "WatchSessions without a key")
+# cancelled (above) and deadline-expired streams are released
+it = stub.WatchSessions(pb.WatchSessionsRequest(), metadata=MD, timeout=0.7)
+got = []
+try:
+    for st in it:
+        got.append(st.session)
+except grpc.RpcError as e:
+    got.append(e.code())
+check("default" in got and got[-1] == grpc.StatusCode.DEADLINE_EXCEEDED, "WatchSessions deadline %s" % got)
+for _ in range(50):
+    if grpc_subscribers() == 0:
+        break
+    time.sleep(0.1)
+check(grpc_subscribers() == 0, "session streams not released: %d" % grpc_subscribers())
+
+# the session methods through `buf curl`, with nothing but reflection
+def buf(method, data, key=KEY, stream=False):
+    args = ["buf", "curl", "--protocol", "grpc", "--http2-prior-knowledge", "-H", "x-api-key: " + key,
+            "-d", data, "http://127.0.0.1:%d/wagateway.v1.Gateway/%s" % (gport, method)]
+    if not stream:
+        out = subprocess.run(args, capture_output=True, text=True, timeout=30)
+        return out.stdout + out.stderr
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    procs.append(p)
+    return p
+
+
+w = buf("WatchSessions", "{}", stream=True)
+out = buf("CreateSession", '{"name":"bufs","deviceName":"buf curl"}')
+check('"key"' in out and '"session": "bufs"' in out, "buf curl CreateSession: %s" % out)
+bufs_key = json.loads(out)["key"]
+out = buf("ListSessions", "{}")
+check('"session": "bufs"' in out and '"session": "default"' in out, "buf curl ListSessions: %s" % out)
+out = buf("ListSessions", '{"state":"CONNECTED"}')
+check('"sessions"' not in out or '"state": "CONNECTED"' in out and '"bufs"' not in out,
+      "buf curl ListSessions CONNECTED: %s" % out)
+out = buf("RotateSessionKey", '{"session":"bufs"}', key=bufs_key)
+check('"key"' in out and json.loads(out)["key"] != bufs_key, "buf curl RotateSessionKey: %s" % out)
+out = buf("DeleteSession", '{"name":"bufs"}')
+check('"Session deleted"' in out, "buf curl DeleteSession: %s" % out)
+out = buf("DeleteSession", '{"name":"bufs"}')
+check("not_found" in out.lower(), "buf curl DeleteSession twice: %s" % out)
+lines, end = [], time.time() + 10
+while time.time() < end and not any('"bufs"' in l for l in lines):
+    lines.append(w.stdout.readline())
+w.kill()
+w.wait()
+check(any('"bufs"' in l for l in lines), "buf curl WatchSessions did not see bufs: %s" % "".join(lines)[:400])
+print("sessions ok")
 
 # shutdown ends open streams with a final status
 it = stub.WatchStatus(pb.WatchStatusRequest(), metadata=MD, timeout=20)

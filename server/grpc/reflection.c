@@ -1,7 +1,13 @@
-/* Reflection index and answers (see reflection.h). Each FileDescriptorProto
- * of the embedded sets is kept serialized, with its dependencies and the
- * fully qualified symbols it defines. */
-#include "server/reflection.h"
+/* gRPC server reflection (grpc.reflection.v1alpha and v1, which share
+ * their wire format; see internal.h): answers list_services,
+ * file_by_filename and file_containing_symbol from the descriptor sets
+ * embedded at build time (the gateway's API and the standard health and
+ * reflection protos), each file with its dependencies, so that a client
+ * without .proto files (grpcurl, buf curl) can call every method. Each
+ * FileDescriptorProto is kept serialized with its dependencies and the fully
+ * qualified symbols it defines; the index is immutable once built, so any
+ * thread may use it. */
+#include "server/grpc/internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +34,7 @@ typedef struct {
     size_t nsymbols;
 } file_t;
 
-struct reflection {
+struct grpc_srv_refl {
     file_t *files;
     size_t nfiles;
     char **services;
@@ -64,7 +70,7 @@ static void add_message_symbols(file_t *f, const char *prefix,
     }
 }
 
-static int add_set(reflection_t *r, const uint8_t *data, size_t len)
+static int add_set(grpc_srv_refl_t *r, const uint8_t *data, size_t len)
 {
     Google__Protobuf__FileDescriptorSet *set =
         google__protobuf__file_descriptor_set__unpack(NULL, len, data);
@@ -88,6 +94,8 @@ static int add_set(reflection_t *r, const uint8_t *data, size_t len)
         f->bytes = malloc(f->len ? f->len : 1);
         if (f->bytes)
             google__protobuf__file_descriptor_proto__pack(fd, f->bytes);
+        else
+            f->len = 0;
         for (size_t d = 0; d < fd->n_dependency; d++)
             push(&f->deps, &f->ndeps, fd->dependency[d]);
         const char *pkg = fd->package ? fd->package : "";
@@ -113,13 +121,13 @@ static int add_set(reflection_t *r, const uint8_t *data, size_t len)
     return 0;
 }
 
-int reflection_new(reflection_t **out, char *err, size_t errlen)
+int grpc_srv_refl_new(grpc_srv_refl_t **out, char *err, size_t errlen)
 {
-    reflection_t *r = calloc(1, sizeof(*r));
+    grpc_srv_refl_t *r = calloc(1, sizeof(*r));
     if (!r || add_set(r, wagw_gateway_descriptor, wagw_gateway_descriptor_len) ||
         add_set(r, wagw_grpc_std_descriptor, wagw_grpc_std_descriptor_len)) {
         snprintf(err, errlen, "cannot load the gRPC descriptor sets");
-        reflection_free(r);
+        grpc_srv_refl_free(r);
         return -1;
     }
     *out = r;
@@ -133,7 +141,7 @@ static void free_strs(char **a, size_t n)
     free(a);
 }
 
-void reflection_free(reflection_t *r)
+void grpc_srv_refl_free(grpc_srv_refl_t *r)
 {
     if (!r)
         return;
@@ -148,12 +156,7 @@ void reflection_free(reflection_t *r)
     free(r);
 }
 
-size_t reflection_service_count(const reflection_t *r)
-{
-    return r->nservices;
-}
-
-static const file_t *find_file(const reflection_t *r, const char *name)
+static const file_t *find_file(const grpc_srv_refl_t *r, const char *name)
 {
     for (size_t i = 0; i < r->nfiles; i++)
         if (!strcmp(r->files[i].name, name))
@@ -161,7 +164,7 @@ static const file_t *find_file(const reflection_t *r, const char *name)
     return NULL;
 }
 
-static const file_t *find_symbol(const reflection_t *r, const char *sym)
+static const file_t *find_symbol(const grpc_srv_refl_t *r, const char *sym)
 {
     for (size_t i = 0; i < r->nfiles; i++)
         for (size_t k = 0; k < r->files[i].nsymbols; k++)
@@ -171,7 +174,7 @@ static const file_t *find_symbol(const reflection_t *r, const char *sym)
 }
 
 /* Collects f and its transitive dependencies (each once) into list. */
-static void collect(const reflection_t *r, const file_t *f, const file_t **list, size_t *n)
+static void collect(const grpc_srv_refl_t *r, const file_t *f, const file_t **list, size_t *n)
 {
     for (size_t i = 0; i < *n; i++)
         if (list[i] == f)
@@ -186,14 +189,11 @@ static void collect(const reflection_t *r, const file_t *f, const file_t **list,
     }
 }
 
-int reflection_answer(const reflection_t *r, int v1, const uint8_t *req, size_t len,
-                      grpc_byte_buffer **out)
+int grpc_srv_refl_answer(const grpc_srv_refl_t *r, const ProtobufCMessage *req,
+                         grpc_byte_buffer **out)
 {
-    (void)v1; /* v1 and v1alpha messages are identical on the wire */
     Grpc__Reflection__V1alpha__ServerReflectionRequest *q =
-        grpc__reflection__v1alpha__server_reflection_request__unpack(NULL, len, req);
-    if (!q)
-        return -1;
+        (Grpc__Reflection__V1alpha__ServerReflectionRequest *)req;
     Grpc__Reflection__V1alpha__ServerReflectionResponse resp =
         GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_RESPONSE__INIT;
     Grpc__Reflection__V1alpha__FileDescriptorResponse fdr =
@@ -209,6 +209,13 @@ int reflection_answer(const reflection_t *r, int v1, const uint8_t *req, size_t 
         calloc(r->nservices ? r->nservices : 1, sizeof(*svcs));
     Grpc__Reflection__V1alpha__ServiceResponse **svcp =
         calloc(r->nservices ? r->nservices : 1, sizeof(*svcp));
+    if (!list || !blobs || !svcs || !svcp) {
+        free(list);
+        free(blobs);
+        free(svcs);
+        free(svcp);
+        return -1;
+    }
     size_t n = 0;
     const file_t *f = NULL;
     char msg[300];
@@ -270,6 +277,5 @@ int reflection_answer(const reflection_t *r, int v1, const uint8_t *req, size_t 
     free(blobs);
     free(svcs);
     free(svcp);
-    grpc__reflection__v1alpha__server_reflection_request__free_unpacked(q, NULL);
     return rc;
 }
