@@ -812,11 +812,16 @@ int sess_publish(sess_t *s, const sess_change_t *c)
     if (opts && !(snap->passkey_options = strdup(opts)))
         goto oom;
 
+    /* Swap and queue under the subscriber locks (registry-wide first, the
+     * order registry subscriptions take them): a subscription made meanwhile
+     * either sees the old snapshot and then this change, or this snapshot
+     * first, never it twice. */
+    sess_registry_t *reg = s->reg;
+    pthread_mutex_lock(&reg->all_mu);
+    pthread_mutex_lock(&s->sub_mu);
     pthread_mutex_lock(&s->cur_mu);
     s->current = snap;
     pthread_mutex_unlock(&s->cur_mu);
-
-    pthread_mutex_lock(&s->sub_mu);
     for (sess_sub_t *sub = s->subs; sub; sub = sub->next) {
         pthread_mutex_lock(&sub->mu);
         int wake = sub_push_locked(sub, snap);
@@ -825,8 +830,6 @@ int sess_publish(sess_t *s, const sess_change_t *c)
             sub->opts.notify(sub->opts.arg);
     }
     pthread_mutex_unlock(&s->sub_mu);
-    sess_registry_t *reg = s->reg;
-    pthread_mutex_lock(&reg->all_mu);
     for (sess_sub_t *sub = reg->all_subs; sub; sub = sub->next) {
         pthread_mutex_lock(&sub->mu);
         int wake = sub_push_locked(sub, snap);

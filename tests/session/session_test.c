@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -401,6 +402,65 @@ static void test_reference_outlives_removal(void **state)
     sess_snapshots_free(v, n);
 }
 
+/* Subscriptions made on other threads while the loop publishes see every
+ * change once, in order: never the snapshot being published twice (once
+ * as the first snapshot, once queued). */
+typedef struct {
+    sess_t *s;
+    sess_registry_t *reg;
+    volatile int stop;
+    int bad, subs;
+} racer_t;
+
+static void check_stream(racer_t *r, sess_sub_t *sub, const char *only)
+{
+    sess_snapshot_t *snap;
+    uint64_t prev = 0;
+    while (sess_sub_next(sub, &snap) == SESS_SUB_OK) {
+        if (!only || !strcmp(snap->session, only)) {
+            if (prev && snap->seq <= prev) /* repeated (gaps come from coalescing) */
+                r->bad++;
+            prev = snap->seq;
+        }
+        sess_snapshot_unref(snap);
+    }
+}
+
+static void *racer(void *arg)
+{
+    racer_t *r = arg;
+    while (!r->stop) {
+        sess_sub_t *a = sess_subscribe(r->s, NULL);
+        sess_sub_t *b = sess_registry_subscribe(r->reg, NULL);
+        sched_yield();
+        check_stream(r, a, NULL);
+        check_stream(r, b, "default");
+        sess_unsubscribe(a);
+        sess_unsubscribe(b);
+        r->subs++;
+    }
+    return NULL;
+}
+
+static void test_subscribe_while_publishing(void **state)
+{
+    fx_t *fx = *state;
+    racer_t r[3];
+    pthread_t th[3];
+    for (int k = 0; k < 3; k++) {
+        r[k] = (racer_t){.s = fx->s, .reg = fx->reg};
+        pthread_create(&th[k], NULL, racer, &r[k]);
+    }
+    for (int i = 0; i < 200000; i++)
+        publish(fx->s, i % 2 ? SESS_CONNECTING : SESS_DISCONNECTED, "x", NULL);
+    for (int k = 0; k < 3; k++) {
+        r[k].stop = 1;
+        pthread_join(th[k], NULL);
+        assert_true(r[k].subs > 0);
+        assert_int_equal(r[k].bad, 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -413,6 +473,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_ends_subscriptions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sessions_come_and_go, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reference_outlives_removal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_subscribe_while_publishing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
