@@ -587,6 +587,7 @@ typedef enum {
     AUTH_NONE,     /* anyone (service routes, the page) */
     AUTH_OPTIONAL, /* anyone; a key shows more (status) */
     AUTH_KEY,      /* a key for the row's session (AT_SESSION, AT_NAMED) or the admin key */
+    AUTH_ADMIN,    /* the admin key only, even on a session's path (deleting it) */
 } route_auth_t;
 
 enum { M_GET = 1, M_HEAD = 2, M_POST = 4, M_DELETE = 8 };
@@ -620,7 +621,7 @@ static const route_t routes[] = {
      METRICS_ROUTE_OTHER, route_passkey},
     {"", AT_NAMED, GET_HEAD, "GET, HEAD, DELETE, OPTIONS", AUTH_OPTIONAL, 1, METRICS_ROUTE_STATUS,
      route_status},
-    {"", AT_NAMED, M_DELETE, "GET, HEAD, DELETE, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_OTHER,
+    {"", AT_NAMED, M_DELETE, "GET, HEAD, DELETE, OPTIONS", AUTH_ADMIN, 1, METRICS_ROUTE_OTHER,
      route_session_delete},
     {"/key", AT_NAMED, M_POST, "POST, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_OTHER,
      route_session_key},
@@ -776,7 +777,8 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     http_call_t call = {r->at == AT_ROOT ? NULL : m.session, API_SCOPE_NONE};
     if (r->auth != AUTH_NONE) {
-        api_code_t auth = authorize(srv, req, call.session, r->auth == AUTH_OPTIONAL, &call.scope);
+        api_code_t auth = authorize(srv, req, r->auth == AUTH_ADMIN ? NULL : call.session,
+                                    r->auth == AUTH_OPTIONAL, &call.scope);
         if (auth != API_OK) {
             if (auth == API_ERR_RATE_LIMITED)
                 http_add_header_str(req, "retry-after", "60");

@@ -66,7 +66,7 @@ for m, route, body, expect in SESSION_CHANGING:
 ROWS += [
     Row("http", "GET", "/api/sessions/{s}", None, OK4),
     Row("http", "HEAD", "/api/sessions/{s}", None, OK4),
-    Row("http", "DELETE", "/api/sessions/{s}", None, KEY(200), (FRESH,)),
+    Row("http", "DELETE", "/api/sessions/{s}", None, ADMIN(200), (FRESH,)),
     Row("http", "POST", "/api/sessions/{s}/key", None, KEY(200), (FRESH,)),
     Row("http", "GET", "/api/sessions", None, ADMIN(200)),
     Row("http", "HEAD", "/api/sessions", None, ADMIN(200)),

@@ -218,6 +218,8 @@ st, b = control(fw, "GET", "/control/state")
 logouts = b["logouts"]
 n_events = len(every.snapshot())
 st, b = api(port, "DELETE", "/api/sessions/sales", headers={"X-API-Key": keys["sales"]})
+check(st == 403, "a session key deleted its session: %s %s" % (st, b))  # admin only
+st, b = api(port, "DELETE", "/api/sessions/sales")
 check(st == 200 and b["success"], "DELETE /api/sessions/sales: %s %s" % (st, b))
 t0 = time.time()
 while time.time() - t0 < 5 and not sales_ev.ended:
