@@ -112,7 +112,11 @@ cdp("Page.enable")
 cdp("Page.navigate", url="http://localhost:%d/" % port)
 wait_text("state", "QR_READY", 10)
 # keep every code the page shows (it may be on screen only briefly)
-js("""window.__codes = []; new MutationObserver(() => {
+# (from the mutation records: two updates in one task leave only the last
+# text in the element by the time the observer runs)
+js("""window.__codes = []; new MutationObserver((records) => {
+        for (const r of records)
+          for (const n of r.addedNodes) if (n.textContent) window.__codes.push(n.textContent);
         const t = document.getElementById('pkcode').textContent; if (t) window.__codes.push(t);
      }).observe(document.getElementById('pkcode'), {childList: true, characterData: true, subtree: true});
      true""")
