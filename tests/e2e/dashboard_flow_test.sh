@@ -62,15 +62,19 @@ for r in "GET qr" "POST reconnect" "POST logout" "GET events"; do
     done
 done
 
-# 3. the PNG decodes to the exact QR string the phone will scan
-curl -fsS -H "$H" "$B/api/whatsapp/qr" >"$T/qr.json"
-json 'j["data"]["qrCode"].startswith("data:image/png;base64,") and 0 < j["data"]["expiresIn"] <= 3' <"$T/qr.json" | grep -q True || fail "qr body: $(cat "$T/qr.json")"
-curl -fsS -H "$H" "$B/api/whatsapp/qr?format=png" -o "$T/qr.png"
-RAW=$(curl -fsS -H "$H" "$B/whatsapp/qr?format=raw")
-DEC=$(zbarimg --raw -q "$T/qr.png" 2>/dev/null)
-[ -n "$RAW" ] && [ "$RAW" = "$DEC" ] || fail "QR image decodes to '$DEC', expected '$RAW'"
-json 'j["data"]["qrCode"]' <"$T/qr.json" | sed 's/^data:image\/png;base64,//' | base64 -d >"$T/qr2.png"
-[ "$(zbarimg --raw -q "$T/qr2.png" 2>/dev/null)" = "$RAW" ] || fail "data URL does not decode"
+# 3. the PNG decodes to the exact QR string the phone will scan (three
+#    requests: a rotation between them is legitimate, so up to three tries)
+for try in 1 2 3; do
+    curl -fsS -H "$H" "$B/api/whatsapp/qr" >"$T/qr.json"
+    json 'j["data"]["qrCode"].startswith("data:image/png;base64,") and 0 < j["data"]["expiresIn"] <= 3' <"$T/qr.json" | grep -q True || fail "qr body: $(cat "$T/qr.json")"
+    curl -fsS -H "$H" "$B/api/whatsapp/qr?format=png" -o "$T/qr.png"
+    RAW=$(curl -fsS -H "$H" "$B/whatsapp/qr?format=raw")
+    DEC=$(zbarimg --raw -q "$T/qr.png" 2>/dev/null)
+    json 'j["data"]["qrCode"]' <"$T/qr.json" | sed 's/^data:image\/png;base64,//' | base64 -d >"$T/qr2.png"
+    DEC2=$(zbarimg --raw -q "$T/qr2.png" 2>/dev/null)
+    [ -n "$RAW" ] && [ "$RAW" = "$DEC" ] && [ "$RAW" = "$DEC2" ] && break
+    [ "$try" = 3 ] && fail "QR image decodes to '$DEC' / '$DEC2', expected '$RAW'"
+done
 case "$RAW" in https://wa.me/settings/linked_devices\#*,*,*,*,1) ;; *) fail "QR string form: $RAW" ;; esac
 
 # 4. simulated scan -> CONNECTED, hasQR false, account for the key holder
