@@ -18,185 +18,15 @@
 #include "session/store/store.h"
 #include "session/wa/pair.h"
 #include "tests/fakewa/whatsapp.h"
+#include "tests/session_flow/flowlib.h"
 
-#define MAX_SEEN 256
-
-typedef struct {
-    uv_loop_t loop;
-    fakewa_wa_t *srv;
-    wa_fsock_ctx_t *fsock;
-    store_t *store;
-    sess_registry_t *reg;
-    sess_t *s;
-    sess_sub_t *sub;
-    uv_async_t wake;
-    uv_timer_t guard;
-    char dir[512];
-    /* what the subscriber saw */
-    sess_state_t seen[MAX_SEEN];
-    char detail[MAX_SEEN][40];
-    char qr[MAX_SEEN][400];
-    int nseen;
-    int timed_out;
-    unsigned qr_first, qr_next;
-    int refs;
-    /* client timings for the next start_gateway (0 = the fixture's) */
-    unsigned ka_ms, ka_timeout_ms, login_timeout_ms;
-    int ka_defaults;   /* 1: the product's keepalive defaults */
-    sess_gate_t *gate; /* connection gate for the next start_gateway, or NULL */
-} fx_t;
-
-static void drain(fx_t *fx)
-{
-    sess_snapshot_t *snap;
-    if (!fx->sub)
-        return;
-    while (sess_sub_next(fx->sub, &snap) == SESS_SUB_OK) {
-        if (fx->nseen < MAX_SEEN) {
-            fx->seen[fx->nseen] = snap->state;
-            snprintf(fx->detail[fx->nseen], 40, "%s", snap->detail);
-            snprintf(fx->qr[fx->nseen], 400, "%s", snap->qr ? snap->qr->text : "");
-            fx->nseen++;
-        }
-        sess_snapshot_unref(snap);
-    }
-}
-
-static void on_wake(uv_async_t *a)
-{
-    drain(a->data);
-}
-
-static void notify(void *arg)
-{
-    fx_t *fx = arg;
-    uv_async_send(&fx->wake);
-}
-
-static void on_guard(uv_timer_t *t)
-{
-    fx_t *fx = t->data;
-    fx->timed_out = 1;
-}
-
-/* Runs the loop until the subscriber has seen `state` (with `detail` when
- * non-NULL) after index `from`, or `ms` pass. Returns its index or -1. */
-static int wait_for(fx_t *fx, int from, sess_state_t state, const char *detail, unsigned ms)
-{
-    fx->timed_out = 0;
-    uv_timer_start(&fx->guard, on_guard, ms, 0);
-    for (;;) {
-        drain(fx);
-        for (int i = from; i < fx->nseen; i++)
-            if (fx->seen[i] == state && (!detail || !strcmp(fx->detail[i], detail))) {
-                uv_timer_stop(&fx->guard);
-                return i;
-            }
-        if (fx->timed_out)
-            return -1;
-        uv_run(&fx->loop, UV_RUN_ONCE);
-    }
-}
-
-/* Runs the loop for `ms` milliseconds. */
-static void run_for(fx_t *fx, unsigned ms)
-{
-    fx->timed_out = 0;
-    uv_timer_start(&fx->guard, on_guard, ms, 0);
-    while (!fx->timed_out)
-        uv_run(&fx->loop, UV_RUN_ONCE);
-    drain(fx);
-}
-
-static void dump(fx_t *fx)
-{
-    for (int i = 0; i < fx->nseen; i++)
-        fprintf(stderr, "  seen[%d] %s %s\n", i, sess_state_name(fx->seen[i]), fx->detail[i]);
-}
-
-static void must(fx_t *fx, int idx, const char *what)
-{
-    if (idx < 0) {
-        dump(fx);
-        fail_msg("did not see %s", what);
-    }
-}
-
-static void start_gateway(fx_t *fx)
-{
-    char err[512];
-    assert_int_equal(store_open(fx->dir, &fx->store, err, sizeof(err)), 0);
-    fx->reg = sess_registry_new(&fx->loop, NULL);
-    fx->s = sess_registry_add(fx->reg, "default");
-    sess_driver_opts_t o = {.fsock = fx->fsock,
-                            .store = fx->store,
-                            .gate = fx->gate,
-                            .backoff_min_ms = 50,
-                            .backoff_max_ms = 400};
-    char url[128];
-    snprintf(url, sizeof(url), "ws://127.0.0.1:%d/ws/chat",
-             fakewa_port(fakewa_wa_transport(fx->srv)));
-    o.client.url = url;
-    memcpy(o.client.trust.root_pub, fakewa_root_pub(fakewa_wa_transport(fx->srv)), 32);
-    wa_payload_parse_version(WA_PAYLOAD_DEFAULT_VERSION, &o.client.version);
-    o.client.qr_first_ms = fx->qr_first;
-    o.client.qr_next_ms = fx->qr_next;
-    o.client.keepalive_ms = fx->ka_defaults ? 0 : fx->ka_ms ? fx->ka_ms : 200;
-    o.client.keepalive_timeout_ms = fx->ka_defaults     ? 0
-                                    : fx->ka_timeout_ms ? fx->ka_timeout_ms
-                                                        : 600;
-    o.client.login_timeout_ms = fx->login_timeout_ms;
-    o.client.connect_timeout_ms = 3000;
-    assert_int_equal(sess_driver_attach(fx->s, &o), 0);
-    sess_sub_opts_t so = {.notify = notify, .arg = fx, .max_queue = 1024};
-    fx->sub = sess_subscribe(fx->s, &so);
-    fx->nseen = 0;
-    assert_int_equal(sess_start(fx->s), 0);
-}
-
-static void stopped(void *arg)
-{
-    (void)arg;
-}
-
-static void stop_gateway(fx_t *fx)
-{
-    if (!fx->reg)
-        return;
-    sess_registry_stop(fx->reg, stopped, NULL);
-    drain(fx);
-    sess_unsubscribe(fx->sub);
-    fx->sub = NULL;
-    sess_registry_close(fx->reg);
-    for (int i = 0; i < 20; i++)
-        uv_run(&fx->loop, UV_RUN_NOWAIT);
-    sess_registry_free(fx->reg);
-    fx->reg = NULL;
-    store_close(fx->store);
-    fx->store = NULL;
-}
+typedef flow_t fx_t;
 
 static int setup_with(void **state, unsigned first, unsigned next, int refs)
 {
-    fx_t *fx = calloc(1, sizeof(*fx));
-    uv_loop_init(&fx->loop);
-    uv_async_init(&fx->loop, &fx->wake, on_wake);
-    fx->wake.data = fx;
-    uv_timer_init(&fx->loop, &fx->guard);
-    fx->guard.data = fx;
-    fx->qr_first = first;
-    fx->qr_next = next;
-    snprintf(fx->dir, sizeof(fx->dir), "%s/flowXXXXXX",
-             getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp");
-    assert_non_null(mkdtemp(fx->dir));
-    char err[256];
     fakewa_wa_opts_t wo = {
         .refs = refs, .qr_first_ms = first, .qr_next_ms = next, .server_ping_ms = 150};
-    fx->srv = fakewa_wa_new(&fx->loop, &wo, err, sizeof(err));
-    assert_non_null(fx->srv);
-    fx->fsock = wa_fsock_ctx_new(&fx->loop, NULL, err, sizeof(err));
-    assert_non_null(fx->fsock);
-    *state = fx;
+    *state = flow_new("flow", &wo);
     return 0;
 }
 
@@ -212,41 +42,15 @@ static int setup_short_qr(void **state)
 
 static int teardown(void **state)
 {
-    fx_t *fx = *state;
-    stop_gateway(fx);
-    fakewa_wa_stop(fx->srv);
-    wa_fsock_ctx_destroy(fx->fsock);
-    uv_close((uv_handle_t *)&fx->wake, NULL);
-    uv_close((uv_handle_t *)&fx->guard, NULL);
-    uv_run(&fx->loop, UV_RUN_DEFAULT);
-    fakewa_wa_free(fx->srv);
-    wa_fsock_ctx_free(fx->fsock);
-    uv_run(&fx->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&fx->loop), 0);
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-    assert_int_equal(system(cmd), 0);
-    free(fx);
+    flow_free(*state);
     return 0;
-}
-
-/* Pairs a fresh gateway; returns the index of CONNECTED. */
-static int pair(fx_t *fx)
-{
-    int q = wait_for(fx, 0, SESS_QR_READY, NULL, 5000);
-    must(fx, q, "QR_READY");
-    char why[128];
-    assert_int_equal(fakewa_wa_scan(fx->srv, fx->qr[q], why, sizeof(why)), 0);
-    int c = wait_for(fx, q, SESS_CONNECTED, NULL, 5000);
-    must(fx, c, "CONNECTED after the scan");
-    return c;
 }
 
 static void test_pair_then_restart_logs_in(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
-    int c = pair(fx);
+    flow_start(fx);
+    int c = flow_pair(fx);
     /* the sequence: DISCONNECTED (initial), CONNECTING, QR_READY, CONNECTING
      * (paired), CONNECTING (logging in after 515), CONNECTED */
     assert_int_equal(fx->seen[0], SESS_DISCONNECTED);
@@ -254,12 +58,12 @@ static void test_pair_then_restart_logs_in(void **state)
     assert_string_equal(fx->detail[1], "registering");
     assert_int_equal(fx->seen[2], SESS_QR_READY);
     assert_non_null(strstr(fx->qr[2], "https://wa.me/settings/linked_devices#2@"));
-    must(fx, wait_for(fx, 2, SESS_CONNECTING, "paired", 1), "CONNECTING/paired");
-    must(fx, wait_for(fx, 2, SESS_CONNECTING, "logging_in", 1), "CONNECTING/logging_in");
+    flow_must(fx, flow_wait_for(fx, 2, SESS_CONNECTING, "paired", 1), "CONNECTING/paired");
+    flow_must(fx, flow_wait_for(fx, 2, SESS_CONNECTING, "logging_in", 1), "CONNECTING/logging_in");
     const fakewa_wa_stats_t *st = fakewa_wa_stats(fx->srv);
     assert_int_equal(st->paired, 1);
     assert_int_equal(st->logins_ok, 1);
-    run_for(fx, 400); /* pre-key upload and keepalive pings */
+    flow_run_for(fx, 400); /* pre-key upload and keepalive pings */
     assert_int_equal(st->prekeys_uploaded, 812);
     assert_true(st->pings >= 1);
     sess_snapshot_t *snap = sess_current(fx->s);
@@ -270,10 +74,10 @@ static void test_pair_then_restart_logs_in(void **state)
     assert_int_equal(fx->seen[fx->nseen - 1], SESS_CONNECTED);
     (void)c;
     /* the service restarted on the same data dir: CONNECTED, no QR */
-    stop_gateway(fx);
-    start_gateway(fx);
-    int c2 = wait_for(fx, 0, SESS_CONNECTED, NULL, 5000);
-    must(fx, c2, "CONNECTED after restart");
+    flow_stop(fx);
+    flow_start(fx);
+    int c2 = flow_wait_for(fx, 0, SESS_CONNECTED, NULL, 5000);
+    flow_must(fx, c2, "CONNECTED after restart");
     for (int i = 0; i < fx->nseen; i++)
         assert_int_not_equal(fx->seen[i], SESS_QR_READY);
     assert_int_equal(st->paired, 1);
@@ -287,14 +91,14 @@ static void split_or_merged(fx_t *fx, int split, int merge)
 {
     fakewa_faults(fakewa_wa_transport(fx->srv))->split = (size_t)split;
     fakewa_faults(fakewa_wa_transport(fx->srv))->merge = merge;
-    start_gateway(fx);
+    flow_start(fx);
     enum { N = 1000 };
     sess_sub_t **subs = calloc(N, sizeof(*subs));
     sess_sub_opts_t so = {.max_queue = 64};
     for (int i = 0; i < N; i++)
         subs[i] = sess_subscribe(fx->s, &so);
-    int c = pair(fx);
-    run_for(fx, 500); /* pings and pre-keys through the same faults */
+    int c = flow_pair(fx);
+    flow_run_for(fx, 500); /* pings and pre-keys through the same faults */
     assert_true(fakewa_wa_stats(fx->srv)->pings >= 1);
     assert_int_equal(fakewa_wa_stats(fx->srv)->prekeys_uploaded, 812);
     sess_snapshot_t *cur = sess_current(fx->s);
@@ -335,9 +139,9 @@ static void test_merged_frames_through_pairing(void **state)
 static void test_qr_rotation_and_timeout(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
-    int d = wait_for(fx, 0, SESS_DISCONNECTED, "qr_timeout", 5000);
-    must(fx, d, "DISCONNECTED/qr_timeout");
+    flow_start(fx);
+    int d = flow_wait_for(fx, 0, SESS_DISCONNECTED, "qr_timeout", 5000);
+    flow_must(fx, d, "DISCONNECTED/qr_timeout");
     int qrs = 0;
     for (int i = 0; i < d; i++)
         if (fx->seen[i] == SESS_QR_READY) {
@@ -349,7 +153,7 @@ static void test_qr_rotation_and_timeout(void **state)
     assert_int_equal(qrs, 3);
     /* no new connection until asked */
     int conns = fakewa_wa_stats(fx->srv)->connections;
-    run_for(fx, 800);
+    flow_run_for(fx, 800);
     assert_int_equal(fakewa_wa_stats(fx->srv)->connections, conns);
     assert_int_equal(fx->seen[fx->nseen - 1], SESS_DISCONNECTED);
     /* an expired ref is refused by the phone */
@@ -358,36 +162,38 @@ static void test_qr_rotation_and_timeout(void **state)
     /* a reconnect gives a QR again */
     int from = fx->nseen;
     assert_int_equal(sess_reconnect(fx->s, 0), 0);
-    must(fx, wait_for(fx, from, SESS_QR_READY, NULL, 3000), "QR_READY after reconnect");
+    flow_must(fx, flow_wait_for(fx, from, SESS_QR_READY, NULL, 3000), "QR_READY after reconnect");
 }
 
 static void test_expired_ref_refused(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
-    int q1 = wait_for(fx, 0, SESS_QR_READY, NULL, 3000);
-    must(fx, q1, "first QR");
-    int q2 = wait_for(fx, q1 + 1, SESS_QR_READY, NULL, 3000);
-    must(fx, q2, "second QR");
-    run_for(fx, 150); /* well past the first ref's lifetime and its slack */
+    flow_start(fx);
+    int q1 = flow_wait_for(fx, 0, SESS_QR_READY, NULL, 3000);
+    flow_must(fx, q1, "first QR");
+    int q2 = flow_wait_for(fx, q1 + 1, SESS_QR_READY, NULL, 3000);
+    flow_must(fx, q2, "second QR");
+    flow_run_for(fx, 150); /* well past the first ref's lifetime and its slack */
     char why[128];
     /* the first ref's lifetime is over */
     assert_int_equal(fakewa_wa_scan(fx->srv, fx->qr[q1], why, sizeof(why)), -1);
     assert_non_null(strstr(why, "expired"));
     assert_int_equal(fakewa_wa_scan(fx->srv, fx->qr[q2], why, sizeof(why)), 0);
-    must(fx, wait_for(fx, q2, SESS_CONNECTED, NULL, 3000), "CONNECTED with the current ref");
+    flow_must(fx, flow_wait_for(fx, q2, SESS_CONNECTED, NULL, 3000),
+              "CONNECTED with the current ref");
 }
 
 static void bad_pairing(fx_t *fx, fakewa_fault_t f)
 {
-    start_gateway(fx);
-    int q = wait_for(fx, 0, SESS_QR_READY, NULL, 3000);
-    must(fx, q, "QR_READY");
+    flow_start(fx);
+    int q = flow_wait_for(fx, 0, SESS_QR_READY, NULL, 3000);
+    flow_must(fx, q, "QR_READY");
     fakewa_wa_fault(fx->srv, f);
     char why[128];
     assert_int_equal(fakewa_wa_scan(fx->srv, fx->qr[q], why, sizeof(why)), 0);
-    must(fx, wait_for(fx, q, SESS_DISCONNECTED, "pairing_failed", 3000), "pairing_failed");
-    run_for(fx, 300); /* the error reply reaches the server */
+    flow_must(fx, flow_wait_for(fx, q, SESS_DISCONNECTED, "pairing_failed", 3000),
+              "pairing_failed");
+    flow_run_for(fx, 300); /* the error reply reaches the server */
     assert_int_equal(fakewa_wa_stats(fx->srv)->paired, 0);
     assert_int_equal(fakewa_wa_stats(fx->srv)->pair_errors, 1);
     /* nothing was persisted: no account in the store */
@@ -413,17 +219,17 @@ static void test_bad_signature_rejected(void **state)
 /* Pairs, injects a fault, checks the state it leads to. */
 static void fault_case(fx_t *fx, fakewa_fault_t f, const char *detail, int reconnects, int wiped)
 {
-    start_gateway(fx);
-    int c = pair(fx);
-    run_for(fx, 100);
+    flow_start(fx);
+    int c = flow_pair(fx);
+    flow_run_for(fx, 100);
     fakewa_wa_fault(fx->srv, f);
-    int d = wait_for(fx, c + 1, SESS_DISCONNECTED, detail, 4000);
-    must(fx, d, detail);
+    int d = flow_wait_for(fx, c + 1, SESS_DISCONNECTED, detail, 4000);
+    flow_must(fx, d, detail);
     if (reconnects) {
-        must(fx, wait_for(fx, d, SESS_CONNECTED, NULL, 4000), "CONNECTED again");
+        flow_must(fx, flow_wait_for(fx, d, SESS_CONNECTED, NULL, 4000), "CONNECTED again");
     } else {
         int conns = fakewa_wa_stats(fx->srv)->connections;
-        run_for(fx, 700);
+        flow_run_for(fx, 700);
         assert_int_equal(fakewa_wa_stats(fx->srv)->connections, conns); /* no loop */
         assert_int_equal(fx->seen[fx->nseen - 1], SESS_DISCONNECTED);
     }
@@ -469,24 +275,24 @@ static void test_fault_garbage(void **state)
 static void test_fault_stall(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
-    int c = pair(fx);
+    flow_start(fx);
+    int c = flow_pair(fx);
     fakewa_wa_fault(fx->srv, FAKEWA_STALL);
-    int d = wait_for(fx, c + 1, SESS_DISCONNECTED, "keepalive_timeout", 4000);
-    must(fx, d, "keepalive_timeout");
+    int d = flow_wait_for(fx, c + 1, SESS_DISCONNECTED, "keepalive_timeout", 4000);
+    flow_must(fx, d, "keepalive_timeout");
     fakewa_wa_fault(fx->srv, FAKEWA_DROP); /* un-stalls */
-    must(fx, wait_for(fx, d, SESS_CONNECTED, NULL, 4000), "CONNECTED after the stall");
+    flow_must(fx, flow_wait_for(fx, d, SESS_CONNECTED, NULL, 4000), "CONNECTED after the stall");
 }
 
 static void test_fault_restart(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
-    int c = pair(fx);
+    flow_start(fx);
+    int c = flow_pair(fx);
     fakewa_wa_fault(fx->srv, FAKEWA_RESTART);
-    int r = wait_for(fx, c + 1, SESS_CONNECTING, "logging_in", 3000);
-    must(fx, r, "CONNECTING after 515");
-    must(fx, wait_for(fx, r, SESS_CONNECTED, NULL, 3000), "CONNECTED after 515");
+    int r = flow_wait_for(fx, c + 1, SESS_CONNECTING, "logging_in", 3000);
+    flow_must(fx, r, "CONNECTING after 515");
+    flow_must(fx, flow_wait_for(fx, r, SESS_CONNECTED, NULL, 3000), "CONNECTED after 515");
     for (int i = c + 1; i < r; i++)
         assert_int_not_equal(fx->seen[i], SESS_DISCONNECTED); /* reconnect at once */
 }
@@ -494,18 +300,19 @@ static void test_fault_restart(void **state)
 static void test_fault_outdated_and_banned(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
-    int c = pair(fx);
+    flow_start(fx);
+    int c = flow_pair(fx);
     fakewa_wa_fault(fx->srv, FAKEWA_OUTDATED);
     fakewa_wa_fault(fx->srv, FAKEWA_DROP);
-    int d = wait_for(fx, c + 1, SESS_DISCONNECTED, "client_outdated", 4000);
-    must(fx, d, "client_outdated");
+    int d = flow_wait_for(fx, c + 1, SESS_DISCONNECTED, "client_outdated", 4000);
+    flow_must(fx, d, "client_outdated");
     int conns = fakewa_wa_stats(fx->srv)->connections;
-    run_for(fx, 500);
+    flow_run_for(fx, 500);
     assert_int_equal(fakewa_wa_stats(fx->srv)->connections, conns);
     fakewa_wa_fault(fx->srv, FAKEWA_BANNED);
     assert_int_equal(sess_reconnect(fx->s, 1), 0);
-    must(fx, wait_for(fx, d + 1, SESS_DISCONNECTED, "account_locked", 4000), "account_locked");
+    flow_must(fx, flow_wait_for(fx, d + 1, SESS_DISCONNECTED, "account_locked", 4000),
+              "account_locked");
     store_creds_t cr;
     assert_int_equal(store_load(fx->store, "default", &cr), STORE_ENOTFOUND);
 }
@@ -513,18 +320,18 @@ static void test_fault_outdated_and_banned(void **state)
 static void test_logout_wipes(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
-    int c = pair(fx);
+    flow_start(fx);
+    int c = flow_pair(fx);
     assert_int_equal(sess_logout(fx->s), 0);
-    int d = wait_for(fx, c + 1, SESS_DISCONNECTED, "logged_out", 4000);
-    must(fx, d, "logged_out");
+    int d = flow_wait_for(fx, c + 1, SESS_DISCONNECTED, "logged_out", 4000);
+    flow_must(fx, d, "logged_out");
     assert_int_equal(fakewa_wa_stats(fx->srv)->logouts, 1);
     store_creds_t cr;
     assert_int_equal(store_load(fx->store, "default", &cr), STORE_ENOTFOUND);
     /* the next start shows a QR */
-    stop_gateway(fx);
-    start_gateway(fx);
-    must(fx, wait_for(fx, 0, SESS_QR_READY, NULL, 3000), "QR after logout and restart");
+    flow_stop(fx);
+    flow_start(fx);
+    flow_must(fx, flow_wait_for(fx, 0, SESS_QR_READY, NULL, 3000), "QR after logout and restart");
 }
 
 /* --- linking by pairing code --- */
@@ -551,12 +358,11 @@ static code_answer_t request_code(fx_t *fx)
     code_answer_t a = {0};
     int rc = sess_pairing_code(fx->s, "15551234567", on_code, &a);
     assert_int_equal(rc, 0);
-    fx->timed_out = 0;
-    uv_timer_start(&fx->guard, on_guard, 10000, 0);
+    flow_guard(fx, 10000);
     while (!a.called && !fx->timed_out)
         uv_run(&fx->loop, UV_RUN_ONCE);
     uv_timer_stop(&fx->guard);
-    drain(fx);
+    flow_drain(fx);
     assert_int_equal(a.called, 1);
     return a;
 }
@@ -564,12 +370,11 @@ static code_answer_t request_code(fx_t *fx)
 /* Runs the loop until `*counter` reaches `want` (bounded). */
 static void wait_count(fx_t *fx, const int *counter, int want, const char *what)
 {
-    fx->timed_out = 0;
-    uv_timer_start(&fx->guard, on_guard, 5000, 0);
+    flow_guard(fx, 5000);
     while (*counter < want && !fx->timed_out)
         uv_run(&fx->loop, UV_RUN_ONCE);
     uv_timer_stop(&fx->guard);
-    drain(fx);
+    flow_drain(fx);
     if (*counter < want)
         fail_msg("timed out waiting for %s", what);
 }
@@ -589,8 +394,8 @@ static void assert_code_published(fx_t *fx, const code_answer_t *a)
 static void test_paircode_links(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
-    must(fx, wait_for(fx, 0, SESS_QR_READY, NULL, 5000), "QR_READY");
+    flow_start(fx);
+    flow_must(fx, flow_wait_for(fx, 0, SESS_QR_READY, NULL, 5000), "QR_READY");
     int64_t t0 = sess_now_ms();
     code_answer_t a = request_code(fx);
     assert_int_equal(a.rc, 0);
@@ -607,15 +412,15 @@ static void test_paircode_links(void **state)
     int from = fx->nseen;
     char why[128];
     assert_int_equal(fakewa_wa_pair_code(fx->srv, a.code, why, sizeof(why)), 0);
-    int c = wait_for(fx, from, SESS_CONNECTED, NULL, 5000);
-    must(fx, c, "CONNECTED after the code");
-    must(fx, wait_for(fx, from, SESS_CONNECTING, "paired", 1), "CONNECTING/paired");
+    int c = flow_wait_for(fx, from, SESS_CONNECTED, NULL, 5000);
+    flow_must(fx, c, "CONNECTED after the code");
+    flow_must(fx, flow_wait_for(fx, from, SESS_CONNECTING, "paired", 1), "CONNECTING/paired");
     assert_int_equal(st->paircode_entries, 1);
     assert_int_equal(st->paircode_accepted, 1);
     assert_int_equal(st->paircode_refused, 0);
     assert_int_equal(st->paired, 1);
     assert_int_equal(st->pair_errors, 0);
-    run_for(fx, 200);
+    flow_run_for(fx, 200);
     assert_int_equal(st->unacked, 0); /* primary_hello was acked */
     sess_snapshot_t *snap = sess_current(fx->s);
     assert_int_equal(snap->state, SESS_CONNECTED);
@@ -631,8 +436,8 @@ static void test_paircode_links(void **state)
 static void test_paircode_wrong_code_then_right(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
-    must(fx, wait_for(fx, 0, SESS_QR_READY, NULL, 5000), "QR_READY");
+    flow_start(fx);
+    flow_must(fx, flow_wait_for(fx, 0, SESS_QR_READY, NULL, 5000), "QR_READY");
     code_answer_t a = request_code(fx);
     assert_int_equal(a.rc, 0);
     const fakewa_wa_stats_t *st = fakewa_wa_stats(fx->srv);
@@ -649,7 +454,7 @@ static void test_paircode_wrong_code_then_right(void **state)
     int refreshes = st->refreshes;
     fakewa_wa_fault(fx->srv, FAKEWA_REFRESH);
     wait_count(fx, &st->refreshes, refreshes + 1, "companion_reg_refresh");
-    run_for(fx, 100);
+    flow_run_for(fx, 100);
     sess_snapshot_t *snap = sess_current(fx->s);
     assert_int_equal(snap->state, SESS_QR_READY); /* still waiting, QR and code shown */
     assert_non_null(snap->link_code);
@@ -657,7 +462,8 @@ static void test_paircode_wrong_code_then_right(void **state)
     /* the right code on the second try links */
     int from = fx->nseen;
     assert_int_equal(fakewa_wa_pair_code(fx->srv, a.code, why, sizeof(why)), 0);
-    must(fx, wait_for(fx, from, SESS_CONNECTED, NULL, 5000), "CONNECTED with the right code");
+    flow_must(fx, flow_wait_for(fx, from, SESS_CONNECTED, NULL, 5000),
+              "CONNECTED with the right code");
     assert_int_equal(st->paircode_refused, 1);
     assert_int_equal(st->paircode_accepted, 1);
     assert_int_equal(st->paired, 1);
@@ -669,8 +475,8 @@ static void test_paircode_wrong_code_then_right(void **state)
 static void test_paircode_tries_and_rate(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
-    must(fx, wait_for(fx, 0, SESS_QR_READY, NULL, 5000), "QR_READY");
+    flow_start(fx);
+    flow_must(fx, flow_wait_for(fx, 0, SESS_QR_READY, NULL, 5000), "QR_READY");
     code_answer_t a = request_code(fx);
     assert_int_equal(a.rc, 0);
     /* a second request within 10 s is refused without reaching WhatsApp */
@@ -698,7 +504,7 @@ static void test_paircode_tries_and_rate(void **state)
     sess_snapshot_unref(snap);
     int from = fx->nseen;
     assert_int_equal(fakewa_wa_scan(fx->srv, qr, why, sizeof(why)), 0);
-    must(fx, wait_for(fx, from, SESS_CONNECTED, NULL, 5000), "CONNECTED by a scan");
+    flow_must(fx, flow_wait_for(fx, from, SESS_CONNECTED, NULL, 5000), "CONNECTED by a scan");
     assert_int_equal(st->paircode_accepted, 0);
 }
 
@@ -707,12 +513,11 @@ static void test_paircode_tries_and_rate(void **state)
 static void test_paircode_refused(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
-    must(fx, wait_for(fx, 0, SESS_QR_READY, NULL, 5000), "QR_READY");
+    flow_start(fx);
+    flow_must(fx, flow_wait_for(fx, 0, SESS_QR_READY, NULL, 5000), "QR_READY");
     code_answer_t a = {0};
     assert_int_equal(sess_pairing_code(fx->s, "15550000000", on_code, &a), 0);
-    fx->timed_out = 0;
-    uv_timer_start(&fx->guard, on_guard, 10000, 0);
+    flow_guard(fx, 10000);
     while (!a.called && !fx->timed_out)
         uv_run(&fx->loop, UV_RUN_ONCE);
     uv_timer_stop(&fx->guard);
@@ -736,30 +541,30 @@ static void test_paircode_behind_gate(void **state)
     fx_t *fx = *state;
     fx->gate = sess_gate_new(&fx->loop, 1);
     for (int round = 0; round < 2; round++) {
-        start_gateway(fx); /* the first round takes the gate's only token */
-        must(fx, wait_for(fx, 0, SESS_QR_READY, NULL, 5000), "QR_READY");
+        flow_start(fx); /* the first round takes the gate's only token */
+        flow_must(fx, flow_wait_for(fx, 0, SESS_QR_READY, NULL, 5000), "QR_READY");
         assert_int_equal(sess_logout(fx->s), 0);
-        int d = wait_for(fx, 0, SESS_DISCONNECTED, "logged_out", 3000);
-        must(fx, d, "DISCONNECTED");
+        int d = flow_wait_for(fx, 0, SESS_DISCONNECTED, "logged_out", 3000);
+        flow_must(fx, d, "DISCONNECTED");
         if (round == 0) {
             code_answer_t w = {0};
             assert_int_equal(sess_pairing_code(fx->s, "15551234567", on_code, &w), 0);
             assert_int_equal(w.called, 0);
-            must(fx, wait_for(fx, d, SESS_CONNECTING, "queued", 1), "CONNECTING/queued");
-            stop_gateway(fx);
+            flow_must(fx, flow_wait_for(fx, d, SESS_CONNECTING, "queued", 1), "CONNECTING/queued");
+            flow_stop(fx);
             assert_int_equal(w.called, 1);
             assert_int_equal(w.rc, SESS_ESTOPPED);
             continue;
         }
         code_answer_t a = request_code(fx);
         assert_int_equal(a.rc, 0);
-        must(fx, wait_for(fx, d, SESS_CONNECTING, "queued", 1), "CONNECTING/queued");
+        flow_must(fx, flow_wait_for(fx, d, SESS_CONNECTING, "queued", 1), "CONNECTING/queued");
         assert_code_published(fx, &a);
         char why[128];
         assert_int_equal(fakewa_wa_pair_code(fx->srv, a.code, why, sizeof(why)), 0);
-        must(fx, wait_for(fx, d, SESS_CONNECTED, NULL, 5000), "CONNECTED");
+        flow_must(fx, flow_wait_for(fx, d, SESS_CONNECTED, NULL, 5000), "CONNECTED");
     }
-    stop_gateway(fx);
+    flow_stop(fx);
     sess_gate_close(fx->gate);
     uv_run(&fx->loop, UV_RUN_NOWAIT);
     sess_gate_free(fx->gate);
@@ -770,21 +575,22 @@ static void test_paircode_behind_gate(void **state)
 static void test_paircode_starts_registration(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
-    must(fx, wait_for(fx, 0, SESS_QR_READY, NULL, 5000), "QR_READY");
+    flow_start(fx);
+    flow_must(fx, flow_wait_for(fx, 0, SESS_QR_READY, NULL, 5000), "QR_READY");
     assert_int_equal(sess_logout(fx->s), 0);
-    int d = wait_for(fx, 0, SESS_DISCONNECTED, "logged_out", 3000);
-    must(fx, d, "DISCONNECTED");
+    int d = flow_wait_for(fx, 0, SESS_DISCONNECTED, "logged_out", 3000);
+    flow_must(fx, d, "DISCONNECTED");
     int regs = fakewa_wa_stats(fx->srv)->registrations;
     code_answer_t a = request_code(fx);
     assert_int_equal(a.rc, 0);
     assert_int_equal(fakewa_wa_stats(fx->srv)->registrations, regs + 1);
-    must(fx, wait_for(fx, d, SESS_CONNECTING, "registering", 1), "CONNECTING/registering");
-    must(fx, wait_for(fx, d, SESS_QR_READY, NULL, 1), "QR_READY before the code");
+    flow_must(fx, flow_wait_for(fx, d, SESS_CONNECTING, "registering", 1),
+              "CONNECTING/registering");
+    flow_must(fx, flow_wait_for(fx, d, SESS_QR_READY, NULL, 1), "QR_READY before the code");
     assert_code_published(fx, &a);
     char why[128];
     assert_int_equal(fakewa_wa_pair_code(fx->srv, a.code, why, sizeof(why)), 0);
-    must(fx, wait_for(fx, d, SESS_CONNECTED, NULL, 5000), "CONNECTED");
+    flow_must(fx, flow_wait_for(fx, d, SESS_CONNECTED, NULL, 5000), "CONNECTED");
 }
 
 static void test_backoff_grows_and_caps(void **state)
@@ -809,9 +615,9 @@ static void test_backoff_grows_and_caps(void **state)
 static void test_pings_while_qr_shown(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
-    must(fx, wait_for(fx, 0, SESS_QR_READY, NULL, 3000), "QR_READY");
-    run_for(fx, 900);
+    flow_start(fx);
+    flow_must(fx, flow_wait_for(fx, 0, SESS_QR_READY, NULL, 3000), "QR_READY");
+    flow_run_for(fx, 900);
     assert_true(fakewa_wa_stats(fx->srv)->pings_unpaired >= 2);
     assert_int_equal(fakewa_wa_stats(fx->srv)->logins_ok, 0);
 }
@@ -820,11 +626,11 @@ static void test_pings_while_qr_shown(void **state)
 static void test_one_lost_ping_forgiven(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
-    int c = pair(fx);
+    flow_start(fx);
+    int c = flow_pair(fx);
     int conns = fakewa_wa_stats(fx->srv)->connections;
     fakewa_wa_fault(fx->srv, FAKEWA_DROP_PING);
-    run_for(fx, 2500); /* several ping periods and timeouts */
+    flow_run_for(fx, 2500); /* several ping periods and timeouts */
     assert_int_equal(fakewa_wa_stats(fx->srv)->pings_dropped, 1);
     assert_int_equal(fakewa_wa_stats(fx->srv)->connections, conns);
     for (int i = c + 1; i < fx->nseen; i++)
@@ -841,10 +647,10 @@ static void test_silent_server_times_out_and_retries(void **state)
     fx_t *fx = *state;
     fx->login_timeout_ms = 700;
     fakewa_wa_fault(fx->srv, FAKEWA_SILENT);
-    start_gateway(fx);
-    int d = wait_for(fx, 0, SESS_DISCONNECTED, "timeout", 3000);
-    must(fx, d, "DISCONNECTED/timeout");
-    must(fx, wait_for(fx, d, SESS_QR_READY, NULL, 3000), "QR_READY on the retry");
+    flow_start(fx);
+    int d = flow_wait_for(fx, 0, SESS_DISCONNECTED, "timeout", 3000);
+    flow_must(fx, d, "DISCONNECTED/timeout");
+    flow_must(fx, flow_wait_for(fx, d, SESS_QR_READY, NULL, 3000), "QR_READY on the retry");
     assert_int_equal(fakewa_wa_stats(fx->srv)->connections, 2);
 }
 
@@ -853,12 +659,12 @@ static void test_silent_server_times_out_and_retries(void **state)
 static void test_garbage_stanza_keeps_connection(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
-    int c = pair(fx);
+    flow_start(fx);
+    int c = flow_pair(fx);
     int conns = fakewa_wa_stats(fx->srv)->connections;
     int pings = fakewa_wa_stats(fx->srv)->pings;
     fakewa_wa_fault(fx->srv, FAKEWA_BAD_NODE);
-    run_for(fx, 800);
+    flow_run_for(fx, 800);
     assert_int_equal(fakewa_wa_stats(fx->srv)->bad_nodes_sent, 1);
     assert_int_equal(fakewa_wa_stats(fx->srv)->connections, conns);
     assert_true(fakewa_wa_stats(fx->srv)->pings > pings); /* still talking */
@@ -871,10 +677,10 @@ static void test_garbage_stanza_keeps_connection(void **state)
 static void test_every_stanza_acked(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
-    pair(fx);
+    flow_start(fx);
+    flow_pair(fx);
     fakewa_wa_fault(fx->srv, FAKEWA_STANZAS);
-    run_for(fx, 800);
+    flow_run_for(fx, 800);
     const fakewa_wa_stats_t *st = fakewa_wa_stats(fx->srv);
     assert_int_equal(st->acks_bad, 0);
     assert_int_equal(st->unacked, 0);
@@ -886,14 +692,14 @@ static void test_success_before_pairing_ignored(void **state)
 {
     fx_t *fx = *state;
     fakewa_wa_fault(fx->srv, FAKEWA_EARLY_SUCCESS);
-    start_gateway(fx);
-    int q = wait_for(fx, 0, SESS_QR_READY, NULL, 3000);
-    must(fx, q, "QR_READY");
+    flow_start(fx);
+    int q = flow_wait_for(fx, 0, SESS_QR_READY, NULL, 3000);
+    flow_must(fx, q, "QR_READY");
     for (int i = 0; i < q; i++)
         assert_int_not_equal(fx->seen[i], SESS_CONNECTED);
     char why[128];
     assert_int_equal(fakewa_wa_scan(fx->srv, fx->qr[q], why, sizeof(why)), 0);
-    must(fx, wait_for(fx, q, SESS_CONNECTED, NULL, 3000), "CONNECTED after the scan");
+    flow_must(fx, flow_wait_for(fx, q, SESS_CONNECTED, NULL, 3000), "CONNECTED after the scan");
 }
 
 /* A bare stream:error 401 without device_removed keeps the credentials and
@@ -901,12 +707,12 @@ static void test_success_before_pairing_ignored(void **state)
 static void test_bare_401_keeps_credentials(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
-    int c = pair(fx);
+    flow_start(fx);
+    int c = flow_pair(fx);
     fakewa_wa_fault(fx->srv, FAKEWA_BARE_401);
-    int d = wait_for(fx, c + 1, SESS_DISCONNECTED, "stream_error", 3000);
-    must(fx, d, "DISCONNECTED/stream_error");
-    must(fx, wait_for(fx, d, SESS_CONNECTED, NULL, 4000), "CONNECTED again");
+    int d = flow_wait_for(fx, c + 1, SESS_DISCONNECTED, "stream_error", 3000);
+    flow_must(fx, d, "DISCONNECTED/stream_error");
+    flow_must(fx, flow_wait_for(fx, d, SESS_CONNECTED, NULL, 4000), "CONNECTED again");
     for (int i = c; i < fx->nseen; i++)
         assert_int_not_equal(fx->seen[i], SESS_QR_READY);
     assert_int_equal(fakewa_wa_stats(fx->srv)->logins_ok, 2);
@@ -919,8 +725,8 @@ static void test_hosted_account_links(void **state)
 {
     fx_t *fx = *state;
     fakewa_wa_fault(fx->srv, FAKEWA_HOSTED);
-    start_gateway(fx);
-    pair(fx);
+    flow_start(fx);
+    flow_pair(fx);
     assert_int_equal(fakewa_wa_stats(fx->srv)->bad_device_sigs, 0);
     assert_int_equal(fakewa_wa_stats(fx->srv)->paired, 1);
 }
@@ -942,17 +748,17 @@ static void qr_secret(const char *qr, char *out, size_t len)
 static void test_refresh_redraws_qr(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
-    int q1 = wait_for(fx, 0, SESS_QR_READY, NULL, 3000);
-    must(fx, q1, "QR_READY");
+    flow_start(fx);
+    int q1 = flow_wait_for(fx, 0, SESS_QR_READY, NULL, 3000);
+    flow_must(fx, q1, "QR_READY");
     sess_snapshot_t *s1 = sess_current(fx->s);
     int64_t exp1 = s1->qr->expires_at_ms;
     sess_snapshot_unref(s1);
     fakewa_wa_fault(fx->srv, FAKEWA_REFRESH_ON_SCAN);
     char why[128];
     assert_int_equal(fakewa_wa_scan(fx->srv, fx->qr[q1], why, sizeof(why)), 1);
-    int q2 = wait_for(fx, q1 + 1, SESS_QR_READY, NULL, 2000);
-    must(fx, q2, "the redrawn QR");
+    int q2 = flow_wait_for(fx, q1 + 1, SESS_QR_READY, NULL, 2000);
+    flow_must(fx, q2, "the redrawn QR");
     sess_snapshot_t *s2 = sess_current(fx->s);
     assert_int_equal(s2->qr->expires_at_ms, exp1); /* same remaining lifetime */
     sess_snapshot_unref(s2);
@@ -970,12 +776,12 @@ static void test_refresh_redraws_qr(void **state)
     assert_string_equal(stored, b);
     free(stored);
     store_creds_free(&cr);
-    run_for(fx, 200);
+    flow_run_for(fx, 200);
     assert_int_equal(fakewa_wa_stats(fx->srv)->unacked, 0); /* the refresh was acked */
     assert_int_equal(fakewa_wa_scan(fx->srv, fx->qr[q1], why, sizeof(why)), -1);
     assert_non_null(strstr(why, "retired"));
     assert_int_equal(fakewa_wa_scan(fx->srv, fx->qr[q2], why, sizeof(why)), 0);
-    must(fx, wait_for(fx, q2, SESS_CONNECTED, NULL, 3000), "CONNECTED with the new QR");
+    flow_must(fx, flow_wait_for(fx, q2, SESS_CONNECTED, NULL, 3000), "CONNECTED with the new QR");
 }
 
 /* Edge routing info from the server is sent as the "ED" intro prefix on
@@ -983,18 +789,18 @@ static void test_refresh_redraws_qr(void **state)
 static void test_edge_routing_prefix(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
-    int c = pair(fx);
+    flow_start(fx);
+    int c = flow_pair(fx);
     assert_int_equal(fakewa_wa_stats(fx->srv)->routed, 0);
     fakewa_wa_fault(fx->srv, FAKEWA_ROUTING);
-    run_for(fx, 200);
+    flow_run_for(fx, 200);
     assert_int_equal(fakewa_wa_stats(fx->srv)->routing_sent, 1);
     fakewa_wa_fault(fx->srv, FAKEWA_RESTART);
-    must(fx, wait_for(fx, c + 1, SESS_CONNECTED, NULL, 3000), "CONNECTED after 515");
+    flow_must(fx, flow_wait_for(fx, c + 1, SESS_CONNECTED, NULL, 3000), "CONNECTED after 515");
     assert_int_equal(fakewa_wa_stats(fx->srv)->routed, 1);
-    stop_gateway(fx);
-    start_gateway(fx);
-    must(fx, wait_for(fx, 0, SESS_CONNECTED, NULL, 3000), "CONNECTED after a restart");
+    flow_stop(fx);
+    flow_start(fx);
+    flow_must(fx, flow_wait_for(fx, 0, SESS_CONNECTED, NULL, 3000), "CONNECTED after a restart");
     assert_int_equal(fakewa_wa_stats(fx->srv)->routed, 2);
 }
 
@@ -1004,11 +810,11 @@ static void test_edge_routing_prefix(void **state)
 static void test_logout_while_offline(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
-    int c = pair(fx);
+    flow_start(fx);
+    int c = flow_pair(fx);
     fakewa_wa_fault(fx->srv, FAKEWA_OFFLINE);
-    int d = wait_for(fx, c + 1, SESS_DISCONNECTED, NULL, 3000);
-    must(fx, d, "DISCONNECTED when the server went away");
+    int d = flow_wait_for(fx, c + 1, SESS_DISCONNECTED, NULL, 3000);
+    flow_must(fx, d, "DISCONNECTED when the server went away");
     assert_int_equal(sess_logout(fx->s), 0);
     sess_snapshot_t *s = sess_current(fx->s);
     assert_int_equal(s->state, SESS_DISCONNECTED);
@@ -1021,16 +827,15 @@ static void test_logout_while_offline(void **state)
     size_t n = 0;
     assert_int_equal(store_removals_list(fx->store, rm, 4, &n), 0);
     assert_int_equal(n, 1);
-    run_for(fx, 600); /* offline: retries fail */
+    flow_run_for(fx, 600); /* offline: retries fail */
     assert_int_equal(fakewa_wa_stats(fx->srv)->logouts, 0);
     fakewa_wa_fault(fx->srv, FAKEWA_ONLINE);
-    fx->timed_out = 0;
-    uv_timer_start(&fx->guard, on_guard, 6000, 0);
+    flow_guard(fx, 6000);
     while (!fx->timed_out && fakewa_wa_stats(fx->srv)->logouts == 0)
         uv_run(&fx->loop, UV_RUN_ONCE);
     uv_timer_stop(&fx->guard);
     assert_int_equal(fakewa_wa_stats(fx->srv)->logouts, 1);
-    run_for(fx, 300);
+    flow_run_for(fx, 300);
     char *js = fakewa_wa_state_json(fx->srv);
     assert_non_null(strstr(js, "\"devices\":[]"));
     free(js);
@@ -1048,12 +853,12 @@ static void test_stall_detected_within_60s_at_defaults(void **state)
 {
     fx_t *fx = *state;
     fx->ka_defaults = 1;
-    start_gateway(fx);
-    int c = pair(fx);
+    flow_start(fx);
+    int c = flow_pair(fx);
     int64_t t0 = sess_now_ms();
     fakewa_wa_fault(fx->srv, FAKEWA_STALL);
-    int d = wait_for(fx, c + 1, SESS_DISCONNECTED, "keepalive_timeout", 62000);
-    must(fx, d, "keepalive_timeout");
+    int d = flow_wait_for(fx, c + 1, SESS_DISCONNECTED, "keepalive_timeout", 62000);
+    flow_must(fx, d, "keepalive_timeout");
     int64_t took = sess_now_ms() - t0;
     fprintf(stderr, "stall noticed after %lld ms\n", (long long)took);
     assert_true(took <= 60000);

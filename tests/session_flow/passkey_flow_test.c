@@ -26,166 +26,54 @@
 #include "session/store/store.h"
 #include "session/wa/crypto.h"
 #include "tests/fakewa/whatsapp.h"
+#include "tests/session_flow/flowlib.h"
 
-#define MAX_SEEN 128
 #define RP_ID "web.whatsapp.com"
 #define ORIGIN "https://web.whatsapp.com"
 
+typedef flow_t fx_t;
+
+/* What this test keeps beside the harness (fx->user). */
 typedef struct {
-    uv_loop_t loop;
-    fakewa_wa_t *srv;
-    wa_fsock_ctx_t *fsock;
-    store_t *store;
-    sess_registry_t *reg;
-    sess_t *s;
-    sess_sub_t *sub;
-    uv_async_t wake;
-    uv_timer_t guard;
-    char dir[512];
-    sess_state_t seen[MAX_SEEN];
-    char detail[MAX_SEEN][40];
-    char qr[MAX_SEEN][400];
-    char code[MAX_SEEN][16];
-    int has_options[MAX_SEEN];
-    int nseen;
-    int timed_out;
     EVP_PKEY *key; /* the account's passkey */
     uint8_t cred_id[16];
     /* the passkey_response completion */
     int done_calls, done_rc;
-} fx_t;
+} pk_t;
 
-static void drain(fx_t *fx)
-{
-    sess_snapshot_t *snap;
-    while (fx->sub && sess_sub_next(fx->sub, &snap) == SESS_SUB_OK) {
-        if (fx->nseen < MAX_SEEN) {
-            int i = fx->nseen++;
-            fx->seen[i] = snap->state;
-            snprintf(fx->detail[i], 40, "%s", snap->detail);
-            snprintf(fx->qr[i], 400, "%s", snap->qr ? snap->qr->text : "");
-            snprintf(fx->code[i], 16, "%s", snap->link_code ? snap->link_code : "");
-            fx->has_options[i] = snap->passkey_options != NULL;
-        }
-        sess_snapshot_unref(snap);
-    }
-}
-
-static void on_wake(uv_async_t *a)
-{
-    drain(a->data);
-}
-
-static void notify(void *arg)
-{
-    fx_t *fx = arg;
-    uv_async_send(&fx->wake);
-}
-
-static void on_guard(uv_timer_t *t)
-{
-    fx_t *fx = t->data;
-    fx->timed_out = 1;
-}
-
-static int wait_for(fx_t *fx, int from, sess_state_t state, const char *detail, unsigned ms)
-{
-    fx->timed_out = 0;
-    uv_timer_start(&fx->guard, on_guard, ms, 0);
-    for (;;) {
-        drain(fx);
-        for (int i = from; i < fx->nseen; i++)
-            if (fx->seen[i] == state && (!detail || !strcmp(fx->detail[i], detail))) {
-                uv_timer_stop(&fx->guard);
-                return i;
-            }
-        if (fx->timed_out)
-            return -1;
-        uv_run(&fx->loop, UV_RUN_ONCE);
-    }
-}
+#define PK(fx) ((pk_t *)(fx)->user)
 
 /* Runs the loop until the passkey_response completed (or ms pass). */
 static void wait_done(fx_t *fx, unsigned ms)
 {
-    fx->timed_out = 0;
-    uv_timer_start(&fx->guard, on_guard, ms, 0);
-    while (!fx->done_calls && !fx->timed_out)
+    flow_guard(fx, ms);
+    while (!PK(fx)->done_calls && !fx->timed_out)
         uv_run(&fx->loop, UV_RUN_ONCE);
     uv_timer_stop(&fx->guard);
-    drain(fx);
+    flow_drain(fx);
 }
 
 static void must(fx_t *fx, int idx, const char *what)
 {
-    if (idx < 0) {
-        for (int i = 0; i < fx->nseen; i++)
-            fprintf(stderr, "  seen[%d] %s %s\n", i, sess_state_name(fx->seen[i]), fx->detail[i]);
+    if (idx < 0)
         fprintf(stderr, "  fake: %s\n", fakewa_wa_passkey_last_error(fx->srv));
-        fail_msg("did not see %s", what);
-    }
-}
-
-static void start_gateway(fx_t *fx)
-{
-    char err[512];
-    assert_int_equal(store_open(fx->dir, &fx->store, err, sizeof(err)), 0);
-    fx->reg = sess_registry_new(&fx->loop, NULL);
-    fx->s = sess_registry_add(fx->reg, "default");
-    sess_driver_opts_t o = {
-        .fsock = fx->fsock, .store = fx->store, .backoff_min_ms = 50, .backoff_max_ms = 400};
-    char url[128];
-    snprintf(url, sizeof(url), "ws://127.0.0.1:%d/ws/chat",
-             fakewa_port(fakewa_wa_transport(fx->srv)));
-    o.client.url = url;
-    memcpy(o.client.trust.root_pub, fakewa_root_pub(fakewa_wa_transport(fx->srv)), 32);
-    wa_payload_parse_version(WA_PAYLOAD_DEFAULT_VERSION, &o.client.version);
-    o.client.qr_first_ms = 4000;
-    o.client.qr_next_ms = 2000;
-    o.client.connect_timeout_ms = 3000;
-    assert_int_equal(sess_driver_attach(fx->s, &o), 0);
-    sess_sub_opts_t so = {.notify = notify, .arg = fx, .max_queue = 1024};
-    fx->sub = sess_subscribe(fx->s, &so);
-    fx->nseen = 0;
-    assert_int_equal(sess_start(fx->s), 0);
-}
-
-static void stopped(void *arg)
-{
-    (void)arg;
-}
-
-static void stop_gateway(fx_t *fx)
-{
-    if (!fx->reg)
-        return;
-    sess_registry_stop(fx->reg, stopped, NULL);
-    drain(fx);
-    sess_unsubscribe(fx->sub);
-    fx->sub = NULL;
-    sess_registry_close(fx->reg);
-    for (int i = 0; i < 20; i++)
-        uv_run(&fx->loop, UV_RUN_NOWAIT);
-    sess_registry_free(fx->reg);
-    fx->reg = NULL;
-    store_close(fx->store);
-    fx->store = NULL;
+    flow_must(fx, idx, what);
 }
 
 /* Registers a fresh P-256 passkey for the fake account. */
 static void register_passkey(fx_t *fx, const char *user_verification)
 {
-    fx->key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-    assert_non_null(fx->key);
+    PK(fx)->key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    assert_non_null(PK(fx)->key);
     uint8_t *der = NULL;
-    int dl = i2d_PUBKEY(fx->key, &der);
+    int dl = i2d_PUBKEY(PK(fx)->key, &der);
     assert_true(dl > 0);
     char *b64 = b64_encode(der, (size_t)dl);
     OPENSSL_free(der);
-    wa_crypto_random(fx->cred_id, sizeof(fx->cred_id));
+    wa_crypto_random(PK(fx)->cred_id, sizeof(PK(fx)->cred_id));
     char why[160];
-    assert_int_equal(fakewa_wa_passkey_credential(fx->srv, fx->cred_id, sizeof(fx->cred_id), b64,
-                                                  RP_ID, ORIGIN, user_verification, why,
+    assert_int_equal(fakewa_wa_passkey_credential(fx->srv, PK(fx)->cred_id, sizeof(PK(fx)->cred_id),
+                                                  b64, RP_ID, ORIGIN, user_verification, why,
                                                   sizeof(why)),
                      0);
     free(b64);
@@ -193,21 +81,10 @@ static void register_passkey(fx_t *fx, const char *user_verification)
 
 static int setup(void **state)
 {
-    fx_t *fx = calloc(1, sizeof(*fx));
-    uv_loop_init(&fx->loop);
-    uv_async_init(&fx->loop, &fx->wake, on_wake);
-    fx->wake.data = fx;
-    uv_timer_init(&fx->loop, &fx->guard);
-    fx->guard.data = fx;
-    snprintf(fx->dir, sizeof(fx->dir), "%s/pkflowXXXXXX",
-             getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp");
-    assert_non_null(mkdtemp(fx->dir));
-    char err[256];
     fakewa_wa_opts_t wo = {.refs = 6, .qr_first_ms = 4000, .qr_next_ms = 2000};
-    fx->srv = fakewa_wa_new(&fx->loop, &wo, err, sizeof(err));
-    assert_non_null(fx->srv);
-    fx->fsock = wa_fsock_ctx_new(&fx->loop, NULL, err, sizeof(err));
-    assert_non_null(fx->fsock);
+    fx_t *fx = flow_new("pkflow", &wo);
+    fx->user = calloc(1, sizeof(pk_t));
+    assert_non_null(fx->user);
     register_passkey(fx, NULL);
     *state = fx;
     return 0;
@@ -216,21 +93,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx_t *fx = *state;
-    stop_gateway(fx);
-    fakewa_wa_stop(fx->srv);
-    wa_fsock_ctx_destroy(fx->fsock);
-    uv_close((uv_handle_t *)&fx->wake, NULL);
-    uv_close((uv_handle_t *)&fx->guard, NULL);
-    uv_run(&fx->loop, UV_RUN_DEFAULT);
-    fakewa_wa_free(fx->srv);
-    wa_fsock_ctx_free(fx->fsock);
-    uv_run(&fx->loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&fx->loop), 0);
-    EVP_PKEY_free(fx->key);
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", fx->dir);
-    assert_int_equal(system(cmd), 0);
-    free(fx);
+    pk_t *pk = PK(fx);
+    flow_free(fx);
+    EVP_PKEY_free(pk->key);
+    free(pk);
     return 0;
 }
 
@@ -289,7 +155,7 @@ static char *make_assertion(fx_t *fx, const char *challenge, const authn_t *a)
     parts[0] = (const uint8_t *)cdj;
     lens[0] = (size_t)cl;
     wa_crypto_sha256(parts, lens, 1, msg + 37);
-    EVP_PKEY *key = a->other_key ? EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256") : fx->key;
+    EVP_PKEY *key = a->other_key ? EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256") : PK(fx)->key;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     uint8_t sig[128];
     size_t sl = sizeof(sig);
@@ -301,7 +167,7 @@ static char *make_assertion(fx_t *fx, const char *challenge, const authn_t *a)
     if (a->bad_signature)
         sig[sl - 3] ^= 0x10;
     uint8_t cred[16];
-    memcpy(cred, fx->cred_id, 16);
+    memcpy(cred, PK(fx)->cred_id, 16);
     if (a->other_credential)
         cred[0] ^= 1;
     char *id = b64u(cred, 16), *c = b64u((const uint8_t *)cdj, (size_t)cl), *d = b64u(ad, 37),
@@ -324,8 +190,8 @@ static char *make_assertion(fx_t *fx, const char *challenge, const authn_t *a)
 static void on_done(void *arg, int rc)
 {
     fx_t *fx = arg;
-    fx->done_calls++;
-    fx->done_rc = rc;
+    PK(fx)->done_calls++;
+    PK(fx)->done_rc = rc;
 }
 
 /* Posts an assertion made by `a`; returns the operation's result (the
@@ -335,27 +201,27 @@ static int respond(fx_t *fx, const authn_t *a)
     char ch[128];
     challenge_of(fx, ch, sizeof(ch));
     char *json = make_assertion(fx, ch, a);
-    fx->done_calls = 0;
+    PK(fx)->done_calls = 0;
     int rc = sess_passkey_response(fx->s, json, strlen(json), on_done, fx);
     free(json);
     if (rc != 0) {
-        assert_int_equal(fx->done_calls, 0);
+        assert_int_equal(PK(fx)->done_calls, 0);
         return rc;
     }
     wait_done(fx, 5000);
-    assert_int_equal(fx->done_calls, 1);
-    return fx->done_rc;
+    assert_int_equal(PK(fx)->done_calls, 1);
+    return PK(fx)->done_rc;
 }
 
 /* QR_READY, then a scan that WhatsApp answers with a passkey request. */
 static int scan_for_passkey(fx_t *fx)
 {
-    int q = wait_for(fx, 0, SESS_QR_READY, NULL, 5000);
+    int q = flow_wait_for(fx, 0, SESS_QR_READY, NULL, 5000);
     must(fx, q, "QR_READY");
     fakewa_wa_passkey_on_scan(fx->srv);
     char why[128];
     assert_int_equal(fakewa_wa_scan(fx->srv, fx->qr[q], why, sizeof(why)), 2);
-    int r = wait_for(fx, q, SESS_CONNECTING, "passkey_required", 5000);
+    int r = flow_wait_for(fx, q, SESS_CONNECTING, "passkey_required", 5000);
     must(fx, r, "CONNECTING/passkey_required");
     assert_true(fx->has_options[r]);
     return r;
@@ -364,16 +230,16 @@ static int scan_for_passkey(fx_t *fx)
 /* After an accepted assertion: the code, then CONNECTED. */
 static void finish_link(fx_t *fx, int from)
 {
-    int a = wait_for(fx, from, SESS_CONNECTING, "passkey_accepted", 5000);
-    int k = wait_for(fx, from, SESS_CONNECTING, "passkey_confirm", 5000);
+    int a = flow_wait_for(fx, from, SESS_CONNECTING, "passkey_accepted", 5000);
+    int k = flow_wait_for(fx, from, SESS_CONNECTING, "passkey_confirm", 5000);
     must(fx, k, "CONNECTING/passkey_confirm");
     assert_true(a < 0 || a < k);
     /* the code the gateway shows is the one the phone shows */
     assert_int_equal(strlen(fx->code[k]), 9);
     assert_string_equal(fx->code[k], fakewa_wa_passkey_code(fx->srv));
     assert_false(fx->has_options[k]);
-    must(fx, wait_for(fx, k, SESS_CONNECTING, "paired", 5000), "CONNECTING/paired");
-    int c = wait_for(fx, k, SESS_CONNECTED, NULL, 5000);
+    must(fx, flow_wait_for(fx, k, SESS_CONNECTING, "paired", 5000), "CONNECTING/paired");
+    int c = flow_wait_for(fx, k, SESS_CONNECTED, NULL, 5000);
     must(fx, c, "CONNECTED");
     assert_string_equal(fx->code[c], "");
     assert_false(fx->has_options[c]);
@@ -387,7 +253,7 @@ static void finish_link(fx_t *fx, int from)
 static void test_passkey_links(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
+    flow_start(fx);
     int r = scan_for_passkey(fx);
     sess_snapshot_t *snap = sess_current(fx->s);
     assert_non_null(strstr(snap->passkey_options, "\"rpId\":\"" RP_ID "\""));
@@ -412,15 +278,15 @@ static void test_passkey_links(void **state)
     assert_int_equal(sess_passkey_response(fx->s, json, strlen(json), on_done, fx), SESS_ESTATE);
     free(json);
     /* and the link survives a restart */
-    stop_gateway(fx);
-    start_gateway(fx);
-    must(fx, wait_for(fx, 0, SESS_CONNECTED, NULL, 5000), "CONNECTED after restart");
+    flow_stop(fx);
+    flow_start(fx);
+    must(fx, flow_wait_for(fx, 0, SESS_CONNECTED, NULL, 5000), "CONNECTED after restart");
 }
 
 static void test_passkey_refusals(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
+    flow_start(fx);
     int r = scan_for_passkey(fx);
     const fakewa_passkey_stats_t *ps = fakewa_wa_passkey_stats(fx->srv);
     /* WhatsApp (the fake) refuses what a relying party refuses */
@@ -470,8 +336,8 @@ static void test_passkey_refusals(void **state)
 static void test_passkey_request_without_options(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
-    int q = wait_for(fx, 0, SESS_QR_READY, NULL, 5000);
+    flow_start(fx);
+    int q = flow_wait_for(fx, 0, SESS_QR_READY, NULL, 5000);
     must(fx, q, "QR_READY");
     /* no passkey step yet */
     char ch[] = "AQID";
@@ -480,7 +346,7 @@ static void test_passkey_request_without_options(void **state)
     free(json);
     char why[128];
     assert_int_equal(fakewa_wa_passkey_request(fx->srv, 0, why, sizeof(why)), 0);
-    int r = wait_for(fx, q, SESS_CONNECTING, "passkey_required", 5000);
+    int r = flow_wait_for(fx, q, SESS_CONNECTING, "passkey_required", 5000);
     must(fx, r, "CONNECTING/passkey_required");
     assert_int_equal(respond(fx, &good), 0);
     finish_link(fx, r);
@@ -493,10 +359,10 @@ static void test_passkey_request_without_options(void **state)
 static void test_passkey_connection_lost(void **state)
 {
     fx_t *fx = *state;
-    start_gateway(fx);
+    flow_start(fx);
     int r = scan_for_passkey(fx);
     fakewa_wa_fault(fx->srv, FAKEWA_DROP);
-    int d = wait_for(fx, r, SESS_DISCONNECTED, NULL, 5000);
+    int d = flow_wait_for(fx, r, SESS_DISCONNECTED, NULL, 5000);
     must(fx, d, "DISCONNECTED after the drop");
     assert_false(fx->has_options[d]);
     char *json = make_assertion(fx, "AQID", &good);
