@@ -1,8 +1,8 @@
-/* The connection gate (see gate.h): a FIFO of tickets and a token bucket
- * refilled at `rate` per second with a burst of at most one second's worth,
- * drained by one timer. Jitter comes from spreading each second's tokens
- * over the second at random offsets, so connections do not go out in
- * lock-step bursts. */
+/* The connection gate (see gate.h): a FIFO of tickets released one at a
+ * time, each at least 1000 / rate ms (rounded up) after the previous one,
+ * plus a random jitter of up to a quarter of that period which only adds
+ * to the interval. So no window of one second ever sees more than `rate`
+ * releases, and an idle gate lets the next ticket through at once. */
 #include "session/gate.h"
 
 #include <stdint.h>
@@ -13,8 +13,8 @@ struct sess_gate {
     int pumping;  /* inside pump: entering tickets only queue */
     uv_timer_t timer;
     unsigned rate;
-    double tokens;
-    uint64_t last_ms;
+    uint64_t period_ms; /* the least interval between two releases */
+    uint64_t next_ms;   /* loop time before which nothing is released */
     sess_gate_ticket_t *head, *tail;
     size_t waiting;
     unsigned long passed;
@@ -26,15 +26,6 @@ static void pump(sess_gate_t *g);
 static void on_timer(uv_timer_t *t)
 {
     pump(t->data);
-}
-
-static void refill(sess_gate_t *g)
-{
-    uint64_t now = uv_now(g->timer.loop);
-    g->tokens += (double)(now - g->last_ms) * g->rate / 1000.0;
-    if (g->tokens > g->rate)
-        g->tokens = g->rate;
-    g->last_ms = now;
 }
 
 static sess_gate_ticket_t *pop(sess_gate_t *g)
@@ -67,11 +58,16 @@ static void pump(sess_gate_t *g)
     if (g->closed || g->pumping)
         return;
     g->pumping = 1;
-    if (g->rate)
-        refill(g);
-    while (g->head && (!g->rate || g->tokens >= 1.0)) {
-        if (g->rate)
-            g->tokens -= 1.0;
+    while (g->head) {
+        if (g->rate) {
+            uint64_t now = uv_now(g->timer.loop);
+            if (now < g->next_ms) {
+                if (!uv_is_active((uv_handle_t *)&g->timer))
+                    uv_timer_start(&g->timer, on_timer, g->next_ms - now, 0);
+                break;
+            }
+            g->next_ms = now + g->period_ms + next_rand(g) % (g->period_ms / 4 + 1);
+        }
         sess_gate_ticket_t *t = pop(g);
         g->passed++;
         t->go(t->arg); /* may enter or leave tickets */
@@ -79,13 +75,6 @@ static void pump(sess_gate_t *g)
             return;
     }
     g->pumping = 0;
-    if (g->head && g->rate && !uv_is_active((uv_handle_t *)&g->timer)) {
-        /* the next token, plus up to half a token period of jitter */
-        uint64_t period = 1000 / g->rate ? 1000 / g->rate : 1;
-        uint64_t need = (uint64_t)((1.0 - g->tokens) * 1000.0 / g->rate) + 1;
-        uint64_t jitter = next_rand(g) % (period / 2 + 1);
-        uv_timer_start(&g->timer, on_timer, need + jitter, 0);
-    }
 }
 
 sess_gate_t *sess_gate_new(uv_loop_t *loop, unsigned rate)
@@ -96,8 +85,8 @@ sess_gate_t *sess_gate_new(uv_loop_t *loop, unsigned rate)
     g->rate = rate;
     uv_timer_init(loop, &g->timer);
     g->timer.data = g;
-    g->last_ms = uv_now(loop);
-    g->tokens = rate ? 1.0 : 0; /* the first connection goes at once */
+    g->period_ms = rate ? (1000 + rate - 1) / rate + 1 : 0;
+    g->next_ms = 0; /* the first connection goes at once */
     g->rng = uv_hrtime() | 1;
     return g;
 }

@@ -77,9 +77,10 @@ static void test_rate_and_order(void **state)
     sess_gate_enter(fx->g, &fx->t[5]); /* already queued: keeps its place */
     sess_gate_leave(fx->g, &fx->t[7]);
     run_ms(fx, 1000);
-    /* about 20 per second (the first at once) */
-    assert_true(fx->norder >= 16 && fx->norder <= 23);
-    run_ms(fx, 2500);
+    /* at most 20 in the first second (the first at once), jitter only
+     * stretching the intervals */
+    assert_true(fx->norder >= 15 && fx->norder <= 20);
+    run_ms(fx, 4000);
     assert_int_equal(fx->norder, N - 1);
     assert_int_equal(sess_gate_waiting(fx->g), 0);
     for (int k = 0, i = 0; k < fx->norder; k++, i++) {
@@ -87,12 +88,12 @@ static void test_rate_and_order(void **state)
             i++;
         assert_int_equal(fx->order[k], i); /* first come, first served */
     }
-    /* never more than rate in any one-second window (+1 for the start) */
+    /* never more than rate in any one-second window, the start included */
     for (int k = 0; k < fx->norder; k++) {
         int in = 0;
         for (int j = k; j < fx->norder && fx->at[j] < fx->at[k] + 1000; j++)
             in++;
-        assert_true(in <= 21);
+        assert_true(in <= 20);
     }
     destroy(fx);
 }
