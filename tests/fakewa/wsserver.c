@@ -187,6 +187,11 @@ static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
             c->rx_len = 0;
             if (srv->cb.on_message)
                 srv->cb.on_message(srv->cb.arg, c, c->rx, n);
+            if (c->rx_cap > 65536) { /* after a big message: do not keep its buffer */
+                free(c->rx);
+                c->rx = NULL;
+                c->rx_cap = 0;
+            }
         }
         return 0; /* a close requested meanwhile happens after the queue is written */
     }
@@ -283,7 +288,9 @@ static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 }
 
 static const struct lws_protocols srv_protocols[] = {
-    {"fakewa", srv_callback, sizeof(pss_t), 1 << 16, 0, NULL, 0},
+    /* 4 KiB of receive buffer per connection (lws keeps one each); messages
+     * are reassembled in fakewa_ws_conn_t */
+    {"fakewa", srv_callback, sizeof(pss_t), 4096, 0, NULL, 16384},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
