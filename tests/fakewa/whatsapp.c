@@ -1194,18 +1194,18 @@ char *fakewa_wa_state_json(const fakewa_wa_t *w)
         n += (size_t)snprintf(out + n, cap - n, "\"%s\":%d,", stat_rows[i].name, v);
     }
     n += (size_t)fakewa_version_json(w, out + n, cap - n);
-    n += (size_t)snprintf(out + n, cap - n, "\"devices\":[");
-    for (const device_t *d = w->devices; d && n < cap; d = d->next)
-        n += (size_t)snprintf(out + n, cap - n, "%s\"%s\"", d != w->devices ? "," : "", d->jid);
-    /* the devices logged in now (each on one connection) */
+    /* the devices logged in now (each on one connection), then every paired one */
     int first = 1;
-    if (n < cap)
-        n += (size_t)snprintf(out + n, cap - n, "],\"liveDevices\":[");
+    n += (size_t)snprintf(out + n, cap - n, "\"liveDevices\":[");
     for (const device_t *d = w->devices; d && n < cap; d = d->next)
         if (d->live && d->live->logged_in) {
             n += (size_t)snprintf(out + n, cap - n, "%s\"%s\"", first ? "" : ",", d->jid);
             first = 0;
         }
+    if (n < cap)
+        n += (size_t)snprintf(out + n, cap - n, "],\"devices\":[");
+    for (const device_t *d = w->devices; d && n < cap; d = d->next)
+        n += (size_t)snprintf(out + n, cap - n, "%s\"%s\"", d != w->devices ? "," : "", d->jid);
     char *pk = fakewa_passkey_state_json(w);
     if (n < cap)
         snprintf(out + n, cap - n, "],\"passkey\":%s}", pk ? pk : "null");
