@@ -82,6 +82,8 @@ int main(int argc, char **argv)
             o.server_ping_ms = (unsigned)num(argv[++i]);
         else if (!strcmp(a, "--phone") && v)
             o.phone = argv[++i];
+        else if (!strcmp(a, "--prekey-count") && v)
+            o.prekey_count = num(argv[++i]);
         else if (!strcmp(a, "--account-per-scan"))
             o.account_per_scan = 1;
         else if (!strcmp(a, "--client-revision") && v)
@@ -94,6 +96,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "usage: fakewa-server [--host H] [--port P] [--cert PEM --key PEM]\n"
                             "       [--refs N] [--qr-first-ms MS] [--qr-next-ms MS]\n"
                             "       [--server-ping-ms MS] [--phone NUMBER] [--account-per-scan]\n"
+                            "       [--prekey-count N]\n"
                             "       [--client-revision N] [--min-version 2.3000.N]\n"
                             "       [--sw ok|404|500|hang]\n");
             return 2;

@@ -221,6 +221,7 @@ static int add_device(fakewa_wa_t *w, const char *jid, const char *lid, const ui
     snprintf(d->lid, sizeof(d->lid), "%s", lid);
     memcpy(d->noise_pub, noise_pub, 32);
     memcpy(d->ident_pub, ident_pub, 32);
+    d->prekeys = w->o.prekey_count;
     if (fakewa_map_put(w->dev_by_jid, d->jid, strlen(d->jid), d) ||
         fakewa_map_put(w->dev_by_noise, d->noise_pub, 32, d)) {
         fakewa_map_del(w->dev_by_jid, d->jid, strlen(d->jid));
@@ -478,6 +479,15 @@ static void handle_pair_sign(conn_state_t *cs, const wa_node_t *n)
     stream_error(cs, "515", NULL); /* restart required: log in now */
 }
 
+/* The pre-keys WhatsApp holds for the device logged in on `cs` (each
+ * device has its own; a connection that is not logged in uses the
+ * server-wide count). */
+static int *prekey_count(conn_state_t *cs)
+{
+    device_t *d = cs->logged_in ? find_device(cs->w, cs->jid) : NULL;
+    return d ? &d->prekeys : &cs->w->prekey_count;
+}
+
 static void handle_iq(conn_state_t *cs, const wa_node_t *n)
 {
     fakewa_wa_t *w = cs->w;
@@ -510,13 +520,13 @@ static void handle_iq(conn_state_t *cs, const wa_node_t *n)
                wa_node_child(n, "count")) {
         wa_node_t *c = wa_node_new("count");
         char v[16];
-        snprintf(v, sizeof(v), "%d", w->prekey_count);
+        snprintf(v, sizeof(v), "%d", *prekey_count(cs));
         wa_node_set_attr(c, "value", v);
         fakewa_wa_reply(cs, n, "result", c);
     } else if (xmlns && !strcmp(xmlns, "encrypt") && !strcmp(type, "set")) {
         const wa_node_t *list = wa_node_child(n, "list");
         int keys = list ? (int)list->nchildren : 0;
-        w->prekey_count += keys;
+        *prekey_count(cs) += keys;
         w->stats.prekeys_uploaded += keys;
         fakewa_wa_reply(cs, n, "result", NULL);
     } else if (fakewa_passkey_iq(cs, n)) {

@@ -25,7 +25,7 @@ typedef struct {
     unsigned qr_next_ms;     /* 0 = 20000 */
     const char *phone;       /* the phone's number; NULL = "15551234567" */
     unsigned server_ping_ms; /* > 0: the server pings clients this often */
-    int prekey_count;        /* what the count query answers at first */
+    int prekey_count;        /* pre-keys each new device starts with (the count query) */
     /* WhatsApp Web version (version.c): the client_revision /sw.js
      * announces (0 = the built-in version's), the oldest version accepted
      * (NULL = any; older registration and login payloads get

@@ -39,6 +39,7 @@ typedef struct device {
     uint8_t noise_pub[32];
     uint8_t ident_pub[32];
     struct conn_state *live; /* the connection logged in as this device, or NULL */
+    int prekeys;             /* one-time pre-keys the server holds for it */
     struct device *prev, *next;
 } device_t;
 
