@@ -275,7 +275,7 @@ static const char *acct_lid_user(const conn_state_t *cs)
 
 /* The account with phone number `phone`, made on first use (its own
  * identity key and LID). NULL when out of memory or over MAX_ACCOUNTS. */
-static const account_t *account_for(fakewa_wa_t *w, const char *phone)
+static account_t *account_for(fakewa_wa_t *w, const char *phone)
 {
     account_t *a = fakewa_map_get(w->accounts, phone, strlen(phone));
     if (a)
@@ -286,6 +286,7 @@ static const account_t *account_for(fakewa_wa_t *w, const char *phone)
     snprintf(a->lid_user, sizeof(a->lid_user), "%llu",
              200000000000000ULL + (unsigned long long)fakewa_map_count(w->accounts));
     wa_crypto_keypair_generate(&a->ident);
+    a->next_device = 10;
     if (fakewa_map_put(w->accounts, a->phone, strlen(a->phone), a)) {
         free(a);
         return NULL;
@@ -935,7 +936,11 @@ int fakewa_wa_send_pair_success(conn_state_t *cs, const uint8_t ident_pub[32],
     int hosted = w->hosted_next;
     w->hosted_next = 0;
     /* the device identity the phone issues */
-    unsigned device = (unsigned)++w->next_device;
+    /* each account numbers its own devices; a JID's device is one byte */
+    int *next = cs->pending_acct ? &cs->pending_acct->next_device : &w->next_device;
+    if (++*next > 255)
+        *next = 1;
+    unsigned device = (unsigned)*next;
     Wa__ADVDeviceIdentity id = WA__ADVDEVICE_IDENTITY__INIT;
     id.has_rawid = id.has_timestamp = id.has_keyindex = 1;
     id.rawid = 424242;

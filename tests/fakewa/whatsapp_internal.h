@@ -29,6 +29,7 @@ typedef struct account {
     char phone[32];
     char lid_user[24];
     wa_keypair_t ident;
+    int next_device;      /* the last device number given (1..255) */
     struct account *next; /* in fakewa_wa_t's list of accounts */
 } account_t;
 
@@ -58,7 +59,7 @@ typedef struct conn_state {
     size_t pending_details_len;
     uint8_t pending_ident[32];
     char pending_jid[64];
-    const account_t *pending_acct;    /* the account pairing now (NULL = the default one) */
+    account_t *pending_acct;          /* the account pairing now (NULL = the default one) */
     unsigned pending_device;          /* its device number */
     int silent;                       /* say nothing after the handshake */
     int routed;                       /* the intro carried our routing info */
@@ -84,7 +85,7 @@ struct fakewa_wa {
     wa_keypair_t phone_ident;
     device_t *devices, *devices_tail; /* in pairing order */
     int ndevices;
-    int next_device;
+    int next_device;                         /* of the default account */
     fakewa_map_t *dev_by_jid, *dev_by_noise; /* -> device_t */
     fakewa_map_t *accounts;                  /* phone -> account_t */
     account_t *account_list;
