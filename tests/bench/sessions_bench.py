@@ -19,7 +19,9 @@ figures the issue sets targets for:
   * the transport's share: tests/bench/conn-mem over the same server.
 
 The gateway runs on CPU 0, the fake server and this driver on CPU 1. Every
-wait is bounded. Prints a markdown report and writes it to --out.
+wait is bounded. What follows the line "<!-- analysis: kept by
+sessions_bench.py -->" in --out is kept. SESSIONS_PERF=FILE records a perf profile of the idle
+phase into FILE. Prints a markdown report and writes it to --out.
 Called by tests/bench/sessions_bench.sh (make bench)."""
 import argparse, http.client, json, os, platform, signal, socket, ssl, subprocess, sys, threading, time
 
@@ -319,7 +321,7 @@ for i in range(1, N + 1):
     t1 = time.monotonic()
     if st != 201:
         die("POST /api/sessions %s: %d %s" % (name, st, body[:200]))
-    if not json.loads(body).get("key"):
+    if not json.loads(body)["data"].get("key"):
         die("POST /api/sessions %s: no key in the answer" % name)
     create_ms.append((t1 - t0) * 1000)
     tq = ev.wait_qr(name, 30)
@@ -358,6 +360,8 @@ ev.start()
 t_conn = wait_all("CONNECTED", N + 1, 120, "cold start")
 report["cold_s"] = t_conn - t_exec
 cj = json.loads(control("GET", "/connects?since=%d" % since)[1])
+with open(os.path.join(TMP, "cold-connects.json"), "w") as f:
+    json.dump(cj, f)
 times = cj["times"]
 report["cold_opens"] = cj["count"]
 report["cold_max_window"] = cj["maxPerSecond"]
@@ -376,7 +380,11 @@ report["rss2"], report["anon2"] = s2["Rss"], s2.get("Anonymous", 0)
 log("C: %d s idle" % args.idle_seconds)
 c0, w0 = cpu_seconds(gw.pid), time.monotonic()
 pings0 = fw_state()["pings"]
-time.sleep(args.idle_seconds)
+if os.environ.get("SESSIONS_PERF"):  # a profile of the idle gateway, to explain its CPU
+    subprocess.run(["perf", "record", "-F", "499", "-g", "-p", str(gw.pid), "-o", os.environ["SESSIONS_PERF"],
+                    "--", "sleep", str(args.idle_seconds)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+else:
+    time.sleep(args.idle_seconds)
 c1, w1 = cpu_seconds(gw.pid), time.monotonic()
 report["idle_cpu_pct"] = (c1 - c0) / (w1 - w0) * 100
 report["pings_per_s"] = (fw_state()["pings"] - pings0) / (w1 - w0)
@@ -393,6 +401,10 @@ report["list_p50"], report["list_p99"] = pct(list_ms, 50), pct(list_ms, 99)
 ev.stop = True
 fs = fw_state()
 report["double_live_end"] = fs["doubleLive"]
+
+if os.environ.get("SESSIONS_HOLD"):  # keep everything up for a look from outside
+    log("holding for %s s: gateway pid %d, fake server pid %d" % (os.environ["SESSIONS_HOLD"], gw.pid, fw.pid))
+    time.sleep(float(os.environ["SESSIONS_HOLD"]))
 
 # E. the transport's share
 stop_gw()
@@ -453,5 +465,13 @@ lines = [
 ]
 text = "\n".join(lines) + "\n"
 print(text)
+# the hand-written analysis below the marker survives a new run
+MARK = "<!-- analysis: kept by sessions_bench.py -->"
+try:
+    old = open(args.out).read()
+    if MARK in old:
+        text += "\n" + old[old.index(MARK):]
+except OSError:
+    pass
 with open(args.out, "w") as f:
     f.write(text)
