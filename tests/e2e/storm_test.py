@@ -222,6 +222,12 @@ def recover_step(st, limit=20):
     return done
 
 
+def lost_credentials():
+    if qr_seen:
+        fail("credentials lost: %d sessions showed a QR without being logged out: %s"
+             % (len(qr_seen), sorted(qr_seen)[:10]))
+
+
 def recover(seconds, what):
     end = time.time() + seconds
     while time.time() < end:
@@ -230,6 +236,7 @@ def recover(seconds, what):
                 return
         except (OSError, http.client.HTTPException, ValueError):
             pass
+        lost_credentials()
         time.sleep(0.3)
     try:
         bad = {n: (s["state"], s.get("detail")) for n, s in states().items() if s["state"] != "CONNECTED"}
@@ -269,7 +276,7 @@ kill_every = SECONDS / (KILLS * 1.25 + 1)
 next_kill = time.time() + kill_every
 kills = faults_done = aimed_done = 0
 peak_fds = peak_rss = 0
-while time.time() < t_end:
+while time.time() < t_end or (kills < KILLS and time.time() < t_end + 60):
     time.sleep(random.uniform(0.3, 1.0))
     try:
         r = random.random()
@@ -322,9 +329,7 @@ if kills < KILLS:
     fail("only %d of %d kills happened" % (kills, KILLS))
 if gw.poll() is not None:
     fail("the gateway died (exit %s)" % gw.returncode)
-if qr_seen:
-    fail("credentials lost: %d sessions showed a QR without being logged out: %s"
-         % (len(qr_seen), sorted(qr_seen)[:10]))
+lost_credentials()
 st = states()
 for name in NAMES:
     acct = st[name].get("account") or {}
