@@ -45,7 +45,7 @@ def die(msg):
     for p in procs:
         if p.poll() is None:
             p.kill()
-    sys.exit(1)
+    os._exit(1)  # also from the events thread
 
 
 def log(msg):
