@@ -87,6 +87,7 @@ bench:
 	@tests/bench/http_bench.sh
 	@tests/bench/fanout_bench.sh
 	@tests/bench/footprint_bench.sh
+	@tests/bench/sessions_bench.sh
 
 # libFuzzer targets (clang), FUZZ_SECONDS each (default 60). Not part of `make test`.
 FUZZ_SECONDS ?= 60

@@ -63,14 +63,16 @@ struct wa_fsock {
     int closing;  /* no more input or sends; lws closes after the queue */
     int reported; /* on_close ran, or must not run */
     int timer_closed;
-    int peer_status;     /* close status sent by the peer, 0 if none */
-    char tls_error[128]; /* why the server certificate was refused */
+    int peer_status; /* close status sent by the peer, 0 if none */
+    char *tls_error; /* why the server certificate was refused (malloc'd), or NULL */
     out_msg_t *head, *tail;
-    char host[300];
     int waiting_ca; /* wss:// connect deferred until the CAs are loaded */
     int lws_ref;    /* the lws connection's reference is still held */
     int tls, port;
-    char path[1024], hosthdr[310];
+    /* the address, the path and the Host header, in one allocation: kept
+     * exactly as long as needed, as thousands of idle connections each hold
+     * them */
+    char *host, *path, *hosthdr;
 };
 
 const char *wa_fsock_strerror(int code)
@@ -110,6 +112,8 @@ static void sock_unref(wa_fsock_t *s)
     if (--s->refs > 0)
         return;
     free_queue(s);
+    free(s->host); /* path and hosthdr live in the same block */
+    free(s->tls_error);
     wa_frame_reader_free(&s->reader);
     wa_frame_writer_dispose(&s->writer);
     if (s->prev)
@@ -198,6 +202,9 @@ static int on_receive(wa_fsock_t *s, struct lws *wsi, const uint8_t *in, size_t 
     while (!s->closing && wa_frame_reader_next(&s->reader, &payload, &plen) == 1)
         if (s->cb.on_frame)
             s->cb.on_frame(s->cb.arg, payload, plen);
+    /* idle connections keep no receive buffer (it would be 4 KiB each) */
+    if (wa_frame_reader_pending(&s->reader) == 0)
+        wa_frame_reader_free(&s->reader);
     return 0; /* a close requested by a callback completes in WRITEABLE */
 }
 
@@ -228,11 +235,11 @@ static int on_writeable(wa_fsock_t *s, struct lws *wsi)
  * itself stays OpenSSL's), for a clear on_close reason. */
 static void note_cert_result(wa_fsock_t *s, X509_STORE_CTX *x509, int preverify_ok)
 {
-    if (!s || preverify_ok || !x509 || s->tls_error[0])
+    if (!s || preverify_ok || !x509 || s->tls_error || !(s->tls_error = malloc(128)))
         return;
     int err = X509_STORE_CTX_get_error(x509);
-    snprintf(s->tls_error, sizeof(s->tls_error), "%s (depth %d)",
-             X509_verify_cert_error_string(err), X509_STORE_CTX_get_error_depth(x509));
+    snprintf(s->tls_error, 128, "%s (depth %d)", X509_verify_cert_error_string(err),
+             X509_STORE_CTX_get_error_depth(x509));
 }
 
 static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -276,7 +283,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             char why[600];
             const char *what = in && len ? (const char *)in : "connection error";
             int wl = in && len ? (int)strnlen(what, len) : (int)strlen(what);
-            if (s->tls_error[0])
+            if (s->tls_error)
                 snprintf(why, sizeof(why),
                          "could not connect to %s: TLS server certificate rejected: %s", s->host,
                          s->tls_error);
@@ -312,8 +319,18 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     return 0;
 }
 
+/* Memory per connection: lws keeps a receive buffer of rx_buffer_size for
+ * the life of each connection (its default, 4 KiB, is most of what an idle
+ * connection costs it), and only assembles bytes there before handing them
+ * to ws_callback, which appends them to the frame reader anyway; 1 KiB
+ * holds a keepalive answer whole, and larger frames arrive in more pieces.
+ * Writes are cut at tx_packet_size (by default the same rx_buffer_size):
+ * a TLS record's worth, so that an upload of pre-keys is a few writes. */
+#define RX_BUFFER_SIZE 1024
+#define TX_PACKET_SIZE 16384
+
 static const struct lws_protocols protocols[] = {
-    {"wa-frame-socket", ws_callback, 0, 0, 0, NULL, 0},
+    {"wa-frame-socket", ws_callback, 0, RX_BUFFER_SIZE, 0, NULL, TX_PACKET_SIZE},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -563,17 +580,28 @@ wa_fsock_t *wa_fsock_connect(wa_fsock_ctx_t *ctx, const char *url, const wa_fsoc
     if (opts && opts->routing_info && opts->routing_info_len &&
         wa_frame_writer_set_edge(&s->writer, opts->routing_info, opts->routing_info_len) != 0)
         wa_frame_writer_init(&s->writer); /* unusable routing info: plain intro */
-    snprintf(s->host, sizeof(s->host), "%s", addr);
-    snprintf(s->path, sizeof(s->path), "%s", path);
-    s->port = port;
-    s->tls = tls;
     /* Host header: with the port unless it is the default one (lws strips
      * it again for SNI and the certificate check). IPv6 literals go without
      * port, as lws would cut them at the first colon. */
-    if (port == (tls ? 443 : 80) || strchr(addr, ':'))
-        snprintf(s->hosthdr, sizeof(s->hosthdr), "%s", addr);
+    int bare = port == (tls ? 443 : 80) || strchr(addr, ':');
+    size_t al = strlen(addr), pl = strlen(path), hl = al + (bare ? 0 : 6);
+    s->host = malloc(al + 1 + pl + 1 + hl + 1);
+    if (!s->host) {
+        wa_frame_writer_dispose(&s->writer);
+        free(s);
+        *err = WA_FSOCK_ENOMEM;
+        return NULL;
+    }
+    memcpy(s->host, addr, al + 1);
+    s->path = s->host + al + 1;
+    memcpy(s->path, path, pl + 1);
+    s->hosthdr = s->path + pl + 1;
+    if (bare)
+        memcpy(s->hosthdr, addr, al + 1);
     else
-        snprintf(s->hosthdr, sizeof(s->hosthdr), "%s:%d", addr, port);
+        snprintf(s->hosthdr, hl + 1, "%s:%d", addr, port);
+    s->port = port;
+    s->tls = tls;
     uv_timer_init(ctx->loop, &s->timer);
     s->timer.data = s;
     s->refs = 2;
@@ -616,6 +644,7 @@ int wa_fsock_send(wa_fsock_t *s, const uint8_t *payload, size_t len)
     }
     m->next = NULL;
     m->len = (size_t)n;
+    wa_frame_writer_dispose(&s->writer); /* the edge-routing prefix went out with the first */
     if (s->tail)
         s->tail->next = m;
     else

@@ -128,6 +128,12 @@ static void handle_server_hello(wa_nsock_t *s, const uint8_t *p, size_t len)
         finish(s, WA_NSOCK_ENOMEM, "cannot send the client finish");
         return;
     }
+    /* the payload went out in the finish message: not kept for the life
+     * of the connection */
+    memset(s->payload, 0, s->payload_len);
+    free(s->payload);
+    s->payload = NULL;
+    s->payload_len = 0;
     s->ready = 1;
     uv_timer_stop(&s->timer);
     if (s->cb.on_ready)

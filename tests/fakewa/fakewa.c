@@ -38,7 +38,7 @@ struct fakewa_conn {
     uint8_t *routing; /* what the client's "ED" intro prefix carried */
     size_t routing_len;
     void *user;
-    struct fakewa_conn *next;
+    struct fakewa_conn *prev, *next;
 };
 
 static void conn_fail(fakewa_conn_t *c, const char *why)
@@ -156,7 +156,11 @@ static void *ws_open(void *arg, fakewa_ws_conn_t *wc)
     c->state = C_INTRO;
     wa_frame_reader_init(&c->reader, 0);
     c->next = f->conns;
+    if (f->conns)
+        f->conns->prev = c;
     f->conns = c;
+    if (f->cb.on_open)
+        f->cb.on_open(f->cb.arg);
     return c;
 }
 
@@ -208,11 +212,12 @@ static void ws_close(void *arg, fakewa_ws_conn_t *wc)
     fakewa_conn_t *c = fakewa_ws_conn_user(wc);
     if (!c)
         return;
-    for (fakewa_conn_t **pp = &f->conns; *pp; pp = &(*pp)->next)
-        if (*pp == c) {
-            *pp = c->next;
-            break;
-        }
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        f->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
     if (f->cb.on_close)
         f->cb.on_close(f->cb.arg, c, c->state == C_DEAD ? "closed by the server" : "closed");
     wa_noise_free(c->noise);

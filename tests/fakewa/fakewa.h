@@ -31,6 +31,9 @@ typedef struct {
     /* Plain HTTP on the same port (the control API); see wsserver.h. */
     int (*on_http)(void *arg, int post, const char *path, const char *body, size_t len,
                    char **resp);
+    /* A WebSocket connection opened (before the intro and handshake); may
+     * be NULL. */
+    void (*on_open)(void *arg);
 } fakewa_callbacks_t;
 
 typedef struct {

@@ -2,10 +2,16 @@
  * `make demo`: listens on loopback, prints on its first stdout line the
  * WA_URL and WA_ROOT_KEY a gateway must use and the CONTROL URL, then plays
  * the server and the phone (see whatsapp.h). Control API on the same port:
- *   GET  /control/state            counters and paired devices (JSON)
- *   POST /control/scan   body=QR   the phone scans this QR
+ *   GET  /control/state            counters, paired and logged-in devices (JSON)
+ *   GET  /control/connects[?since=MS]  times of the WebSocket opens since MS
+ *        and the most within any second (what CONNECT_RATE must bound)
+ *   POST /control/scan[?phone=N] body=QR  the phone (of account N, made on
+ *        first use; default: --phone, or a new one with --account-per-scan)
+ *        scans this QR
  *   POST /control/pair-code body=CODE  the phone's user types this pairing code
- *   POST /control/fault  body=NAME inject a fault (see fakewa_fault_t in
+ *   POST /control/fault  body=NAME [TARGET]  inject a fault, on every
+ *        connection or on those of TARGET (a device JID or a phone number;
+ *        also ?target=) only (see fakewa_fault_t in
  *        whatsapp.h: drop, stall, garbage, restart, logged_out, replaced,
  *        server_error, outdated, banned, bad_hmac, bad_signature, drop_ping,
  *        silent, bad_node, stanzas, early_success, bare_401, hosted, refresh,
@@ -23,6 +29,7 @@
  * Stops on SIGINT or SIGTERM. */
 #include <signal.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,6 +82,10 @@ int main(int argc, char **argv)
             o.server_ping_ms = (unsigned)num(argv[++i]);
         else if (!strcmp(a, "--phone") && v)
             o.phone = argv[++i];
+        else if (!strcmp(a, "--prekey-count") && v)
+            o.prekey_count = num(argv[++i]);
+        else if (!strcmp(a, "--account-per-scan"))
+            o.account_per_scan = 1;
         else if (!strcmp(a, "--client-revision") && v)
             o.client_revision = (uint32_t)strtoul(argv[++i], NULL, 10);
         else if (!strcmp(a, "--min-version") && v)
@@ -84,11 +95,18 @@ int main(int argc, char **argv)
         else {
             fprintf(stderr, "usage: fakewa-server [--host H] [--port P] [--cert PEM --key PEM]\n"
                             "       [--refs N] [--qr-first-ms MS] [--qr-next-ms MS]\n"
-                            "       [--server-ping-ms MS] [--phone NUMBER]\n"
+                            "       [--server-ping-ms MS] [--phone NUMBER] [--account-per-scan]\n"
+                            "       [--prekey-count N]\n"
                             "       [--client-revision N] [--min-version 2.3000.N]\n"
                             "       [--sw ok|404|500|hang]\n");
             return 2;
         }
+    }
+    /* thousands of linked devices: one descriptor each */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &rl);
     }
     uv_loop_init(&app.loop);
     char err[256];

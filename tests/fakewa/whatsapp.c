@@ -204,20 +204,105 @@ static void send_refresh(conn_state_t *cs)
 
 static device_t *find_device(fakewa_wa_t *w, const char *jid)
 {
-    for (int i = 0; i < w->ndevices; i++)
-        if (!strcmp(w->devices[i].jid, jid))
-            return &w->devices[i];
-    return NULL;
+    return fakewa_map_get(w->dev_by_jid, jid, strlen(jid));
+}
+
+/* Records a newly paired device. Returns 0, or -1 (limit, memory). */
+static int add_device(fakewa_wa_t *w, const char *jid, const char *lid, const uint8_t noise_pub[32],
+                      const uint8_t ident_pub[32])
+{
+    if (w->ndevices >= MAX_DEVICES || find_device(w, jid) ||
+        fakewa_map_get(w->dev_by_noise, noise_pub, 32))
+        return -1;
+    device_t *d = calloc(1, sizeof(*d));
+    if (!d)
+        return -1;
+    snprintf(d->jid, sizeof(d->jid), "%s", jid);
+    snprintf(d->lid, sizeof(d->lid), "%s", lid);
+    memcpy(d->noise_pub, noise_pub, 32);
+    memcpy(d->ident_pub, ident_pub, 32);
+    d->prekeys = w->o.prekey_count;
+    if (fakewa_map_put(w->dev_by_jid, d->jid, strlen(d->jid), d) ||
+        fakewa_map_put(w->dev_by_noise, d->noise_pub, 32, d)) {
+        fakewa_map_del(w->dev_by_jid, d->jid, strlen(d->jid));
+        free(d);
+        return -1;
+    }
+    d->prev = w->devices_tail;
+    if (d->prev)
+        d->prev->next = d;
+    else
+        w->devices = d;
+    w->devices_tail = d;
+    w->ndevices++;
+    return 0;
 }
 
 static void forget_device(fakewa_wa_t *w, const uint8_t noise_pub[32])
 {
-    for (int i = 0; i < w->ndevices; i++) {
-        if (!memcmp(w->devices[i].noise_pub, noise_pub, 32)) {
-            w->devices[i] = w->devices[--w->ndevices];
-            return;
-        }
+    device_t *d = fakewa_map_del(w->dev_by_noise, noise_pub, 32);
+    if (!d)
+        return;
+    fakewa_map_del(w->dev_by_jid, d->jid, strlen(d->jid));
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        w->devices = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+    else
+        w->devices_tail = d->prev;
+    w->ndevices--;
+    free(d);
+}
+
+/* The account pairing on `cs` (the default one unless a scan chose
+ * another): its number and identity key. */
+static const char *acct_phone(const conn_state_t *cs)
+{
+    return cs->pending_acct ? cs->pending_acct->phone : cs->w->phone;
+}
+
+static const wa_keypair_t *acct_ident(const conn_state_t *cs)
+{
+    return cs->pending_acct ? &cs->pending_acct->ident : &cs->w->phone_ident;
+}
+
+static const char *acct_lid_user(const conn_state_t *cs)
+{
+    return cs->pending_acct ? cs->pending_acct->lid_user : "123456789012345";
+}
+
+/* The account with phone number `phone`, made on first use (its own
+ * identity key and LID). NULL when out of memory or over MAX_ACCOUNTS. */
+static account_t *account_for(fakewa_wa_t *w, const char *phone)
+{
+    account_t *a = fakewa_map_get(w->accounts, phone, strlen(phone));
+    if (a)
+        return a;
+    if (fakewa_map_count(w->accounts) >= MAX_ACCOUNTS || !(a = calloc(1, sizeof(*a))))
+        return NULL;
+    snprintf(a->phone, sizeof(a->phone), "%s", phone);
+    snprintf(a->lid_user, sizeof(a->lid_user), "%llu",
+             200000000000000ULL + (unsigned long long)fakewa_map_count(w->accounts));
+    wa_crypto_keypair_generate(&a->ident);
+    a->next_device = 10;
+    if (fakewa_map_put(w->accounts, a->phone, strlen(a->phone), a)) {
+        free(a);
+        return NULL;
     }
+    a->next = w->account_list;
+    w->account_list = a;
+    w->stats.accounts = (int)fakewa_map_count(w->accounts);
+    return a;
+}
+
+/* Drops the connection's pairing refs from the index. */
+static void unindex_refs(conn_state_t *cs)
+{
+    for (int i = 0; i < cs->nrefs; i++)
+        if (fakewa_map_get(cs->w->refs, cs->refs[i], strlen(cs->refs[i])) == cs)
+            fakewa_map_del(cs->w->refs, cs->refs[i], strlen(cs->refs[i]));
 }
 
 /* --- connection life --- */
@@ -232,6 +317,7 @@ static void send_pair_device(conn_state_t *cs)
     wa_node_set_attr(iq, "id", id);
     wa_node_set_attr(iq, "xmlns", "md");
     wa_node_t *pd = wa_node_add(iq, "pair-device");
+    unindex_refs(cs);
     cs->nrefs = cs->w->o.refs;
     for (int i = 0; i < cs->nrefs; i++) {
         uint8_t rnd[18];
@@ -239,6 +325,7 @@ static void send_pair_device(conn_state_t *cs)
         char *b = wa_pair_b64(rnd, sizeof(rnd));
         snprintf(cs->refs[i], sizeof(cs->refs[i]), "2@%s", b ? b : "x");
         free(b);
+        fakewa_map_put(cs->w->refs, cs->refs[i], strlen(cs->refs[i]), cs);
         wa_node_set_bytes(wa_node_add(pd, "ref"), cs->refs[i], strlen(cs->refs[i]));
     }
     cs->refs_at_ms = fakewa_wa_now_ms();
@@ -258,6 +345,8 @@ static void on_client(void *arg, fakewa_conn_t *c, const uint8_t cs_pub[32], con
     cs->c = c;
     memcpy(cs->noise_pub, cs_pub, 32);
     cs->next = w->conns;
+    if (w->conns)
+        w->conns->prev = cs;
     w->conns = cs;
     fakewa_conn_set_user(c, cs);
     w->stats.connections++;
@@ -324,19 +413,19 @@ static void on_client(void *arg, fakewa_conn_t *c, const uint8_t cs_pub[32], con
             w->stats.logins_refused++;
         } else {
             n = wa_node_new("success");
-            char t[32], lid[64];
+            char t[32];
             snprintf(t, sizeof(t), "%lld", (long long)(fakewa_wa_now_ms() / 1000));
-            snprintf(lid, sizeof(lid), "123456789012345:%u@lid", pl->device);
             wa_node_set_attr(n, "t", t);
-            wa_node_set_attr(n, "lid", lid);
+            wa_node_set_attr(n, "lid", d->lid);
             wa_node_set_attr(n, "props", "1");
             /* one live connection per device: the older one is replaced */
-            for (conn_state_t *o = w->conns; o; o = o->next)
-                if (o != cs && o->logged_in && !strcmp(o->jid, jid)) {
-                    w->stats.double_live++;
-                    o->logged_in = 0;
-                    stream_error(o, NULL, "replaced");
-                }
+            conn_state_t *o = d->live;
+            if (o && o != cs && o->logged_in) {
+                w->stats.double_live++;
+                o->logged_in = 0;
+                stream_error(o, NULL, "replaced");
+            }
+            d->live = cs;
             cs->logged_in = 1;
             snprintf(cs->jid, sizeof(cs->jid), "%s", jid);
             w->stats.logins_ok++;
@@ -370,7 +459,7 @@ static void handle_pair_sign(conn_state_t *cs, const wa_node_t *n)
         msg[1] = 1;
         memcpy(msg + 2, cs->pending_details, dl);
         memcpy(msg + 2 + dl, cs->pending_ident, 32);
-        memcpy(msg + 2 + dl + 32, w->phone_ident.pub, 32);
+        memcpy(msg + 2 + dl + 32, acct_ident(cs)->pub, 32);
         ok = wa_crypto_verify(cs->pending_ident, msg, 2 + dl + 64, sdi->devicesignature.data, 64) ==
              0;
         free(msg);
@@ -383,14 +472,21 @@ static void handle_pair_sign(conn_state_t *cs, const wa_node_t *n)
         stream_error(cs, "500", NULL);
         return;
     }
-    if (w->ndevices < MAX_DEVICES) {
-        device_t *d = &w->devices[w->ndevices++];
-        snprintf(d->jid, sizeof(d->jid), "%s", cs->pending_jid);
-        memcpy(d->noise_pub, cs->noise_pub, 32);
-        memcpy(d->ident_pub, cs->pending_ident, 32);
-    }
+    char lid[64];
+    snprintf(lid, sizeof(lid), "%s:%u@lid", acct_lid_user(cs), cs->pending_device);
+    if (add_device(w, cs->pending_jid, lid, cs->noise_pub, cs->pending_ident) != 0)
+        fprintf(stderr, "fakewa: cannot record device %s\n", cs->pending_jid);
     w->stats.paired++;
     stream_error(cs, "515", NULL); /* restart required: log in now */
+}
+
+/* The pre-keys WhatsApp holds for the device logged in on `cs` (each
+ * device has its own; a connection that is not logged in uses the
+ * server-wide count). */
+static int *prekey_count(conn_state_t *cs)
+{
+    device_t *d = cs->logged_in ? find_device(cs->w, cs->jid) : NULL;
+    return d ? &d->prekeys : &cs->w->prekey_count;
 }
 
 static void handle_iq(conn_state_t *cs, const wa_node_t *n)
@@ -425,13 +521,13 @@ static void handle_iq(conn_state_t *cs, const wa_node_t *n)
                wa_node_child(n, "count")) {
         wa_node_t *c = wa_node_new("count");
         char v[16];
-        snprintf(v, sizeof(v), "%d", w->prekey_count);
+        snprintf(v, sizeof(v), "%d", *prekey_count(cs));
         wa_node_set_attr(c, "value", v);
         fakewa_wa_reply(cs, n, "result", c);
     } else if (xmlns && !strcmp(xmlns, "encrypt") && !strcmp(type, "set")) {
         const wa_node_t *list = wa_node_child(n, "list");
         int keys = list ? (int)list->nchildren : 0;
-        w->prekey_count += keys;
+        *prekey_count(cs) += keys;
         w->stats.prekeys_uploaded += keys;
         fakewa_wa_reply(cs, n, "result", NULL);
     } else if (fakewa_passkey_iq(cs, n)) {
@@ -467,15 +563,27 @@ static void on_close(void *arg, fakewa_conn_t *c, const char *reason)
     conn_state_t *cs = fakewa_conn_user(c);
     if (!cs)
         return;
-    for (conn_state_t **pp = &w->conns; *pp; pp = &(*pp)->next)
-        if (*pp == cs) {
-            *pp = cs->next;
-            break;
-        }
+    if (cs->prev)
+        cs->prev->next = cs->next;
+    else
+        w->conns = cs->next;
+    if (cs->next)
+        cs->next->prev = cs->prev;
+    unindex_refs(cs);
+    device_t *d = cs->jid[0] ? find_device(w, cs->jid) : NULL;
+    if (d && d->live == cs)
+        d->live = NULL;
     w->stats.live--;
     fakewa_passkey_conn_free(cs);
     fakewa_pc_conn_free(cs);
     free(cs);
+}
+
+static void on_open(void *arg)
+{
+    fakewa_wa_t *w = arg;
+    w->opens[w->nopens++ % OPEN_LOG] = fakewa_wa_now_ms();
+    w->stats.opens++;
 }
 
 static void on_ping_timer(uv_timer_t *t)
@@ -497,25 +605,82 @@ static void on_ping_timer(uv_timer_t *t)
     }
 }
 
-/* The control API: GET /control/state, POST /control/scan (body: the QR
- * text), POST /control/pair-code (body: the code typed on the phone),
- * POST /control/fault (body: a fault name). */
-static int on_http(void *arg, int post, const char *path, const char *body, size_t len, char **resp)
+/* The value of `name` in the query string `q` ("a=1&b=2") into out;
+ * returns 1 when present, else 0 (out is then ""). */
+static int query_arg(const char *q, const char *name, char *out, size_t outlen)
+{
+    size_t nl = strlen(name);
+    out[0] = 0;
+    for (const char *p = q; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+        if (!strncmp(p, name, nl) && p[nl] == '=') {
+            snprintf(out, outlen, "%.*s", (int)strcspn(p + nl + 1, "&"), p + nl + 1);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* GET /control/connects[?since=MS]: the times (ms) of the connection opens
+ * at or after `since` that the log still holds, and the most of them
+ * within any 1,000 ms window. */
+static char *connects_json(const fakewa_wa_t *w, int64_t since)
+{
+    unsigned long long first = w->nopens > OPEN_LOG ? w->nopens - OPEN_LOG : 0, i = w->nopens;
+    while (i > first && w->opens[(i - 1) % OPEN_LOG] >= since)
+        i--; /* the log is in time order */
+    size_t count = (size_t)(w->nopens - i), cap = 128 + count * 16, n = 0;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    int max = 0;
+    unsigned long long lo = i;
+    n += (size_t)snprintf(out + n, cap - n, "{\"now\":%lld,\"times\":[",
+                          (long long)fakewa_wa_now_ms());
+    for (unsigned long long j = i; j < w->nopens; j++) {
+        int64_t t = w->opens[j % OPEN_LOG];
+        while (w->opens[lo % OPEN_LOG] <= t - 1000)
+            lo++;
+        if ((int)(j - lo + 1) > max)
+            max = (int)(j - lo + 1);
+        n += (size_t)snprintf(out + n, cap - n, "%s%lld", j > i ? "," : "", (long long)t);
+    }
+    snprintf(out + n, cap - n, "],\"count\":%zu,\"maxPerSecond\":%d,\"logged\":%llu}", count, max,
+             w->nopens - first);
+    return out;
+}
+
+/* The control API (whatsapp.h's main.c lists it): GET /control/state,
+ * GET /control/connects, POST /control/scan[?phone=N] (body: the QR text),
+ * POST /control/pair-code (body: the code typed on the phone), POST
+ * /control/fault[?target=JID|PHONE] (body: a fault name, optionally
+ * followed by a space and the target), and the passkey and version
+ * routes. */
+static int on_http(void *arg, int post, const char *full_path, const char *body, size_t len,
+                   char **resp)
 {
     fakewa_wa_t *w = arg;
-    (void)len;
-    char buf[256];
+    char buf[256], path[256], arg1[64];
     int status;
+    const char *q = strchr(full_path, '?');
+    snprintf(path, sizeof(path), "%.*s", (int)(q ? (size_t)(q - full_path) : strlen(full_path)),
+             full_path);
+    q = q ? q + 1 : "";
     if (fakewa_version_http(w, post, path, body, resp, &status))
         return status;
     if (!post && !strcmp(path, "/control/state")) {
         *resp = fakewa_wa_state_json(w);
         return 200;
     }
+    if (!post && !strcmp(path, "/control/connects")) {
+        query_arg(q, "since", arg1, sizeof(arg1));
+        *resp = connects_json(w, arg1[0] ? strtoll(arg1, NULL, 10) : 0);
+        return *resp ? 200 : 500;
+    }
     if (post && !strcmp(path, "/control/scan")) {
         char why[128];
         char *qr = strndup(body, strcspn(body, "\r\n"));
-        int rc = qr ? fakewa_wa_scan(w, qr, why, sizeof(why)) : -1;
+        int has_phone = query_arg(q, "phone", arg1, sizeof(arg1));
+        int rc = qr ? fakewa_wa_scan_as(w, qr, has_phone ? arg1 : NULL, why, sizeof(why)) : -1;
         free(qr);
         if (rc == 1)
             snprintf(buf, sizeof(buf), "{\"ok\":true,\"refreshed\":true}");
@@ -538,13 +703,17 @@ static int on_http(void *arg, int post, const char *path, const char *body, size
     }
     if (post && !strcmp(path, "/control/fault")) {
         char name[32];
-        snprintf(name, sizeof(name), "%.*s", (int)strcspn(body, "\r\n"), body);
+        size_t nl = strcspn(body, " \r\n");
+        snprintf(name, sizeof(name), "%.*s", (int)nl, body);
+        if (!query_arg(q, "target", arg1, sizeof(arg1)) && body[nl] == ' ')
+            snprintf(arg1, sizeof(arg1), "%.*s", (int)strcspn(body + nl + 1, " \r\n"),
+                     body + nl + 1);
         int f = fakewa_wa_fault_parse(name);
         if (f < 0) {
             *resp = strdup("{\"ok\":false,\"error\":\"unknown fault\"}");
             return 400;
         }
-        fakewa_wa_fault(w, (fakewa_fault_t)f);
+        fakewa_wa_fault_at(w, (fakewa_fault_t)f, arg1);
         *resp = strdup("{\"ok\":true}");
         return 200;
     }
@@ -553,6 +722,27 @@ static int on_http(void *arg, int post, const char *path, const char *body, size
         return st;
     *resp = strdup("{\"ok\":false,\"error\":\"not found\"}");
     return 404;
+}
+
+/* Frees the devices, the accounts and the indexes. */
+static void free_indexes(fakewa_wa_t *w)
+{
+    while (w->devices) {
+        device_t *d = w->devices;
+        w->devices = d->next;
+        free(d);
+    }
+    w->devices_tail = NULL;
+    w->ndevices = 0;
+    while (w->account_list) {
+        account_t *a = w->account_list;
+        w->account_list = a->next;
+        free(a);
+    }
+    fakewa_map_free(w->dev_by_jid);
+    fakewa_map_free(w->dev_by_noise);
+    fakewa_map_free(w->accounts);
+    fakewa_map_free(w->refs);
 }
 
 fakewa_wa_t *fakewa_wa_new(uv_loop_t *loop, const fakewa_wa_opts_t *opts, char *err, size_t errlen)
@@ -579,9 +769,21 @@ fakewa_wa_t *fakewa_wa_new(uv_loop_t *loop, const fakewa_wa_opts_t *opts, char *
     }
     wa_crypto_keypair_generate(&w->phone_ident);
     wa_crypto_random(w->routing, sizeof(w->routing));
-    fakewa_callbacks_t cb = {on_client, on_node, on_close, w, on_http};
+    w->next_phone = 15550000001ULL;
+    w->dev_by_jid = fakewa_map_new();
+    w->dev_by_noise = fakewa_map_new();
+    w->accounts = fakewa_map_new();
+    w->refs = fakewa_map_new();
+    if (!w->dev_by_jid || !w->dev_by_noise || !w->accounts || !w->refs) {
+        snprintf(err, errlen, "out of memory");
+        free_indexes(w);
+        free(w);
+        return NULL;
+    }
+    fakewa_callbacks_t cb = {on_client, on_node, on_close, w, on_http, on_open};
     w->f = fakewa_new(loop, &opts->transport, &cb, err, errlen);
     if (!w->f) {
+        free_indexes(w);
         free(w);
         return NULL;
     }
@@ -614,6 +816,7 @@ void fakewa_wa_free(fakewa_wa_t *w)
         free(w->conns);
         w->conns = n;
     }
+    free_indexes(w);
     free(w);
 }
 
@@ -629,20 +832,40 @@ const fakewa_wa_stats_t *fakewa_wa_stats(const fakewa_wa_t *w)
 
 int fakewa_wa_scan(fakewa_wa_t *w, const char *qr, char *why, size_t whylen)
 {
+    return fakewa_wa_scan_as(w, qr, NULL, why, whylen);
+}
+
+/* 6 to 15 digits, not starting with 0. */
+static int phone_ok(const char *p)
+{
+    size_t n = strlen(p);
+    if (n < 6 || n > 15 || p[0] == '0')
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < '0' || p[i] > '9')
+            return 0;
+    return 1;
+}
+
+int fakewa_wa_scan_as(fakewa_wa_t *w, const char *qr, const char *phone, char *why, size_t whylen)
+{
+    char auto_phone[32];
+    if (phone && !phone_ok(phone)) {
+        snprintf(why, whylen, "not a phone number (6 to 15 digits)");
+        return -1;
+    }
     wa_pair_qr_parts_t parts;
     if (wa_pair_qr_parse(qr, &parts) != 0) {
         snprintf(why, whylen, "not a WhatsApp linking QR");
         return -1;
     }
-    conn_state_t *cs = NULL;
+    conn_state_t *cs = fakewa_map_get(w->refs, parts.ref, strlen(parts.ref));
     int idx = -1;
-    for (conn_state_t *c = w->conns; c && !cs; c = c->next)
-        for (int i = 0; c->registration && i < c->nrefs; i++)
-            if (!strcmp(c->refs[i], parts.ref)) {
-                cs = c;
-                idx = i;
-                break;
-            }
+    for (int i = 0; cs && i < cs->nrefs; i++)
+        if (!strcmp(cs->refs[i], parts.ref))
+            idx = i;
+    if (cs && (!cs->registration || idx < 0))
+        cs = NULL;
     if (!cs) {
         wa_pair_qr_parts_free(&parts);
         snprintf(why, whylen, "unknown ref (no registration connection offers it)");
@@ -681,6 +904,20 @@ int fakewa_wa_scan(fakewa_wa_t *w, const char *qr, char *why, size_t whylen)
         send_refresh(cs);
         return 1;
     }
+    if (!phone && w->o.account_per_scan) {
+        snprintf(auto_phone, sizeof(auto_phone), "%llu", w->next_phone++);
+        phone = auto_phone;
+    }
+    if (phone && strcmp(phone, w->phone)) {
+        cs->pending_acct = account_for(w, phone);
+        if (!cs->pending_acct) {
+            wa_pair_qr_parts_free(&parts);
+            snprintf(why, whylen, "too many accounts");
+            return -1;
+        }
+    } else {
+        cs->pending_acct = NULL; /* the default account */
+    }
     if (fakewa_passkey_scanned(cs, parts.adv_secret)) {
         wa_pair_qr_parts_free(&parts);
         return 2; /* this account requires a passkey first */
@@ -699,7 +936,11 @@ int fakewa_wa_send_pair_success(conn_state_t *cs, const uint8_t ident_pub[32],
     int hosted = w->hosted_next;
     w->hosted_next = 0;
     /* the device identity the phone issues */
-    unsigned device = (unsigned)++w->next_device;
+    /* each account numbers its own devices; a JID's device is one byte */
+    int *next = cs->pending_acct ? &cs->pending_acct->next_device : &w->next_device;
+    if (++*next > 255)
+        *next = 1;
+    unsigned device = (unsigned)*next;
     Wa__ADVDeviceIdentity id = WA__ADVDEVICE_IDENTITY__INIT;
     id.has_rawid = id.has_timestamp = id.has_keyindex = 1;
     id.rawid = 424242;
@@ -717,7 +958,8 @@ int fakewa_wa_send_pair_success(conn_state_t *cs, const uint8_t ident_pub[32],
     msg[1] = hosted ? 5 : 0;
     memcpy(msg + 2, details, dl);
     memcpy(msg + 2 + dl, ident_pub, 32);
-    wa_crypto_sign(w->phone_ident.priv, msg, 2 + dl + 32, sig);
+    const wa_keypair_t *acct = acct_ident(cs);
+    wa_crypto_sign(acct->priv, msg, 2 + dl + 32, sig);
     if (w->bad_sig) {
         w->bad_sig = 0;
         sig[5] ^= 1;
@@ -726,7 +968,7 @@ int fakewa_wa_send_pair_success(conn_state_t *cs, const uint8_t ident_pub[32],
     sdi.has_details = sdi.has_accountsignaturekey = sdi.has_accountsignature = 1;
     sdi.details.data = details;
     sdi.details.len = dl;
-    sdi.accountsignaturekey.data = w->phone_ident.pub;
+    sdi.accountsignaturekey.data = (uint8_t *)acct->pub;
     sdi.accountsignaturekey.len = 32;
     sdi.accountsignature.data = sig;
     sdi.accountsignature.len = 64;
@@ -758,7 +1000,9 @@ int fakewa_wa_send_pair_success(conn_state_t *cs, const uint8_t ident_pub[32],
     memcpy(cs->pending_details, details, dl);
     cs->pending_details_len = dl;
     memcpy(cs->pending_ident, ident_pub, 32);
-    snprintf(cs->pending_jid, sizeof(cs->pending_jid), "%s:%u@s.whatsapp.net", w->phone, device);
+    snprintf(cs->pending_jid, sizeof(cs->pending_jid), "%s:%u@s.whatsapp.net", acct_phone(cs),
+             device);
+    cs->pending_device = device;
     snprintf(cs->pending_id, sizeof(cs->pending_id), "ps-%u", ++w->id_counter);
 
     wa_node_t *iq = wa_node_new("iq");
@@ -772,7 +1016,7 @@ int fakewa_wa_send_pair_success(conn_state_t *cs, const uint8_t ident_pub[32],
     wa_node_set_bytes(wa_node_add(ps, "device-identity"), hbuf, hl);
     wa_node_set_attr(wa_node_add(ps, "platform"), "name", "android");
     wa_node_t *dev = wa_node_add(ps, "device");
-    snprintf(lid, sizeof(lid), "123456789012345:%u@lid", device);
+    snprintf(lid, sizeof(lid), "%s:%u@lid", acct_lid_user(cs), device);
     wa_node_set_attr(dev, "jid", cs->pending_jid);
     wa_node_set_attr(dev, "lid", lid);
     send_and_free(cs->c, iq);
@@ -781,8 +1025,29 @@ int fakewa_wa_send_pair_success(conn_state_t *cs, const uint8_t ident_pub[32],
 
 void fakewa_wa_fault(fakewa_wa_t *w, fakewa_fault_t f)
 {
+    fakewa_wa_fault_at(w, f, NULL);
+}
+
+/* Whether the connection is logged in as `target`: a device JID, or the
+ * phone number of its account. */
+static int conn_matches(const conn_state_t *cs, const char *target)
+{
+    if (!cs->logged_in || !cs->jid[0])
+        return 0;
+    if (!strcmp(cs->jid, target))
+        return 1;
+    size_t n = strcspn(cs->jid, ":@");
+    return strlen(target) == n && !strncmp(cs->jid, target, n);
+}
+
+void fakewa_wa_fault_at(fakewa_wa_t *w, fakewa_fault_t f, const char *target)
+{
+    if ((target && !*target) || f == FAKEWA_OFFLINE || f == FAKEWA_ROUTING)
+        target = NULL;
     switch (f) {
     case FAKEWA_STALL:
+        if (target)
+            break; /* those connections fall silent, below */
         w->stall = 1;
         return;
     case FAKEWA_OUTDATED:
@@ -824,11 +1089,17 @@ void fakewa_wa_fault(fakewa_wa_t *w, fakewa_fault_t f)
     default:
         break;
     }
-    w->stall = 0;
+    if (!target)
+        w->stall = 0;
     conn_state_t *next;
     for (conn_state_t *cs = w->conns; cs; cs = next) {
         next = cs->next;
+        if (target && !conn_matches(cs, target))
+            continue;
         switch (f) {
+        case FAKEWA_STALL:
+            cs->silent = 1;
+            break;
         case FAKEWA_DROP:
             fakewa_close(cs->c);
             break;
@@ -921,11 +1192,13 @@ static const struct {
     STAT("pairCodeBadFinishes", paircode_bad_finishes),
     STAT("swFetches", sw_fetches),
     STAT("refused405", refused_405),
+    STAT("opens", opens),
+    STAT("accounts", accounts),
 };
 
 char *fakewa_wa_state_json(const fakewa_wa_t *w)
 {
-    size_t cap = 2048 + (size_t)w->ndevices * 96;
+    size_t cap = 2048 + (size_t)w->ndevices * 160;
     char *out = malloc(cap);
     if (!out)
         return NULL;
@@ -936,9 +1209,18 @@ char *fakewa_wa_state_json(const fakewa_wa_t *w)
         n += (size_t)snprintf(out + n, cap - n, "\"%s\":%d,", stat_rows[i].name, v);
     }
     n += (size_t)fakewa_version_json(w, out + n, cap - n);
-    n += (size_t)snprintf(out + n, cap - n, "\"devices\":[");
-    for (int i = 0; i < w->ndevices && n < cap; i++)
-        n += (size_t)snprintf(out + n, cap - n, "%s\"%s\"", i ? "," : "", w->devices[i].jid);
+    /* the devices logged in now (each on one connection), then every paired one */
+    int first = 1;
+    n += (size_t)snprintf(out + n, cap - n, "\"liveDevices\":[");
+    for (const device_t *d = w->devices; d && n < cap; d = d->next)
+        if (d->live && d->live->logged_in) {
+            n += (size_t)snprintf(out + n, cap - n, "%s\"%s\"", first ? "" : ",", d->jid);
+            first = 0;
+        }
+    if (n < cap)
+        n += (size_t)snprintf(out + n, cap - n, "],\"devices\":[");
+    for (const device_t *d = w->devices; d && n < cap; d = d->next)
+        n += (size_t)snprintf(out + n, cap - n, "%s\"%s\"", d != w->devices ? "," : "", d->jid);
     char *pk = fakewa_passkey_state_json(w);
     if (n < cap)
         snprintf(out + n, cap - n, "],\"passkey\":%s}", pk ? pk : "null");

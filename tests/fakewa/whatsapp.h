@@ -25,7 +25,7 @@ typedef struct {
     unsigned qr_next_ms;     /* 0 = 20000 */
     const char *phone;       /* the phone's number; NULL = "15551234567" */
     unsigned server_ping_ms; /* > 0: the server pings clients this often */
-    int prekey_count;        /* what the count query answers at first */
+    int prekey_count;        /* pre-keys each new device starts with (the count query) */
     /* WhatsApp Web version (version.c): the client_revision /sw.js
      * announces (0 = the built-in version's), the oldest version accepted
      * (NULL = any; older registration and login payloads get
@@ -33,6 +33,10 @@ typedef struct {
     uint32_t client_revision;
     const char *min_version;
     int sw_mode; /* fakewa_sw_mode_t */
+    /* 1: every scan without a phone number links a new account (its own
+     * number, counting up from 15550000001, identity key and LID), so that
+     * many sessions are as many phones. 0: such scans link `phone`. */
+    int account_per_scan;
 } fakewa_wa_opts_t;
 
 /* How GET /sw.js answers. */
@@ -117,6 +121,9 @@ typedef struct {
     int paircode_bad_finishes; /* companion_finish without a matching primary_hello */
     int sw_fetches;            /* GET /sw.js requests */
     int refused_405;           /* payloads refused with <failure reason="405"/> */
+    /* scale */
+    int opens;    /* WebSocket connections opened (before any handshake) */
+    int accounts; /* accounts other than the default one */
 } fakewa_wa_stats_t;
 
 /* Starts the server. Returns NULL with a message in err. */
@@ -135,6 +142,12 @@ fakewa_t *fakewa_wa_transport(fakewa_wa_t *w);
  * (unknown ref, expired ref, retired secret, no such connection, malformed). */
 int fakewa_wa_scan(fakewa_wa_t *w, const char *qr, char *why, size_t whylen);
 
+/* The same, scanned by the phone of account `phone` (6 to 15 digits; the
+ * account is made on first use with its own identity key and LID; NULL =
+ * the default account, or a new one with account_per_scan). Refused
+ * (-1) for a malformed number. */
+int fakewa_wa_scan_as(fakewa_wa_t *w, const char *qr, const char *phone, char *why, size_t whylen);
+
 /* The phone's user types `typed` (a pairing code, "ABCD-EFGH" or
  * "abcdefgh") under Linked devices > Link with phone number: the phone
  * answers the newest companion_hello with primary_hello. Whether the code
@@ -146,6 +159,13 @@ int fakewa_wa_pair_code(fakewa_wa_t *w, const char *typed, char *why, size_t why
 
 /* Injects or arms a fault. */
 void fakewa_wa_fault(fakewa_wa_t *w, fakewa_fault_t f);
+
+/* Injects a fault on the connections logged in as `target` only (a device
+ * JID, or an account's phone number; NULL or "" = every connection, as
+ * fakewa_wa_fault). Faults that are armed for the next connection, login or
+ * scan ignore the target; "stall" on a target silences those connections
+ * (they answer nothing, pings included). */
+void fakewa_wa_fault_at(fakewa_wa_t *w, fakewa_fault_t f, const char *target);
 
 /* Counters. */
 const fakewa_wa_stats_t *fakewa_wa_stats(const fakewa_wa_t *w);

@@ -10,17 +10,38 @@
 
 #include "proto/wa/client_payload.pb-c.h"
 #include "session/wa/version.h"
+#include "tests/fakewa/map.h"
 #include "tests/fakewa/whatsapp.h"
 
-#define MAX_DEVICES 4096
+#define MAX_DEVICES 100000
+#define MAX_ACCOUNTS 100000
 #define MAX_REFS 16
 #define MAX_EXPECT 256
 #define MAX_RETIRED 8
+/* Connection opens remembered for /control/connects (a ring). */
+#define OPEN_LOG 65536
 
-typedef struct {
+struct conn_state;
+
+/* A WhatsApp account (a phone): its number, identity key and LID user.
+ * Kept for the server's life, as accounts outlive their devices. */
+typedef struct account {
+    char phone[32];
+    char lid_user[24];
+    wa_keypair_t ident;
+    int next_device;      /* the last device number given (1..255) */
+    struct account *next; /* in fakewa_wa_t's list of accounts */
+} account_t;
+
+/* A linked companion device, indexed by JID and by noise key. */
+typedef struct device {
     char jid[64];
+    char lid[64];
     uint8_t noise_pub[32];
     uint8_t ident_pub[32];
+    struct conn_state *live; /* the connection logged in as this device, or NULL */
+    int prekeys;             /* one-time pre-keys the server holds for it */
+    struct device *prev, *next;
 } device_t;
 
 typedef struct conn_state {
@@ -38,13 +59,15 @@ typedef struct conn_state {
     size_t pending_details_len;
     uint8_t pending_ident[32];
     char pending_jid[64];
+    account_t *pending_acct;          /* the account pairing now (NULL = the default one) */
+    unsigned pending_device;          /* its device number */
     int silent;                       /* say nothing after the handshake */
     int routed;                       /* the intro carried our routing info */
     uint8_t retired[MAX_RETIRED][32]; /* adv secrets retired by a refresh */
     int nretired;
     void *ext_paircode; /* per-connection state of the pairing-code flow */
     void *ext_passkey;  /* per-connection state of the passkey flow */
-    struct conn_state *next;
+    struct conn_state *prev, *next;
 } conn_state_t;
 
 /* A stanza we sent that WhatsApp expects acknowledged. */
@@ -58,12 +81,19 @@ typedef struct {
 struct fakewa_wa {
     fakewa_t *f;
     fakewa_wa_opts_t o;
-    char phone[32];
+    char phone[32]; /* the default account (scans without a phone, pairing codes) */
     wa_keypair_t phone_ident;
-    device_t devices[MAX_DEVICES];
+    device_t *devices, *devices_tail; /* in pairing order */
     int ndevices;
-    int next_device;
-    conn_state_t *conns;
+    int next_device;                         /* of the default account */
+    fakewa_map_t *dev_by_jid, *dev_by_noise; /* -> device_t */
+    fakewa_map_t *accounts;                  /* phone -> account_t */
+    account_t *account_list;
+    unsigned long long next_phone; /* --account-per-scan: the next number */
+    fakewa_map_t *refs;            /* pairing ref -> conn_state_t */
+    int64_t opens[OPEN_LOG];       /* times (ms) of the latest connection opens */
+    unsigned long long nopens;
+    conn_state_t *conns; /* newest first */
     int stall, outdated, banned, bad_hmac, bad_sig;
     int drop_ping, silent_next, early_success, hosted_next, refresh_on_scan, send_routing;
     uint8_t routing[24]; /* the edge routing info this server hands out */

@@ -41,7 +41,7 @@ struct fakewa_ws_conn {
     size_t rx_len, rx_cap;
     int closing;
     char *hdrs[N_HDRS];
-    fakewa_ws_conn_t *next;
+    fakewa_ws_conn_t *prev, *next;
 };
 
 struct fakewa_ws {
@@ -70,7 +70,7 @@ static void conn_free(fakewa_ws_conn_t *c)
 
 /* A plain HTTP request in progress (the control API). */
 typedef struct {
-    char path[256];
+    char path[512]; /* with "?" and the query when there is one */
     int post;
     char *body;
     size_t body_len;
@@ -151,6 +151,8 @@ static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         }
         *slot = c;
         c->next = srv->conns;
+        if (srv->conns)
+            srv->conns->prev = c;
         srv->conns = c;
         if (srv->cb.on_open)
             c->user = srv->cb.on_open(srv->cb.arg, c);
@@ -185,6 +187,11 @@ static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
             c->rx_len = 0;
             if (srv->cb.on_message)
                 srv->cb.on_message(srv->cb.arg, c, c->rx, n);
+            if (c->rx_cap > 65536) { /* after a big message: do not keep its buffer */
+                free(c->rx);
+                c->rx = NULL;
+                c->rx_cap = 0;
+            }
         }
         return 0; /* a close requested meanwhile happens after the queue is written */
     }
@@ -215,6 +222,14 @@ static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         if (!pss->h)
             return -1;
         snprintf(pss->h->path, sizeof(pss->h->path), "%s", in ? (const char *)in : "/");
+        int alen = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+        size_t pl = strlen(pss->h->path);
+        if (alen > 0 && pl + 1 + (size_t)alen + 1 < sizeof(pss->h->path)) {
+            pss->h->path[pl] = '?'; /* the query, its arguments joined by '&' */
+            if (lws_hdr_copy(wsi, pss->h->path + pl + 1, (int)(sizeof(pss->h->path) - pl - 1),
+                             WSI_TOKEN_HTTP_URI_ARGS) < 0)
+                pss->h->path[pl] = 0;
+        }
         pss->h->post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
         if (pss->h->post)
             return 0; /* the body follows */
@@ -255,11 +270,12 @@ static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
         if (!c)
             return 0;
         *slot = NULL;
-        for (fakewa_ws_conn_t **pp = &srv->conns; *pp; pp = &(*pp)->next)
-            if (*pp == c) {
-                *pp = c->next;
-                break;
-            }
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            srv->conns = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
         if (srv->cb.on_close)
             srv->cb.on_close(srv->cb.arg, c);
         conn_free(c);
@@ -272,7 +288,9 @@ static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 }
 
 static const struct lws_protocols srv_protocols[] = {
-    {"fakewa", srv_callback, sizeof(pss_t), 1 << 16, 0, NULL, 0},
+    /* 4 KiB of receive buffer per connection (lws keeps one each); messages
+     * are reassembled in fakewa_ws_conn_t */
+    {"fakewa", srv_callback, sizeof(pss_t), 4096, 0, NULL, 16384},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 

@@ -24,7 +24,8 @@ typedef struct {
     /* The connection is gone; `c` must not be used afterwards. */
     void (*on_close)(void *arg, fakewa_ws_conn_t *c);
     void *arg;
-    /* A plain HTTP request (the control API, /sw.js): returns the status
+    /* A plain HTTP request (the control API, /sw.js; `path` carries the
+     * query after a '?', its arguments URL-decoded and joined by '&'): returns the status
      * and a malloc'd body in *resp (freed by the server; JSON, JavaScript
      * for a path ending in ".js"), or status 0 to leave the request
      * unanswered until the client goes away. NULL = 404. */

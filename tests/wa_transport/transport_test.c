@@ -210,7 +210,7 @@ static void scenario(fx_t *fx, int tls, int trust_ok, const uint8_t *root_overri
     snprintf(key, sizeof(key), "%s/server.key", fx->dir);
     snprintf(ca, sizeof(ca), "%s/%s", fx->dir, trust_ok ? "ca.pem" : "other-ca.pem");
     fakewa_opts_t so = {.port = 0, .cert_file = tls ? cert : NULL, .key_file = tls ? key : NULL};
-    fakewa_callbacks_t scb = {srv_client, srv_node, srv_close, fx, NULL};
+    fakewa_callbacks_t scb = {srv_client, srv_node, srv_close, fx, NULL, NULL};
     fx->srv = fakewa_new(&fx->loop, &so, &scb, err, sizeof(err));
     assert_non_null(fx->srv);
     wa_fsock_ctx_opts_t co = {.ca_file = tls ? ca : NULL};
@@ -254,7 +254,7 @@ static void test_ws_byte_at_a_time(void **state)
     /* every frame from the server arrives one byte per WebSocket message */
     fx->merge_count = 0;
     fakewa_opts_t so = {0};
-    fakewa_callbacks_t scb = {srv_client, srv_node, srv_close, fx, NULL};
+    fakewa_callbacks_t scb = {srv_client, srv_node, srv_close, fx, NULL, NULL};
     fx->srv = fakewa_new(&fx->loop, &so, &scb, err, sizeof(err));
     assert_non_null(fx->srv);
     fakewa_faults(fx->srv)->split = 1;
@@ -329,7 +329,7 @@ static void test_tampered_certificate(void **state)
     fx_t *fx = *state;
     char err[256];
     fakewa_opts_t so = {0};
-    fakewa_callbacks_t scb = {srv_client, srv_node, srv_close, fx, NULL};
+    fakewa_callbacks_t scb = {srv_client, srv_node, srv_close, fx, NULL, NULL};
     fx->srv = fakewa_new(&fx->loop, &so, &scb, err, sizeof(err));
     fakewa_faults(fx->srv)->tamper_cert = 1;
     fx->ctx = wa_fsock_ctx_new(&fx->loop, NULL, err, sizeof(err));
@@ -374,7 +374,7 @@ static void failure_after_success(fx_t *fx, int garbage)
 {
     char err[256];
     fakewa_opts_t so = {0};
-    fakewa_callbacks_t scb = {srv_client, srv_node, srv_close, fx, NULL};
+    fakewa_callbacks_t scb = {srv_client, srv_node, srv_close, fx, NULL, NULL};
     fx->srv = fakewa_new(&fx->loop, &so, &scb, err, sizeof(err));
     fx->ctx = wa_fsock_ctx_new(&fx->loop, NULL, err, sizeof(err));
     fx->merge_count = garbage;
