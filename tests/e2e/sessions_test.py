@@ -178,7 +178,16 @@ check(st == 507 and not b["success"], "over MAX_SESSIONS: %s %s" % (st, b))
 st, b = api(port, "DELETE", "/api/sessions/extra")
 check(st == 200 and b["success"], "delete an unlinked session: %s %s" % (st, b))
 every.wait(lambda ev: any(e["session"] == "extra" for e in ev), 5, "extra in /api/events")
-regs = control(fw, "GET", "/control/state")[1]["registrations"]
+# extra's registration may still be reaching the fake server: wait until its
+# connection is gone and the count stays put
+prev, t0 = None, time.time()
+while time.time() - t0 < 10:
+    fst = control(fw, "GET", "/control/state")[1]
+    if fst["live"] == 3 and fst["registrations"] == prev:
+        break
+    prev = fst["registrations"]
+    time.sleep(0.3)
+regs = fst["registrations"]
 
 step("---")
 # --- a rotated key: the old one stops working at once ---
