@@ -32,8 +32,8 @@ typedef struct {
     uint32_t reg_id;
     const uint8_t *ident_pub; /* 32 bytes */
     uint32_t spk_id;
-    const uint8_t *spk_pub; /* 32 bytes */
-    const uint8_t *spk_sig; /* 64 bytes */
+    const uint8_t *spk_pub;  /* 32 bytes */
+    const uint8_t *spk_sig;  /* 64 bytes */
     const char *device_name; /* shown under Linked devices; NULL = WA_PAYLOAD_DEVICE_NAME */
 } wa_payload_reg_t;
 
