@@ -14,7 +14,7 @@ zlib1g-dev grpc-proto curl ca-certificates
 "
 TEST_PKGS="
 libcmocka-dev python3 python3-grpcio python3-grpc-tools python3-protobuf
-zbar-tools openssl procps chromium systemd
+zbar-tools openssl procps chromium clang-format systemd
 "
 FUZZ_PKGS="clang libclang-rt-14-dev"
 BENCH_PKGS="wrk nghttp2-client util-linux"

@@ -39,6 +39,19 @@ for cfg in $CONFIGS; do
     failed=$((failed + f))
     skipped=$((skipped + s))
 done
+# Every C file clang-formatted (.clang-format at the root), counted as one
+# more test; only in a git checkout of the whole tree (no targets given).
+if [ "$has_target" -eq 0 ] && command -v clang-format >/dev/null 2>&1 &&
+    files=$(git ls-files '*.c' '*.h' 2>/dev/null) && [ -n "$files" ]; then
+    echo "== clang-format --dry-run --Werror (every tracked .c/.h)"
+    # shellcheck disable=SC2086
+    if clang-format --dry-run --Werror $files; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        status=1
+    fi
+fi
 line="$passed passed, $failed failed"
 [ "$skipped" -gt 0 ] && line="$line, $skipped skipped"
 echo "$line"
