@@ -64,7 +64,20 @@ typedef struct {
     uint64_t connects;               /* WhatsApp connections started so far (this process) */
     const char *passkey_options;     /* WebAuthn request options JSON while a passkey is
                                       * required (detail "passkey_required"), or NULL */
+    /* The event log (see "the event log" below). */
+    uint64_t event_id_; /* private: read with sess_snapshot_event_id */
+    /* Set on the first snapshot a resumed stream hands out when the events
+     * gap_from..gap_to (per-session seqs; global event ids on registry-wide
+     * streams) are no longer kept: the transport says so ("gap") before
+     * showing the snapshot. 0 = no gap. */
+    uint64_t gap_from, gap_to;
 } sess_snapshot_t;
+
+/* The snapshot's event id in the log: global, increasing in the order
+ * events were published, the cursor of registry-wide streams. 0 while the
+ * event is not yet stored (a reader of sess_current may see that) or when
+ * there is no log. Any thread. */
+uint64_t sess_snapshot_event_id(const sess_snapshot_t *s);
 
 /* Takes a reference; returns `s` for convenience. Any thread. */
 sess_snapshot_t *sess_snapshot_ref(sess_snapshot_t *s);
@@ -274,6 +287,74 @@ void sess_count_connect(sess_t *s);
  * is published). */
 int sess_publish(sess_t *s, const sess_change_t *change);
 
+/* --- the event log ---------------------------------------------------- *
+ *
+ * With a journal, every snapshot is an event: it is written to durable
+ * storage (the journal's append, one transaction per loop iteration for
+ * all the events published in it: group commit) before any subscriber sees
+ * it, each session's `seq` continues across restarts from the journal's
+ * last_seq, and subscriptions can resume from a seq: the stored events
+ * first, then the live ones, with no gap and no duplicate at the seam. A
+ * subscriber that falls behind (SESS_SLOW_COALESCE) catches up from the log
+ * instead of losing events. Without a journal, snapshots are delivered at
+ * once and live only, as before. */
+
+/* One stored event, as the journal keeps it. */
+typedef struct {
+    uint64_t id;         /* global id, set by append (increasing, never reused) */
+    const char *session; /* the session's name (NULL: a service-wide event) */
+    uint64_t seq;        /* the session's seq */
+    int64_t ts_ms;       /* when it was published (ms since the epoch) */
+    const char *type;    /* "session.status" */
+    const char *body;    /* its JSON view (sess_event_json) */
+    size_t body_len;
+} sess_event_t;
+
+/* Where events are stored. `last_seq` and `append` run on the loop thread;
+ * `read` on any thread (concurrently with append). */
+typedef struct {
+    /* The highest seq ever given to `session` (0 when none). 0 or < 0. */
+    int (*last_seq)(void *arg, const char *session, uint64_t *seq);
+    /* Stores `n` events in one transaction and sets each one's id. 0 or
+     * < 0 (then nothing is stored: the events are delivered anyway, live
+     * only, and the failure is logged by the journal). */
+    int (*append)(void *arg, sess_event_t *ev, size_t n);
+    /* Reads up to `max` stored events after `after`, oldest first: of
+     * `session` with seq > after, or with session NULL of every session
+     * with id > after (service-wide events excluded). Fills out[0..*n)
+     * with malloc'd strings (free each with sess_event_clear) and *pruned
+     * with the highest seq (id) no longer kept. 0 or < 0. */
+    int (*read)(void *arg, const char *session, uint64_t after, size_t max, sess_event_t *out,
+                size_t *n, uint64_t *pruned);
+    void *arg;
+} sess_journal_t;
+
+/* Frees the strings of an event filled by a journal's read. */
+void sess_event_clear(sess_event_t *ev);
+
+/* Sets the registry's journal (copied); before any session is added. Loop
+ * thread. */
+void sess_registry_set_journal(sess_registry_t *reg, const sess_journal_t *j);
+
+/* Writes the snapshot's event JSON view (what the journal stores and what
+ * webhooks deliver), malloc'd and NUL-terminated (*len bytes), or NULL when
+ * out of memory:
+ *   {"type":"session.status","session":"sales","seq":12,
+ *    "timestamp":"2026-12-03T09:00:00.123Z",
+ *    "data":{"state":"QR_READY","detail":"","connected":false,"linked":false,
+ *            "since":"...","qr":"<QR text>","qrExpiresAt":"...",
+ *            "account":{"jid":...,"lid":...,"phone":...,"pushName":...,
+ *                       "platform":...,"businessName":...},
+ *            "linkCode":"ABCD-EFGH","linkCodeExpiresAt":"...",
+ *            "passkeyOptions":"<JSON text>","connects":3}}
+ * (absent members are omitted). Any thread. */
+char *sess_event_json(const sess_snapshot_t *s, size_t *len);
+
+/* Rebuilds a snapshot from an event JSON view (the inverse of
+ * sess_event_json; its QR is rendered with the registry's hooks). Returns a
+ * new reference, or NULL for a malformed view. Any thread. */
+sess_snapshot_t *sess_event_parse(sess_registry_t *reg, const char *json, size_t len);
+
 /* --- subscriptions ----------------------------------------------------- */
 
 typedef struct sess_sub sess_sub_t;
@@ -309,7 +390,9 @@ enum {
     SESS_SUB_ENDED = -1 /* the subscription ended (slow, or registry closed) */
 };
 
-/* Pops the oldest queued snapshot. Any thread. Returns SESS_SUB_OK with a
+/* Pops the oldest queued snapshot. While a stream catches up from the
+ * event log this reads a page of stored events (a short synchronous read
+ * of the journal). Any thread. Returns SESS_SUB_OK with a
  * reference in *out, SESS_SUB_EMPTY, or SESS_SUB_ENDED. */
 int sess_sub_next(sess_sub_t *sub, sess_snapshot_t **out);
 
@@ -323,6 +406,19 @@ uint64_t sess_sub_dropped(sess_sub_t *sub);
  * closes. Any thread. Returns NULL when out of memory; release with
  * sess_unsubscribe. */
 sess_sub_t *sess_registry_subscribe(sess_registry_t *reg, const sess_sub_opts_t *opts);
+
+/* Resuming: as sess_subscribe / sess_registry_subscribe, but a `since`
+ * above 0 replaces the current snapshots with every event after `since`
+ * (seq of the session; for the registry-wide stream a global event id),
+ * oldest first, then the live ones. When events after `since` are no
+ * longer kept, the first snapshot handed out carries gap_from..gap_to.
+ * A `since` at or past the newest event hands out nothing until the next
+ * change (a `since` from another incarnation, above the newest, is taken
+ * as 0). Without a journal the current snapshot comes first, with the gap
+ * set when it is not the next one. Any thread. */
+sess_sub_t *sess_subscribe_since(sess_t *s, uint64_t since, const sess_sub_opts_t *opts);
+sess_sub_t *sess_registry_subscribe_since(sess_registry_t *reg, uint64_t since,
+                                          const sess_sub_opts_t *opts);
 
 /* Ends and frees the subscription; no notify call runs after it returns.
  * Any thread. */

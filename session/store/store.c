@@ -19,11 +19,7 @@
 #include <sqlite3.h>
 
 #include "common/log.h"
-
-struct store {
-    sqlite3 *db;
-    char *path;
-};
+#include "session/store/store_internal.h"
 
 /* Migrations, in order: migrations[i] takes the schema from i to i + 1. */
 static const char *const migrations[] = {
@@ -59,6 +55,30 @@ static const char *const migrations[] = {
     " id INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT NOT NULL, jid TEXT NOT NULL,"
     " noise_priv BLOB NOT NULL, noise_pub BLOB NOT NULL,"
     " created_at INTEGER NOT NULL DEFAULT (strftime('%s','now')));",
+    /* 3 -> 4: the event log (resumable streams) and the webhook outbox.
+     * event_heads keeps each name's last seq and what retention deleted,
+     * beyond the session's life. A webhook target's `events` is the filter
+     * as " type1 type2 " ("" = every type); `session` NULL = every session.
+     * A delivery row exists while it is pending (state 0) or dead (2); a
+     * delivered one is deleted. */
+    "CREATE TABLE events ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT, session TEXT, seq INTEGER NOT NULL,"
+    " ts INTEGER NOT NULL, type TEXT NOT NULL, body TEXT NOT NULL);"
+    "CREATE UNIQUE INDEX events_by_session ON events (session, seq);"
+    "CREATE INDEX events_by_ts ON events (ts);"
+    "CREATE TABLE event_heads ("
+    " session TEXT PRIMARY KEY, last_seq INTEGER NOT NULL DEFAULT 0,"
+    " pruned_seq INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE webhook_targets ("
+    " id TEXT PRIMARY KEY, url TEXT NOT NULL, secret BLOB NOT NULL, session TEXT,"
+    " events TEXT NOT NULL DEFAULT '',"
+    " created_at INTEGER NOT NULL DEFAULT (strftime('%s','now')));"
+    "CREATE TABLE webhook_deliveries ("
+    " target TEXT NOT NULL REFERENCES webhook_targets(id) ON DELETE CASCADE,"
+    " event_id INTEGER NOT NULL, state INTEGER NOT NULL DEFAULT 0,"
+    " attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0,"
+    " last_error TEXT, PRIMARY KEY (target, event_id)) WITHOUT ROWID;"
+    "CREATE INDEX webhook_deliveries_by_event ON webhook_deliveries (event_id);",
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -88,7 +108,7 @@ const char *store_strerror(int code)
     return "unknown store error";
 }
 
-static int exec(store_t *st, const char *sql)
+int store_exec(store_t *st, const char *sql)
 {
     return sqlite3_exec(st->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : STORE_EIO;
 }
@@ -305,8 +325,8 @@ int store_open(const char *dir, store_t **out, char *err, size_t errlen)
         rc = STORE_ECORRUPT;
         goto fail;
     }
-    if (exec(st, "PRAGMA journal_mode=WAL") || exec(st, "PRAGMA synchronous=FULL") ||
-        exec(st, "PRAGMA foreign_keys=ON") || exec(st, "PRAGMA secure_delete=ON")) {
+    if (store_exec(st, "PRAGMA journal_mode=WAL") || store_exec(st, "PRAGMA synchronous=FULL") ||
+        store_exec(st, "PRAGMA foreign_keys=ON") || store_exec(st, "PRAGMA secure_delete=ON")) {
         snprintf(err, errlen, "cannot configure %s: %s", st->path, sqlite3_errmsg(st->db));
         rc = STORE_EIO;
         goto fail;
@@ -314,18 +334,30 @@ int store_open(const char *dir, store_t **out, char *err, size_t errlen)
     for (int v = version; v < STORE_SCHEMA_VERSION; v++) {
         char setv[64];
         snprintf(setv, sizeof(setv), "PRAGMA user_version=%d", v + 1);
-        if (exec(st, "BEGIN IMMEDIATE") || exec(st, migrations[v]) || exec(st, setv) ||
-            exec(st, "COMMIT")) {
+        if (store_exec(st, "BEGIN IMMEDIATE") || store_exec(st, migrations[v]) ||
+            store_exec(st, setv) || store_exec(st, "COMMIT")) {
             snprintf(err, errlen, "cannot migrate %s to schema %d: %s", st->path, v + 1,
                      sqlite3_errmsg(st->db));
-            exec(st, "ROLLBACK");
+            store_exec(st, "ROLLBACK");
             rc = STORE_EIO;
             goto fail;
         }
     }
+    if (sqlite3_open_v2(st->path, &st->rd,
+                        SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
+                        NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "cannot open %s for reading: %s", st->path,
+                 st->rd ? sqlite3_errmsg(st->rd) : "out of memory");
+        rc = STORE_EIO;
+        goto fail;
+    }
+    sqlite3_busy_timeout(st->rd, 5000);
+    pthread_mutex_init(&st->rd_mu, NULL);
     *out = st;
     return 0;
 fail:
+    if (st->rd)
+        sqlite3_close_v2(st->rd);
     if (st->db)
         sqlite3_close_v2(st->db);
     free(st->path);
@@ -351,6 +383,8 @@ void store_close(store_t *st)
 {
     if (!st)
         return;
+    sqlite3_close(st->rd);
+    pthread_mutex_destroy(&st->rd_mu);
     sqlite3_close(st->db);
     free(st->path);
     free(st);
@@ -383,7 +417,7 @@ static int blob(sqlite3_stmt *s, int col, uint8_t *dst, size_t len)
     return 0;
 }
 
-static char *text_dup(sqlite3_stmt *s, int col)
+char *store_text_dup(sqlite3_stmt *s, int col)
 {
     const unsigned char *t = sqlite3_column_text(s, col);
     return t ? strdup((const char *)t) : NULL;
@@ -428,11 +462,11 @@ int store_load(store_t *st, const char *session, store_creds_t *c)
             memcpy(c->account, sqlite3_column_blob(s, 11), c->account_len);
     }
     if (!rc) {
-        c->jid = text_dup(s, 12);
-        c->lid = text_dup(s, 13);
-        c->push_name = text_dup(s, 14);
-        c->platform = text_dup(s, 15);
-        c->business_name = text_dup(s, 16);
+        c->jid = store_text_dup(s, 12);
+        c->lid = store_text_dup(s, 13);
+        c->push_name = store_text_dup(s, 14);
+        c->platform = store_text_dup(s, 15);
+        c->business_name = store_text_dup(s, 16);
         c->confirmed = sqlite3_column_int(s, 17);
         if (!c->jid != !c->account)
             rc = STORE_ECORRUPT; /* pairing data is written whole or not at all */
@@ -443,7 +477,7 @@ int store_load(store_t *st, const char *session, store_creds_t *c)
     return rc;
 }
 
-static void bind_opt_text(sqlite3_stmt *s, int i, const char *t)
+void store_bind_opt_text(sqlite3_stmt *s, int i, const char *t)
 {
     if (t)
         sqlite3_bind_text(s, i, t, -1, SQLITE_TRANSIENT);
@@ -452,16 +486,16 @@ static void bind_opt_text(sqlite3_stmt *s, int i, const char *t)
 }
 
 /* Runs one prepared statement to completion inside its own transaction. */
-static int run_tx(store_t *st, sqlite3_stmt *s)
+int store_run_tx(store_t *st, sqlite3_stmt *s)
 {
-    if (exec(st, "BEGIN IMMEDIATE")) {
+    if (store_exec(st, "BEGIN IMMEDIATE")) {
         sqlite3_finalize(s);
         return STORE_EIO;
     }
     int ok = sqlite3_step(s) == SQLITE_DONE;
     sqlite3_finalize(s);
-    if (!ok || exec(st, "COMMIT")) {
-        exec(st, "ROLLBACK");
+    if (!ok || store_exec(st, "COMMIT")) {
+        store_exec(st, "ROLLBACK");
         return STORE_EIO;
     }
     return 0;
@@ -509,13 +543,13 @@ int store_save(store_t *st, const char *session, const store_creds_t *c)
         sqlite3_bind_blob(s, 13, c->account, (int)c->account_len, SQLITE_TRANSIENT);
     else
         sqlite3_bind_null(s, 13);
-    bind_opt_text(s, 14, c->jid);
-    bind_opt_text(s, 15, c->lid);
-    bind_opt_text(s, 16, c->push_name);
-    bind_opt_text(s, 17, c->platform);
-    bind_opt_text(s, 18, c->business_name);
+    store_bind_opt_text(s, 14, c->jid);
+    store_bind_opt_text(s, 15, c->lid);
+    store_bind_opt_text(s, 16, c->push_name);
+    store_bind_opt_text(s, 17, c->platform);
+    store_bind_opt_text(s, 18, c->business_name);
     sqlite3_bind_int(s, 19, c->confirmed);
-    return run_tx(st, s);
+    return store_run_tx(st, s);
 }
 
 int store_save_pairing(store_t *st, const char *session, const uint8_t *account, size_t account_len,
@@ -532,13 +566,13 @@ int store_save_pairing(store_t *st, const char *session, const uint8_t *account,
                            -1, &s, NULL) != SQLITE_OK)
         return STORE_EIO;
     sqlite3_bind_blob(s, 1, account, (int)account_len, SQLITE_TRANSIENT);
-    bind_opt_text(s, 2, jid);
-    bind_opt_text(s, 3, lid);
-    bind_opt_text(s, 4, platform);
-    bind_opt_text(s, 5, business_name);
-    bind_opt_text(s, 6, push_name);
+    store_bind_opt_text(s, 2, jid);
+    store_bind_opt_text(s, 3, lid);
+    store_bind_opt_text(s, 4, platform);
+    store_bind_opt_text(s, 5, business_name);
+    store_bind_opt_text(s, 6, push_name);
     sqlite3_bind_text(s, 7, session, -1, SQLITE_TRANSIENT);
-    int rc = run_tx(st, s);
+    int rc = store_run_tx(st, s);
     if (rc == 0 && sqlite3_changes(st->db) != 1)
         return STORE_ENOTFOUND;
     return rc;
@@ -551,13 +585,13 @@ int store_confirm_pairing(store_t *st, const char *session)
                            -1, &s, NULL) != SQLITE_OK)
         return STORE_EIO;
     sqlite3_bind_text(s, 1, session, -1, SQLITE_TRANSIENT);
-    return run_tx(st, s);
+    return store_run_tx(st, s);
 }
 
 int store_wipe(store_t *st, const char *session)
 {
     sqlite3_stmt *a = NULL, *b = NULL;
-    if (exec(st, "BEGIN IMMEDIATE"))
+    if (store_exec(st, "BEGIN IMMEDIATE"))
         return STORE_EIO;
     int ok = sqlite3_prepare_v2(st->db, "DELETE FROM prekeys WHERE session=?", -1, &a, NULL) ==
              SQLITE_OK;
@@ -572,8 +606,8 @@ int store_wipe(store_t *st, const char *session)
         ok = sqlite3_step(b) == SQLITE_DONE;
         sqlite3_finalize(b);
     }
-    if (!ok || exec(st, "COMMIT")) {
-        exec(st, "ROLLBACK");
+    if (!ok || store_exec(st, "COMMIT")) {
+        store_exec(st, "ROLLBACK");
         return STORE_EIO;
     }
     return scrub_wal(st);
@@ -607,8 +641,8 @@ int store_session_add(store_t *st, const char *name, const uint8_t key_hash[32],
         sqlite3_bind_blob(s, 2, key_hash, 32, SQLITE_TRANSIENT);
     else
         sqlite3_bind_null(s, 2);
-    bind_opt_text(s, 3, device_name);
-    int rc = run_tx(st, s);
+    store_bind_opt_text(s, 3, device_name);
+    int rc = store_run_tx(st, s);
     if (rc == 0 && sqlite3_changes(st->db) != 1)
         return STORE_EEXISTS;
     return rc;
@@ -625,7 +659,7 @@ int store_session_set_key(store_t *st, const char *name, const uint8_t key_hash[
     else
         sqlite3_bind_null(s, 1);
     sqlite3_bind_text(s, 2, name, -1, SQLITE_TRANSIENT);
-    int rc = run_tx(st, s);
+    int rc = store_run_tx(st, s);
     if (rc == 0 && sqlite3_changes(st->db) != 1)
         return STORE_ENOTFOUND;
     return rc;
@@ -700,7 +734,7 @@ int store_sessions_list(store_t *st, store_session_t **out, size_t *n)
 
 int store_session_delete(store_t *st, const char *name)
 {
-    if (exec(st, "BEGIN IMMEDIATE"))
+    if (store_exec(st, "BEGIN IMMEDIATE"))
         return STORE_EIO;
     int rc = exec_session(st, "DELETE FROM prekeys WHERE session=?", name);
     if (!rc)
@@ -709,8 +743,8 @@ int store_session_delete(store_t *st, const char *name)
         rc = exec_session(st, "DELETE FROM meta WHERE session=?", name);
     if (!rc)
         rc = exec_session(st, "DELETE FROM sessions WHERE name=?", name);
-    if (rc || exec(st, "COMMIT")) {
-        exec(st, "ROLLBACK");
+    if (rc || store_exec(st, "COMMIT")) {
+        store_exec(st, "ROLLBACK");
         return STORE_EIO;
     }
     return scrub_wal(st); /* its keys are gone from the WAL too */
@@ -718,7 +752,7 @@ int store_session_delete(store_t *st, const char *name)
 
 int store_retire(store_t *st, const char *session)
 {
-    if (exec(st, "BEGIN IMMEDIATE"))
+    if (store_exec(st, "BEGIN IMMEDIATE"))
         return STORE_EIO;
     int rc = exec_session(st,
                           "INSERT INTO removals (session, jid, noise_priv, noise_pub)"
@@ -729,8 +763,8 @@ int store_retire(store_t *st, const char *session)
         rc = exec_session(st, "DELETE FROM prekeys WHERE session=?", session);
     if (!rc)
         rc = exec_session(st, "DELETE FROM creds WHERE session=?", session);
-    if (rc || exec(st, "COMMIT")) {
-        exec(st, "ROLLBACK");
+    if (rc || store_exec(st, "COMMIT")) {
+        store_exec(st, "ROLLBACK");
         return STORE_EIO;
     }
     return scrub_wal(st); /* what stays is in removals, until store_removal_done */
@@ -770,7 +804,7 @@ int store_removal_done(store_t *st, int64_t id)
     if (sqlite3_prepare_v2(st->db, "DELETE FROM removals WHERE id=?", -1, &s, NULL) != SQLITE_OK)
         return STORE_EIO;
     sqlite3_bind_int64(s, 1, id);
-    int rc = run_tx(st, s);
+    int rc = store_run_tx(st, s);
     return rc ? rc : scrub_wal(st);
 }
 
@@ -785,7 +819,7 @@ int store_meta_set(store_t *st, const char *session, const char *key, const void
     sqlite3_bind_text(s, 1, session, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(s, 2, key, -1, SQLITE_TRANSIENT);
     sqlite3_bind_blob(s, 3, len ? value : "", (int)len, SQLITE_TRANSIENT);
-    return run_tx(st, s);
+    return store_run_tx(st, s);
 }
 
 int store_meta_get(store_t *st, const char *session, const char *key, uint8_t **value, size_t *len)
@@ -820,7 +854,7 @@ int store_meta_get(store_t *st, const char *session, const char *key, uint8_t **
 
 int store_prekeys_add(store_t *st, const char *session, const store_prekey_t *keys, size_t n)
 {
-    if (exec(st, "BEGIN IMMEDIATE"))
+    if (store_exec(st, "BEGIN IMMEDIATE"))
         return STORE_EIO;
     sqlite3_stmt *s = NULL;
     int ok =
@@ -848,8 +882,8 @@ int store_prekeys_add(store_t *st, const char *session, const store_prekey_t *ke
         ok = sqlite3_step(u) == SQLITE_DONE && sqlite3_changes(st->db) == 1;
         sqlite3_finalize(u);
     }
-    if (!ok || exec(st, "COMMIT")) {
-        exec(st, "ROLLBACK");
+    if (!ok || store_exec(st, "COMMIT")) {
+        store_exec(st, "ROLLBACK");
         return STORE_EIO;
     }
     return 0;
@@ -888,7 +922,7 @@ int store_prekeys_mark_uploaded(store_t *st, const char *session, uint32_t max_i
         return STORE_EIO;
     sqlite3_bind_text(s, 1, session, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(s, 2, max_id);
-    return run_tx(st, s);
+    return store_run_tx(st, s);
 }
 
 int store_prekeys_count(store_t *st, const char *session, size_t *n)

@@ -26,7 +26,7 @@ enum {
 };
 
 /* The schema version this code writes. */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 /* The file name inside DATA_DIR. */
 #define STORE_FILE_NAME "wa-gateway.db"
@@ -173,6 +173,62 @@ int store_meta_set(store_t *st, const char *session, const char *key, const void
  * after `len` bytes; caller frees). Returns 0, STORE_ENOTFOUND or a
  * negative code. */
 int store_meta_get(store_t *st, const char *session, const char *key, uint8_t **value, size_t *len);
+
+/* --- the event log (events.c) ---
+ *
+ * Every session event: a global id (AUTOINCREMENT, never reused), the
+ * session's seq (continuing across restarts and across a deletion and
+ * re-creation of the name: event_heads outlives the session), a timestamp,
+ * a type and its JSON body. Appending an event also queues, in the same
+ * transaction, one webhook delivery per target that wants it (targets of
+ * every session or of that session, whose event filter is empty or lists
+ * the type): the outbox can never miss an event that was stored. */
+
+typedef struct {
+    uint64_t id;   /* set by store_events_append */
+    char *session; /* NULL: a service-wide event */
+    uint64_t seq;
+    int64_t ts_ms;
+    char *type;
+    char *body;
+    size_t body_len;
+} store_event_t;
+
+/* The highest seq ever given to `session` (0 when none). */
+int store_events_last_seq(store_t *st, const char *session, uint64_t *seq);
+
+/* Appends `n` events (session, seq, ts_ms, type, body set; the strings are
+ * only read) with their webhook deliveries in one transaction; sets each
+ * one's id. A seq must be above the session's last one (STORE_EINVAL). */
+int store_events_append(store_t *st, store_event_t *ev, size_t n);
+
+/* Reads up to `max` events after `after`, oldest first: of `session` with
+ * seq > after, or (session NULL) of every session with id > after
+ * (service-wide events excluded). out[0..*n) get malloc'd strings (free
+ * with store_events_free); *pruned is the highest seq (id) of the
+ * session's (of all) events deleted by retention. Safe from any thread,
+ * concurrently with the handle's other calls (its own connection). */
+int store_events_read(store_t *st, const char *session, uint64_t after, size_t max,
+                      store_event_t *out, size_t *n, uint64_t *pruned);
+
+/* Reads one event by id (strings malloc'd). 0, STORE_ENOTFOUND or < 0.
+ * Same thread rules as store_events_read. */
+int store_event_get(store_t *st, uint64_t id, store_event_t *out);
+
+/* Frees the strings of n events. */
+void store_events_free(store_event_t *ev, size_t n);
+
+/* Retention: deletes, per session, the events beyond the newest
+ * `max_count` and those older than `now_ms - max_age_ms` (0 = no limit of
+ * that kind), but never a session's newest event nor one a webhook
+ * delivery still waits for (pending), at most `batch` rows per call;
+ * records what it deleted (the `pruned` of store_events_read). Sets
+ * *deleted. Service-wide events go with their last delivery. */
+int store_events_prune(store_t *st, uint64_t max_count, int64_t max_age_ms, int64_t now_ms,
+                       size_t batch, size_t *deleted);
+
+/* Number of stored events (all sessions). */
+int store_events_count(store_t *st, uint64_t *n);
 
 /* Releases the heap parts of a record and wipes its key bytes. */
 void store_creds_free(store_creds_t *c);
