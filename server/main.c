@@ -21,6 +21,7 @@
 #include "server/grpc.h"
 #include "server/http.h"
 #include "server/metrics.h"
+#include "session/journal.h"
 #include "session/manager.h"
 #include "session/session.h"
 #include "session/store/store.h"
@@ -46,6 +47,7 @@ typedef struct {
     httpc_t *httpc;          /* outgoing HTTP (version discovery); NULL with WA_VERSION */
     sess_version_t *version; /* the WhatsApp Web version policy */
     sess_registry_t *reg;
+    sess_jstore_t *journal; /* the event log (store-backed journal of reg) */
     api_t *api;
     metrics_t *metrics;
     http_server_t *http;
@@ -257,7 +259,12 @@ int main(int argc, char **argv)
     app.metrics = metrics_new();
     if (app.metrics)
         metrics_set_registry(app.metrics, app.reg);
-    if (!app.reg || !app.metrics) {
+    sess_jstore_opts_t jo = {.retention_count = app.cfg.event_retention_count,
+                             .retention_age_ms = app.cfg.event_retention_age_ms};
+    app.journal = app.reg ? sess_jstore_new(&app.loop, app.store, &jo) : NULL;
+    if (app.journal)
+        sess_jstore_attach(app.journal, app.reg); /* before any session exists */
+    if (!app.reg || !app.metrics || !app.journal) {
         fprintf(stderr, "wa-gateway: cannot initialise: out of memory\n");
         rc = 1;
         goto out;
@@ -388,6 +395,7 @@ out:
     grpc_srv_free(app.grpc);
     app.grpc = NULL;
     sess_mgr_close(app.mgr);
+    sess_jstore_close(app.journal);
     sess_version_close(app.version);
     httpc_destroy(app.httpc, NULL, NULL);
     app.httpc = NULL;
@@ -402,6 +410,7 @@ out:
         LOG_INFO("main", "stopped");
     api_free(app.api);
     sess_registry_free(app.reg);
+    sess_jstore_free(app.journal);  /* after the registry: subscriptions read through it */
     sess_version_free(app.version); /* after the drivers, which refer to it */
     metrics_free(app.metrics);
     store_close(app.store);
