@@ -262,8 +262,11 @@ int main(int argc, char **argv)
     sess_jstore_opts_t jo = {.retention_count = app.cfg.event_retention_count,
                              .retention_age_ms = app.cfg.event_retention_age_ms};
     app.journal = app.reg ? sess_jstore_new(&app.loop, app.store, &jo) : NULL;
-    if (app.journal)
+    if (app.journal) {
         sess_jstore_attach(app.journal, app.reg); /* before any session exists */
+        if (app.metrics)
+            metrics_set_journal(app.metrics, app.journal);
+    }
     if (!app.reg || !app.metrics || !app.journal) {
         fprintf(stderr, "wa-gateway: cannot initialise: out of memory\n");
         rc = 1;

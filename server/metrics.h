@@ -45,6 +45,11 @@ metrics_t *metrics_new(void);
  * metrics_render is given. Set once, before the listeners start. */
 void metrics_set_registry(metrics_t *m, sess_registry_t *reg);
 
+/* Renders the event log's counters of `j` (borrowed; it must outlive the
+ * metrics). Set once, before the listeners start. */
+typedef struct sess_jstore sess_jstore_t;
+void metrics_set_journal(metrics_t *m, sess_jstore_t *j);
+
 /* Frees the counters. */
 void metrics_free(metrics_t *m);
 
