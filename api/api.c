@@ -351,15 +351,50 @@ api_result_t api_logout(api_t *api, const char *name)
 
 sess_sub_t *api_watch(api_t *api, const char *name, const sess_sub_opts_t *opts, api_code_t *code)
 {
+    return api_watch_since(api, name, 0, opts, code);
+}
+
+sess_sub_t *api_watch_since(api_t *api, const char *name, uint64_t since,
+                            const sess_sub_opts_t *opts, api_code_t *code)
+{
     sess_t *s = sess_registry_get(api->reg, name && *name ? name : "default");
     if (!s) {
         *code = API_ERR_NOT_FOUND;
         return NULL;
     }
-    sess_sub_t *sub = sess_subscribe(s, opts); /* holds its own reference */
+    /* the subscription holds its own reference */
+    sess_sub_t *sub = since ? sess_subscribe_since(s, since, opts) : sess_subscribe(s, opts);
     sess_unref(s);
     *code = sub ? API_OK : API_ERR_INTERNAL;
     return sub;
+}
+
+int api_parse_since(const char *s, size_t len, uint64_t *out)
+{
+    if (!s || len == 0 || len > 20)
+        return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1; /* over UINT64_MAX */
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+api_code_t api_resume_cursor(const char *last_event_id, size_t lei_len, const char *since,
+                             size_t since_len, uint64_t *out)
+{
+    *out = 0;
+    if (last_event_id && lei_len > 0)
+        return api_parse_since(last_event_id, lei_len, out) ? API_ERR_BAD_REQUEST : API_OK;
+    if (since)
+        return api_parse_since(since, since_len, out) ? API_ERR_BAD_REQUEST : API_OK;
+    return API_OK;
 }
 
 /* --- the passkey step --- */

@@ -199,6 +199,14 @@ int api_session_name_ok(const char *name);
  * NULL with *code set on failure. Any thread. */
 sess_sub_t *api_watch_all(api_t *api, const sess_sub_opts_t *opts, api_code_t *code);
 
+/* As api_watch_all, resuming after global event id `since` (0: every
+ * session's current state first, as api_watch_all): the stored events
+ * after it in order, then the live ones; the first snapshot carries
+ * gap_from..gap_to (event ids) when some were no longer kept. Any
+ * thread. */
+sess_sub_t *api_watch_all_since(api_t *api, uint64_t since, const sess_sub_opts_t *opts,
+                                api_code_t *code);
+
 /* The current state of session `name` (NULL or "" = "default"). No key needed.
  * Any thread. */
 api_result_t api_status(api_t *api, const char *name);
@@ -283,6 +291,45 @@ int64_t api_link_code_expires_in(const sess_snapshot_t *s, int64_t now_ms);
  * Any thread. Returns NULL with *code set (API_ERR_NOT_FOUND, ...). */
 sess_sub_t *api_watch(api_t *api, const char *name, const sess_sub_opts_t *opts, api_code_t *code);
 
+/* --- resuming streams (SSE Last-Event-ID and ?since=, WebSocket ?since=,
+ * gRPC since_seq) ---
+ *
+ * A stream of one session resumes after a per-session `seq`; a stream of
+ * every session after a global event id. The missed events come first, in
+ * order, then the live ones, with no gap and no duplicate at the seam. When
+ * events after the cursor are no longer kept (EVENT_RETENTION), the first
+ * snapshot handed out carries gap_from..gap_to and every transport says so
+ * before it (SSE "event: gap", a WebSocket {"type":"gap"} message, gRPC
+ * Status.gap_from/gap_to). A cursor at or past the newest event waits for
+ * the next change; one from an earlier store (above anything ever given)
+ * is taken as 0. */
+
+/* Subscribes to session `name` (NULL or "" = "default") resuming after
+ * `since` (0: the current snapshot first, as api_watch). Any thread.
+ * Returns NULL with *code set (API_ERR_NOT_FOUND, API_ERR_INTERNAL). */
+sess_sub_t *api_watch_since(api_t *api, const char *name, uint64_t since,
+                            const sess_sub_opts_t *opts, api_code_t *code);
+
+/* The message of a malformed resume cursor (API_ERR_BAD_REQUEST). */
+#define API_BAD_SINCE_MESSAGE                                                                      \
+    "Invalid since / Last-Event-ID (a decimal event number, 0 to 18446744073709551615)"
+
+/* Parses a resume cursor: 1 to 20 decimal digits, nothing else (no sign,
+ * no spaces), at most UINT64_MAX. Returns 0 with *out set, or -1. Any
+ * thread. */
+int api_parse_since(const char *s, size_t len, uint64_t *out);
+
+/* Decides where an HTTP stream resumes from its Last-Event-ID header and
+ * its ?since= parameter (either NULL when absent). The header wins: a
+ * browser's EventSource reconnects to the same URL (its ?since= unchanged)
+ * and sends the id of the last event it received, which is newer. An
+ * empty header counts as absent (what an EventSource whose last id was
+ * reset would send); an empty ?since= is malformed. Returns API_OK with
+ * *since set (0 when neither is given), or API_ERR_BAD_REQUEST (message
+ * API_BAD_SINCE_MESSAGE). Any thread. */
+api_code_t api_resume_cursor(const char *last_event_id, size_t lei_len, const char *since,
+                             size_t since_len, uint64_t *out);
+
 /* --- the passkey step of linking (protocol doc 11.6) --- */
 
 /* The WebAuthn request options of the passkey step waiting for an
@@ -363,8 +410,16 @@ char *api_json_session_key(const sess_snapshot_t *s, const char *message, const 
                            int64_t now_ms);
 
 /* The event object streamed over SSE and WebSocket: the status data object
- * ({"seq":..,"state":..,"connected":..,"hasQR":..,...}). */
+ * ({"seq":..,"state":..,"connected":..,"hasQR":..,...}) plus "eventId",
+ * the event's global id (sess_snapshot_event_id; omitted when 0): the
+ * cursor of streams of every session. */
 char *api_json_event(const sess_snapshot_t *s, int with_account, int64_t now_ms);
+
+/* The notice of events no longer kept that precedes the first snapshot of
+ * a resumed stream (s->gap_to != 0): {"from":A,"to":B} (SSE "event: gap"
+ * data), or with `typed` {"type":"gap","from":A,"to":B} (a WebSocket
+ * message, told apart from status events, which have no "type"). */
+char *api_json_gap(const sess_snapshot_t *s, int typed);
 
 /* What the registry's render hook makes of each QR: PNG and data URL. */
 typedef struct {

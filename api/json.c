@@ -180,6 +180,23 @@ char *api_json_event(const sess_snapshot_t *s, int with_account, int64_t now_ms)
         return NULL;
     yajl_gen_map_open(g);
     status_members(g, s, with_account, now_ms);
+    uint64_t id = sess_snapshot_event_id(s);
+    if (id)
+        put_int(g, "eventId", (long long)id);
+    yajl_gen_map_close(g);
+    return finish(g);
+}
+
+char *api_json_gap(const sess_snapshot_t *s, int typed)
+{
+    yajl_gen g = gen_new();
+    if (!g)
+        return NULL;
+    yajl_gen_map_open(g);
+    if (typed)
+        put_str(g, "type", "gap");
+    put_int(g, "from", (long long)s->gap_from);
+    put_int(g, "to", (long long)s->gap_to);
     yajl_gen_map_close(g);
     return finish(g);
 }

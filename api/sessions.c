@@ -225,7 +225,15 @@ void api_session_delete(api_t *api, const char *name, api_done_cb cb, void *arg)
 
 sess_sub_t *api_watch_all(api_t *api, const sess_sub_opts_t *opts, api_code_t *code)
 {
-    sess_sub_t *sub = sess_registry_subscribe(api_registry(api), opts);
+    return api_watch_all_since(api, 0, opts, code);
+}
+
+sess_sub_t *api_watch_all_since(api_t *api, uint64_t since, const sess_sub_opts_t *opts,
+                                api_code_t *code)
+{
+    sess_registry_t *reg = api_registry(api);
+    sess_sub_t *sub = since ? sess_registry_subscribe_since(reg, since, opts)
+                            : sess_registry_subscribe(reg, opts);
     *code = sub ? API_OK : API_ERR_INTERNAL;
     return sub;
 }

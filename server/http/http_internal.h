@@ -55,6 +55,7 @@ enum { HTTP_BODY_STATUS, HTTP_BODY_STATUS_ACCOUNT, HTTP_BODY_QR, HTTP_BODY_COUNT
 typedef struct {
     sess_snapshot_t *snap; /* referenced */
     long long left_s, code_s;
+    uint64_t event_id;       /* the snapshot's event id it was rendered with */
     http_event_blob_t *blob; /* referenced */
 } http_event_cache_t;
 
@@ -64,7 +65,7 @@ typedef struct {
 #define HTTP_CACHE_SLOTS 64
 typedef struct {
     http_body_cache_t bodies[HTTP_BODY_COUNT];
-    http_event_cache_t events[2]; /* [with_account] */
+    http_event_cache_t events[4]; /* [with_account + 2 * (SSE id is the event id)] */
 } http_cache_slot_t;
 
 struct http_server {
@@ -198,7 +199,10 @@ void http_reconnects_sweep(http_server_t *srv);
 
 /* Answers `req` with an event stream of `session`, or of every session
  * when NULL (each event names its session): a WebSocket when it is an
- * upgrade, else SSE. An unknown session gets a 404. */
+ * upgrade, else SSE. An unknown session gets a 404. The stream resumes
+ * after the Last-Event-ID header or ?since= (api_resume_cursor; a
+ * malformed one gets a 400): a seq of the session, an event id on a stream
+ * of every session. */
 int http_stream_open(http_server_t *srv, h2o_req_t *req, const char *session, int with_account);
 
 /* The loop's wake-up for streams with new snapshots. */

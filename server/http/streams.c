@@ -2,7 +2,17 @@
  * session subscription and pulls snapshots from it only when its socket
  * can take more, so a slow client coalesces instead of growing a buffer;
  * each event is rendered once per snapshot and shared by every stream that
- * sends it; one server-wide timer sends heartbeats to all of them. */
+ * sends it; one server-wide timer sends heartbeats to all of them.
+ *
+ * Resuming: a stream opens after the cursor api_resume_cursor finds in
+ * Last-Event-ID or ?since=. The SSE id of an event is the session's seq on
+ * a stream of one session, and on a stream of every session the highest
+ * event id the stream has sent (its cursor: the current states a stream
+ * starts with are not in event id order), so that the id an EventSource
+ * sends back when it reconnects resumes exactly after what it received.
+ * Events no longer kept are announced before the first snapshot after them:
+ * "event: gap" (its id the last event missed) or a {"type":"gap"} WebSocket
+ * message. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +31,9 @@ struct http_stream {
     stream_kind_t kind;
     sess_sub_t *sub;
     int with_account;
-    char session[65]; /* the session streamed; "" = every session */
+    char session[65];  /* the session streamed; "" = every session */
+    uint64_t last_seq; /* one session: the last seq sent (never sent twice) */
+    uint64_t cursor;   /* every session: the highest event id sent (SSE id) */
     /* SSE */
     h2o_generator_t gen;
     h2o_req_t *req;
@@ -73,52 +85,67 @@ static void blob_unref(http_event_blob_t *b)
         free(b);
 }
 
-/* The event for `snap` as a stream with(out) the account sees it now,
- * rendered once per (snapshot, account visibility, second of QR countdown)
- * and shared; a new reference, or NULL when out of memory. Loop thread. */
-static http_event_blob_t *event_get(http_server_t *srv, sess_snapshot_t *snap, int with_account)
+/* A new blob (one reference): the SSE event "id: <id>\nevent: <type>\n
+ * data: <json>\n\n". NULL when out of memory. */
+static http_event_blob_t *blob_new(uint64_t id, const char *type, const char *json, size_t jl)
 {
-    int64_t now_ms = sess_now_ms();
-    long long left = sess_snapshot_qr_expires_in(snap, now_ms);
-    long long code_left = api_link_code_expires_in(snap, now_ms);
-    http_event_cache_t *c = &http_cache_slot(srv, snap)->events[with_account ? 1 : 0];
-    if (c->blob && c->snap == snap && c->left_s == left && c->code_s == code_left) {
-        c->blob->refs++;
-        return c->blob;
-    }
-    char *json = api_json_event(snap, with_account, now_ms);
-    if (!json)
-        return NULL;
-    char head[64];
-    int hl = snprintf(head, sizeof(head),
-                      "id: %llu\nevent: status\ndata: ", (unsigned long long)snap->seq);
-    size_t jl = strlen(json);
+    char head[80];
+    int hl =
+        snprintf(head, sizeof(head), "id: %llu\nevent: %s\ndata: ", (unsigned long long)id, type);
     http_event_blob_t *b = malloc(sizeof(*b) + (size_t)hl + jl + 3);
-    if (!b) {
-        free(json);
+    if (!b)
         return NULL;
-    }
-    b->refs = 2; /* the cache's and the caller's */
+    b->refs = 1;
     memcpy(b->data, head, (size_t)hl);
     memcpy(b->data + hl, json, jl);
     memcpy(b->data + hl + jl, "\n\n", 3);
     b->json_off = (size_t)hl;
     b->json_len = jl;
     b->len = (size_t)hl + jl + 2;
+    return b;
+}
+
+/* The event for `snap` as a stream with(out) the account sees it now, its
+ * SSE id the snapshot's seq or (by_event_id) its event id, rendered once
+ * per (snapshot, account visibility, id kind, second of QR countdown) and
+ * shared; a new reference, or NULL when out of memory. Loop thread. */
+static http_event_blob_t *event_get(http_server_t *srv, sess_snapshot_t *snap, int with_account,
+                                    int by_event_id)
+{
+    int64_t now_ms = sess_now_ms();
+    long long left = sess_snapshot_qr_expires_in(snap, now_ms);
+    long long code_left = api_link_code_expires_in(snap, now_ms);
+    uint64_t event_id = sess_snapshot_event_id(snap);
+    http_event_cache_t *c =
+        &http_cache_slot(srv, snap)->events[(with_account ? 1 : 0) + (by_event_id ? 2 : 0)];
+    if (c->blob && c->snap == snap && c->left_s == left && c->code_s == code_left &&
+        c->event_id == event_id) {
+        c->blob->refs++;
+        return c->blob;
+    }
+    char *json = api_json_event(snap, with_account, now_ms);
+    if (!json)
+        return NULL;
+    http_event_blob_t *b =
+        blob_new(by_event_id ? event_id : snap->seq, "status", json, strlen(json));
     free(json);
+    if (!b)
+        return NULL;
+    b->refs = 2; /* the cache's and the caller's */
     blob_unref(c->blob);
     sess_snapshot_unref(c->snap);
     c->blob = b;
     c->snap = sess_snapshot_ref(snap);
     c->left_s = left;
     c->code_s = code_left;
+    c->event_id = event_id;
     return b;
 }
 
 void http_event_cache_clear(http_server_t *srv)
 {
     for (size_t k = 0; k < HTTP_CACHE_SLOTS; k++)
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < 4; i++) {
             http_event_cache_t *c = &srv->caches[k].events[i];
             blob_unref(c->blob);
             sess_snapshot_unref(c->snap);
@@ -206,6 +233,51 @@ static int ws_flush(http_stream_t *st)
     return 0;
 }
 
+/* The SSE "event: gap" of a resumed stream's first snapshot: its id is
+ * the last event missed (an EventSource that reconnects now is not told
+ * of the gap again), or the stream's cursor when that is higher. A new
+ * blob, or NULL when out of memory. */
+static http_event_blob_t *gap_blob(http_stream_t *st, const sess_snapshot_t *snap)
+{
+    char *json = api_json_gap(snap, st->kind == STREAM_WS);
+    if (!json)
+        return NULL;
+    uint64_t id = snap->gap_to;
+    if (!st->session[0]) {
+        if (st->cursor < id)
+            st->cursor = id;
+        id = st->cursor;
+    }
+    http_event_blob_t *b = blob_new(id, "gap", json, strlen(json));
+    free(json);
+    return b;
+}
+
+/* The event of `snap` for this stream (a new reference), or NULL when it
+ * is not to be sent (a seq already sent) or memory runs out. On a stream
+ * of every session the SSE id is the stream's cursor: the shared rendering
+ * when the event's id is the cursor, a copy with the cursor otherwise. */
+static http_event_blob_t *stream_event(http_stream_t *st, sess_snapshot_t *snap)
+{
+    if (st->session[0]) {
+        /* never the same seq twice, whatever the seam between the stored
+         * events and the live ones does */
+        if (st->last_seq && snap->seq <= st->last_seq)
+            return NULL;
+        st->last_seq = snap->seq;
+        return event_get(st->srv, snap, st->with_account, 0);
+    }
+    http_event_blob_t *ev = event_get(st->srv, snap, st->with_account, 1);
+    uint64_t id = sess_snapshot_event_id(snap);
+    if (st->cursor < id)
+        st->cursor = id;
+    if (!ev || st->kind == STREAM_WS || id == st->cursor)
+        return ev;
+    http_event_blob_t *own = blob_new(st->cursor, "status", ev->data + ev->json_off, ev->json_len);
+    blob_unref(ev);
+    return own;
+}
+
 /* Moves queued snapshots to the socket when it can take them. The common
  * case, one new event, sends the shared rendering without copying it. */
 static void stream_pump(http_stream_t *st, int flush_ws)
@@ -221,24 +293,30 @@ static void stream_pump(http_stream_t *st, int flush_ws)
     sess_snapshot_t *snap;
     int rc = SESS_SUB_EMPTY, n = 0;
     while (n < SSE_BATCH && (rc = sess_sub_next(st->sub, &snap)) == SESS_SUB_OK) {
-        http_event_blob_t *ev = event_get(st->srv, snap, st->with_account);
+        http_event_blob_t *pieces[2] = {NULL, NULL};
+        if (snap->gap_to) /* events no longer kept: said before the snapshot */
+            pieces[0] = gap_blob(st, snap);
+        pieces[1] = stream_event(st, snap);
         sess_snapshot_unref(snap);
         n++;
-        if (!ev)
-            continue;
-        if (st->kind == STREAM_WS) {
-            ws_send_text(st, ev->data + ev->json_off, ev->json_len); /* wslay copies */
-            blob_unref(ev);
-        } else if (!one && b.len == 0) {
-            one = ev;
-        } else {
-            if (one) { /* a second event: from now on, copy */
-                sbuf_add(&b, one->data, one->len);
-                blob_unref(one);
-                one = NULL;
+        for (int k = 0; k < 2; k++) {
+            http_event_blob_t *ev = pieces[k];
+            if (!ev)
+                continue;
+            if (st->kind == STREAM_WS) {
+                ws_send_text(st, ev->data + ev->json_off, ev->json_len); /* wslay copies */
+                blob_unref(ev);
+            } else if (!one && b.len == 0) {
+                one = ev;
+            } else {
+                if (one) { /* a second event: from now on, copy */
+                    sbuf_add(&b, one->data, one->len);
+                    blob_unref(one);
+                    one = NULL;
+                }
+                sbuf_add(&b, ev->data, ev->len);
+                blob_unref(ev);
             }
-            sbuf_add(&b, ev->data, ev->len);
-            blob_unref(ev);
         }
     }
     if (rc == SESS_SUB_ENDED)
@@ -343,10 +421,11 @@ static void sse_dispose(void *p)
         stream_free(a->st);
 }
 
-/* A stream of session `session`, or of every session when NULL. Returns
- * NULL with *code set (API_ERR_NOT_FOUND, API_ERR_INTERNAL). */
+/* A stream of session `session`, or of every session when NULL, resuming
+ * after `since` (0: the current state first). Returns NULL with *code set
+ * (API_ERR_NOT_FOUND, API_ERR_INTERNAL). */
 static http_stream_t *stream_new(http_server_t *srv, stream_kind_t kind, const char *session,
-                                 int with_account, api_code_t *code)
+                                 int with_account, uint64_t since, api_code_t *code)
 {
     http_stream_t *st = calloc(1, sizeof(*st));
     if (!st) {
@@ -363,7 +442,7 @@ static http_stream_t *stream_new(http_server_t *srv, stream_kind_t kind, const c
     /* link first: the subscription notifies at once with the current state */
     stream_link(srv, st);
     if (session) {
-        st->sub = api_watch(srv->opts.api, session, &o, code);
+        st->sub = api_watch_since(srv->opts.api, session, since, &o, code);
     } else {
         /* every session's current state first, then every change: coalescing
          * would drop other sessions' states, so a client that falls that far
@@ -371,7 +450,8 @@ static http_stream_t *stream_new(http_server_t *srv, stream_kind_t kind, const c
          * states again) */
         o.max_queue = ALL_QUEUE_MIN + 2 * sess_registry_count(api_registry(srv->opts.api));
         o.policy = SESS_SLOW_DISCONNECT;
-        st->sub = api_watch_all(srv->opts.api, &o, code);
+        st->cursor = since;
+        st->sub = api_watch_all_since(srv->opts.api, since, &o, code);
     }
     if (!st->sub) {
         stream_unlink(srv, st);
@@ -451,9 +531,21 @@ int http_stream_open(http_server_t *srv, h2o_req_t *req, const char *session, in
         http_send_error(srv, req, METRICS_ROUTE_EVENTS, API_ERR_SHUTTING_DOWN, NULL, NULL);
         return 0;
     }
+    /* where it resumes: Last-Event-ID (what an EventSource sends when it
+     * reconnects) wins over ?since= (see api_resume_cursor) */
+    h2o_iovec_t lei = {NULL, 0}, q = {NULL, 0};
+    int has_lei = http_header_value(req, "last-event-id", &lei);
+    int has_q = http_query_param(req, "since", &q);
+    uint64_t since = 0;
+    if (api_resume_cursor(has_lei ? lei.base : NULL, lei.len, has_q ? q.base : NULL, q.len,
+                          &since) != API_OK) {
+        http_send_error(srv, req, METRICS_ROUTE_EVENTS, API_ERR_BAD_REQUEST, API_BAD_SINCE_MESSAGE,
+                        NULL);
+        return 0;
+    }
     api_code_t code = API_ERR_INTERNAL;
     http_stream_t *st =
-        stream_new(srv, is_ws ? STREAM_WS : STREAM_SSE, session, with_account, &code);
+        stream_new(srv, is_ws ? STREAM_WS : STREAM_SSE, session, with_account, since, &code);
     if (!st) {
         http_send_error(srv, req, METRICS_ROUTE_EVENTS, code, NULL, NULL);
         return 0;
