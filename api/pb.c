@@ -46,6 +46,9 @@ void api_pb_status(api_pb_status_t *v, const sess_snapshot_t *s, api_scope_t sco
     st->qr_expires_in = (int32_t)sess_snapshot_qr_expires_in(s, now_ms);
     st->seq = s->seq;
     st->changed_unix_ms = s->changed_ms;
+    st->event_id = sess_snapshot_event_id(s);
+    st->gap_from = s->gap_from;
+    st->gap_to = s->gap_to;
     if (with_account && s->passkey_options)
         st->passkey_options_json = (char *)s->passkey_options;
     if (with_account && s->linked) {

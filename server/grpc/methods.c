@@ -232,10 +232,10 @@ static void passkey_assertion(grpc_srv_call_t *c, const ProtobufCMessage *req)
 
 static void watch_status(grpc_srv_call_t *c, const ProtobufCMessage *req)
 {
-    (void)req;
+    uint64_t since = ((const Wagateway__V1__WatchStatusRequest *)req)->since_seq;
     sess_sub_opts_t o = grpc_srv_stream_opts(c);
     api_code_t code;
-    sess_sub_t *sub = api_watch(c->srv->o.api, c->session, &o, &code);
+    sess_sub_t *sub = api_watch_since(c->srv->o.api, c->session, since, &o, &code);
     if (!sub)
         grpc_srv_finish_error(c, code, NULL);
     else
@@ -383,11 +383,11 @@ static void rotate_key(grpc_srv_call_t *c, const ProtobufCMessage *req)
 
 static void watch_sessions(grpc_srv_call_t *c, const ProtobufCMessage *req)
 {
-    (void)req;
+    uint64_t since = ((const Wagateway__V1__WatchSessionsRequest *)req)->since_seq;
     sess_sub_opts_t o = grpc_srv_stream_opts(c);
     o.max_queue = 0; /* the registry's default: room for every session's first state */
     api_code_t code;
-    sess_sub_t *sub = api_watch_all(c->srv->o.api, &o, &code);
+    sess_sub_t *sub = api_watch_all_since(c->srv->o.api, since, &o, &code);
     if (!sub)
         grpc_srv_finish_error(c, code, NULL);
     else

@@ -250,6 +250,14 @@ static grpc_byte_buffer *stream_message(grpc_srv_t *srv, sess_snapshot_t *snap, 
 {
     api_pb_status_t v;
     api_pb_status(&v, snap, scope, sess_now_ms());
+    if (snap->gap_to) { /* a resumed stream's first message: its own, not shared */
+        size_t n = protobuf_c_message_get_packed_size(&v.st.base);
+        grpc_slice sl = grpc_slice_malloc(n);
+        protobuf_c_message_pack(&v.st.base, GRPC_SLICE_START_PTR(sl));
+        grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+        grpc_slice_unref(sl);
+        return bb;
+    }
     int i = api_pb_sees_account(scope) ? 1 : 0;
     pthread_mutex_lock(&srv->watch_mu);
     if (srv->watch_cache[i].snap != snap || srv->watch_cache[i].expires_in != v.st.qr_expires_in ||
