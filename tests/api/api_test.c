@@ -632,6 +632,42 @@ static void test_session_body(void **state)
     }
 }
 
+/* Resume cursors: digits only, up to UINT64_MAX; Last-Event-ID wins over
+ * ?since=, an empty header counts as absent, an empty ?since= does not. */
+static void test_resume_cursor(void **state)
+{
+    (void)state;
+    uint64_t v = 7;
+    assert_int_equal(api_parse_since("0", 1, &v), 0);
+    assert_true(v == 0);
+    assert_int_equal(api_parse_since("18446744073709551615", 20, &v), 0);
+    assert_true(v == UINT64_MAX);
+    static const char *const bad[] = {"",
+                                      "-1",
+                                      "+1",
+                                      " 1",
+                                      "1 ",
+                                      "1.5",
+                                      "0x10",
+                                      "abc",
+                                      "1e3",
+                                      "18446744073709551616",
+                                      "99999999999999999999",
+                                      "000000000000000000001"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (api_parse_since(bad[i], strlen(bad[i]), &v) != -1)
+            fail_msg("accepted: \"%s\"", bad[i]);
+    assert_int_equal(api_resume_cursor(NULL, 0, NULL, 0, &v), API_OK);
+    assert_true(v == 0);
+    assert_int_equal(api_resume_cursor("42", 2, "7", 1, &v), API_OK);
+    assert_true(v == 42);
+    assert_int_equal(api_resume_cursor("", 0, "7", 1, &v), API_OK);
+    assert_true(v == 7);
+    assert_int_equal(api_resume_cursor(NULL, 0, "", 0, &v), API_ERR_BAD_REQUEST);
+    assert_int_equal(api_resume_cursor("x", 1, "7", 1, &v), API_ERR_BAD_REQUEST);
+    assert_int_equal(api_resume_cursor("7", 1, "x", 1, &v), API_OK); /* the header wins */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -650,6 +686,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_authorize_for_table, setup_key, teardown),
         cmocka_unit_test_setup_teardown(test_authorize_for_without_key, setup_nokey, teardown),
         cmocka_unit_test(test_session_body),
+        cmocka_unit_test(test_resume_cursor),
         cmocka_unit_test_setup_teardown(test_passkey_response_without_step, setup_key, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
