@@ -181,6 +181,27 @@ st, _, evs = sse(port, "/api/whatsapp/events?since=%d" % now, {}, 1)
 check(st == 200 and evs and evs[0][0] == "status" and evs[0][2]["seq"] == now + 1,
       "SSE ?since=newest: %s (newest %d)" % (evs, now))
 
+# reflection shows the new fields (grpcurl -d '{"since_seq": N}' needs them)
+import subprocess  # noqa: E402
+from google.protobuf import descriptor_pb2  # noqa: E402
+gen = os.path.join(TMP, "gen")
+subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I/usr/share/grpc-proto", "--python_out=" + gen,
+                "--grpc_python_out=" + gen, "grpc/reflection/v1/reflection.proto"], check=True)
+from grpc.reflection.v1 import reflection_pb2 as r1, reflection_pb2_grpc as r1g  # noqa: E402
+ch = grpc.insecure_channel("127.0.0.1:%d" % gport)
+resp = next(r1g.ServerReflectionStub(ch).ServerReflectionInfo(
+    iter([r1.ServerReflectionRequest(file_containing_symbol="wagateway.v1.WatchStatusRequest")]), timeout=5))
+fields = {}
+for b in resp.file_descriptor_response.file_descriptor_proto:
+    for m in descriptor_pb2.FileDescriptorProto.FromString(b).message_type:
+        fields[m.name] = {f.name: (f.number, f.type) for f in m.field}
+U64 = descriptor_pb2.FieldDescriptorProto.TYPE_UINT64
+check(fields.get("WatchStatusRequest", {}).get("since_seq") == (2, U64)
+      and fields.get("WatchSessionsRequest", {}).get("since_seq") == (1, U64)
+      and all(fields.get("Status", {}).get(f) == (n, U64) for f, n in (("event_id", 14), ("gap_from", 15), ("gap_to", 16))),
+      "reflection: %s" % {k: fields.get(k) for k in ("WatchStatusRequest", "WatchSessionsRequest", "Status")})
+ch.close()
+
 # --- 2. malformed cursors ---
 for path, h in [("/api/whatsapp/events?since=abc", {}), ("/api/whatsapp/events?since=", {}),
                 ("/api/whatsapp/events?since=-1", {}), ("/api/whatsapp/events?since=1.5", {}),
