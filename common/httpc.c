@@ -26,6 +26,9 @@ struct httpc_req {
     size_t len, cap, max;
     int too_big;
     int finished; /* its callback is running: cancel is a no-op */
+    int refused;  /* allow_addr refused an address */
+    int (*allow_addr)(void *addr_arg, const struct sockaddr *sa, socklen_t len);
+    void *addr_arg;
     void (*done)(void *arg, const httpc_result_t *res);
     void *arg;
     char errbuf[CURL_ERROR_SIZE];
@@ -76,6 +79,8 @@ const char *httpc_strerror(int err)
         return "protocol or I/O error";
     case HTTPC_ECLOSED:
         return "client closed";
+    case HTTPC_EREFUSED:
+        return "address not allowed";
     default:
         return "unknown error";
     }
@@ -175,7 +180,7 @@ static int map_error(CURLcode rc, const httpc_req_t *r)
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
     case CURLE_COULDNT_CONNECT:
-        return HTTPC_ECONNECT;
+        return r->refused ? HTTPC_EREFUSED : HTTPC_ECONNECT;
     case CURLE_FILESIZE_EXCEEDED:
         return HTTPC_ETOOBIG;
     case CURLE_WRITE_ERROR:
@@ -205,6 +210,20 @@ static int map_error(CURLcode rc, const httpc_req_t *r)
     }
 }
 
+/* curl's socket opener for requests with an address filter: the filter sees
+ * each address curl is about to connect to. */
+static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    httpc_req_t *r = arg;
+    if (purpose != CURLSOCKTYPE_IPCXN)
+        return CURL_SOCKET_BAD;
+    if (!r->allow_addr(r->addr_arg, &a->addr, a->addrlen)) {
+        r->refused = 1;
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 /* Runs the callbacks of finished transfers. Stops when a callback destroyed
  * the client. */
 static void collect(httpc_t *c)
@@ -229,6 +248,8 @@ static void collect(httpc_t *c)
             res.message = r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc);
         if (res.error == HTTPC_ETOOBIG)
             res.message = "response body larger than the bound";
+        if (res.error == HTTPC_EREFUSED)
+            res.message = "every address of the host is refused";
         if (!r->body) /* an empty body still reads as "" */
             r->body = calloc(1, 1);
         if (r->body)
@@ -392,6 +413,8 @@ int httpc_request(httpc_t *c, const httpc_request_t *o, httpc_req_t **out)
     r->done = o->done;
     r->arg = o->arg;
     r->max = o->max_body ? o->max_body : DEFAULT_MAX_BODY;
+    r->allow_addr = o->allow_addr;
+    r->addr_arg = o->addr_arg;
     if (r->max > MAX_MAX_BODY)
         r->max = MAX_MAX_BODY;
     unsigned timeout = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
@@ -417,7 +440,12 @@ int httpc_request(httpc_t *c, const httpc_request_t *o, httpc_req_t **out)
     SET(CURLOPT_FOLLOWLOCATION, 0L);
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_QUICK_EXIT, 1L); /* never wait for a resolver thread on cleanup */
-    SET(CURLOPT_FORBID_REUSE, 1L);
+    SET(CURLOPT_FORBID_REUSE, o->keep_alive ? 0L : 1L);
+    if (o->allow_addr) {
+        SET(CURLOPT_OPENSOCKETFUNCTION, open_socket);
+        SET(CURLOPT_OPENSOCKETDATA, r);
+        SET(CURLOPT_PROXY, ""); /* direct: the filter must see the real peer */
+    }
     SET(CURLOPT_TIMEOUT_MS, (long)timeout);
     SET(CURLOPT_CONNECTTIMEOUT_MS, (long)ctimeout);
     SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max);
