@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "session/journal.h"
 #include "session/version.h"
 
 typedef enum {
@@ -25,7 +26,8 @@ typedef enum {
     OPT_COUNT,
     OPT_VERSION,
     OPT_HTTPURL,
-    OPT_LIMIT
+    OPT_LIMIT,
+    OPT_RETENTION
 } opt_kind_t;
 
 typedef struct {
@@ -74,6 +76,9 @@ static const opt_t options[] = {
      "most WhatsApp sessions (accounts) the service holds; more are refused with 507"},
     {"connect-rate", "CONNECT_RATE", OPT_LIMIT, OFF(connect_rate), "25",
      "new WhatsApp connections per second, over all sessions (a restart never floods WhatsApp)"},
+    {"event-retention", "EVENT_RETENTION", OPT_RETENTION, OFF(event_retention_count), "10000,7d",
+     "events kept per session for resuming streams: COUNT or COUNT,AGE (s, m, h, d; 0 = no "
+     "age limit); a session's newest event and undelivered webhooks are always kept"},
     {"device-name", "DEVICE_NAME", OPT_STRING, OFF(device_name), "wa-gateway",
      "what the phone shows under Linked devices (per session: deviceName at creation)"},
     {"reconnect-wait-ms", "RECONNECT_WAIT_MS", OPT_MS, OFF(reconnect_wait_ms), "30000",
@@ -243,6 +248,14 @@ static int set_option(cfg_t *cfg, const opt_t *o, const char *v, const char *src
         if (log_level_parse(v, (log_level_t *)base) != 0)
             return fail(err, errlen, "invalid %s: '%s' (use debug, info, warn, error or off)", what,
                         v);
+        return 0;
+    case OPT_RETENTION:
+        if (sess_jstore_parse_retention(v, &cfg->event_retention_count,
+                                        &cfg->event_retention_age_ms) != 0)
+            return fail(err, errlen,
+                        "invalid %s: '%s' (COUNT or COUNT,AGE such as 10000,7d; AGE in s, m, h "
+                        "or d, 0 for none)",
+                        what, v);
         return 0;
     case OPT_BOOL:
         if (parse_bool(v, (int *)base) != 0)

@@ -22,25 +22,27 @@ typedef struct {
     char *wa_url;      /* WhatsApp endpoint (WA_URL) */
     char *wa_root_key; /* trusted root key, 64 hex chars (WA_ROOT_KEY) */
     uint8_t wa_root_key_bin[32];
-    log_level_t log_level;       /* LOG_LEVEL */
-    int allow_insecure_remote;   /* listen on a non-loopback HOST without API_KEY */
-    char *cors_origins;          /* CORS_ORIGINS: comma-separated, "*" = any */
-    char *allowed_hosts;         /* ALLOWED_HOSTS: extra Host names answered, "*" = any */
-    char *wa_version;            /* WA_VERSION: version announced as is; NULL = discover */
-    char *wa_version_url;        /* WA_VERSION_URL: sw.js URL override; NULL = derived */
-    char *wa_ca_file;            /* WA_CA_FILE: extra CAs for wss:// (tests) */
-    int qr_first_ms;             /* QR_FIRST_MS: lifetime of the first QR */
-    int qr_next_ms;              /* QR_NEXT_MS: lifetime of each later QR */
-    int keepalive_ms;            /* KEEPALIVE_MS: ping interval */
-    int keepalive_timeout_ms;    /* KEEPALIVE_TIMEOUT_MS: time for a ping's answer */
-    int keepalive_misses;        /* KEEPALIVE_MISSES: missed pings that end a connection */
-    int login_timeout_ms;        /* LOGIN_TIMEOUT_MS: silence allowed after the handshake */
-    int max_sessions;            /* MAX_SESSIONS: sessions the service holds at most */
-    int connect_rate;            /* CONNECT_RATE: new WhatsApp connections per second */
-    char *device_name;           /* DEVICE_NAME: shown on the phone under Linked devices */
-    int reconnect_wait_ms;       /* RECONNECT_WAIT_MS: how long POST reconnect waits for a QR */
-    int heartbeat_ms;            /* HEARTBEAT_MS: SSE comment / WebSocket ping interval */
-    int max_connections;         /* MAX_CONNECTIONS: HTTP connections open at once */
+    log_level_t log_level;          /* LOG_LEVEL */
+    int allow_insecure_remote;      /* listen on a non-loopback HOST without API_KEY */
+    char *cors_origins;             /* CORS_ORIGINS: comma-separated, "*" = any */
+    char *allowed_hosts;            /* ALLOWED_HOSTS: extra Host names answered, "*" = any */
+    char *wa_version;               /* WA_VERSION: version announced as is; NULL = discover */
+    char *wa_version_url;           /* WA_VERSION_URL: sw.js URL override; NULL = derived */
+    char *wa_ca_file;               /* WA_CA_FILE: extra CAs for wss:// (tests) */
+    int qr_first_ms;                /* QR_FIRST_MS: lifetime of the first QR */
+    int qr_next_ms;                 /* QR_NEXT_MS: lifetime of each later QR */
+    int keepalive_ms;               /* KEEPALIVE_MS: ping interval */
+    int keepalive_timeout_ms;       /* KEEPALIVE_TIMEOUT_MS: time for a ping's answer */
+    int keepalive_misses;           /* KEEPALIVE_MISSES: missed pings that end a connection */
+    int login_timeout_ms;           /* LOGIN_TIMEOUT_MS: silence allowed after the handshake */
+    int max_sessions;               /* MAX_SESSIONS: sessions the service holds at most */
+    int connect_rate;               /* CONNECT_RATE: new WhatsApp connections per second */
+    uint64_t event_retention_count; /* EVENT_RETENTION: events kept per session */
+    int64_t event_retention_age_ms; /* EVENT_RETENTION: their age limit (-1: none) */
+    char *device_name;              /* DEVICE_NAME: shown on the phone under Linked devices */
+    int reconnect_wait_ms;          /* RECONNECT_WAIT_MS: how long POST reconnect waits for a QR */
+    int heartbeat_ms;               /* HEARTBEAT_MS: SSE comment / WebSocket ping interval */
+    int max_connections;            /* MAX_CONNECTIONS: HTTP connections open at once */
     int stall_timeout_ms;        /* STALL_TIMEOUT_MS: close a connection not taking its response */
     int grpc_max_streams;        /* GRPC_MAX_STREAMS: gRPC calls open at once */
     int grpc_max_unauth_streams; /* GRPC_MAX_UNAUTH_STREAMS: of them without the key */

@@ -21,6 +21,7 @@
 #include "server/grpc.h"
 #include "server/http.h"
 #include "server/metrics.h"
+#include "session/journal.h"
 #include "session/manager.h"
 #include "session/session.h"
 #include "session/store/store.h"
@@ -47,7 +48,8 @@ typedef struct {
     httpc_t *httpc;          /* outgoing HTTP (version discovery); NULL with WA_VERSION */
     sess_version_t *version; /* the WhatsApp Web version policy */
     sess_registry_t *reg;
-    wh_t *wh; /* webhook delivery */
+    wh_t *wh;               /* webhook delivery */
+    sess_jstore_t *journal; /* the event log (store-backed journal of reg) */
     api_t *api;
     metrics_t *metrics;
     http_server_t *http;
@@ -150,6 +152,14 @@ static void qrterm_notify(void *arg)
 {
     qrterm_t *q = arg;
     uv_async_send(&q->wake);
+}
+
+/* The journal committed events: the webhook sender looks for new
+ * deliveries at once (its poll is only the fallback). */
+static void on_events_committed(void *arg)
+{
+    app_t *app = arg;
+    wh_wake(app->wh);
 }
 
 /* The version in use changed: /metrics shows it (the policy logs it). */
@@ -263,7 +273,15 @@ int main(int argc, char **argv)
     app.metrics = metrics_new();
     if (app.metrics)
         metrics_set_registry(app.metrics, app.reg);
-    if (!app.reg || !app.metrics) {
+    sess_jstore_opts_t jo = {.retention_count = app.cfg.event_retention_count,
+                             .retention_age_ms = app.cfg.event_retention_age_ms};
+    app.journal = app.reg ? sess_jstore_new(&app.loop, app.store, &jo) : NULL;
+    if (app.journal) {
+        sess_jstore_attach(app.journal, app.reg); /* before any session exists */
+        if (app.metrics)
+            metrics_set_journal(app.metrics, app.journal);
+    }
+    if (!app.reg || !app.metrics || !app.journal) {
         fprintf(stderr, "wa-gateway: cannot initialise: out of memory\n");
         rc = 1;
         goto out;
@@ -326,6 +344,7 @@ int main(int argc, char **argv)
         goto out;
     }
     metrics_set_webhooks(app.metrics, app.wh);
+    sess_jstore_on_commit(app.journal, on_events_committed, &app);
     api_opts_t aopts = {.api_key = app.cfg.api_key,
                         .reconnect_wait_ms = (unsigned)app.cfg.reconnect_wait_ms,
                         .sessions = app.mgr,
@@ -415,6 +434,7 @@ out:
     app.grpc = NULL;
     sess_mgr_close(app.mgr);
     wh_close(app.wh);
+    sess_jstore_close(app.journal);
     sess_version_close(app.version);
     httpc_destroy(app.httpc, NULL, NULL);
     app.httpc = NULL;
@@ -430,6 +450,7 @@ out:
     api_free(app.api);
     wh_free(app.wh);
     sess_registry_free(app.reg);
+    sess_jstore_free(app.journal);  /* after the registry: subscriptions read through it */
     sess_version_free(app.version); /* after the drivers, which refer to it */
     metrics_free(app.metrics);
     store_close(app.store);

@@ -1,6 +1,8 @@
 /* Atomic counters and their Prometheus text rendering (see metrics.h). */
 #include "server/metrics.h"
 
+#include "session/journal.h"
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@ struct metrics {
     int64_t subs_sse, subs_ws, subs_grpc;
     uint64_t reconnects;
     sess_registry_t *reg;       /* every session's series; NULL: only the snapshot given */
+    sess_jstore_t *journal;     /* the event log's counters, or NULL */
     pthread_mutex_t version_mu; /* guards wa_version and wa_version_source */
     char wa_version[48], wa_version_source[48];
     uint64_t limits[METRICS_LIMIT_COUNT];
@@ -54,6 +57,11 @@ void metrics_set_registry(metrics_t *m, sess_registry_t *reg)
 void metrics_set_webhooks(metrics_t *m, wh_t *wh)
 {
     m->wh = wh;
+}
+
+void metrics_set_journal(metrics_t *m, sess_jstore_t *j)
+{
+    m->journal = j;
 }
 
 metrics_t *metrics_new(void)
@@ -243,6 +251,26 @@ char *metrics_render(metrics_t *m, const sess_snapshot_t *snap)
         n = snap ? 1 : 0;
     static const sess_state_t states[] = {SESS_DISCONNECTED, SESS_CONNECTING, SESS_QR_READY,
                                           SESS_CONNECTED};
+    if (m->journal) {
+        sess_jstore_stats_t js;
+        sess_jstore_stats(m->journal, &js);
+        outf(&o,
+             "# HELP wagw_events_stored_total Events written to the event log.\n"
+             "# TYPE wagw_events_stored_total counter\n"
+             "wagw_events_stored_total %llu\n"
+             "# HELP wagw_events_store_failures_total Events the log could not store (delivered "
+             "live only).\n"
+             "# TYPE wagw_events_store_failures_total counter\n"
+             "wagw_events_store_failures_total %llu\n"
+             "# HELP wagw_events_commits_total Event log transactions (group commits).\n"
+             "# TYPE wagw_events_commits_total counter\n"
+             "wagw_events_commits_total %llu\n"
+             "# HELP wagw_events_pruned_total Events deleted by EVENT_RETENTION.\n"
+             "# TYPE wagw_events_pruned_total counter\n"
+             "wagw_events_pruned_total %llu\n",
+             (unsigned long long)js.appended, (unsigned long long)js.failed,
+             (unsigned long long)js.commits, (unsigned long long)js.pruned);
+    }
     outf(&o,
          "# HELP wagw_sessions Sessions (WhatsApp accounts) held.\n"
          "# TYPE wagw_sessions gauge\n"

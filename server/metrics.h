@@ -51,6 +51,10 @@ void metrics_set_registry(metrics_t *m, sess_registry_t *reg);
  * start; metrics_render must then run on the loop thread (GET /metrics
  * does). */
 void metrics_set_webhooks(metrics_t *m, wh_t *wh);
+/* Renders the event log's counters of `j` (borrowed; it must outlive the
+ * metrics). Set once, before the listeners start. */
+typedef struct sess_jstore sess_jstore_t;
+void metrics_set_journal(metrics_t *m, sess_jstore_t *j);
 
 /* Frees the counters. */
 void metrics_free(metrics_t *m);

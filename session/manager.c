@@ -41,6 +41,7 @@ struct del {
     uv_async_t wake;
     uv_timer_t timer;
     int handles, finished;
+    int awaited; /* sess_mgr_stop waits for its end */
     void (*done)(void *arg, int rc);
     void *arg;
     del_t *next;
@@ -320,6 +321,8 @@ static void del_handle_closed(uv_handle_t *h)
     }
 }
 
+static void stop_part_done(void *arg);
+
 static void del_removed(void *arg)
 {
     del_t *x = arg;
@@ -331,6 +334,8 @@ static void del_removed(void *arg)
     uv_close((uv_handle_t *)&x->timer, del_handle_closed);
     if (!m->stopping)
         sess_removal_kick(m->orphans); /* a removal kept for a deleted session */
+    if (x->awaited)
+        stop_part_done(m);
 }
 
 /* The device is unlinked (or will be on the next connection): the session
@@ -448,7 +453,13 @@ void sess_mgr_stop(sess_mgr_t *m, void (*done)(void *arg), void *arg)
     m->stop_done = done;
     m->stop_arg = arg;
     m->pending_stops = 2;
-    /* deletions waiting for WhatsApp finish now */
+    /* deletions under way end before the manager may be freed (their
+     * session's driver is still stopping); those waiting for WhatsApp
+     * finish now */
+    for (del_t *x = m->deleting; x; x = x->next) {
+        x->awaited = 1;
+        m->pending_stops++;
+    }
     for (del_t *x = m->deleting, *next; x; x = next) {
         next = x->next; /* del_finish may unlink x */
         if (!x->finished)

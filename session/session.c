@@ -1,18 +1,30 @@
-/* Session registry, snapshots and subscriptions (see session.h).
+/* Session registry, snapshots, subscriptions and the event log's group
+ * commit (see session.h).
  *
  * Each session keeps its current snapshot behind a small mutex that is only
  * held to swap or take a reference, never across I/O. Publishing builds a new
- * immutable snapshot and pushes a reference into every subscriber's bounded
- * queue; a full queue is coalesced or ended by the subscriber's policy, so a
- * slow reader never blocks the loop or the other subscribers. */
+ * immutable snapshot; with a journal it waits in a pending list that a
+ * prepare handle commits once per loop iteration (one transaction for all),
+ * then every snapshot is delivered: a reference goes into every live
+ * subscriber's bounded queue. A full queue is ended, coalesced, or (with a
+ * journal) replaced by catching up from the log, so a slow reader never
+ * blocks the loop or the other subscribers. A subscription that catches up
+ * reads pages of the log and goes back to live delivery, under the list
+ * lock deliveries take, once it has read every delivered event; `seam`
+ * drops the live copies of events it read ahead. */
 #include "session/session.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
+#include "session/session_internal.h"
+
 #define DEFAULT_MAX_QUEUE 256
+/* Events read from the log per page while a stream catches up. */
+#define REPLAY_PAGE 64
 
 struct sess_sub {
     sess_t *sess;         /* the session followed (holds a reference), or NULL */
@@ -24,7 +36,17 @@ struct sess_sub {
     size_t max;
     uint64_t dropped;
     int ended;
-    sess_sub_t *next; /* in the session's list (guarded by sess->sub_mu) */
+    /* The event log (guarded by mu; the list lock also guards the switch
+     * from replay to live). Keys are seqs on a session's stream, global
+     * event ids on the registry-wide one. */
+    int replay;             /* catching up from the log: live events are not queued */
+    uint64_t cursor;        /* replay: the key of the last event read from the log */
+    uint64_t handed;        /* the key of the last snapshot handed out (or before the first) */
+    uint64_t seam;          /* live events with a key <= seam were read from the log */
+    uint64_t gap_since;     /* the first read checks for a gap after this key (0: done) */
+    sess_journal_t journal; /* a copy of the registry's (read NULL: none) */
+    sess_registry_t *jreg;  /* for rebuilding snapshots from the log */
+    sess_sub_t *next;       /* in the session's list (guarded by sess->sub_mu) */
 };
 
 struct sess {
@@ -32,7 +54,8 @@ struct sess {
     char *name;
     pthread_mutex_t cur_mu; /* guards `current` */
     sess_snapshot_t *current;
-    pthread_mutex_t sub_mu; /* guards the subscriber list */
+    pthread_mutex_t sub_mu;     /* guards the subscriber list and `delivered` */
+    sess_snapshot_t *delivered; /* the newest snapshot subscribers were given */
     sess_sub_t *subs;
     size_t nsubs;
     const sess_driver_ops_t *ops;
@@ -48,6 +71,13 @@ struct sess {
     sess_t *next;
 };
 
+/* A published snapshot waiting for the journal's commit. */
+typedef struct pend {
+    sess_t *sess; /* holds a reference */
+    sess_snapshot_t *snap;
+    struct pend *next;
+} pend_t;
+
 typedef struct post_item {
     void (*fn)(void *);
     void *arg;
@@ -60,8 +90,13 @@ struct sess_registry {
     pthread_rwlock_t mu; /* guards the list and count */
     sess_t *sessions;    /* newest first */
     size_t count;
-    pthread_mutex_t all_mu; /* guards the registry-wide subscriptions */
+    pthread_mutex_t all_mu; /* guards the registry-wide subscriptions and delivered_id */
     sess_sub_t *all_subs;
+    uint64_t delivered_id; /* the event id of the newest snapshot delivered */
+    sess_journal_t journal;
+    int has_journal;
+    uv_prepare_t flush;            /* commits the pending events once per loop iteration */
+    pend_t *pend_head, *pend_tail; /* loop thread */
     uv_async_t async;
     pthread_mutex_t post_mu; /* guards the post queue and `closing` */
     post_item_t *post_head, *post_tail;
@@ -181,7 +216,12 @@ int64_t sess_snapshot_qr_expires_in(const sess_snapshot_t *s, int64_t now_ms)
     return (sess_snapshot_qr_remaining_ms(s, now_ms) + 999) / 1000;
 }
 
-static sess_snapshot_t *snapshot_new(const char *name, const char *detail)
+uint64_t sess_snapshot_event_id(const sess_snapshot_t *s)
+{
+    return __atomic_load_n(&s->event_id_, __ATOMIC_ACQUIRE);
+}
+
+sess_snapshot_t *sess_snapshot_new_(const char *name, const char *detail)
 {
     sess_snapshot_t *s = calloc(1, sizeof(*s));
     if (!s)
@@ -194,6 +234,22 @@ static sess_snapshot_t *snapshot_new(const char *name, const char *detail)
         return NULL;
     }
     return s;
+}
+
+sess_qr_t *sess_qr_new_(sess_registry_t *reg, const char *text, int64_t expires_at_ms)
+{
+    sess_qr_t *qr = calloc(1, sizeof(*qr));
+    if (!qr || !(qr->text = strdup(text))) {
+        free(qr);
+        return NULL;
+    }
+    qr->refcount_ = 1;
+    qr->expires_at_ms = expires_at_ms;
+    if (reg->hooks.render) {
+        qr->rendered = reg->hooks.render(qr->text, reg->hooks.arg);
+        qr->free_rendered_ = reg->hooks.free_rendered;
+    }
+    return qr;
 }
 
 /* --- registry --- */
@@ -237,7 +293,15 @@ sess_registry_t *sess_registry_new(uv_loop_t *loop, const sess_render_hooks_t *h
         return NULL;
     }
     reg->async.data = reg;
+    uv_prepare_init(loop, &reg->flush);
+    reg->flush.data = reg;
     return reg;
+}
+
+void sess_registry_set_journal(sess_registry_t *reg, const sess_journal_t *j)
+{
+    reg->journal = *j;
+    reg->has_journal = 1;
 }
 
 int sess_registry_post(sess_registry_t *reg, void (*fn)(void *arg), void *arg)
@@ -266,6 +330,8 @@ int sess_registry_post(sess_registry_t *reg, void (*fn)(void *arg), void *arg)
 
 static void sub_end_locked(sess_sub_t *sub);
 static int sub_push_locked(sess_sub_t *sub, sess_snapshot_t *snap);
+static void flush_pending(sess_registry_t *reg);
+static void emit(sess_t *s, sess_snapshot_t *snap);
 static sess_t *find_locked(sess_registry_t *reg, const char *name);
 
 /* Ends one subscription and wakes its consumer. */
@@ -291,6 +357,7 @@ static void end_subs(sess_t *s)
 static void sess_free(sess_t *s)
 {
     sess_snapshot_unref(s->current);
+    sess_snapshot_unref(s->delivered);
     pthread_mutex_destroy(&s->cur_mu);
     pthread_mutex_destroy(&s->sub_mu);
     pthread_mutex_destroy(&s->key_mu);
@@ -341,6 +408,8 @@ void sess_registry_close(sess_registry_t *reg)
         return;
     on_async(&reg->async); /* run what was posted before closing */
     uv_close((uv_handle_t *)&reg->async, NULL);
+    flush_pending(reg); /* what was published is stored and delivered */
+    uv_close((uv_handle_t *)&reg->flush, NULL);
     pthread_rwlock_rdlock(&reg->mu);
     for (sess_t *s = reg->sessions; s; s = s->next)
         end_subs(s);
@@ -368,6 +437,13 @@ void sess_registry_free(sess_registry_t *reg)
     for (sess_sub_t *sub = reg->all_subs; sub; sub = sub->next)
         sub->reg = NULL; /* detached: the owner still frees it */
     pthread_mutex_unlock(&reg->all_mu);
+    while (reg->pend_head) { /* published after the registry closed: never delivered */
+        pend_t *p = reg->pend_head;
+        reg->pend_head = p->next;
+        sess_snapshot_unref(p->snap);
+        sess_unref(p->sess);
+        free(p);
+    }
     post_item_t *it = reg->post_head;
     while (it) {
         post_item_t *next = it->next;
@@ -389,14 +465,17 @@ sess_t *sess_registry_add(sess_registry_t *reg, const char *name)
         return NULL;
     s->reg = reg;
     s->name = strdup(name);
-    s->current = snapshot_new(name, "");
+    s->current = sess_snapshot_new_(name, "");
     if (!s->name || !s->current) {
         free(s->name);
         sess_snapshot_unref(s->current);
         free(s);
         return NULL;
     }
-    s->current->seq = 1;
+    uint64_t last = 0;
+    if (reg->has_journal && reg->journal.last_seq(reg->journal.arg, name, &last) != 0)
+        last = 0; /* the journal refuses a seq it has given: logged there */
+    s->current->seq = last + 1;
     s->current->state = SESS_DISCONNECTED;
     s->current->since_ms = s->current->changed_ms = sess_now_ms();
     pthread_mutex_init(&s->cur_mu, NULL);
@@ -413,16 +492,7 @@ sess_t *sess_registry_add(sess_registry_t *reg, const char *name)
     reg->sessions = s;
     reg->count++;
     pthread_rwlock_unlock(&reg->mu);
-    /* registry-wide watchers learn of the new session */
-    pthread_mutex_lock(&reg->all_mu);
-    for (sess_sub_t *sub = reg->all_subs; sub; sub = sub->next) {
-        pthread_mutex_lock(&sub->mu);
-        int wake = sub_push_locked(sub, s->current);
-        pthread_mutex_unlock(&sub->mu);
-        if (wake && sub->opts.notify)
-            sub->opts.notify(sub->opts.arg);
-    }
-    pthread_mutex_unlock(&reg->all_mu);
+    emit(s, sess_snapshot_ref(s->current)); /* registry-wide watchers learn of it */
     return s;
 }
 
@@ -566,6 +636,13 @@ static void sub_end_locked(sess_sub_t *sub)
     sub->ended = 1;
 }
 
+/* The key of a snapshot on this subscription's stream: the seq on a
+ * session's, the event id on the registry-wide one. */
+static uint64_t sub_key(const sess_sub_t *sub, const sess_snapshot_t *snap)
+{
+    return sub->sess ? snap->seq : sess_snapshot_event_id(snap);
+}
+
 /* Doubles the ring (up to max), keeping the queue's order. 0 or -1. */
 static int sub_grow_locked(sess_sub_t *sub)
 {
@@ -584,6 +661,17 @@ static int sub_grow_locked(sess_sub_t *sub)
     return 0;
 }
 
+static void sub_clear_locked(sess_sub_t *sub, int count_dropped)
+{
+    while (sub->len > 0) {
+        sess_snapshot_unref(sub->ring[sub->head]);
+        sub->head = (sub->head + 1) % sub->cap;
+        sub->len--;
+        if (count_dropped)
+            sub->dropped++;
+    }
+}
+
 /* Queues a reference to `snap`; returns 1 when the consumer must be woken. */
 static int sub_push_locked(sess_sub_t *sub, sess_snapshot_t *snap)
 {
@@ -594,20 +682,39 @@ static int sub_push_locked(sess_sub_t *sub, sess_snapshot_t *snap)
             sub_end_locked(sub);
             return 1;
         }
-        /* coalesce: drop everything queued, keep only the newest */
-        while (sub->len > 0) {
-            sess_snapshot_unref(sub->ring[sub->head]);
-            sub->head = (sub->head + 1) % sub->cap;
-            sub->len--;
-            sub->dropped++;
+        if (sub->journal.read) {
+            /* lossless: forget the queue, catch up from the log after what
+             * was handed out (every delivered event is stored) */
+            sub_clear_locked(sub, 0);
+            sub->replay = 1;
+            sub->cursor = sub->handed;
+            return 1;
         }
+        sub_clear_locked(sub, 1); /* coalesce: keep only the newest */
     }
     sub->ring[(sub->head + sub->len) % sub->cap] = sess_snapshot_ref(snap);
     sub->len++;
     return sub->len == 1;
 }
 
-static sess_sub_t *sub_new(const sess_sub_opts_t *opts, size_t default_max)
+/* Offers a delivered snapshot to a subscription (under its list's lock). */
+static void sub_offer(sess_sub_t *sub, sess_snapshot_t *snap)
+{
+    pthread_mutex_lock(&sub->mu);
+    uint64_t key = sub_key(sub, snap);
+    int wake;
+    if (sub->replay)
+        wake = !sub->ended; /* it reads the log: there is more to read */
+    else if (key && key <= sub->seam)
+        wake = 0; /* it read this one from the log already */
+    else
+        wake = sub_push_locked(sub, snap);
+    pthread_mutex_unlock(&sub->mu);
+    if (wake && sub->opts.notify)
+        sub->opts.notify(sub->opts.arg);
+}
+
+static sess_sub_t *sub_new(sess_registry_t *reg, const sess_sub_opts_t *opts, size_t default_max)
 {
     sess_sub_t *sub = calloc(1, sizeof(*sub));
     if (!sub)
@@ -621,25 +728,60 @@ static sess_sub_t *sub_new(const sess_sub_opts_t *opts, size_t default_max)
         free(sub);
         return NULL;
     }
+    if (reg->has_journal) {
+        sub->journal = reg->journal;
+        sub->jreg = reg;
+    }
     pthread_mutex_init(&sub->mu, NULL);
     return sub;
 }
 
-sess_sub_t *sess_subscribe(sess_t *s, const sess_sub_opts_t *opts)
+/* Without a log: a copy of `snap` saying that the events after `since`
+ * and before it are not available. NULL when out of memory. */
+static sess_snapshot_t *gap_copy(sess_registry_t *reg, const sess_snapshot_t *snap, uint64_t since)
 {
-    sess_sub_t *sub = sub_new(opts, DEFAULT_MAX_QUEUE);
+    size_t len;
+    char *json = sess_event_json(snap, &len);
+    sess_snapshot_t *c = json ? sess_event_parse(reg, json, len) : NULL;
+    free(json);
+    if (c) {
+        c->gap_from = since + 1;
+        c->gap_to = snap->seq - 1;
+    }
+    return c;
+}
+
+sess_sub_t *sess_subscribe_since(sess_t *s, uint64_t since, const sess_sub_opts_t *opts)
+{
+    sess_sub_t *sub = sub_new(s->reg, opts, DEFAULT_MAX_QUEUE);
     if (!sub)
         return NULL;
     sub->sess = s;
     sess_ref(s);
-    /* Taking the current snapshot and joining the list under sub_mu means
-     * no change can slip between the first snapshot and the stream. */
+    /* Starting from `delivered` and joining the list under sub_mu means no
+     * change can slip between the first snapshot and the stream. */
     pthread_mutex_lock(&s->sub_mu);
-    sess_snapshot_t *cur = sess_current(s);
+    sess_snapshot_t *d = s->delivered; /* NULL until the first is stored */
+    uint64_t head = d ? d->seq : 0;
     pthread_mutex_lock(&sub->mu);
-    int wake = sub_push_locked(sub, cur);
+    int wake = 0;
+    if (since == 0 || since > head) { /* fresh, or a seq of another incarnation */
+        if (d)
+            wake = sub_push_locked(sub, d);
+        sub->handed = head ? head - 1 : 0;
+    } else if (sub->journal.read) {
+        sub->replay = 1;
+        sub->cursor = sub->handed = sub->gap_since = since;
+        wake = 1;
+    } else {
+        if (since < head) {
+            sess_snapshot_t *c = since + 1 < head ? gap_copy(s->reg, d, since) : NULL;
+            wake = sub_push_locked(sub, c ? c : d);
+            sess_snapshot_unref(c);
+        }
+        sub->handed = since;
+    }
     pthread_mutex_unlock(&sub->mu);
-    sess_snapshot_unref(cur);
     sub->next = s->subs;
     s->subs = sub;
     s->nsubs++;
@@ -647,6 +789,7 @@ sess_sub_t *sess_subscribe(sess_t *s, const sess_sub_opts_t *opts)
         pthread_mutex_lock(&sub->mu);
         sub_end_locked(sub);
         pthread_mutex_unlock(&sub->mu);
+        wake = 1;
     }
     if (wake && sub->opts.notify)
         sub->opts.notify(sub->opts.arg);
@@ -654,27 +797,49 @@ sess_sub_t *sess_subscribe(sess_t *s, const sess_sub_opts_t *opts)
     return sub;
 }
 
-sess_sub_t *sess_registry_subscribe(sess_registry_t *reg, const sess_sub_opts_t *opts)
+sess_sub_t *sess_subscribe(sess_t *s, const sess_sub_opts_t *opts)
 {
-    sess_sub_t *sub = sub_new(opts, DEFAULT_MAX_QUEUE * 16);
+    return sess_subscribe_since(s, 0, opts);
+}
+
+sess_sub_t *sess_registry_subscribe_since(sess_registry_t *reg, uint64_t since,
+                                          const sess_sub_opts_t *opts)
+{
+    sess_sub_t *sub = sub_new(reg, opts, DEFAULT_MAX_QUEUE * 16);
     if (!sub)
         return NULL;
     sub->reg = reg;
-    /* all_mu first, then the list: no session can be added or publish
+    /* all_mu first, then the list: no session can be added or deliver
      * between the first snapshots and the stream */
     pthread_mutex_lock(&reg->all_mu);
-    pthread_rwlock_rdlock(&reg->mu);
-    size_t n = reg->count, i = n;
-    sess_snapshot_t **v = calloc(n ? n : 1, sizeof(*v));
-    for (sess_t *s = reg->sessions; v && s && i > 0; s = s->next)
-        v[--i] = sess_current(s);
-    pthread_rwlock_unlock(&reg->mu);
     int wake = 0;
-    pthread_mutex_lock(&sub->mu);
-    for (size_t k = 0; v && k < n; k++)
-        wake |= sub_push_locked(sub, v[k]);
-    pthread_mutex_unlock(&sub->mu);
-    sess_snapshots_free(v, n);
+    if (since && sub->journal.read && since <= reg->delivered_id) {
+        pthread_mutex_lock(&sub->mu);
+        sub->replay = 1;
+        sub->cursor = sub->handed = sub->gap_since = since;
+        pthread_mutex_unlock(&sub->mu);
+        wake = 1;
+    } else {
+        pthread_rwlock_rdlock(&reg->mu);
+        size_t n = 0;
+        for (sess_t *s = reg->sessions; s; s = s->next)
+            n++;
+        sess_snapshot_t **v = calloc(n ? n : 1, sizeof(*v));
+        size_t i = n;
+        for (sess_t *s = reg->sessions; v && s && i > 0; s = s->next) {
+            pthread_mutex_lock(&s->sub_mu);
+            v[--i] = sess_snapshot_ref(s->delivered);
+            pthread_mutex_unlock(&s->sub_mu);
+        }
+        pthread_rwlock_unlock(&reg->mu);
+        pthread_mutex_lock(&sub->mu);
+        for (size_t k = 0; v && k < n; k++)
+            if (v[k])
+                wake |= sub_push_locked(sub, v[k]);
+        sub->handed = reg->delivered_id;
+        pthread_mutex_unlock(&sub->mu);
+        sess_snapshots_free(v, n);
+    }
     sub->next = reg->all_subs;
     reg->all_subs = sub;
     if (wake && sub->opts.notify)
@@ -683,20 +848,106 @@ sess_sub_t *sess_registry_subscribe(sess_registry_t *reg, const sess_sub_opts_t 
     return sub;
 }
 
-int sess_sub_next(sess_sub_t *sub, sess_snapshot_t **out)
+sess_sub_t *sess_registry_subscribe(sess_registry_t *reg, const sess_sub_opts_t *opts)
 {
-    int rc;
+    return sess_registry_subscribe_since(reg, 0, opts);
+}
+
+/* Reads the next page of the log into the queue (empty when called).
+ * Returns the number of events read, or -1 when the log cannot be read. */
+static int replay_page(sess_sub_t *sub, uint64_t after, uint64_t gap_since)
+{
+    size_t max = sub->max < REPLAY_PAGE ? sub->max : REPLAY_PAGE;
+    sess_event_t ev[REPLAY_PAGE];
+    sess_snapshot_t *snaps[REPLAY_PAGE];
+    size_t n = 0, k = 0;
+    uint64_t pruned = 0, last = after;
+    const char *session = sub->sess ? sub->sess->name : NULL;
+    if (sub->journal.read(sub->journal.arg, session, after, max, ev, &n, &pruned) != 0)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        last = session ? ev[i].seq : ev[i].id;
+        sess_snapshot_t *snap = sess_event_parse(sub->jreg, ev[i].body, ev[i].body_len);
+        if (snap) { /* an event this code cannot read is skipped */
+            __atomic_store_n(&snap->event_id_, ev[i].id, __ATOMIC_RELEASE);
+            snaps[k++] = snap;
+        }
+        sess_event_clear(&ev[i]);
+    }
+    if (gap_since && pruned > gap_since && k > 0) {
+        uint64_t first = sub_key(sub, snaps[0]);
+        if (first > gap_since + 1) {
+            snaps[0]->gap_from = gap_since + 1;
+            snaps[0]->gap_to = first - 1;
+        }
+    }
     pthread_mutex_lock(&sub->mu);
-    if (sub->len > 0) {
-        *out = sub->ring[sub->head];
-        sub->head = (sub->head + 1) % sub->cap;
-        sub->len--;
-        rc = SESS_SUB_OK;
-    } else {
-        rc = sub->ended ? SESS_SUB_ENDED : SESS_SUB_EMPTY;
+    for (size_t i = 0; i < k; i++) {
+        if (!sub->ended)
+            sub_push_locked(sub, snaps[i]);
+        sess_snapshot_unref(snaps[i]);
+    }
+    sub->cursor = last;
+    sub->gap_since = 0;
+    pthread_mutex_unlock(&sub->mu);
+    return (int)n;
+}
+
+/* After the log had nothing more: back to live delivery when every
+ * delivered event has been read (under the list lock deliveries take). */
+static void try_go_live(sess_sub_t *sub)
+{
+    sess_t *s = sub->sess;
+    sess_registry_t *reg = sub->reg;
+    if (s)
+        pthread_mutex_lock(&s->sub_mu);
+    else if (reg)
+        pthread_mutex_lock(&reg->all_mu);
+    else
+        return;
+    uint64_t head = s ? (s->delivered ? s->delivered->seq : 0) : reg->delivered_id;
+    pthread_mutex_lock(&sub->mu);
+    if (sub->replay && sub->cursor >= head) {
+        sub->replay = 0;
+        sub->seam = sub->cursor;
     }
     pthread_mutex_unlock(&sub->mu);
-    return rc;
+    if (s)
+        pthread_mutex_unlock(&s->sub_mu);
+    else
+        pthread_mutex_unlock(&reg->all_mu);
+}
+
+int sess_sub_next(sess_sub_t *sub, sess_snapshot_t **out)
+{
+    for (int round = 0;; round++) {
+        pthread_mutex_lock(&sub->mu);
+        if (sub->len > 0) {
+            *out = sub->ring[sub->head];
+            sub->head = (sub->head + 1) % sub->cap;
+            sub->len--;
+            uint64_t key = sub_key(sub, *out);
+            if (key > sub->handed)
+                sub->handed = key;
+            pthread_mutex_unlock(&sub->mu);
+            return SESS_SUB_OK;
+        }
+        if (sub->ended || !sub->replay || round >= 3) {
+            int rc = sub->ended ? SESS_SUB_ENDED : SESS_SUB_EMPTY;
+            pthread_mutex_unlock(&sub->mu);
+            return rc;
+        }
+        uint64_t after = sub->cursor, gap_since = sub->gap_since;
+        pthread_mutex_unlock(&sub->mu);
+        int n = replay_page(sub, after, gap_since);
+        if (n < 0) { /* the log cannot be read: end; the client resumes later */
+            pthread_mutex_lock(&sub->mu);
+            sub_end_locked(sub);
+            pthread_mutex_unlock(&sub->mu);
+        } else if ((size_t)n < (sub->max < REPLAY_PAGE ? sub->max : REPLAY_PAGE)) {
+            try_go_live(sub);
+        }
+    }
 }
 
 uint64_t sess_sub_dropped(sess_sub_t *sub)
@@ -735,11 +986,7 @@ void sess_unsubscribe(sess_sub_t *sub)
         }
         pthread_mutex_unlock(&reg->all_mu);
     }
-    while (sub->len > 0) {
-        sess_snapshot_unref(sub->ring[sub->head]);
-        sub->head = (sub->head + 1) % sub->cap;
-        sub->len--;
-    }
+    sub_clear_locked(sub, 0);
     free(sub->ring);
     pthread_mutex_destroy(&sub->mu);
     free(sub);
@@ -760,10 +1007,110 @@ void sess_count_connect(sess_t *s)
     s->connects++;
 }
 
+/* Gives `snap` to the session's and the registry-wide subscribers and
+ * makes it the one new subscriptions start from. Loop thread. */
+static void deliver(sess_t *s, sess_snapshot_t *snap)
+{
+    sess_registry_t *reg = s->reg;
+    uint64_t id = sess_snapshot_event_id(snap);
+    pthread_mutex_lock(&reg->all_mu);
+    pthread_mutex_lock(&s->sub_mu);
+    sess_snapshot_t *old = s->delivered;
+    s->delivered = sess_snapshot_ref(snap);
+    for (sess_sub_t *sub = s->subs; sub; sub = sub->next)
+        sub_offer(sub, snap);
+    pthread_mutex_unlock(&s->sub_mu);
+    if (id > reg->delivered_id)
+        reg->delivered_id = id;
+    for (sess_sub_t *sub = reg->all_subs; sub; sub = sub->next)
+        sub_offer(sub, snap);
+    pthread_mutex_unlock(&reg->all_mu);
+    sess_snapshot_unref(old);
+}
+
+static void on_flush(uv_prepare_t *h)
+{
+    flush_pending(h->data);
+}
+
+/* Takes over the caller's reference to a newly published snapshot: with
+ * a journal it waits for this loop iteration's commit, else it is
+ * delivered at once. Loop thread. */
+static void emit(sess_t *s, sess_snapshot_t *snap)
+{
+    sess_registry_t *reg = s->reg;
+    pend_t *p = reg->has_journal ? malloc(sizeof(*p)) : NULL;
+    if (!p) { /* no log (or no memory for the wait): live only */
+        deliver(s, snap);
+        sess_snapshot_unref(snap);
+        return;
+    }
+    sess_ref(s);
+    p->sess = s;
+    p->snap = snap;
+    p->next = NULL;
+    if (reg->pend_tail)
+        reg->pend_tail->next = p;
+    else
+        reg->pend_head = p;
+    reg->pend_tail = p;
+    if (!uv_is_active((uv_handle_t *)&reg->flush) && !uv_is_closing((uv_handle_t *)&reg->flush))
+        uv_prepare_start(&reg->flush, on_flush);
+}
+
+/* Group commit: stores every pending event in one journal transaction
+ * (per batch), then delivers them in order. Loop thread. */
+#define FLUSH_BATCH 256
+static void flush_pending(sess_registry_t *reg)
+{
+    sess_event_t ev[FLUSH_BATCH];
+    pend_t *batch[FLUSH_BATCH];
+    while (reg->pend_head) {
+        size_t n = 0, m = 0;
+        while (reg->pend_head && n < FLUSH_BATCH) {
+            pend_t *p = reg->pend_head;
+            reg->pend_head = p->next;
+            batch[n++] = p;
+        }
+        if (!reg->pend_head)
+            reg->pend_tail = NULL;
+        size_t slot[FLUSH_BATCH];
+        for (size_t i = 0; i < n; i++) {
+            sess_snapshot_t *snap = batch[i]->snap;
+            size_t len = 0;
+            char *body = sess_event_json(snap, &len);
+            slot[i] = SIZE_MAX;
+            if (!body)
+                continue; /* out of memory: delivered live only */
+            ev[m] = (sess_event_t){.session = snap->session,
+                                   .seq = snap->seq,
+                                   .ts_ms = snap->changed_ms,
+                                   .type = SESS_EVENT_STATUS,
+                                   .body = body,
+                                   .body_len = len};
+            slot[i] = m++;
+        }
+        int rc = m ? reg->journal.append(reg->journal.arg, ev, m) : -1;
+        for (size_t i = 0; i < n; i++) {
+            pend_t *p = batch[i];
+            if (slot[i] != SIZE_MAX && rc == 0)
+                __atomic_store_n(&p->snap->event_id_, ev[slot[i]].id, __ATOMIC_RELEASE);
+            deliver(p->sess, p->snap);
+            sess_snapshot_unref(p->snap);
+            sess_unref(p->sess);
+            free(p);
+        }
+        for (size_t i = 0; i < m; i++)
+            free((char *)ev[i].body);
+    }
+    if (!uv_is_closing((uv_handle_t *)&reg->flush))
+        uv_prepare_stop(&reg->flush);
+}
+
 int sess_publish(sess_t *s, const sess_change_t *c)
 {
     sess_snapshot_t *old = s->current; /* only the loop thread swaps it */
-    sess_snapshot_t *snap = snapshot_new(s->name, c->detail);
+    sess_snapshot_t *snap = sess_snapshot_new_(s->name, c->detail);
     if (!snap)
         return -1;
     snap->seq = old->seq + 1;
@@ -783,18 +1130,8 @@ int sess_publish(sess_t *s, const sess_change_t *c)
         snap->linked = 1;
     }
     if (c->qr_text && c->state == SESS_QR_READY) {
-        sess_qr_t *qr = calloc(1, sizeof(*qr));
-        if (!qr || !(qr->text = strdup(c->qr_text))) {
-            free(qr);
+        if (!(snap->qr = sess_qr_new_(s->reg, c->qr_text, c->qr_expires_at_ms)))
             goto oom;
-        }
-        qr->refcount_ = 1;
-        qr->expires_at_ms = c->qr_expires_at_ms;
-        if (s->reg->hooks.render) {
-            qr->rendered = s->reg->hooks.render(qr->text, s->reg->hooks.arg);
-            qr->free_rendered_ = s->reg->hooks.free_rendered;
-        }
-        snap->qr = qr;
     } else if (c->keep_qr && c->state == SESS_QR_READY) {
         snap->qr = qr_ref(old->qr);
     }
@@ -812,32 +1149,10 @@ int sess_publish(sess_t *s, const sess_change_t *c)
     if (opts && !(snap->passkey_options = strdup(opts)))
         goto oom;
 
-    /* Swap and queue under the subscriber locks (registry-wide first, the
-     * order registry subscriptions take them): a subscription made meanwhile
-     * either sees the old snapshot and then this change, or this snapshot
-     * first, never it twice. */
-    sess_registry_t *reg = s->reg;
-    pthread_mutex_lock(&reg->all_mu);
-    pthread_mutex_lock(&s->sub_mu);
     pthread_mutex_lock(&s->cur_mu);
     s->current = snap;
     pthread_mutex_unlock(&s->cur_mu);
-    for (sess_sub_t *sub = s->subs; sub; sub = sub->next) {
-        pthread_mutex_lock(&sub->mu);
-        int wake = sub_push_locked(sub, snap);
-        pthread_mutex_unlock(&sub->mu);
-        if (wake && sub->opts.notify)
-            sub->opts.notify(sub->opts.arg);
-    }
-    pthread_mutex_unlock(&s->sub_mu);
-    for (sess_sub_t *sub = reg->all_subs; sub; sub = sub->next) {
-        pthread_mutex_lock(&sub->mu);
-        int wake = sub_push_locked(sub, snap);
-        pthread_mutex_unlock(&sub->mu);
-        if (wake && sub->opts.notify)
-            sub->opts.notify(sub->opts.arg);
-    }
-    pthread_mutex_unlock(&reg->all_mu);
+    emit(s, sess_snapshot_ref(snap));
     sess_snapshot_unref(old);
     return 0;
 oom:

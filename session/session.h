@@ -299,6 +299,9 @@ int sess_publish(sess_t *s, const sess_change_t *change);
  * instead of losing events. Without a journal, snapshots are delivered at
  * once and live only, as before. */
 
+/* The type of the events a snapshot makes. */
+#define SESS_EVENT_STATUS "session.status"
+
 /* One stored event, as the journal keeps it. */
 typedef struct {
     uint64_t id;         /* global id, set by append (increasing, never reused) */

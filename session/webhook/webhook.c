@@ -515,7 +515,7 @@ static void on_poll(uv_timer_t *tm)
 
 void wh_wake(wh_t *wh)
 {
-    if (wh)
+    if (wh && !wh->closed)
         uv_async_send(&wh->wake);
 }
 

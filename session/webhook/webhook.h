@@ -87,8 +87,9 @@ typedef struct {
  * wh_free. */
 int wh_new(const wh_opts_t *o, wh_t **out, char *err, size_t errlen);
 
-/* Events were committed to the store: look for new deliveries. Any thread
- * (a uv_async_t); cheap, coalesced. NULL is ignored. */
+/* Events were committed to the store: look for new deliveries. Cheap,
+ * coalesced (a uv_async_t). Loop thread (any thread before wh_close). NULL
+ * and a closed sender are ignored. */
 void wh_wake(wh_t *wh);
 
 /* Stops: abandons requests in flight (they stay pending), writes the

@@ -667,6 +667,115 @@ static void test_sigkill_consistency(void **state)
     }
 }
 
+static int count_rows(const char *sql)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/" STORE_FILE_NAME, dir);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *s;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    int n = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    return n;
+}
+
+static void exec_sql(const char *sql)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/" STORE_FILE_NAME, dir);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+}
+
+/* The event log: seqs only go up, reads page in order, every appended
+ * event gets one delivery per matching webhook target in the same
+ * transaction, and retention keeps the newest and what a delivery waits
+ * for. */
+static void test_events_and_outbox(void **state)
+{
+    (void)state;
+    store_t *st = open_ok();
+    exec_sql("INSERT INTO webhook_targets (id, url, secret) VALUES ('all', 'https://a', x'00');"
+             "INSERT INTO webhook_targets (id, url, secret, session) VALUES"
+             " ('other', 'https://b', x'00', 'other');"
+             "INSERT INTO webhook_targets (id, url, secret, events) VALUES"
+             " ('typed', 'https://c', x'00', ' message.received ');");
+    uint64_t seq = 9;
+    assert_int_equal(store_events_last_seq(st, "default", &seq), 0);
+    assert_int_equal(seq, 0);
+    store_event_t ev[10];
+    for (int i = 0; i < 10; i++)
+        ev[i] = (store_event_t){.session = "default",
+                                .seq = (uint64_t)i + 1,
+                                .ts_ms = 1000 + i,
+                                .type = "session.status",
+                                .body = "{}",
+                                .body_len = 2};
+    assert_int_equal(store_events_append(st, ev, 10), 0);
+    for (int i = 1; i < 10; i++)
+        assert_true(ev[i].id > ev[i - 1].id);
+    assert_int_equal(store_events_last_seq(st, "default", &seq), 0);
+    assert_int_equal(seq, 10);
+    /* only the target of every session with no filter wants them */
+    assert_int_equal(count_rows("SELECT count(*) FROM webhook_deliveries WHERE target = 'all'"),
+                     10);
+    assert_int_equal(count_rows("SELECT count(*) FROM webhook_deliveries"), 10);
+    /* a seq already given is refused, and nothing of the batch stays */
+    store_event_t again[2] = {
+        {.session = "default", .seq = 11, .ts_ms = 1, .type = "t", .body = "{}", .body_len = 2},
+        {.session = "default", .seq = 5, .ts_ms = 1, .type = "t", .body = "{}", .body_len = 2}};
+    assert_true(store_events_append(st, again, 2) < 0);
+    assert_int_equal(store_events_last_seq(st, "default", &seq), 0);
+    assert_int_equal(seq, 10);
+    store_event_t out[4];
+    size_t n;
+    uint64_t pruned;
+    assert_int_equal(store_events_read(st, "default", 3, 4, out, &n, &pruned), 0);
+    assert_int_equal(n, 4);
+    assert_int_equal(out[0].seq, 4);
+    assert_int_equal(out[3].seq, 7);
+    assert_string_equal(out[0].body, "{}");
+    assert_int_equal(pruned, 0);
+    store_events_free(out, n);
+    /* retention: pending deliveries keep every event */
+    size_t deleted;
+    assert_int_equal(store_events_prune(st, 3, 0, 5000, 100, &deleted), 0);
+    assert_int_equal(deleted, 0);
+    /* delivered (rows gone) or dead: they may go, except the newest three */
+    exec_sql("DELETE FROM webhook_deliveries WHERE event_id % 2 = 0;"
+             "UPDATE webhook_deliveries SET state = 2;");
+    assert_int_equal(store_events_prune(st, 3, 0, 5000, 100, &deleted), 0);
+    assert_int_equal(deleted, 7);
+    assert_int_equal(count_rows("SELECT count(*) FROM webhook_deliveries"), 1);
+    assert_int_equal(store_events_read(st, "default", 0, 4, out, &n, &pruned), 0);
+    assert_int_equal(n, 3);
+    assert_int_equal(out[0].seq, 8);
+    assert_int_equal(pruned, 7);
+    store_events_free(out, n);
+    assert_int_equal(store_events_read(st, NULL, 0, 4, out, &n, &pruned), 0);
+    assert_int_equal(pruned, ev[6].id);
+    store_events_free(out, n);
+    store_event_t one;
+    assert_int_equal(store_event_get(st, ev[9].id, &one), 0);
+    assert_int_equal(one.seq, 10);
+    store_events_free(&one, 1);
+    assert_int_equal(store_event_get(st, ev[0].id, &one), STORE_ENOTFOUND);
+    store_close(st);
+    /* the heads survive the session's deletion and a reopening */
+    st = open_ok();
+    assert_int_equal(store_session_add(st, "default", NULL, NULL), 0);
+    assert_int_equal(store_session_delete(st, "default"), 0);
+    assert_int_equal(store_events_last_seq(st, "default", &seq), 0);
+    assert_int_equal(seq, 10);
+    store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -680,6 +789,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_migration_from_v1, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_consistency, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sessions_meta_removals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_and_outbox, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

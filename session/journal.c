@@ -1,0 +1,198 @@
+/* The session registry's journal on session/store (see journal.h): adapts
+ * the registry's callbacks to store_events_*, counts what it stores, and
+ * prunes the log on a timer in bounded batches so that a large backlog
+ * never holds the loop for long. */
+#include "session/journal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+
+/* Rows deleted per prune transaction; the next batch waits for the next
+ * loop iteration (a zero timer), so the loop keeps serving meanwhile. */
+#define PRUNE_BATCH 2000
+
+struct sess_jstore {
+    uv_loop_t *loop;
+    store_t *store;
+    uint64_t count;
+    int64_t age_ms;
+    unsigned every_ms;
+    uv_timer_t timer;
+    int timer_on;
+    void (*commit_fn)(void *);
+    void *commit_arg;
+    uint64_t appended, failed, commits, pruned; /* atomics */
+    int warned;
+};
+
+int sess_jstore_parse_retention(const char *text, uint64_t *count, int64_t *age_ms)
+{
+    if (!text || !*text)
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(text, &end, 10);
+    if (errno || end == text || n < 1 || n > 100000000ULL || text[0] == '-')
+        return -1;
+    int64_t age = SESS_RETENTION_AGE_MS_DEFAULT;
+    if (*end == ',') {
+        const char *a = end + 1;
+        errno = 0;
+        long long v = strtoll(a, &end, 10);
+        if (errno || end == a || v < 0 || a[0] == '-' || a[0] == '+')
+            return -1;
+        if (v == 0 && !*end) {
+            age = -1; /* no age limit */
+        } else {
+            long long unit = *end == 's'   ? 1000LL
+                             : *end == 'm' ? 60000LL
+                             : *end == 'h' ? 3600000LL
+                             : *end == 'd' ? 86400000LL
+                                           : 0;
+            if (!unit || end[1] || v < 1 || v > 3650LL * 86400000LL / unit)
+                return -1;
+            age = v * unit;
+        }
+    } else if (*end) {
+        return -1;
+    }
+    *count = n;
+    *age_ms = age;
+    return 0;
+}
+
+static int j_last_seq(void *arg, const char *session, uint64_t *seq)
+{
+    sess_jstore_t *j = arg;
+    int rc = store_events_last_seq(j->store, session, seq);
+    if (rc < 0)
+        LOG_ERROR("events", "cannot read the last event of session %s: %s", session,
+                  store_strerror(rc));
+    return rc < 0 ? -1 : 0;
+}
+
+static int j_append(void *arg, sess_event_t *ev, size_t n)
+{
+    sess_jstore_t *j = arg;
+    store_event_t *sv = calloc(n, sizeof(*sv));
+    if (!sv)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        sv[i] = (store_event_t){.session = (char *)ev[i].session,
+                                .seq = ev[i].seq,
+                                .ts_ms = ev[i].ts_ms,
+                                .type = (char *)ev[i].type,
+                                .body = (char *)ev[i].body,
+                                .body_len = ev[i].body_len};
+    int rc = store_events_append(j->store, sv, n);
+    for (size_t i = 0; i < n; i++)
+        ev[i].id = sv[i].id;
+    free(sv);
+    if (rc != 0) {
+        __atomic_add_fetch(&j->failed, n, __ATOMIC_RELAXED);
+        LOG_ERROR("events", "cannot store %zu event(s): %s (delivered live only)", n,
+                  store_strerror(rc));
+        return -1;
+    }
+    __atomic_add_fetch(&j->appended, n, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&j->commits, 1, __ATOMIC_RELAXED);
+    if (j->commit_fn)
+        j->commit_fn(j->commit_arg);
+    return 0;
+}
+
+static int j_read(void *arg, const char *session, uint64_t after, size_t max, sess_event_t *out,
+                  size_t *n, uint64_t *pruned)
+{
+    sess_jstore_t *j = arg;
+    store_event_t *sv = calloc(max ? max : 1, sizeof(*sv));
+    if (!sv)
+        return -1;
+    int rc = store_events_read(j->store, session, after, max, sv, n, pruned);
+    if (rc != 0) {
+        free(sv);
+        LOG_WARN("events", "cannot read the event log: %s", store_strerror(rc));
+        return -1;
+    }
+    for (size_t i = 0; i < *n; i++) /* the strings move over */
+        out[i] = (sess_event_t){.id = sv[i].id,
+                                .session = sv[i].session,
+                                .seq = sv[i].seq,
+                                .ts_ms = sv[i].ts_ms,
+                                .type = sv[i].type,
+                                .body = sv[i].body,
+                                .body_len = sv[i].body_len};
+    free(sv);
+    return 0;
+}
+
+sess_jstore_t *sess_jstore_new(uv_loop_t *loop, store_t *store, const sess_jstore_opts_t *opts)
+{
+    sess_jstore_t *j = calloc(1, sizeof(*j));
+    if (!j)
+        return NULL;
+    j->loop = loop;
+    j->store = store;
+    j->count = opts && opts->retention_count ? opts->retention_count : SESS_RETENTION_COUNT_DEFAULT;
+    j->age_ms = !opts || !opts->retention_age_ms ? SESS_RETENTION_AGE_MS_DEFAULT
+                : opts->retention_age_ms < 0     ? 0
+                                                 : opts->retention_age_ms;
+    j->every_ms = opts && opts->prune_every_ms ? opts->prune_every_ms : 60000;
+    uv_timer_init(loop, &j->timer);
+    j->timer.data = j;
+    j->timer_on = 1;
+    return j;
+}
+
+static void on_prune(uv_timer_t *t)
+{
+    sess_jstore_t *j = t->data;
+    size_t deleted = 0;
+    int rc =
+        store_events_prune(j->store, j->count, j->age_ms, sess_now_ms(), PRUNE_BATCH, &deleted);
+    if (rc != 0 && !j->warned) {
+        j->warned = 1;
+        LOG_WARN("events", "cannot apply the event retention: %s", store_strerror(rc));
+    }
+    __atomic_add_fetch(&j->pruned, deleted, __ATOMIC_RELAXED);
+    /* a full batch: more to delete, soon; else wait for the next round */
+    uv_timer_start(&j->timer, on_prune, deleted >= PRUNE_BATCH ? 0 : j->every_ms, 0);
+}
+
+void sess_jstore_attach(sess_jstore_t *j, sess_registry_t *reg)
+{
+    sess_journal_t jr = {.last_seq = j_last_seq, .append = j_append, .read = j_read, .arg = j};
+    sess_registry_set_journal(reg, &jr);
+    uv_timer_start(&j->timer, on_prune, 0, 0);
+    uv_unref((uv_handle_t *)&j->timer); /* it never keeps the loop alive alone */
+}
+
+void sess_jstore_on_commit(sess_jstore_t *j, void (*fn)(void *arg), void *arg)
+{
+    j->commit_fn = fn;
+    j->commit_arg = arg;
+}
+
+void sess_jstore_stats(sess_jstore_t *j, sess_jstore_stats_t *out)
+{
+    out->appended = __atomic_load_n(&j->appended, __ATOMIC_RELAXED);
+    out->failed = __atomic_load_n(&j->failed, __ATOMIC_RELAXED);
+    out->commits = __atomic_load_n(&j->commits, __ATOMIC_RELAXED);
+    out->pruned = __atomic_load_n(&j->pruned, __ATOMIC_RELAXED);
+}
+
+void sess_jstore_close(sess_jstore_t *j)
+{
+    if (j && j->timer_on) {
+        j->timer_on = 0;
+        uv_close((uv_handle_t *)&j->timer, NULL);
+    }
+}
+
+void sess_jstore_free(sess_jstore_t *j)
+{
+    free(j);
+}
