@@ -299,17 +299,35 @@ static void sock_close(httpc_t *c, sock_t *s)
     uv_close((uv_handle_t *)&s->poll, on_handle_closed);
 }
 
+static sock_t *sock_find(httpc_t *c, curl_socket_t fd)
+{
+    for (sock_t *s = c->socks; s; s = s->next)
+        if (s->fd == fd)
+            return s;
+    return NULL;
+}
+
+/* curl closes a socket: its poll handle goes first (a kept-alive
+ * connection keeps its handle between transfers: closing a poll handle and
+ * opening another on the same descriptor within one loop turn loses
+ * events). */
+static int close_socket(void *arg, curl_socket_t fd)
+{
+    httpc_t *c = arg;
+    sock_t *s = sock_find(c, fd);
+    if (s)
+        sock_close(c, s);
+    return close(fd);
+}
+
 static int sock_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     (void)e;
     httpc_t *c = userp;
-    sock_t *s = socketp;
+    sock_t *s = socketp ? socketp : sock_find(c, fd);
     if (what == CURL_POLL_REMOVE) {
-        if (s) {
-            sock_close(c, s);
-            if (!c->destroying)
-                curl_multi_assign(c->multi, fd, NULL);
-        }
+        if (s) /* not watched any more; closed with the socket (close_socket) */
+            uv_poll_stop(&s->poll);
         return 0;
     }
     if (!s) {
@@ -328,8 +346,8 @@ static int sock_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *socke
             c->socks->prev = s;
         c->socks = s;
         c->handles++;
-        curl_multi_assign(c->multi, fd, s);
     }
+    curl_multi_assign(c->multi, fd, s);
     int ev = 0;
     if (what & CURL_POLL_IN)
         ev |= UV_READABLE;
@@ -462,6 +480,8 @@ int httpc_request(httpc_t *c, const httpc_request_t *o, httpc_req_t **out)
         SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
         SET(CURLOPT_POSTFIELDS, r->post);
     }
+    SET(CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+    SET(CURLOPT_CLOSESOCKETDATA, c);
     SET(CURLOPT_WRITEFUNCTION, on_write);
     SET(CURLOPT_WRITEDATA, r);
     SET(CURLOPT_ERRORBUFFER, r->errbuf);
@@ -483,6 +503,11 @@ int httpc_request(httpc_t *c, const httpc_request_t *o, httpc_req_t **out)
     }
     if (out)
         *out = r;
+    /* start it now (connect, or write the request on a kept connection)
+     * rather than on the loop's next turn; what finishes is collected from
+     * the loop as usual */
+    int running;
+    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     return 0;
 }
 

@@ -9,11 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 BAZEL=${BAZEL:-bazel}
 "$BAZEL" build --config=release //server:wa-gateway //tests/fakewa:fakewa-server \
-    //tools/wh-seed >/dev/null 2>&1
+    //tools/wh-seed //tests/bench:wh-latency >/dev/null 2>&1
 BIN=$("$BAZEL" info --config=release bazel-bin 2>/dev/null)
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 mkdir -p docs/bench
 /usr/bin/python3 tests/bench/webhooks_bench.py --gw "$BIN/server/wa-gateway" \
-    --fakewa "$BIN/tests/fakewa/fakewa-server" --seed "$BIN/tools/wh-seed/wh-seed" \
+    --fakewa "$BIN/tests/fakewa/fakewa-server" --seed "$BIN/tools/wh-seed/wh-seed" --latency "$BIN/tests/bench/wh-latency" \
     --tmp "$T" --out docs/bench/webhooks.md
