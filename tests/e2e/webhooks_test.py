@@ -478,10 +478,10 @@ gw = Gateway(fw, "main", {"WEBHOOK_ALLOW_PRIVATE": "1", "WEBHOOK_URL": "http://1
                           "WEBHOOK_SECRET": GLOBAL_SECRET, "WEBHOOK_BACKOFF_MS": "10",
                           "WEBHOOK_BACKOFF_MAX_MS": "300"})
 gw.start()
-s0 = seqs_now(gw)["default"]
 st, b = api(gw.port, "POST", "/api/webhooks", {"url": "http://127.0.0.1:%d/api" % rcv.port})
 check(st == 201, "create the API target: %s %s" % (st, b))
 api_secret, api_id = b["data"]["secret"], b["data"]["id"]
+s0 = seqs_now(gw)["default"]  # the target takes default's events after this at the latest
 names = ["default", "s1", "s2", "s3", "s4"]
 for n in names[1:]:
     st, b = api(gw.port, "POST", "/api/sessions", {"name": n})
