@@ -88,6 +88,7 @@ bench:
 	@tests/bench/fanout_bench.sh
 	@tests/bench/footprint_bench.sh
 	@tests/bench/sessions_bench.sh
+	@tests/bench/webhooks_bench.sh
 
 # libFuzzer targets (clang), FUZZ_SECONDS each (default 60). Not part of `make test`.
 FUZZ_SECONDS ?= 60

@@ -33,6 +33,7 @@ typedef struct {
 struct api {
     sess_registry_t *reg;
     sess_mgr_t *sessions;
+    wh_t *webhooks;
     char *key;
     size_t key_len;
     unsigned reconnect_wait_ms;
@@ -100,6 +101,7 @@ api_t *api_new(sess_registry_t *reg, const api_opts_t *opts)
         return NULL;
     api->reg = reg;
     api->sessions = opts ? opts->sessions : NULL;
+    api->webhooks = opts ? opts->webhooks : NULL;
     if (opts && opts->api_key && *opts->api_key) {
         api->key = strdup(opts->api_key);
         if (!api->key) {
@@ -133,6 +135,11 @@ sess_registry_t *api_registry(api_t *api)
 sess_mgr_t *api_sessions(api_t *api)
 {
     return api->sessions;
+}
+
+wh_t *api_webhooks(api_t *api)
+{
+    return api->webhooks;
 }
 
 int api_key_required(const api_t *api)

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "session/session.h"
+#include "session/webhook/webhook.h"
 
 /* The one error model. Each code has one HTTP status and one gRPC code. */
 typedef enum {
@@ -50,6 +51,8 @@ typedef struct {
     unsigned reconnect_wait_ms; /* how long reconnect waits for a QR; 0 = 30000 */
     sess_mgr_t *sessions;       /* creates and deletes sessions (borrowed); NULL: the
                                  * sessions API answers API_ERR_INTERNAL */
+    wh_t *webhooks;             /* webhook targets (borrowed); NULL: the webhooks API
+                                 * answers API_ERR_INTERNAL */
 } api_opts_t;
 
 /* Creates the handler layer over `reg`; `opts` strings are copied. Returns
@@ -64,6 +67,9 @@ sess_registry_t *api_registry(api_t *api);
 
 /* The session manager the sessions API uses (NULL when none was given). */
 sess_mgr_t *api_sessions(api_t *api);
+
+/* The webhook sender the webhooks API uses (NULL when none was given). */
+wh_t *api_webhooks(api_t *api);
 
 /* Checks a presented key (may be NULL) in constant time with respect to the
  * configured key's content. Returns 1 when no key is configured or the key
@@ -420,6 +426,99 @@ char *api_json_event(const sess_snapshot_t *s, int with_account, int64_t now_ms)
  * data), or with `typed` {"type":"gap","from":A,"to":B} (a WebSocket
  * message, told apart from status events, which have no "type"). */
 char *api_json_gap(const sess_snapshot_t *s, int typed);
+
+/* --- webhooks (api/webhooks.c) ---
+ *
+ * Targets are the admin's (any session or every session) or a session's
+ * (a session key creates, lists, tests, replays and deletes the targets of
+ * its own session only; another session's target is "not found"). Loop
+ * thread, except api_parse_webhook_body and the JSON views (any thread). */
+
+/* Who is calling, once the key is checked: the admin, or the session whose
+ * key it is. */
+typedef struct {
+    api_scope_t scope; /* API_SCOPE_ADMIN or API_SCOPE_SESSION */
+    char session[65];  /* the key's session (API_SCOPE_SESSION) */
+} api_principal_t;
+
+/* Decides who a caller is for routes that serve the admin and every
+ * session (the webhooks API): the admin key (or no key configured), or a
+ * session's own key. Wrong keys are counted as api_authorize does.
+ * Returns API_OK with *who set, API_ERR_UNAUTHENTICATED or
+ * API_ERR_RATE_LIMITED. Any thread. */
+api_code_t api_authorize_principal(api_t *api, api_caller_t *caller, api_principal_t *who);
+
+/* The body of POST /api/webhooks, parsed. */
+typedef struct {
+    char *url, *secret, *session;    /* malloc'd; secret and session NULL when absent */
+    char *events[WH_EVENTS_MAX + 1]; /* NULL-terminated */
+} api_webhook_req_t;
+
+/* Parses {"url":..,"secret":..,"events":[..],"session":..} (url required;
+ * other members optional; unknown members refused). Returns 0, or -1 with
+ * a static reason in *why. Free with api_webhook_req_clear. */
+int api_parse_webhook_body(const char *body, size_t len, api_webhook_req_t *out, const char **why);
+
+/* Releases a parsed body (the secret is wiped). */
+void api_webhook_req_clear(api_webhook_req_t *r);
+
+/* Completion of api_webhook_create: API_OK with the target and, when the
+ * key was generated, its secret (shown once), or the error and its
+ * message. Everything is borrowed for the callback. */
+typedef void (*api_webhook_created_cb)(void *arg, api_code_t code, const char *message,
+                                       const wh_target_info_t *t, const char *secret);
+
+/* Creates a target (POST /api/webhooks, CreateWebhook). A session key
+ * creates for its own session only (a missing session means its own; an
+ * other one is API_ERR_FORBIDDEN); the session must exist
+ * (API_ERR_NOT_FOUND). Refusals: API_ERR_BAD_REQUEST (URL, private
+ * address, secret, filter: the message says which), API_ERR_LIMIT
+ * (MAX_WEBHOOKS). cb runs once, possibly before this returns. */
+void api_webhook_create(api_t *api, const api_principal_t *who, const api_webhook_req_t *req,
+                        api_webhook_created_cb cb, void *arg);
+
+/* The targets the caller may see (all for the admin, its session's for a
+ * session key), malloc'd in *out (caller frees). */
+api_code_t api_webhook_list(api_t *api, const api_principal_t *who, wh_target_info_t **out,
+                            size_t *n);
+
+/* Deletes a target with its queue. API_ERR_NOT_FOUND for an unknown id or
+ * one the caller may not see. */
+api_code_t api_webhook_delete(api_t *api, const api_principal_t *who, const char *id);
+
+/* Re-queues the target's dead letters (and with since_id > 0 the stored
+ * events after that id); *n is how many. */
+api_code_t api_webhook_replay(api_t *api, const api_principal_t *who, const char *id,
+                              uint64_t since_id, uint64_t *n);
+
+/* Completion of api_webhook_test (API_OK: r says what the attempt gave). */
+typedef void (*api_webhook_test_cb)(void *arg, api_code_t code, const char *message,
+                                    const wh_test_result_t *r);
+
+typedef struct api_webhook_wait api_webhook_wait_t;
+
+/* Queues a "webhook.test" event to the target only and waits up to wait_ms
+ * (0 = 10 s, at most 60 s) for its first attempt. Returns a handle for
+ * api_webhook_test_cancel, or NULL when cb already ran. */
+api_webhook_wait_t *api_webhook_test(api_t *api, const api_principal_t *who, const char *id,
+                                     unsigned wait_ms, api_webhook_test_cb cb, void *arg);
+
+/* The caller went away: cb will not run. NULL is ignored. */
+void api_webhook_test_cancel(api_webhook_wait_t *t);
+
+/* Returns 1 when `id` has the form of a webhook id (WH_GLOBAL_ID or
+ * "wh_" + 24 hex digits), else 0. Any thread. */
+int api_webhook_id_ok(const char *id);
+
+/* JSON views: {"success":true[,"message":..],"data":{target[,"secret"]}},
+ * {"success":true,"data":[targets]}, the test answer
+ * {"success":true,"message":..,"data":{"delivered":..,"status":..,
+ * "error":..,"eventId":..,"answered":..}} and the replay answer
+ * {"success":true,"message":..,"data":{"requeued":N}}. malloc'd. */
+char *api_json_webhook(const wh_target_info_t *t, const char *message, const char *secret);
+char *api_json_webhooks(const wh_target_info_t *v, size_t n);
+char *api_json_webhook_test(const wh_test_result_t *r);
+char *api_json_webhook_replay(uint64_t n);
 
 /* What the registry's render hook makes of each QR: PNG and data URL. */
 typedef struct {

@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int api_pb_sees_account(api_scope_t scope)
 {
@@ -228,4 +229,69 @@ const char *api_pb_error(const api_result_t *r, char *buf, size_t len)
     else
         snprintf(buf, len, "%s", r->message ? r->message : api_code_message(r->code));
     return buf;
+}
+
+/* --- webhooks --- */
+
+void api_pb_webhook(api_pb_webhook_t *v, const wh_target_info_t *t)
+{
+    wagateway__v1__webhook__init(&v->w);
+    v->w.id = (char *)t->id;
+    v->w.url = (char *)t->url;
+    v->w.session = (char *)t->session;
+    v->w.created_at_unix = t->created_at;
+    v->w.delivered = t->delivered;
+    v->w.failed = t->failed;
+    v->w.dead = t->dead;
+    v->w.retrying = t->retrying != 0;
+    v->w.oldest_pending_seconds = t->oldest_pending_ms / 1000;
+    v->w.last_error = (char *)t->last_error;
+    snprintf(v->buf, sizeof(v->buf), "%s", t->events);
+    size_t n = 0;
+    for (char *save = NULL, *tok = strtok_r(v->buf, " ", &save); tok && n < WH_EVENTS_MAX;
+         tok = strtok_r(NULL, " ", &save))
+        v->events[n++] = tok;
+    v->w.n_events = n;
+    v->w.events = v->events;
+}
+
+int api_pb_webhooks(api_pb_webhooks_t *v, const wh_target_info_t *t, size_t n)
+{
+    wagateway__v1__list_webhooks_reply__init(&v->rep);
+    v->items = calloc(n ? n : 1, sizeof(*v->items));
+    v->list = calloc(n ? n : 1, sizeof(*v->list));
+    if (!v->items || !v->list) {
+        api_pb_webhooks_clear(v);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        api_pb_webhook(&v->items[i], &t[i]);
+        v->list[i] = &v->items[i].w;
+    }
+    v->rep.n_webhooks = n;
+    v->rep.webhooks = v->list;
+    return 0;
+}
+
+void api_pb_webhooks_clear(api_pb_webhooks_t *v)
+{
+    free(v->items);
+    free(v->list);
+    v->items = NULL;
+    v->list = NULL;
+    v->rep.n_webhooks = 0;
+    v->rep.webhooks = NULL;
+}
+
+void api_pb_webhook_test(Wagateway__V1__TestWebhookReply *rep, const wh_test_result_t *r)
+{
+    wagateway__v1__test_webhook_reply__init(rep);
+    rep->message = (char *)(!r->answered   ? "Test event queued; no answer from the target yet"
+                            : r->delivered ? "Test event delivered"
+                                           : "Test event not delivered (it will be retried)");
+    rep->answered = r->answered != 0;
+    rep->delivered = r->delivered != 0;
+    rep->status = (int32_t)r->status;
+    rep->error = (char *)(r->error ? r->error : "");
+    rep->event_id = r->event_id;
 }

@@ -120,4 +120,33 @@ api_result_t api_pb_stream_end(api_t *api, const char *session);
  * without a message of their own, the session's detail when it has one. */
 const char *api_pb_error(const api_result_t *r, char *buf, size_t len);
 
+/* --- webhooks --- */
+
+/* A Webhook message borrowing its strings from `t` (keep t until packed)
+ * and its event list from v itself. */
+typedef struct {
+    Wagateway__V1__Webhook w;
+    char buf[512];
+    char *events[WH_EVENTS_MAX + 1];
+} api_pb_webhook_t;
+
+/* Fills v with target t. */
+void api_pb_webhook(api_pb_webhook_t *v, const wh_target_info_t *t);
+
+/* A ListWebhooksReply over t[0..n) (malloc'd parts; api_pb_webhooks_clear). */
+typedef struct {
+    Wagateway__V1__ListWebhooksReply rep;
+    api_pb_webhook_t *items;
+    Wagateway__V1__Webhook **list;
+} api_pb_webhooks_t;
+
+/* Fills v; 0, or -1 when out of memory (v is then clear). */
+int api_pb_webhooks(api_pb_webhooks_t *v, const wh_target_info_t *t, size_t n);
+
+/* Releases what api_pb_webhooks allocated. */
+void api_pb_webhooks_clear(api_pb_webhooks_t *v);
+
+/* A TestWebhookReply of a test call's outcome (strings borrowed from r). */
+void api_pb_webhook_test(Wagateway__V1__TestWebhookReply *rep, const wh_test_result_t *r);
+
 #endif

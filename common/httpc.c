@@ -26,6 +26,9 @@ struct httpc_req {
     size_t len, cap, max;
     int too_big;
     int finished; /* its callback is running: cancel is a no-op */
+    int refused;  /* allow_addr refused an address */
+    int (*allow_addr)(void *addr_arg, const struct sockaddr *sa, socklen_t len);
+    void *addr_arg;
     void (*done)(void *arg, const httpc_result_t *res);
     void *arg;
     char errbuf[CURL_ERROR_SIZE];
@@ -76,6 +79,8 @@ const char *httpc_strerror(int err)
         return "protocol or I/O error";
     case HTTPC_ECLOSED:
         return "client closed";
+    case HTTPC_EREFUSED:
+        return "address not allowed";
     default:
         return "unknown error";
     }
@@ -175,7 +180,7 @@ static int map_error(CURLcode rc, const httpc_req_t *r)
     case CURLE_COULDNT_RESOLVE_HOST:
     case CURLE_COULDNT_RESOLVE_PROXY:
     case CURLE_COULDNT_CONNECT:
-        return HTTPC_ECONNECT;
+        return r->refused ? HTTPC_EREFUSED : HTTPC_ECONNECT;
     case CURLE_FILESIZE_EXCEEDED:
         return HTTPC_ETOOBIG;
     case CURLE_WRITE_ERROR:
@@ -205,6 +210,20 @@ static int map_error(CURLcode rc, const httpc_req_t *r)
     }
 }
 
+/* curl's socket opener for requests with an address filter: the filter sees
+ * each address curl is about to connect to. */
+static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    httpc_req_t *r = arg;
+    if (purpose != CURLSOCKTYPE_IPCXN)
+        return CURL_SOCKET_BAD;
+    if (!r->allow_addr(r->addr_arg, &a->addr, a->addrlen)) {
+        r->refused = 1;
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 /* Runs the callbacks of finished transfers. Stops when a callback destroyed
  * the client. */
 static void collect(httpc_t *c)
@@ -229,6 +248,8 @@ static void collect(httpc_t *c)
             res.message = r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc);
         if (res.error == HTTPC_ETOOBIG)
             res.message = "response body larger than the bound";
+        if (res.error == HTTPC_EREFUSED)
+            res.message = "every address of the host is refused";
         if (!r->body) /* an empty body still reads as "" */
             r->body = calloc(1, 1);
         if (r->body)
@@ -278,17 +299,35 @@ static void sock_close(httpc_t *c, sock_t *s)
     uv_close((uv_handle_t *)&s->poll, on_handle_closed);
 }
 
+static sock_t *sock_find(httpc_t *c, curl_socket_t fd)
+{
+    for (sock_t *s = c->socks; s; s = s->next)
+        if (s->fd == fd)
+            return s;
+    return NULL;
+}
+
+/* curl closes a socket: its poll handle goes first (a kept-alive
+ * connection keeps its handle between transfers: closing a poll handle and
+ * opening another on the same descriptor within one loop turn loses
+ * events). */
+static int close_socket(void *arg, curl_socket_t fd)
+{
+    httpc_t *c = arg;
+    sock_t *s = sock_find(c, fd);
+    if (s)
+        sock_close(c, s);
+    return close(fd);
+}
+
 static int sock_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *socketp)
 {
     (void)e;
     httpc_t *c = userp;
-    sock_t *s = socketp;
+    sock_t *s = socketp ? socketp : sock_find(c, fd);
     if (what == CURL_POLL_REMOVE) {
-        if (s) {
-            sock_close(c, s);
-            if (!c->destroying)
-                curl_multi_assign(c->multi, fd, NULL);
-        }
+        if (s) /* not watched any more; closed with the socket (close_socket) */
+            uv_poll_stop(&s->poll);
         return 0;
     }
     if (!s) {
@@ -307,8 +346,8 @@ static int sock_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *socke
             c->socks->prev = s;
         c->socks = s;
         c->handles++;
-        curl_multi_assign(c->multi, fd, s);
     }
+    curl_multi_assign(c->multi, fd, s);
     int ev = 0;
     if (what & CURL_POLL_IN)
         ev |= UV_READABLE;
@@ -392,6 +431,8 @@ int httpc_request(httpc_t *c, const httpc_request_t *o, httpc_req_t **out)
     r->done = o->done;
     r->arg = o->arg;
     r->max = o->max_body ? o->max_body : DEFAULT_MAX_BODY;
+    r->allow_addr = o->allow_addr;
+    r->addr_arg = o->addr_arg;
     if (r->max > MAX_MAX_BODY)
         r->max = MAX_MAX_BODY;
     unsigned timeout = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
@@ -417,7 +458,12 @@ int httpc_request(httpc_t *c, const httpc_request_t *o, httpc_req_t **out)
     SET(CURLOPT_FOLLOWLOCATION, 0L);
     SET(CURLOPT_NOSIGNAL, 1L);
     SET(CURLOPT_QUICK_EXIT, 1L); /* never wait for a resolver thread on cleanup */
-    SET(CURLOPT_FORBID_REUSE, 1L);
+    SET(CURLOPT_FORBID_REUSE, o->keep_alive ? 0L : 1L);
+    if (o->allow_addr) {
+        SET(CURLOPT_OPENSOCKETFUNCTION, open_socket);
+        SET(CURLOPT_OPENSOCKETDATA, r);
+        SET(CURLOPT_PROXY, ""); /* direct: the filter must see the real peer */
+    }
     SET(CURLOPT_TIMEOUT_MS, (long)timeout);
     SET(CURLOPT_CONNECTTIMEOUT_MS, (long)ctimeout);
     SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max);
@@ -434,6 +480,8 @@ int httpc_request(httpc_t *c, const httpc_request_t *o, httpc_req_t **out)
         SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
         SET(CURLOPT_POSTFIELDS, r->post);
     }
+    SET(CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+    SET(CURLOPT_CLOSESOCKETDATA, c);
     SET(CURLOPT_WRITEFUNCTION, on_write);
     SET(CURLOPT_WRITEDATA, r);
     SET(CURLOPT_ERRORBUFFER, r->errbuf);
@@ -455,6 +503,11 @@ int httpc_request(httpc_t *c, const httpc_request_t *o, httpc_req_t **out)
     }
     if (out)
         *out = r;
+    /* start it now (connect, or write the request on a kept connection)
+     * rather than on the loop's next turn; what finishes is collected from
+     * the loop as usual */
+    int running;
+    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
     return 0;
 }
 

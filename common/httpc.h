@@ -13,9 +13,13 @@
  *   - every request has a deadline for the whole exchange and a bound on the
  *     response body (a bigger body fails the request with HTTPC_ETOOBIG;
  *     a compressed body is bounded after decompression);
- *   - connections are not kept alive between requests;
+ *   - connections are not kept alive between requests, unless a request
+ *     asks for it (keep_alive: the connection may serve a later request of
+ *     the same client to the same host);
  *   - the usual proxy variables (https_proxy, no_proxy, ...) are honoured,
- *     as libcurl does.
+ *     as libcurl does, except by requests with an address filter
+ *     (allow_addr), which connect directly: the filter sees the address
+ *     actually connected to (DNS rebinding cannot get around it).
  *
  * Completion is reported once per request, on the loop thread, from a loop
  * callback (never from inside httpc_request). Loop-thread only: every
@@ -27,6 +31,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <uv.h>
 
@@ -44,6 +49,7 @@ enum {
     HTTPC_ETLS = -6,     /* TLS handshake or certificate verification failed */
     HTTPC_EPROTO = -7,   /* malformed response or I/O error during the exchange */
     HTTPC_ECLOSED = -8,  /* the client is being destroyed */
+    HTTPC_EREFUSED = -9, /* every address of the host was refused by allow_addr */
 };
 
 /* A short English description of an HTTPC_E* code; never NULL. */
@@ -71,6 +77,13 @@ typedef struct {
     unsigned timeout_ms;         /* whole exchange; 0 = 30000 */
     unsigned connect_timeout_ms; /* name resolution + connect + TLS; 0 = timeout_ms */
     size_t max_body;             /* response body bound; 0 = 1 MiB; at most 1 GiB */
+    int keep_alive;              /* 1: the connection may be kept for a later request */
+    /* When not NULL: called with each address before connecting to it (after
+     * name resolution, on the loop thread); returns 1 to allow it, 0 to
+     * refuse it (then the next address is tried; when none is left the
+     * request fails with HTTPC_EREFUSED). Proxies are not used then. */
+    int (*allow_addr)(void *addr_arg, const struct sockaddr *sa, socklen_t len);
+    void *addr_arg;
     /* Called once when the request finished (successfully or not), unless
      * it was cancelled or the client destroyed first. */
     void (*done)(void *arg, const httpc_result_t *res);

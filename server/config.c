@@ -111,6 +111,28 @@ static const opt_t options[] = {
      "keep core dumps and same-user debuggers possible (off: the keys stay out of them)"},
     {"demo-control-url", "DEMO_CONTROL_URL", OPT_STRING, OFF(demo_control), NULL,
      "demo only: the fake WhatsApp server's control URL (adds \"simulate phone scan\")"},
+    {"webhook-url", "WEBHOOK_URL", OPT_HTTPURL, OFF(webhook_url), NULL,
+     "the global webhook: every event of every session is POSTed there (unset: none, and a "
+     "global webhook stored before is removed with its queue)"},
+    {"webhook-secret", "WEBHOOK_SECRET", OPT_STRING, OFF(webhook_secret), NULL,
+     "the global webhook's signing secret, whsec_ + base64 of 16 to 64 random bytes (required "
+     "with WEBHOOK_URL)"},
+    {"webhook-allow-private", "WEBHOOK_ALLOW_PRIVATE", OPT_BOOL, OFF(webhook_allow_private), "0",
+     "allow webhook targets on loopback, private, link-local and metadata addresses"},
+    {"max-webhooks", "MAX_WEBHOOKS", OPT_LIMIT, OFF(max_webhooks), "100",
+     "most webhook targets (the global one included); more are refused with 507"},
+    {"webhook-max-attempts", "WEBHOOK_MAX_ATTEMPTS", OPT_LIMIT, OFF(webhook_max_attempts), "50",
+     "attempts of one delivery before it becomes a dead letter"},
+    {"webhook-max-age", "WEBHOOK_MAX_AGE", OPT_LIMIT, OFF(webhook_max_age_s), "259200",
+     "seconds after its event a delivery still pending becomes a dead letter"},
+    {"webhook-backoff-ms", "WEBHOOK_BACKOFF_MS", OPT_MS, OFF(webhook_backoff_ms), "1000",
+     "delay before the first retry of a delivery (doubling, with jitter), ms"},
+    {"webhook-backoff-max-ms", "WEBHOOK_BACKOFF_MAX_MS", OPT_MS, OFF(webhook_backoff_max_ms),
+     "600000", "longest delay between two attempts of a delivery, ms"},
+    {"webhook-timeout-ms", "WEBHOOK_TIMEOUT_MS", OPT_MS, OFF(webhook_timeout_ms), "10000",
+     "time allowed for one webhook request (connect: half of it, at most 5 s), ms"},
+    {"webhook-ca-file", "WEBHOOK_CA_FILE", OPT_STRING, OFF(webhook_ca_file), NULL,
+     "PEM CA bundle trusted for https:// webhooks instead of the system's"},
     {"check-store", NULL, OPT_BOOL, OFF(check_store), "0",
      "check the credential store's consistency, print the result and exit"},
     {"allow-insecure-remote", "ALLOW_INSECURE_REMOTE", OPT_BOOL, OFF(allow_insecure_remote), "0",
@@ -250,7 +272,7 @@ void cfg_free(cfg_t *cfg)
         if (k == OPT_STRING || k == OPT_URL || k == OPT_HEXKEY || k == OPT_VERSION ||
             k == OPT_HTTPURL) {
             char **slot = (char **)((char *)cfg + options[i].offset);
-            if (*slot && slot == &cfg->api_key)
+            if (*slot && (slot == &cfg->api_key || slot == &cfg->webhook_secret))
                 explicit_bzero(*slot, strlen(*slot));
             free(*slot);
             *slot = NULL;

@@ -52,6 +52,16 @@ typedef struct {
     char *demo_control;          /* DEMO_CONTROL_URL: the fake server control API (demo) */
     char *tls_cert;              /* TLS_CERT: PEM certificate chain (HTTP and gRPC) */
     char *tls_key;               /* TLS_KEY: PEM private key */
+    char *webhook_url;           /* WEBHOOK_URL: the global webhook target */
+    char *webhook_secret;        /* WEBHOOK_SECRET: its whsec_ secret (wiped on free) */
+    int webhook_allow_private;   /* WEBHOOK_ALLOW_PRIVATE */
+    int max_webhooks;            /* MAX_WEBHOOKS */
+    int webhook_max_attempts;    /* WEBHOOK_MAX_ATTEMPTS */
+    int webhook_max_age_s;       /* WEBHOOK_MAX_AGE (seconds) */
+    int webhook_backoff_ms;      /* WEBHOOK_BACKOFF_MS */
+    int webhook_backoff_max_ms;  /* WEBHOOK_BACKOFF_MAX_MS */
+    int webhook_timeout_ms;      /* WEBHOOK_TIMEOUT_MS */
+    char *webhook_ca_file;       /* WEBHOOK_CA_FILE */
     int help;                    /* --help was given */
     int check_store;             /* --check-store: verify the store and exit */
 } cfg_t;

@@ -26,6 +26,7 @@
 #include "session/session.h"
 #include "session/store/store.h"
 #include "session/version.h"
+#include "session/webhook/webhook.h"
 
 /* --qr-terminal: prints every new QR as half-blocks, and every new pairing
  * code, on the controlling terminal. Never on stderr: that is the log
@@ -47,6 +48,7 @@ typedef struct {
     httpc_t *httpc;          /* outgoing HTTP (version discovery); NULL with WA_VERSION */
     sess_version_t *version; /* the WhatsApp Web version policy */
     sess_registry_t *reg;
+    wh_t *wh;               /* webhook delivery */
     sess_jstore_t *journal; /* the event log (store-backed journal of reg) */
     api_t *api;
     metrics_t *metrics;
@@ -87,6 +89,7 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
     app->pending = 2;
+    wh_close(app->wh); /* pending deliveries stay in the store for the next start */
     http_server_stop(app->http, 3000, on_http_stopped, app);
     sess_mgr_stop(app->mgr, on_sessions_stopped, app);
 }
@@ -151,6 +154,14 @@ static void qrterm_notify(void *arg)
     uv_async_send(&q->wake);
 }
 
+/* The journal committed events: the webhook sender looks for new
+ * deliveries at once (its poll is only the fallback). */
+static void on_events_committed(void *arg)
+{
+    app_t *app = arg;
+    wh_wake(app->wh);
+}
+
 /* The version in use changed: /metrics shows it (the policy logs it). */
 static void on_version(void *arg, const char *version, sess_version_source_t src)
 {
@@ -197,6 +208,9 @@ int main(int argc, char **argv)
     char *env_key = getenv("API_KEY");
     if (env_key)
         explicit_bzero(env_key, strlen(env_key));
+    char *env_whsec = getenv("WEBHOOK_SECRET");
+    if (env_whsec)
+        explicit_bzero(env_whsec, strlen(env_whsec));
     if (app.cfg.help) {
         cfg_print_help(stdout, "wa-gateway");
         cfg_free(&app.cfg);
@@ -311,9 +325,30 @@ int main(int argc, char **argv)
         rc = 1;
         goto out;
     }
+    unsigned wh_connect = (unsigned)app.cfg.webhook_timeout_ms / 2;
+    wh_opts_t who = {.loop = &app.loop,
+                     .store = app.store,
+                     .ca_file = app.cfg.webhook_ca_file,
+                     .allow_private = app.cfg.webhook_allow_private,
+                     .max_targets = (unsigned)app.cfg.max_webhooks,
+                     .max_attempts = (unsigned)app.cfg.webhook_max_attempts,
+                     .max_age_ms = (int64_t)app.cfg.webhook_max_age_s * 1000,
+                     .backoff_ms = (unsigned)app.cfg.webhook_backoff_ms,
+                     .backoff_max_ms = (unsigned)app.cfg.webhook_backoff_max_ms,
+                     .timeout_ms = (unsigned)app.cfg.webhook_timeout_ms,
+                     .connect_timeout_ms = wh_connect > 5000 ? 5000 : wh_connect};
+    if (wh_new(&who, &app.wh, err, sizeof(err)) != 0 ||
+        wh_set_global(app.wh, app.cfg.webhook_url, app.cfg.webhook_secret, err, sizeof(err)) != 0) {
+        fprintf(stderr, "wa-gateway: %s\n", err);
+        rc = 2;
+        goto out;
+    }
+    metrics_set_webhooks(app.metrics, app.wh);
+    sess_jstore_on_commit(app.journal, on_events_committed, &app);
     api_opts_t aopts = {.api_key = app.cfg.api_key,
                         .reconnect_wait_ms = (unsigned)app.cfg.reconnect_wait_ms,
-                        .sessions = app.mgr};
+                        .sessions = app.mgr,
+                        .webhooks = app.wh};
     if (!(app.api = api_new(app.reg, &aopts))) {
         fprintf(stderr, "wa-gateway: cannot initialise: out of memory\n");
         rc = 1;
@@ -398,6 +433,7 @@ out:
     grpc_srv_free(app.grpc);
     app.grpc = NULL;
     sess_mgr_close(app.mgr);
+    wh_close(app.wh);
     sess_jstore_close(app.journal);
     sess_version_close(app.version);
     httpc_destroy(app.httpc, NULL, NULL);
@@ -412,6 +448,7 @@ out:
     if (rc == 0)
         LOG_INFO("main", "stopped");
     api_free(app.api);
+    wh_free(app.wh);
     sess_registry_free(app.reg);
     sess_jstore_free(app.journal);  /* after the registry: subscriptions read through it */
     sess_version_free(app.version); /* after the drivers, which refer to it */

@@ -24,6 +24,7 @@ struct metrics {
     uint64_t limits[METRICS_LIMIT_COUNT];
     int64_t http_connections;
     uint64_t reconnect_waits;
+    wh_t *wh; /* the webhook targets' series; NULL: none */
 };
 
 static const char *const limit_names[METRICS_LIMIT_COUNT] = {
@@ -51,6 +52,11 @@ static const char *const route_names[METRICS_ROUTE_COUNT] = {
 void metrics_set_registry(metrics_t *m, sess_registry_t *reg)
 {
     m->reg = reg;
+}
+
+void metrics_set_webhooks(metrics_t *m, wh_t *wh)
+{
+    m->wh = wh;
 }
 
 void metrics_set_journal(metrics_t *m, sess_jstore_t *j)
@@ -194,6 +200,41 @@ static void outf(out_t *o, const char *fmt, ...)
     }
 }
 
+/* Per webhook target (at most MAX_WEBHOOKS series sets; the id is the only
+ * label: never the URL, which may carry a token). */
+static void render_webhooks(metrics_t *m, out_t *o)
+{
+    wh_target_info_t *v = NULL;
+    size_t n = 0;
+    if (!m->wh || wh_targets(m->wh, &v, &n) != WH_OK)
+        return;
+    static const struct {
+        const char *name, *type, *help;
+    } series[] = {
+        {"wagw_webhook_delivered_total", "counter", "Events delivered (2xx) since the start."},
+        {"wagw_webhook_failed_attempts_total", "counter",
+         "Delivery attempts that failed since the start."},
+        {"wagw_webhook_retrying", "gauge",
+         "1 while the target's next delivery waits to be retried."},
+        {"wagw_webhook_dead", "gauge", "Dead letters (retry budget spent) waiting for a replay."},
+        {"wagw_webhook_oldest_pending_seconds", "gauge",
+         "Age of the oldest delivery still pending."},
+    };
+    for (size_t k = 0; k < sizeof(series) / sizeof(series[0]); k++) {
+        outf(o, "# HELP %s %s\n# TYPE %s %s\n", series[k].name, series[k].help, series[k].name,
+             series[k].type);
+        for (size_t i = 0; i < n; i++) {
+            unsigned long long val = k == 0   ? v[i].delivered
+                                     : k == 1 ? v[i].failed
+                                     : k == 2 ? (unsigned long long)v[i].retrying
+                                     : k == 3 ? v[i].dead
+                                              : (unsigned long long)(v[i].oldest_pending_ms / 1000);
+            outf(o, "%s{webhook=\"%s\"} %llu\n", series[k].name, v[i].id, val);
+        }
+    }
+    free(v);
+}
+
 char *metrics_render(metrics_t *m, const sess_snapshot_t *snap)
 {
     out_t o = {malloc(4096), 0, 4096, 0};
@@ -325,6 +366,7 @@ char *metrics_render(metrics_t *m, const sess_snapshot_t *snap)
     for (int i = 0; i < METRICS_LIMIT_COUNT; i++)
         outf(&o, "wagw_limit_hits_total{limit=\"%s\"} %llu\n", limit_names[i],
              (unsigned long long)__atomic_load_n(&m->limits[i], __ATOMIC_RELAXED));
+    render_webhooks(m, &o);
     if (o.err) {
         free(o.buf);
         return NULL;

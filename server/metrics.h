@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "session/session.h"
+#include "session/webhook/webhook.h"
 
 /* Routes counted separately. */
 typedef enum {
@@ -45,6 +46,11 @@ metrics_t *metrics_new(void);
  * metrics_render is given. Set once, before the listeners start. */
 void metrics_set_registry(metrics_t *m, sess_registry_t *reg);
 
+/* Renders each webhook target's series (delivered, failed attempts,
+ * retrying, dead, oldest pending age) from `wh` (borrowed). Set once at
+ * start; metrics_render must then run on the loop thread (GET /metrics
+ * does). */
+void metrics_set_webhooks(metrics_t *m, wh_t *wh);
 /* Renders the event log's counters of `j` (borrowed; it must outlive the
  * metrics). Set once, before the listeners start. */
 typedef struct sess_jstore sess_jstore_t;

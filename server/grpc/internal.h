@@ -37,11 +37,13 @@ typedef struct grpc_srv_call grpc_srv_call_t;
 
 /* Who may call a method. */
 typedef enum {
-    GRPC_SRV_AUTH_NONE = 0,     /* anyone (health, reflection) */
-    GRPC_SRV_AUTH_OPTIONAL = 1, /* a session's method open without a key (GetStatus);
-                                 * a key shows what it protects */
-    GRPC_SRV_AUTH_SESSION = 2,  /* the admin key or the session's own key */
-    GRPC_SRV_AUTH_ADMIN = 3,    /* the admin key only (the sessions API) */
+    GRPC_SRV_AUTH_NONE = 0,      /* anyone (health, reflection) */
+    GRPC_SRV_AUTH_OPTIONAL = 1,  /* a session's method open without a key (GetStatus);
+                                  * a key shows what it protects */
+    GRPC_SRV_AUTH_SESSION = 2,   /* the admin key or the session's own key */
+    GRPC_SRV_AUTH_ADMIN = 3,     /* the admin key only (the sessions API) */
+    GRPC_SRV_AUTH_PRINCIPAL = 4, /* the admin key or any session's key, decided at arrival
+                                  * (c->who); the handler decides what it opens (webhooks) */
 } grpc_srv_auth_t;
 
 /* The shape of a method's exchange. */
@@ -94,6 +96,7 @@ struct grpc_srv_call {
     int cancelled;
     const grpc_srv_method_t *m; /* NULL: an unknown method */
     api_scope_t scope;          /* what the caller may see, once authorized */
+    api_principal_t who; /* GRPC_SRV_AUTH_PRINCIPAL methods: the admin or the key's session */
     /* The session the request names ("default" when empty); "" for methods
      * without one. */
     char session[GRPC_SRV_SESSION_MAX + 1];

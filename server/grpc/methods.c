@@ -394,6 +394,213 @@ static void watch_sessions(grpc_srv_call_t *c, const ProtobufCMessage *req)
         grpc_srv_stream(c, sub);
 }
 
+/* --- webhooks (loop thread: the sender lives there) --- */
+
+static void on_webhook_created(void *arg, api_code_t code, const char *message,
+                               const wh_target_info_t *t, const char *secret)
+{
+    grpc_srv_call_t *c = arg;
+    if (code != API_OK) {
+        grpc_srv_finish_error(c, code, message);
+    } else {
+        Wagateway__V1__CreateWebhookReply rep = WAGATEWAY__V1__CREATE_WEBHOOK_REPLY__INIT;
+        api_pb_webhook_t w;
+        api_pb_webhook(&w, t);
+        rep.message = (char *)(secret ? "Webhook created: keep its secret, it is shown only once"
+                                      : "Webhook created");
+        rep.webhook = &w.w;
+        rep.secret = (char *)(secret ? secret : "");
+        grpc_srv_finish(c, &rep.base, GRPC_STATUS_OK, "");
+    }
+    grpc_srv_call_unref(c);
+}
+
+static void loop_create_webhook(grpc_srv_call_t *c, void *arg)
+{
+    api_webhook_req_t *r = arg;
+    grpc_srv_call_ref(c); /* on_webhook_created's */
+    api_webhook_create(c->srv->o.api, &c->who, r, on_webhook_created, c);
+    api_webhook_req_clear(r);
+    free(r);
+}
+
+static void create_webhook(grpc_srv_call_t *c, const ProtobufCMessage *req)
+{
+    const Wagateway__V1__CreateWebhookRequest *q = (const Wagateway__V1__CreateWebhookRequest *)req;
+    if (q->n_events > WH_EVENTS_MAX) {
+        grpc_srv_finish_error(c, API_ERR_BAD_REQUEST, "events: at most 16 types");
+        return;
+    }
+    api_webhook_req_t *r = calloc(1, sizeof(*r));
+    int ok = r != NULL;
+    if (ok) {
+        r->url = strdup(q->url ? q->url : "");
+        r->secret = q->secret && *q->secret ? strdup(q->secret) : NULL;
+        r->session = q->session && *q->session ? strdup(q->session) : NULL;
+        ok = r->url && (!q->secret || !*q->secret || r->secret) &&
+             (!q->session || !*q->session || r->session);
+        for (size_t i = 0; ok && i < q->n_events; i++)
+            ok = (r->events[i] = strdup(q->events[i] ? q->events[i] : "")) != NULL;
+    }
+    if (!ok) {
+        if (r) {
+            api_webhook_req_clear(r);
+            free(r);
+        }
+        grpc_srv_finish_error(c, API_ERR_INTERNAL, NULL);
+    } else if (grpc_srv_post(c, loop_create_webhook, r) != 0) {
+        api_webhook_req_clear(r);
+        free(r);
+    }
+}
+
+static void loop_list_webhooks(grpc_srv_call_t *c, void *arg)
+{
+    (void)arg;
+    wh_target_info_t *v = NULL;
+    size_t n = 0;
+    api_code_t code = api_webhook_list(c->srv->o.api, &c->who, &v, &n);
+    api_pb_webhooks_t rep;
+    if (code != API_OK) {
+        grpc_srv_finish_error(c, code, NULL);
+    } else if (api_pb_webhooks(&rep, v, n) != 0) {
+        grpc_srv_finish_error(c, API_ERR_INTERNAL, NULL);
+    } else {
+        grpc_srv_finish(c, &rep.rep.base, GRPC_STATUS_OK, "");
+        api_pb_webhooks_clear(&rep);
+    }
+    free(v);
+}
+
+static void list_webhooks(grpc_srv_call_t *c, const ProtobufCMessage *req)
+{
+    (void)req;
+    grpc_srv_post(c, loop_list_webhooks, NULL);
+}
+
+/* Copies the id of a request for the loop (NULL after answering). */
+static char *id_arg(grpc_srv_call_t *c, const char *id)
+{
+    char *a = strdup(id ? id : "");
+    if (!a)
+        grpc_srv_finish_error(c, API_ERR_INTERNAL, NULL);
+    return a;
+}
+
+static void loop_delete_webhook(grpc_srv_call_t *c, void *arg)
+{
+    api_code_t code = api_webhook_delete(c->srv->o.api, &c->who, arg);
+    free(arg);
+    if (code != API_OK) {
+        grpc_srv_finish_error(c, code, code == API_ERR_NOT_FOUND ? "No such webhook" : NULL);
+    } else {
+        Wagateway__V1__DeleteWebhookReply rep = WAGATEWAY__V1__DELETE_WEBHOOK_REPLY__INIT;
+        rep.message = "Webhook deleted";
+        grpc_srv_finish(c, &rep.base, GRPC_STATUS_OK, "");
+    }
+}
+
+static void delete_webhook(grpc_srv_call_t *c, const ProtobufCMessage *req)
+{
+    char *a = id_arg(c, ((const Wagateway__V1__DeleteWebhookRequest *)req)->id);
+    if (a && grpc_srv_post(c, loop_delete_webhook, a) != 0)
+        free(a);
+}
+
+typedef struct {
+    char *id;
+    uint64_t since;
+} replay_args_t;
+
+static void loop_replay_webhook(grpc_srv_call_t *c, void *arg)
+{
+    replay_args_t *a = arg;
+    uint64_t n = 0;
+    api_code_t code = api_webhook_replay(c->srv->o.api, &c->who, a->id, a->since, &n);
+    free(a->id);
+    free(a);
+    if (code != API_OK) {
+        grpc_srv_finish_error(c, code, code == API_ERR_NOT_FOUND ? "No such webhook" : NULL);
+    } else {
+        Wagateway__V1__ReplayWebhookReply rep = WAGATEWAY__V1__REPLAY_WEBHOOK_REPLY__INIT;
+        rep.message = "Deliveries queued again";
+        rep.requeued = n;
+        grpc_srv_finish(c, &rep.base, GRPC_STATUS_OK, "");
+    }
+}
+
+static void replay_webhook(grpc_srv_call_t *c, const ProtobufCMessage *req)
+{
+    const Wagateway__V1__ReplayWebhookRequest *q = (const Wagateway__V1__ReplayWebhookRequest *)req;
+    replay_args_t *a = malloc(sizeof(*a));
+    char *id = a ? id_arg(c, q->id) : NULL;
+    if (!a || !id) {
+        if (!a)
+            grpc_srv_finish_error(c, API_ERR_INTERNAL, NULL);
+        free(a);
+        return;
+    }
+    a->id = id;
+    a->since = q->since_event_id;
+    if (grpc_srv_post(c, loop_replay_webhook, a) != 0) {
+        free(a->id);
+        free(a);
+    }
+}
+
+static void on_webhook_tested(void *arg, api_code_t code, const char *message,
+                              const wh_test_result_t *r)
+{
+    grpc_srv_call_t *c = arg;
+    if (code != API_OK) {
+        grpc_srv_finish_error(c, code, code == API_ERR_NOT_FOUND ? "No such webhook" : message);
+    } else {
+        Wagateway__V1__TestWebhookReply rep;
+        api_pb_webhook_test(&rep, r);
+        grpc_srv_finish(c, &rep.base, GRPC_STATUS_OK, "");
+    }
+    grpc_srv_call_unref(c);
+}
+
+typedef struct {
+    char *id;
+    unsigned wait_ms;
+} test_args_t;
+
+/* The wait is not cancelled when the client goes away: it ends by itself
+ * within 60 s, and the reply is then dropped by gRPC. */
+static void loop_test_webhook(grpc_srv_call_t *c, void *arg)
+{
+    test_args_t *a = arg;
+    grpc_srv_call_ref(c); /* on_webhook_tested's */
+    api_webhook_test(c->srv->o.api, &c->who, a->id, a->wait_ms, on_webhook_tested, c);
+    free(a->id);
+    free(a);
+}
+
+static void test_webhook(grpc_srv_call_t *c, const ProtobufCMessage *req)
+{
+    const Wagateway__V1__TestWebhookRequest *q = (const Wagateway__V1__TestWebhookRequest *)req;
+    if (q->wait_ms > 60000) {
+        grpc_srv_finish_error(c, API_ERR_BAD_REQUEST, "wait_ms must be 0 (10 s) or 1 to 60000");
+        return;
+    }
+    test_args_t *a = malloc(sizeof(*a));
+    char *id = a ? id_arg(c, q->id) : NULL;
+    if (!a || !id) {
+        if (!a)
+            grpc_srv_finish_error(c, API_ERR_INTERNAL, NULL);
+        free(a);
+        return;
+    }
+    a->id = id;
+    a->wait_ms = q->wait_ms;
+    if (grpc_srv_post(c, loop_test_webhook, a) != 0) {
+        free(a->id);
+        free(a);
+    }
+}
+
 /* --- health (grpc.health.v1) --- */
 
 static void health(grpc_srv_call_t *c, const ProtobufCMessage *req, int watch)
@@ -469,6 +676,16 @@ static const grpc_srv_method_t methods[] = {
      GRPC_SRV_AUTH_SESSION, GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_OTHER, rotate_key, NULL},
     {GW "WatchSessions", &wagateway__v1__watch_sessions_request__descriptor, GRPC_SRV_AUTH_ADMIN,
      GRPC_SRV_STREAM, 0, METRICS_ROUTE_GRPC_WATCH, watch_sessions, NULL},
+    {GW "CreateWebhook", &wagateway__v1__create_webhook_request__descriptor,
+     GRPC_SRV_AUTH_PRINCIPAL, GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_OTHER, create_webhook, NULL},
+    {GW "ListWebhooks", &wagateway__v1__list_webhooks_request__descriptor, GRPC_SRV_AUTH_PRINCIPAL,
+     GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_OTHER, list_webhooks, NULL},
+    {GW "DeleteWebhook", &wagateway__v1__delete_webhook_request__descriptor,
+     GRPC_SRV_AUTH_PRINCIPAL, GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_OTHER, delete_webhook, NULL},
+    {GW "TestWebhook", &wagateway__v1__test_webhook_request__descriptor, GRPC_SRV_AUTH_PRINCIPAL,
+     GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_OTHER, test_webhook, NULL},
+    {GW "ReplayWebhook", &wagateway__v1__replay_webhook_request__descriptor,
+     GRPC_SRV_AUTH_PRINCIPAL, GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_OTHER, replay_webhook, NULL},
     {"/grpc.health.v1.Health/Check", &grpc__health__v1__health_check_request__descriptor,
      GRPC_SRV_AUTH_NONE, GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_OTHER, health_check, NULL},
     {"/grpc.health.v1.Health/Watch", &grpc__health__v1__health_check_request__descriptor,

@@ -429,6 +429,25 @@ static api_code_t authorize_arrival(grpc_srv_call_t *c)
         c->authorized = 1;
         return API_OK;
     }
+    if (c->m->auth == GRPC_SRV_AUTH_PRINCIPAL) {
+        char *peer = grpc_call_get_peer(c->call);
+        api_caller_t caller = {
+            .client = peer ? peer : "",
+            .key = k ? (const char *)GRPC_SLICE_START_PTR(*k) : NULL,
+            .key_len = k ? GRPC_SLICE_LENGTH(*k) : 0,
+        };
+        api_code_t prc = api_authorize_principal(api, &caller, &c->who);
+        if (peer)
+            gpr_free(peer);
+        if (caller.refused)
+            metrics_auth_failure(c->srv->o.metrics);
+        if (prc == API_OK) {
+            c->keyed = 1;
+            c->scope = c->who.scope;
+            c->authorized = 1;
+        }
+        return prc;
+    }
     api_scope_t scope;
     int refused;
     api_code_t rc = authorize(c, NULL, 0, &scope, &refused);
@@ -623,7 +642,7 @@ static void on_recv(grpc_srv_call_t *c, int ok)
      * when empty (requests without the field act on none, or on the
      * session they name otherwise, as DeleteSession); a session's key is
      * decided for it (once: every request of a call is of one type) */
-    const char *session = session_of(req);
+    const char *session = c->m->auth == GRPC_SRV_AUTH_PRINCIPAL ? NULL : session_of(req);
     api_code_t auth = API_OK;
     if (session && strlen(session) > GRPC_SRV_SESSION_MAX) {
         grpc_srv_finish_error(c, API_ERR_BAD_REQUEST, "session name too long");

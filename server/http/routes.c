@@ -17,6 +17,8 @@ typedef struct {
     const char *session; /* the session acted on ("default" on the seed routes); NULL on
                           * admin and service routes */
     api_scope_t scope;   /* what the caller's key opens (API_SCOPE_NONE without one) */
+    api_principal_t who; /* AUTH_PRINCIPAL rows: the admin or the key's session */
+    const char *id;      /* AT_WEBHOOK rows: the webhook id in the path */
 } http_call_t;
 
 /* Asks api/ whether the caller may use a route acting on `session` (NULL:
@@ -570,6 +572,163 @@ static int route_events_all(http_server_t *srv, h2o_req_t *req, const http_call_
     return http_stream_open(srv, req, NULL, 1);
 }
 
+/* --- webhooks --- */
+
+static void on_webhook_created(void *arg, api_code_t code, const char *message,
+                               const wh_target_info_t *t, const char *secret)
+{
+    pending_t *pr = arg;
+    if (pr->req && code == API_OK)
+        http_send_json(pr->srv, pr->req, METRICS_ROUTE_OTHER, 201,
+                       api_json_webhook(t,
+                                        secret ? "Webhook created: keep its secret, it is shown "
+                                                 "only once"
+                                               : "Webhook created",
+                                        secret));
+    else if (pr->req)
+        http_send_error(pr->srv, pr->req, METRICS_ROUTE_OTHER, code, message, NULL);
+    pending_unref(pr);
+}
+
+/* POST /api/webhooks {"url":...,"secret":...,"events":[...],"session":...}:
+ * 201 with the target (its secret only when generated). */
+static int route_webhooks_create(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    api_webhook_req_t body;
+    const char *why = NULL;
+    if (api_parse_webhook_body(req->entity.base, req->entity.len, &body, &why) != 0) {
+        http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_BAD_REQUEST, why, NULL);
+        return 0;
+    }
+    pending_t *pr = pending_new(srv, req);
+    if (pr)
+        api_webhook_create(srv->opts.api, &c->who, &body, on_webhook_created, pr);
+    api_webhook_req_clear(&body);
+    return 0;
+}
+
+/* GET /api/webhooks: the targets the caller may see, with their counters. */
+static int route_webhooks_list(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    wh_target_info_t *v = NULL;
+    size_t n = 0;
+    api_code_t code = api_webhook_list(srv->opts.api, &c->who, &v, &n);
+    if (code != API_OK)
+        http_send_error(srv, req, METRICS_ROUTE_OTHER, code, NULL, NULL);
+    else
+        http_send_json(srv, req, METRICS_ROUTE_OTHER, 200, api_json_webhooks(v, n));
+    free(v);
+    return 0;
+}
+
+/* DELETE /api/webhooks/{id}: the target and its queue. */
+static int route_webhook_delete(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    api_code_t code = api_webhook_delete(srv->opts.api, &c->who, c->id);
+    if (code != API_OK)
+        http_send_error(srv, req, METRICS_ROUTE_OTHER, code,
+                        code == API_ERR_NOT_FOUND ? "No such webhook" : NULL, NULL);
+    else
+        http_send_json(srv, req, METRICS_ROUTE_OTHER, 200, api_json_message("Webhook deleted"));
+    return 0;
+}
+
+/* POST /api/webhooks/{id}/replay [{"sinceEventId":N}]: dead letters (and
+ * the stored events after N) queued again. */
+static int route_webhook_replay(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    uint64_t since = 0;
+    h2o_iovec_t q;
+    if (http_query_param(req, "sinceEventId", &q)) {
+        char buf[24];
+        char *end = NULL;
+        if (q.len == 0 || q.len >= sizeof(buf) || q.base[0] == '-') {
+            http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_BAD_REQUEST,
+                            "sinceEventId must be a positive integer", NULL);
+            return 0;
+        }
+        memcpy(buf, q.base, q.len);
+        buf[q.len] = 0;
+        since = strtoull(buf, &end, 10);
+        if (!end || *end) {
+            http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_BAD_REQUEST,
+                            "sinceEventId must be a positive integer", NULL);
+            return 0;
+        }
+    }
+    uint64_t n = 0;
+    api_code_t code = api_webhook_replay(srv->opts.api, &c->who, c->id, since, &n);
+    if (code != API_OK)
+        http_send_error(srv, req, METRICS_ROUTE_OTHER, code,
+                        code == API_ERR_NOT_FOUND ? "No such webhook" : NULL, NULL);
+    else
+        http_send_json(srv, req, METRICS_ROUTE_OTHER, 200, api_json_webhook_replay(n));
+    return 0;
+}
+
+/* A test call waiting for its attempt; lives in the request's pool. */
+typedef struct {
+    http_server_t *srv;
+    h2o_req_t *req;
+    api_webhook_wait_t *wait;
+    int done;
+} wh_test_req_t;
+
+static void wh_test_dispose(void *p)
+{
+    wh_test_req_t *t = p;
+    if (!t->done && t->wait) {
+        t->done = 1;
+        api_webhook_test_cancel(t->wait); /* the client went away */
+    }
+}
+
+static void on_webhook_tested(void *arg, api_code_t code, const char *message,
+                              const wh_test_result_t *r)
+{
+    wh_test_req_t *t = arg;
+    t->done = 1;
+    t->wait = NULL;
+    if (code != API_OK)
+        http_send_error(t->srv, t->req, METRICS_ROUTE_OTHER, code,
+                        code == API_ERR_NOT_FOUND ? "No such webhook" : message, NULL);
+    else
+        http_send_json(t->srv, t->req, METRICS_ROUTE_OTHER, 200, api_json_webhook_test(r));
+}
+
+/* POST /api/webhooks/{id}/test[?waitMs=N]: a "webhook.test" event to that
+ * target only, answered with its first attempt's outcome (or "queued"). */
+static int route_webhook_test(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    unsigned wait_ms = 0;
+    h2o_iovec_t q;
+    if (http_query_param(req, "waitMs", &q)) {
+        char buf[16];
+        char *end = NULL;
+        unsigned long v = 0;
+        if (q.len && q.len < sizeof(buf)) {
+            memcpy(buf, q.base, q.len);
+            buf[q.len] = 0;
+            v = strtoul(buf, &end, 10);
+        }
+        if (!end || *end || buf[0] == '-' || v < 1 || v > 60000) {
+            http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_BAD_REQUEST,
+                            "waitMs must be 1 to 60000", NULL);
+            return 0;
+        }
+        wait_ms = (unsigned)v;
+    }
+    wh_test_req_t *t = h2o_mem_alloc_shared(&req->pool, sizeof(*t), wh_test_dispose);
+    memset(t, 0, sizeof(*t));
+    t->srv = srv;
+    t->req = req;
+    api_webhook_wait_t *w =
+        api_webhook_test(srv->opts.api, &c->who, c->id, wait_ms, on_webhook_tested, t);
+    if (!t->done)
+        t->wait = w;
+    return 0;
+}
+
 /* --- the route table --- */
 
 typedef int (*route_fn)(http_server_t *srv, h2o_req_t *req, const http_call_t *c);
@@ -580,14 +739,16 @@ typedef enum {
     AT_SESSION, /* below /api/whatsapp and /whatsapp (the session "default") and below
                  * /api/sessions/{name} */
     AT_NAMED,   /* below /api/sessions/{name} only ("" = the session itself) */
+    AT_WEBHOOK, /* below /api/webhooks/{id} ("" = the webhook itself) */
 } route_at_t;
 
 /* Who may call a row. */
 typedef enum {
-    AUTH_NONE,     /* anyone (service routes, the page) */
-    AUTH_OPTIONAL, /* anyone; a key shows more (status) */
-    AUTH_KEY,      /* a key for the row's session (AT_SESSION, AT_NAMED) or the admin key */
-    AUTH_ADMIN,    /* the admin key only, even on a session's path (deleting it) */
+    AUTH_NONE,      /* anyone (service routes, the page) */
+    AUTH_OPTIONAL,  /* anyone; a key shows more (status) */
+    AUTH_KEY,       /* a key for the row's session (AT_SESSION, AT_NAMED) or the admin key */
+    AUTH_ADMIN,     /* the admin key only, even on a session's path (deleting it) */
+    AUTH_PRINCIPAL, /* the admin key or any session's key; the handler decides (webhooks) */
 } route_auth_t;
 
 enum { M_GET = 1, M_HEAD = 2, M_POST = 4, M_DELETE = 8 };
@@ -631,6 +792,16 @@ static const route_t routes[] = {
      route_sessions_create},
     {"/api/events", AT_ROOT, M_GET, "GET, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_EVENTS,
      route_events_all},
+    {"/api/webhooks", AT_ROOT, GET_HEAD, "GET, HEAD, POST, OPTIONS", AUTH_PRINCIPAL, 1,
+     METRICS_ROUTE_OTHER, route_webhooks_list},
+    {"/api/webhooks", AT_ROOT, M_POST, "GET, HEAD, POST, OPTIONS", AUTH_PRINCIPAL, 1,
+     METRICS_ROUTE_OTHER, route_webhooks_create},
+    {"", AT_WEBHOOK, M_DELETE, "DELETE, OPTIONS", AUTH_PRINCIPAL, 1, METRICS_ROUTE_OTHER,
+     route_webhook_delete},
+    {"/test", AT_WEBHOOK, M_POST, "POST, OPTIONS", AUTH_PRINCIPAL, 1, METRICS_ROUTE_OTHER,
+     route_webhook_test},
+    {"/replay", AT_WEBHOOK, M_POST, "POST, OPTIONS", AUTH_PRINCIPAL, 1, METRICS_ROUTE_OTHER,
+     route_webhook_replay},
     {"/healthz", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_HEALTH, route_healthz},
     {"/readyz", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_HEALTH, route_readyz},
     {"/metrics", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_METRICS,
@@ -649,6 +820,7 @@ static const route_t routes[] = {
 static const char *const seed_prefixes[] = {"/api/whatsapp", "/whatsapp"};
 
 #define SESSIONS_PREFIX "/api/sessions/"
+#define WEBHOOKS_PREFIX "/api/webhooks/"
 
 /* What a path names: the rows of one path (the first matching the method,
  * else any, for the Allow header), and the session it acts on. */
@@ -657,6 +829,7 @@ typedef struct {
     int method_ok;        /* route accepts the request's method */
     int bad_name;         /* below /api/sessions/ with a malformed name */
     char session[65];     /* [a-z0-9_-]{1,64} */
+    char id[40];          /* below /api/webhooks/: the webhook id ("" when malformed) */
 } route_match_t;
 
 static unsigned method_bit(h2o_req_t *req)
@@ -723,6 +896,20 @@ static void find_route(h2o_iovec_t path, unsigned method, route_match_t *m)
             return;
         }
     }
+    size_t wl = strlen(WEBHOOKS_PREFIX);
+    if (path.len > wl && !memcmp(path.base, WEBHOOKS_PREFIX, wl)) {
+        const char *id = path.base + wl, *end = path.base + path.len;
+        const char *slash = memchr(id, '/', (size_t)(end - id));
+        const char *ie = slash ? slash : end;
+        if (match_rows(m, AT_WEBHOOK, h2o_iovec_init(ie, (size_t)(end - ie)), method)) {
+            size_t il = (size_t)(ie - id);
+            if (il < sizeof(m->id)) {
+                memcpy(m->id, id, il);
+                m->id[il] = 0;
+            }
+            return;
+        }
+    }
     match_rows(m, AT_ROOT, path, method);
 }
 
@@ -757,7 +944,7 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
         http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_NOT_FOUND, NULL, NULL);
         return 0;
     }
-    http_add_cors(srv, req, r->auth == AUTH_KEY);
+    http_add_cors(srv, req, r->auth == AUTH_KEY || r->auth == AUTH_PRINCIPAL);
     if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS")) && r->api) {
         send_options(srv, req, r);
         return 0;
@@ -775,8 +962,25 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
         http_send_error(srv, req, r->metric, API_ERR_BAD_REQUEST, API_BAD_NAME_MESSAGE, NULL);
         return 0;
     }
-    http_call_t call = {r->at == AT_ROOT ? NULL : m.session, API_SCOPE_NONE};
-    if (r->auth != AUTH_NONE) {
+    http_call_t call = {
+        r->at == AT_ROOT || r->at == AT_WEBHOOK ? NULL : m.session, API_SCOPE_NONE, {0}, m.id};
+    if (r->auth == AUTH_PRINCIPAL) {
+        h2o_iovec_t v;
+        int has = http_header_value(req, "x-api-key", &v);
+        char addr[64];
+        http_peer_addr(req, addr, sizeof(addr));
+        api_caller_t caller = {addr, has ? v.base : NULL, has ? v.len : 0, 0};
+        api_code_t auth = api_authorize_principal(srv->opts.api, &caller, &call.who);
+        if (caller.refused)
+            metrics_auth_failure(srv->opts.metrics);
+        if (auth != API_OK) {
+            if (auth == API_ERR_RATE_LIMITED)
+                http_add_header_str(req, "retry-after", "60");
+            http_send_error(srv, req, r->metric, auth, NULL, NULL);
+            return 0;
+        }
+        call.scope = call.who.scope;
+    } else if (r->auth != AUTH_NONE) {
         api_code_t auth = authorize(srv, req, r->auth == AUTH_ADMIN ? NULL : call.session,
                                     r->auth == AUTH_OPTIONAL, &call.scope);
         if (auth != API_OK) {

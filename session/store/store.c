@@ -78,7 +78,10 @@ static const char *const migrations[] = {
     " event_id INTEGER NOT NULL, state INTEGER NOT NULL DEFAULT 0,"
     " attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL DEFAULT 0,"
     " last_error TEXT, PRIMARY KEY (target, event_id)) WITHOUT ROWID;"
-    "CREATE INDEX webhook_deliveries_by_event ON webhook_deliveries (event_id);",
+    "CREATE INDEX webhook_deliveries_by_event ON webhook_deliveries (event_id);"
+    /* a target's next pending delivery in O(log n), whatever its dead
+     * backlog (session/webhook reads only the head of each target) */
+    "CREATE INDEX webhook_deliveries_next ON webhook_deliveries (target, state, event_id);",
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))

@@ -230,6 +230,87 @@ int store_events_prune(store_t *st, uint64_t max_count, int64_t max_age_ms, int6
 /* Number of stored events (all sessions). */
 int store_events_count(store_t *st, uint64_t *n);
 
+/* --- webhook targets and their outbox (webhooks.c) ---
+ *
+ * A target (id, URL, signing key, session filter, event filter) and its
+ * deliveries: one row per (target, event) while pending (state 0) or dead
+ * (state 2); a delivered one is deleted. Deliveries are queued by
+ * store_events_append; the functions here read a target's next pending
+ * delivery (one at a time: nothing loads a backlog), record failures,
+ * dead letters and deliveries, and re-queue dead ones. Writer thread. */
+
+enum { STORE_DELIVERY_PENDING = 0, STORE_DELIVERY_DEAD = 2 };
+
+typedef struct {
+    char id[40];
+    char *url;
+    uint8_t *secret; /* the signing key's raw bytes (wiped by store_webhooks_free) */
+    size_t secret_len;
+    char *session;      /* NULL: every session */
+    char *events;       /* " t1 t2 " or "" (every type) */
+    int64_t created_at; /* Unix seconds */
+} store_webhook_t;
+
+/* Inserts a target, or replaces the URL, key and filters of the target
+ * with that id keeping its deliveries (the global target at start). The
+ * strings and key are only read. 0 or STORE_EIO / STORE_EINVAL (empty id or
+ * URL, no key). */
+int store_webhook_put(store_t *st, const store_webhook_t *t);
+
+/* Deletes a target with all its deliveries in one transaction. 0,
+ * STORE_ENOTFOUND or STORE_EIO. */
+int store_webhook_delete(store_t *st, const char *id);
+
+/* Every target, oldest first, in a malloc'd array (free with
+ * store_webhooks_free, which wipes the keys). */
+int store_webhooks_list(store_t *st, store_webhook_t **out, size_t *n);
+
+/* Frees what store_webhooks_list returned (NULL is ignored). */
+void store_webhooks_free(store_webhook_t *v, size_t n);
+
+/* A target's delivery as the sender needs it. */
+typedef struct {
+    uint64_t event_id;
+    uint32_t attempts;
+    int64_t next_at_ms; /* not before (ms since the epoch) */
+    int64_t ts_ms;      /* the event's time (the age of the delivery) */
+    char *body;         /* the event's JSON, malloc'd (NULL without want_body) */
+    size_t body_len;
+} store_delivery_t;
+
+/* Reads the target's pending delivery with the lowest event id above
+ * `after` (an index lookup), with the event's body when want_body. 0,
+ * STORE_ENOTFOUND (nothing pending) or a negative code. */
+int store_webhook_next(store_t *st, const char *target, uint64_t after, int want_body,
+                       store_delivery_t *out);
+
+/* Records a failed attempt: attempts, when the next may start, why. */
+int store_webhook_failed(store_t *st, const char *target, uint64_t event_id, uint32_t attempts,
+                         int64_t next_at_ms, const char *error);
+
+/* Moves a delivery to the dead letters (retry budget spent). */
+int store_webhook_dead(store_t *st, const char *target, uint64_t event_id, uint32_t attempts,
+                       const char *error);
+
+/* Deletes n delivered rows (targets[i], event_ids[i]) in one transaction
+ * (a row already gone is not an error). */
+int store_webhook_delivered(store_t *st, const char *const *targets, const uint64_t *event_ids,
+                            size_t n);
+
+/* Re-queues a target's dead deliveries as pending (attempts reset) and,
+ * when since_id > 0, queues again every stored event with an id above
+ * since_id that the target's filters take and that is not queued already.
+ * *n is the number of deliveries made pending. One transaction. */
+int store_webhook_replay(store_t *st, const char *target, uint64_t since_id, uint64_t *n);
+
+/* Counts a target's deliveries in `state` (STORE_DELIVERY_*). */
+int store_webhook_count(store_t *st, const char *target, int state, uint64_t *n);
+
+/* Stores a service-wide event (ev->session must be NULL; seq, ts_ms, type,
+ * body set) and one pending delivery of it to `target` only, in one
+ * transaction; sets ev->id. STORE_ENOTFOUND when there is no such target. */
+int store_webhook_enqueue(store_t *st, const char *target, store_event_t *ev);
+
 /* Releases the heap parts of a record and wipes its key bytes. */
 void store_creds_free(store_creds_t *c);
 

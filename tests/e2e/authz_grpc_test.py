@@ -19,10 +19,10 @@ import os, subprocess, sys, time
 import grpc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2elib import TMP, fail, check, start_fakewa, start_gateway, grpc_stubs  # noqa: E402
+from e2elib import TMP, fail, check, free_port, gateway_env, start_fakewa, start_gateway, grpc_stubs  # noqa: E402
 
 import authz_table as T  # noqa: E402
-from authz_table import STREAM, FRESH, SEED  # noqa: E402
+from authz_table import STREAM, FRESH, SEED, WEBHOOK  # noqa: E402
 
 ROWS = [r for r in T.ROWS if r.transport == "grpc"]
 
@@ -35,7 +35,10 @@ from grpc.reflection.v1 import reflection_pb2 as r1, reflection_pb2_grpc as r1g 
 
 KEY_ADMIN = "authz-grpc-admin-key-0123456789"
 fw = start_fakewa("--refs", "5", "--qr-first-ms", "120000", "--qr-next-ms", "120000")
-gw, port, gport, log = start_gateway(fw, "authz", ["--api-key", KEY_ADMIN])
+# webhook targets on a closed loopback port: test calls never leave loopback
+gw, port, gport, log = start_gateway(fw, "authz", ["--api-key", KEY_ADMIN],
+                                     env=dict(gateway_env(fw), WEBHOOK_ALLOW_PRIVATE="1"))
+CLOSED = "http://127.0.0.1:%d/hook" % free_port()
 ch = grpc.insecure_channel("127.0.0.1:%d" % gport)
 grpc.channel_ready_future(ch).result(timeout=10)
 stub = pbg.GatewayStub(ch)
@@ -76,6 +79,10 @@ def fresh():
 def invoke(row, session, md):
     """Calls the row's method; returns the status-code name."""
     fields = {k: (v.replace("{s}", session) if isinstance(v, str) else v) for k, v in row.target.items()}
+    if WEBHOOK in row.flags:  # a target of the row's session, for this call
+        w = stub.CreateWebhook(pb.CreateWebhookRequest(url=CLOSED, session=session or "default",
+                                                       events=["never.sent"]), metadata=ADMIN_MD, timeout=10)
+        fields = {k: (v.replace("{w}", w.webhook.id) if isinstance(v, str) else v) for k, v in fields.items()}
     try:
         if row.method.startswith("grpc.health."):
             h = hpbg.HealthStub(ch)

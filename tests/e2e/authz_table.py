@@ -29,10 +29,15 @@ STREAM = "stream"    # an event stream: only the status of the response is read
 FRESH = "fresh"      # acts on a session created for this one call
 SEED = "seed"        # a seed route: acts on "default"
 CHANGES = "changes"  # changes its session: the runner waits for its QR again
+WEBHOOK = "webhook"  # acts on a webhook target of the row's session made for that one call ({w})
 
 OK4 = (200, 200, 200, 200)
 KEY = lambda ok: (ok, ok, 403, 401)          # a route of the row's session
 ADMIN = lambda ok: (ok, 403, 403, 401)       # an admin route
+# The webhooks API: any key; a session key only sees its own session's
+# targets (another session's target is "not found").
+WH_ANY = lambda ok: (ok, ok, ok, 401)
+WH_OWN = lambda ok: (ok, ok, 404, 401)
 
 # The routes of one session, below each prefix that names it.
 SESSION_ROUTES = [
@@ -72,6 +77,12 @@ ROWS += [
     Row("http", "HEAD", "/api/sessions", None, ADMIN(200)),
     Row("http", "POST", "/api/sessions", b'{"name":"Not A Name"}', ADMIN(400)),
     Row("http", "GET", "/api/events", None, ADMIN(200), (STREAM,)),
+    Row("http", "GET", "/api/webhooks", None, WH_ANY(200)),
+    Row("http", "HEAD", "/api/webhooks", None, WH_ANY(200)),
+    Row("http", "POST", "/api/webhooks", b'{"url":"ftp://x"}', WH_ANY(400)),
+    Row("http", "DELETE", "/api/webhooks/{w}", None, WH_OWN(200), (WEBHOOK,)),
+    Row("http", "POST", "/api/webhooks/{w}/test", None, WH_OWN(200), (WEBHOOK,)),
+    Row("http", "POST", "/api/webhooks/{w}/replay", None, WH_OWN(200), (WEBHOOK,)),
     Row("http", "GET", "/healthz", None, OK4),
     Row("http", "GET", "/readyz", None, OK4),
     Row("http", "GET", "/metrics", None, OK4),
@@ -115,6 +126,12 @@ ROWS += [
     Row("grpc", "ListSessions", {}, None, G_ADMIN("OK")),
     Row("grpc", "DeleteSession", {"name": "{s}"}, None, G_ADMIN("OK"), (FRESH,)),
     Row("grpc", "WatchSessions", {}, None, G_ADMIN("OK"), (STREAM,)),
+    Row("grpc", "ListWebhooks", {}, None, ("OK", "OK", "OK", "UNAUTHENTICATED")),
+    Row("grpc", "CreateWebhook", {"url": "ftp://x"}, None, ("INVALID_ARGUMENT",) * 3 + ("UNAUTHENTICATED",)),
+    Row("grpc", "DeleteWebhook", {"id": "{w}"}, None, ("OK", "OK", "NOT_FOUND", "UNAUTHENTICATED"), (WEBHOOK,)),
+    Row("grpc", "TestWebhook", {"id": "{w}", "wait_ms": 5000}, None, ("OK", "OK", "NOT_FOUND", "UNAUTHENTICATED"),
+        (WEBHOOK,)),
+    Row("grpc", "ReplayWebhook", {"id": "{w}"}, None, ("OK", "OK", "NOT_FOUND", "UNAUTHENTICATED"), (WEBHOOK,)),
     Row("grpc", "grpc.health.v1.Health/Check", {}, None, G_OK4),
     Row("grpc", "grpc.health.v1.Health/Watch", {}, None, G_OK4, (STREAM,)),
     Row("grpc", "grpc.reflection.v1.ServerReflection/ServerReflectionInfo", {"list_services": ""}, None,

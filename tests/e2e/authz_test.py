@@ -8,14 +8,17 @@ runner for (RUNNERS)."""
 import http.client, json, os, re, socket, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2elib import SRC, check, fail, failed, req, start_fakewa, start_gateway  # noqa: E402
+from e2elib import SRC, check, fail, failed, free_port, gateway_env, req, start_fakewa, start_gateway  # noqa: E402
 import authz_table as T  # noqa: E402
 
 ADMIN = "admin-key-for-the-authz-test-0123456"
 CALLERS = ("admin", "own", "other", "none")
 
 fw = start_fakewa("--qr-first-ms", "120000", "--qr-next-ms", "60000")
-gw, port, gport, log = start_gateway(fw, "authz", ["--api-key", ADMIN])
+# webhook targets on a closed loopback port: test calls never leave loopback
+gw, port, gport, log = start_gateway(fw, "authz", ["--api-key", ADMIN],
+                                     env=dict(gateway_env(fw), WEBHOOK_ALLOW_PRIVATE="1"))
+CLOSED = "http://127.0.0.1:%d/hook" % free_port()
 A = {"X-API-Key": ADMIN}
 
 
@@ -81,6 +84,11 @@ def run_http(row):
         other = keys["support"] if session != "support" else keys["sales"]
         h = {"admin": A, "own": {"X-API-Key": own}, "other": {"X-API-Key": other}, "none": {}}[caller]
         path = row.target.replace("{s}", session)
+        if T.WEBHOOK in row.flags:  # a target of the row's session, for this call
+            st, b = jreq("POST", "/api/webhooks", body=json.dumps({"url": CLOSED, "session": session,
+                                                                   "events": ["never.sent"]}), headers=A)
+            check(st == 201, "create a webhook: %s %s" % (st, b))
+            path = path.replace("{w}", b["data"]["id"])
         st = http_status(row.method, path, row.body, h, T.STREAM in row.flags)
         want = row.expect[i]
         ok = st in want if isinstance(want, tuple) else st == want
@@ -97,7 +105,7 @@ RUNNERS = {"http": run_http}
 
 # The table covers every path of the HTTP route table.
 src = open(os.path.join(SRC, "server/http/routes.c")).read()
-rows = re.findall(r'\{"([^"]*)", AT_(ROOT|SESSION|NAMED), ([A-Z_| ]+),', src)
+rows = re.findall(r'\{"([^"]*)", AT_(ROOT|SESSION|NAMED|WEBHOOK), ([A-Z_| ]+),', src)
 check(len(rows) >= 15, "the route table was not found in routes.c (%d rows)" % len(rows))
 covered = set((r.method, r.target) for r in T.ROWS if r.transport == "http")
 paths = set(t for _, t in covered)
@@ -106,6 +114,8 @@ for path, at, methods in rows:
         want = ["/api/whatsapp" + path, "/whatsapp" + path, "/api/sessions/{s}" + path]
     elif at == "NAMED":
         want = ["/api/sessions/{s}" + path]
+    elif at == "WEBHOOK":
+        want = ["/api/webhooks/{w}" + path]
     else:
         want = [path]
     for w in want:

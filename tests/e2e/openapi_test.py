@@ -6,7 +6,7 @@ live route table (server/http/routes.c) is documented with its methods."""
 import http.client, json, os, re, socket, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2elib import SRC, check, failed, req, start_fakewa, start_gateway  # noqa: E402
+from e2elib import SRC, check, failed, free_port, gateway_env, req, start_fakewa, start_gateway  # noqa: E402
 from wsclient import WS  # noqa: E402
 
 ADMIN = "admin-key-for-the-openapi-test-01234"
@@ -16,7 +16,17 @@ doc = json.loads(doc_bytes)
 check(doc["openapi"].startswith("3.1"), "not OpenAPI 3.1: %s" % doc["openapi"])
 
 fw = start_fakewa("--qr-first-ms", "120000", "--qr-next-ms", "60000")
-gw, port, gport, log = start_gateway(fw, "openapi", ["--api-key", ADMIN])
+# webhooks to a closed loopback port: created and tested without leaving loopback
+gw, port, gport, log = start_gateway(fw, "openapi", ["--api-key", ADMIN],
+                                     env=dict(gateway_env(fw), WEBHOOK_ALLOW_PRIVATE="1"))
+CLOSED = "http://127.0.0.1:%d/hook" % free_port()
+
+
+def new_webhook():
+    st, _, b = req(port, "POST", "/api/webhooks", body=json.dumps({"url": CLOSED, "events": ["never.sent"]}),
+                   headers=dict(A, **{"Content-Type": "application/json"}))
+    check(st == 201, "create a webhook: %d %s" % (st, b))
+    return json.loads(b)["data"]["id"]
 
 st, h, b = req(port, "GET", "/openapi.json")
 check(st == 200 and h.get("content-type", "").startswith("application/json") and b == doc_bytes,
@@ -66,9 +76,13 @@ for path, item in doc["paths"].items():
         if "{name}" in path and (m == "delete" or path.endswith(("/logout", "/key", "/reconnect"))):
             name = new_session()
         live = path.replace("{name}", name)
+        if "{id}" in path:
+            live = live.replace("{id}", new_webhook())
         body = None
         if m == "post":
             body = b'{"name":"docnew"}' if path == "/api/sessions" else b"{}"
+            if path.endswith(("/test", "/replay")):
+                body = None
         if path.endswith("/reconnect"):
             body = b'{"waitMs":1000}'
         if path.endswith("/ws"):
@@ -85,13 +99,15 @@ check(n >= 40, "only %d documented operations" % n)
 
 # Every live route is documented with its methods.
 src = open(os.path.join(SRC, "server/http/routes.c")).read()
-rows = re.findall(r'\{"([^"]*)", AT_(ROOT|SESSION|NAMED), ([A-Z_| ]+),', src)
+rows = re.findall(r'\{"([^"]*)", AT_(ROOT|SESSION|NAMED|WEBHOOK), ([A-Z_| ]+),', src)
 check(len(rows) >= 15, "the route table was not found in routes.c (%d rows)" % len(rows))
 for path, at, methods in rows:
     if at == "SESSION":
         paths = ["/api/whatsapp" + path, "/whatsapp" + path, "/api/sessions/{name}" + path]
     elif at == "NAMED":
         paths = ["/api/sessions/{name}" + path]
+    elif at == "WEBHOOK":
+        paths = ["/api/webhooks/{id}" + path]
     else:
         paths = [path]
     for p in paths:

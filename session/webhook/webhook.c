@@ -1,0 +1,1043 @@
+/* The webhook sender (see webhook.h). Each target is a small state machine
+ * on the loop:
+ *
+ *   idle --pump--> head read from the store (store_webhook_next, after the
+ *   target's cursor) --due--> one POST in flight --2xx--> delivered: the
+ *   row's deletion is batched (flush timer), the cursor moves past it, the
+ *   next head is read;  --failure--> attempts+1, next_at = now + backoff,
+ *   written to the store, the target's timer waits; --budget spent--> dead
+ *   letter (written at once), the cursor moves past it.
+ *
+ * The cursor (the highest event id delivered or dead since the last
+ * replay) lets the next head be read before the batched deletions are
+ * written. Wake-ups come from the journal (wh_wake, an async handle) and
+ * from a slow poll timer, so a missed wake-up only delays. */
+#include "session/webhook/webhook.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/rand.h>
+
+#include "common/base64.h"
+#include "common/httpc.h"
+#include "common/log.h"
+
+#define POLL_MS 1000u      /* slow poll for new deliveries (wake-ups are the fast path) */
+#define FLUSH_MS 50u       /* delivered rows are deleted in batches this often */
+#define FLUSH_MAX 256      /* or when this many wait */
+#define PUMP_DEAD_BATCH 64 /* dead letters marked in one pump before yielding */
+#define REASON_MAX 128
+
+typedef struct target target_t;
+
+struct target {
+    wh_t *wh;
+    char id[40];
+    char *url;
+    char host[256];
+    uint8_t key[WH_SECRET_MAX];
+    size_t keylen;
+    char *session; /* NULL: every session */
+    char *events;  /* " t1 t2 " or "" */
+    int64_t created_at;
+    /* the head */
+    int has_head;
+    store_delivery_t head;
+    uint64_t cursor; /* the highest event id delivered or dead since the last replay */
+    int refetch;     /* a replay happened while a request was in flight */
+    httpc_req_t *req;
+    uv_timer_t timer; /* the retry wait */
+    int waiting;
+    /* since the start */
+    uint64_t delivered, failed, dead;
+    char last_error[REASON_MAX];
+    target_t *next;
+};
+
+struct wh_test {
+    wh_t *wh;
+    char target[40];
+    uint64_t event_id;
+    wh_test_cb cb;
+    void *arg;
+    uv_timer_t timer;
+    wh_test_t *next;
+};
+
+struct wh {
+    wh_opts_t o;
+    httpc_t *http;
+    target_t *targets; /* oldest first */
+    size_t ntargets;
+    uv_async_t wake;
+    uv_timer_t poll, flush;
+    int flush_armed;
+    /* delivered rows not yet deleted */
+    char (*done_target)[40];
+    uint64_t *done_event;
+    size_t ndone;
+    wh_test_t *tests;
+    uint64_t rnd; /* xorshift state for the jitter */
+    int closed;
+};
+
+const char *wh_strerror(int rc)
+{
+    switch (rc) {
+    case WH_OK:
+        return "ok";
+    case WH_EINVAL:
+        return "invalid webhook";
+    case WH_EPRIVATE:
+        return "private address refused";
+    case WH_ENOTFOUND:
+        return "no such webhook";
+    case WH_ELIMIT:
+        return "too many webhooks";
+    case WH_ENOMEM:
+        return "out of memory";
+    case WH_EIO:
+        return "database error";
+    case WH_ECLOSED:
+        return "shutting down";
+    default:
+        return "unknown error";
+    }
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t next_rand(wh_t *wh)
+{
+    uint64_t x = wh->rnd;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return wh->rnd = x;
+}
+
+static void pump(target_t *t);
+
+/* --- targets --- */
+
+static target_t *find(wh_t *wh, const char *id)
+{
+    for (target_t *t = wh->targets; t; t = t->next)
+        if (!strcmp(t->id, id))
+            return t;
+    return NULL;
+}
+
+static void head_clear(target_t *t)
+{
+    free(t->head.body);
+    memset(&t->head, 0, sizeof(t->head));
+    t->has_head = 0;
+}
+
+static void target_free(target_t *t)
+{
+    head_clear(t);
+    explicit_bzero(t->key, sizeof(t->key));
+    free(t->url);
+    free(t->session);
+    free(t->events);
+    free(t);
+}
+
+static void on_target_closed(uv_handle_t *h)
+{
+    target_free(h->data);
+}
+
+static void on_retry_timer(uv_timer_t *tm)
+{
+    target_t *t = tm->data;
+    t->waiting = 0;
+    pump(t);
+}
+
+/* A new in-memory target from a stored one (the key is copied). */
+static target_t *target_new(wh_t *wh, const store_webhook_t *s)
+{
+    target_t *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->wh = wh;
+    snprintf(t->id, sizeof(t->id), "%s", s->id);
+    t->url = strdup(s->url);
+    t->session = s->session ? strdup(s->session) : NULL;
+    t->events = strdup(s->events ? s->events : "");
+    t->created_at = s->created_at;
+    const char *why;
+    if (!t->url || !t->events || (s->session && !t->session) || s->secret_len > WH_SECRET_MAX ||
+        wh_url_check(s->url, 1, t->host, sizeof(t->host), &why) != WH_OK) {
+        target_free(t);
+        return NULL;
+    }
+    memcpy(t->key, s->secret, s->secret_len);
+    t->keylen = s->secret_len;
+    uv_timer_init(wh->o.loop, &t->timer);
+    t->timer.data = t;
+    return t;
+}
+
+static void target_link(wh_t *wh, target_t *t)
+{
+    target_t **p = &wh->targets;
+    while (*p)
+        p = &(*p)->next;
+    *p = t;
+    wh->ntargets++;
+}
+
+/* Takes a target out: its request is abandoned, its memory freed once its
+ * timer is closed. */
+static void target_drop(wh_t *wh, target_t *t)
+{
+    for (target_t **p = &wh->targets; *p; p = &(*p)->next)
+        if (*p == t) {
+            *p = t->next;
+            wh->ntargets--;
+            break;
+        }
+    if (t->req)
+        httpc_cancel(t->req);
+    t->req = NULL;
+    uv_close((uv_handle_t *)&t->timer, on_target_closed);
+}
+
+/* --- test waits --- */
+
+static void on_test_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void test_unlink(wh_test_t *w)
+{
+    for (wh_test_t **p = &w->wh->tests; *p; p = &(*p)->next)
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    uv_close((uv_handle_t *)&w->timer, on_test_closed);
+}
+
+/* An attempt of (target, event) finished: answer the test waits for it. */
+static void tests_answer(wh_t *wh, const char *target, uint64_t event_id, int delivered,
+                         long status, const char *error)
+{
+    wh_test_t *next;
+    for (wh_test_t *w = wh->tests; w; w = next) {
+        next = w->next;
+        if (w->event_id != event_id || strcmp(w->target, target))
+            continue;
+        wh_test_result_t r = {0, 1, delivered, status, error ? error : "", event_id};
+        wh_test_cb cb = w->cb;
+        void *arg = w->arg;
+        test_unlink(w);
+        cb(arg, &r);
+    }
+}
+
+static void on_test_timeout(uv_timer_t *tm)
+{
+    wh_test_t *w = tm->data;
+    wh_test_result_t r = {0, 0, 0, 0, "", w->event_id};
+    wh_test_cb cb = w->cb;
+    void *arg = w->arg;
+    test_unlink(w);
+    cb(arg, &r);
+}
+
+/* --- batched deletion of delivered rows --- */
+
+static void flush_done(wh_t *wh)
+{
+    if (!wh->ndone)
+        return;
+    const char *ids[FLUSH_MAX];
+    for (size_t i = 0; i < wh->ndone; i++)
+        ids[i] = wh->done_target[i];
+    int rc = store_webhook_delivered(wh->o.store, ids, wh->done_event, wh->ndone);
+    if (rc)
+        LOG_WARN("webhook", "cannot record %zu delivered events: %s (they may be sent again)",
+                 wh->ndone, store_strerror(rc));
+    wh->ndone = 0;
+}
+
+static void on_flush_timer(uv_timer_t *tm)
+{
+    wh_t *wh = tm->data;
+    wh->flush_armed = 0;
+    flush_done(wh);
+}
+
+static void mark_delivered(wh_t *wh, const target_t *t, uint64_t event_id)
+{
+    if (wh->ndone == FLUSH_MAX)
+        flush_done(wh);
+    snprintf(wh->done_target[wh->ndone], 40, "%s", t->id);
+    wh->done_event[wh->ndone++] = event_id;
+    if (!wh->flush_armed && !wh->closed) {
+        wh->flush_armed = 1;
+        uv_timer_start(&wh->flush, on_flush_timer, FLUSH_MS, 0);
+    }
+}
+
+/* --- one delivery --- */
+
+static unsigned max_attempts(const wh_t *wh)
+{
+    return wh->o.max_attempts ? wh->o.max_attempts : WH_MAX_ATTEMPTS_DEFAULT;
+}
+
+static int64_t max_age(const wh_t *wh)
+{
+    return wh->o.max_age_ms > 0 ? wh->o.max_age_ms : WH_MAX_AGE_MS_DEFAULT;
+}
+
+/* The head is given up: a dead letter. */
+static void head_dead(target_t *t, const char *why)
+{
+    wh_t *wh = t->wh;
+    int rc = store_webhook_dead(wh->o.store, t->id, t->head.event_id, t->head.attempts, why);
+    if (rc) {
+        LOG_WARN("webhook", "target %s: cannot record a dead letter: %s", t->id,
+                 store_strerror(rc));
+        return;
+    }
+    LOG_WARN("webhook",
+             "target %s (%s): event %llu is a dead letter after %u attempts (%s); replay with "
+             "POST /api/webhooks/%s/replay",
+             t->id, t->host, (unsigned long long)t->head.event_id, t->head.attempts, why, t->id);
+    t->dead++;
+    if (t->head.event_id > t->cursor)
+        t->cursor = t->head.event_id;
+    tests_answer(wh, t->id, t->head.event_id, 0, 0, why);
+    head_clear(t);
+}
+
+/* The head's attempt failed for `why`: retry later, or give up. */
+static void head_failed(target_t *t, const char *why)
+{
+    wh_t *wh = t->wh;
+    t->failed++;
+    t->head.attempts++;
+    snprintf(t->last_error, sizeof(t->last_error), "%s", why);
+    int64_t now = now_ms();
+    if (t->head.attempts >= max_attempts(wh) || now - t->head.ts_ms > max_age(wh)) {
+        head_dead(t, why);
+        return;
+    }
+    uint64_t delay = wh_backoff_ms(
+        t->head.attempts, wh->o.backoff_ms ? wh->o.backoff_ms : WH_BACKOFF_MS_DEFAULT,
+        wh->o.backoff_max_ms ? wh->o.backoff_max_ms : WH_BACKOFF_MAX_MS_DEFAULT, next_rand(wh));
+    t->head.next_at_ms = now + (int64_t)delay;
+    int rc = store_webhook_failed(wh->o.store, t->id, t->head.event_id, t->head.attempts,
+                                  t->head.next_at_ms, why);
+    if (rc)
+        LOG_WARN("webhook", "target %s: cannot record a failed attempt: %s", t->id,
+                 store_strerror(rc));
+    LOG_WARN("webhook",
+             "target %s (%s): delivery of event %llu failed (attempt %u): %s; next attempt in "
+             "%llu ms",
+             t->id, t->host, (unsigned long long)t->head.event_id, t->head.attempts, why,
+             (unsigned long long)delay);
+}
+
+static void on_response(void *arg, const httpc_result_t *res)
+{
+    target_t *t = arg;
+    wh_t *wh = t->wh;
+    t->req = NULL;
+    uint64_t ev = t->head.event_id;
+    char why[REASON_MAX];
+    int ok = res->error == HTTPC_OK && res->status >= 200 && res->status < 300;
+    if (ok) {
+        why[0] = 0;
+        t->delivered++;
+        t->last_error[0] = 0;
+        mark_delivered(wh, t, ev);
+        if (ev > t->cursor)
+            t->cursor = ev;
+        head_clear(t);
+        tests_answer(wh, t->id, ev, 1, res->status, "");
+    } else {
+        if (res->error == HTTPC_EREFUSED)
+            snprintf(why, sizeof(why), "refused address: the host resolves to a private address");
+        else if (res->error == HTTPC_ETIMEOUT)
+            snprintf(why, sizeof(why), "timeout");
+        else if (res->error == HTTPC_ETLS)
+            snprintf(why, sizeof(why), "TLS failure: %.90s", res->message);
+        else if (res->error == HTTPC_ECONNECT)
+            snprintf(why, sizeof(why), "cannot connect: %.90s", res->message);
+        else if (res->error != HTTPC_OK)
+            snprintf(why, sizeof(why), "%s: %.90s", httpc_strerror(res->error), res->message);
+        else if (res->status >= 300 && res->status < 400)
+            snprintf(why, sizeof(why), "HTTP %ld (redirects are not followed)", res->status);
+        else
+            snprintf(why, sizeof(why), "HTTP %ld", res->status);
+        long status = res->status;
+        uint32_t before = t->head.attempts;
+        head_failed(t, why);
+        if (before == 0) /* a test call waits for the first attempt */
+            tests_answer(wh, t->id, ev, 0, status, why);
+    }
+    if (t->refetch) {
+        t->refetch = 0;
+        t->cursor = 0;
+        head_clear(t);
+    }
+    pump(t);
+}
+
+/* The connect-time check (DNS rebinding): the address curl is about to
+ * connect to must not be private. */
+static int allow_addr(void *arg, const struct sockaddr *sa, socklen_t len)
+{
+    (void)arg;
+    return !wh_addr_private(sa, len);
+}
+
+/* Starts the head's attempt; when it cannot start, that counts as a failed
+ * attempt. */
+static void send_head(target_t *t)
+{
+    wh_t *wh = t->wh;
+    char id[40], ts[32], sig[WH_SIG_MAX];
+    int64_t now_s = now_ms() / 1000;
+    snprintf(id, sizeof(id), "evt_%llu", (unsigned long long)t->head.event_id);
+    snprintf(ts, sizeof(ts), "%lld", (long long)now_s);
+    if (wh_sign(t->key, t->keylen, id, now_s, t->head.body, t->head.body_len, sig) != WH_OK) {
+        head_failed(t, "cannot sign (out of memory)");
+        return;
+    }
+    char h_id[64], h_ts[64], h_sig[96];
+    snprintf(h_id, sizeof(h_id), "webhook-id: %s", id);
+    snprintf(h_ts, sizeof(h_ts), "webhook-timestamp: %s", ts);
+    snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s", sig);
+    const char *headers[] = {h_id, h_ts, h_sig, "content-type: application/json", "expect:", NULL};
+    httpc_request_t r = {
+        .method = "POST",
+        .url = t->url,
+        .headers = headers,
+        .body = t->head.body,
+        .body_len = t->head.body_len,
+        .timeout_ms = wh->o.timeout_ms ? wh->o.timeout_ms : WH_TIMEOUT_MS_DEFAULT,
+        .connect_timeout_ms =
+            wh->o.connect_timeout_ms ? wh->o.connect_timeout_ms : WH_CONNECT_TIMEOUT_MS_DEFAULT,
+        .max_body = WH_MAX_RESPONSE,
+        .keep_alive = 1,
+        .done = on_response,
+        .arg = t,
+    };
+    if (!wh->o.allow_private) {
+        r.allow_addr = allow_addr;
+        r.addr_arg = t;
+    }
+    int rc = httpc_request(wh->http, &r, &t->req);
+    if (rc) {
+        t->req = NULL;
+        head_failed(t, httpc_strerror(rc));
+    }
+}
+
+/* Advances a target as far as it can without waiting. */
+static void pump(target_t *t)
+{
+    wh_t *wh = t->wh;
+    for (int round = 0; !wh->closed && !t->req && !t->waiting; round++) {
+        if (round == PUMP_DEAD_BATCH) { /* many dead letters: yield to the loop */
+            t->waiting = 1;
+            uv_timer_start(&t->timer, on_retry_timer, 0, 0);
+            return;
+        }
+        if (!t->has_head) {
+            int rc = store_webhook_next(wh->o.store, t->id, t->cursor, 1, &t->head);
+            if (rc == STORE_ENOTFOUND)
+                return;
+            if (rc) {
+                LOG_WARN("webhook", "target %s: cannot read the outbox: %s", t->id,
+                         store_strerror(rc));
+                t->waiting = 1;
+                uv_timer_start(&t->timer, on_retry_timer, POLL_MS, 0);
+                return;
+            }
+            t->has_head = 1;
+        }
+        int64_t now = now_ms();
+        if (now - t->head.ts_ms > max_age(wh) || t->head.attempts >= max_attempts(wh)) {
+            head_dead(t, t->last_error[0] ? t->last_error : "too old");
+            if (t->has_head) { /* could not be recorded: try later */
+                t->waiting = 1;
+                uv_timer_start(&t->timer, on_retry_timer, POLL_MS, 0);
+                return;
+            }
+            continue;
+        }
+        if (t->head.next_at_ms > now) {
+            t->waiting = 1;
+            uv_timer_start(&t->timer, on_retry_timer, (uint64_t)(t->head.next_at_ms - now), 0);
+            return;
+        }
+        send_head(t);
+    }
+}
+
+static void pump_all(wh_t *wh)
+{
+    for (target_t *t = wh->targets; t; t = t->next)
+        if (!t->has_head && !t->req && !t->waiting)
+            pump(t);
+}
+
+static void on_wake(uv_async_t *a)
+{
+    pump_all(a->data);
+}
+
+static void on_poll(uv_timer_t *tm)
+{
+    pump_all(tm->data);
+}
+
+void wh_wake(wh_t *wh)
+{
+    if (wh && !wh->closed)
+        uv_async_send(&wh->wake);
+}
+
+/* --- life --- */
+
+int wh_new(const wh_opts_t *o, wh_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    if (!o || !o->loop || !o->store) {
+        snprintf(err, errlen, "webhooks: no loop or store");
+        return WH_EINVAL;
+    }
+    wh_t *wh = calloc(1, sizeof(*wh));
+    if (!wh || !(wh->done_target = calloc(FLUSH_MAX, sizeof(*wh->done_target))) ||
+        !(wh->done_event = calloc(FLUSH_MAX, sizeof(*wh->done_event)))) {
+        if (wh) {
+            free(wh->done_target);
+            free(wh);
+        }
+        snprintf(err, errlen, "webhooks: out of memory");
+        return WH_ENOMEM;
+    }
+    wh->o = *o;
+    wh->o.ca_file = NULL; /* only used here */
+    if (RAND_bytes((unsigned char *)&wh->rnd, sizeof(wh->rnd)) != 1 || !wh->rnd)
+        wh->rnd = uv_hrtime() | 1;
+    httpc_opts_t ho = {.ca_file = o->ca_file, .user_agent = "wa-gateway-webhooks"};
+    wh->http = httpc_new(o->loop, &ho, err, errlen);
+    if (!wh->http) {
+        free(wh->done_target);
+        free(wh->done_event);
+        free(wh);
+        return WH_EINVAL;
+    }
+    store_webhook_t *v = NULL;
+    size_t n = 0;
+    int rc = store_webhooks_list(o->store, &v, &n);
+    if (rc) {
+        snprintf(err, errlen, "webhooks: cannot read the targets: %s", store_strerror(rc));
+        httpc_destroy(wh->http, NULL, NULL);
+        free(wh->done_target);
+        free(wh->done_event);
+        free(wh);
+        return WH_EIO;
+    }
+    uv_async_init(o->loop, &wh->wake, on_wake);
+    wh->wake.data = wh;
+    uv_timer_init(o->loop, &wh->poll);
+    wh->poll.data = wh;
+    uv_timer_init(o->loop, &wh->flush);
+    wh->flush.data = wh;
+    for (size_t i = 0; i < n; i++) {
+        target_t *t = target_new(wh, &v[i]);
+        if (!t) {
+            LOG_WARN("webhook", "target %s: unusable stored target skipped", v[i].id);
+            continue;
+        }
+        uint64_t dead = 0;
+        if (store_webhook_count(o->store, t->id, STORE_DELIVERY_DEAD, &dead) == 0)
+            t->dead = dead;
+        target_link(wh, t);
+    }
+    store_webhooks_free(v, n);
+    uv_timer_start(&wh->poll, on_poll, 0, POLL_MS);
+    *out = wh;
+    return WH_OK;
+}
+
+void wh_close(wh_t *wh)
+{
+    if (!wh || wh->closed)
+        return;
+    wh->closed = 1;
+    while (wh->tests) {
+        wh_test_t *w = wh->tests;
+        wh_test_result_t r = {WH_ECLOSED, 0, 0, 0, "shutting down", w->event_id};
+        wh_test_cb cb = w->cb;
+        void *arg = w->arg;
+        test_unlink(w);
+        cb(arg, &r);
+    }
+    for (target_t *t = wh->targets; t; t = t->next)
+        t->req = NULL; /* abandoned by httpc_destroy below */
+    httpc_destroy(wh->http, NULL, NULL);
+    wh->http = NULL;
+    flush_done(wh);
+    while (wh->targets)
+        target_drop(wh, wh->targets);
+    uv_close((uv_handle_t *)&wh->wake, NULL);
+    uv_close((uv_handle_t *)&wh->poll, NULL);
+    uv_close((uv_handle_t *)&wh->flush, NULL);
+}
+
+void wh_free(wh_t *wh)
+{
+    if (!wh)
+        return;
+    free(wh->done_target);
+    free(wh->done_event);
+    free(wh);
+}
+
+size_t wh_count(const wh_t *wh)
+{
+    return wh ? wh->ntargets : 0;
+}
+
+/* --- management --- */
+
+static void info_of(const target_t *t, wh_target_info_t *o)
+{
+    memset(o, 0, sizeof(*o));
+    snprintf(o->id, sizeof(o->id), "%s", t->id);
+    snprintf(o->url, sizeof(o->url), "%s", t->url);
+    snprintf(o->session, sizeof(o->session), "%s", t->session ? t->session : "");
+    snprintf(o->events, sizeof(o->events), "%s", t->events);
+    o->created_at = t->created_at;
+    o->delivered = t->delivered;
+    o->failed = t->failed;
+    o->dead = t->dead;
+    o->retrying = t->has_head && t->head.attempts > 0;
+    o->oldest_pending_ms = t->has_head ? now_ms() - t->head.ts_ms : 0;
+    if (o->oldest_pending_ms < 0)
+        o->oldest_pending_ms = 0;
+    snprintf(o->last_error, sizeof(o->last_error), "%s", t->last_error);
+}
+
+int wh_targets(wh_t *wh, wh_target_info_t **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (!wh->ntargets)
+        return WH_OK;
+    wh_target_info_t *v = calloc(wh->ntargets, sizeof(*v));
+    if (!v)
+        return WH_ENOMEM;
+    size_t k = 0;
+    for (target_t *t = wh->targets; t; t = t->next)
+        info_of(t, &v[k++]);
+    *out = v;
+    *n = k;
+    return WH_OK;
+}
+
+int wh_target_get(wh_t *wh, const char *id, wh_target_info_t *out)
+{
+    target_t *t = id ? find(wh, id) : NULL;
+    if (!t)
+        return WH_ENOTFOUND;
+    info_of(t, out);
+    return WH_OK;
+}
+
+int wh_target_delete(wh_t *wh, const char *id)
+{
+    target_t *t = id ? find(wh, id) : NULL;
+    if (!t)
+        return WH_ENOTFOUND;
+    int rc = store_webhook_delete(wh->o.store, id);
+    if (rc && rc != STORE_ENOTFOUND)
+        return WH_EIO;
+    LOG_INFO("webhook", "target %s (%s) deleted", t->id, t->host);
+    target_drop(wh, t);
+    return WH_OK;
+}
+
+int wh_replay(wh_t *wh, const char *id, uint64_t since_id, uint64_t *n)
+{
+    *n = 0;
+    target_t *t = id ? find(wh, id) : NULL;
+    if (!t)
+        return WH_ENOTFOUND;
+    flush_done(wh); /* the cursor goes back: delivered rows must be gone */
+    if (store_webhook_replay(wh->o.store, id, since_id, n))
+        return WH_EIO;
+    if (*n) {
+        t->dead = 0;
+        if (t->req) {
+            t->refetch = 1;
+        } else {
+            t->cursor = 0;
+            head_clear(t);
+            if (t->waiting) {
+                uv_timer_stop(&t->timer);
+                t->waiting = 0;
+            }
+            pump(t);
+        }
+        LOG_INFO("webhook", "target %s (%s): %llu deliveries queued again", t->id, t->host,
+                 (unsigned long long)*n);
+    }
+    return WH_OK;
+}
+
+/* Checks and normalises an event filter into " t1 t2 " (out, outlen). */
+static int filter_of(const char *const *events, char *out, size_t outlen, const char **why)
+{
+    out[0] = 0;
+    size_t len = 0, count = 0;
+    for (size_t i = 0; events && events[i]; i++) {
+        const char *e = events[i];
+        size_t el = strlen(e);
+        if (el == 0 || el > 64 || strspn(e, "abcdefghijklmnopqrstuvwxyz0123456789._-") != el) {
+            *why = "events: each type is 1 to 64 of a-z, 0-9, '.', '_' and '-'";
+            return WH_EINVAL;
+        }
+        if (++count > WH_EVENTS_MAX) {
+            *why = "events: at most 16 types";
+            return WH_EINVAL;
+        }
+        if (len + el + 3 > outlen) {
+            *why = "events: too long";
+            return WH_EINVAL;
+        }
+        if (len == 0)
+            out[len++] = ' ';
+        memcpy(out + len, e, el);
+        len += el;
+        out[len++] = ' ';
+        out[len] = 0;
+    }
+    return WH_OK;
+}
+
+static int session_ok(const char *s)
+{
+    size_t n = strlen(s);
+    return n >= 1 && n <= 64 && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") == n;
+}
+
+/* A creation waiting for the resolver. */
+typedef struct {
+    wh_t *wh;
+    uv_getaddrinfo_t gai;
+    char *url, *session, *secret_shown;
+    char events[512];
+    char id[40];
+    uint8_t key[WH_SECRET_MAX];
+    size_t keylen;
+    wh_created_cb cb;
+    void *arg;
+} create_t;
+
+static void create_free(create_t *c)
+{
+    free(c->url);
+    free(c->session);
+    if (c->secret_shown) {
+        explicit_bzero(c->secret_shown, strlen(c->secret_shown));
+        free(c->secret_shown);
+    }
+    explicit_bzero(c->key, sizeof(c->key));
+    free(c);
+}
+
+/* Stores the target and starts it; answers cb. */
+static void create_finish(create_t *c)
+{
+    wh_t *wh = c->wh;
+    if (wh->closed) {
+        c->cb(c->arg, WH_ECLOSED, "shutting down", NULL, NULL);
+        return;
+    }
+    if (wh->ntargets >= (wh->o.max_targets ? wh->o.max_targets : WH_MAX_TARGETS_DEFAULT)) {
+        c->cb(c->arg, WH_ELIMIT, "too many webhooks (MAX_WEBHOOKS)", NULL, NULL);
+        return;
+    }
+    store_webhook_t s = {.url = c->url,
+                         .secret = c->key,
+                         .secret_len = c->keylen,
+                         .session = c->session,
+                         .events = c->events,
+                         .created_at = (int64_t)time(NULL)};
+    snprintf(s.id, sizeof(s.id), "%s", c->id);
+    target_t *t = NULL;
+    if (store_webhook_put(wh->o.store, &s) != 0) {
+        c->cb(c->arg, WH_EIO, "cannot store the webhook", NULL, NULL);
+        return;
+    }
+    if (!(t = target_new(wh, &s))) {
+        store_webhook_delete(wh->o.store, c->id);
+        c->cb(c->arg, WH_ENOMEM, "out of memory", NULL, NULL);
+        return;
+    }
+    target_link(wh, t);
+    LOG_INFO("webhook", "target %s (%s) created", t->id, t->host);
+    wh_target_info_t info;
+    info_of(t, &info);
+    c->cb(c->arg, WH_OK, NULL, &info, c->secret_shown);
+}
+
+static void on_resolved(uv_getaddrinfo_t *g, int status, struct addrinfo *res)
+{
+    create_t *c = g->data;
+    if (status == UV_ECANCELED || c->wh->closed) {
+        c->cb(c->arg, WH_ECLOSED, "shutting down", NULL, NULL);
+    } else if (status != 0 || !res) {
+        c->cb(c->arg, WH_EINVAL, "url host does not resolve", NULL, NULL);
+    } else {
+        int priv = 0;
+        for (struct addrinfo *a = res; a; a = a->ai_next)
+            priv |= wh_addr_private(a->ai_addr, a->ai_addrlen);
+        if (priv)
+            c->cb(c->arg, WH_EPRIVATE,
+                  "url host resolves to a private, loopback or link-local address (refused "
+                  "unless WEBHOOK_ALLOW_PRIVATE=1)",
+                  NULL, NULL);
+        else
+            create_finish(c);
+    }
+    if (res)
+        uv_freeaddrinfo(res);
+    create_free(c);
+}
+
+int wh_target_create(wh_t *wh, const wh_target_spec_t *spec, wh_created_cb cb, void *arg)
+{
+    if (!wh || !spec || !cb)
+        return WH_EINVAL;
+    if (wh->closed)
+        return WH_ECLOSED;
+    char host[256];
+    const char *why = NULL;
+    int rc = wh_url_check(spec->url, wh->o.allow_private, host, sizeof(host), &why);
+    if (rc) {
+        cb(arg, rc, why, NULL, NULL);
+        return WH_OK;
+    }
+    create_t *c = calloc(1, sizeof(*c));
+    if (!c)
+        return WH_ENOMEM;
+    c->wh = wh;
+    c->cb = cb;
+    c->arg = arg;
+    if (filter_of(spec->events, c->events, sizeof(c->events), &why) != WH_OK) {
+        create_free(c);
+        cb(arg, WH_EINVAL, why, NULL, NULL);
+        return WH_OK;
+    }
+    if (spec->session && *spec->session && !session_ok(spec->session)) {
+        create_free(c);
+        cb(arg, WH_EINVAL, "session: 1 to 64 of a-z, 0-9, '_' and '-'", NULL, NULL);
+        return WH_OK;
+    }
+    if (spec->secret) {
+        if (wh_secret_parse(spec->secret, c->key, &c->keylen) != WH_OK) {
+            create_free(c);
+            cb(arg, WH_EINVAL,
+               "secret must be whsec_ followed by the base64 of 16 to 64 random bytes", NULL, NULL);
+            return WH_OK;
+        }
+    } else {
+        c->keylen = 24;
+        char *b = RAND_bytes(c->key, (int)c->keylen) == 1 ? b64_encode(c->key, c->keylen) : NULL;
+        size_t bl = b ? strlen(b) : 0;
+        c->secret_shown = b ? malloc(bl + 7) : NULL;
+        if (c->secret_shown)
+            snprintf(c->secret_shown, bl + 7, "whsec_%s", b);
+        if (b) {
+            explicit_bzero(b, bl);
+            free(b);
+        }
+        if (!c->secret_shown) {
+            create_free(c);
+            return WH_ENOMEM;
+        }
+    }
+    uint8_t rid[12];
+    if (RAND_bytes(rid, sizeof(rid)) != 1) {
+        create_free(c);
+        return WH_ENOMEM;
+    }
+    memcpy(c->id, "wh_", 3);
+    for (size_t i = 0; i < sizeof(rid); i++)
+        snprintf(c->id + 3 + 2 * i, 3, "%02x", rid[i]);
+    c->url = strdup(spec->url);
+    c->session = spec->session && *spec->session ? strdup(spec->session) : NULL;
+    if (!c->url || (spec->session && *spec->session && !c->session)) {
+        create_free(c);
+        return WH_ENOMEM;
+    }
+    struct in6_addr a6;
+    struct in_addr a4;
+    int is_literal = inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
+    if (wh->o.allow_private || is_literal) { /* nothing to resolve */
+        create_finish(c);
+        create_free(c);
+        return WH_OK;
+    }
+    c->gai.data = c;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
+    if (uv_getaddrinfo(wh->o.loop, &c->gai, on_resolved, host, NULL, &hints) != 0) {
+        cb(arg, WH_EINVAL, "url host does not resolve", NULL, NULL);
+        create_free(c);
+    }
+    return WH_OK;
+}
+
+int wh_set_global(wh_t *wh, const char *url, const char *secret, char *err, size_t errlen)
+{
+    target_t *t = find(wh, WH_GLOBAL_ID);
+    if (!url || !*url) {
+        if (!t)
+            return WH_OK;
+        LOG_INFO("webhook", "WEBHOOK_URL is not set: the global webhook and its queue are removed");
+        return wh_target_delete(wh, WH_GLOBAL_ID);
+    }
+    char host[256];
+    const char *why = NULL;
+    int rc = wh_url_check(url, wh->o.allow_private, host, sizeof(host), &why);
+    if (rc) {
+        snprintf(err, errlen, "WEBHOOK_URL: %s", why);
+        return rc;
+    }
+    uint8_t key[WH_SECRET_MAX];
+    size_t keylen = 0;
+    if (!secret || wh_secret_parse(secret, key, &keylen) != WH_OK) {
+        snprintf(err, errlen,
+                 "WEBHOOK_SECRET must be whsec_ followed by the base64 of 16 to 64 random bytes");
+        return WH_EINVAL;
+    }
+    store_webhook_t s = {.url = (char *)url,
+                         .secret = key,
+                         .secret_len = keylen,
+                         .events = "",
+                         .created_at = t ? t->created_at : (int64_t)time(NULL)};
+    snprintf(s.id, sizeof(s.id), "%s", WH_GLOBAL_ID);
+    rc = store_webhook_put(wh->o.store, &s);
+    if (rc) {
+        explicit_bzero(key, sizeof(key));
+        snprintf(err, errlen, "cannot store the global webhook: %s", store_strerror(rc));
+        return WH_EIO;
+    }
+    target_t *nt = target_new(wh, &s);
+    explicit_bzero(key, sizeof(key));
+    if (!nt) {
+        snprintf(err, errlen, "out of memory");
+        return WH_ENOMEM;
+    }
+    if (t) { /* keep what it counted */
+        nt->delivered = t->delivered;
+        nt->failed = t->failed;
+        nt->dead = t->dead;
+        target_drop(wh, t);
+    } else {
+        uint64_t dead = 0;
+        if (store_webhook_count(wh->o.store, WH_GLOBAL_ID, STORE_DELIVERY_DEAD, &dead) == 0)
+            nt->dead = dead;
+    }
+    target_link(wh, nt);
+    LOG_INFO("webhook", "global webhook to %s", nt->host);
+    pump(nt);
+    return WH_OK;
+}
+
+/* --- test calls --- */
+
+wh_test_t *wh_test(wh_t *wh, const char *id, unsigned wait_ms, wh_test_cb cb, void *arg)
+{
+    wh_test_result_t r = {WH_ENOTFOUND, 0, 0, 0, "no such webhook", 0};
+    target_t *t = id ? find(wh, id) : NULL;
+    if (wh->closed) {
+        r.rc = WH_ECLOSED;
+        r.error = "shutting down";
+    }
+    if (!t || wh->closed) {
+        cb(arg, &r);
+        return NULL;
+    }
+    int64_t now = now_ms();
+    time_t secs = (time_t)(now / 1000);
+    struct tm tmv;
+    gmtime_r(&secs, &tmv);
+    char body[256];
+    int bl = snprintf(body, sizeof(body),
+                      "{\"type\":\"webhook.test\",\"session\":null,\"seq\":0,"
+                      "\"timestamp\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\","
+                      "\"data\":{\"webhook\":\"%s\"}}",
+                      tmv.tm_year + 1900, tmv.tm_mon + 1, tmv.tm_mday, tmv.tm_hour, tmv.tm_min,
+                      tmv.tm_sec, (int)(now % 1000), t->id);
+    store_event_t ev = {.session = NULL,
+                        .seq = 0,
+                        .ts_ms = now,
+                        .type = "webhook.test",
+                        .body = body,
+                        .body_len = (size_t)bl};
+    if (store_webhook_enqueue(wh->o.store, t->id, &ev) != 0) {
+        r.rc = WH_EIO;
+        r.error = "cannot queue the test event";
+        cb(arg, &r);
+        return NULL;
+    }
+    r.rc = WH_OK;
+    r.error = "";
+    r.event_id = ev.id;
+    wh_test_t *w = wait_ms ? calloc(1, sizeof(*w)) : NULL;
+    if (!w) {
+        pump(t);
+        cb(arg, &r); /* queued; not waited for */
+        return NULL;
+    }
+    w->wh = wh;
+    snprintf(w->target, sizeof(w->target), "%s", t->id);
+    w->event_id = ev.id;
+    w->cb = cb;
+    w->arg = arg;
+    uv_timer_init(wh->o.loop, &w->timer);
+    w->timer.data = w;
+    uv_timer_start(&w->timer, on_test_timeout, wait_ms, 0);
+    w->next = wh->tests;
+    wh->tests = w;
+    if (!t->req && !t->waiting)
+        pump(t);
+    /* pump may have answered it already (a synchronous failure) */
+    for (wh_test_t *x = wh->tests; x; x = x->next)
+        if (x == w)
+            return w;
+    return NULL;
+}
+
+void wh_test_cancel(wh_test_t *w)
+{
+    if (w)
+        test_unlink(w);
+}

@@ -1,0 +1,198 @@
+/* Tests of the store's webhook targets and outbox (session/store/webhooks.c):
+ * targets round-trip (the global one is replaced keeping its queue), an
+ * appended event queues one delivery per matching target (session and type
+ * filters), the next head comes by event id after a cursor, failures, dead
+ * letters, batched deletions, replay (dead letters and since an id), test
+ * events to one target, and the deletion of a target with its queue. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "session/store/store.h"
+
+static char dir[512];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof(dir), "%s/whstoreXXXXXX",
+             getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp");
+    assert_non_null(mkdtemp(dir));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static store_t *open_store(void)
+{
+    store_t *st = NULL;
+    char err[256];
+    assert_int_equal(store_open(dir, &st, err, sizeof(err)), 0);
+    return st;
+}
+
+static void put(store_t *st, const char *id, const char *url, const char *session,
+                const char *events)
+{
+    uint8_t key[24];
+    memset(key, 7, sizeof(key));
+    store_webhook_t t = {.url = (char *)url,
+                         .secret = key,
+                         .secret_len = sizeof(key),
+                         .session = (char *)session,
+                         .events = (char *)events};
+    snprintf(t.id, sizeof(t.id), "%s", id);
+    assert_int_equal(store_webhook_put(st, &t), 0);
+}
+
+static uint64_t append(store_t *st, const char *session, uint64_t seq, const char *type)
+{
+    char body[64];
+    snprintf(body, sizeof(body), "{\"seq\":%llu}", (unsigned long long)seq);
+    store_event_t e = {.session = (char *)session,
+                       .seq = seq,
+                       .ts_ms = 1000 + (int64_t)seq,
+                       .type = (char *)type,
+                       .body = body,
+                       .body_len = strlen(body)};
+    assert_int_equal(store_events_append(st, &e, 1), 0);
+    return e.id;
+}
+
+static void test_targets_round_trip(void **state)
+{
+    (void)state;
+    store_t *st = open_store();
+    put(st, "global", "https://a.example/hook", NULL, "");
+    put(st, "wh_1", "https://b.example/x", "sales", " session.status ");
+    store_webhook_t *v;
+    size_t n;
+    assert_int_equal(store_webhooks_list(st, &v, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0].id, "global");
+    assert_null(v[0].session);
+    assert_int_equal(v[0].secret_len, 24);
+    assert_string_equal(v[1].session, "sales");
+    assert_string_equal(v[1].events, " session.status ");
+    store_webhooks_free(v, n);
+    /* the global one replaced: same id, new URL, its queue kept */
+    append(st, "default", 1, "session.status");
+    put(st, "global", "https://c.example/hook", NULL, "");
+    uint64_t c;
+    assert_int_equal(store_webhook_count(st, "global", STORE_DELIVERY_PENDING, &c), 0);
+    assert_int_equal(c, 1);
+    assert_int_equal(store_webhooks_list(st, &v, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0].url, "https://c.example/hook");
+    store_webhooks_free(v, n);
+    assert_int_equal(store_webhook_delete(st, "global"), 0);
+    assert_int_equal(store_webhook_delete(st, "global"), STORE_ENOTFOUND);
+    assert_int_equal(store_webhook_count(st, "global", STORE_DELIVERY_PENDING, &c), 0);
+    assert_int_equal(c, 0);
+    store_close(st);
+}
+
+static void test_outbox_filters_and_head(void **state)
+{
+    (void)state;
+    store_t *st = open_store();
+    put(st, "all", "https://a.example/", NULL, "");
+    put(st, "sales", "https://b.example/", "sales", "");
+    put(st, "typed", "https://c.example/", NULL, " other.type ");
+    uint64_t e1 = append(st, "sales", 1, "session.status");
+    uint64_t e2 = append(st, "default", 1, "session.status");
+    uint64_t e3 = append(st, "sales", 2, "other.type");
+    uint64_t c;
+    assert_int_equal(store_webhook_count(st, "all", 0, &c), 0);
+    assert_int_equal(c, 3);
+    assert_int_equal(store_webhook_count(st, "sales", 0, &c), 0);
+    assert_int_equal(c, 2);
+    assert_int_equal(store_webhook_count(st, "typed", 0, &c), 0);
+    assert_int_equal(c, 1);
+    store_delivery_t d;
+    assert_int_equal(store_webhook_next(st, "all", 0, 1, &d), 0);
+    assert_int_equal(d.event_id, e1);
+    assert_string_equal(d.body, "{\"seq\":1}");
+    free(d.body);
+    /* after a cursor: the next by id */
+    assert_int_equal(store_webhook_next(st, "all", e1, 0, &d), 0);
+    assert_int_equal(d.event_id, e2);
+    assert_null(d.body);
+    /* a failure is remembered; a dead letter is skipped */
+    assert_int_equal(store_webhook_failed(st, "all", e1, 3, 99999, "HTTP 500"), 0);
+    assert_int_equal(store_webhook_next(st, "all", 0, 0, &d), 0);
+    assert_int_equal(d.attempts, 3);
+    assert_int_equal(d.next_at_ms, 99999);
+    assert_int_equal(store_webhook_dead(st, "all", e1, 4, "HTTP 500"), 0);
+    assert_int_equal(store_webhook_next(st, "all", 0, 0, &d), 0);
+    assert_int_equal(d.event_id, e2);
+    /* delivered rows go in one batch */
+    const char *ts[] = {"all", "all"};
+    uint64_t es[] = {e2, e3};
+    assert_int_equal(store_webhook_delivered(st, ts, es, 2), 0);
+    assert_int_equal(store_webhook_next(st, "all", 0, 0, &d), STORE_ENOTFOUND);
+    assert_int_equal(store_webhook_count(st, "all", STORE_DELIVERY_DEAD, &c), 0);
+    assert_int_equal(c, 1);
+    /* replay: the dead letter is pending again, attempts reset */
+    uint64_t n;
+    assert_int_equal(store_webhook_replay(st, "all", 0, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(store_webhook_next(st, "all", 0, 0, &d), 0);
+    assert_int_equal(d.event_id, e1);
+    assert_int_equal(d.attempts, 0);
+    /* replay since an id: the delivered events come back, not twice */
+    assert_int_equal(store_webhook_replay(st, "all", e1, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(store_webhook_replay(st, "all", e1, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(store_webhook_count(st, "all", 0, &c), 0);
+    assert_int_equal(c, 3);
+    store_close(st);
+}
+
+static void test_enqueue_test_event(void **state)
+{
+    (void)state;
+    store_t *st = open_store();
+    put(st, "a", "https://a.example/", NULL, "");
+    put(st, "b", "https://b.example/", NULL, "");
+    store_event_t e = {
+        .session = NULL, .seq = 0, .ts_ms = 5, .type = "webhook.test", .body = "{}", .body_len = 2};
+    assert_int_equal(store_webhook_enqueue(st, "a", &e), 0);
+    assert_true(e.id > 0);
+    uint64_t c;
+    assert_int_equal(store_webhook_count(st, "a", 0, &c), 0);
+    assert_int_equal(c, 1);
+    assert_int_equal(store_webhook_count(st, "b", 0, &c), 0);
+    assert_int_equal(c, 0);
+    assert_int_equal(store_webhook_enqueue(st, "nope", &e), STORE_ENOTFOUND);
+    /* a second test event (session NULL, seq 0 again) is fine */
+    assert_int_equal(store_webhook_enqueue(st, "a", &e), 0);
+    store_delivery_t d;
+    assert_int_equal(store_webhook_next(st, "a", 0, 1, &d), 0);
+    assert_string_equal(d.body, "{}");
+    free(d.body);
+    store_close(st);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_targets_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_outbox_filters_and_head, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enqueue_test_event, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
