@@ -97,7 +97,7 @@ def wait_text(elem, want, secs):
 
 cdp("Page.enable")
 cdp("Page.navigate", url="http://127.0.0.1:%d/" % port)
-wait_text("state", "QR_READY", 10)
+wait_text("state", "QR_READY", 30)
 for _ in range(100):  # the QR image and the countdown are in place
     if js("document.getElementById('qr').naturalWidth > 0 && /Expires in/.test(document.getElementById('countdown').textContent)"):
         break
@@ -157,7 +157,7 @@ check(js("!document.getElementById('sessions').hidden && document.getElementById
 js("document.getElementById('newname').value = 'sales';"
    "document.getElementById('newform').requestSubmit()")
 wait_text("sessname", "sales", 5)
-wait_text("state", "QR_READY", 10)
+wait_text("state", "QR_READY", 30)
 newkey = js("(document.getElementById('newkeyvalue') || {}).textContent")
 check(newkey and len(newkey) >= 32, "the new session's key was not shown: %r" % newkey)
 check(js("[...document.getElementById('session').options].map(o => o.value).join(',')") == "default,sales",
@@ -222,7 +222,7 @@ while time.time() < end and not answered:  # the prompt for the key
                             "params": {"accept": True, "promptText": KEY}}))
         answered = True
 check(answered, "the page did not ask for the key")
-wait_text("state", "QR_READY", 10)
+wait_text("state", "QR_READY", 30)
 for _ in range(100):  # the QR (a keyed route) is shown
     if js("document.getElementById('qr').naturalWidth > 0"):
         break

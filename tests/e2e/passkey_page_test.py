@@ -110,7 +110,7 @@ cdp("WebAuthn.addCredential", authenticatorId=auth, credential={
 
 cdp("Page.enable")
 cdp("Page.navigate", url="http://localhost:%d/" % port)
-wait_text("state", "QR_READY", 10)
+wait_text("state", "QR_READY", 30)
 # keep every code the page shows (it may be on screen only briefly)
 # (from the mutation records: two updates in one task leave only the last
 # text in the element by the time the observer runs)

@@ -46,6 +46,13 @@ static int teardown(void **state)
     return 0;
 }
 
+/* The pre-keys are on the server and it has seen a keepalive ping. */
+static int prekeys_and_ping(flow_t *fx)
+{
+    const fakewa_wa_stats_t *st = fakewa_wa_stats(fx->srv);
+    return st->prekeys_uploaded >= 812 && st->pings >= 1;
+}
+
 static void test_pair_then_restart_logs_in(void **state)
 {
     fx_t *fx = *state;
@@ -63,7 +70,9 @@ static void test_pair_then_restart_logs_in(void **state)
     const fakewa_wa_stats_t *st = fakewa_wa_stats(fx->srv);
     assert_int_equal(st->paired, 1);
     assert_int_equal(st->logins_ok, 1);
-    flow_run_for(fx, 400); /* pre-key upload and keepalive pings */
+    /* pre-key upload and keepalive pings (bounded, not timed: a loaded
+     * machine may take longer than the ping period) */
+    assert_true(flow_run_until(fx, prekeys_and_ping, 10000));
     assert_int_equal(st->prekeys_uploaded, 812);
     assert_true(st->pings >= 1);
     sess_snapshot_t *snap = sess_current(fx->s);
@@ -98,7 +107,8 @@ static void split_or_merged(fx_t *fx, int split, int merge)
     for (int i = 0; i < N; i++)
         subs[i] = sess_subscribe(fx->s, &so);
     int c = flow_pair(fx);
-    flow_run_for(fx, 500); /* pings and pre-keys through the same faults */
+    /* pings and pre-keys through the same faults */
+    assert_true(flow_run_until(fx, prekeys_and_ping, 10000));
     assert_true(fakewa_wa_stats(fx->srv)->pings >= 1);
     assert_int_equal(fakewa_wa_stats(fx->srv)->prekeys_uploaded, 812);
     sess_snapshot_t *cur = sess_current(fx->s);
