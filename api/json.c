@@ -9,11 +9,12 @@
 #include <yajl/yajl_tree.h>
 
 #include "api/api.h"
+#include "api/json_internal.h"
 #include "session/manager.h"
 
 #define KEY(g, k) yajl_gen_string(g, (const unsigned char *)(k), strlen(k))
 
-static void put_str(yajl_gen g, const char *k, const char *v)
+void api_jput_str(yajl_gen g, const char *k, const char *v)
 {
     KEY(g, k);
     if (v)
@@ -22,19 +23,19 @@ static void put_str(yajl_gen g, const char *k, const char *v)
         yajl_gen_null(g);
 }
 
-static void put_int(yajl_gen g, const char *k, long long v)
+void api_jput_int(yajl_gen g, const char *k, long long v)
 {
     KEY(g, k);
     yajl_gen_integer(g, v);
 }
 
-static void put_bool(yajl_gen g, const char *k, int v)
+void api_jput_bool(yajl_gen g, const char *k, int v)
 {
     KEY(g, k);
     yajl_gen_bool(g, v != 0);
 }
 
-static char *finish(yajl_gen g)
+char *api_jfinish(yajl_gen g)
 {
     const unsigned char *buf;
     size_t len;
@@ -50,7 +51,7 @@ static char *finish(yajl_gen g)
     return out;
 }
 
-static yajl_gen gen_new(void)
+yajl_gen api_jgen_new(void)
 {
     yajl_gen g = yajl_gen_alloc(NULL);
     if (g)
@@ -109,28 +110,28 @@ static void put_raw_json(yajl_gen g, const char *json)
 static void status_members(yajl_gen g, const sess_snapshot_t *s, int with_account, int64_t now_ms)
 {
     long long left = sess_snapshot_qr_expires_in(s, now_ms);
-    put_bool(g, "connected", s->state == SESS_CONNECTED);
-    put_str(g, "state", sess_state_name(s->state));
-    put_bool(g, "hasQR", left > 0);
-    put_str(g, "detail", s->detail);
+    api_jput_bool(g, "connected", s->state == SESS_CONNECTED);
+    api_jput_str(g, "state", sess_state_name(s->state));
+    api_jput_bool(g, "hasQR", left > 0);
+    api_jput_str(g, "detail", s->detail);
     char since[80];
     iso8601(s->since_ms, since, sizeof(since));
-    put_str(g, "since", since);
-    put_int(g, "sinceMs", s->since_ms);
-    put_int(g, "seq", (long long)s->seq);
-    put_int(g, "changedMs", s->changed_ms);
-    put_int(g, "expiresIn", left);
-    put_str(g, "session", s->session);
-    put_bool(g, "linked", s->linked);
+    api_jput_str(g, "since", since);
+    api_jput_int(g, "sinceMs", s->since_ms);
+    api_jput_int(g, "seq", (long long)s->seq);
+    api_jput_int(g, "changedMs", s->changed_ms);
+    api_jput_int(g, "expiresIn", left);
+    api_jput_str(g, "session", s->session);
+    api_jput_bool(g, "linked", s->linked);
     if (with_account && s->linked) {
         KEY(g, "account");
         yajl_gen_map_open(g);
-        put_str(g, "jid", s->account.jid);
-        put_str(g, "lid", s->account.lid);
-        put_str(g, "phone", s->account.phone);
-        put_str(g, "pushName", s->account.push_name);
-        put_str(g, "platform", s->account.platform);
-        put_str(g, "businessName", s->account.business_name);
+        api_jput_str(g, "jid", s->account.jid);
+        api_jput_str(g, "lid", s->account.lid);
+        api_jput_str(g, "phone", s->account.phone);
+        api_jput_str(g, "pushName", s->account.push_name);
+        api_jput_str(g, "platform", s->account.platform);
+        api_jput_str(g, "businessName", s->account.business_name);
         yajl_gen_map_close(g);
     }
     if (with_account && s->passkey_options) {
@@ -139,8 +140,8 @@ static void status_members(yajl_gen g, const sess_snapshot_t *s, int with_accoun
     }
     if (with_account) { /* the pairing or confirmation code is a secret like the QR */
         int64_t code_left = api_link_code_expires_in(s, now_ms);
-        put_str(g, "linkCode", code_left > 0 ? s->link_code : NULL);
-        put_int(g, "linkCodeExpiresIn", code_left);
+        api_jput_str(g, "linkCode", code_left > 0 ? s->link_code : NULL);
+        api_jput_int(g, "linkCodeExpiresIn", code_left);
     }
 }
 
@@ -149,23 +150,23 @@ static void status_members(yajl_gen g, const sess_snapshot_t *s, int with_accoun
 static char *status_reply(const sess_snapshot_t *s, const char *message, int with_account,
                           int64_t now_ms, const char *name, const char *key)
 {
-    yajl_gen g = gen_new();
+    yajl_gen g = api_jgen_new();
     if (!g)
         return NULL;
     yajl_gen_map_open(g);
-    put_bool(g, "success", 1);
+    api_jput_bool(g, "success", 1);
     if (message)
-        put_str(g, "message", message);
+        api_jput_str(g, "message", message);
     KEY(g, "data");
     yajl_gen_map_open(g);
     if (name)
-        put_str(g, "name", name);
+        api_jput_str(g, "name", name);
     status_members(g, s, with_account, now_ms);
     if (key)
-        put_str(g, "key", key);
+        api_jput_str(g, "key", key);
     yajl_gen_map_close(g);
     yajl_gen_map_close(g);
-    return finish(g);
+    return api_jfinish(g);
 }
 
 char *api_json_status(const sess_snapshot_t *s, int with_account, int64_t now_ms)
@@ -175,49 +176,49 @@ char *api_json_status(const sess_snapshot_t *s, int with_account, int64_t now_ms
 
 char *api_json_event(const sess_snapshot_t *s, int with_account, int64_t now_ms)
 {
-    yajl_gen g = gen_new();
+    yajl_gen g = api_jgen_new();
     if (!g)
         return NULL;
     yajl_gen_map_open(g);
     status_members(g, s, with_account, now_ms);
     uint64_t id = sess_snapshot_event_id(s);
     if (id)
-        put_int(g, "eventId", (long long)id);
+        api_jput_int(g, "eventId", (long long)id);
     yajl_gen_map_close(g);
-    return finish(g);
+    return api_jfinish(g);
 }
 
 char *api_json_gap(const sess_snapshot_t *s, int typed)
 {
-    yajl_gen g = gen_new();
+    yajl_gen g = api_jgen_new();
     if (!g)
         return NULL;
     yajl_gen_map_open(g);
     if (typed)
-        put_str(g, "type", "gap");
-    put_int(g, "from", (long long)s->gap_from);
-    put_int(g, "to", (long long)s->gap_to);
+        api_jput_str(g, "type", "gap");
+    api_jput_int(g, "from", (long long)s->gap_from);
+    api_jput_int(g, "to", (long long)s->gap_to);
     yajl_gen_map_close(g);
-    return finish(g);
+    return api_jfinish(g);
 }
 
 char *api_json_qr(const sess_snapshot_t *s, const char *message, int64_t now_ms)
 {
     const api_qr_render_t *r = s->qr ? s->qr->rendered : NULL;
-    yajl_gen g = gen_new();
+    yajl_gen g = api_jgen_new();
     if (!g)
         return NULL;
     yajl_gen_map_open(g);
-    put_bool(g, "success", 1);
+    api_jput_bool(g, "success", 1);
     if (message)
-        put_str(g, "message", message);
+        api_jput_str(g, "message", message);
     KEY(g, "data");
     yajl_gen_map_open(g);
-    put_str(g, "qrCode", r ? r->data_url : NULL);
-    put_int(g, "expiresIn", sess_snapshot_qr_expires_in(s, now_ms));
+    api_jput_str(g, "qrCode", r ? r->data_url : NULL);
+    api_jput_int(g, "expiresIn", sess_snapshot_qr_expires_in(s, now_ms));
     yajl_gen_map_close(g);
     yajl_gen_map_close(g);
-    return finish(g);
+    return api_jfinish(g);
 }
 
 char *api_json_status_message(const sess_snapshot_t *s, const char *message, int with_account,
@@ -228,71 +229,71 @@ char *api_json_status_message(const sess_snapshot_t *s, const char *message, int
 
 char *api_json_passkey(const sess_snapshot_t *s)
 {
-    yajl_gen g = gen_new();
+    yajl_gen g = api_jgen_new();
     if (!g)
         return NULL;
     yajl_gen_map_open(g);
-    put_bool(g, "success", 1);
+    api_jput_bool(g, "success", 1);
     KEY(g, "data");
     yajl_gen_map_open(g);
     KEY(g, "passkeyOptions");
     put_raw_json(g, s->passkey_options ? s->passkey_options : "null");
-    put_str(g, "state", sess_state_name(s->state));
-    put_str(g, "detail", s->detail);
+    api_jput_str(g, "state", sess_state_name(s->state));
+    api_jput_str(g, "detail", s->detail);
     yajl_gen_map_close(g);
     yajl_gen_map_close(g);
-    return finish(g);
+    return api_jfinish(g);
 }
 
 char *api_json_pairing_code(const char *code, int expires_in)
 {
-    yajl_gen g = gen_new();
+    yajl_gen g = api_jgen_new();
     if (!g)
         return NULL;
     yajl_gen_map_open(g);
-    put_bool(g, "success", 1);
-    put_str(g, "message", API_PAIRING_CODE_MESSAGE);
+    api_jput_bool(g, "success", 1);
+    api_jput_str(g, "message", API_PAIRING_CODE_MESSAGE);
     KEY(g, "data");
     yajl_gen_map_open(g);
-    put_str(g, "pairingCode", code);
-    put_int(g, "expiresIn", expires_in);
+    api_jput_str(g, "pairingCode", code);
+    api_jput_int(g, "expiresIn", expires_in);
     yajl_gen_map_close(g);
     yajl_gen_map_close(g);
-    return finish(g);
+    return api_jfinish(g);
 }
 
 char *api_json_message(const char *message)
 {
-    yajl_gen g = gen_new();
+    yajl_gen g = api_jgen_new();
     if (!g)
         return NULL;
     yajl_gen_map_open(g);
-    put_bool(g, "success", 1);
-    put_str(g, "message", message);
+    api_jput_bool(g, "success", 1);
+    api_jput_str(g, "message", message);
     yajl_gen_map_close(g);
-    return finish(g);
+    return api_jfinish(g);
 }
 
 char *api_json_error(const char *message, const sess_snapshot_t *s)
 {
-    yajl_gen g = gen_new();
+    yajl_gen g = api_jgen_new();
     if (!g)
         return NULL;
     yajl_gen_map_open(g);
-    put_bool(g, "success", 0);
-    put_str(g, "message", message);
+    api_jput_bool(g, "success", 0);
+    api_jput_str(g, "message", message);
     if (s) {
-        put_str(g, "state", sess_state_name(s->state));
-        put_str(g, "detail", s->detail);
+        api_jput_str(g, "state", sess_state_name(s->state));
+        api_jput_str(g, "detail", s->detail);
     }
     yajl_gen_map_close(g);
-    return finish(g);
+    return api_jfinish(g);
 }
 
 /* Parses a request body that must be one JSON object (NUL bytes refused).
  * Returns the tree (caller frees with yajl_tree_free), or NULL with
  * `malformed` in *why. */
-static yajl_val parse_object(const char *body, size_t len, const char *malformed, const char **why)
+yajl_val api_jparse_object(const char *body, size_t len, const char *malformed, const char **why)
 {
     char *text = body ? malloc(len + 1) : NULL;
     if (!text) {
@@ -303,6 +304,7 @@ static yajl_val parse_object(const char *body, size_t len, const char *malformed
     text[len] = 0;
     char errbuf[128];
     yajl_val v = memchr(text, 0, len) ? NULL : yajl_tree_parse(text, errbuf, sizeof(errbuf));
+    explicit_bzero(text, len);
     free(text);
     if (!v || !YAJL_IS_OBJECT(v)) {
         yajl_tree_free(v);
@@ -318,7 +320,7 @@ int api_parse_pairing_code_body(const char *body, size_t len, char out[16], cons
         *why = "A JSON body {\"phoneNumber\":\"+15551234567\"} is required";
         return -1;
     }
-    yajl_val v = parse_object(
+    yajl_val v = api_jparse_object(
         body, len, "Malformed JSON body (expected {\"phoneNumber\":\"+15551234567\"})", why);
     if (!v)
         return -1;
@@ -343,7 +345,7 @@ int api_parse_pairing_code_body(const char *body, size_t len, char out[16], cons
 int api_parse_reconnect_body(const char *body, size_t len, int *keep, unsigned *wait_ms,
                              const char **why)
 {
-    yajl_val v = parse_object(body, len, "Malformed JSON body (expected an object)", why);
+    yajl_val v = api_jparse_object(body, len, "Malformed JSON body (expected an object)", why);
     if (!v)
         return -1;
     int rc = 0;
@@ -373,22 +375,22 @@ int api_parse_reconnect_body(const char *body, size_t len, int *keep, unsigned *
 
 char *api_json_sessions(sess_snapshot_t *const *v, size_t n, int with_account, int64_t now_ms)
 {
-    yajl_gen g = gen_new();
+    yajl_gen g = api_jgen_new();
     if (!g)
         return NULL;
     yajl_gen_map_open(g);
-    put_bool(g, "success", 1);
+    api_jput_bool(g, "success", 1);
     KEY(g, "data");
     yajl_gen_array_open(g);
     for (size_t i = 0; i < n; i++) {
         yajl_gen_map_open(g);
-        put_str(g, "name", v[i]->session);
+        api_jput_str(g, "name", v[i]->session);
         status_members(g, v[i], with_account, now_ms);
         yajl_gen_map_close(g);
     }
     yajl_gen_array_close(g);
     yajl_gen_map_close(g);
-    return finish(g);
+    return api_jfinish(g);
 }
 
 char *api_json_session_key(const sess_snapshot_t *s, const char *message, const char *key,
@@ -402,7 +404,7 @@ int api_parse_session_body(const char *body, size_t len, char name[65], char dev
 {
     name[0] = device[0] = 0;
     yajl_val v =
-        parse_object(body, len, "The body must be a JSON object {\"name\":\"sales\"}", why);
+        api_jparse_object(body, len, "The body must be a JSON object {\"name\":\"sales\"}", why);
     if (!v)
         return -1;
     int rc = -1;

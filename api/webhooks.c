@@ -11,6 +11,7 @@
 #include <yajl/yajl_tree.h>
 
 #include "api/api.h"
+#include "api/json_internal.h"
 #include "session/manager.h"
 
 /* --- who is calling --- */
@@ -110,26 +111,10 @@ int api_parse_webhook_body(const char *body, size_t len, api_webhook_req_t *out,
 {
     memset(out, 0, sizeof(*out));
     const char *malformed = "The body must be a JSON object {\"url\":\"https://...\"}";
-    if (!body || !len) {
-        *why = malformed;
+    *why = malformed;
+    yajl_val v = body && len ? api_jparse_object(body, len, malformed, why) : NULL;
+    if (!v)
         return -1;
-    }
-    char *text = malloc(len + 1);
-    if (!text) {
-        *why = "Out of memory";
-        return -1;
-    }
-    memcpy(text, body, len);
-    text[len] = 0;
-    char errbuf[128];
-    yajl_val v = memchr(text, 0, len) ? NULL : yajl_tree_parse(text, errbuf, sizeof(errbuf));
-    explicit_bzero(text, len);
-    free(text);
-    if (!v || !YAJL_IS_OBJECT(v)) {
-        yajl_tree_free(v);
-        *why = malformed;
-        return -1;
-    }
     int rc = -1;
     for (size_t i = 0; i < v->u.object.len; i++) {
         const char *k = v->u.object.keys[i];
@@ -337,45 +322,16 @@ void api_webhook_test_cancel(api_webhook_wait_t *t)
 
 #define KEY(g, k) yajl_gen_string(g, (const unsigned char *)(k), strlen(k))
 
-static void put_str(yajl_gen g, const char *k, const char *v)
-{
-    KEY(g, k);
-    if (v)
-        yajl_gen_string(g, (const unsigned char *)v, strlen(v));
-    else
-        yajl_gen_null(g);
-}
-
-static void put_int(yajl_gen g, const char *k, long long v)
-{
-    KEY(g, k);
-    yajl_gen_integer(g, v);
-}
-
-static char *finish(yajl_gen g)
-{
-    const unsigned char *buf;
-    size_t len;
-    char *out = NULL;
-    if (yajl_gen_get_buf(g, &buf, &len) == yajl_gen_status_ok && (out = malloc(len + 1))) {
-        memcpy(out, buf, len);
-        out[len] = 0;
-    }
-    yajl_gen_free(g);
-    return out;
-}
-
 static yajl_gen begin(const char *message)
 {
-    yajl_gen g = yajl_gen_alloc(NULL);
+    yajl_gen g = api_jgen_new();
     if (!g)
         return NULL;
-    yajl_gen_config(g, yajl_gen_validate_utf8, 1);
     yajl_gen_map_open(g);
     KEY(g, "success");
     yajl_gen_bool(g, 1);
     if (message)
-        put_str(g, "message", message);
+        api_jput_str(g, "message", message);
     KEY(g, "data");
     return g;
 }
@@ -383,9 +339,9 @@ static yajl_gen begin(const char *message)
 static void put_target(yajl_gen g, const wh_target_info_t *t, const char *secret)
 {
     yajl_gen_map_open(g);
-    put_str(g, "id", t->id);
-    put_str(g, "url", t->url);
-    put_str(g, "session", t->session[0] ? t->session : NULL);
+    api_jput_str(g, "id", t->id);
+    api_jput_str(g, "url", t->url);
+    api_jput_str(g, "session", t->session[0] ? t->session : NULL);
     KEY(g, "events");
     yajl_gen_array_open(g);
     for (const char *p = t->events; *p;) {
@@ -397,16 +353,16 @@ static void put_target(yajl_gen g, const wh_target_info_t *t, const char *secret
         p += n;
     }
     yajl_gen_array_close(g);
-    put_int(g, "createdAt", t->created_at);
-    put_int(g, "delivered", (long long)t->delivered);
-    put_int(g, "failed", (long long)t->failed);
-    put_int(g, "dead", (long long)t->dead);
+    api_jput_int(g, "createdAt", t->created_at);
+    api_jput_int(g, "delivered", (long long)t->delivered);
+    api_jput_int(g, "failed", (long long)t->failed);
+    api_jput_int(g, "dead", (long long)t->dead);
     KEY(g, "retrying");
     yajl_gen_bool(g, t->retrying);
-    put_int(g, "oldestPendingSeconds", (long long)(t->oldest_pending_ms / 1000));
-    put_str(g, "lastError", t->last_error[0] ? t->last_error : NULL);
+    api_jput_int(g, "oldestPendingSeconds", (long long)(t->oldest_pending_ms / 1000));
+    api_jput_str(g, "lastError", t->last_error[0] ? t->last_error : NULL);
     if (secret)
-        put_str(g, "secret", secret);
+        api_jput_str(g, "secret", secret);
     yajl_gen_map_close(g);
 }
 
@@ -417,7 +373,7 @@ char *api_json_webhook(const wh_target_info_t *t, const char *message, const cha
         return NULL;
     put_target(g, t, secret);
     yajl_gen_map_close(g);
-    return finish(g);
+    return api_jfinish(g);
 }
 
 char *api_json_webhooks(const wh_target_info_t *v, size_t n)
@@ -430,7 +386,7 @@ char *api_json_webhooks(const wh_target_info_t *v, size_t n)
         put_target(g, &v[i], NULL);
     yajl_gen_array_close(g);
     yajl_gen_map_close(g);
-    return finish(g);
+    return api_jfinish(g);
 }
 
 char *api_json_webhook_test(const wh_test_result_t *r)
@@ -445,12 +401,12 @@ char *api_json_webhook_test(const wh_test_result_t *r)
     yajl_gen_bool(g, r->answered);
     KEY(g, "delivered");
     yajl_gen_bool(g, r->delivered);
-    put_int(g, "status", r->status);
-    put_str(g, "error", r->error && *r->error ? r->error : NULL);
-    put_int(g, "eventId", (long long)r->event_id);
+    api_jput_int(g, "status", r->status);
+    api_jput_str(g, "error", r->error && *r->error ? r->error : NULL);
+    api_jput_int(g, "eventId", (long long)r->event_id);
     yajl_gen_map_close(g);
     yajl_gen_map_close(g);
-    return finish(g);
+    return api_jfinish(g);
 }
 
 char *api_json_webhook_replay(uint64_t n)
@@ -459,8 +415,8 @@ char *api_json_webhook_replay(uint64_t n)
     if (!g)
         return NULL;
     yajl_gen_map_open(g);
-    put_int(g, "requeued", (long long)n);
+    api_jput_int(g, "requeued", (long long)n);
     yajl_gen_map_close(g);
     yajl_gen_map_close(g);
-    return finish(g);
+    return api_jfinish(g);
 }
