@@ -82,7 +82,8 @@ int store_events_append(store_t *st, store_event_t *ev, size_t n)
         sqlite3_prepare_v2(st->db,
                            "INSERT INTO webhook_deliveries (target, event_id)"
                            " SELECT id, ?1 FROM webhook_targets"
-                           " WHERE ?2 IS NOT NULL AND (session IS NULL OR session = ?2)"
+                           " WHERE ?2 IS NOT NULL AND deleting = 0"
+                           " AND (session IS NULL OR session = ?2)"
                            " AND (events = '' OR instr(events, ' ' || ?3 || ' ') > 0)",
                            -1, &a.outbox, NULL) != SQLITE_OK) {
         append_stmts_free(&a);

@@ -71,7 +71,7 @@ static const char *const migrations[] = {
     " pruned_seq INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE webhook_targets ("
     " id TEXT PRIMARY KEY, url TEXT NOT NULL, secret BLOB NOT NULL, session TEXT,"
-    " events TEXT NOT NULL DEFAULT '',"
+    " events TEXT NOT NULL DEFAULT '', deleting INTEGER NOT NULL DEFAULT 0,"
     " created_at INTEGER NOT NULL DEFAULT (strftime('%s','now')));"
     "CREATE TABLE webhook_deliveries ("
     " target TEXT NOT NULL REFERENCES webhook_targets(id) ON DELETE CASCADE,"

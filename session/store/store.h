@@ -257,9 +257,19 @@ typedef struct {
  * URL, no key). */
 int store_webhook_put(store_t *st, const store_webhook_t *t);
 
-/* Deletes a target with all its deliveries in one transaction. 0,
- * STORE_ENOTFOUND or STORE_EIO. */
+/* Deletes a target: at once it is no longer listed and gets no new
+ * deliveries; its queue (which may be millions of rows) is deleted in
+ * bounded batches by store_webhook_purge, then the target row. A target
+ * put again under the same id before that keeps what is left of its
+ * queue. 0, STORE_ENOTFOUND or STORE_EIO. */
 int store_webhook_delete(store_t *st, const char *id);
+
+/* One bounded step of deleting the queues of deleted targets: at most
+ * `batch` deliveries (0 = 5000) in one transaction, and the target row
+ * once its queue is empty. Sets *deleted and *more (1 while a deleted
+ * target is left: call again, e.g. on the next loop turn). 0 or
+ * STORE_EIO. */
+int store_webhook_purge(store_t *st, size_t batch, size_t *deleted, int *more);
 
 /* Every target, oldest first, in a malloc'd array (free with
  * store_webhooks_free, which wipes the keys). */

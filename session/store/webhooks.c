@@ -4,6 +4,7 @@
  * index webhook_deliveries_next (target, state, event_id), so a backlog of
  * any size costs one index lookup per delivery and no memory. Delivered
  * rows are deleted in batches (store_webhook_delivered). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,7 +29,8 @@ int store_webhook_put(store_t *st, const store_webhook_t *t)
     if (prep(st,
              "INSERT INTO webhook_targets (id, url, secret, session, events)"
              " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO UPDATE SET url = excluded.url,"
-             " secret = excluded.secret, session = excluded.session, events = excluded.events",
+             " secret = excluded.secret, session = excluded.session, events = excluded.events,"
+             " deleting = 0",
              &s))
         return STORE_EIO;
     sqlite3_bind_text(s, 1, t->id, -1, SQLITE_STATIC);
@@ -42,10 +44,10 @@ int store_webhook_put(store_t *st, const store_webhook_t *t)
 int store_webhook_delete(store_t *st, const char *id)
 {
     sqlite3_stmt *s;
-    if (prep(st, "DELETE FROM webhook_targets WHERE id = ?1", &s))
+    if (prep(st, "UPDATE webhook_targets SET deleting = 1 WHERE id = ?1 AND deleting = 0", &s))
         return STORE_EIO;
     sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-    int rc = store_run_tx(st, s); /* deliveries go by ON DELETE CASCADE */
+    int rc = store_run_tx(st, s); /* the queue goes by store_webhook_purge */
     if (rc)
         return rc;
     return sqlite3_changes(st->db) > 0 ? 0 : STORE_ENOTFOUND;
@@ -71,7 +73,7 @@ int store_webhooks_list(store_t *st, store_webhook_t **out, size_t *n)
     sqlite3_stmt *s;
     if (prep(st,
              "SELECT id, url, secret, session, events, created_at FROM webhook_targets"
-             " ORDER BY created_at, rowid",
+             " WHERE deleting = 0 ORDER BY created_at, rowid",
              &s))
         return STORE_EIO;
     store_webhook_t *v = NULL;
@@ -312,6 +314,56 @@ int store_webhook_enqueue(store_t *st, const char *target, store_event_t *ev)
     if (rc) {
         store_exec(st, "ROLLBACK");
         ev->id = 0;
+    }
+    return rc;
+}
+
+int store_webhook_purge(store_t *st, size_t batch, size_t *deleted, int *more)
+{
+    *deleted = 0;
+    *more = 0;
+    sqlite3_stmt *pick = NULL, *del = NULL, *gone = NULL;
+    if (prep(st, "SELECT id FROM webhook_targets WHERE deleting = 1 LIMIT 2", &pick))
+        return STORE_EIO;
+    char id[2][64];
+    int n = 0;
+    while (n < 2 && sqlite3_step(pick) == SQLITE_ROW)
+        snprintf(id[n++], sizeof(id[0]), "%s", (const char *)sqlite3_column_text(pick, 0));
+    sqlite3_finalize(pick);
+    if (n == 0)
+        return 0;
+    if (prep(st,
+             "DELETE FROM webhook_deliveries WHERE target = ?1 AND event_id IN"
+             " (SELECT event_id FROM webhook_deliveries WHERE target = ?1 LIMIT ?2)",
+             &del) ||
+        prep(st, "DELETE FROM webhook_targets WHERE id = ?1 AND deleting = 1", &gone)) {
+        sqlite3_finalize(del);
+        return STORE_EIO;
+    }
+    int rc = store_exec(st, "BEGIN IMMEDIATE");
+    if (!rc) {
+        sqlite3_bind_text(del, 1, id[0], -1, SQLITE_STATIC);
+        sqlite3_bind_int64(del, 2, (sqlite3_int64)(batch ? batch : 5000));
+        if (sqlite3_step(del) != SQLITE_DONE)
+            rc = STORE_EIO;
+        else
+            *deleted = (size_t)sqlite3_changes(st->db);
+    }
+    if (!rc && *deleted < (batch ? batch : 5000)) { /* the queue is empty: the target goes */
+        sqlite3_bind_text(gone, 1, id[0], -1, SQLITE_STATIC);
+        if (sqlite3_step(gone) != SQLITE_DONE)
+            rc = STORE_EIO;
+        *more = n > 1;
+    } else {
+        *more = 1;
+    }
+    sqlite3_finalize(del);
+    sqlite3_finalize(gone);
+    if (!rc)
+        rc = store_exec(st, "COMMIT");
+    if (rc) {
+        store_exec(st, "ROLLBACK");
+        *deleted = 0;
     }
     return rc;
 }

@@ -76,6 +76,7 @@ struct wh {
     size_t ntargets;
     uv_async_t wake;
     uv_timer_t poll, flush;
+    uv_timer_t purge; /* deletes the queues of deleted targets, a batch per turn */
     int flush_armed;
     /* delivered rows not yet deleted */
     char (*done_target)[40];
@@ -513,6 +514,23 @@ static void on_poll(uv_timer_t *tm)
     pump_all(tm->data);
 }
 
+/* Deletes a batch of the queues of deleted targets per loop turn, so that
+ * deleting a target with a million undelivered events never holds the
+ * loop. */
+#define PURGE_BATCH 5000
+static void on_purge(uv_timer_t *tm)
+{
+    wh_t *wh = tm->data;
+    size_t deleted = 0;
+    int more = 0;
+    int rc = store_webhook_purge(wh->o.store, PURGE_BATCH, &deleted, &more);
+    if (rc)
+        LOG_WARN("webhook", "cannot delete the queue of a deleted target: %s (retried)",
+                 store_strerror(rc));
+    if (rc || more)
+        uv_timer_start(&wh->purge, on_purge, rc ? POLL_MS : 0, 0);
+}
+
 void wh_wake(wh_t *wh)
 {
     if (wh && !wh->closed)
@@ -567,6 +585,9 @@ int wh_new(const wh_opts_t *o, wh_t **out, char *err, size_t errlen)
     wh->poll.data = wh;
     uv_timer_init(o->loop, &wh->flush);
     wh->flush.data = wh;
+    uv_timer_init(o->loop, &wh->purge);
+    wh->purge.data = wh;
+    uv_timer_start(&wh->purge, on_purge, 0, 0); /* deletions a restart interrupted */
     for (size_t i = 0; i < n; i++) {
         target_t *t = target_new(wh, &v[i]);
         if (!t) {
@@ -607,6 +628,7 @@ void wh_close(wh_t *wh)
     uv_close((uv_handle_t *)&wh->wake, NULL);
     uv_close((uv_handle_t *)&wh->poll, NULL);
     uv_close((uv_handle_t *)&wh->flush, NULL);
+    uv_close((uv_handle_t *)&wh->purge, NULL);
 }
 
 void wh_free(wh_t *wh)
@@ -677,6 +699,8 @@ int wh_target_delete(wh_t *wh, const char *id)
     int rc = store_webhook_delete(wh->o.store, id);
     if (rc && rc != STORE_ENOTFOUND)
         return WH_EIO;
+    if (!wh->closed)
+        uv_timer_start(&wh->purge, on_purge, 0, 0);
     LOG_INFO("webhook", "target %s (%s) deleted", t->id, t->host);
     target_drop(wh, t);
     return WH_OK;

@@ -99,8 +99,71 @@ static void test_targets_round_trip(void **state)
     store_webhooks_free(v, n);
     assert_int_equal(store_webhook_delete(st, "global"), 0);
     assert_int_equal(store_webhook_delete(st, "global"), STORE_ENOTFOUND);
+    size_t deleted;
+    int more;
+    assert_int_equal(store_webhook_purge(st, 0, &deleted, &more), 0);
+    assert_int_equal(deleted, 1);
+    assert_false(more);
     assert_int_equal(store_webhook_count(st, "global", STORE_DELIVERY_PENDING, &c), 0);
     assert_int_equal(c, 0);
+    store_close(st);
+}
+
+/* Deleting a target with a long queue: it is gone from the list and gets
+ * no new deliveries at once; its queue goes in bounded batches, then its
+ * row; a restart in between resumes. */
+static void test_delete_purges_in_batches(void **state)
+{
+    (void)state;
+    store_t *st = open_store();
+    put(st, "big", "https://a.example/", NULL, "");
+    put(st, "other", "https://b.example/", NULL, "");
+    enum { N = 1200 };
+    store_event_t ev[N];
+    char body[] = "{}";
+    for (int i = 0; i < N; i++)
+        ev[i] = (store_event_t){.session = "default",
+                                .seq = (uint64_t)i + 1,
+                                .ts_ms = 1,
+                                .type = "session.status",
+                                .body = body,
+                                .body_len = 2};
+    assert_int_equal(store_events_append(st, ev, N), 0);
+    assert_int_equal(store_webhook_delete(st, "big"), 0);
+    store_webhook_t *v;
+    size_t n;
+    assert_int_equal(store_webhooks_list(st, &v, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].id, "other");
+    store_webhooks_free(v, n);
+    append(st, "default", N + 1, "session.status"); /* not queued for "big" */
+    uint64_t c;
+    assert_int_equal(store_webhook_count(st, "big", STORE_DELIVERY_PENDING, &c), 0);
+    assert_int_equal(c, N);
+    size_t deleted;
+    int more;
+    assert_int_equal(store_webhook_purge(st, 500, &deleted, &more), 0);
+    assert_int_equal(deleted, 500);
+    assert_true(more);
+    store_close(st); /* a restart in the middle */
+    st = open_store();
+    assert_int_equal(store_webhooks_list(st, &v, &n), 0);
+    assert_int_equal(n, 1);
+    store_webhooks_free(v, n);
+    int rounds = 0;
+    do {
+        assert_int_equal(store_webhook_purge(st, 500, &deleted, &more), 0);
+        rounds++;
+    } while (more && rounds < 10);
+    assert_false(more);
+    assert_int_equal(rounds, 2); /* 500 + 200, then the row */
+    assert_int_equal(store_webhook_count(st, "big", STORE_DELIVERY_PENDING, &c), 0);
+    assert_int_equal(c, 0);
+    assert_int_equal(store_webhook_count(st, "other", STORE_DELIVERY_PENDING, &c), 0);
+    assert_int_equal(c, N + 1);
+    assert_int_equal(store_webhook_delete(st, "big"), STORE_ENOTFOUND);
+    assert_int_equal(store_webhook_purge(st, 500, &deleted, &more), 0);
+    assert_int_equal(deleted, 0);
     store_close(st);
 }
 
@@ -193,6 +256,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_targets_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outbox_filters_and_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enqueue_test_event, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_purges_in_batches, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
