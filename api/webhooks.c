@@ -119,6 +119,11 @@ int api_parse_webhook_body(const char *body, size_t len, api_webhook_req_t *out,
     for (size_t i = 0; i < v->u.object.len; i++) {
         const char *k = v->u.object.keys[i];
         yajl_val x = v->u.object.values[i];
+        for (size_t j = 0; j < i; j++) /* at most 4 known members come before */
+            if (!strcmp(v->u.object.keys[j], k)) {
+                *why = "Duplicate member in the body";
+                goto out;
+            }
         if (!strcmp(k, "url") || !strcmp(k, "secret") || !strcmp(k, "session")) {
             if (YAJL_IS_NULL(x) && strcmp(k, "url"))
                 continue;
