@@ -272,10 +272,16 @@ int store_webhook_count(store_t *st, const char *target, int state, uint64_t *n)
     return rc;
 }
 
-int store_webhook_enqueue(store_t *st, const char *target, store_event_t *ev)
+int store_webhook_enqueue_batch(store_t *st, const char *const *targets, store_event_t *evs,
+                                size_t n)
 {
-    if (!ev || ev->session || !ev->type || !ev->body)
+    if (n == 0)
+        return 0;
+    if (!targets || !evs)
         return STORE_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!targets[i] || evs[i].session || !evs[i].type || !evs[i].body)
+            return STORE_EINVAL;
     sqlite3_stmt *ins = NULL, *out = NULL;
     if (prep(st, "INSERT INTO events (session, seq, ts, type, body) VALUES (NULL, ?1, ?2, ?3, ?4)",
              &ins) ||
@@ -287,18 +293,20 @@ int store_webhook_enqueue(store_t *st, const char *target, store_event_t *ev)
         return STORE_EIO;
     }
     int rc = store_exec(st, "BEGIN IMMEDIATE");
-    if (!rc) {
+    for (size_t i = 0; !rc && i < n; i++) {
+        store_event_t *ev = &evs[i];
+        sqlite3_reset(ins);
         sqlite3_bind_int64(ins, 1, (sqlite3_int64)ev->seq);
         sqlite3_bind_int64(ins, 2, ev->ts_ms);
         sqlite3_bind_text(ins, 3, ev->type, -1, SQLITE_STATIC);
         sqlite3_bind_text(ins, 4, ev->body, (int)ev->body_len, SQLITE_STATIC);
-        if (sqlite3_step(ins) != SQLITE_DONE)
+        if (sqlite3_step(ins) != SQLITE_DONE) {
             rc = STORE_EIO;
-        else
-            ev->id = (uint64_t)sqlite3_last_insert_rowid(st->db);
-    }
-    if (!rc) {
-        sqlite3_bind_text(out, 1, target, -1, SQLITE_STATIC);
+            break;
+        }
+        ev->id = (uint64_t)sqlite3_last_insert_rowid(st->db);
+        sqlite3_reset(out);
+        sqlite3_bind_text(out, 1, targets[i], -1, SQLITE_STATIC);
         sqlite3_bind_int64(out, 2, (sqlite3_int64)ev->id);
         if (sqlite3_step(out) != SQLITE_DONE)
             rc = STORE_EIO;
@@ -311,7 +319,15 @@ int store_webhook_enqueue(store_t *st, const char *target, store_event_t *ev)
         rc = store_exec(st, "COMMIT");
     if (rc) {
         store_exec(st, "ROLLBACK");
-        ev->id = 0;
+        for (size_t i = 0; i < n; i++)
+            evs[i].id = 0;
     }
     return rc;
+}
+
+int store_webhook_enqueue(store_t *st, const char *target, store_event_t *ev)
+{
+    if (!ev)
+        return STORE_EINVAL;
+    return store_webhook_enqueue_batch(st, &target, ev, 1);
 }

@@ -170,13 +170,20 @@ typedef struct wh_test wh_test_t;
 
 /* Queues a service-wide event {"type":"webhook.test",...} to target `id`
  * only, through the outbox (after whatever it has pending), and calls `cb`
- * once: when its first attempt finished, or after wait_ms (answered = 0:
- * it stays queued). Returns a handle for wh_test_cancel, or NULL when cb
- * already ran (an error such as WH_ENOTFOUND, or wait_ms 0). */
+ * once. The event is stored by a group commit: every test event asked for
+ * during one loop iteration goes into one transaction with its delivery
+ * row (before the loop polls again, or at once when 4,096 wait), event
+ * ids in the order of the calls; only then is the target woken. With
+ * wait_ms 0, cb runs once the event is stored (answered = 0, event_id
+ * set); else when its first attempt finished, or after wait_ms
+ * (answered = 0: it stays queued). Returns a handle for wh_test_cancel, or
+ * NULL when cb already ran (WH_ENOTFOUND, WH_ECLOSED, WH_ENOMEM); a failed
+ * commit answers WH_EIO. */
 typedef void (*wh_test_cb)(void *arg, const wh_test_result_t *r);
 wh_test_t *wh_test(wh_t *wh, const char *id, unsigned wait_ms, wh_test_cb cb, void *arg);
 
-/* The caller went away: cb will not run. NULL is ignored. */
+/* The caller went away: cb will not run (an event not stored yet still is).
+ * NULL is ignored. */
 void wh_test_cancel(wh_test_t *t);
 
 /* The number of targets. */
