@@ -128,13 +128,12 @@ int store_webhook_next(store_t *st, const char *target, uint64_t after, int want
                        store_delivery_t *out)
 {
     memset(out, 0, sizeof(*out));
-    sqlite3_stmt *s;
-    if (prep(st,
-             "SELECT d.event_id, d.attempts, d.next_at, e.ts, e.body"
-             " FROM webhook_deliveries d JOIN events e ON e.id = d.event_id"
-             " WHERE d.target = ?1 AND d.state = 0 AND d.event_id > ?2"
-             " ORDER BY d.event_id LIMIT 1",
-             &s))
+    sqlite3_stmt *s = store_stmt(st, STORE_STMT_WH_NEXT,
+                                 "SELECT d.event_id, d.attempts, d.next_at, e.ts, e.body"
+                                 " FROM webhook_deliveries d JOIN events e ON e.id = d.event_id"
+                                 " WHERE d.target = ?1 AND d.state = 0 AND d.event_id > ?2"
+                                 " ORDER BY d.event_id LIMIT 1");
+    if (!s)
         return STORE_EIO;
     sqlite3_bind_text(s, 1, target, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, (sqlite3_int64)after);
@@ -153,7 +152,7 @@ int store_webhook_next(store_t *st, const char *target, uint64_t after, int want
     } else {
         rc = step == SQLITE_DONE ? STORE_ENOTFOUND : STORE_EIO;
     }
-    sqlite3_finalize(s);
+    sqlite3_reset(s);
     return rc;
 }
 
@@ -193,8 +192,10 @@ int store_webhook_delivered(store_t *st, const char *const *targets, const uint6
 {
     if (n == 0)
         return 0;
-    sqlite3_stmt *s;
-    if (prep(st, "DELETE FROM webhook_deliveries WHERE target = ?1 AND event_id = ?2", &s))
+    sqlite3_stmt *s =
+        store_stmt(st, STORE_STMT_WH_DELIVERED,
+                   "DELETE FROM webhook_deliveries WHERE target = ?1 AND event_id = ?2");
+    if (!s)
         return STORE_EIO;
     int rc = store_exec(st, "BEGIN IMMEDIATE");
     for (size_t i = 0; !rc && i < n; i++) {
@@ -204,7 +205,7 @@ int store_webhook_delivered(store_t *st, const char *const *targets, const uint6
         if (sqlite3_step(s) != SQLITE_DONE)
             rc = STORE_EIO;
     }
-    sqlite3_finalize(s);
+    sqlite3_reset(s);
     if (!rc)
         rc = store_exec(st, "COMMIT");
     if (rc)
@@ -282,16 +283,15 @@ int store_webhook_enqueue_batch(store_t *st, const char *const *targets, store_e
     for (size_t i = 0; i < n; i++)
         if (!targets[i] || evs[i].session || !evs[i].type || !evs[i].body)
             return STORE_EINVAL;
-    sqlite3_stmt *ins = NULL, *out = NULL;
-    if (prep(st, "INSERT INTO events (session, seq, ts, type, body) VALUES (NULL, ?1, ?2, ?3, ?4)",
-             &ins) ||
-        prep(st,
-             "INSERT INTO webhook_deliveries (target, event_id)"
-             " SELECT id, ?2 FROM webhook_targets WHERE id = ?1",
-             &out)) {
-        sqlite3_finalize(ins);
+    sqlite3_stmt *ins = store_stmt(
+        st, STORE_STMT_WH_INS_EVENT,
+        "INSERT INTO events (session, seq, ts, type, body) VALUES (NULL, ?1, ?2, ?3, ?4)");
+    sqlite3_stmt *out = ins ? store_stmt(st, STORE_STMT_WH_INS_DELIVERY,
+                                         "INSERT INTO webhook_deliveries (target, event_id)"
+                                         " SELECT id, ?2 FROM webhook_targets WHERE id = ?1")
+                            : NULL;
+    if (!out)
         return STORE_EIO;
-    }
     int rc = store_exec(st, "BEGIN IMMEDIATE");
     for (size_t i = 0; !rc && i < n; i++) {
         store_event_t *ev = &evs[i];
@@ -313,8 +313,8 @@ int store_webhook_enqueue_batch(store_t *st, const char *const *targets, store_e
         else if (sqlite3_changes(st->db) != 1)
             rc = STORE_ENOTFOUND;
     }
-    sqlite3_finalize(ins);
-    sqlite3_finalize(out);
+    sqlite3_reset(ins);
+    sqlite3_reset(out);
     if (!rc)
         rc = store_exec(st, "COMMIT");
     if (rc) {

@@ -19,7 +19,10 @@
  * with its delivery row, in one transaction before the loop polls again;
  * only then are the targets pumped and the "queued" answers given. Ids are
  * assigned in the order of the calls, so each target still gets its events
- * in order. */
+ * in order. Commits are at least commit_gap_ms apart (a timer instead of
+ * the prepare handle when the last one is more recent): each fsync blocks
+ * the loop, and with it the deliveries, so at 1,000 calls a second one
+ * commit per iteration would leave the sender too little of the loop. */
 #include "session/webhook/webhook.h"
 
 #include <arpa/inet.h>
@@ -112,7 +115,10 @@ struct wh {
     tq_t *tq_head, *tq_tail;
     size_t ntq;
     uv_prepare_t commit;
-    uint64_t rnd; /* xorshift state for the jitter */
+    uv_timer_t commit_later; /* the next commit when the last one was too recent */
+    uint64_t last_commit_ns; /* uv_hrtime() after the last commit */
+    unsigned commit_gap_ms;  /* wh_opts_t's, or the default */
+    uint64_t rnd;            /* xorshift state for the jitter */
     int closed;
 };
 
@@ -609,6 +615,9 @@ int wh_new(const wh_opts_t *o, wh_t **out, char *err, size_t errlen)
     wh->flush.data = wh;
     uv_prepare_init(o->loop, &wh->commit);
     wh->commit.data = wh;
+    uv_timer_init(o->loop, &wh->commit_later);
+    wh->commit_later.data = wh;
+    wh->commit_gap_ms = o->commit_gap_ms ? o->commit_gap_ms : WH_COMMIT_GAP_MS_DEFAULT;
     for (size_t i = 0; i < n; i++) {
         target_t *t = target_new(wh, &v[i]);
         if (!t) {
@@ -651,6 +660,7 @@ void wh_close(wh_t *wh)
     uv_close((uv_handle_t *)&wh->poll, NULL);
     uv_close((uv_handle_t *)&wh->flush, NULL);
     uv_close((uv_handle_t *)&wh->commit, NULL);
+    uv_close((uv_handle_t *)&wh->commit_later, NULL);
 }
 
 void wh_free(wh_t *wh)
@@ -1100,15 +1110,40 @@ static void tq_flush_batch(wh_t *wh)
 /* The group commit: stores every test event asked for so far. */
 static void tq_flush(wh_t *wh)
 {
+    int any = wh->tq_head != NULL;
     while (wh->tq_head)
         tq_flush_batch(wh);
-    if (!uv_is_closing((uv_handle_t *)&wh->commit))
+    if (any)
+        wh->last_commit_ns = uv_hrtime();
+    if (!uv_is_closing((uv_handle_t *)&wh->commit)) {
         uv_prepare_stop(&wh->commit);
+        uv_timer_stop(&wh->commit_later);
+    }
 }
 
 static void on_commit(uv_prepare_t *h)
 {
     tq_flush(h->data);
+}
+
+static void on_commit_later(uv_timer_t *h)
+{
+    tq_flush(h->data);
+}
+
+/* Schedules the group commit of the test events waiting: at the end of
+ * this loop iteration, or, when the last commit is less than the gap
+ * old, when the gap is over (at most 1000 / gap commits a second, so
+ * that the fsyncs, which block the loop, leave the sender its time). */
+static void tq_schedule(wh_t *wh)
+{
+    if (uv_is_active((uv_handle_t *)&wh->commit) || uv_is_active((uv_handle_t *)&wh->commit_later))
+        return;
+    uint64_t since_ms = (uv_hrtime() - wh->last_commit_ns) / 1000000;
+    if (wh->last_commit_ns && since_ms < wh->commit_gap_ms)
+        uv_timer_start(&wh->commit_later, on_commit_later, wh->commit_gap_ms - since_ms, 0);
+    else
+        uv_prepare_start(&wh->commit, on_commit);
 }
 
 wh_test_t *wh_test(wh_t *wh, const char *id, unsigned wait_ms, wh_test_cb cb, void *arg)
@@ -1166,8 +1201,7 @@ wh_test_t *wh_test(wh_t *wh, const char *id, unsigned wait_ms, wh_test_cb cb, vo
         wh->tq_head = q;
     wh->tq_tail = q;
     wh->ntq++;
-    if (!uv_is_active((uv_handle_t *)&wh->commit))
-        uv_prepare_start(&wh->commit, on_commit);
+    tq_schedule(wh);
     return w;
 }
 

@@ -5,7 +5,7 @@
    three runs of each, interleaved, the median p99 against the 50 ms
    target:
    - through the release binary (the figure that counts): wh_load.c paces
-     webhook test calls (POST /api/webhooks/{id}/test?waitMs=0) on 8
+     webhook test calls (POST /api/webhooks/{id}/test?waitMs=0) on 16
      kept-alive connections to a fresh gateway on CPU 0 and receives the
      webhooks itself on CPU 1 (latency = arrival minus the time the call
      was written);
@@ -30,7 +30,7 @@ ap.add_argument("--fakewa", required=True)
 ap.add_argument("--seed", required=True)
 ap.add_argument("--latency", required=True)
 ap.add_argument("--load", required=True)
-ap.add_argument("--conns", type=int, default=8)
+ap.add_argument("--conns", type=int, default=16)
 ap.add_argument("--tmp", required=True)
 ap.add_argument("--out", required=True)
 ap.add_argument("--rate", type=int, default=int(os.environ.get("WEBHOOK_RATE", "1000")))

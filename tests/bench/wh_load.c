@@ -24,7 +24,7 @@
  *
  *   wh-load PORT API_KEY RATE SECONDS [CONNS [WAIT_MS]]
  *
- * PORT: the gateway's HTTP port on 127.0.0.1; CONNS 1..64 (8); WAIT_MS
+ * PORT: the gateway's HTTP port on 127.0.0.1; CONNS 1..64 (16); WAIT_MS
  * the test call's waitMs (0: answered once queued). Bounded: RATE at most
  * 100000, SECONDS at most 600, and it waits at most 30 s for the last
  * deliveries. Exits 0 when every event arrived once, else 1 (a message on
@@ -335,7 +335,7 @@ int main(int argc, char **argv)
     const char *key = argv[2];
     unsigned rate = (unsigned)strtoul(argv[3], NULL, 10);
     double seconds = strtod(argv[4], NULL);
-    unsigned nconns = argc > 5 ? (unsigned)strtoul(argv[5], NULL, 10) : 8;
+    unsigned nconns = argc > 5 ? (unsigned)strtoul(argv[5], NULL, 10) : 16;
     unsigned wait_ms = argc > 6 ? (unsigned)strtoul(argv[6], NULL, 10) : 0;
     if (port < 1 || port > 65535 || rate < 1 || rate > 100000 || seconds <= 0 || seconds > 600 ||
         nconns < 1 || nconns > MAX_CONNS || wait_ms > 60000 || strlen(key) > 200) {

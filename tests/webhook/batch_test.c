@@ -13,6 +13,8 @@
  *     before it answers (an id, never 0).
  *   - A target deleted between the call and the commit: ENOTFOUND, nothing
  *     stored.
+ *   - Commits at least commit_gap_ms apart: a call soon after a commit
+ *     waits for the gap (a timer), then is stored and answered.
  *   - wh_close with calls not committed: their events are stored; the
  *     queued-only calls get their id, the waiting ones WH_ECLOSED. */
 #include <arpa/inet.h>
@@ -147,6 +149,7 @@ typedef struct {
     rcv_t rcv;
     pthread_t acc;
     int port;
+    unsigned gap_ms; /* wh_opts_t.commit_gap_ms */
 } fx_t;
 
 static void on_created(void *arg, int rc, const char *why, const wh_target_info_t *t,
@@ -163,7 +166,8 @@ static void fx_open_sender(fx_t *f)
     char err[256];
     assert_int_equal(store_open(f->dir, &f->st, err, sizeof(err)), 0);
     assert_int_equal(uv_loop_init(&f->loop), 0);
-    wh_opts_t o = {.loop = &f->loop, .store = f->st, .allow_private = 1};
+    wh_opts_t o = {
+        .loop = &f->loop, .store = f->st, .allow_private = 1, .commit_gap_ms = f->gap_ms};
     assert_int_equal(wh_new(&o, &f->wh, err, sizeof(err)), 0);
 }
 
@@ -409,6 +413,37 @@ static void test_target_deleted_before_commit(void **state)
     assert_int_equal(arrivals(f, 1), 0);
 }
 
+static void test_commit_gap(void **state)
+{
+    fx_t *f = *state;
+    fx_close_sender(f);
+    f->gap_ms = 150;
+    fx_open_sender(f);
+    answer_t a = {0}, b = {0}, c = {0};
+    assert_non_null(wh_test(f->wh, f->id[0], 0, on_answer, &a));
+    uv_run(&f->loop, UV_RUN_NOWAIT); /* the first commit: at once */
+    assert_int_equal(a.calls, 1);
+    uint64_t t0 = uv_hrtime();
+    assert_non_null(wh_test(f->wh, f->id[0], 0, on_answer, &b));
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_non_null(wh_test(f->wh, f->id[1], 0, on_answer, &c));
+    usleep(20000);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(b.calls + c.calls, 0); /* within the gap: not stored yet */
+    while (!b.calls && uv_hrtime() - t0 < 5000000000ull)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_true(uv_hrtime() - t0 >= 100000000ull);
+    assert_int_equal(b.calls, 1);
+    assert_int_equal(c.calls, 1); /* the same commit */
+    assert_int_equal(b.r.rc, WH_OK);
+    assert_true(b.r.event_id > a.r.event_id);
+    assert_true(c.r.event_id > b.r.event_id);
+    run_until(f, 2, 1);
+    uint64_t ids[2] = {a.r.event_id, b.r.event_id};
+    check_received(f, 0, ids, 2);
+    check_received(f, 1, &c.r.event_id, 1);
+}
+
 static void test_close_stores_pending(void **state)
 {
     fx_t *f = *state;
@@ -439,6 +474,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batch_order_and_loss, setup, teardown),
         cmocka_unit_test_setup_teardown(test_short_wait_stores_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_target_deleted_before_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_gap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_stores_pending, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
