@@ -497,9 +497,16 @@ typedef void (*api_webhook_test_cb)(void *arg, api_code_t code, const char *mess
 
 typedef struct api_webhook_wait api_webhook_wait_t;
 
-/* Queues a "webhook.test" event to the target only and waits up to wait_ms
- * (0 = 10 s, at most 60 s) for its first attempt. Returns a handle for
- * api_webhook_test_cancel, or NULL when cb already ran. */
+/* The wait of a test call when the caller names none (HTTP without
+ * waitMs, gRPC wait_ms 0), and its bound. */
+#define API_WEBHOOK_WAIT_DEFAULT_MS 10000u
+#define API_WEBHOOK_WAIT_MAX_MS 60000u
+
+/* Queues a "webhook.test" event to the target only (stored by the sender's
+ * group commit, see wh_test) and waits up to wait_ms (at most
+ * API_WEBHOOK_WAIT_MAX_MS) for its first attempt; wait_ms 0 answers once
+ * the event is stored ("queued": answered false, eventId set). Returns a
+ * handle for api_webhook_test_cancel, or NULL when cb already ran. */
 api_webhook_wait_t *api_webhook_test(api_t *api, const api_principal_t *who, const char *id,
                                      unsigned wait_ms, api_webhook_test_cb cb, void *arg);
 

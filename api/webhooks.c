@@ -304,10 +304,8 @@ api_webhook_wait_t *api_webhook_test(api_t *api, const api_principal_t *who, con
     }
     ctx->cb = cb;
     ctx->arg = arg;
-    if (wait_ms == 0)
-        wait_ms = 10000;
-    if (wait_ms > 60000)
-        wait_ms = 60000;
+    if (wait_ms > API_WEBHOOK_WAIT_MAX_MS)
+        wait_ms = API_WEBHOOK_WAIT_MAX_MS;
     wh_test_t *w = wh_test(api_webhooks(api), id, wait_ms, on_tested, ctx);
     if (!w)
         return NULL; /* on_tested ran and freed ctx */

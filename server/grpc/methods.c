@@ -581,7 +581,7 @@ static void loop_test_webhook(grpc_srv_call_t *c, void *arg)
 static void test_webhook(grpc_srv_call_t *c, const ProtobufCMessage *req)
 {
     const Wagateway__V1__TestWebhookRequest *q = (const Wagateway__V1__TestWebhookRequest *)req;
-    if (q->wait_ms > 60000) {
+    if (q->wait_ms > API_WEBHOOK_WAIT_MAX_MS) {
         grpc_srv_finish_error(c, API_ERR_BAD_REQUEST, "wait_ms must be 0 (10 s) or 1 to 60000");
         return;
     }
@@ -594,7 +594,7 @@ static void test_webhook(grpc_srv_call_t *c, const ProtobufCMessage *req)
         return;
     }
     a->id = id;
-    a->wait_ms = q->wait_ms;
+    a->wait_ms = q->queued_only ? 0 : q->wait_ms ? q->wait_ms : API_WEBHOOK_WAIT_DEFAULT_MS;
     if (grpc_srv_post(c, loop_test_webhook, a) != 0) {
         free(a->id);
         free(a);

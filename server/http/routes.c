@@ -697,10 +697,11 @@ static void on_webhook_tested(void *arg, api_code_t code, const char *message,
 }
 
 /* POST /api/webhooks/{id}/test[?waitMs=N]: a "webhook.test" event to that
- * target only, answered with its first attempt's outcome (or "queued"). */
+ * target only, answered with its first attempt's outcome within N ms
+ * (default 10 s), or "queued" once stored (N = 0, or the wait ran out). */
 static int route_webhook_test(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
 {
-    unsigned wait_ms = 0;
+    unsigned wait_ms = API_WEBHOOK_WAIT_DEFAULT_MS;
     h2o_iovec_t q;
     if (http_query_param(req, "waitMs", &q)) {
         char buf[16];
@@ -711,9 +712,9 @@ static int route_webhook_test(http_server_t *srv, h2o_req_t *req, const http_cal
             buf[q.len] = 0;
             v = strtoul(buf, &end, 10);
         }
-        if (!end || *end || buf[0] == '-' || v < 1 || v > 60000) {
+        if (!end || *end || strspn(buf, "0123456789") != q.len || v > API_WEBHOOK_WAIT_MAX_MS) {
             http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_BAD_REQUEST,
-                            "waitMs must be 1 to 60000", NULL);
+                            "waitMs must be 0 (answer once queued) to 60000", NULL);
             return 0;
         }
         wait_ms = (unsigned)v;

@@ -111,6 +111,21 @@ const char *store_strerror(int code)
     return "unknown store error";
 }
 
+sqlite3_stmt *store_stmt(store_t *st, int which, const char *sql)
+{
+    sqlite3_stmt **slot = &st->stmt[which];
+    if (*slot) {
+        sqlite3_reset(*slot);
+        sqlite3_clear_bindings(*slot);
+        return *slot;
+    }
+    if (sqlite3_prepare_v3(st->db, sql, -1, SQLITE_PREPARE_PERSISTENT, slot, NULL) != SQLITE_OK) {
+        sqlite3_finalize(*slot);
+        *slot = NULL;
+    }
+    return *slot;
+}
+
 int store_exec(store_t *st, const char *sql)
 {
     return sqlite3_exec(st->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : STORE_EIO;
@@ -388,6 +403,8 @@ void store_close(store_t *st)
         return;
     sqlite3_close(st->rd);
     pthread_mutex_destroy(&st->rd_mu);
+    for (int i = 0; i < STORE_STMT_COUNT; i++)
+        sqlite3_finalize(st->stmt[i]);
     sqlite3_close(st->db);
     free(st->path);
     free(st);

@@ -321,6 +321,16 @@ int store_webhook_count(store_t *st, const char *target, int state, uint64_t *n)
  * transaction; sets ev->id. STORE_ENOTFOUND when there is no such target. */
 int store_webhook_enqueue(store_t *st, const char *target, store_event_t *ev);
 
+/* Stores n service-wide events (as store_webhook_enqueue: session NULL) and
+ * one pending delivery of evs[i] to targets[i] only, all in one
+ * transaction (one commit, one fsync: the group commit of test calls); sets
+ * each evs[i].id, increasing in array order, so each target gets its
+ * events in the order given. All or nothing: STORE_EINVAL for a malformed
+ * event, STORE_ENOTFOUND when a target does not exist, STORE_EIO; then no
+ * event is stored and every id is 0. n 0 is a no-op. */
+int store_webhook_enqueue_batch(store_t *st, const char *const *targets, store_event_t *evs,
+                                size_t n);
+
 /* Releases the heap parts of a record and wipes its key bytes. */
 void store_creds_free(store_creds_t *c);
 

@@ -8,6 +8,16 @@
 
 #include "session/store/store.h"
 
+/* Statements of the hot paths (one per webhook delivery, one set per group
+ * commit), prepared once on the writer and kept (store_stmt). */
+enum {
+    STORE_STMT_WH_NEXT,
+    STORE_STMT_WH_INS_EVENT,
+    STORE_STMT_WH_INS_DELIVERY,
+    STORE_STMT_WH_DELIVERED,
+    STORE_STMT_COUNT,
+};
+
 struct store {
     sqlite3 *db; /* the writer, used from the owner's thread */
     char *path;
@@ -15,7 +25,14 @@ struct store {
      * (store_events_read, store_event_get), one at a time. */
     sqlite3 *rd;
     pthread_mutex_t rd_mu;
+    sqlite3_stmt *stmt[STORE_STMT_COUNT]; /* on the writer; finalized by store_close */
 };
+
+/* The writer's kept statement `which` for `sql` (always the same SQL for a
+ * given `which`): prepared on first use, else reset with its bindings
+ * cleared. The caller resets it when done (a SELECT left unreset would hold
+ * its read snapshot). NULL when it cannot be prepared. */
+sqlite3_stmt *store_stmt(store_t *st, int which, const char *sql);
 
 /* Runs SQL without results on the writer. 0 or STORE_EIO. */
 int store_exec(store_t *st, const char *sql);

@@ -130,13 +130,12 @@ int store_webhook_next(store_t *st, const char *target, uint64_t after, int want
                        store_delivery_t *out)
 {
     memset(out, 0, sizeof(*out));
-    sqlite3_stmt *s;
-    if (prep(st,
-             "SELECT d.event_id, d.attempts, d.next_at, e.ts, e.body"
-             " FROM webhook_deliveries d JOIN events e ON e.id = d.event_id"
-             " WHERE d.target = ?1 AND d.state = 0 AND d.event_id > ?2"
-             " ORDER BY d.event_id LIMIT 1",
-             &s))
+    sqlite3_stmt *s = store_stmt(st, STORE_STMT_WH_NEXT,
+                                 "SELECT d.event_id, d.attempts, d.next_at, e.ts, e.body"
+                                 " FROM webhook_deliveries d JOIN events e ON e.id = d.event_id"
+                                 " WHERE d.target = ?1 AND d.state = 0 AND d.event_id > ?2"
+                                 " ORDER BY d.event_id LIMIT 1");
+    if (!s)
         return STORE_EIO;
     sqlite3_bind_text(s, 1, target, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 2, (sqlite3_int64)after);
@@ -155,7 +154,7 @@ int store_webhook_next(store_t *st, const char *target, uint64_t after, int want
     } else {
         rc = step == SQLITE_DONE ? STORE_ENOTFOUND : STORE_EIO;
     }
-    sqlite3_finalize(s);
+    sqlite3_reset(s);
     return rc;
 }
 
@@ -195,8 +194,10 @@ int store_webhook_delivered(store_t *st, const char *const *targets, const uint6
 {
     if (n == 0)
         return 0;
-    sqlite3_stmt *s;
-    if (prep(st, "DELETE FROM webhook_deliveries WHERE target = ?1 AND event_id = ?2", &s))
+    sqlite3_stmt *s =
+        store_stmt(st, STORE_STMT_WH_DELIVERED,
+                   "DELETE FROM webhook_deliveries WHERE target = ?1 AND event_id = ?2");
+    if (!s)
         return STORE_EIO;
     int rc = store_exec(st, "BEGIN IMMEDIATE");
     for (size_t i = 0; !rc && i < n; i++) {
@@ -206,7 +207,7 @@ int store_webhook_delivered(store_t *st, const char *const *targets, const uint6
         if (sqlite3_step(s) != SQLITE_DONE)
             rc = STORE_EIO;
     }
-    sqlite3_finalize(s);
+    sqlite3_reset(s);
     if (!rc)
         rc = store_exec(st, "COMMIT");
     if (rc)
@@ -274,50 +275,59 @@ int store_webhook_count(store_t *st, const char *target, int state, uint64_t *n)
     return rc;
 }
 
-int store_webhook_enqueue(store_t *st, const char *target, store_event_t *ev)
+int store_webhook_enqueue_batch(store_t *st, const char *const *targets, store_event_t *evs,
+                                size_t n)
 {
-    if (!ev || ev->session || !ev->type || !ev->body)
+    if (n == 0)
+        return 0;
+    if (!targets || !evs)
         return STORE_EINVAL;
-    sqlite3_stmt *ins = NULL, *out = NULL;
-    if (prep(st, "INSERT INTO events (session, seq, ts, type, body) VALUES (NULL, ?1, ?2, ?3, ?4)",
-             &ins) ||
-        prep(st,
-             "INSERT INTO webhook_deliveries (target, event_id)"
-             " SELECT id, ?2 FROM webhook_targets WHERE id = ?1",
-             &out)) {
-        sqlite3_finalize(ins);
+    for (size_t i = 0; i < n; i++)
+        if (!targets[i] || evs[i].session || !evs[i].type || !evs[i].body)
+            return STORE_EINVAL;
+    sqlite3_stmt *ins = store_stmt(
+        st, STORE_STMT_WH_INS_EVENT,
+        "INSERT INTO events (session, seq, ts, type, body) VALUES (NULL, ?1, ?2, ?3, ?4)");
+    sqlite3_stmt *out = ins ? store_stmt(st, STORE_STMT_WH_INS_DELIVERY,
+                                         "INSERT INTO webhook_deliveries (target, event_id)"
+                                         " SELECT id, ?2 FROM webhook_targets WHERE id = ?1")
+                            : NULL;
+    if (!out)
         return STORE_EIO;
-    }
     int rc = store_exec(st, "BEGIN IMMEDIATE");
-    if (!rc) {
+    for (size_t i = 0; !rc && i < n; i++) {
+        store_event_t *ev = &evs[i];
+        sqlite3_reset(ins);
         sqlite3_bind_int64(ins, 1, (sqlite3_int64)ev->seq);
         sqlite3_bind_int64(ins, 2, ev->ts_ms);
         sqlite3_bind_text(ins, 3, ev->type, -1, SQLITE_STATIC);
         sqlite3_bind_text(ins, 4, ev->body, (int)ev->body_len, SQLITE_STATIC);
-        if (sqlite3_step(ins) != SQLITE_DONE)
+        if (sqlite3_step(ins) != SQLITE_DONE) {
             rc = STORE_EIO;
-        else
-            ev->id = (uint64_t)sqlite3_last_insert_rowid(st->db);
-    }
-    if (!rc) {
-        sqlite3_bind_text(out, 1, target, -1, SQLITE_STATIC);
+            break;
+        }
+        ev->id = (uint64_t)sqlite3_last_insert_rowid(st->db);
+        sqlite3_reset(out);
+        sqlite3_bind_text(out, 1, targets[i], -1, SQLITE_STATIC);
         sqlite3_bind_int64(out, 2, (sqlite3_int64)ev->id);
         if (sqlite3_step(out) != SQLITE_DONE)
             rc = STORE_EIO;
         else if (sqlite3_changes(st->db) != 1)
             rc = STORE_ENOTFOUND;
     }
-    sqlite3_finalize(ins);
-    sqlite3_finalize(out);
+    sqlite3_reset(ins);
+    sqlite3_reset(out);
     if (!rc)
         rc = store_exec(st, "COMMIT");
     if (rc) {
         store_exec(st, "ROLLBACK");
-        ev->id = 0;
+        for (size_t i = 0; i < n; i++)
+            evs[i].id = 0;
     }
     return rc;
 }
 
+<<<<<<< HEAD
 int store_webhook_purge(store_t *st, size_t batch, size_t *deleted, int *more)
 {
     *deleted = 0;
@@ -366,4 +376,11 @@ int store_webhook_purge(store_t *st, size_t batch, size_t *deleted, int *more)
         *deleted = 0;
     }
     return rc;
+=======
+int store_webhook_enqueue(store_t *st, const char *target, store_event_t *ev)
+{
+    if (!ev)
+        return STORE_EINVAL;
+    return store_webhook_enqueue_batch(st, &target, ev, 1);
+>>>>>>> whbench
 }

@@ -11,7 +11,18 @@
  * The cursor (the highest event id delivered or dead since the last
  * replay) lets the next head be read before the batched deletions are
  * written. Wake-ups come from the journal (wh_wake, an async handle) and
- * from a slow poll timer, so a missed wake-up only delays. */
+ * from a slow poll timer, so a missed wake-up only delays.
+ *
+ * Test calls (wh_test) are stored by a group commit, as the journal's
+ * events are (session/session.c): the test events asked for during one
+ * loop iteration wait in a FIFO, and a prepare handle stores them all, each
+ * with its delivery row, in one transaction before the loop polls again;
+ * only then are the targets pumped and the "queued" answers given. Ids are
+ * assigned in the order of the calls, so each target still gets its events
+ * in order. Commits are at least commit_gap_ms apart (a timer instead of
+ * the prepare handle when the last one is more recent): each fsync blocks
+ * the loop, and with it the deliveries, so at 1,000 calls a second one
+ * commit per iteration would leave the sender too little of the loop. */
 #include "session/webhook/webhook.h"
 
 #include <arpa/inet.h>
@@ -32,6 +43,9 @@
 #define FLUSH_MAX 256      /* or when this many wait */
 #define PUMP_DEAD_BATCH 64 /* dead letters marked in one pump before yielding */
 #define REASON_MAX 128
+#define TQ_BATCH 256 /* test events stored in one transaction at most */
+#define TQ_MAX 4096  /* test events waiting for the commit at most (then it is forced) */
+#define TEST_BODY_MAX 256
 
 typedef struct target target_t;
 
@@ -59,14 +73,29 @@ struct target {
     target_t *next;
 };
 
+typedef struct tq tq_t;
+
 struct wh_test {
     wh_t *wh;
     char target[40];
-    uint64_t event_id;
+    uint64_t event_id; /* 0 while its event waits for the commit */
+    tq_t *pending;     /* its event, while it waits for the commit */
+    int queued_only;   /* answered once stored (wait_ms 0) */
+    int done;          /* answered or cancelled: unlinked, its timer closing */
     wh_test_cb cb;
     void *arg;
     uv_timer_t timer;
     wh_test_t *next;
+};
+
+/* A test event waiting for the group commit. */
+struct tq {
+    char target[40];
+    int64_t ts_ms;
+    char body[TEST_BODY_MAX];
+    size_t body_len;
+    wh_test_t *w; /* the call that waits for it; NULL once cancelled */
+    tq_t *next;
 };
 
 struct wh {
@@ -83,7 +112,14 @@ struct wh {
     uint64_t *done_event;
     size_t ndone;
     wh_test_t *tests;
-    uint64_t rnd; /* xorshift state for the jitter */
+    /* test events not stored yet (FIFO), and the group commit's handle */
+    tq_t *tq_head, *tq_tail;
+    size_t ntq;
+    uv_prepare_t commit;
+    uv_timer_t commit_later; /* the next commit when the last one was too recent */
+    uint64_t last_commit_ns; /* uv_hrtime() after the last commit */
+    unsigned commit_gap_ms;  /* wh_opts_t's, or the default */
+    uint64_t rnd;            /* xorshift state for the jitter */
     int closed;
 };
 
@@ -227,6 +263,9 @@ static void on_test_closed(uv_handle_t *h)
 
 static void test_unlink(wh_test_t *w)
 {
+    if (w->done)
+        return;
+    w->done = 1;
     for (wh_test_t **p = &w->wh->tests; *p; p = &(*p)->next)
         if (*p == w) {
             *p = w->next;
@@ -252,9 +291,16 @@ static void tests_answer(wh_t *wh, const char *target, uint64_t event_id, int de
     }
 }
 
+static void tq_flush(wh_t *wh);
+
 static void on_test_timeout(uv_timer_t *tm)
 {
     wh_test_t *w = tm->data;
+    if (w->pending) { /* the wait ended before the commit: store it now */
+        tq_flush(w->wh);
+        if (w->done) /* answered by the flush (an error) */
+            return;
+    }
     wh_test_result_t r = {0, 0, 0, 0, "", w->event_id};
     wh_test_cb cb = w->cb;
     void *arg = w->arg;
@@ -585,9 +631,17 @@ int wh_new(const wh_opts_t *o, wh_t **out, char *err, size_t errlen)
     wh->poll.data = wh;
     uv_timer_init(o->loop, &wh->flush);
     wh->flush.data = wh;
+<<<<<<< HEAD
     uv_timer_init(o->loop, &wh->purge);
     wh->purge.data = wh;
     uv_timer_start(&wh->purge, on_purge, 0, 0); /* deletions a restart interrupted */
+=======
+    uv_prepare_init(o->loop, &wh->commit);
+    wh->commit.data = wh;
+    uv_timer_init(o->loop, &wh->commit_later);
+    wh->commit_later.data = wh;
+    wh->commit_gap_ms = o->commit_gap_ms ? o->commit_gap_ms : WH_COMMIT_GAP_MS_DEFAULT;
+>>>>>>> whbench
     for (size_t i = 0; i < n; i++) {
         target_t *t = target_new(wh, &v[i]);
         if (!t) {
@@ -610,6 +664,7 @@ void wh_close(wh_t *wh)
     if (!wh || wh->closed)
         return;
     wh->closed = 1;
+    tq_flush(wh); /* what was asked for is stored (and sent after a restart) */
     while (wh->tests) {
         wh_test_t *w = wh->tests;
         wh_test_result_t r = {WH_ECLOSED, 0, 0, 0, "shutting down", w->event_id};
@@ -628,7 +683,12 @@ void wh_close(wh_t *wh)
     uv_close((uv_handle_t *)&wh->wake, NULL);
     uv_close((uv_handle_t *)&wh->poll, NULL);
     uv_close((uv_handle_t *)&wh->flush, NULL);
+<<<<<<< HEAD
     uv_close((uv_handle_t *)&wh->purge, NULL);
+=======
+    uv_close((uv_handle_t *)&wh->commit, NULL);
+    uv_close((uv_handle_t *)&wh->commit_later, NULL);
+>>>>>>> whbench
 }
 
 void wh_free(wh_t *wh)
@@ -997,6 +1057,125 @@ int wh_set_global(wh_t *wh, const char *url, const char *secret, char *err, size
 
 /* --- test calls --- */
 
+/* Answers a test call and unlinks it. */
+static void test_answer(wh_test_t *w, const wh_test_result_t *r)
+{
+    wh_test_cb cb = w->cb;
+    void *arg = w->arg;
+    test_unlink(w);
+    cb(arg, r);
+}
+
+/* Stores one batch (at most TQ_BATCH) from the head of the FIFO in one
+ * transaction, pumps the targets that got events, answers the calls that
+ * wait only for the queueing. */
+static void tq_flush_batch(wh_t *wh)
+{
+    tq_t *e[TQ_BATCH];
+    wh_test_t *w[TQ_BATCH];
+    store_event_t ev[TQ_BATCH];
+    const char *targets[TQ_BATCH];
+    size_t n = 0, m = 0;
+    while (wh->tq_head && n < TQ_BATCH) {
+        tq_t *q = wh->tq_head;
+        wh->tq_head = q->next;
+        wh->ntq--;
+        if (q->w)
+            q->w->pending = NULL;
+        if (!find(wh, q->target)) { /* deleted since the call: nothing to store */
+            if (q->w && !q->w->done) {
+                wh_test_result_t r = {WH_ENOTFOUND, 0, 0, 0, "no such webhook", 0};
+                test_answer(q->w, &r);
+            }
+            free(q);
+            continue;
+        }
+        e[n++] = q;
+    }
+    if (!wh->tq_head)
+        wh->tq_tail = NULL;
+    for (size_t i = 0; i < n; i++) {
+        targets[i] = e[i]->target;
+        ev[i] = (store_event_t){.session = NULL,
+                                .seq = 0,
+                                .ts_ms = e[i]->ts_ms,
+                                .type = "webhook.test",
+                                .body = e[i]->body,
+                                .body_len = e[i]->body_len};
+    }
+    int rc = n ? store_webhook_enqueue_batch(wh->o.store, targets, ev, n) : 0;
+    if (rc)
+        LOG_WARN("webhook", "cannot queue %zu test events: %s", n, store_strerror(rc));
+    /* the waits learn their event id before anything can answer them */
+    for (size_t i = 0; i < n; i++) {
+        wh_test_t *x = e[i]->w;
+        if (x && !x->done) {
+            x->event_id = rc ? 0 : ev[i].id;
+            w[m++] = x;
+        }
+    }
+    if (!rc) /* each target that got events sends its head now */
+        for (size_t i = 0; i < n; i++) {
+            if (i > 0 && !strcmp(targets[i], targets[i - 1]))
+                continue;
+            target_t *t = find(wh, targets[i]);
+            if (t && !t->req && !t->waiting)
+                pump(t);
+        }
+    for (size_t i = 0; i < m; i++) {
+        if (w[i]->done) /* answered by its attempt, or cancelled */
+            continue;
+        if (rc) {
+            wh_test_result_t r = {WH_EIO, 0, 0, 0, "cannot queue the test event", 0};
+            test_answer(w[i], &r);
+        } else if (w[i]->queued_only) {
+            wh_test_result_t r = {WH_OK, 0, 0, 0, "", w[i]->event_id};
+            test_answer(w[i], &r);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(e[i]);
+}
+
+/* The group commit: stores every test event asked for so far. */
+static void tq_flush(wh_t *wh)
+{
+    int any = wh->tq_head != NULL;
+    while (wh->tq_head)
+        tq_flush_batch(wh);
+    if (any)
+        wh->last_commit_ns = uv_hrtime();
+    if (!uv_is_closing((uv_handle_t *)&wh->commit)) {
+        uv_prepare_stop(&wh->commit);
+        uv_timer_stop(&wh->commit_later);
+    }
+}
+
+static void on_commit(uv_prepare_t *h)
+{
+    tq_flush(h->data);
+}
+
+static void on_commit_later(uv_timer_t *h)
+{
+    tq_flush(h->data);
+}
+
+/* Schedules the group commit of the test events waiting: at the end of
+ * this loop iteration, or, when the last commit is less than the gap
+ * old, when the gap is over (at most 1000 / gap commits a second, so
+ * that the fsyncs, which block the loop, leave the sender its time). */
+static void tq_schedule(wh_t *wh)
+{
+    if (uv_is_active((uv_handle_t *)&wh->commit) || uv_is_active((uv_handle_t *)&wh->commit_later))
+        return;
+    uint64_t since_ms = (uv_hrtime() - wh->last_commit_ns) / 1000000;
+    if (wh->last_commit_ns && since_ms < wh->commit_gap_ms)
+        uv_timer_start(&wh->commit_later, on_commit_later, wh->commit_gap_ms - since_ms, 0);
+    else
+        uv_prepare_start(&wh->commit, on_commit);
+}
+
 wh_test_t *wh_test(wh_t *wh, const char *id, unsigned wait_ms, wh_test_cb cb, void *arg)
 {
     wh_test_result_t r = {WH_ENOTFOUND, 0, 0, 0, "no such webhook", 0};
@@ -1009,59 +1188,60 @@ wh_test_t *wh_test(wh_t *wh, const char *id, unsigned wait_ms, wh_test_cb cb, vo
         cb(arg, &r);
         return NULL;
     }
+    if (wh->ntq >= TQ_MAX) /* bounded: store what waits now */
+        tq_flush(wh);
+    tq_t *q = calloc(1, sizeof(*q));
+    wh_test_t *w = q ? calloc(1, sizeof(*w)) : NULL;
+    if (!w) {
+        free(q);
+        r.rc = WH_ENOMEM;
+        r.error = "out of memory";
+        cb(arg, &r);
+        return NULL;
+    }
     int64_t now = now_ms();
     time_t secs = (time_t)(now / 1000);
     struct tm tmv;
     gmtime_r(&secs, &tmv);
-    char body[256];
-    int bl = snprintf(body, sizeof(body),
+    int bl = snprintf(q->body, sizeof(q->body),
                       "{\"type\":\"webhook.test\",\"session\":null,\"seq\":0,"
                       "\"timestamp\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\","
                       "\"data\":{\"webhook\":\"%s\"}}",
                       tmv.tm_year + 1900, tmv.tm_mon + 1, tmv.tm_mday, tmv.tm_hour, tmv.tm_min,
                       tmv.tm_sec, (int)(now % 1000), t->id);
-    store_event_t ev = {.session = NULL,
-                        .seq = 0,
-                        .ts_ms = now,
-                        .type = "webhook.test",
-                        .body = body,
-                        .body_len = (size_t)bl};
-    if (store_webhook_enqueue(wh->o.store, t->id, &ev) != 0) {
-        r.rc = WH_EIO;
-        r.error = "cannot queue the test event";
-        cb(arg, &r);
-        return NULL;
-    }
-    r.rc = WH_OK;
-    r.error = "";
-    r.event_id = ev.id;
-    wh_test_t *w = wait_ms ? calloc(1, sizeof(*w)) : NULL;
-    if (!w) {
-        pump(t);
-        cb(arg, &r); /* queued; not waited for */
-        return NULL;
-    }
+    q->body_len = bl > 0 && (size_t)bl < sizeof(q->body) ? (size_t)bl : 0;
+    snprintf(q->target, sizeof(q->target), "%s", t->id);
+    q->ts_ms = now;
+    q->w = w;
     w->wh = wh;
     snprintf(w->target, sizeof(w->target), "%s", t->id);
-    w->event_id = ev.id;
+    w->pending = q;
+    w->queued_only = wait_ms == 0;
     w->cb = cb;
     w->arg = arg;
     uv_timer_init(wh->o.loop, &w->timer);
     w->timer.data = w;
-    uv_timer_start(&w->timer, on_test_timeout, wait_ms, 0);
+    if (wait_ms)
+        uv_timer_start(&w->timer, on_test_timeout, wait_ms, 0);
     w->next = wh->tests;
     wh->tests = w;
-    if (!t->req && !t->waiting)
-        pump(t);
-    /* pump may have answered it already (a synchronous failure) */
-    for (wh_test_t *x = wh->tests; x; x = x->next)
-        if (x == w)
-            return w;
-    return NULL;
+    if (wh->tq_tail)
+        wh->tq_tail->next = q;
+    else
+        wh->tq_head = q;
+    wh->tq_tail = q;
+    wh->ntq++;
+    tq_schedule(wh);
+    return w;
 }
 
 void wh_test_cancel(wh_test_t *w)
 {
-    if (w)
-        test_unlink(w);
+    if (!w)
+        return;
+    if (w->pending) { /* its event is still stored: the call was made */
+        w->pending->w = NULL;
+        w->pending = NULL;
+    }
+    test_unlink(w);
 }

@@ -59,7 +59,8 @@ enum {
 #define WH_BACKOFF_MAX_MS_DEFAULT 600000 /* 10 min */
 #define WH_TIMEOUT_MS_DEFAULT 10000
 #define WH_CONNECT_TIMEOUT_MS_DEFAULT 5000
-#define WH_MAX_RESPONSE 4096 /* response bytes read at most */
+#define WH_COMMIT_GAP_MS_DEFAULT 5 /* see wh_opts_t.commit_gap_ms */
+#define WH_MAX_RESPONSE 4096       /* response bytes read at most */
 #define WH_URL_MAX 2048
 #define WH_EVENTS_MAX 16 /* types in one target's filter */
 #define WH_SECRET_MIN 16 /* key bytes */
@@ -79,6 +80,10 @@ typedef struct {
     unsigned backoff_max_ms; /* cap of the delay; 0 = default */
     unsigned timeout_ms;     /* whole request; 0 = default */
     unsigned connect_timeout_ms;
+    /* The least time between two group commits of test calls (wh_test):
+     * each commit's fsync blocks the loop, and so the deliveries; at most
+     * 1000 / commit_gap_ms commits a second. 0 = WH_COMMIT_GAP_MS_DEFAULT. */
+    unsigned commit_gap_ms;
 } wh_opts_t;
 
 /* Creates the sender: loads the targets from the store and starts
@@ -170,13 +175,23 @@ typedef struct wh_test wh_test_t;
 
 /* Queues a service-wide event {"type":"webhook.test",...} to target `id`
  * only, through the outbox (after whatever it has pending), and calls `cb`
- * once: when its first attempt finished, or after wait_ms (answered = 0:
- * it stays queued). Returns a handle for wh_test_cancel, or NULL when cb
- * already ran (an error such as WH_ENOTFOUND, or wait_ms 0). */
+ * once. The event is stored by a group commit: every test event asked for
+ * during one loop iteration goes into one transaction with its delivery
+ * row, at the end of the iteration (before the loop polls again) or, when
+ * the last commit is less than commit_gap_ms old, when that gap is over
+ * (then the calls of several iterations share it), or at once when 4,096
+ * wait; event ids in the order of the calls; only then is the target
+ * woken. With
+ * wait_ms 0, cb runs once the event is stored (answered = 0, event_id
+ * set); else when its first attempt finished, or after wait_ms
+ * (answered = 0: it stays queued). Returns a handle for wh_test_cancel, or
+ * NULL when cb already ran (WH_ENOTFOUND, WH_ECLOSED, WH_ENOMEM); a failed
+ * commit answers WH_EIO. */
 typedef void (*wh_test_cb)(void *arg, const wh_test_result_t *r);
 wh_test_t *wh_test(wh_t *wh, const char *id, unsigned wait_ms, wh_test_cb cb, void *arg);
 
-/* The caller went away: cb will not run. NULL is ignored. */
+/* The caller went away: cb will not run (an event not stored yet still is).
+ * NULL is ignored. */
 void wh_test_cancel(wh_test_t *t);
 
 /* The number of targets. */

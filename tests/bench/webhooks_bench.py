@@ -1,13 +1,20 @@
 #!/usr/bin/python3
 """Webhook benchmark (issue 15), driven by webhooks_bench.sh:
 
-1. Delivery latency (event stored -> receiver got it) at RATE (default
-   1,000) events/s for SECONDS (10): the sender in process (wh_latency.c:
-   the real store and sender, events appended as the journal does, a plain
-   C receiver on a thread), three runs, the median p99 against the 50 ms
-   target; and, through the release binary, the state changes of five
-   sessions reconnecting in a loop to an asyncio receiver in its own
-   process (latency = arrival minus the event's own timestamp).
+1. Delivery latency at RATE (default 1,000) events/s for SECONDS (10),
+   three runs of each, interleaved, the median p99 against the 50 ms
+   target:
+   - through the release binary (the figure that counts): wh_load.c paces
+     webhook test calls (POST /api/webhooks/{id}/test?waitMs=0) on 16
+     kept-alive connections to a fresh gateway on CPU 0 and receives the
+     webhooks itself on CPU 1 (latency = arrival minus the time the call
+     was written);
+   - the bare library in the same run (wh_latency.c: the real store and
+     sender in one process, events appended as the journal does, a plain C
+     receiver on a thread; latency = arrival minus the append);
+   and, through the binary, the state changes of five sessions reconnecting
+   in a loop to an asyncio receiver in its own process (latency = arrival
+   minus the event's own timestamp).
 2. RSS with a backlog: the release binary on a store seeded by tools/wh-seed
    with BACKLOG (1,000,000) undelivered events for one target whose
    receiver refuses connections, against the same store with the target and
@@ -22,6 +29,8 @@ ap.add_argument("--gw", required=True)
 ap.add_argument("--fakewa", required=True)
 ap.add_argument("--seed", required=True)
 ap.add_argument("--latency", required=True)
+ap.add_argument("--load", required=True)
+ap.add_argument("--conns", type=int, default=16)
 ap.add_argument("--tmp", required=True)
 ap.add_argument("--out", required=True)
 ap.add_argument("--rate", type=int, default=int(os.environ.get("WEBHOOK_RATE", "1000")))
@@ -30,6 +39,7 @@ ap.add_argument("--backlog", type=int, default=int(os.environ.get("WEBHOOK_BACKL
 ap.add_argument("--loaders", type=int, default=4)
 args = ap.parse_args()
 KEY = "bench-admin-key-0123456789abcdef"
+LOAD0 = os.getloadavg()
 H = {"X-API-Key": KEY, "Content-Type": "application/json"}
 procs = []
 
@@ -223,18 +233,51 @@ slat = [r[3] for r in sess_rows]
 sids = [r[1] for r in sess_rows]
 sordered = all(int(a[1][4:]) < int(b[1][4:]) for a, b in zip(sess_rows, sess_rows[1:]))
 
-# 1a. the sender at RATE events/s, in process (tests/bench/wh_latency.c):
-# three runs, the median p99 counts
-runs = []
+# 1a. RATE events/s for SECONDS: through the binary (wh-load against a fresh
+# gateway each run) and the bare library (wh-latency), interleaved so that
+# the other load on the shared cores falls on both alike
+
+
+def kv_line(out, what):
+    line = [l for l in out.stdout.split("\n") if l.startswith("events=")]
+    if not line:
+        die("%s: %s %s" % (what, out.stdout, out.stderr))
+    return dict(kv.split("=") for kv in line[0].split())
+
+
+def fsync_probe():
+    """p50 and p99 in ms of 100 small write+fsync in the data directory's
+    file system: how busy the disk is (the commits' fsyncs block the loop)."""
+    path = os.path.join(args.tmp, "fsync-probe")
+    v = []
+    with open(path, "wb") as f:
+        for _ in range(100):
+            t = time.perf_counter()
+            f.write(b"x" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+            v.append((time.perf_counter() - t) * 1000)
+    os.unlink(path)
+    return pct(v, 50), pct(v, 99)
+
+
+bin_runs, lib_runs, bin_cpu, probes = [], [], [], []
 for i in range(3):
+    probes.append(fsync_probe())
+    p, hport = gateway(fw, "load%d" % i, {})
+    t0 = os.times()
+    cpu0 = sum(int(x) for x in open("/proc/%d/stat" % p.pid).read().rsplit(")", 1)[1].split()[11:13])
+    r = subprocess.run(["taskset", "-c", "1", args.load, str(hport), KEY, str(args.rate), str(int(args.seconds)),
+                        str(args.conns), "0"], capture_output=True, text=True)
+    cpu1 = sum(int(x) for x in open("/proc/%d/stat" % p.pid).read().rsplit(")", 1)[1].split()[11:13])
+    el = os.times().elapsed - t0.elapsed
+    bin_cpu.append((cpu1 - cpu0) / os.sysconf("SC_CLK_TCK") / el * 100 if el > 0 else 0)
+    bin_runs.append(kv_line(r, "wh-load"))
+    stop(p)
     d = os.path.join(args.tmp, "lat%d" % i)
     os.makedirs(d, mode=0o700)
-    r = subprocess.run([args.latency, d, str(args.rate), str(int(args.seconds))],
-                       capture_output=True, text=True)
-    line = [l for l in r.stdout.split("\n") if l.startswith("events=")]
-    if not line:
-        die("wh-latency: %s %s" % (r.stdout, r.stderr))
-    runs.append(dict(kv.split("=") for kv in line[0].split()))
+    r = subprocess.run([args.latency, d, str(args.rate), str(int(args.seconds))], capture_output=True, text=True)
+    lib_runs.append(kv_line(r, "wh-latency"))
 
 # --- 2. RSS with a backlog ---------------------------------------------------
 
@@ -260,6 +303,7 @@ for name, n in (("base", 0), ("backlog", args.backlog)):
     results[name] = dict(n=n, seed_s=seed_s, size=size, rss=max(samples), rss_end=samples[-1], info=info)
     stop(p)
 stop(fwp)
+LOAD1 = os.getloadavg()
 extra = results["backlog"]["rss"] - results["base"]["rss"]
 
 # --- report -------------------------------------------------------------------
@@ -273,27 +317,46 @@ lines = []
 out = lines.append
 out("# Webhook delivery benchmark")
 out("")
-out("`tests/bench/webhooks_bench.sh` (`make bench`), %s, %s, %d cores; release build; the gateway on CPU 0, "
-    "its receiver and the fake WhatsApp server on CPU 1 (wh-latency is not pinned: its receiver thread "
-    "takes the other core)." % (time.strftime("%Y-%m-%d"), cpu,
-                                                                       os.cpu_count()))
+out("`tests/bench/webhooks_bench.sh` (`make bench`), %s, %s, %d cores, load average %.2f at the start and "
+    "%.2f at the end (the cores are shared); release build (`--config=release`, what `make run` starts); "
+    "the gateway on CPU 0, its receivers, the load generator and the fake WhatsApp server on CPU 1 "
+    "(wh-latency is not pinned: its receiver thread takes the other core)." % (
+        time.strftime("%Y-%m-%d"), cpu, os.cpu_count(), LOAD0[0], LOAD1[0]))
 out("")
-out("## Latency: event stored -> receiver got it")
+out("## Latency at %d events/s to one local receiver" % args.rate)
 out("")
-out("| load | events | delivered rate | p50 | p90 | p99 | max | lost | duplicates | out of order |")
-out("|---|---|---|---|---|---|---|---|---|---|")
-for i, r in enumerate(runs):
-    out("| sender in process (`wh-latency`), %d/s, run %d | %s | %s/s | %s ms | %s ms | **%s ms** | %s ms | %s | %s | %s |"
-        % (args.rate, i + 1, r["events"], r["delivered_rate"], r["p50_ms"], r["p90_ms"], r["p99_ms"], r["max_ms"],
-           r["lost"], r["duplicates"], r["out_of_order"]))
+out("| load | events | sent rate | delivered rate | p50 | p90 | p99 | max | lost | duplicates | out of order |")
+out("|---|---|---|---|---|---|---|---|---|---|---|")
+for i, r in enumerate(bin_runs):
+    out("| **through the binary**: test calls (`wh-load`, %d connections, `waitMs=0`), run %d | %s | %s/s | %s/s "
+        "| %s ms | %s ms | **%s ms** | %s ms | %s | %s | %s |"
+        % (args.conns, i + 1, r["events"], r["sent_rate"], r["delivered_rate"], r["p50_ms"], r["p90_ms"],
+           r["p99_ms"], r["max_ms"], int(r["lost"]) + int(r["failed_calls"]), r["duplicates"], r["out_of_order"]))
+for i, r in enumerate(lib_runs):
+    out("| bare library: the sender in process (`wh-latency`), run %d | %s | %s/s | %s/s | %s ms | %s ms "
+        "| **%s ms** | %s ms | %s | %s | %s |"
+        % (i + 1, r["events"], r["sent_rate"], r["delivered_rate"], r["p50_ms"], r["p90_ms"], r["p99_ms"],
+           r["max_ms"], r["lost"], r["duplicates"], r["out_of_order"]))
 if slat:
-    out("| session events through the binary (5 sessions reconnecting, %.0f/s) | %d | %.0f/s | %.1f ms | %.1f ms | "
+    out("| session events through the binary (5 sessions reconnecting, %.0f/s) | %d | | %.0f/s | %.1f ms | %.1f ms | "
         "**%.1f ms** | %.1f ms | | %d | %s |" % (len(slat) / 10.0, len(slat), len(slat) / 10.0, pct(slat, 50),
                                               pct(slat, 90), pct(slat, 99), max(slat), len(sids) - len(set(sids)),
                                               "0" if sordered else "**some**"))
-med = sorted(float(r["p99_ms"]) for r in runs)[1]
+med_bin = sorted(float(r["p99_ms"]) for r in bin_runs)[1]
+med_lib = sorted(float(r["p99_ms"]) for r in lib_runs)[1]
 out("")
-out("Median p99 at %d events/s: **%.1f ms** (target <= 50 ms)." % (args.rate, med))
+out("Median p99 at %d events/s **through the binary: %.1f ms** (target <= 50 ms: **%s**); the bare library in "
+    "the same run: %.1f ms." % (args.rate, med_bin, "met" if med_bin <= 50 else "NOT met", med_lib))
+out("")
+out("The disk before each pair of runs (100 write+fsync of 4 KB): p50/p99 %s." % ", ".join(
+    "%.2f/%.2f ms" % pr for pr in probes))
+out("")
+out("Through the binary, per run: the test call's own answer p50/p99 %s; latency from the time each call was "
+    "due (counts a wait for a free connection) p99 %s; the largest send lag %s; the gateway's CPU %s." % (
+        ", ".join("%s/%s ms" % (r["call_p50_ms"], r["call_p99_ms"]) for r in bin_runs),
+        ", ".join("%s ms" % r["sched_p99_ms"] for r in bin_runs),
+        ", ".join("%s ms" % r["max_send_lag_ms"] for r in bin_runs),
+        ", ".join("%.0f%%" % c for c in bin_cpu)))
 out("")
 out("Gateway RSS after the session run: %.1f MB." % (gw_rss / 1024.0))
 out("")
@@ -311,20 +374,74 @@ out("Extra RSS for %d undelivered events: **%.1f MB** (target <= 32 MB)." % (arg
 ANALYSIS = """
 ## Analysis
 
-- **What bounds the latency.** A target has one request in flight (its
-  events arrive in order), so its throughput is one over the round trip:
-  on loopback here the back-to-back gap between deliveries is about
-  0.4-0.8 ms (curl on a kept-alive connection, the HMAC, one indexed read
-  of the next head from SQLite). At 1,000 events/s that leaves little
-  slack, so what else the loop does shows in the tail: each group of
-  events is one SQLite transaction with `synchronous=FULL` on the same
-  thread (an fsync, 0.4 ms to several ms on this VM), and delivered rows
-  are deleted in batches every 50 ms. Runs vary with the other load on the
-  2 shared cores (the third run above met a noisy neighbour); the median of
-  three is the figure against the target.
+- **What is measured.** Through the binary, the events are webhook test
+  calls: `wh-load` (tests/bench/wh_load.c) writes `POST
+  /api/webhooks/{id}/test?waitMs=0` at 1,000 calls/s, open loop (each call
+  due at start + i/1000, written on one of 16 kept-alive connections),
+  and receives the deliveries on its own threads. The latency runs from
+  the moment the call is written to the moment the webhook's body is read
+  (one clock, one process): HTTP parsing and the API call, the group
+  commit (SQLite, WAL, `synchronous=FULL`), the sender's wait for the
+  target's previous delivery, signing, curl, loopback, the receiver. The
+  "due" figure (latency from the scheduled time, which also counts a wait
+  for a free connection) stays close to it: the generator kept its
+  schedule (the largest send lag is given above). `wh-latency` (the bare
+  library) measures from the start of the event's append to the body
+  read.
+- **What the test calls' group commit changed.** Before this change each
+  test call was its own transaction with its own fsync on the loop thread;
+  the binary could not take 1,000
+  calls/s to one target (the bench used session events at ~70/s instead).
+  Now the calls of a loop turn are stored in one transaction, and two
+  commits are at least 5 ms apart (`commit_gap_ms`). The gap matters as
+  much as the batching: an fsync takes 0.4 to several ms on this VM and
+  blocks the loop, and so the one delivery in flight; with one commit per
+  loop turn (~300 commits/s at this rate) the loop spent about a third of
+  its time in fsync, the sender's capacity fell below 1,000/s and every run
+  built a backlog (p99 of 0.6 to 3.5 s in trials). With the gap, ~100-200
+  commits/s, the median latency is ~5 ms (about half the gap plus the
+  commit and the delivery) and the p99 ~8-15 ms in an undisturbed run:
+  the target is met there. It is not met reliably on this shared VM:
+  `make bench` three times on 2026-12-03 (load average 0.7-0.9) gave a
+  median p99 of 10.4 ms (met: runs of 10.4, 642 and 10.1 ms), 543 ms (543,
+  8.1, 1113 ms) and 63 ms (7.5, 118, 63 ms); nothing was lost, duplicated
+  or out of order in any run. Why the bad runs are bad is below.
+- **Capacity and the outliers: the fsync on the loop.** One target has one
+  request in flight (events arrive in order), so its throughput is one
+  over the round trip. Offered more, the binary delivered ~1,400-1,800
+  events/s to one target (trials at 1,500 and 2,500 calls/s): 1,000/s
+  leaves 40-80 % headroom, and any stall of the loop builds a backlog that
+  drains only at that headroom. The stalls that matter are the commits'
+  fsyncs, which run on the loop thread: with another process writing and
+  fsyncing on the same disk (a trial with `dd ... conv=fsync` in a loop)
+  the same run went from a p99 of ~10 ms to 2.4 s (delivered 821/s),
+  while a CPU hog pinned on the gateway's core only moved it to 26 ms. The
+  bad runs of `make bench` (p90 and p99 of hundreds of ms, nothing lost,
+  nothing out of order, the bare library often bad in the same minute)
+  are that: the other sessions' builds on this VM's one disk. Stretching
+  the gap with the commit's duration (a duty cycle) was tried and did not
+  keep up at 1,000/s under that load, so it is not in. **The remaining
+  fix is structural: take the commits (test calls, the journal, the
+  delivered rows) off the loop thread**, a writer thread that the loop
+  hands batches to and that wakes the sender after the fsync; the sender
+  then keeps delivering while a commit waits for the disk. Until then the
+  <= 50 ms p99 holds on a machine whose disk is not saturated by others,
+  and the median of three runs is the figure against the target.
+- **The bare library** (`wh-latency`) commits every 1 ms (the journal's
+  cadence, events appended each tick), i.e. up to 1,000 fsyncs/s on the
+  loop; its tail is therefore worse than the binary's with the gap in
+  most runs. It stays as the comparison of the sender alone: the same
+  store and sender with no HTTP server in front.
+- **Where the gateway's time goes** (perf, during a run): about half in the
+  kernel (loopback TCP, epoll, the VM's wake-ups), a quarter in SQLite (the
+  head read per delivery, the group commits, the batched deletions; the
+  hot statements are now prepared once), the rest curl, libc, HMAC, h2o.
+  The gateway used 30-50 % of its core at 1,000 events/s.
 - **The session path** (journal group commit -> `wh_wake` -> the sender)
   adds no measurable delay beyond that: a few ms at p99 with the state
-  changes of five sessions.
+  changes of five sessions. At much higher session event rates it would
+  meet the same limit as the test calls did: its group commit is one per
+  loop turn with no gap.
 - **Memory with a backlog.** The sender keeps the head of each target in
   memory (one event body) and reads the next head through the index
   `webhook_deliveries_next (target, state, event_id)`: 1,000,000 undelivered

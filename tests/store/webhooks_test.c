@@ -3,7 +3,9 @@
  * appended event queues one delivery per matching target (session and type
  * filters), the next head comes by event id after a cursor, failures, dead
  * letters, batched deletions, replay (dead letters and since an id), test
- * events to one target, and the deletion of a target with its queue. */
+ * events to one target (alone and in a batch: one transaction, ids in the
+ * order given, all or nothing), and the deletion of a target with its
+ * queue. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -250,6 +252,72 @@ static void test_enqueue_test_event(void **state)
     store_close(st);
 }
 
+static void test_enqueue_batch(void **state)
+{
+    (void)state;
+    store_t *st = open_store();
+    put(st, "a", "https://a.example/", NULL, "");
+    put(st, "b", "https://b.example/", NULL, "");
+    enum { N = 300 };
+    static store_event_t ev[N];
+    static char body[N][32];
+    const char *tg[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(body[i], sizeof(body[i]), "{\"n\":%d}", i);
+        tg[i] = i % 3 ? "a" : "b";
+        ev[i] = (store_event_t){.session = NULL,
+                                .seq = 0,
+                                .ts_ms = 7,
+                                .type = "webhook.test",
+                                .body = body[i],
+                                .body_len = strlen(body[i])};
+    }
+    assert_int_equal(store_webhook_enqueue_batch(st, tg, ev, 0), 0);
+    assert_int_equal(store_webhook_enqueue_batch(st, tg, ev, N), 0);
+    for (int i = 1; i < N; i++)
+        assert_true(ev[i].id > ev[i - 1].id);
+    uint64_t c;
+    assert_int_equal(store_webhook_count(st, "a", 0, &c), 0);
+    assert_int_equal(c, 200);
+    assert_int_equal(store_webhook_count(st, "b", 0, &c), 0);
+    assert_int_equal(c, 100);
+    /* each target's queue is its events in the order given, none lost */
+    for (const char *t = "a";; t = "b") {
+        uint64_t cursor = 0;
+        int k = 0;
+        for (int i = 0; i < N; i++) {
+            if (strcmp(tg[i], t))
+                continue;
+            store_delivery_t d;
+            assert_int_equal(store_webhook_next(st, t, cursor, 1, &d), 0);
+            assert_int_equal(d.event_id, ev[i].id);
+            assert_string_equal(d.body, body[i]);
+            free(d.body);
+            cursor = d.event_id;
+            k++;
+        }
+        store_delivery_t d;
+        assert_int_equal(store_webhook_next(st, t, cursor, 0, &d), STORE_ENOTFOUND);
+        assert_int_equal(k, !strcmp(t, "a") ? 200 : 100);
+        if (!strcmp(t, "b"))
+            break;
+    }
+    /* all or nothing: one unknown target stores none of the batch */
+    tg[5] = "nope";
+    assert_int_equal(store_webhook_enqueue_batch(st, tg, ev, 10), STORE_ENOTFOUND);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(ev[i].id, 0);
+    assert_int_equal(store_webhook_count(st, "a", 0, &c), 0);
+    assert_int_equal(c, 200);
+    assert_int_equal(store_webhook_count(st, "b", 0, &c), 0);
+    assert_int_equal(c, 100);
+    /* a malformed event: refused before anything is written */
+    tg[5] = "a";
+    ev[3].session = "default";
+    assert_int_equal(store_webhook_enqueue_batch(st, tg, ev, 10), STORE_EINVAL);
+    store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -257,6 +325,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_outbox_filters_and_head, setup, teardown),
         cmocka_unit_test_setup_teardown(test_enqueue_test_event, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_purges_in_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_enqueue_batch, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
