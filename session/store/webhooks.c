@@ -290,7 +290,8 @@ int store_webhook_enqueue_batch(store_t *st, const char *const *targets, store_e
         "INSERT INTO events (session, seq, ts, type, body) VALUES (NULL, ?1, ?2, ?3, ?4)");
     sqlite3_stmt *out = ins ? store_stmt(st, STORE_STMT_WH_INS_DELIVERY,
                                          "INSERT INTO webhook_deliveries (target, event_id)"
-                                         " SELECT id, ?2 FROM webhook_targets WHERE id = ?1")
+                                         " SELECT id, ?2 FROM webhook_targets"
+                                         " WHERE id = ?1 AND deleting = 0")
                             : NULL;
     if (!out)
         return STORE_EIO;
@@ -327,7 +328,6 @@ int store_webhook_enqueue_batch(store_t *st, const char *const *targets, store_e
     return rc;
 }
 
-<<<<<<< HEAD
 int store_webhook_purge(store_t *st, size_t batch, size_t *deleted, int *more)
 {
     *deleted = 0;
@@ -376,11 +376,11 @@ int store_webhook_purge(store_t *st, size_t batch, size_t *deleted, int *more)
         *deleted = 0;
     }
     return rc;
-=======
+}
+
 int store_webhook_enqueue(store_t *st, const char *target, store_event_t *ev)
 {
     if (!ev)
         return STORE_EINVAL;
     return store_webhook_enqueue_batch(st, &target, ev, 1);
->>>>>>> whbench
 }

@@ -631,17 +631,14 @@ int wh_new(const wh_opts_t *o, wh_t **out, char *err, size_t errlen)
     wh->poll.data = wh;
     uv_timer_init(o->loop, &wh->flush);
     wh->flush.data = wh;
-<<<<<<< HEAD
     uv_timer_init(o->loop, &wh->purge);
     wh->purge.data = wh;
     uv_timer_start(&wh->purge, on_purge, 0, 0); /* deletions a restart interrupted */
-=======
     uv_prepare_init(o->loop, &wh->commit);
     wh->commit.data = wh;
     uv_timer_init(o->loop, &wh->commit_later);
     wh->commit_later.data = wh;
     wh->commit_gap_ms = o->commit_gap_ms ? o->commit_gap_ms : WH_COMMIT_GAP_MS_DEFAULT;
->>>>>>> whbench
     for (size_t i = 0; i < n; i++) {
         target_t *t = target_new(wh, &v[i]);
         if (!t) {
@@ -683,12 +680,9 @@ void wh_close(wh_t *wh)
     uv_close((uv_handle_t *)&wh->wake, NULL);
     uv_close((uv_handle_t *)&wh->poll, NULL);
     uv_close((uv_handle_t *)&wh->flush, NULL);
-<<<<<<< HEAD
     uv_close((uv_handle_t *)&wh->purge, NULL);
-=======
     uv_close((uv_handle_t *)&wh->commit, NULL);
     uv_close((uv_handle_t *)&wh->commit_later, NULL);
->>>>>>> whbench
 }
 
 void wh_free(wh_t *wh)
