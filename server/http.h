@@ -52,7 +52,8 @@ int http_server_start(http_server_t **out, uv_loop_t *loop, const char *host, in
 void http_server_stop(http_server_t *srv, unsigned grace_ms, void (*on_stopped)(void *arg),
                       void *arg);
 
-/* Releases the server. Call only after the stop callback has run. */
+/* Releases the server: after the stop callback has run, or (start-up
+ * failed before the loop ran) without a stop. */
 void http_server_free(http_server_t *srv);
 
 /* Number of open client connections. */

@@ -291,6 +291,12 @@ void http_server_free(http_server_t *srv)
 {
     if (!srv)
         return;
+    if (!srv->stopping && srv->listener_open) {
+        /* never stopped (start-up failed further on): nobody can have
+         * connected through a loop that never ran; just stop listening */
+        srv->stopping = 1;
+        uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
+    }
     uv_close((uv_handle_t *)&srv->grace_timer, NULL);
     uv_close((uv_handle_t *)&srv->heartbeat, NULL);
     uv_close((uv_handle_t *)&srv->sweep, NULL);

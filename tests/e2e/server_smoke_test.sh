@@ -43,6 +43,27 @@ check_bad "$BIN" --port "$PORT" --grpc-port "$GPORT" --data-dir "$T/d"
 kill "$HOLD" 2>/dev/null
 wait "$HOLD" 2>/dev/null
 
+# gRPC port taken, the HTTP one free (HTTP already listens when gRPC
+# fails): the listener is closed and the process exits 1 at once, no hang.
+PORT=$(free_port)
+GPORT=$(free_port)
+/usr/bin/python3 -c "
+import socket,time
+s=socket.socket(); s.bind(('127.0.0.1',$GPORT)); s.listen(1); time.sleep(15)" &
+HOLD=$!
+sleep 0.5
+timeout 10 "$BIN" --port "$PORT" --grpc-port "$GPORT" --data-dir "$T/dg" 2>"$T/glog" >/dev/null
+rc=$?
+kill "$HOLD" 2>/dev/null
+wait "$HOLD" 2>/dev/null
+[ "$rc" -eq 1 ] || { cat "$T/glog" >&2; fail "gRPC port taken: exit status $rc (124 = hung)"; }
+grep -q "cannot listen for gRPC" "$T/glog" || fail "gRPC port taken: no clear error"
+if grep -q 'ERROR: AddressSanitizer\|LeakSanitizer\|runtime error' "$T/glog"; then
+    cat "$T/glog" >&2
+    fail "sanitizer report after a failed start"
+fi
+echo "ok: gRPC port taken -> exit 1"
+
 # Start for real; environment sets the port, a flag the data dir.
 PORT=$(free_port)
 PORT=$PORT GRPC_PORT=$GPORT LOG_LEVEL=debug "$BIN" --data-dir "$T/data" 2>"$T/log" &
