@@ -207,11 +207,64 @@ static int check_file(int dfd, const char *dir, const char *name, char *err, siz
 /* Validates an existing, non-empty store through a read-only connection:
  * nothing is written to the file or its WAL, so a refused store is left
  * byte for byte as it was. */
+/* Runs SQLite's crash recovery on the file (rolls back a hot journal,
+ * rebuilds the WAL index) through a writable connection that neither
+ * checkpoints nor deletes the WAL when it closes. 0 or -1. */
+static int recover(const char *path)
+{
+    sqlite3 *db = NULL;
+    int version = 0, rc = -1;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) ==
+        SQLITE_OK) {
+        sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+        sqlite3_busy_timeout(db, 5000);
+        rc = pragma_int(db, "PRAGMA user_version", &version);
+    }
+    sqlite3_close_v2(db);
+    return rc;
+}
+
+static int validate_ro_once(const char *path, int fd, char *err, size_t errlen, int recovered);
+
+/* 1 when `path` + suffix is a non-empty regular file. */
+static int companion_nonempty(const char *path, const char *suffix)
+{
+    char p[4096];
+    struct stat sb;
+    snprintf(p, sizeof(p), "%s%s", path, suffix);
+    return lstat(p, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0;
+}
+
+/* Runs the crash recovery, then validates again; the error when it fails. */
+static int recover_and_validate(const char *path, int fd, char *err, size_t errlen)
+{
+    if (recover(path) != 0) {
+        snprintf(err, errlen, "%s needs crash recovery and it failed; refusing to touch it", path);
+        return STORE_ECORRUPT;
+    }
+    return validate_ro_once(path, fd, err, errlen, 1);
+}
+
 static int validate_ro(const char *path, int fd, char *err, size_t errlen)
+{
+    /* killed while creating the file: its first pages may be half written,
+     * with the hot journal that undoes them beside it */
+    if (companion_nonempty(path, "-journal"))
+        return recover_and_validate(path, fd, err, errlen);
+    return validate_ro_once(path, fd, err, errlen, 0);
+}
+
+static int validate_ro_once(const char *path, int fd, char *err, size_t errlen, int recovered)
 {
     char hdr[16];
     ssize_t n = pread(fd, hdr, sizeof(hdr), 0);
+    if (n == 0 && recovered)
+        return 0; /* the recovery undid the creation: an empty file, as new */
     if (n != 16 || memcmp(hdr, "SQLite format 3", 16) != 0) {
+        /* killed in a checkpoint that had sized the file but not written
+         * its first page yet: the pages are still in the WAL */
+        if (!recovered && companion_nonempty(path, "-wal"))
+            return recover_and_validate(path, fd, err, errlen);
         snprintf(err, errlen, "%s is not a SQLite database; refusing to touch it", path);
         return STORE_ECORRUPT;
     }
@@ -221,8 +274,18 @@ static int validate_ro(const char *path, int fd, char *err, size_t errlen)
         SQLITE_OK) {
         snprintf(err, errlen, "cannot open %s: %s", path,
                  db ? sqlite3_errmsg(db) : "out of memory");
-        rc = STORE_EIO;
-    } else if (pragma_int(db, "PRAGMA user_version", &version) != 0) {
+        sqlite3_close_v2(db);
+        return STORE_EIO;
+    }
+    int prc = pragma_int(db, "PRAGMA user_version", &version);
+    if (prc != 0 && (sqlite3_extended_errcode(db) & 0xff) == SQLITE_READONLY && !recovered) {
+        /* a writer was killed mid-transaction (a hot journal, or a WAL
+         * index to rebuild): a read-only connection cannot recover that.
+         * Let SQLite do its crash recovery, then validate again. */
+        sqlite3_close_v2(db);
+        return recover_and_validate(path, fd, err, errlen);
+    }
+    if (prc != 0) {
         snprintf(err, errlen, "%s is not a readable SQLite database: %s", path, sqlite3_errmsg(db));
         rc = STORE_ECORRUPT;
     } else if (version > STORE_SCHEMA_VERSION) {
