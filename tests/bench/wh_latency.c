@@ -31,6 +31,7 @@
 #include "common/httpc.h"
 #include "session/store/store.h"
 #include "session/webhook/webhook.h"
+#include "tests/webhook/receiver.h"
 
 static double mono_ms(void)
 {
@@ -52,64 +53,26 @@ typedef struct {
     int stop;
 } bench_t;
 
-/* Serves one connection until it closes. */
-static void serve(bench_t *b, int fd)
+/* Records one delivery's arrival (the receiver's callback). */
+static void record(void *arg, const char *head, size_t hlen, uint64_t id)
 {
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    char buf[65536];
-    size_t len = 0;
-    for (;;) {
-        char *end = len ? memmem(buf, len, "\r\n\r\n", 4) : NULL;
-        if (!end) {
-            if (len == sizeof(buf))
-                return;
-            ssize_t r = read(fd, buf + len, sizeof(buf) - len);
-            if (r <= 0)
-                return;
-            len += (size_t)r;
-            continue;
+    (void)head;
+    (void)hlen;
+    bench_t *b = arg;
+    double now = mono_ms();
+    pthread_mutex_lock(&b->mu);
+    if (id >= 1 && id <= b->n) {
+        if (b->got[id] > 0) {
+            b->duplicates++;
+        } else {
+            b->got[id] = now;
+            b->arrived++;
+            if (id < b->last_id)
+                b->disorder++;
+            b->last_id = id;
         }
-        size_t hlen = (size_t)(end - buf) + 4, clen = 0;
-        uint64_t id = 0;
-        for (char *p = buf; p < end;) {
-            char *nl = memmem(p, (size_t)(end - p) + 2, "\r\n", 2);
-            if (!nl)
-                break;
-            if (!strncasecmp(p, "content-length:", 15))
-                clen = strtoul(p + 15, NULL, 10);
-            else if (!strncasecmp(p, "webhook-id: evt_", 16))
-                id = strtoull(p + 16, NULL, 10);
-            p = nl + 2;
-        }
-        if (hlen + clen > sizeof(buf))
-            return;
-        while (len < hlen + clen) {
-            ssize_t r = read(fd, buf + len, sizeof(buf) - len);
-            if (r <= 0)
-                return;
-            len += (size_t)r;
-        }
-        double now = mono_ms();
-        pthread_mutex_lock(&b->mu);
-        if (id >= 1 && id <= b->n) {
-            if (b->got[id] > 0) {
-                b->duplicates++;
-            } else {
-                b->got[id] = now;
-                b->arrived++;
-                if (id < b->last_id)
-                    b->disorder++;
-                b->last_id = id;
-            }
-        }
-        pthread_mutex_unlock(&b->mu);
-        static const char ok[] = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-        if (write(fd, ok, sizeof(ok) - 1) != (ssize_t)sizeof(ok) - 1)
-            return;
-        memmove(buf, buf + hlen + clen, len - hlen - clen);
-        len -= hlen + clen;
     }
+    pthread_mutex_unlock(&b->mu);
 }
 
 static void *receiver(void *arg)
@@ -119,7 +82,7 @@ static void *receiver(void *arg)
         int fd = accept(b->lfd, NULL, NULL);
         if (fd < 0)
             continue;
-        serve(b, fd);
+        whrcv_serve(fd, record, b);
         close(fd);
     }
     return NULL;
@@ -316,6 +279,8 @@ int main(int argc, char **argv)
         free(gap);
     }
     pthread_mutex_unlock(&b.mu);
+    int rc = g.failed || b.arrived != b.n ? 1 : 0;
+    free(lat); /* b.sent and b.got stay: the receiver thread is not joined */
     httpc_global_cleanup();
-    return g.failed || b.arrived != b.n ? 1 : 0;
+    return rc;
 }

@@ -46,6 +46,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/webhook/receiver.h"
+
 #define MAX_CONNS 64
 #define RBUF 16384
 
@@ -68,87 +70,27 @@ typedef struct {
     pthread_mutex_t mu;
     arrival_t *v; /* in arrival order */
     size_t n, cap;
-    int stop;
+    volatile int stop;
 } rcv_t;
 
-typedef struct {
-    rcv_t *r;
-    int fd;
-} rconn_t;
-
-/* Serves one kept-alive connection of the gateway until it closes. */
-static void *rcv_serve(void *arg)
+/* Records one delivery's arrival (the receiver's callback). */
+static void rcv_record(void *arg, const char *head, size_t hlen, uint64_t id)
 {
-    rconn_t c = *(rconn_t *)arg;
-    free(arg);
-    int one = 1;
-    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    char buf[RBUF];
-    size_t len = 0;
-    for (;;) {
-        char *end = len ? memmem(buf, len, "\r\n\r\n", 4) : NULL;
-        if (!end) {
-            ssize_t n = len < sizeof(buf) ? read(c.fd, buf + len, sizeof(buf) - len) : -1;
-            if (n <= 0)
-                break;
-            len += (size_t)n;
-            continue;
-        }
-        size_t hlen = (size_t)(end - buf) + 4, clen = 0;
-        uint64_t id = 0;
-        for (char *p = buf; p < end;) {
-            char *nl = memmem(p, (size_t)(end - p) + 2, "\r\n", 2);
-            if (!nl)
-                break;
-            if (!strncasecmp(p, "content-length:", 15))
-                clen = strtoul(p + 15, NULL, 10);
-            else if (!strncasecmp(p, "webhook-id: evt_", 16))
-                id = strtoull(p + 16, NULL, 10);
-            p = nl + 2;
-        }
-        if (hlen + clen > sizeof(buf))
-            break;
-        while (len < hlen + clen) {
-            ssize_t n = read(c.fd, buf + len, sizeof(buf) - len);
-            if (n <= 0)
-                goto out;
-            len += (size_t)n;
-        }
-        double now = mono_ms();
-        pthread_mutex_lock(&c.r->mu);
-        if (c.r->n < c.r->cap)
-            c.r->v[c.r->n++] = (arrival_t){id, now};
-        pthread_mutex_unlock(&c.r->mu);
-        static const char ok[] = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-        if (write(c.fd, ok, sizeof(ok) - 1) != (ssize_t)sizeof(ok) - 1)
-            break;
-        memmove(buf, buf + hlen + clen, len - hlen - clen);
-        len -= hlen + clen;
-    }
-out:
-    close(c.fd);
-    return NULL;
+    (void)head;
+    (void)hlen;
+    rcv_t *r = arg;
+    double now = mono_ms();
+    pthread_mutex_lock(&r->mu);
+    if (r->n < r->cap)
+        r->v[r->n++] = (arrival_t){id, now};
+    pthread_mutex_unlock(&r->mu);
 }
 
 static void *rcv_accept(void *arg)
 {
     rcv_t *r = arg;
-    for (;;) {
-        int fd = accept(r->lfd, NULL, NULL);
-        if (fd < 0) {
-            if (r->stop)
-                return NULL;
-            continue;
-        }
-        rconn_t *c = malloc(sizeof(*c));
-        pthread_t th;
-        if (!c || (c->r = r, c->fd = fd, pthread_create(&th, NULL, rcv_serve, c) != 0)) {
-            close(fd);
-            free(c);
-            continue;
-        }
-        pthread_detach(th);
-    }
+    whrcv_accept_loop(r->lfd, &r->stop, rcv_record, r);
+    return NULL;
 }
 
 /* --- the caller --- */

@@ -39,6 +39,7 @@
 #include "common/httpc.h"
 #include "session/store/store.h"
 #include "session/webhook/webhook.h"
+#include "tests/webhook/receiver.h"
 
 #define MAX_ARRIVALS 4096
 
@@ -49,94 +50,25 @@ typedef struct {
     pthread_mutex_t mu;
     uint64_t got[2][MAX_ARRIVALS];
     size_t ngot[2];
-    int stop;
+    volatile int stop;
 } rcv_t;
 
-typedef struct {
-    rcv_t *r;
-    int fd;
-} conn_t;
-
-/* Serves one kept-alive connection: records each request's webhook-id by
- * path, answers 200. */
-static void *serve(void *arg)
+/* Records each request's webhook-id by path (the receiver's callback). */
+static void record(void *arg, const char *head, size_t hlen, uint64_t id)
 {
-    conn_t c = *(conn_t *)arg;
-    free(arg);
-    int one = 1;
-    setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    char buf[16384];
-    size_t len = 0;
-    for (;;) {
-        char *end = len ? memmem(buf, len, "\r\n\r\n", 4) : NULL;
-        if (!end) {
-            ssize_t n = len < sizeof(buf) ? read(c.fd, buf + len, sizeof(buf) - len) : -1;
-            if (n <= 0)
-                break;
-            len += (size_t)n;
-            continue;
-        }
-        size_t hlen = (size_t)(end - buf) + 4, clen = 0;
-        uint64_t id = 0;
-        int which = !strncmp(buf, "POST /b ", 8);
-        for (char *p = buf; p < end;) {
-            char *nl = memmem(p, (size_t)(end - p) + 2, "\r\n", 2);
-            if (!nl)
-                break;
-            if (!strncasecmp(p, "content-length:", 15))
-                clen = strtoul(p + 15, NULL, 10);
-            else if (!strncasecmp(p, "webhook-id: evt_", 16))
-                id = strtoull(p + 16, NULL, 10);
-            p = nl + 2;
-        }
-        if (hlen + clen > sizeof(buf))
-            break;
-        while (len < hlen + clen) {
-            ssize_t n = read(c.fd, buf + len, sizeof(buf) - len);
-            if (n <= 0)
-                goto out;
-            len += (size_t)n;
-        }
-        pthread_mutex_lock(&c.r->mu);
-        if (c.r->ngot[which] < MAX_ARRIVALS)
-            c.r->got[which][c.r->ngot[which]++] = id;
-        pthread_mutex_unlock(&c.r->mu);
-        static const char ok[] = "HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-        if (write(c.fd, ok, sizeof(ok) - 1) != (ssize_t)sizeof(ok) - 1)
-            break;
-        memmove(buf, buf + hlen + clen, len - hlen - clen);
-        len -= hlen + clen;
-    }
-out:
-    close(c.fd);
-    return NULL;
+    rcv_t *r = arg;
+    int which = hlen >= 8 && !strncmp(head, "POST /b ", 8);
+    pthread_mutex_lock(&r->mu);
+    if (r->ngot[which] < MAX_ARRIVALS)
+        r->got[which][r->ngot[which]++] = id;
+    pthread_mutex_unlock(&r->mu);
 }
 
 static void *acceptor(void *arg)
 {
     rcv_t *r = arg;
-    for (;;) {
-        int fd = accept(r->lfd, NULL, NULL);
-        if (fd < 0) {
-            if (r->stop)
-                return NULL;
-            continue;
-        }
-        conn_t *c = malloc(sizeof(*c));
-        pthread_t th;
-        if (!c) {
-            close(fd);
-            continue;
-        }
-        c->r = r;
-        c->fd = fd;
-        if (pthread_create(&th, NULL, serve, c) != 0) {
-            close(fd);
-            free(c);
-            continue;
-        }
-        pthread_detach(th);
-    }
+    whrcv_accept_loop(r->lfd, &r->stop, record, r);
+    return NULL;
 }
 
 /* The fixture: a store, a loop, a sender, two targets, the receiver. */
