@@ -295,28 +295,56 @@ static int route_passkey(http_server_t *srv, h2o_req_t *req, const http_call_t *
     return 0;
 }
 
-/* A pairing-code request waiting for WhatsApp; lives in the request's pool. */
+/* A request waiting for an api/ call that completes later (a pairing code,
+ * a webhook test call); lives in the request's pool. When the client goes
+ * away first, the call is cancelled. */
 typedef struct {
     http_server_t *srv;
     h2o_req_t *req;
-    api_pc_t *pc;
-    int done;
-} pairing_t;
+    void *handle; /* what `cancel` takes, once the call started; NULL when done */
+    void (*cancel)(void *handle);
+    int done; /* the call completed (the answer is sent) */
+} waiting_t;
 
-static void pairing_dispose(void *p)
+static void waiting_dispose(void *p)
 {
-    pairing_t *pr = p;
-    if (!pr->done && pr->pc) {
-        pr->done = 1;
-        api_pairing_code_cancel(pr->pc); /* the client went away */
+    waiting_t *w = p;
+    if (!w->done && w->handle) {
+        w->done = 1;
+        w->cancel(w->handle); /* the client went away */
     }
+}
+
+static waiting_t *waiting_new(http_server_t *srv, h2o_req_t *req, void (*cancel)(void *handle))
+{
+    waiting_t *w = h2o_mem_alloc_shared(&req->pool, sizeof(*w), waiting_dispose);
+    *w = (waiting_t){.srv = srv, .req = req, .cancel = cancel};
+    return w;
+}
+
+/* The call started and returned `handle` (it may have completed already). */
+static void waiting_started(waiting_t *w, void *handle)
+{
+    if (!w->done)
+        w->handle = handle;
+}
+
+/* The call completed: nothing to cancel any more. */
+static void waiting_done(waiting_t *w)
+{
+    w->done = 1;
+    w->handle = NULL;
+}
+
+static void cancel_pairing_code(void *handle)
+{
+    api_pairing_code_cancel(handle);
 }
 
 static void on_pairing_code(api_result_t r, const char *code, int expires_in, void *arg)
 {
-    pairing_t *pr = arg;
-    pr->done = 1;
-    pr->pc = NULL;
+    waiting_t *pr = arg;
+    waiting_done(pr);
     if (r.code == API_OK) {
         http_send_json(pr->srv, pr->req, METRICS_ROUTE_PAIRING_CODE, 200,
                        api_json_pairing_code(code, expires_in));
@@ -336,13 +364,8 @@ static int route_pairing_code(http_server_t *srv, h2o_req_t *req, const http_cal
         http_send_error(srv, req, METRICS_ROUTE_PAIRING_CODE, API_ERR_BAD_REQUEST, why, NULL);
         return 0;
     }
-    pairing_t *pr = h2o_mem_alloc_shared(&req->pool, sizeof(*pr), pairing_dispose);
-    memset(pr, 0, sizeof(*pr));
-    pr->srv = srv;
-    pr->req = req;
-    api_pc_t *pc = api_pairing_code(srv->opts.api, c->session, phone, on_pairing_code, pr);
-    if (!pr->done)
-        pr->pc = pc;
+    waiting_t *pr = waiting_new(srv, req, cancel_pairing_code);
+    waiting_started(pr, api_pairing_code(srv->opts.api, c->session, phone, on_pairing_code, pr));
     return 0;
 }
 
@@ -666,29 +689,16 @@ static int route_webhook_replay(http_server_t *srv, h2o_req_t *req, const http_c
     return 0;
 }
 
-/* A test call waiting for its attempt; lives in the request's pool. */
-typedef struct {
-    http_server_t *srv;
-    h2o_req_t *req;
-    api_webhook_wait_t *wait;
-    int done;
-} wh_test_req_t;
-
-static void wh_test_dispose(void *p)
+static void cancel_webhook_test(void *handle)
 {
-    wh_test_req_t *t = p;
-    if (!t->done && t->wait) {
-        t->done = 1;
-        api_webhook_test_cancel(t->wait); /* the client went away */
-    }
+    api_webhook_test_cancel(handle);
 }
 
 static void on_webhook_tested(void *arg, api_code_t code, const char *message,
                               const wh_test_result_t *r)
 {
-    wh_test_req_t *t = arg;
-    t->done = 1;
-    t->wait = NULL;
+    waiting_t *t = arg;
+    waiting_done(t);
     if (code != API_OK)
         http_send_error(t->srv, t->req, METRICS_ROUTE_OTHER, code,
                         code == API_ERR_NOT_FOUND ? "No such webhook" : message, NULL);
@@ -719,14 +729,9 @@ static int route_webhook_test(http_server_t *srv, h2o_req_t *req, const http_cal
         }
         wait_ms = (unsigned)v;
     }
-    wh_test_req_t *t = h2o_mem_alloc_shared(&req->pool, sizeof(*t), wh_test_dispose);
-    memset(t, 0, sizeof(*t));
-    t->srv = srv;
-    t->req = req;
-    api_webhook_wait_t *w =
-        api_webhook_test(srv->opts.api, &c->who, c->id, wait_ms, on_webhook_tested, t);
-    if (!t->done)
-        t->wait = w;
+    waiting_t *t = waiting_new(srv, req, cancel_webhook_test);
+    waiting_started(t,
+                    api_webhook_test(srv->opts.api, &c->who, c->id, wait_ms, on_webhook_tested, t));
     return 0;
 }
 
