@@ -3,13 +3,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
 #include "api/api.h"
 #include "api/json_internal.h"
+#include "common/clock.h"
 #include "session/manager.h"
 
 #define KEY(g, k) yajl_gen_string(g, (const unsigned char *)(k), strlen(k))
@@ -59,15 +59,6 @@ yajl_gen api_jgen_new(void)
     return g;
 }
 
-static void iso8601(int64_t ms, char *buf, size_t len)
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-}
-
 /* Writes the yajl tree v; nesting deeper than 32 becomes null. */
 static void put_tree(yajl_gen g, yajl_val v, int depth)
 {
@@ -114,8 +105,8 @@ static void status_members(yajl_gen g, const sess_snapshot_t *s, int with_accoun
     api_jput_str(g, "state", sess_state_name(s->state));
     api_jput_bool(g, "hasQR", left > 0);
     api_jput_str(g, "detail", s->detail);
-    char since[80];
-    iso8601(s->since_ms, since, sizeof(since));
+    char since[CLK_ISO_LEN];
+    clk_iso8601(s->since_ms, since);
     api_jput_str(g, "since", since);
     api_jput_int(g, "sinceMs", s->since_ms);
     api_jput_int(g, "seq", (long long)s->seq);

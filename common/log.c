@@ -2,11 +2,11 @@
  * level and the module name, and writes it with a single write(2). */
 #include "common/log.h"
 
+#include "common/clock.h"
+
 #include <stdatomic.h>
 #include <stdio.h>
 #include <strings.h>
-#include <sys/time.h>
-#include <time.h>
 #include <unistd.h>
 
 /* The one process-wide logging setting; written once by main at start-up. */
@@ -51,15 +51,9 @@ void log_vmsg(log_level_t level, const char *module, const char *fmt, va_list ap
 {
     if ((int)level < atomic_load(&log_min_level) || level >= LOG_LEVEL_OFF)
         return;
-    char line[2048];
-    struct timeval tv;
-    struct tm tm;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    int n = snprintf(line, sizeof(line),
-                     "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ %s %s: ", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     (int)(tv.tv_usec / 1000), level_tags[level], module);
+    char line[2048], now[CLK_ISO_LEN];
+    clk_iso8601(clk_now_ms(), now);
+    int n = snprintf(line, sizeof(line), "%s %s %s: ", now, level_tags[level], module);
     if (n < 0)
         return;
     if ((size_t)n < sizeof(line)) {

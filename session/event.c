@@ -5,44 +5,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
+#include "common/clock.h"
 #include "session/session.h"
 #include "session/session_internal.h"
 
 /* Event JSON views are small; a bigger one is not ours. */
 #define EVENT_JSON_MAX (256 * 1024)
-
-static void iso_time(int64_t ms, char out[64])
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-}
-
-/* Parses what iso_time writes; -1 for anything else. */
-static int parse_iso(const char *s, int64_t *ms)
-{
-    int y, mo, d, h, mi, sec, milli, n = 0;
-    if (!s ||
-        sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &y, &mo, &d, &h, &mi, &sec, &milli, &n) != 7 ||
-        s[n] != 0 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 ||
-        milli < 0 || y < 1970)
-        return -1;
-    struct tm tm = {.tm_year = y - 1900,
-                    .tm_mon = mo - 1,
-                    .tm_mday = d,
-                    .tm_hour = h,
-                    .tm_min = mi,
-                    .tm_sec = sec};
-    *ms = (int64_t)timegm(&tm) * 1000 + milli;
-    return 0;
-}
 
 static void gen_str(yajl_gen g, const char *s)
 {
@@ -59,8 +31,8 @@ static void gen_kv(yajl_gen g, const char *k, const char *v)
 
 static void gen_time(yajl_gen g, const char *k, int64_t ms)
 {
-    char buf[64];
-    iso_time(ms, buf);
+    char buf[CLK_ISO_LEN];
+    clk_iso8601(ms, buf);
     gen_kv(g, k, buf);
 }
 
@@ -156,7 +128,7 @@ static int parse_state(const char *name, sess_state_t *out)
 static int parse_data(sess_registry_t *reg, yajl_val data, sess_snapshot_t *s)
 {
     if (!YAJL_IS_OBJECT(data) || parse_state(str_at(data, "state"), &s->state) != 0 ||
-        parse_iso(str_at(data, "since"), &s->since_ms) != 0)
+        clk_parse_iso8601(str_at(data, "since"), &s->since_ms) != 0)
         return -1;
     const char *detail = str_at(data, "detail");
     free((char *)s->detail);
@@ -171,7 +143,7 @@ static int parse_data(sess_registry_t *reg, yajl_val data, sess_snapshot_t *s)
     const char *qr = str_at(data, "qr");
     if (qr) {
         int64_t exp;
-        if (parse_iso(str_at(data, "qrExpiresAt"), &exp) != 0 ||
+        if (clk_parse_iso8601(str_at(data, "qrExpiresAt"), &exp) != 0 ||
             !(s->qr = sess_qr_new_(reg, qr, exp)))
             return -1;
     }
@@ -190,7 +162,8 @@ static int parse_data(sess_registry_t *reg, yajl_val data, sess_snapshot_t *s)
     if (code) {
         if (dup_opt((char **)&s->link_code, code) ||
             (str_at(data, "linkCodeExpiresAt") &&
-             parse_iso(str_at(data, "linkCodeExpiresAt"), &s->link_code_expires_at_ms) != 0))
+             clk_parse_iso8601(str_at(data, "linkCodeExpiresAt"), &s->link_code_expires_at_ms) !=
+                 0))
             return -1;
     }
     return dup_opt((char **)&s->passkey_options, str_at(data, "passkeyOptions"));
@@ -218,7 +191,7 @@ sess_snapshot_t *sess_event_parse(sess_registry_t *reg, const char *json, size_t
     int64_t ts;
     if (!type || strcmp(type, SESS_EVENT_STATUS) != 0 || !session || !seq ||
         !YAJL_IS_INTEGER(seq) || YAJL_GET_INTEGER(seq) < 1 ||
-        parse_iso(str_at(root, "timestamp"), &ts) != 0)
+        clk_parse_iso8601(str_at(root, "timestamp"), &ts) != 0)
         goto out;
     s = sess_snapshot_new_(session, "");
     if (!s)

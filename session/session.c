@@ -18,8 +18,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
+#include "common/clock.h"
 #include "session/session_internal.h"
 
 #define DEFAULT_MAX_QUEUE 256
@@ -120,9 +120,7 @@ const char *sess_state_name(sess_state_t st)
 
 int64_t sess_now_ms(void)
 {
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    return clk_now_ms();
 }
 
 /* --- QR and account helpers --- */

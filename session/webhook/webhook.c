@@ -35,6 +35,7 @@
 #include <openssl/rand.h>
 
 #include "common/base64.h"
+#include "common/clock.h"
 #include "common/httpc.h"
 #include "common/log.h"
 
@@ -145,13 +146,6 @@ const char *wh_strerror(int rc)
     default:
         return "unknown error";
     }
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static uint64_t next_rand(wh_t *wh)
@@ -383,7 +377,7 @@ static void head_failed(target_t *t, const char *why)
     t->failed++;
     t->head.attempts++;
     snprintf(t->last_error, sizeof(t->last_error), "%s", why);
-    int64_t now = now_ms();
+    int64_t now = clk_now_ms();
     if (t->head.attempts >= max_attempts(wh) || now - t->head.ts_ms > max_age(wh)) {
         head_dead(t, why);
         return;
@@ -464,7 +458,7 @@ static void send_head(target_t *t)
 {
     wh_t *wh = t->wh;
     char id[40], ts[32], sig[WH_SIG_MAX];
-    int64_t now_s = now_ms() / 1000;
+    int64_t now_s = clk_now_ms() / 1000;
     snprintf(id, sizeof(id), "evt_%llu", (unsigned long long)t->head.event_id);
     snprintf(ts, sizeof(ts), "%lld", (long long)now_s);
     if (wh_sign(t->key, t->keylen, id, now_s, t->head.body, t->head.body_len, sig) != WH_OK) {
@@ -524,7 +518,7 @@ static void pump(target_t *t)
             }
             t->has_head = 1;
         }
-        int64_t now = now_ms();
+        int64_t now = clk_now_ms();
         if (now - t->head.ts_ms > max_age(wh) || t->head.attempts >= max_attempts(wh)) {
             head_dead(t, t->last_error[0] ? t->last_error : "too old");
             if (t->has_head) { /* could not be recorded: try later */
@@ -713,7 +707,7 @@ static void info_of(const target_t *t, wh_target_info_t *o)
     o->failed = t->failed;
     o->dead = t->dead;
     o->retrying = t->has_head && t->head.attempts > 0;
-    o->oldest_pending_ms = t->has_head ? now_ms() - t->head.ts_ms : 0;
+    o->oldest_pending_ms = t->has_head ? clk_now_ms() - t->head.ts_ms : 0;
     if (o->oldest_pending_ms < 0)
         o->oldest_pending_ms = 0;
     snprintf(o->last_error, sizeof(o->last_error), "%s", t->last_error);
@@ -1193,16 +1187,13 @@ wh_test_t *wh_test(wh_t *wh, const char *id, unsigned wait_ms, wh_test_cb cb, vo
         cb(arg, &r);
         return NULL;
     }
-    int64_t now = now_ms();
-    time_t secs = (time_t)(now / 1000);
-    struct tm tmv;
-    gmtime_r(&secs, &tmv);
+    int64_t now = clk_now_ms();
+    char ts[CLK_ISO_LEN];
+    clk_iso8601(now, ts);
     int bl = snprintf(q->body, sizeof(q->body),
                       "{\"type\":\"webhook.test\",\"session\":null,\"seq\":0,"
-                      "\"timestamp\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\","
-                      "\"data\":{\"webhook\":\"%s\"}}",
-                      tmv.tm_year + 1900, tmv.tm_mon + 1, tmv.tm_mday, tmv.tm_hour, tmv.tm_min,
-                      tmv.tm_sec, (int)(now % 1000), t->id);
+                      "\"timestamp\":\"%s\",\"data\":{\"webhook\":\"%s\"}}",
+                      ts, t->id);
     q->body_len = bl > 0 && (size_t)bl < sizeof(q->body) ? (size_t)bl : 0;
     snprintf(q->target, sizeof(q->target), "%s", t->id);
     q->ts_ms = now;
