@@ -39,14 +39,13 @@ struct sess_sub {
     /* The event log (guarded by mu; the list lock also guards the switch
      * from replay to live). Keys are seqs on a session's stream, global
      * event ids on the registry-wide one. */
-    int replay;             /* catching up from the log: live events are not queued */
-    uint64_t cursor;        /* replay: the key of the last event read from the log */
-    uint64_t handed;        /* the key of the last snapshot handed out (or before the first) */
-    uint64_t seam;          /* live events with a key <= seam were read from the log */
-    uint64_t gap_since;     /* the first read checks for a gap after this key (0: done) */
-    sess_journal_t journal; /* a copy of the registry's (read NULL: none) */
-    sess_registry_t *jreg;  /* for rebuilding snapshots from the log */
-    sess_sub_t *next;       /* in the session's list (guarded by sess->sub_mu) */
+    int replay;            /* catching up from the log: live events are not queued */
+    uint64_t cursor;       /* replay: the key of the last event read from the log */
+    uint64_t handed;       /* the key of the last snapshot handed out (or before the first) */
+    uint64_t seam;         /* live events with a key <= seam were read from the log */
+    uint64_t gap_since;    /* the first read checks for a gap after this key (0: done) */
+    sess_registry_t *jreg; /* the registry when it has a journal, else NULL */
+    sess_sub_t *next;      /* in the session's list (guarded by sess->sub_mu) */
 };
 
 struct sess {
@@ -680,7 +679,7 @@ static int sub_push_locked(sess_sub_t *sub, sess_snapshot_t *snap)
             sub_end_locked(sub);
             return 1;
         }
-        if (sub->journal.read) {
+        if (sub->jreg) {
             /* lossless: forget the queue, catch up from the log after what
              * was handed out (every delivered event is stored) */
             sub_clear_locked(sub, 0);
@@ -726,10 +725,8 @@ static sess_sub_t *sub_new(sess_registry_t *reg, const sess_sub_opts_t *opts, si
         free(sub);
         return NULL;
     }
-    if (reg->has_journal) {
-        sub->journal = reg->journal;
+    if (reg->has_journal)
         sub->jreg = reg;
-    }
     pthread_mutex_init(&sub->mu, NULL);
     return sub;
 }
@@ -767,7 +764,7 @@ sess_sub_t *sess_subscribe_since(sess_t *s, uint64_t since, const sess_sub_opts_
         if (d)
             wake = sub_push_locked(sub, d);
         sub->handed = head ? head - 1 : 0;
-    } else if (sub->journal.read) {
+    } else if (sub->jreg) {
         sub->replay = 1;
         sub->cursor = sub->handed = sub->gap_since = since;
         wake = 1;
@@ -811,7 +808,7 @@ sess_sub_t *sess_registry_subscribe_since(sess_registry_t *reg, uint64_t since,
      * between the first snapshots and the stream */
     pthread_mutex_lock(&reg->all_mu);
     int wake = 0;
-    if (since && sub->journal.read && since <= reg->delivered_id) {
+    if (since && sub->jreg && since <= reg->delivered_id) {
         pthread_mutex_lock(&sub->mu);
         sub->replay = 1;
         sub->cursor = sub->handed = sub->gap_since = since;
@@ -861,7 +858,8 @@ static int replay_page(sess_sub_t *sub, uint64_t after, uint64_t gap_since)
     size_t n = 0, k = 0;
     uint64_t pruned = 0, last = after;
     const char *session = sub->sess ? sub->sess->name : NULL;
-    if (sub->journal.read(sub->journal.arg, session, after, max, ev, &n, &pruned) != 0)
+    const sess_journal_t *j = &sub->jreg->journal;
+    if (j->read(j->arg, session, after, max, ev, &n, &pruned) != 0)
         return -1;
     for (size_t i = 0; i < n; i++) {
         last = session ? ev[i].seq : ev[i].id;
