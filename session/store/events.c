@@ -27,17 +27,10 @@ int store_events_last_seq(store_t *st, const char *session, uint64_t *seq)
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : STORE_EIO;
 }
 
-/* The statements of one append, prepared once per call. */
+/* The statements of an append (kept prepared on the writer). */
 typedef struct {
     sqlite3_stmt *ins, *head, *outbox;
 } append_stmts_t;
-
-static void append_stmts_free(append_stmts_t *a)
-{
-    sqlite3_finalize(a->ins);
-    sqlite3_finalize(a->head);
-    sqlite3_finalize(a->outbox);
-}
 
 static int append_one(store_t *st, append_stmts_t *a, store_event_t *e)
 {
@@ -69,30 +62,25 @@ int store_events_append(store_t *st, store_event_t *ev, size_t n)
 {
     if (n == 0)
         return 0;
-    append_stmts_t a = {0};
-    if (sqlite3_prepare_v2(st->db,
-                           "INSERT INTO events (session, seq, ts, type, body)"
-                           " VALUES (?1, ?2, ?3, ?4, ?5)",
-                           -1, &a.ins, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(st->db,
-                           "INSERT INTO event_heads (session, last_seq) VALUES (?1, ?2)"
-                           " ON CONFLICT (session) DO UPDATE SET last_seq = excluded.last_seq"
-                           " WHERE excluded.last_seq > event_heads.last_seq",
-                           -1, &a.head, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(st->db,
-                           "INSERT INTO webhook_deliveries (target, event_id)"
-                           " SELECT id, ?1 FROM webhook_targets"
-                           " WHERE ?2 IS NOT NULL AND deleting = 0"
-                           " AND (session IS NULL OR session = ?2)"
-                           " AND (events = '' OR instr(events, ' ' || ?3 || ' ') > 0)",
-                           -1, &a.outbox, NULL) != SQLITE_OK) {
-        append_stmts_free(&a);
+    append_stmts_t a;
+    a.ins = store_stmt(st, STORE_STMT_EV_INSERT,
+                       "INSERT INTO events (session, seq, ts, type, body)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5)");
+    a.head = store_stmt(st, STORE_STMT_EV_HEAD,
+                        "INSERT INTO event_heads (session, last_seq) VALUES (?1, ?2)"
+                        " ON CONFLICT (session) DO UPDATE SET last_seq = excluded.last_seq"
+                        " WHERE excluded.last_seq > event_heads.last_seq");
+    a.outbox = store_stmt(st, STORE_STMT_EV_OUTBOX,
+                          "INSERT INTO webhook_deliveries (target, event_id)"
+                          " SELECT id, ?1 FROM webhook_targets"
+                          " WHERE ?2 IS NOT NULL AND deleting = 0"
+                          " AND (session IS NULL OR session = ?2)"
+                          " AND (events = '' OR instr(events, ' ' || ?3 || ' ') > 0)");
+    if (!a.ins || !a.head || !a.outbox)
         return STORE_EIO;
-    }
     int rc = store_exec(st, "BEGIN IMMEDIATE");
     for (size_t i = 0; !rc && i < n; i++)
         rc = append_one(st, &a, &ev[i]);
-    append_stmts_free(&a);
     if (!rc)
         rc = store_exec(st, "COMMIT");
     if (rc) {
