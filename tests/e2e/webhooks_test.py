@@ -448,6 +448,12 @@ _, _, mtext = e2elib.req(gw1.port, "GET", "/metrics")
 check(('wagw_webhook_dead{webhook="%s"} %d' % (did, dead_n)).encode() in mtext, "metrics: dead")
 check(('wagw_webhook_failed_attempts_total{webhook="%s"} %d' % (did, 3 * dead_n)).encode() in mtext,
       "metrics: failed")
+stored = re.search(rb"^wagw_events_stored_total (\d+)$", mtext, re.M)
+commits = re.search(rb"^wagw_events_commits_total (\d+)$", mtext, re.M)
+check(stored and commits and int(stored.group(1)) > 0 and 0 < int(commits.group(1)) <= int(stored.group(1))
+      and re.search(rb"^wagw_events_store_failures_total 0$", mtext, re.M)
+      and re.search(rb"^wagw_events_pruned_total \d+$", mtext, re.M),
+      "metrics: the event log's counters (stored, commits <= stored, no failures, pruned)")
 check("dead letter" in gw1.log(), "the log does not say a delivery became a dead letter")
 check(re.search(r"WARN +webhook: target %s \(127\.0\.0\.1\): delivery of event \d+ failed \(attempt 1\): HTTP 500"
                 % did, gw1.log()), "the log does not say why a delivery failed")
