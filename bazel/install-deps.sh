@@ -10,11 +10,11 @@ bazel-bootstrap bazel-bootstrap-source gcc libc6-dev make pkg-config
 libh2o-dev libwslay-dev libuv1-dev libgrpc-dev protobuf-compiler libprotobuf-dev protobuf-c-compiler
 libprotobuf-c-dev libyajl-dev libwebsockets-dev libssl-dev
 libsignal-protocol-c-dev libqrencode-dev libpng-dev libsqlite3-dev libcurl4-openssl-dev
-zlib1g-dev grpc-proto curl ca-certificates
+zlib1g-dev grpc-proto curl ca-certificates libpq-dev
 "
 TEST_PKGS="
 libcmocka-dev python3 python3-grpcio python3-grpc-tools python3-protobuf
-zbar-tools openssl procps chromium clang-format systemd
+zbar-tools openssl procps chromium clang-format systemd postgresql-15
 "
 FUZZ_PKGS="clang libclang-rt-14-dev"
 BENCH_PKGS="wrk nghttp2-client util-linux"
