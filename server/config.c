@@ -76,6 +76,17 @@ static const opt_t options[] = {
      "most WhatsApp sessions (accounts) the service holds; more are refused with 507"},
     {"connect-rate", "CONNECT_RATE", OPT_LIMIT, OFF(connect_rate), "25",
      "new WhatsApp connections per second, over all sessions (a restart never floods WhatsApp)"},
+    {"node-id", "NODE_ID", OPT_STRING, OFF(node_id), NULL,
+     "cluster (STORE_URL=postgres://): this node's id, unique per process (unset: "
+     "hostname:PORT)"},
+    {"advertise-url", "ADVERTISE_URL", OPT_HTTPURL, OFF(advertise_url), NULL,
+     "cluster: how the other nodes reach this node's HTTP API (unset: http://HOST:PORT)"},
+    {"lease-ms", "LEASE_MS", OPT_MS, OFF(lease_ms), "10000",
+     "cluster: how long a node's hold on a session lasts without renewal, ms (database clock)"},
+    {"renew-ms", "RENEW_MS", OPT_MS, OFF(renew_ms), "3000",
+     "cluster: how often a node renews its leases and claims its share, ms (below LEASE_MS/2)"},
+    {"drain-timeout-ms", "DRAIN_TIMEOUT_MS", OPT_MS, OFF(drain_timeout_ms), "20000",
+     "cluster: how long SIGTERM waits for the node's sessions to be handed over, ms"},
     {"event-retention", "EVENT_RETENTION", OPT_RETENTION, OFF(event_retention_count), "10000,7d",
      "events kept per session for resuming streams: COUNT or COUNT,AGE (s, m, h, d; 0 = no "
      "age limit); a session's newest event and undelivered webhooks are always kept"},

@@ -62,6 +62,11 @@ typedef struct {
     int webhook_backoff_max_ms;  /* WEBHOOK_BACKOFF_MAX_MS */
     int webhook_timeout_ms;      /* WEBHOOK_TIMEOUT_MS */
     char *webhook_ca_file;       /* WEBHOOK_CA_FILE */
+    char *node_id;               /* NODE_ID: cluster node id (NULL: hostname:PORT) */
+    char *advertise_url;         /* ADVERTISE_URL: this node's HTTP API for the others */
+    int lease_ms;                /* LEASE_MS: lease length (cluster) */
+    int renew_ms;                /* RENEW_MS: renewal interval (cluster) */
+    int drain_timeout_ms;        /* DRAIN_TIMEOUT_MS: SIGTERM's hand-over budget (cluster) */
     int help;                    /* --help was given */
     int check_store;             /* --check-store: verify the store and exit */
 } cfg_t;

@@ -735,6 +735,51 @@ static int route_webhook_test(http_server_t *srv, h2o_req_t *req, const http_cal
     return 0;
 }
 
+/* --- the cluster --- */
+
+static void cancel_cluster(void *handle)
+{
+    api_cluster_status_cancel(handle);
+}
+
+static void on_cluster_status(void *arg, api_code_t code, char *json)
+{
+    waiting_t *w = arg;
+    waiting_done(w);
+    if (code == API_OK)
+        http_send_json(w->srv, w->req, METRICS_ROUTE_OTHER, 200, json);
+    else
+        http_send_error(w->srv, w->req, METRICS_ROUTE_OTHER, code,
+                        code == API_ERR_NOT_FOUND
+                            ? "This node is not part of a cluster (STORE_URL is SQLite)"
+                            : "The cluster's database cannot be read",
+                        NULL);
+}
+
+/* GET /api/cluster (admin): the nodes, their sessions and lease ages. */
+static int route_cluster(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    (void)c;
+    waiting_t *w = waiting_new(srv, req, cancel_cluster);
+    waiting_started(w, api_cluster_status(srv->opts.api, on_cluster_status, w));
+    return 0;
+}
+
+/* POST /api/cluster/rebalance (admin): every node sheds its excess. */
+static int route_cluster_rebalance(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    (void)c;
+    api_code_t code = api_cluster_rebalance(srv->opts.api);
+    if (code == API_OK)
+        http_send_json(srv, req, METRICS_ROUTE_OTHER, 202,
+                       api_json_message("Rebalancing: nodes above their fair share hand sessions "
+                                        "over"));
+    else
+        http_send_error(srv, req, METRICS_ROUTE_OTHER, code,
+                        "This node is not part of a cluster (STORE_URL is SQLite)", NULL);
+    return 0;
+}
+
 /* --- the route table --- */
 
 typedef int (*route_fn)(http_server_t *srv, h2o_req_t *req, const http_call_t *c);
@@ -808,6 +853,10 @@ static const route_t routes[] = {
      route_webhook_test},
     {"/replay", AT_WEBHOOK, M_POST, "POST, OPTIONS", AUTH_PRINCIPAL, 1, METRICS_ROUTE_OTHER,
      route_webhook_replay},
+    {"/api/cluster", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_ADMIN, 1, METRICS_ROUTE_OTHER,
+     route_cluster},
+    {"/api/cluster/rebalance", AT_ROOT, M_POST, "POST, OPTIONS", AUTH_ADMIN, 1, METRICS_ROUTE_OTHER,
+     route_cluster_rebalance},
     {"/healthz", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_HEALTH, route_healthz},
     {"/readyz", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_HEALTH, route_readyz},
     {"/metrics", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_METRICS,

@@ -40,7 +40,15 @@ typedef enum {
     CMD_STOP
 } cmd_kind_t;
 
-typedef enum { EV_ACQUIRE, EV_LOSE, EV_SHED, EV_EVENTS, EV_SESSIONS, EV_STATUS, EV_READY } ev_kind_t;
+typedef enum {
+    EV_ACQUIRE,
+    EV_LOSE,
+    EV_SHED,
+    EV_EVENTS,
+    EV_SESSIONS,
+    EV_STATUS,
+    EV_READY
+} ev_kind_t;
 
 typedef struct msg {
     int kind;
@@ -85,7 +93,7 @@ struct clu {
     msg_t *out_head, *out_tail;
     uv_timer_t fence_timer;
     lease_set_t owned; /* what the loop runs */
-    int handles_open;
+    int handles_open, stop_called;
     void (*stop_done)(void *);
     void *stop_arg;
     void (*drain_done)(void *);
@@ -95,9 +103,9 @@ struct clu {
     int last_ready;
 
     /* both */
-    int64_t valid_until;          /* monotonic ms the leases are surely ours until (atomic) */
-    int ready_db;                 /* connected and renewed (atomic) */
-    int draining_flag;            /* (atomic) */
+    int64_t valid_until; /* monotonic ms the leases are surely ours until (atomic) */
+    int ready_db;        /* connected and renewed (atomic) */
+    int draining_flag;   /* (atomic) */
     uint64_t claims, lost, released, self_fences, renew_failures, fenced_writes; /* atomics */
     size_t owned_n;                                                              /* atomic */
 };
@@ -225,8 +233,7 @@ static void db_close(clu_t *c)
 
 static int db_connect(clu_t *c)
 {
-    const char *keys[] = {"dbname", "connect_timeout", "application_name", "keepalives_idle",
-                          NULL};
+    const char *keys[] = {"dbname", "connect_timeout", "application_name", "keepalives_idle", NULL};
     const char *vals[] = {c->url, "5", "wa-gateway-cluster", "5", NULL};
     c->db = PQconnectdbParams(keys, vals, 1);
     if (!c->db || PQstatus(c->db) != CONNECTION_OK) {
@@ -474,13 +481,14 @@ static char *status_json(clu_t *c)
 {
     char lease[24];
     snprintf(lease, sizeof(lease), "%u", c->lease_ms);
-    PGresult *nr = q(c,
-                     "SELECT id, advertise_url,"
-                     " (extract(epoch from now() - heartbeat_at) * 1000)::bigint,"
-                     " heartbeat_at > now() - $1::bigint * interval '1 millisecond', draining,"
-                     " (SELECT count(*) FROM leases l WHERE l.owner = n.id AND l.expires_at > now())"
-                     " FROM nodes n ORDER BY id",
-                     1, (const char *[]){lease});
+    PGresult *nr =
+        q(c,
+          "SELECT id, advertise_url,"
+          " (extract(epoch from now() - heartbeat_at) * 1000)::bigint,"
+          " heartbeat_at > now() - $1::bigint * interval '1 millisecond', draining,"
+          " (SELECT count(*) FROM leases l WHERE l.owner = n.id AND l.expires_at > now())"
+          " FROM nodes n ORDER BY id",
+          1, (const char *[]){lease});
     PGresult *lr = nr ? q(c,
                           "SELECT session, owner, epoch,"
                           " coalesce((extract(epoch from now() - acquired_at) * 1000)::bigint, -1),"
@@ -659,7 +667,7 @@ static void set_ready(clu_t *c)
         c->last_ready = r;
         LOG_INFO("cluster", "node %s %s", c->node_id, r ? "ready" : "not ready");
         if (c->cb.on_ready)
-            c->cb.on_ready(c->cb.arg, r);
+            c->cb.on_ready(c->cb.ready_arg, r);
     }
 }
 
@@ -932,8 +940,21 @@ static void on_handle_closed(uv_handle_t *h)
         c->stop_done(c->stop_arg);
 }
 
+static void stop_noop(void *arg)
+{
+    (void)arg;
+}
+
 void clu_stop(clu_t *c, void (*done)(void *arg), void *arg)
 {
+    if (c->stop_called) {
+        if (done)
+            done(arg);
+        return;
+    }
+    c->stop_called = 1;
+    if (!done)
+        done = stop_noop;
     c->stop_done = done;
     c->stop_arg = arg;
     if (c->started) {

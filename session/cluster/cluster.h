@@ -44,9 +44,10 @@ typedef struct {
     void (*on_events)(void *arg, const char *session);
     /* Sessions were added or deleted (reload the list). */
     void (*on_sessions)(void *arg);
-    /* The node's readiness changed (see clu_ready). */
-    void (*on_ready)(void *arg, int ready);
     void *arg;
+    /* The node's readiness changed (see clu_ready); called with ready_arg. */
+    void (*on_ready)(void *ready_arg, int ready);
+    void *ready_arg;
 } clu_callbacks_t;
 
 typedef struct {
@@ -130,7 +131,8 @@ void clu_stats(const clu_t *c, clu_stats_t *out);
 void clu_count_fenced(clu_t *c);
 
 /* Stops the thread (the leases are left to expire unless released) and
- * closes the loop handles; done(arg) once they are closed. Loop thread. */
+ * closes the loop handles; done(arg) once they are closed (done may be
+ * NULL; a second call only calls done). Loop thread. */
 void clu_stop(clu_t *c, void (*done)(void *arg), void *arg);
 
 /* Frees the node after clu_stop completed (or when never started). NULL is
