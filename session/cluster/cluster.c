@@ -243,11 +243,12 @@ static int db_connect(clu_t *c)
         db_close(c);
         return -1;
     }
-    PGresult *r = q(c,
-                    "SET statement_timeout = 5000; LISTEN wagw_events; LISTEN wagw_sessions;"
-                    " LISTEN wagw_leases; LISTEN wagw_rebalance",
-                    0, NULL);
-    if (!r) {
+    /* (several statements: the simple query protocol) */
+    PGresult *r = PQexec(c->db, "SET statement_timeout = 5000; LISTEN wagw_events;"
+                                " LISTEN wagw_sessions; LISTEN wagw_leases; LISTEN wagw_rebalance");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        LOG_WARN("cluster", "database: %s", PQresultErrorMessage(r));
+        PQclear(r);
         db_close(c);
         return -1;
     }
