@@ -297,8 +297,10 @@ static int renew(clu_t *c, int64_t t0)
     if (!r)
         return -1;
     PQclear(r);
-    if (!c->held.n)
+    if (!c->held.n) { /* what this pass claims is held at least until then */
+        __atomic_store_n(&c->valid_until, t0 + c->lease_ms, __ATOMIC_RELEASE);
         return 0;
+    }
     char *names, *epochs;
     if (held_arrays(c, &names, &epochs) != 0)
         return -1;
