@@ -35,6 +35,7 @@ struct api {
     sess_mgr_t *sessions;
     wh_t *webhooks;
     clu_t *cluster;
+    char *node_secret; /* CLUSTER_SECRET: forwarded commands (NULL: not forwarded) */
     char *key;
     size_t key_len;
     unsigned reconnect_wait_ms;
@@ -104,16 +105,20 @@ api_t *api_new(sess_registry_t *reg, const api_opts_t *opts)
     api->sessions = opts ? opts->sessions : NULL;
     api->webhooks = opts ? opts->webhooks : NULL;
     api->cluster = opts ? opts->cluster : NULL;
+    pthread_mutex_init(&api->auth_mu, NULL);
+    if (opts && opts->node_secret && !(api->node_secret = strdup(opts->node_secret))) {
+        api_free(api);
+        return NULL;
+    }
     if (opts && opts->api_key && *opts->api_key) {
         api->key = strdup(opts->api_key);
         if (!api->key) {
-            free(api);
+            api_free(api);
             return NULL;
         }
         api->key_len = strlen(api->key);
     }
     api->reconnect_wait_ms = opts && opts->reconnect_wait_ms ? opts->reconnect_wait_ms : 30000;
-    pthread_mutex_init(&api->auth_mu, NULL);
     return api;
 }
 
@@ -124,6 +129,10 @@ void api_free(api_t *api)
     if (api->key) {
         explicit_bzero(api->key, api->key_len);
         free(api->key);
+    }
+    if (api->node_secret) {
+        explicit_bzero(api->node_secret, strlen(api->node_secret));
+        free(api->node_secret);
     }
     pthread_mutex_destroy(&api->auth_mu);
     free(api);
@@ -149,20 +158,50 @@ int api_key_required(const api_t *api)
     return api->key != NULL;
 }
 
+/* 1 when the presented `v` (len bytes) is the configured `want`. Every
+ * byte of `want` is compared whatever the presented length, so timing
+ * reveals neither content nor a matching prefix. */
+static int secret_equal(const char *want, size_t want_len, const char *v, size_t len)
+{
+    unsigned diff = (unsigned)(len ^ want_len);
+    for (size_t i = 0; i < want_len; i++) {
+        unsigned char k = len ? (unsigned char)v[i % len] : 0;
+        diff |= (unsigned)(k ^ (unsigned char)want[i]);
+    }
+    return diff == 0;
+}
+
 int api_key_ok(const api_t *api, const char *key, size_t len)
 {
     if (!api->key)
         return 1;
     if (!key)
         return 0;
-    /* Every byte of the configured key is compared whatever the presented
-     * key's length, so timing reveals neither content nor a matching prefix. */
-    unsigned diff = (unsigned)(len ^ api->key_len);
-    for (size_t i = 0; i < api->key_len; i++) {
-        unsigned char k = len ? (unsigned char)key[i % len] : 0;
-        diff |= (unsigned)(k ^ (unsigned char)api->key[i]);
-    }
-    return diff == 0;
+    return secret_equal(api->key, api->key_len, key, len);
+}
+
+int api_node_secret_ok(const api_t *api, const char *v, size_t len)
+{
+    if (!api->node_secret || !v)
+        return 0;
+    return secret_equal(api->node_secret, strlen(api->node_secret), v, len);
+}
+
+const char *api_node_secret(const api_t *api)
+{
+    return api->node_secret;
+}
+
+int api_forward_to(api_t *api, const char *session, char *url, size_t len)
+{
+    if (!api->cluster || !api->node_secret)
+        return 0;
+    sess_t *s = sess_registry_get(api->reg, session && *session ? session : "default");
+    int follower = s && sess_following(s);
+    if (s)
+        sess_unref(s);
+    return follower &&
+           clu_owner_url(api->cluster, session && *session ? session : "default", url, len) == 0;
 }
 
 /* Parses a client address as the transports give it into its group. */

@@ -558,6 +558,20 @@ typedef struct api_cluster_call api_cluster_call_t;
 api_cluster_call_t *
 api_cluster_status(api_t *api, void (*done)(void *arg, api_code_t code, char *json), void *arg);
 
+/* 1 when `v` (len bytes) is the cluster's node secret (constant time); 0
+ * otherwise or when none is configured. Any thread. */
+int api_node_secret_ok(const api_t *api, const char *v, size_t len);
+
+/* The node secret to send with a forwarded command (NULL: none). */
+const char *api_node_secret(const api_t *api);
+
+/* Where a command for `session` ("" = "default") goes: 1 with the
+ * advertise URL of the node that runs it in url, when another node runs it
+ * and a node secret is configured; 0 when this node answers (it runs the
+ * session, no other node is known to, or there is no cluster). Any
+ * thread. */
+int api_forward_to(api_t *api, const char *session, char *url, size_t len);
+
 /* The caller went away: done is not called. */
 void api_cluster_status_cancel(api_cluster_call_t *call);
 

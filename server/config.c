@@ -81,6 +81,9 @@ static const opt_t options[] = {
      "hostname:PORT)"},
     {"advertise-url", "ADVERTISE_URL", OPT_HTTPURL, OFF(advertise_url), NULL,
      "cluster: how the other nodes reach this node's HTTP API (unset: http://HOST:PORT)"},
+    {"cluster-secret", "CLUSTER_SECRET", OPT_STRING, OFF(cluster_secret), NULL,
+     "cluster: the secret the nodes share (32+ characters); a command sent to a node that "
+     "does not run its session is forwarded to the one that does (unset: answered 409)"},
     {"lease-ms", "LEASE_MS", OPT_MS, OFF(lease_ms), "10000",
      "cluster: how long a node's hold on a session lasts without renewal, ms (database clock)"},
     {"renew-ms", "RENEW_MS", OPT_MS, OFF(renew_ms), "3000",
@@ -283,7 +286,8 @@ void cfg_free(cfg_t *cfg)
         if (k == OPT_STRING || k == OPT_URL || k == OPT_HEXKEY || k == OPT_VERSION ||
             k == OPT_HTTPURL) {
             char **slot = (char **)((char *)cfg + options[i].offset);
-            if (*slot && (slot == &cfg->api_key || slot == &cfg->webhook_secret))
+            if (*slot && (slot == &cfg->api_key || slot == &cfg->webhook_secret ||
+                          slot == &cfg->cluster_secret))
                 explicit_bzero(*slot, strlen(*slot));
             free(*slot);
             *slot = NULL;

@@ -64,6 +64,7 @@ typedef struct {
     char *webhook_ca_file;       /* WEBHOOK_CA_FILE */
     char *node_id;               /* NODE_ID: cluster node id (NULL: hostname:PORT) */
     char *advertise_url;         /* ADVERTISE_URL: this node's HTTP API for the others */
+    char *cluster_secret;        /* CLUSTER_SECRET: forwarded commands (wiped on free) */
     int lease_ms;                /* LEASE_MS: lease length (cluster) */
     int renew_ms;                /* RENEW_MS: renewal interval (cluster) */
     int drain_timeout_ms;        /* DRAIN_TIMEOUT_MS: SIGTERM's hand-over budget (cluster) */

@@ -58,7 +58,8 @@ typedef struct {
     qrterm_t qrterm;
     uv_signal_t sigint, sigterm;
     int shutting_down, pending;
-    clu_t *cluster; /* several nodes on PostgreSQL; NULL with SQLite */
+    clu_t *cluster;     /* several nodes on PostgreSQL; NULL with SQLite */
+    httpc_t *fwd_httpc; /* cluster: forwards commands to the session's node */
 } app_t;
 
 static void maybe_stop_loop(app_t *app)
@@ -145,6 +146,15 @@ static int start_cluster(app_t *app, char *err, size_t errlen)
                      .lease_ms = (unsigned)app->cfg.lease_ms,
                      .renew_ms = (unsigned)app->cfg.renew_ms};
     sess_mgr_cluster_callbacks(app->mgr, &co.cb);
+    if (app->cfg.cluster_secret && strlen(app->cfg.cluster_secret) < 32) {
+        snprintf(err, errlen, "CLUSTER_SECRET must be at least 32 characters");
+        return -1;
+    }
+    if (!app->cfg.cluster_secret)
+        LOG_WARN("main", "CLUSTER_SECRET is not set: commands sent to a node that does not run "
+                         "their session are answered 409 instead of forwarded");
+    else if (!(app->fwd_httpc = httpc_new(&app->loop, &(httpc_opts_t){0}, err, errlen)))
+        return -1;
     if (clu_new(&co, &app->cluster, err, errlen) != 0)
         return -1;
     if (store_set_node(app->store, co.node_id) != 0) {
@@ -278,6 +288,9 @@ int main(int argc, char **argv)
     char *env_whsec = getenv("WEBHOOK_SECRET");
     if (env_whsec)
         explicit_bzero(env_whsec, strlen(env_whsec));
+    char *env_csec = getenv("CLUSTER_SECRET");
+    if (env_csec)
+        explicit_bzero(env_csec, strlen(env_csec));
     if (app.cfg.help) {
         cfg_print_help(stdout, "wa-gateway");
         cfg_free(&app.cfg);
@@ -423,7 +436,8 @@ int main(int argc, char **argv)
                         .reconnect_wait_ms = (unsigned)app.cfg.reconnect_wait_ms,
                         .sessions = app.mgr,
                         .webhooks = app.wh,
-                        .cluster = app.cluster};
+                        .cluster = app.cluster,
+                        .node_secret = app.cluster ? app.cfg.cluster_secret : NULL};
     if (!(app.api = api_new(app.reg, &aopts))) {
         fprintf(stderr, "wa-gateway: cannot initialise: out of memory\n");
         rc = 1;
@@ -444,6 +458,7 @@ int main(int argc, char **argv)
         .demo_control = app.cfg.demo_control,
         .ready = ready,
         .ready_arg = &app,
+        .httpc = app.fwd_httpc,
     };
     if (http_server_start(&app.http, &app.loop, app.cfg.host, app.cfg.port, &hopts, err,
                           sizeof(err)) != 0) {
@@ -519,6 +534,8 @@ out:
     sess_version_close(app.version);
     httpc_destroy(app.httpc, NULL, NULL);
     app.httpc = NULL;
+    httpc_destroy(app.fwd_httpc, NULL, NULL);
+    app.fwd_httpc = NULL;
     uv_run(&app.loop, UV_RUN_DEFAULT);
     sess_mgr_free(app.mgr); /* lws finishes here, once its handles are closed */
     app.mgr = NULL;

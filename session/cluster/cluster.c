@@ -102,7 +102,15 @@ struct clu {
     int drain_timer_open;
     int last_ready;
 
-    /* both */
+    /* both: who holds which session, as of the last pass (sorted by name) */
+    pthread_mutex_t own_mu;
+    struct owner_row {
+        char name[NAME_MAX_];
+        char *url; /* the holder's advertise URL */
+        int self;
+    } * owners;
+    size_t nowners;
+
     int64_t valid_until; /* monotonic ms the leases are surely ours until (atomic) */
     int ready_db;        /* connected and renewed (atomic) */
     int draining_flag;   /* (atomic) */
@@ -388,6 +396,65 @@ static void claim(clu_t *c, long want, int64_t t0)
     (void)t0;
 }
 
+static int owner_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct owner_row *)a)->name, ((const struct owner_row *)b)->name);
+}
+
+static void owners_free(struct owner_row *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].url);
+    free(v);
+}
+
+/* Reads who holds each session (for commands sent to another node). */
+static void refresh_owners(clu_t *c)
+{
+    PGresult *r = q(c,
+                    "SELECT l.session, n.advertise_url, l.owner = $1 FROM leases l"
+                    " JOIN nodes n ON n.id = l.owner WHERE l.expires_at > now()",
+                    1, (const char *[]){c->node_id});
+    if (!r)
+        return;
+    size_t n = (size_t)PQntuples(r), k = 0;
+    struct owner_row *v = calloc(n ? n : 1, sizeof(*v));
+    for (size_t i = 0; v && i < n; i++) {
+        snprintf(v[k].name, sizeof(v[k].name), "%s", PQgetvalue(r, (int)i, 0));
+        v[k].url = strdup(PQgetvalue(r, (int)i, 1));
+        v[k].self = PQgetvalue(r, (int)i, 2)[0] == 't';
+        if (v[k].url)
+            k++;
+    }
+    PQclear(r);
+    if (!v)
+        return;
+    qsort(v, k, sizeof(*v), owner_cmp);
+    pthread_mutex_lock(&c->own_mu);
+    struct owner_row *old = c->owners;
+    size_t nold = c->nowners;
+    c->owners = v;
+    c->nowners = k;
+    pthread_mutex_unlock(&c->own_mu);
+    owners_free(old, nold);
+}
+
+int clu_owner_url(clu_t *c, const char *session, char *url, size_t len)
+{
+    struct owner_row key;
+    snprintf(key.name, sizeof(key.name), "%s", session);
+    int rc = -1;
+    pthread_mutex_lock(&c->own_mu);
+    struct owner_row *o =
+        c->owners ? bsearch(&key, c->owners, c->nowners, sizeof(key), owner_cmp) : NULL;
+    if (o && !o->self && o->url[0] && strlen(o->url) < len) {
+        snprintf(url, len, "%s", o->url);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&c->own_mu);
+    return rc;
+}
+
 /* Asks the loop to hand over what this node holds above `target`. */
 static void shed(clu_t *c, long target)
 {
@@ -440,6 +507,7 @@ static void pass(clu_t *c)
     }
     if ((long)c->held.n < fair)
         claim(c, fair - (long)c->held.n, t0);
+    refresh_owners(c);
 }
 
 static void release(clu_t *c, const char *name, uint64_t epoch)
@@ -799,6 +867,7 @@ int clu_new(const clu_opts_t *o, clu_t **out, char *err, size_t errlen)
     c->last_ready = -1;
     pthread_mutex_init(&c->cmd_mu, NULL);
     pthread_mutex_init(&c->out_mu, NULL);
+    pthread_mutex_init(&c->own_mu, NULL);
     if (!c->url || !c->node_id || !c->advertise_url || c->wake_fd < 0) {
         snprintf(err, errlen, "out of memory");
         clu_free(c);
@@ -993,6 +1062,8 @@ void clu_free(clu_t *c)
         close(c->wake_fd);
     pthread_mutex_destroy(&c->cmd_mu);
     pthread_mutex_destroy(&c->out_mu);
+    pthread_mutex_destroy(&c->own_mu);
+    owners_free(c->owners, c->nowners);
     free(c->held.v);
     free(c->owned.v);
     free(c->url);

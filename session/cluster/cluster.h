@@ -102,6 +102,12 @@ void clu_fenced(clu_t *c, const char *session);
  * thread. */
 void clu_kick(clu_t *c);
 
+/* The advertise URL of the node that holds `session` (as the last pass
+ * read it; renewed every RENEW_MS and whenever leases move) into url.
+ * Returns 0, or -1 when no other node holds it (unowned, this node, or a
+ * URL longer than len). Any thread. */
+int clu_owner_url(clu_t *c, const char *session, char *url, size_t len);
+
 /* Drain (SIGTERM): the node stops claiming, marks itself draining, sheds
  * every session (on_shed for each; the others claim them), and calls
  * done(arg) on the loop thread when it holds nothing more, or after
