@@ -58,7 +58,7 @@ static void on_answer(void *arg, const httpc_result_t *res)
 static const char *header_line(h2o_req_t *req, const char *name, const char *v, size_t len)
 {
     size_t n = strlen(name) + 2 + len + 1;
-    char *line = h2o_mem_alloc_pool(&req->pool, char, n);
+    char *line = h2o_mem_alloc_pool(&req->pool, n);
     snprintf(line, n, "%s: %.*s", name, (int)len, v);
     return line;
 }
@@ -70,7 +70,7 @@ int http_forward(http_server_t *srv, h2o_req_t *req, const char *base, metrics_r
         return 0;
     }
     size_t ulen = strlen(base) + req->path.len + 1;
-    char *url = h2o_mem_alloc_pool(&req->pool, char, ulen);
+    char *url = h2o_mem_alloc_pool(&req->pool, ulen);
     snprintf(url, ulen, "%s%.*s", base, (int)req->path.len, req->path.base);
     const char *headers[5];
     size_t nh = 0;
