@@ -55,6 +55,10 @@ typedef struct {
     wh_t *webhooks;             /* webhook targets (borrowed); NULL: the webhooks API
                                  * answers API_ERR_INTERNAL */
     clu_t *cluster;             /* several nodes (borrowed); NULL: a single node */
+    /* CLUSTER_SECRET: the secret the nodes share; commands for a session
+     * another node runs are forwarded to it with this secret (NULL: they
+     * answer 409 instead). Copied (and wiped on free). */
+    const char *node_secret;
 } api_opts_t;
 
 /* Creates the handler layer over `reg`; `opts` strings are copied. Returns
