@@ -215,9 +215,8 @@ static void scrub(char *msg, const secrets_t *k)
 {
     for (int i = 0; i < k->n; i++) {
         size_t sl = strlen(k->s[i]);
-        char *p;
-        while ((p = strstr(msg, k->s[i]))) {
-            size_t stars = sl < 3 ? sl : 3;
+        size_t stars = sl < 3 ? sl : 3;
+        for (char *p = strstr(msg, k->s[i]); p; p = strstr(p + stars, k->s[i])) {
             memset(p, '*', stars);
             memmove(p + stars, p + sl, strlen(p + sl) + 1);
         }
