@@ -861,6 +861,7 @@ static void test_password_redacted(void **state)
         "postgres://wagw:s3cretPW@127.0.0.1:1/wagw?connect_timeout=nonsense",
         "mysql://wagw:s3cretPW@127.0.0.1/wagw",
         "sqlite:s3cretPW",
+        "postgres://wagw:*@127.0.0.1:1/wagw?connect_timeout=3", /* scrubbing ends */
     };
     for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
         store_t *st = NULL;
@@ -1224,6 +1225,50 @@ static void test_pg_reconnect(void **state)
     store_close(st);
 }
 
+/* A server that does not answer gives STORE_EIO in bounded time, never a
+ * hang: a lock held elsewhere (the server's statement_timeout), then the
+ * store's server processes stopped (the client-side bound); once they run
+ * again the next call reconnects. */
+static void test_pg_hung_server(void **state)
+{
+    (void)state;
+    store_t *st = open_ok();
+    assert_int_equal(store_session_add(st, "s", NULL, NULL), 0);
+    PGconn *l = PQconnectdb(testdb_url());
+    assert_int_equal(PQstatus(l), CONNECTION_OK);
+    PGresult *r = PQexec(l, "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    store_session_t ss;
+    assert_int_equal(store_session_get(st, "s", &ss), STORE_EIO);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000L + (t1.tv_nsec - t0.tv_nsec) / 1000000L;
+    assert_true(ms >= STORE_PG_TIMEOUT_MS - 500 && ms < STORE_PG_TIMEOUT_MS + 3000);
+    PQfinish(l); /* the lock goes */
+    assert_int_equal(store_session_get(st, "s", &ss), 0);
+    /* the store's server processes stop answering */
+    r = PQexec(l = PQconnectdb(testdb_url()),
+               "SELECT pid FROM pg_stat_activity WHERE application_name = 'wa-gateway'");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(r), 2);
+    pid_t pids[2] = {(pid_t)atoi(PQgetvalue(r, 0, 0)), (pid_t)atoi(PQgetvalue(r, 1, 0))};
+    PQclear(r);
+    PQfinish(l);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(kill(pids[i], SIGSTOP), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(store_session_get(st, "s", &ss), STORE_EIO);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ms = (t1.tv_sec - t0.tv_sec) * 1000L + (t1.tv_nsec - t0.tv_nsec) / 1000000L;
+    assert_true(ms >= STORE_PG_TIMEOUT_MS && ms < 3 * STORE_PG_TIMEOUT_MS);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(kill(pids[i], SIGCONT), 0);
+    assert_int_equal(store_session_get(st, "s", &ss), 0);
+    store_close(st);
+}
+
 int main(void)
 {
     /* on PostgreSQL (STORE_TEST_URL set), only the tests not about SQLite
@@ -1254,6 +1299,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pg_append_partly_fenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_notify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_reconnect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_hung_server, setup, teardown),
     };
     int failed = cmocka_run_group_tests_name("both backends", both, NULL, NULL);
     if (testdb_is_pg())
