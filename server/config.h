@@ -19,6 +19,7 @@ typedef struct {
     int grpc_port;     /* gRPC port (GRPC_PORT) */
     char *api_key;     /* X-API-Key secret, NULL when none (API_KEY) */
     char *data_dir;    /* directory of the store (DATA_DIR) */
+    char *store_url;   /* STORE_URL: NULL, "" or "sqlite:" = SQLite in data_dir; postgres:// */
     char *wa_url;      /* WhatsApp endpoint (WA_URL) */
     char *wa_root_key; /* trusted root key, 64 hex chars (WA_ROOT_KEY) */
     uint8_t wa_root_key_bin[32];

@@ -329,7 +329,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     int rc = 0;
-    if (store_open(app.cfg.data_dir, &app.store, err, sizeof(err)) != 0) {
+    if (store_open_url(app.cfg.store_url, app.cfg.data_dir, &app.store, err, sizeof(err)) != 0) {
         fprintf(stderr, "wa-gateway: %s\n", err);
         cfg_free(&app.cfg);
         return 2;
