@@ -622,10 +622,14 @@ static void clu_on_sessions(void *arg)
     size_t n = 0;
     if (m->stopping || store_sessions_list(m->o.store, &all, &n) != 0)
         return;
-    for (size_t i = 0; i < n; i++)
-        if (sess_mgr_name_ok(all[i].name) && !sess_registry_find(m->o.reg, all[i].name))
+    for (size_t i = 0; i < n; i++) {
+        sess_t *s = sess_registry_find(m->o.reg, all[i].name);
+        if (s) /* a key rotated on another node */
+            sess_set_key_hash(s, all[i].has_key ? all[i].key_hash : NULL);
+        else if (sess_mgr_name_ok(all[i].name))
             add_session(m, all[i].name, all[i].device_name,
                         all[i].has_key ? all[i].key_hash : NULL);
+    }
     size_t k = 0;
     sess_snapshot_t **v = sess_registry_snapshots(m->o.reg, &k);
     for (size_t i = 0; v && i < k; i++) {

@@ -405,6 +405,15 @@ int pg_begin(pg_conn_t *c)
     return pg_cmd(c, -1, "BEGIN", NULL, NULL);
 }
 
+int pg_begin_events(pg_conn_t *c)
+{
+    /* one appender at a time over all nodes: event ids then commit in the
+     * order they were given, so a reader of "ids after N" never skips one
+     * that commits later (the registry-wide resume) */
+    int rc = pg_cmd(c, -1, "BEGIN", NULL, NULL);
+    return rc ? rc : pg_cmd(c, -1, "SELECT pg_advisory_xact_lock(7760611826)", NULL, NULL);
+}
+
 int pg_commit(pg_conn_t *c)
 {
     return pg_cmd(c, -1, "COMMIT", NULL, NULL);
@@ -1064,8 +1073,11 @@ int pg_session_set_key(store_t *st, const char *name, const uint8_t key_hash[32]
     pg_p_bytes(&p, key_hash, key_hash ? 32 : 0);
     pg_p_text(&p, name);
     uint64_t changed = 0;
-    int rc =
-        pg_cmd(&st->pgw, -1, "UPDATE sessions SET key_hash = $1 WHERE name = $2", &p, &changed);
+    int rc = pg_cmd(&st->pgw, -1,
+                    /* the other nodes learn of the new key (wagw_sessions) */
+                    "WITH u AS (UPDATE sessions SET key_hash = $1 WHERE name = $2 RETURNING name)"
+                    " SELECT pg_notify('wagw_sessions', name) FROM u",
+                    &p, &changed);
     return !rc && changed != 1 ? STORE_ENOTFOUND : rc;
 }
 

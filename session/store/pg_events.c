@@ -79,7 +79,7 @@ int pg_events_append(store_t *st, store_event_t *ev, size_t n)
         if (j == k)
             names[k++] = ev[i].session;
     }
-    if (!rc && pg_begin(&st->pgw))
+    if (!rc && pg_begin_events(&st->pgw))
         rc = STORE_EIO;
     int any_fenced = 0;
     for (size_t j = 0; !rc && j < k; j++) {

@@ -228,7 +228,7 @@ int pg_webhook_enqueue_batch(store_t *st, const char *const *targets, store_even
     for (size_t i = 0; i < n; i++)
         if (!targets[i] || evs[i].session || !evs[i].type || !evs[i].body)
             return STORE_EINVAL;
-    if (pg_begin(&st->pgw))
+    if (pg_begin_events(&st->pgw))
         return STORE_EIO;
     int rc = 0;
     for (size_t i = 0; !rc && i < n; i++) {

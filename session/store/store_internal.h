@@ -97,7 +97,7 @@ typedef struct {
     STORE_WRITER_OPS(STORE_OP_FIELD)
     STORE_READER_OPS(STORE_OP_FIELD)
 #undef STORE_OP_FIELD
-        void (*close)(store_t *st);
+    void (*close)(store_t *st);
 } store_backend_t;
 
 /* The two backends (store.c with events.c and webhooks.c; pg.c with
@@ -244,6 +244,10 @@ int pg_cmd(pg_conn_t *c, int which, const char *sql, const pg_params_t *p, uint6
 
 /* BEGIN, COMMIT, ROLLBACK. 0 or STORE_EIO. */
 int pg_begin(pg_conn_t *c);
+
+/* BEGIN for a transaction that stores events: it also takes the event
+ * log's lock (transaction-scoped), so ids commit in increasing order. */
+int pg_begin_events(pg_conn_t *c);
 int pg_commit(pg_conn_t *c);
 void pg_rollback(pg_conn_t *c);
 
