@@ -571,6 +571,7 @@ static char *status_json(clu_t *c)
     yajl_gen g = nr && lr ? yajl_gen_alloc(NULL) : NULL;
     if (g) {
         yajl_gen_map_open(g);
+        json_bool(g, "clustered", 1);
         json_str(g, "node", c->node_id);
         json_int(g, "leaseMs", c->lease_ms);
         json_int(g, "renewMs", c->renew_ms);
