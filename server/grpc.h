@@ -17,6 +17,7 @@
 #include <stddef.h>
 
 #include "api/api.h"
+#include "common/httpc.h"
 #include "server/metrics.h"
 
 /* Largest request message accepted; bigger ones end with
@@ -42,6 +43,12 @@ typedef struct {
      * streams get the new status within a second of a change. */
     int (*ready)(void *arg, const char **why);
     void *ready_arg;
+    /* Cluster: the client that passes a command (Reconnect, Logout,
+     * RequestPairingCode, SendPasskeyAssertion, DeleteSession) for a
+     * session another node runs on to that node's HTTP API (the same one
+     * HTTP forwards with); NULL = such commands are answered
+     * FAILED_PRECONDITION here. Loop thread. */
+    httpc_t *httpc;
 } grpc_srv_opts_t;
 
 #define GRPC_SRV_MAX_STREAMS 1000

@@ -474,7 +474,8 @@ int main(int argc, char **argv)
                              .tls_cert_file = app.cfg.tls_cert,
                              .tls_key_file = app.cfg.tls_key,
                              .ready = ready,
-                             .ready_arg = &app};
+                             .ready_arg = &app,
+                             .httpc = app.fwd_httpc};
     if (grpc_srv_start(&app.grpc, app.cfg.host, app.cfg.grpc_port, &gopts, err, sizeof(err)) != 0) {
         fprintf(stderr, "wa-gateway: %s\n", err);
         rc = 1;
