@@ -249,7 +249,6 @@ static void fwd_dispose(grpc_srv_fwd_t *f)
     free(f->qr);
     free(f->code);
     uv_timer_stop(&f->timer);
-    f->timer.data = f;
     uv_close((uv_handle_t *)&f->timer, on_timer_closed);
 }
 
@@ -430,6 +429,7 @@ int grpc_srv_forward(grpc_srv_call_t *c, grpc_srv_fwd_kind_t kind, const grpc_sr
     f->m = m;
     snprintf(f->session, sizeof(f->session), "%s", session);
     uv_timer_init(sess_registry_loop(api_registry(s->o.api)), &f->timer);
+    f->timer.data = f;
     grpc_srv_call_ref(c); /* f's, dropped by fwd_dispose */
     c->fwd = f;
     f->next = s->fwds;
