@@ -93,11 +93,11 @@
 
 /* A backend: its operations and how to close a handle. */
 typedef struct {
+    void (*close)(store_t *st);
 #define STORE_OP_FIELD(name, params, args) int(*name) params;
     STORE_WRITER_OPS(STORE_OP_FIELD)
     STORE_READER_OPS(STORE_OP_FIELD)
 #undef STORE_OP_FIELD
-    void (*close)(store_t *st);
 } store_backend_t;
 
 /* The two backends (store.c with events.c and webhooks.c; pg.c with
