@@ -273,4 +273,9 @@ uint8_t *pg_bytes_dup(const PGresult *r, int row, int col, size_t *len, int *err
 void pg_call_begin(pg_conn_t *c);
 int pg_call_retry(pg_conn_t *c);
 
+/* The consistency checks of store_check, shared by both backends (each
+ * row: a query counting the rows in the wrong, its message). */
+extern const char *const store_checks[][2];
+extern const size_t store_nchecks;
+
 #endif
