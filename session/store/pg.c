@@ -588,7 +588,7 @@ int pg_fence(store_t *st, const char *session)
     pg_p_i64(&p, (int64_t)epoch);
     PGresult *r = pg_run(&st->pgw, PG_STMT_FENCE,
                          "SELECT 1 FROM leases WHERE session = $1 AND owner = $2 AND epoch = $3"
-                         " AND expires_at > now() FOR SHARE",
+                         " AND expires_at > clock_timestamp() FOR SHARE",
                          &p);
     if (!r)
         return STORE_EIO;
