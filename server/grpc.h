@@ -2,7 +2,9 @@
  * wagateway.v1.Gateway (proto/gateway.proto) through the same api/ handlers
  * as HTTP, the standard grpc.health.v1.Health service, and server
  * reflection (v1alpha and v1) for grpcurl and buf curl. The implementation
- * is in server/grpc/ (server.c, methods.c: the method table, reflection.c).
+ * is in server/grpc/ (server.c, methods.c: the method table, reflection.c,
+ * forward.c: in a cluster, the commands for a session another node runs go
+ * to that node's HTTP API).
  *
  * Threads: one completion-queue thread completes every call's batches. It
  * answers reads (status, QR, health, reflection) itself from immutable
