@@ -29,9 +29,6 @@
  * QR, up to its wait_ms): at least this, or wait_ms + FWD_SLACK_MS. */
 #define FWD_TIMEOUT_MS 65000
 #define FWD_SLACK_MS 5000
-/* The header that marks a request as forwarded by a node of the cluster
- * (server/http's HTTP_NODE_SECRET_HEADER, which checks it). */
-#define FWD_NODE_SECRET_HEADER "X-WAGW-Node-Secret"
 /* How often the catch-up wait looks at the local snapshot. */
 #define FWD_POLL_MS 10
 
@@ -406,7 +403,7 @@ int grpc_srv_forward(grpc_srv_call_t *c, grpc_srv_fwd_kind_t kind, const grpc_sr
         }
         headers[nh++] = key_h;
     }
-    if (!secret || header_line(secret_h, sizeof(secret_h), FWD_NODE_SECRET_HEADER, secret,
+    if (!secret || header_line(secret_h, sizeof(secret_h), API_NODE_SECRET_HEADER, secret,
                                strlen(secret)) != 0) {
         grpc_srv_finish_error(c, API_ERR_INTERNAL, NULL);
         return 1;
