@@ -5,6 +5,7 @@
 #include "session/journal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,14 @@ struct sess_jstore {
     void *commit_arg;
     uint64_t appended, failed, commits, pruned; /* atomics */
     int warned;
+    /* PostgreSQL: the writer thread that stores the group commits off the
+     * loop (todo -> done, guarded by mu; wake runs the done callbacks) */
+    pthread_t writer;
+    int writer_on, stop, working;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    struct job *todo, *done;
+    uv_async_t wake;
 };
 
 int sess_jstore_parse_retention(const char *text, uint64_t *count, int64_t *age_ms)
@@ -74,9 +83,13 @@ static int j_last_seq(void *arg, const char *session, uint64_t *seq)
     return rc < 0 ? -1 : 0;
 }
 
-static int j_append(void *arg, sess_event_t *ev, size_t n)
+/* Stores n events (bg: from the writer thread, store_events_append_bg)
+ * and counts them; returns what a journal's append returns. The commit
+ * callback is the caller's to run (loop thread): *wake is set when events
+ * were stored. */
+static int append_core(sess_jstore_t *j, sess_event_t *ev, size_t n, int bg, int *wake)
 {
-    sess_jstore_t *j = arg;
+    *wake = 0;
     store_event_t *sv = calloc(n, sizeof(*sv));
     if (!sv)
         return -1;
@@ -87,7 +100,7 @@ static int j_append(void *arg, sess_event_t *ev, size_t n)
                                 .type = (char *)ev[i].type,
                                 .body = (char *)ev[i].body,
                                 .body_len = ev[i].body_len};
-    int rc = store_events_append(j->store, sv, n);
+    int rc = bg ? store_events_append_bg(j->store, sv, n) : store_events_append(j->store, sv, n);
     size_t stored = 0;
     for (size_t i = 0; i < n; i++) {
         ev[i].id = sv[i].id;
@@ -99,8 +112,7 @@ static int j_append(void *arg, sess_event_t *ev, size_t n)
         __atomic_add_fetch(&j->commits, 1, __ATOMIC_RELAXED);
         LOG_WARN("events", "%zu event(s) refused: their session is held by another node",
                  n - stored);
-        if (stored && j->commit_fn)
-            j->commit_fn(j->commit_arg);
+        *wake = stored > 0;
         return SESS_JOURNAL_FENCED;
     }
     if (rc != 0) {
@@ -111,9 +123,109 @@ static int j_append(void *arg, sess_event_t *ev, size_t n)
     }
     __atomic_add_fetch(&j->appended, n, __ATOMIC_RELAXED);
     __atomic_add_fetch(&j->commits, 1, __ATOMIC_RELAXED);
-    if (j->commit_fn)
-        j->commit_fn(j->commit_arg);
+    *wake = 1;
     return 0;
+}
+
+static int j_append(void *arg, sess_event_t *ev, size_t n)
+{
+    sess_jstore_t *j = arg;
+    int wake = 0;
+    int rc = append_core(j, ev, n, 0, &wake);
+    if (wake && j->commit_fn)
+        j->commit_fn(j->commit_arg);
+    return rc;
+}
+
+/* --- the writer thread (PostgreSQL): appends off the loop --- */
+
+typedef struct job {
+    sess_event_t *ev;
+    size_t n;
+    void (*done)(void *ctx, int rc);
+    void *ctx;
+    int rc, wake;
+    struct job *next;
+} job_t;
+
+static void *writer_main(void *arg)
+{
+    sess_jstore_t *j = arg;
+    pthread_mutex_lock(&j->mu);
+    for (;;) {
+        while (!j->todo && !j->stop)
+            pthread_cond_wait(&j->cond, &j->mu);
+        job_t *job = j->todo;
+        if (!job)
+            break; /* stopping, nothing left */
+        j->todo = job->next;
+        j->working = 1;
+        pthread_mutex_unlock(&j->mu);
+        job->rc = append_core(j, job->ev, job->n, 1, &job->wake);
+        pthread_mutex_lock(&j->mu);
+        j->working = 0;
+        job->next = NULL;
+        job_t **pp = &j->done;
+        while (*pp)
+            pp = &(*pp)->next;
+        *pp = job;
+        pthread_cond_broadcast(&j->cond);
+        pthread_mutex_unlock(&j->mu);
+        uv_async_send(&j->wake);
+        pthread_mutex_lock(&j->mu);
+    }
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
+/* Runs the done callbacks of the finished appends. Loop thread. */
+static void run_done(sess_jstore_t *j)
+{
+    pthread_mutex_lock(&j->mu);
+    job_t *job = j->done;
+    j->done = NULL;
+    pthread_mutex_unlock(&j->mu);
+    while (job) {
+        job_t *next = job->next;
+        if (job->wake && j->commit_fn)
+            j->commit_fn(j->commit_arg);
+        job->done(job->ctx, job->rc);
+        free(job);
+        job = next;
+    }
+}
+
+static void on_written(uv_async_t *a)
+{
+    run_done(a->data);
+}
+
+static int j_append_async(void *arg, sess_event_t *ev, size_t n, void (*done)(void *, int),
+                          void *ctx)
+{
+    sess_jstore_t *j = arg;
+    job_t *job = calloc(1, sizeof(*job));
+    if (!job)
+        return -1;
+    *job = (job_t){.ev = ev, .n = n, .done = done, .ctx = ctx};
+    pthread_mutex_lock(&j->mu);
+    job_t **pp = &j->todo;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = job;
+    pthread_cond_broadcast(&j->cond);
+    pthread_mutex_unlock(&j->mu);
+    return 0;
+}
+
+static void j_drain(void *arg)
+{
+    sess_jstore_t *j = arg;
+    pthread_mutex_lock(&j->mu);
+    while (j->todo || j->working)
+        pthread_cond_wait(&j->cond, &j->mu);
+    pthread_mutex_unlock(&j->mu);
+    run_done(j);
 }
 
 static int j_read(void *arg, const char *session, uint64_t after, size_t max, sess_event_t *out,
@@ -177,6 +289,24 @@ static void on_prune(uv_timer_t *t)
 void sess_jstore_attach(sess_jstore_t *j, sess_registry_t *reg)
 {
     sess_journal_t jr = {.last_seq = j_last_seq, .append = j_append, .read = j_read, .arg = j};
+    if (store_is_pg(j->store) && !j->writer_on) {
+        /* PostgreSQL: the group commits are stored by a thread of their own
+         * (a network round trip or more each), the loop goes on */
+        pthread_mutex_init(&j->mu, NULL);
+        pthread_cond_init(&j->cond, NULL);
+        uv_async_init(j->loop, &j->wake, on_written);
+        j->wake.data = j;
+        uv_unref((uv_handle_t *)&j->wake); /* it never keeps the loop alive alone */
+        if (pthread_create(&j->writer, NULL, writer_main, j) == 0) {
+            j->writer_on = 1;
+            jr.append_async = j_append_async;
+            jr.drain = j_drain;
+        } else {
+            uv_close((uv_handle_t *)&j->wake, NULL);
+            pthread_cond_destroy(&j->cond);
+            pthread_mutex_destroy(&j->mu);
+        }
+    }
     sess_registry_set_journal(reg, &jr);
     uv_timer_start(&j->timer, on_prune, 0, 0);
     uv_unref((uv_handle_t *)&j->timer); /* it never keeps the loop alive alone */
@@ -201,6 +331,18 @@ void sess_jstore_close(sess_jstore_t *j)
     if (j && j->timer_on) {
         j->timer_on = 0;
         uv_close((uv_handle_t *)&j->timer, NULL);
+    }
+    if (j && j->writer_on) { /* what was asked is stored, and its callbacks run */
+        pthread_mutex_lock(&j->mu);
+        j->stop = 1;
+        pthread_cond_broadcast(&j->cond);
+        pthread_mutex_unlock(&j->mu);
+        pthread_join(j->writer, NULL);
+        j->writer_on = 0;
+        run_done(j);
+        uv_close((uv_handle_t *)&j->wake, NULL);
+        pthread_cond_destroy(&j->cond);
+        pthread_mutex_destroy(&j->mu);
     }
 }
 

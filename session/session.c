@@ -101,6 +101,14 @@ struct sess_registry {
     pthread_mutex_t post_mu; /* guards the post queue and `closing` */
     post_item_t *post_head, *post_tail;
     int closing;
+    /* The group commit in flight with journal.append_async (loop thread). */
+    struct {
+        int busy;
+        size_t n, m;
+        pend_t *batch[256];
+        sess_event_t ev[256];
+        size_t slot[256];
+    } inflight;
     /* Drivers detached by sess_stop_driver and still stopping (loop
      * thread); a registry stop waits for them too (stop_join). */
     size_t detaching;
@@ -1170,36 +1178,113 @@ static void revert_current(sess_t *s)
 /* Group commit: stores every pending event in one journal transaction
  * (per batch), then delivers them in order. Loop thread. */
 #define FLUSH_BATCH 256
+
+/* Takes up to FLUSH_BATCH pending snapshots into batch[] with their events
+ * in ev[] (slot[i]: batch[i]'s event, SIZE_MAX for none); sets *n, *m. */
+static void take_batch(sess_registry_t *reg, pend_t **batch, sess_event_t *ev, size_t *slot,
+                       size_t *n_out, size_t *m_out)
+{
+    size_t n = 0, m = 0;
+    while (reg->pend_head && n < FLUSH_BATCH) {
+        pend_t *p = reg->pend_head;
+        reg->pend_head = p->next;
+        batch[n++] = p;
+    }
+    if (!reg->pend_head)
+        reg->pend_tail = NULL;
+    for (size_t i = 0; i < n; i++) {
+        sess_snapshot_t *snap = batch[i]->snap;
+        size_t len = 0;
+        char *body = sess_event_json(snap, &len);
+        slot[i] = SIZE_MAX;
+        if (!body)
+            continue; /* out of memory: delivered live only */
+        ev[m] = (sess_event_t){.session = snap->session,
+                               .seq = snap->seq,
+                               .ts_ms = snap->changed_ms,
+                               .type = SESS_EVENT_STATUS,
+                               .body = body,
+                               .body_len = len};
+        slot[i] = m++;
+    }
+    *n_out = n;
+    *m_out = m;
+}
+
+static void finish_batch(pend_t **batch, sess_event_t *ev, const size_t *slot, size_t n, size_t m,
+                         int rc);
+
+static void start_async_batch(sess_registry_t *reg);
+
+/* The journal stored (or failed to store) the batch in flight. */
+static void on_batch_stored(void *ctx, int rc)
+{
+    sess_registry_t *reg = ctx;
+    finish_batch(reg->inflight.batch, reg->inflight.ev, reg->inflight.slot, reg->inflight.n,
+                 reg->inflight.m, rc);
+    reg->inflight.busy = 0;
+    if (reg->pend_head && !reg->closing)
+        start_async_batch(reg);
+}
+
+/* Starts storing the next batch off the loop (journal.append_async). */
+static void start_async_batch(sess_registry_t *reg)
+{
+    while (reg->pend_head && !reg->inflight.busy) {
+        take_batch(reg, reg->inflight.batch, reg->inflight.ev, reg->inflight.slot, &reg->inflight.n,
+                   &reg->inflight.m);
+        if (!reg->inflight.m) {
+            finish_batch(reg->inflight.batch, reg->inflight.ev, reg->inflight.slot, reg->inflight.n,
+                         0, -1);
+            continue;
+        }
+        reg->inflight.busy = 1;
+        if (reg->journal.append_async(reg->journal.arg, reg->inflight.ev, reg->inflight.m,
+                                      on_batch_stored, reg) != 0) {
+            int rc = reg->journal.append(reg->journal.arg, reg->inflight.ev, reg->inflight.m);
+            on_batch_stored(reg, rc); /* (not started: stored here) */
+            return;
+        }
+    }
+}
+
+int sess_registry_flushing(sess_registry_t *reg)
+{
+    return reg->pend_head != NULL || reg->inflight.busy;
+}
+
 static void flush_pending(sess_registry_t *reg)
 {
+    if (reg->journal.append_async) {
+        if (reg->inflight.busy && reg->closing) /* closing: everything stored now */
+            reg->journal.drain(reg->journal.arg);
+        if (!reg->closing) {
+            if (!reg->inflight.busy)
+                start_async_batch(reg);
+            if (!uv_is_closing((uv_handle_t *)&reg->flush))
+                uv_prepare_stop(&reg->flush); /* the completion starts the next batch */
+            return;
+        }
+    }
     sess_event_t ev[FLUSH_BATCH];
     pend_t *batch[FLUSH_BATCH];
+    size_t slot[FLUSH_BATCH];
     while (reg->pend_head) {
         size_t n = 0, m = 0;
-        while (reg->pend_head && n < FLUSH_BATCH) {
-            pend_t *p = reg->pend_head;
-            reg->pend_head = p->next;
-            batch[n++] = p;
-        }
-        if (!reg->pend_head)
-            reg->pend_tail = NULL;
-        size_t slot[FLUSH_BATCH];
-        for (size_t i = 0; i < n; i++) {
-            sess_snapshot_t *snap = batch[i]->snap;
-            size_t len = 0;
-            char *body = sess_event_json(snap, &len);
-            slot[i] = SIZE_MAX;
-            if (!body)
-                continue; /* out of memory: delivered live only */
-            ev[m] = (sess_event_t){.session = snap->session,
-                                   .seq = snap->seq,
-                                   .ts_ms = snap->changed_ms,
-                                   .type = SESS_EVENT_STATUS,
-                                   .body = body,
-                                   .body_len = len};
-            slot[i] = m++;
-        }
+        take_batch(reg, batch, ev, slot, &n, &m);
         int rc = m ? reg->journal.append(reg->journal.arg, ev, m) : -1;
+        finish_batch(batch, ev, slot, n, m, rc);
+    }
+    if (!uv_is_closing((uv_handle_t *)&reg->flush))
+        uv_prepare_stop(&reg->flush);
+}
+
+/* Sets the ids the journal gave, delivers in order (dropping what the
+ * fence refused) and frees the batch. Loop thread. */
+static void finish_batch(pend_t **batch, sess_event_t *ev, const size_t *slot, size_t n, size_t m,
+                         int rc)
+{
+    {
         for (size_t i = 0; i < n; i++) {
             pend_t *p = batch[i];
             if (slot[i] != SIZE_MAX && rc == SESS_JOURNAL_FENCED && ev[slot[i]].id == 0) {
@@ -1222,8 +1307,6 @@ static void flush_pending(sess_registry_t *reg)
         for (size_t i = 0; i < m; i++)
             free((char *)ev[i].body);
     }
-    if (!uv_is_closing((uv_handle_t *)&reg->flush))
-        uv_prepare_stop(&reg->flush);
 }
 
 int sess_publish(sess_t *s, const sess_change_t *c)

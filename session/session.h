@@ -340,6 +340,17 @@ typedef struct {
      * with the highest seq (id) no longer kept. 0 or < 0. */
     int (*read)(void *arg, const char *session, uint64_t after, size_t max, sess_event_t *out,
                 size_t *n, uint64_t *pruned);
+    /* Optional: append off the loop. Starts storing the n events (they and
+     * their strings stay valid until done) and returns 0; done(ctx, rc)
+     * runs later on the loop thread with what append would have returned
+     * (ids set). < 0: not started (done is not called). The registry has
+     * at most one in flight, and calls drain before it appends on the loop
+     * thread again. */
+    int (*append_async)(void *arg, sess_event_t *ev, size_t n, void (*done)(void *ctx, int rc),
+                        void *ctx);
+    /* With append_async: waits until nothing is in flight and runs the
+     * done callbacks due, on the calling (loop) thread. */
+    void (*drain)(void *arg);
     void *arg;
 } sess_journal_t;
 
@@ -374,6 +385,10 @@ int sess_following(const sess_t *s);
  * delivered to its subscribers (bounded: at most 64,000 per call). Returns
  * how many, or -1 when the log cannot be read (or there is none). */
 int sess_follow(sess_t *s);
+
+/* 1 while published snapshots wait for the journal (pending or being
+ * stored off the loop), else 0. Loop thread (tests wait on it). */
+int sess_registry_flushing(sess_registry_t *reg);
 
 /* Frees the strings of an event filled by a journal's read. */
 void sess_event_clear(sess_event_t *ev);

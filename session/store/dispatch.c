@@ -92,6 +92,7 @@ void store_close(store_t *st)
     for (size_t i = 0; i < st->nfences; i++)
         free(st->fences[i].session);
     free(st->fences);
+    pthread_mutex_destroy(&st->fence_mu);
     free(st->node_id);
     free(st->path);
     free(st);
@@ -117,6 +118,11 @@ int store_set_node(store_t *st, const char *node_id)
     return 0;
 }
 
+void store_init_common(store_t *st)
+{
+    pthread_mutex_init(&st->fence_mu, NULL);
+}
+
 static store_fence_t *fence_find(const store_t *st, const char *session)
 {
     for (size_t i = 0; i < st->nfences; i++)
@@ -125,7 +131,7 @@ static store_fence_t *fence_find(const store_t *st, const char *session)
     return NULL;
 }
 
-void store_fence_set(store_t *st, const char *session, uint64_t epoch)
+static void fence_set_locked(store_t *st, const char *session, uint64_t epoch)
 {
     store_fence_t *f = fence_find(st, session);
     if (f && epoch) {
@@ -151,16 +157,33 @@ void store_fence_set(store_t *st, const char *session, uint64_t epoch)
         st->fences[st->nfences++] = (store_fence_t){.session = name, .epoch = epoch};
 }
 
+void store_fence_set(store_t *st, const char *session, uint64_t epoch)
+{
+    pthread_mutex_lock(&st->fence_mu);
+    fence_set_locked(st, session, epoch);
+    pthread_mutex_unlock(&st->fence_mu);
+}
+
 void store_on_fenced(store_t *st, void (*cb)(void *arg, const char *session), void *arg)
 {
     st->on_fenced = cb;
     st->on_fenced_arg = arg;
 }
 
-uint64_t store_fence_epoch(const store_t *st, const char *session)
+uint64_t store_fence_epoch(store_t *st, const char *session)
 {
+    pthread_mutex_lock(&st->fence_mu);
     const store_fence_t *f = fence_find(st, session);
-    return f ? f->epoch : 0;
+    uint64_t epoch = f ? f->epoch : 0;
+    pthread_mutex_unlock(&st->fence_mu);
+    return epoch;
+}
+
+int store_events_append_bg(store_t *st, store_event_t *ev, size_t n)
+{
+    if (!store_is_pg(st))
+        return STORE_EINVAL;
+    return pg_events_append_bg(st, ev, n);
 }
 
 void store_fenced(store_t *st, const char *session)

@@ -577,6 +577,11 @@ int pg_blob(const PGresult *r, int row, int col, uint8_t *dst, size_t len)
 
 int pg_fence(store_t *st, const char *session)
 {
+    return pg_fence_on(st, &st->pgw, session);
+}
+
+int pg_fence_on(store_t *st, pg_conn_t *c, const char *session)
+{
     if (!st->node_id || !session || !*session)
         return 0;
     uint64_t epoch = store_fence_epoch(st, session);
@@ -586,7 +591,7 @@ int pg_fence(store_t *st, const char *session)
     pg_p_text(&p, session);
     pg_p_text(&p, st->node_id);
     pg_p_i64(&p, (int64_t)epoch);
-    PGresult *r = pg_run(&st->pgw, PG_STMT_FENCE,
+    PGresult *r = pg_run(c, PG_STMT_FENCE,
                          "SELECT 1 FROM leases WHERE session = $1 AND owner = $2 AND epoch = $3"
                          " AND expires_at > clock_timestamp() FOR SHARE",
                          &p);
@@ -698,11 +703,19 @@ static int migrate(store_t *st, char *err, size_t errlen)
 
 static void pg_close(store_t *st)
 {
-    if (st->pgr.conn)
+    if (st->pgr.conn) {
         pthread_mutex_destroy(&st->rd_mu);
+        pthread_mutex_destroy(&st->bg_mu);
+    }
     PQfinish(st->pgr.conn);
     PQfinish(st->pgw.conn);
-    st->pgr.conn = st->pgw.conn = NULL;
+    PQfinish(st->pga.conn);
+    st->pgr.conn = st->pgw.conn = st->pga.conn = NULL;
+    if (st->url) {
+        explicit_bzero(st->url, strlen(st->url));
+        free(st->url);
+        st->url = NULL;
+    }
 }
 
 int pg_open(const char *url, store_t **out, char *err, size_t errlen)
@@ -719,6 +732,7 @@ int pg_open(const char *url, store_t **out, char *err, size_t errlen)
         return STORE_ENOMEM;
     }
     st->be = &store_pg_backend;
+    store_init_common(st);
     int rc = connect_conn(&st->pgw, url, st->path, &k, err, errlen);
     if (!rc)
         rc = migrate(st, err, errlen);
@@ -732,8 +746,40 @@ int pg_open(const char *url, store_t **out, char *err, size_t errlen)
         return rc;
     }
     pthread_mutex_init(&st->rd_mu, NULL);
+    pthread_mutex_init(&st->bg_mu, NULL);
+    if (!(st->url = strdup(url))) {
+        pg_close(st);
+        free(st->path);
+        free(st);
+        snprintf(err, errlen, "out of memory");
+        return STORE_ENOMEM;
+    }
     *out = st;
     return 0;
+}
+
+int pg_events_append_bg(store_t *st, store_event_t *ev, size_t n)
+{
+    pthread_mutex_lock(&st->bg_mu);
+    int rc = 0;
+    if (!st->pga.conn) {
+        char err[256];
+        secrets_t k = {0};
+        char *shown = redact_url(st->url, &k);
+        rc = shown ? connect_conn(&st->pga, st->url, shown, &k, err, sizeof(err)) : STORE_ENOMEM;
+        if (rc)
+            LOG_WARN("store", "%s", shown ? err : "out of memory");
+        free(shown);
+        secrets_free(&k);
+    }
+    if (!rc) {
+        pg_call_begin(&st->pga);
+        rc = pg_events_append_on(st, &st->pga, ev, n);
+        if (rc < 0 && pg_call_retry(&st->pga))
+            rc = pg_events_append_on(st, &st->pga, ev, n);
+    }
+    pthread_mutex_unlock(&st->bg_mu);
+    return rc;
 }
 
 /* --- credentials --- */

@@ -37,7 +37,7 @@ static const char append_sql[] =
     "  AND (t.events = '' OR strpos(t.events, ' ' || $4 || ' ') > 0))"
     " SELECT (SELECT id FROM e), (SELECT count(*) FROM h)";
 
-static int append_one(store_t *st, store_event_t *e)
+static int append_one(pg_conn_t *c, store_event_t *e)
 {
     pg_params_t p = {0};
     pg_p_text(&p, e->session);
@@ -45,7 +45,7 @@ static int append_one(store_t *st, store_event_t *e)
     pg_p_i64(&p, e->ts_ms);
     pg_p_text(&p, e->type);
     pg_p_textn(&p, e->body, e->body_len);
-    PGresult *r = pg_run(&st->pgw, PG_STMT_EV_APPEND, append_sql, &p);
+    PGresult *r = pg_run(c, PG_STMT_EV_APPEND, append_sql, &p);
     if (!r)
         return STORE_EIO;
     int rc = PQntuples(r) == 1 ? 0 : STORE_EIO;
@@ -60,6 +60,11 @@ static int append_one(store_t *st, store_event_t *e)
 }
 
 int pg_events_append(store_t *st, store_event_t *ev, size_t n)
+{
+    return pg_events_append_on(st, &st->pgw, ev, n);
+}
+
+int pg_events_append_on(store_t *st, pg_conn_t *c, store_event_t *ev, size_t n)
 {
     if (n == 0)
         return 0;
@@ -79,11 +84,11 @@ int pg_events_append(store_t *st, store_event_t *ev, size_t n)
         if (j == k)
             names[k++] = ev[i].session;
     }
-    if (!rc && pg_begin_events(&st->pgw))
+    if (!rc && pg_begin_events(c))
         rc = STORE_EIO;
     int any_fenced = 0;
     for (size_t j = 0; !rc && j < k; j++) {
-        int f = pg_fence(st, names[j]);
+        int f = pg_fence_on(st, c, names[j]);
         if (f == STORE_EFENCED)
             fenced[j] = any_fenced = 1;
         else
@@ -97,19 +102,19 @@ int pg_events_append(store_t *st, store_event_t *ev, size_t n)
             if (fenced[j])
                 continue; /* not stored: its id stays 0 */
         }
-        rc = append_one(st, &ev[i]);
+        rc = append_one(c, &ev[i]);
     }
     for (size_t j = 0; !rc && j < k; j++) {
         if (fenced[j])
             continue;
         pg_params_t p = {0};
         pg_p_text(&p, names[j]);
-        rc = pg_cmd(&st->pgw, -1, "SELECT pg_notify('wagw_events', $1)", &p, NULL);
+        rc = pg_cmd(c, -1, "SELECT pg_notify('wagw_events', $1)", &p, NULL);
     }
-    if (!rc && pg_commit(&st->pgw))
+    if (!rc && pg_commit(c))
         rc = STORE_EIO;
     if (rc) {
-        pg_rollback(&st->pgw);
+        pg_rollback(c);
         for (size_t i = 0; i < n; i++)
             ev[i].id = 0;
     } else if (any_fenced) {

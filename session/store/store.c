@@ -352,6 +352,7 @@ int store_open(const char *dir, store_t **out, char *err, size_t errlen)
     }
     snprintf(st->path, plen, "%s/%s", dir, STORE_FILE_NAME);
     st->be = &store_sqlite_backend;
+    store_init_common(st);
     if (errlen)
         err[0] = 0;
     int rc = 0;

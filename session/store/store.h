@@ -282,6 +282,13 @@ int store_events_last_seq(store_t *st, const char *session, uint64_t *seq);
  * session. */
 int store_events_append(store_t *st, store_event_t *ev, size_t n);
 
+/* The same as store_events_append, from one other thread than the
+ * handle's (the event log's writer thread) while the handle's own thread
+ * goes on with its calls: PostgreSQL only, through a connection of its own
+ * (opened on first use); the fence callback runs on the calling thread.
+ * STORE_EINVAL on SQLite (use store_events_append). */
+int store_events_append_bg(store_t *st, store_event_t *ev, size_t n);
+
 /* Reads up to `max` events after `after`, oldest first: of `session` with
  * seq > after, or (session NULL) of every session with id > after
  * (service-wide events excluded). out[0..*n) get malloc'd strings (free

@@ -166,11 +166,16 @@ struct store {
     sqlite3 *rd;
     pthread_mutex_t rd_mu;                /* for rd, or for pgr on PostgreSQL */
     sqlite3_stmt *stmt[STORE_STMT_COUNT]; /* on the writer; finalized by store_close */
-    /* PostgreSQL: the writer and the readers' connection. */
-    pg_conn_t pgw, pgr;
+    /* PostgreSQL: the writer and the readers' connection; the background
+     * appender's (store_events_append_bg: opened on first use with url, the
+     * URL as given, wiped on close). */
+    pg_conn_t pgw, pgr, pga;
+    pthread_mutex_t bg_mu; /* for pga */
+    char *url;
     /* Cluster mode (PostgreSQL): this node's id (NULL: writes not fenced),
      * the epochs it holds, and who is told of a refused write. */
     char *node_id;
+    pthread_mutex_t fence_mu; /* guards fences: the background appender reads them */
     store_fence_t *fences;
     size_t nfences, capfences;
     void (*on_fenced)(void *arg, const char *session);
@@ -200,8 +205,12 @@ char *store_text_dup(sqlite3_stmt *s, int col);
 
 /* --- the handle's cluster state (dispatch.c) --- */
 
-/* The epoch this node holds for `session` (0: none). */
-uint64_t store_fence_epoch(const store_t *st, const char *session);
+/* Readies the handle's own state (its fence lock): by both backends' open,
+ * on a zeroed handle. */
+void store_init_common(store_t *st);
+
+/* The epoch this node holds for `session` (0: none). Any thread. */
+uint64_t store_fence_epoch(store_t *st, const char *session);
 
 /* Tells the on_fenced callback (if any) that a write of `session` was
  * refused. */
@@ -255,6 +264,17 @@ void pg_rollback(pg_conn_t *c);
  * lease with the epoch it was given (or cluster mode is off, or session is
  * NULL or ""), STORE_EFENCED when not, STORE_EIO. */
 int pg_fence(store_t *st, const char *session);
+
+/* The same check on connection `c` (the background appender's). */
+int pg_fence_on(store_t *st, pg_conn_t *c, const char *session);
+
+/* store_events_append's work on connection `c`, inside its own transaction
+ * (pg_events.c). */
+int pg_events_append_on(store_t *st, pg_conn_t *c, store_event_t *ev, size_t n);
+
+/* store_events_append_bg on PostgreSQL: the appender's connection (opened
+ * on first use), one call at a time. */
+int pg_events_append_bg(store_t *st, store_event_t *ev, size_t n);
 
 /* An integer column (0 when NULL), a malloc'd copy of a text column (NULL
  * when NULL; *ok set to 0 when out of memory), a bytea column of exactly

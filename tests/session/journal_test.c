@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -89,6 +90,12 @@ static void settle(fx_t *fx)
 {
     for (int i = 0; i < 3; i++)
         uv_run(&fx->loop, UV_RUN_NOWAIT);
+    /* on PostgreSQL the commits are stored off the loop: wait for them */
+    for (int i = 0; i < 5000 && sess_registry_flushing(fx->reg); i++) {
+        usleep(1000);
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+    }
+    uv_run(&fx->loop, UV_RUN_NOWAIT);
 }
 
 static void publish(fx_t *fx, sess_state_t st, const char *detail)
