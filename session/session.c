@@ -65,6 +65,7 @@ struct sess {
     uint64_t connects; /* loop thread */
     int refs;          /* the registry's while listed, + sess_registry_get / subscriptions */
     int removed;       /* taken out of the registry (sess_registry_remove) */
+    int following;     /* cluster: another node owns it; snapshots come from the log */
     void (*removed_done)(void *);
     void *removed_arg;
     sess_t *next;
@@ -453,7 +454,38 @@ void sess_registry_free(sess_registry_t *reg)
     free(reg);
 }
 
+/* The newest stored event of `name` as a snapshot (a new reference), or
+ * NULL when the log has none or cannot be read. Loop thread. */
+static sess_snapshot_t *newest_stored(sess_registry_t *reg, const char *name)
+{
+    uint64_t last = 0, pruned = 0;
+    sess_event_t ev;
+    size_t n = 0;
+    if (!reg->has_journal || reg->journal.last_seq(reg->journal.arg, name, &last) != 0 || !last)
+        return NULL;
+    if (reg->journal.read(reg->journal.arg, name, last - 1, 1, &ev, &n, &pruned) != 0 || n != 1)
+        return NULL;
+    sess_snapshot_t *snap = sess_event_parse(reg, ev.body, ev.body_len);
+    if (snap)
+        __atomic_store_n(&snap->event_id_, ev.id, __ATOMIC_RELEASE);
+    sess_event_clear(&ev);
+    return snap;
+}
+
+static sess_t *registry_add(sess_registry_t *reg, const char *name, int follow);
+static void deliver(sess_t *s, sess_snapshot_t *snap);
+
 sess_t *sess_registry_add(sess_registry_t *reg, const char *name)
+{
+    return registry_add(reg, name, 0);
+}
+
+sess_t *sess_registry_add_follower(sess_registry_t *reg, const char *name)
+{
+    return registry_add(reg, name, 1);
+}
+
+static sess_t *registry_add(sess_registry_t *reg, const char *name, int follow)
 {
     if (sess_registry_find(reg, name))
         return NULL;
@@ -472,9 +504,17 @@ sess_t *sess_registry_add(sess_registry_t *reg, const char *name)
     uint64_t last = 0;
     if (reg->has_journal && reg->journal.last_seq(reg->journal.arg, name, &last) != 0)
         last = 0; /* the journal refuses a seq it has given: logged there */
-    s->current->seq = last + 1;
+    s->current->seq = follow ? last : last + 1;
     s->current->state = SESS_DISCONNECTED;
     s->current->since_ms = s->current->changed_ms = sess_now_ms();
+    s->following = follow;
+    if (follow) { /* as the log last saw it: the owner's newest event */
+        sess_snapshot_t *newest = newest_stored(reg, name);
+        if (newest) {
+            sess_snapshot_unref(s->current);
+            s->current = newest;
+        }
+    }
     pthread_mutex_init(&s->cur_mu, NULL);
     pthread_mutex_init(&s->sub_mu, NULL);
     pthread_mutex_init(&s->key_mu, NULL);
@@ -489,8 +529,61 @@ sess_t *sess_registry_add(sess_registry_t *reg, const char *name)
     reg->sessions = s;
     reg->count++;
     pthread_rwlock_unlock(&reg->mu);
-    emit(s, sess_snapshot_ref(s->current)); /* registry-wide watchers learn of it */
+    if (follow) /* stored already: delivered as it is */
+        deliver(s, s->current);
+    else
+        emit(s, sess_snapshot_ref(s->current)); /* registry-wide watchers learn of it */
     return s;
+}
+
+void sess_set_following(sess_t *s, int on)
+{
+    s->following = on != 0;
+}
+
+int sess_following(const sess_t *s)
+{
+    return s->following;
+}
+
+int sess_follow(sess_t *s)
+{
+    sess_registry_t *reg = s->reg;
+    if (!reg->has_journal)
+        return -1;
+    int total = 0;
+    for (int page = 0; page < 1000; page++) { /* bounded: 64k events per call */
+        pthread_mutex_lock(&s->sub_mu);
+        uint64_t after = s->delivered ? s->delivered->seq : 0;
+        pthread_mutex_unlock(&s->sub_mu);
+        sess_event_t ev[REPLAY_PAGE];
+        size_t n = 0;
+        uint64_t pruned = 0;
+        if (reg->journal.read(reg->journal.arg, s->name, after, REPLAY_PAGE, ev, &n, &pruned) != 0)
+            return total ? total : -1;
+        for (size_t i = 0; i < n; i++) {
+            sess_snapshot_t *snap = sess_event_parse(reg, ev[i].body, ev[i].body_len);
+            if (snap && snap->seq == ev[i].seq) {
+                __atomic_store_n(&snap->event_id_, ev[i].id, __ATOMIC_RELEASE);
+                if (after && pruned > after && ev[i].seq > after + 1 && i == 0) {
+                    snap->gap_from = after + 1; /* retention took the ones between */
+                    snap->gap_to = ev[i].seq - 1;
+                }
+                pthread_mutex_lock(&s->cur_mu);
+                sess_snapshot_t *old = s->current;
+                s->current = sess_snapshot_ref(snap);
+                pthread_mutex_unlock(&s->cur_mu);
+                sess_snapshot_unref(old);
+                deliver(s, snap);
+                total++;
+            }
+            sess_snapshot_unref(snap);
+            sess_event_clear(&ev[i]);
+        }
+        if (n < REPLAY_PAGE)
+            break;
+    }
+    return total;
 }
 
 uv_loop_t *sess_registry_loop(sess_registry_t *reg)
@@ -1054,6 +1147,22 @@ static void emit(sess_t *s, sess_snapshot_t *snap)
         uv_prepare_start(&reg->flush, on_flush);
 }
 
+/* The session's current snapshot becomes the newest delivered one again
+ * (its newer ones were refused by the log). Loop thread. */
+static void revert_current(sess_t *s)
+{
+    pthread_mutex_lock(&s->sub_mu);
+    sess_snapshot_t *d = s->delivered ? sess_snapshot_ref(s->delivered) : NULL;
+    pthread_mutex_unlock(&s->sub_mu);
+    if (!d)
+        return;
+    pthread_mutex_lock(&s->cur_mu);
+    sess_snapshot_t *old = s->current;
+    s->current = d;
+    pthread_mutex_unlock(&s->cur_mu);
+    sess_snapshot_unref(old);
+}
+
 /* Group commit: stores every pending event in one journal transaction
  * (per batch), then delivers them in order. Loop thread. */
 #define FLUSH_BATCH 256
@@ -1089,7 +1198,17 @@ static void flush_pending(sess_registry_t *reg)
         int rc = m ? reg->journal.append(reg->journal.arg, ev, m) : -1;
         for (size_t i = 0; i < n; i++) {
             pend_t *p = batch[i];
-            if (slot[i] != SIZE_MAX && rc == 0)
+            if (slot[i] != SIZE_MAX && rc == SESS_JOURNAL_FENCED && ev[slot[i]].id == 0) {
+                /* the session is owned by another node now: what this node
+                 * published is not the session's history; back to the
+                 * newest snapshot the log has (the owner's come next) */
+                revert_current(p->sess);
+                sess_snapshot_unref(p->snap);
+                sess_unref(p->sess);
+                free(p);
+                continue;
+            }
+            if (slot[i] != SIZE_MAX && (rc == 0 || rc == SESS_JOURNAL_FENCED))
                 __atomic_store_n(&p->snap->event_id_, ev[slot[i]].id, __ATOMIC_RELEASE);
             deliver(p->sess, p->snap);
             sess_snapshot_unref(p->snap);
@@ -1105,6 +1224,8 @@ static void flush_pending(sess_registry_t *reg)
 
 int sess_publish(sess_t *s, const sess_change_t *c)
 {
+    if (s->following)
+        return -1; /* another node's session: its owner publishes */
     sess_snapshot_t *old = s->current; /* only the loop thread swaps it */
     sess_snapshot_t *snap = sess_snapshot_new_(s->name, c->detail);
     if (!snap)

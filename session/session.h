@@ -318,9 +318,10 @@ typedef struct {
 typedef struct {
     /* The highest seq ever given to `session` (0 when none). 0 or < 0. */
     int (*last_seq)(void *arg, const char *session, uint64_t *seq);
-    /* Stores `n` events in one transaction and sets each one's id. 0 or
-     * < 0 (then nothing is stored: the events are delivered anyway, live
-     * only, and the failure is logged by the journal). */
+    /* Stores `n` events in one transaction and sets each one's id. 0,
+     * SESS_JOURNAL_FENCED, or < 0 (then nothing is stored: the events are
+     * delivered anyway, live only, and the failure is logged by the
+     * journal). */
     int (*append)(void *arg, sess_event_t *ev, size_t n);
     /* Reads up to `max` stored events after `after`, oldest first: of
      * `session` with seq > after, or with session NULL of every session
@@ -331,6 +332,37 @@ typedef struct {
                 size_t *n, uint64_t *pruned);
     void *arg;
 } sess_journal_t;
+
+/* What a journal's append returns when the log refused some events because
+ * their session is owned by another node now (cluster mode: fencing): those
+ * have id 0 and are not delivered; the others were stored. */
+#define SESS_JOURNAL_FENCED 1
+
+/* --- following another node's session (cluster mode) ------------------ *
+ *
+ * With several nodes, a session is driven by the node that holds its
+ * lease; on the others it is a follower: it has no driver there, and its
+ * snapshots are the owner's, read from the log (sess_follow, when the log
+ * says it grew) and delivered with the owner's seqs, so streams on any node
+ * see the same events in the same order. Loop thread. */
+
+/* Adds a follower: like sess_registry_add, but its current snapshot is the
+ * newest stored event of that name (or an unstored DISCONNECTED one) and
+ * nothing is appended to the log. NULL when the name exists or out of
+ * memory. */
+sess_t *sess_registry_add_follower(sess_registry_t *reg, const char *name);
+
+/* Makes the session a follower (1) or its owner's (0). A follower's
+ * sess_publish is refused (-1). Before a driver starts on a session that
+ * was followed, call sess_follow so that its seq continues the log's. */
+void sess_set_following(sess_t *s, int on);
+int sess_following(const sess_t *s);
+
+/* Catches up with the log: every stored event of the session after the
+ * newest one delivered becomes, in order, its current snapshot and is
+ * delivered to its subscribers (bounded: at most 64,000 per call). Returns
+ * how many, or -1 when the log cannot be read (or there is none). */
+int sess_follow(sess_t *s);
 
 /* Frees the strings of an event filled by a journal's read. */
 void sess_event_clear(sess_event_t *ev);
