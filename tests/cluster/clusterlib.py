@@ -569,6 +569,69 @@ class Cluster:
                 fail("%s: %s is device %s, was linked as %s (credentials lost?)" % (what, n, j, self.jid[n]))
         return time.time() - t
 
+    def owner_states(self):
+        """name -> (owner, epoch, its status as the owner itself shows it)
+        for every session (a follower's view of a session whose owner died
+        may be stale: only the owner's counts)."""
+        own = self.owners()
+        views = {}
+        for n in self.serving():
+            try:
+                views[n.id] = self.states(n, timeout=5)
+            except (OSError, http.client.HTTPException, ValueError):
+                pass
+        out = {}
+        for name in self.names:
+            o, e, _ = own.get(name, (None, None, None))
+            out[name] = (o, e, views.get(o, {}).get(name) if o else None)
+        return out
+
+    def wait_settled(self, secs, what, names=None, old=None, not_on=()):
+        """Until each session of `names` (all) is owned by a serving node (not
+        one of `not_on`; with an epoch above its epoch in `old`, a dict
+        name -> (owner, epoch, ...)), CONNECTED as its owner shows it, as the
+        device it was linked as, and that device is live at the fake server.
+        Returns name -> seconds until it was first seen so."""
+        names = list(names or self.names)
+        bad_owners = {getattr(x, "id", x) for x in not_on}
+        t = time.time()
+        end = t + secs
+        done = {}
+        why = {}
+        while time.time() < end and len(done) < len(names):
+            try:
+                view = self.owner_states()
+                live = set(self.fw_state()["liveDevices"])
+            except (OSError, http.client.HTTPException, ValueError):
+                time.sleep(0.3)
+                continue
+            serving = {n.id for n in self.serving()}
+            now = time.time()
+            for name in names:
+                if name in done:
+                    continue
+                o, e, st = view[name]
+                if o not in serving or o in bad_owners:
+                    why[name] = "owner %s" % o
+                elif old and name in old and not (e or 0) > (old[name][1] or 0):
+                    why[name] = "owner %s epoch %s (was %s)" % (o, e, old[name][1])
+                elif not st or st.get("state") != "CONNECTED":
+                    why[name] = "%s at its owner %s" % (st and (st.get("state"), st.get("detail")), o)
+                elif (st.get("account") or {}).get("jid") != self.jid[name]:
+                    fail("%s: %s is device %s at %s, was linked as %s (credentials lost?)"
+                         % (what, name, (st.get("account") or {}).get("jid"), o, self.jid[name]))
+                elif self.jid[name] not in live:
+                    why[name] = "not live at the fake server"
+                else:
+                    done[name] = now - t
+            if len(done) < len(names):
+                time.sleep(0.3)
+        if len(done) < len(names):
+            left = {n: why.get(n) for n in names if n not in done}
+            fail("%s: %d of %d sessions not settled after %d s: %s"
+                 % (what, len(left), len(names), secs, str(sorted(left.items())[:12])))
+        return done
+
     def check_fw(self, what, double_live=0):
         """The fake server: doubleLive as expected; each session's device
         live exactly once, nothing else live."""
@@ -885,3 +948,41 @@ def outages(events, names, t_from):
 
 def grep_log(node, pattern):
     return [l for l in node.log_text().split("\n") if re.search(pattern, l, re.I)]
+
+
+class OwnerHistory:
+    """Polls GET /api/cluster on serving nodes (not `exclude`) every `every`
+    s in a thread: every (time, asked node, session, owner, epoch) seen."""
+
+    def __init__(self, cl, exclude=(), every=0.3):
+        self.cl, self.exclude, self.every = cl, exclude, every
+        self.rows, self.polls, self.errors, self.stop = [], 0, [], threading.Event()
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            live = self.cl.serving(self.exclude)
+            if live:
+                node = random.choice(live)
+                try:
+                    c = node.cluster(timeout=3)
+                    now = time.time()
+                    self.polls += 1
+                    for s in c.get("sessions", []):
+                        self.rows.append((now, node.id, s["name"], s.get("owner"), s.get("epoch")))
+                except (OSError, http.client.HTTPException, ValueError, KeyError) as e:
+                    self.errors.append(repr(e))
+            self.stop.wait(self.every)
+
+    def close(self):
+        self.stop.set()
+        self.t.join(10)
+
+
+def summary(times):
+    """'median / max' of a list of seconds."""
+    if not times:
+        return "none"
+    v = sorted(times)
+    return "median %.2f s, p90 %.2f s, max %.2f s" % (v[len(v) // 2], v[int(len(v) * 0.9)], v[-1])
