@@ -33,7 +33,7 @@ for n in cl.nodes:
     nodes = {x["id"]: x for x in c.get("nodes", [])}
     check(sorted(nodes) == ids, "/api/cluster on %s lists nodes %s" % (n.id, sorted(nodes)))
     for x in nodes.values():
-        check(not x.get("draining") and x.get("heartbeatAgeMs", 1e9) < 3 * cl.renew_ms + 2000,
+        check(not x.get("draining") and x.get("live", True) and x.get("heartbeatAgeMs", 1e9) < 3 * cl.renew_ms + 2000,
               "/api/cluster on %s: node %s %s" % (n.id, x["id"], x))
         check(x.get("advertiseUrl") == cl.node(x["id"]).url, "node %s advertises %s" % (x["id"], x.get("advertiseUrl")))
     sess = {s["name"]: s for s in c.get("sessions", [])}

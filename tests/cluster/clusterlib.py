@@ -848,7 +848,9 @@ class SSEWatcher:
                 c.request("GET", "/api/events", headers=h)
                 r = c.getresponse()
                 if r.status != 200:
-                    self.errors.append("%s: status %d" % (node.id, r.status))
+                    self.errors.append("%s: status %d with Last-Event-ID %s" % (node.id, r.status, self.last_id))
+                    if r.status == 400:
+                        self.last_id = None  # a cursor this node does not take: start afresh
                     c.close()
                     time.sleep(0.3)
                     continue
