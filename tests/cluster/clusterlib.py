@@ -674,6 +674,9 @@ class Cluster:
             if evs is None:
                 fail("%s: could not read %s's events %d..%d from %s" % (what, name, self.linked_seq[name], upto,
                                                                         node.id))
+            gaps = [e for e in evs if e.get("type") == "gap"]
+            if gaps:
+                fail("%s: %s's stored events since %d have a gap: %s" % (what, name, self.linked_seq[name], gaps[0]))
             seqs = [e["seq"] for e in evs]
             if seqs != list(range(self.linked_seq[name] + 1, upto + 1)):
                 fail("%s: %s's stored events since %d are not every seq up to %d: %s"
@@ -743,16 +746,16 @@ def read_events(node, name, since, upto, end):
     if ws.status != 101:
         ws.close()
         return None
-    evs = []
+    evs, last = [], since
     try:
-        while (not evs or evs[-1]["seq"] < upto) and since < upto:
+        while last < upto:
             m = ws_recv(ws, end)
             if m is None:
                 return None
+            evs.append(m)  # a gap ({"type":"gap"}) too: the caller refuses it
             if m.get("type") == "gap":
-                evs.append(m)
-                continue
-            evs.append(m)
+                break
+            last = m.get("seq", last)
     except (OSError, EOFError, ValueError):
         return None
     finally:
