@@ -34,6 +34,8 @@ struct api {
     sess_registry_t *reg;
     sess_mgr_t *sessions;
     wh_t *webhooks;
+    clu_t *cluster;
+    char *node_secret; /* CLUSTER_SECRET: forwarded commands (NULL: not forwarded) */
     char *key;
     size_t key_len;
     unsigned reconnect_wait_ms;
@@ -102,16 +104,21 @@ api_t *api_new(sess_registry_t *reg, const api_opts_t *opts)
     api->reg = reg;
     api->sessions = opts ? opts->sessions : NULL;
     api->webhooks = opts ? opts->webhooks : NULL;
+    api->cluster = opts ? opts->cluster : NULL;
+    pthread_mutex_init(&api->auth_mu, NULL);
+    if (opts && opts->node_secret && !(api->node_secret = strdup(opts->node_secret))) {
+        api_free(api);
+        return NULL;
+    }
     if (opts && opts->api_key && *opts->api_key) {
         api->key = strdup(opts->api_key);
         if (!api->key) {
-            free(api);
+            api_free(api);
             return NULL;
         }
         api->key_len = strlen(api->key);
     }
     api->reconnect_wait_ms = opts && opts->reconnect_wait_ms ? opts->reconnect_wait_ms : 30000;
-    pthread_mutex_init(&api->auth_mu, NULL);
     return api;
 }
 
@@ -122,6 +129,10 @@ void api_free(api_t *api)
     if (api->key) {
         explicit_bzero(api->key, api->key_len);
         free(api->key);
+    }
+    if (api->node_secret) {
+        explicit_bzero(api->node_secret, strlen(api->node_secret));
+        free(api->node_secret);
     }
     pthread_mutex_destroy(&api->auth_mu);
     free(api);
@@ -147,20 +158,50 @@ int api_key_required(const api_t *api)
     return api->key != NULL;
 }
 
+/* 1 when the presented `v` (len bytes) is the configured `want`. Every
+ * byte of `want` is compared whatever the presented length, so timing
+ * reveals neither content nor a matching prefix. */
+static int secret_equal(const char *want, size_t want_len, const char *v, size_t len)
+{
+    unsigned diff = (unsigned)(len ^ want_len);
+    for (size_t i = 0; i < want_len; i++) {
+        unsigned char k = len ? (unsigned char)v[i % len] : 0;
+        diff |= (unsigned)(k ^ (unsigned char)want[i]);
+    }
+    return diff == 0;
+}
+
 int api_key_ok(const api_t *api, const char *key, size_t len)
 {
     if (!api->key)
         return 1;
     if (!key)
         return 0;
-    /* Every byte of the configured key is compared whatever the presented
-     * key's length, so timing reveals neither content nor a matching prefix. */
-    unsigned diff = (unsigned)(len ^ api->key_len);
-    for (size_t i = 0; i < api->key_len; i++) {
-        unsigned char k = len ? (unsigned char)key[i % len] : 0;
-        diff |= (unsigned)(k ^ (unsigned char)api->key[i]);
-    }
-    return diff == 0;
+    return secret_equal(api->key, api->key_len, key, len);
+}
+
+int api_node_secret_ok(const api_t *api, const char *v, size_t len)
+{
+    if (!api->node_secret || !v)
+        return 0;
+    return secret_equal(api->node_secret, strlen(api->node_secret), v, len);
+}
+
+const char *api_node_secret(const api_t *api)
+{
+    return api->node_secret;
+}
+
+int api_forward_to(api_t *api, const char *session, char *url, size_t len)
+{
+    if (!api->cluster || !api->node_secret)
+        return 0;
+    sess_t *s = sess_registry_get(api->reg, session && *session ? session : "default");
+    int follower = s && sess_following(s);
+    if (s)
+        sess_unref(s);
+    return follower &&
+           clu_owner_url(api->cluster, session && *session ? session : "default", url, len) == 0;
 }
 
 /* Parses a client address as the transports give it into its group. */
@@ -304,6 +345,20 @@ static api_result_t result(api_code_t code, sess_snapshot_t *snap)
     return r;
 }
 
+/* In a cluster, a session another node runs: its commands go there (see
+ * API_ELSEWHERE_MESSAGE). */
+static int elsewhere(const api_t *api, sess_t *s)
+{
+    return api->cluster && sess_following(s);
+}
+
+static api_result_t elsewhere_result(sess_t *s)
+{
+    api_result_t r = result(API_ERR_CONFLICT, sess_current(s));
+    r.message = API_ELSEWHERE_MESSAGE;
+    return r;
+}
+
 api_result_t api_status(api_t *api, const char *name)
 {
     /* any thread: a reference keeps a session deleted meanwhile readable */
@@ -349,6 +404,8 @@ api_result_t api_logout(api_t *api, const char *name)
     sess_t *s = find(api, name);
     if (!s)
         return result(API_ERR_NOT_FOUND, NULL);
+    if (elsewhere(api, s))
+        return elsewhere_result(s);
     if (sess_logout(s) != 0)
         return result(API_ERR_INTERNAL, sess_current(s));
     api_result_t r = result(API_OK, sess_current(s));
@@ -473,6 +530,10 @@ void api_passkey_response(api_t *api, const char *name, const char *json, size_t
         cb(result(API_ERR_NOT_FOUND, NULL), arg);
         return;
     }
+    if (elsewhere(api, s)) {
+        cb(elsewhere_result(s), arg);
+        return;
+    }
     if (!json || !len) {
         api_result_t r = result(API_ERR_BAD_REQUEST, NULL);
         r.message = "Missing body: the WebAuthn assertion (PublicKeyCredential.toJSON())";
@@ -582,6 +643,10 @@ api_wait_t *api_reconnect(api_t *api, const char *name, int keep_credentials, un
     sess_t *s = find(api, name);
     if (!s) {
         cb(result(API_ERR_NOT_FOUND, NULL), arg);
+        return NULL;
+    }
+    if (elsewhere(api, s)) {
+        cb(elsewhere_result(s), arg);
         return NULL;
     }
     api_wait_t *w = calloc(1, sizeof(*w));
@@ -719,6 +784,10 @@ api_pc_t *api_pairing_code(api_t *api, const char *name, const char *phone, api_
         cb(result(API_ERR_NOT_FOUND, NULL), NULL, 0, arg);
         return NULL;
     }
+    if (elsewhere(api, s)) {
+        cb(elsewhere_result(s), NULL, 0, arg);
+        return NULL;
+    }
     api_pc_t *p = calloc(1, sizeof(*p));
     if (!p) {
         cb(result(API_ERR_INTERNAL, NULL), NULL, 0, arg);
@@ -788,4 +857,49 @@ sess_render_hooks_t api_render_hooks(void)
 int api_session_name_ok(const char *name)
 {
     return name && sess_mgr_name_ok(name);
+}
+
+/* --- the cluster --- */
+
+struct api_cluster_call {
+    void (*done)(void *arg, api_code_t code, char *json);
+    void *arg;
+    int cancelled;
+};
+
+static void on_cluster_status(void *arg, char *json)
+{
+    api_cluster_call_t *call = arg;
+    if (!call->cancelled)
+        call->done(call->arg, json ? API_OK : API_ERR_UNREACHABLE, json);
+    else
+        free(json);
+    free(call);
+}
+
+api_cluster_call_t *
+api_cluster_status(api_t *api, void (*done)(void *arg, api_code_t code, char *json), void *arg)
+{
+    api_cluster_call_t *call = api->cluster ? calloc(1, sizeof(*call)) : NULL;
+    if (!call || (call->done = done, call->arg = arg,
+                  clu_status(api->cluster, on_cluster_status, call) != 0)) {
+        free(call);
+        done(arg, api->cluster ? API_ERR_INTERNAL : API_ERR_NOT_FOUND, NULL);
+        return NULL;
+    }
+    return call;
+}
+
+void api_cluster_status_cancel(api_cluster_call_t *call)
+{
+    if (call)
+        call->cancelled = 1;
+}
+
+api_code_t api_cluster_rebalance(api_t *api)
+{
+    if (!api->cluster)
+        return API_ERR_NOT_FOUND;
+    clu_rebalance(api->cluster);
+    return API_OK;
 }

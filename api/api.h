@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "session/cluster/cluster.h"
 #include "session/session.h"
 #include "session/webhook/webhook.h"
 
@@ -53,6 +54,11 @@ typedef struct {
                                  * sessions API answers API_ERR_INTERNAL */
     wh_t *webhooks;             /* webhook targets (borrowed); NULL: the webhooks API
                                  * answers API_ERR_INTERNAL */
+    clu_t *cluster;             /* several nodes (borrowed); NULL: a single node */
+    /* CLUSTER_SECRET: the secret the nodes share; commands for a session
+     * another node runs are forwarded to it with this secret (NULL: they
+     * answer 409 instead). Copied (and wiped on free). */
+    const char *node_secret;
 } api_opts_t;
 
 /* Creates the handler layer over `reg`; `opts` strings are copied. Returns
@@ -224,6 +230,12 @@ api_result_t api_qr(api_t *api, const char *name);
 /* The message of a successful logout and of a started reconnect (JSON and
  * gRPC). */
 #define API_LOGOUT_MESSAGE "Logged out"
+
+/* A command (reconnect, logout, pairing code, passkey, delete) sent, in a
+ * cluster, to a node that does not run the session: 409. */
+#define API_ELSEWHERE_MESSAGE                                                                      \
+    "This session runs on another node of the cluster: send the command to that node "             \
+    "(GET /api/cluster names it)"
 #define API_RECONNECT_MESSAGE "WhatsApp reconnection initiated"
 
 /* Logs the session out: removes the companion device on WhatsApp when linked
@@ -536,5 +548,39 @@ typedef struct {
 
 /* Render hooks for sess_registry_new (render once per QR). */
 sess_render_hooks_t api_render_hooks(void);
+
+/* --- the cluster (several nodes on PostgreSQL) --- */
+
+typedef struct api_cluster_call api_cluster_call_t;
+
+/* Reads the cluster's state (nodes, their sessions, lease ages; see
+ * clu_status for the JSON) and calls done(arg, code, json) once on the loop
+ * thread: API_OK with a malloc'd JSON object the callee frees after use
+ * (the callback owns it), API_ERR_NOT_FOUND when this node is not part of
+ * a cluster (SQLite), API_ERR_UNREACHABLE when the database cannot be
+ * read. Returns a handle to cancel with (NULL when done already ran). */
+api_cluster_call_t *
+api_cluster_status(api_t *api, void (*done)(void *arg, api_code_t code, char *json), void *arg);
+
+/* 1 when `v` (len bytes) is the cluster's node secret (constant time); 0
+ * otherwise or when none is configured. Any thread. */
+int api_node_secret_ok(const api_t *api, const char *v, size_t len);
+
+/* The node secret to send with a forwarded command (NULL: none). */
+const char *api_node_secret(const api_t *api);
+
+/* Where a command for `session` ("" = "default") goes: 1 with the
+ * advertise URL of the node that runs it in url, when another node runs it
+ * and a node secret is configured; 0 when this node answers (it runs the
+ * session, no other node is known to, or there is no cluster). Any
+ * thread. */
+int api_forward_to(api_t *api, const char *session, char *url, size_t len);
+
+/* The caller went away: done is not called. */
+void api_cluster_status_cancel(api_cluster_call_t *call);
+
+/* Asks every node to shed what it holds above its fair share (the others
+ * claim it): API_OK, or API_ERR_NOT_FOUND when not a cluster. */
+api_code_t api_cluster_rebalance(api_t *api);
 
 #endif

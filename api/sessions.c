@@ -100,6 +100,9 @@ static api_code_t mgr_code(int rc, const char **msg)
     case SESS_MGR_EDEFAULT:
     case SESS_MGR_EBUSY:
         return API_ERR_CONFLICT;
+    case SESS_MGR_EELSEWHERE:
+        *msg = API_ELSEWHERE_MESSAGE;
+        return API_ERR_CONFLICT;
     case SESS_MGR_ELIMIT:
         return API_ERR_LIMIT;
     case SESS_MGR_ENOTFOUND:

@@ -419,9 +419,11 @@ int httpc_request(httpc_t *c, const httpc_request_t *o, httpc_req_t **out)
         return HTTPC_ECLOSED;
     if (strncasecmp(o->url, "http://", 7) != 0 && strncasecmp(o->url, "https://", 8) != 0)
         return HTTPC_EINVAL;
-    int post = 0;
+    int post = 0, del = 0;
     if (o->method && !strcmp(o->method, "POST"))
         post = 1;
+    else if (o->method && !strcmp(o->method, "DELETE"))
+        del = 1;
     else if (o->method && strcmp(o->method, "GET"))
         return HTTPC_EINVAL;
     httpc_req_t *r = calloc(1, sizeof(*r));
@@ -475,6 +477,8 @@ int httpc_request(httpc_t *c, const httpc_request_t *o, httpc_req_t **out)
     SET(CURLOPT_USERAGENT, c->user_agent);
     if (r->headers)
         SET(CURLOPT_HTTPHEADER, r->headers);
+    if (del)
+        SET(CURLOPT_CUSTOMREQUEST, "DELETE");
     if (post) {
         SET(CURLOPT_POST, 1L);
         SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);

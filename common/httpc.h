@@ -69,7 +69,7 @@ typedef struct {
 
 /* One request. Everything is copied by httpc_request. */
 typedef struct {
-    const char *method;         /* "GET" (the default when NULL) or "POST" */
+    const char *method;         /* "GET" (the default when NULL), "POST" or "DELETE" */
     const char *url;            /* http:// or https:// */
     const char *const *headers; /* NULL-terminated "Name: value" lines, or NULL */
     const void *body;           /* POST: the request body (body_len bytes) */

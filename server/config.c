@@ -27,7 +27,8 @@ typedef enum {
     OPT_VERSION,
     OPT_HTTPURL,
     OPT_LIMIT,
-    OPT_RETENTION
+    OPT_RETENTION,
+    OPT_STOREURL
 } opt_kind_t;
 
 typedef struct {
@@ -49,6 +50,10 @@ static const opt_t options[] = {
      "secret expected in X-API-Key / x-api-key (unset: no key)"},
     {"data-dir", "DATA_DIR", OPT_STRING, OFF(data_dir), "./data",
      "directory of the credential store (created 0700)"},
+    {"store-url", "STORE_URL", OPT_STOREURL, OFF(store_url), NULL,
+     "where the store lives: unset, empty or sqlite: for the SQLite file in DATA_DIR; "
+     "postgres://USER:PASSWORD@HOST:PORT/DB (or postgresql://) for PostgreSQL, shared by several "
+     "nodes (prefer the variable to the flag: a flag is visible to other users)"},
     {"wa-url", "WA_URL", OPT_URL, OFF(wa_url), CFG_DEFAULT_WA_URL,
      "WhatsApp WebSocket endpoint (ws:// only for tests)"},
     {"wa-root-key", "WA_ROOT_KEY", OPT_HEXKEY, OFF(wa_root_key), CFG_DEFAULT_WA_ROOT_KEY,
@@ -76,6 +81,20 @@ static const opt_t options[] = {
      "most WhatsApp sessions (accounts) the service holds; more are refused with 507"},
     {"connect-rate", "CONNECT_RATE", OPT_LIMIT, OFF(connect_rate), "25",
      "new WhatsApp connections per second, over all sessions (a restart never floods WhatsApp)"},
+    {"node-id", "NODE_ID", OPT_STRING, OFF(node_id), NULL,
+     "cluster (STORE_URL=postgres://): this node's id, unique per process (unset: "
+     "hostname:PORT)"},
+    {"advertise-url", "ADVERTISE_URL", OPT_HTTPURL, OFF(advertise_url), NULL,
+     "cluster: how the other nodes reach this node's HTTP API (unset: http://HOST:PORT)"},
+    {"cluster-secret", "CLUSTER_SECRET", OPT_STRING, OFF(cluster_secret), NULL,
+     "cluster: the secret the nodes share (32+ characters); a command sent to a node that "
+     "does not run its session is forwarded to the one that does (unset: answered 409)"},
+    {"lease-ms", "LEASE_MS", OPT_MS, OFF(lease_ms), "10000",
+     "cluster: how long a node's hold on a session lasts without renewal, ms (database clock)"},
+    {"renew-ms", "RENEW_MS", OPT_MS, OFF(renew_ms), "3000",
+     "cluster: how often a node renews its leases and claims its share, ms (below LEASE_MS/2)"},
+    {"drain-timeout-ms", "DRAIN_TIMEOUT_MS", OPT_MS, OFF(drain_timeout_ms), "20000",
+     "cluster: how long SIGTERM waits for the node's sessions to be handed over, ms"},
     {"event-retention", "EVENT_RETENTION", OPT_RETENTION, OFF(event_retention_count), "10000,7d",
      "events kept per session for resuming streams: COUNT or COUNT,AGE (s, m, h, d; 0 = no "
      "age limit); a session's newest event and undelivered webhooks are always kept"},
@@ -195,6 +214,15 @@ static int set_option(cfg_t *cfg, const opt_t *o, const char *v, const char *src
         *(int *)base = (int)n;
         return 0;
     }
+    case OPT_STOREURL:
+        /* the value is never shown: it may hold a password */
+        if (*v && strcasecmp(v, "sqlite:") != 0 && strncasecmp(v, "postgres://", 11) != 0 &&
+            strncasecmp(v, "postgresql://", 13) != 0)
+            return fail(err, errlen,
+                        "invalid %s: expected empty, sqlite:, postgres://... or "
+                        "postgresql://...%s",
+                        what, "");
+        /* fall through */
     case OPT_STRING:
     case OPT_URL:
     case OPT_VERSION:
@@ -270,9 +298,10 @@ void cfg_free(cfg_t *cfg)
     for (size_t i = 0; i < NOPTIONS; i++) {
         opt_kind_t k = options[i].kind;
         if (k == OPT_STRING || k == OPT_URL || k == OPT_HEXKEY || k == OPT_VERSION ||
-            k == OPT_HTTPURL) {
+            k == OPT_HTTPURL || k == OPT_STOREURL) {
             char **slot = (char **)((char *)cfg + options[i].offset);
-            if (*slot && (slot == &cfg->api_key || slot == &cfg->webhook_secret))
+            if (*slot && (slot == &cfg->api_key || slot == &cfg->webhook_secret ||
+                          slot == &cfg->cluster_secret || slot == &cfg->store_url))
                 explicit_bzero(*slot, strlen(*slot));
             free(*slot);
             *slot = NULL;

@@ -19,6 +19,7 @@ typedef struct {
     int grpc_port;     /* gRPC port (GRPC_PORT) */
     char *api_key;     /* X-API-Key secret, NULL when none (API_KEY) */
     char *data_dir;    /* directory of the store (DATA_DIR) */
+    char *store_url;   /* STORE_URL: NULL, "" or "sqlite:" = SQLite in data_dir; postgres:// */
     char *wa_url;      /* WhatsApp endpoint (WA_URL) */
     char *wa_root_key; /* trusted root key, 64 hex chars (WA_ROOT_KEY) */
     uint8_t wa_root_key_bin[32];
@@ -62,6 +63,12 @@ typedef struct {
     int webhook_backoff_max_ms;  /* WEBHOOK_BACKOFF_MAX_MS */
     int webhook_timeout_ms;      /* WEBHOOK_TIMEOUT_MS */
     char *webhook_ca_file;       /* WEBHOOK_CA_FILE */
+    char *node_id;               /* NODE_ID: cluster node id (NULL: hostname:PORT) */
+    char *advertise_url;         /* ADVERTISE_URL: this node's HTTP API for the others */
+    char *cluster_secret;        /* CLUSTER_SECRET: forwarded commands (wiped on free) */
+    int lease_ms;                /* LEASE_MS: lease length (cluster) */
+    int renew_ms;                /* RENEW_MS: renewal interval (cluster) */
+    int drain_timeout_ms;        /* DRAIN_TIMEOUT_MS: SIGTERM's hand-over budget (cluster) */
     int help;                    /* --help was given */
     int check_store;             /* --check-store: verify the store and exit */
 } cfg_t;

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "api/api.h"
+#include "common/httpc.h"
 #include "server/metrics.h"
 
 typedef struct http_server http_server_t;
@@ -35,6 +36,9 @@ typedef struct {
     size_t page_len;
     /* Demo only: the fake server's control URL, given to the page. */
     const char *demo_control;
+    /* Cluster: the client that forwards commands to the node running their
+     * session (borrowed); NULL: such commands answer 409. */
+    httpc_t *httpc;
 } http_opts_t;
 
 /* Starts listening on host:port on `loop`. On success returns 0 and stores a

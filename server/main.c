@@ -21,6 +21,7 @@
 #include "server/grpc.h"
 #include "server/http.h"
 #include "server/metrics.h"
+#include "session/cluster/cluster.h"
 #include "session/journal.h"
 #include "session/manager.h"
 #include "session/session.h"
@@ -57,6 +58,8 @@ typedef struct {
     qrterm_t qrterm;
     uv_signal_t sigint, sigterm;
     int shutting_down, pending;
+    clu_t *cluster;     /* several nodes on PostgreSQL; NULL with SQLite */
+    httpc_t *fwd_httpc; /* cluster: forwards commands to the session's node */
 } app_t;
 
 static void maybe_stop_loop(app_t *app)
@@ -79,6 +82,38 @@ static void on_sessions_stopped(void *arg)
     maybe_stop_loop(app);
 }
 
+static void on_cluster_stopped(void *arg)
+{
+    app_t *app = arg;
+    LOG_INFO("main", "cluster node stopped");
+    maybe_stop_loop(app);
+}
+
+/* The sessions are stopped; in a cluster the node's thread goes last. */
+static void on_sessions_stopped_cluster(void *arg)
+{
+    app_t *app = arg;
+    LOG_INFO("main", "sessions stopped");
+    clu_stop(app->cluster, on_cluster_stopped, app);
+}
+
+static void shut_down(app_t *app)
+{
+    app->pending = 2;
+    wh_close(app->wh); /* pending deliveries stay in the store for the next start */
+    http_server_stop(app->http, 3000, on_http_stopped, app);
+    sess_mgr_stop(app->mgr, app->cluster ? on_sessions_stopped_cluster : on_sessions_stopped, app);
+}
+
+/* Drained: every session of this node was handed over (or the time ran
+ * out). */
+static void on_drained(void *arg)
+{
+    app_t *app = arg;
+    LOG_INFO("main", "drained: shutting down");
+    shut_down(app);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     app_t *app = h->data;
@@ -88,10 +123,48 @@ static void on_signal(uv_signal_t *h, int signum)
     LOG_INFO("main", "received %s, shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
-    app->pending = 2;
-    wh_close(app->wh); /* pending deliveries stay in the store for the next start */
-    http_server_stop(app->http, 3000, on_http_stopped, app);
-    sess_mgr_stop(app->mgr, on_sessions_stopped, app);
+    if (app->cluster) /* hand the sessions over first: no QR, seconds of downtime */
+        clu_drain(app->cluster, (unsigned)app->cfg.drain_timeout_ms, on_drained, app);
+    else
+        shut_down(app);
+}
+
+/* Cluster mode: the node's id (NODE_ID, else hostname:PORT) and the URL the
+ * other nodes reach it at (ADVERTISE_URL, else http://HOST:PORT). */
+static int start_cluster(app_t *app, char *err, size_t errlen)
+{
+    char host[128] = "localhost", node[200], adv[300];
+    if (gethostname(host, sizeof(host) - 1) != 0)
+        snprintf(host, sizeof(host), "localhost");
+    snprintf(node, sizeof(node), "%s:%d", host, app->cfg.port);
+    snprintf(adv, sizeof(adv), "%s://%s:%d", app->cfg.tls_cert ? "https" : "http", app->cfg.host,
+             app->cfg.port);
+    clu_opts_t co = {.loop = &app->loop,
+                     .url = app->cfg.store_url,
+                     .node_id = app->cfg.node_id ? app->cfg.node_id : node,
+                     .advertise_url = app->cfg.advertise_url ? app->cfg.advertise_url : adv,
+                     .lease_ms = (unsigned)app->cfg.lease_ms,
+                     .renew_ms = (unsigned)app->cfg.renew_ms};
+    sess_mgr_cluster_callbacks(app->mgr, &co.cb);
+    if (app->cfg.cluster_secret && strlen(app->cfg.cluster_secret) < 32) {
+        snprintf(err, errlen, "CLUSTER_SECRET must be at least 32 characters");
+        return -1;
+    }
+    if (!app->cfg.cluster_secret)
+        LOG_WARN("main", "CLUSTER_SECRET is not set: commands sent to a node that does not run "
+                         "their session are answered 409 instead of forwarded");
+    else if (!(app->fwd_httpc = httpc_new(&app->loop, &(httpc_opts_t){0}, err, errlen)))
+        return -1;
+    if (clu_new(&co, &app->cluster, err, errlen) != 0)
+        return -1;
+    if (store_set_node(app->store, co.node_id) != 0) {
+        snprintf(err, errlen, "cannot set the store's node id");
+        return -1;
+    }
+    sess_mgr_set_cluster(app->mgr, app->cluster);
+    LOG_INFO("main", "cluster node %s (lease %u ms, renewed every %u ms)", co.node_id,
+             clu_lease_ms(app->cluster), clu_renew_ms(app->cluster));
+    return 0;
 }
 
 static void close_any(uv_handle_t *h, void *arg)
@@ -192,6 +265,10 @@ static int ready(void *arg, const char **why)
         *why = "credential store not open";
         return 0;
     }
+    if (app->cluster && !clu_ready(app->cluster)) {
+        *why = app->shutting_down ? "draining" : "cluster: leases not renewed in time";
+        return 0;
+    }
     return 1;
 }
 
@@ -211,6 +288,9 @@ int main(int argc, char **argv)
     char *env_whsec = getenv("WEBHOOK_SECRET");
     if (env_whsec)
         explicit_bzero(env_whsec, strlen(env_whsec));
+    char *env_csec = getenv("CLUSTER_SECRET");
+    if (env_csec)
+        explicit_bzero(env_csec, strlen(env_csec));
     if (app.cfg.help) {
         cfg_print_help(stdout, "wa-gateway");
         cfg_free(&app.cfg);
@@ -249,7 +329,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     int rc = 0;
-    if (store_open(app.cfg.data_dir, &app.store, err, sizeof(err)) != 0) {
+    if (store_open_url(app.cfg.store_url, app.cfg.data_dir, &app.store, err, sizeof(err)) != 0) {
         fprintf(stderr, "wa-gateway: %s\n", err);
         cfg_free(&app.cfg);
         return 2;
@@ -325,6 +405,11 @@ int main(int argc, char **argv)
         rc = 1;
         goto out;
     }
+    if (store_is_pg(app.store) && start_cluster(&app, err, sizeof(err)) != 0) {
+        fprintf(stderr, "wa-gateway: %s\n", err);
+        rc = 2;
+        goto out;
+    }
     unsigned wh_connect = (unsigned)app.cfg.webhook_timeout_ms / 2;
     wh_opts_t who = {.loop = &app.loop,
                      .store = app.store,
@@ -344,11 +429,15 @@ int main(int argc, char **argv)
         goto out;
     }
     metrics_set_webhooks(app.metrics, app.wh);
+    if (app.cluster)
+        metrics_set_cluster(app.metrics, app.cluster);
     sess_jstore_on_commit(app.journal, on_events_committed, &app);
     api_opts_t aopts = {.api_key = app.cfg.api_key,
                         .reconnect_wait_ms = (unsigned)app.cfg.reconnect_wait_ms,
                         .sessions = app.mgr,
-                        .webhooks = app.wh};
+                        .webhooks = app.wh,
+                        .cluster = app.cluster,
+                        .node_secret = app.cluster ? app.cfg.cluster_secret : NULL};
     if (!(app.api = api_new(app.reg, &aopts))) {
         fprintf(stderr, "wa-gateway: cannot initialise: out of memory\n");
         rc = 1;
@@ -369,6 +458,7 @@ int main(int argc, char **argv)
         .demo_control = app.cfg.demo_control,
         .ready = ready,
         .ready_arg = &app,
+        .httpc = app.fwd_httpc,
     };
     if (http_server_start(&app.http, &app.loop, app.cfg.host, app.cfg.port, &hopts, err,
                           sizeof(err)) != 0) {
@@ -410,6 +500,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "wa-gateway: cannot restore the sessions from the store\n");
         rc = 1;
         uv_stop(&app.loop);
+    } else if (app.cluster && clu_start(app.cluster) != 0) {
+        fprintf(stderr, "wa-gateway: cannot start the cluster node\n");
+        rc = 1;
+        uv_stop(&app.loop);
     }
 
     uv_run(&app.loop, UV_RUN_DEFAULT);
@@ -432,12 +526,16 @@ out:
     grpc_srv_stop(app.grpc);
     grpc_srv_free(app.grpc);
     app.grpc = NULL;
+    if (app.cluster)
+        clu_stop(app.cluster, NULL, NULL); /* (a no-op after the shutdown's) */
     sess_mgr_close(app.mgr);
     wh_close(app.wh);
     sess_jstore_close(app.journal);
     sess_version_close(app.version);
     httpc_destroy(app.httpc, NULL, NULL);
     app.httpc = NULL;
+    httpc_destroy(app.fwd_httpc, NULL, NULL);
+    app.fwd_httpc = NULL;
     uv_run(&app.loop, UV_RUN_DEFAULT);
     sess_mgr_free(app.mgr); /* lws finishes here, once its handles are closed */
     app.mgr = NULL;
@@ -453,6 +551,7 @@ out:
     sess_jstore_free(app.journal);  /* after the registry: subscriptions read through it */
     sess_version_free(app.version); /* after the drivers, which refer to it */
     metrics_free(app.metrics);
+    clu_free(app.cluster);
     store_close(app.store);
     cfg_free(&app.cfg);
     httpc_global_cleanup();

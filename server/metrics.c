@@ -1,6 +1,8 @@
 /* Atomic counters and their Prometheus text rendering (see metrics.h). */
 #include "server/metrics.h"
 
+#include "session/cluster/cluster.h"
+
 #include "session/journal.h"
 
 #include <pthread.h>
@@ -24,7 +26,8 @@ struct metrics {
     uint64_t limits[METRICS_LIMIT_COUNT];
     int64_t http_connections;
     uint64_t reconnect_waits;
-    wh_t *wh; /* the webhook targets' series; NULL: none */
+    wh_t *wh;       /* the webhook targets' series; NULL: none */
+    clu_t *cluster; /* the node's cluster series; NULL: a single node */
 };
 
 static const char *const limit_names[METRICS_LIMIT_COUNT] = {
@@ -62,6 +65,11 @@ void metrics_set_webhooks(metrics_t *m, wh_t *wh)
 void metrics_set_journal(metrics_t *m, sess_jstore_t *j)
 {
     m->journal = j;
+}
+
+void metrics_set_cluster(metrics_t *m, clu_t *c)
+{
+    m->cluster = c;
 }
 
 metrics_t *metrics_new(void)
@@ -200,6 +208,48 @@ static void outf(out_t *o, const char *fmt, ...)
     }
 }
 
+/* The cluster node's series. */
+static void render_cluster(out_t *o, clu_t *c)
+{
+    clu_stats_t cs;
+    clu_stats(c, &cs);
+    outf(o,
+         "# HELP wagw_cluster_ready 1 while the node serves (leases renewed, not draining).\n"
+         "# TYPE wagw_cluster_ready gauge\n"
+         "wagw_cluster_ready{node=\"%s\"} %d\n"
+         "# HELP wagw_cluster_draining 1 while the node hands its sessions over.\n"
+         "# TYPE wagw_cluster_draining gauge\n"
+         "wagw_cluster_draining{node=\"%s\"} %d\n"
+         "# HELP wagw_cluster_sessions_owned Sessions whose lease this node holds.\n"
+         "# TYPE wagw_cluster_sessions_owned gauge\n"
+         "wagw_cluster_sessions_owned{node=\"%s\"} %zu\n"
+         "# HELP wagw_cluster_claims_total Leases claimed (unowned or expired sessions).\n"
+         "# TYPE wagw_cluster_claims_total counter\n"
+         "wagw_cluster_claims_total{node=\"%s\"} %llu\n"
+         "# HELP wagw_cluster_lost_total Leases lost (taken over, expired or fenced).\n"
+         "# TYPE wagw_cluster_lost_total counter\n"
+         "wagw_cluster_lost_total{node=\"%s\"} %llu\n"
+         "# HELP wagw_cluster_released_total Sessions handed over (drain, rebalance).\n"
+         "# TYPE wagw_cluster_released_total counter\n"
+         "wagw_cluster_released_total{node=\"%s\"} %llu\n"
+         "# HELP wagw_cluster_self_fences_total Times the node closed its sessions because it "
+         "could not renew in time.\n"
+         "# TYPE wagw_cluster_self_fences_total counter\n"
+         "wagw_cluster_self_fences_total{node=\"%s\"} %llu\n"
+         "# HELP wagw_cluster_renew_failures_total Renewal passes that failed.\n"
+         "# TYPE wagw_cluster_renew_failures_total counter\n"
+         "wagw_cluster_renew_failures_total{node=\"%s\"} %llu\n"
+         "# HELP wagw_cluster_fenced_writes_total Writes the store refused: another node held "
+         "the session.\n"
+         "# TYPE wagw_cluster_fenced_writes_total counter\n"
+         "wagw_cluster_fenced_writes_total{node=\"%s\"} %llu\n",
+         clu_node_id(c), cs.ready, clu_node_id(c), cs.draining, clu_node_id(c), cs.owned,
+         clu_node_id(c), (unsigned long long)cs.claims, clu_node_id(c), (unsigned long long)cs.lost,
+         clu_node_id(c), (unsigned long long)cs.released, clu_node_id(c),
+         (unsigned long long)cs.self_fences, clu_node_id(c), (unsigned long long)cs.renew_failures,
+         clu_node_id(c), (unsigned long long)cs.fenced_writes);
+}
+
 /* Per webhook target (at most MAX_WEBHOOKS series sets; the id is the only
  * label: never the URL, which may carry a token). */
 static void render_webhooks(metrics_t *m, out_t *o)
@@ -271,6 +321,8 @@ char *metrics_render(metrics_t *m, const sess_snapshot_t *snap)
              (unsigned long long)js.appended, (unsigned long long)js.failed,
              (unsigned long long)js.commits, (unsigned long long)js.pruned);
     }
+    if (m->cluster)
+        render_cluster(&o, m->cluster);
     outf(&o,
          "# HELP wagw_sessions Sessions (WhatsApp accounts) held.\n"
          "# TYPE wagw_sessions gauge\n"

@@ -56,6 +56,12 @@ void metrics_set_webhooks(metrics_t *m, wh_t *wh);
 typedef struct sess_jstore sess_jstore_t;
 void metrics_set_journal(metrics_t *m, sess_jstore_t *j);
 
+/* Renders the cluster node's series (wagw_cluster_*: ready, draining,
+ * sessions owned, claims, losses, hand-overs, self-fences, renewal
+ * failures, fenced writes) from `c` (borrowed). Set once at start. */
+typedef struct clu clu_t;
+void metrics_set_cluster(metrics_t *m, clu_t *c);
+
 /* Frees the counters. */
 void metrics_free(metrics_t *m);
 

@@ -88,9 +88,21 @@ static int j_append(void *arg, sess_event_t *ev, size_t n)
                                 .body = (char *)ev[i].body,
                                 .body_len = ev[i].body_len};
     int rc = store_events_append(j->store, sv, n);
-    for (size_t i = 0; i < n; i++)
+    size_t stored = 0;
+    for (size_t i = 0; i < n; i++) {
         ev[i].id = sv[i].id;
+        stored += sv[i].id != 0;
+    }
     free(sv);
+    if (rc == STORE_EFENCED) { /* another node owns some of these sessions now */
+        __atomic_add_fetch(&j->appended, stored, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&j->commits, 1, __ATOMIC_RELAXED);
+        LOG_WARN("events", "%zu event(s) refused: their session is held by another node",
+                 n - stored);
+        if (stored && j->commit_fn)
+            j->commit_fn(j->commit_arg);
+        return SESS_JOURNAL_FENCED;
+    }
     if (rc != 0) {
         __atomic_add_fetch(&j->failed, n, __ATOMIC_RELAXED);
         LOG_ERROR("events", "cannot store %zu event(s): %s (delivered live only)", n,

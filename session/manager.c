@@ -14,6 +14,8 @@
 #include "session/removal.h"
 #include "session/wa/framesocket.h"
 
+#include "session/cluster/cluster.h"
+
 /* How long a delete waits for WhatsApp to confirm the device removal. */
 #define DELETE_WAIT_MS 5000
 
@@ -21,6 +23,7 @@ typedef struct del del_t;
 
 struct sess_mgr {
     sess_mgr_opts_t o;
+    clu_t *cluster; /* several nodes: sessions run here only while leased */
     char *wa_url, *device_name;
     wa_fsock_ctx_t *fsock;
     sess_gate_t *gate;
@@ -66,6 +69,8 @@ const char *sess_mgr_strerror(int code)
         return "a device name is 1 to 64 bytes of text without control characters";
     case SESS_MGR_EBUSY:
         return "the session is being deleted";
+    case SESS_MGR_EELSEWHERE:
+        return "the session runs on another node of the cluster";
     }
     return "session error";
 }
@@ -185,24 +190,36 @@ fail:
     return -1;
 }
 
-/* Adds a session to the registry with its driver and key; does not start
- * it. Returns it, or NULL. */
+static int attach_driver(sess_mgr_t *m, sess_t *s, const char *device_name);
+
+/* Adds a session to the registry with its driver and key (in cluster mode
+ * a follower without driver); does not start it. Returns it, or NULL. */
 static sess_t *add_session(sess_mgr_t *m, const char *name, const char *device_name,
                            const uint8_t *key_hash)
 {
-    sess_t *s = sess_registry_add(m->o.reg, name);
+    sess_t *s =
+        m->cluster ? sess_registry_add_follower(m->o.reg, name) : sess_registry_add(m->o.reg, name);
     if (!s)
         return NULL;
     if (key_hash)
         sess_set_key_hash(s, key_hash);
-    sess_driver_opts_t d = m->dopts;
-    if (device_name && device_name[0])
-        d.client.device_name = device_name;
-    if (sess_driver_attach(s, &d) != 0) {
+    if (m->cluster) /* a driver only while this node holds the lease */
+        return s;
+    if (attach_driver(m, s, device_name) != 0) {
         sess_registry_remove(m->o.reg, s, NULL, NULL);
         return NULL;
     }
     return s;
+}
+
+/* Attaches a WhatsApp driver with the service's settings and the session's
+ * own device name. 0 or -1. */
+static int attach_driver(sess_mgr_t *m, sess_t *s, const char *device_name)
+{
+    sess_driver_opts_t d = m->dopts;
+    if (device_name && device_name[0])
+        d.client.device_name = device_name;
+    return sess_driver_attach(s, &d);
 }
 
 int sess_mgr_restore(sess_mgr_t *m)
@@ -226,7 +243,8 @@ int sess_mgr_restore(sess_mgr_t *m)
             LOG_ERROR("session", "%s: cannot restore the session", all[i].name);
             continue;
         }
-        sess_start(s);
+        if (!m->cluster)
+            sess_start(s);
         started++;
     }
     explicit_bzero(all, n * sizeof(*all));
@@ -261,7 +279,10 @@ int sess_mgr_create(sess_mgr_t *m, const char *name, const char *device_name,
         return SESS_MGR_ESTORE;
     }
     LOG_INFO("session", "%s: session created", name);
-    sess_start(s);
+    if (m->cluster)
+        clu_kick(m->cluster); /* a node claims it (this one first) */
+    else
+        sess_start(s);
     if (out)
         *out = s;
     return 0;
@@ -397,6 +418,8 @@ int sess_mgr_delete(sess_mgr_t *m, const char *name, void (*done)(void *arg, int
     sess_t *s = sess_registry_find(m->o.reg, name);
     if (!s)
         return SESS_MGR_ENOTFOUND;
+    if (m->cluster && sess_following(s))
+        return SESS_MGR_EELSEWHERE;
     for (del_t *x = m->deleting; x; x = x->next)
         if (x->s == s)
             return SESS_MGR_EBUSY;
@@ -491,4 +514,175 @@ void sess_mgr_free(sess_mgr_t *m)
     free(m->wa_url);
     free(m->device_name);
     free(m);
+}
+
+/* --- cluster mode (several nodes) --- */
+
+void sess_mgr_set_cluster(sess_mgr_t *m, clu_t *c)
+{
+    m->cluster = c;
+}
+
+/* A session whose driver stops because the lease went (lost or handed
+ * over). */
+typedef struct {
+    sess_mgr_t *m;
+    char name[SESS_NAME_MAX + 8];
+    uint64_t release_epoch; /* > 0: hand the lease back once stopped */
+} handoff_t;
+
+static void on_handoff_stopped(void *arg)
+{
+    handoff_t *h = arg;
+    sess_t *s = sess_registry_find(h->m->o.reg, h->name);
+    if (s && sess_following(s) && !h->m->stopping)
+        sess_follow(s); /* the new owner's events */
+    if (h->release_epoch && h->m->cluster)
+        clu_release(h->m->cluster, h->name, h->release_epoch);
+    free(h);
+}
+
+/* Closes the session's connection at once and makes it a follower. */
+static void let_go(sess_mgr_t *m, const char *name, uint64_t release_epoch)
+{
+    store_fence_set(m->o.store, name, release_epoch); /* 0: nothing more is written */
+    sess_t *s = sess_registry_find(m->o.reg, name);
+    handoff_t *h = calloc(1, sizeof(*h));
+    if (h) {
+        h->m = m;
+        snprintf(h->name, sizeof(h->name), "%s", name);
+        h->release_epoch = release_epoch;
+    }
+    if (s)
+        sess_set_following(s, 1);
+    if (s && h && sess_stop_driver(s, on_handoff_stopped, h) == 0)
+        return;
+    if (h)
+        on_handoff_stopped(h);
+    else if (release_epoch && m->cluster)
+        clu_release(m->cluster, name, release_epoch);
+}
+
+static void clu_on_acquire(void *arg, const char *name, uint64_t epoch)
+{
+    sess_mgr_t *m = arg;
+    if (m->stopping)
+        return;
+    sess_t *s = sess_registry_find(m->o.reg, name);
+    store_session_t row;
+    if (!s && store_session_get(m->o.store, name, &row) == 0 && sess_mgr_name_ok(name))
+        s = add_session(m, name, NULL, row.has_key ? row.key_hash : NULL);
+    if (!s || sess_has_driver(s)) {
+        if (!s) /* deleted meanwhile: not ours to run */
+            clu_release(m->cluster, name, epoch);
+        return;
+    }
+    store_fence_set(m->o.store, name, epoch);
+    sess_follow(s); /* the log is final: the previous owner is fenced */
+    if (store_session_get(m->o.store, name, &row) != 0)
+        row.device_name[0] = 0;
+    if (attach_driver(m, s, row.device_name[0] ? row.device_name : NULL) != 0) {
+        LOG_ERROR("session", "%s: cannot start the session here", name);
+        let_go(m, name, epoch);
+        return;
+    }
+    explicit_bzero(&row, sizeof(row));
+    sess_set_following(s, 0);
+    LOG_INFO("session", "%s: running on this node (epoch %llu)", name, (unsigned long long)epoch);
+    sess_start(s);
+}
+
+static void clu_on_lose(void *arg, const char *name)
+{
+    sess_mgr_t *m = arg;
+    LOG_WARN("session", "%s: no longer held by this node: connection closed", name);
+    let_go(m, name, 0);
+}
+
+static void clu_on_shed(void *arg, const char *name, uint64_t epoch)
+{
+    sess_mgr_t *m = arg;
+    LOG_INFO("session", "%s: handing over to another node", name);
+    let_go(m, name, epoch);
+}
+
+static void clu_on_events(void *arg, const char *name)
+{
+    sess_mgr_t *m = arg;
+    sess_t *s = sess_registry_find(m->o.reg, name);
+    if (s && sess_following(s))
+        sess_follow(s);
+}
+
+/* Sessions added or deleted on another node: followers come and go. */
+static void clu_on_sessions(void *arg)
+{
+    sess_mgr_t *m = arg;
+    store_session_t *all = NULL;
+    size_t n = 0;
+    if (m->stopping || store_sessions_list(m->o.store, &all, &n) != 0)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        sess_t *s = sess_registry_find(m->o.reg, all[i].name);
+        if (s) /* a key rotated on another node */
+            sess_set_key_hash(s, all[i].has_key ? all[i].key_hash : NULL);
+        else if (sess_mgr_name_ok(all[i].name))
+            add_session(m, all[i].name, all[i].device_name,
+                        all[i].has_key ? all[i].key_hash : NULL);
+    }
+    size_t k = 0;
+    sess_snapshot_t **v = sess_registry_snapshots(m->o.reg, &k);
+    for (size_t i = 0; v && i < k; i++) {
+        int stored = 0;
+        for (size_t j = 0; j < n && !stored; j++)
+            stored = !strcmp(all[j].name, v[i]->session);
+        sess_t *s = stored ? NULL : sess_registry_find(m->o.reg, v[i]->session);
+        int deleting = 0;
+        for (del_t *x = m->deleting; x && s; x = x->next)
+            deleting |= x->s == s;
+        if (s && sess_following(s) && !sess_has_driver(s) && !deleting) {
+            LOG_INFO("session", "%s: session deleted on another node", v[i]->session);
+            sess_registry_remove(m->o.reg, s, NULL, NULL);
+        }
+    }
+    sess_snapshots_free(v, k);
+    explicit_bzero(all, n * sizeof(*all));
+    free(all);
+}
+
+static void on_fenced_later(void *arg)
+{
+    handoff_t *h = arg;
+    if (h->m->cluster && !h->m->stopping) {
+        clu_count_fenced(h->m->cluster);
+        clu_fenced(h->m->cluster, h->name); /* on_lose: let_go */
+    }
+    free(h);
+}
+
+/* The store refused a write (fenced): called inside the store call, so the
+ * session is let go on the next loop turn. */
+static void on_store_fenced(void *arg, const char *name)
+{
+    sess_mgr_t *m = arg;
+    LOG_WARN("session", "%s: a write was refused: another node holds the session now", name);
+    handoff_t *h = calloc(1, sizeof(*h));
+    if (!h)
+        return;
+    h->m = m;
+    snprintf(h->name, sizeof(h->name), "%s", name);
+    if (sess_registry_post(m->o.reg, on_fenced_later, h) != 0)
+        free(h);
+}
+
+void sess_mgr_cluster_callbacks(sess_mgr_t *m, clu_callbacks_t *cb)
+{
+    memset(cb, 0, sizeof(*cb));
+    cb->on_acquire = clu_on_acquire;
+    cb->on_lose = clu_on_lose;
+    cb->on_shed = clu_on_shed;
+    cb->on_events = clu_on_events;
+    cb->on_sessions = clu_on_sessions;
+    cb->arg = m;
+    store_on_fenced(m->o.store, on_store_fenced, m);
 }

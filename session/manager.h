@@ -17,6 +17,7 @@
 
 #include <uv.h>
 
+#include "session/cluster/cluster.h"
 #include "session/session.h"
 #include "session/store/store.h"
 #include "session/version.h"
@@ -58,9 +59,10 @@ enum {
     SESS_MGR_ENAME = -22,   /* not [a-z0-9_-]{1,64} */
     SESS_MGR_ESTORE = -23,  /* the store refused the change */
     SESS_MGR_ENOTFOUND = -24,
-    SESS_MGR_EDEFAULT = -25, /* the session "default" cannot be deleted */
-    SESS_MGR_EDEVICE = -26,  /* a device name that is empty, too long or has controls */
-    SESS_MGR_EBUSY = -27,    /* the session is being deleted */
+    SESS_MGR_EDEFAULT = -25,   /* the session "default" cannot be deleted */
+    SESS_MGR_EDEVICE = -26,    /* a device name that is empty, too long or has controls */
+    SESS_MGR_EBUSY = -27,      /* the session is being deleted */
+    SESS_MGR_EELSEWHERE = -28, /* cluster: another node runs the session */
 };
 
 /* Returns a short English description of a SESS_MGR_E* code. */
@@ -95,8 +97,9 @@ int sess_mgr_create(sess_mgr_t *m, const char *name, const char *device_name,
  * WhatsApp accepts; then its streams end, its driver stops, and its
  * credentials and row are deleted. done(arg, rc) runs once on the loop
  * thread when all of that is over (rc 0 or a negative code). Returns 0 when
- * started, or SESS_MGR_ENOTFOUND / SESS_MGR_EDEFAULT / SESS_MGR_EBUSY
- * without calling done. */
+ * started, or SESS_MGR_ENOTFOUND / SESS_MGR_EDEFAULT / SESS_MGR_EBUSY /
+ * SESS_MGR_EELSEWHERE (cluster: the session runs on another node, which
+ * alone can unlink it) without calling done. */
 int sess_mgr_delete(sess_mgr_t *m, const char *name, void (*done)(void *arg, int rc), void *arg);
 
 /* Replaces a session's key hash (NULL removes the key), in the store and in
@@ -110,6 +113,25 @@ size_t sess_mgr_limit(const sess_mgr_t *m);
 /* Connections the gate let through so far, and those waiting now. */
 unsigned long sess_mgr_gate_passed(const sess_mgr_t *m);
 size_t sess_mgr_gate_waiting(const sess_mgr_t *m);
+
+/* --- cluster mode --- *
+ *
+ * With several nodes on one PostgreSQL (session/cluster), every stored
+ * session is a follower here (its snapshots come from the log) and runs a
+ * WhatsApp driver only while this node holds its lease: the cluster's
+ * callbacks start it (on_acquire: fenced by the epoch, caught up with the
+ * log first, so its seq continues the previous owner's), stop it at once
+ * (on_lose, or a write the store refused as fenced) or hand it over
+ * (on_shed: stopped, then the lease released). New sessions are claimed by
+ * a node (clu_kick); sessions added or deleted elsewhere come and go. */
+
+/* Fills the callbacks to give clu_new (arg = m) and registers the store's
+ * fenced-write callback. */
+void sess_mgr_cluster_callbacks(sess_mgr_t *m, clu_callbacks_t *cb);
+
+/* Puts the manager in cluster mode with `c` (borrowed; outlives the
+ * manager's use of it): call before sess_mgr_restore. */
+void sess_mgr_set_cluster(sess_mgr_t *m, clu_t *c);
 
 /* Stops every session and the manager's own connections; done(arg) when
  * all has stopped. */

@@ -101,6 +101,10 @@ struct sess_registry {
     pthread_mutex_t post_mu; /* guards the post queue and `closing` */
     post_item_t *post_head, *post_tail;
     int closing;
+    /* Drivers detached by sess_stop_driver and still stopping (loop
+     * thread); a registry stop waits for them too (stop_join). */
+    size_t detaching;
+    void *stop_join;
 };
 
 const char *sess_state_name(sess_state_t st)
@@ -538,12 +542,12 @@ static sess_t *registry_add(sess_registry_t *reg, const char *name, int follow)
 
 void sess_set_following(sess_t *s, int on)
 {
-    s->following = on != 0;
+    __atomic_store_n(&s->following, on != 0, __ATOMIC_RELEASE);
 }
 
 int sess_following(const sess_t *s)
 {
-    return s->following;
+    return __atomic_load_n(&s->following, __ATOMIC_ACQUIRE);
 }
 
 int sess_follow(sess_t *s)
@@ -1225,7 +1229,7 @@ static void flush_pending(sess_registry_t *reg)
 int sess_publish(sess_t *s, const sess_change_t *c)
 {
     if (s->following)
-        return -1; /* another node's session: its owner publishes */
+        return -1;                     /* another node's session: its owner publishes */
     sess_snapshot_t *old = s->current; /* only the loop thread swaps it */
     sess_snapshot_t *snap = sess_snapshot_new_(s->name, c->detail);
     if (!snap)
@@ -1334,6 +1338,60 @@ static void on_driver_stopped(void *arg)
     }
 }
 
+typedef struct {
+    sess_t *s; /* holds a reference */
+    const sess_driver_ops_t *ops;
+    void *drv;
+    void (*done)(void *);
+    void *arg;
+} detach_t;
+
+static void on_detached_stopped(void *arg)
+{
+    detach_t *x = arg;
+    sess_registry_t *reg = x->s->reg;
+    if (x->ops->destroy)
+        x->ops->destroy(x->drv);
+    reg->detaching--;
+    void *join = reg->stop_join;
+    if (!reg->detaching)
+        reg->stop_join = NULL;
+    if (x->done)
+        x->done(x->arg);
+    sess_unref(x->s);
+    free(x);
+    if (join)
+        on_driver_stopped(join);
+}
+
+int sess_stop_driver(sess_t *s, void (*done)(void *arg), void *arg)
+{
+    if (!s->ops)
+        return -1;
+    detach_t *x = calloc(1, sizeof(*x));
+    if (!x)
+        return -1;
+    x->s = s;
+    sess_ref(s);
+    x->ops = s->ops;
+    x->drv = s->drv;
+    x->done = done;
+    x->arg = arg;
+    s->ops = NULL;
+    s->drv = NULL;
+    s->reg->detaching++;
+    if (x->ops->stop)
+        x->ops->stop(x->drv, on_detached_stopped, x);
+    else
+        on_detached_stopped(x);
+    return 0;
+}
+
+int sess_has_driver(const sess_t *s)
+{
+    return s->ops != NULL;
+}
+
 void sess_registry_stop(sess_registry_t *reg, void (*done)(void *arg), void *arg)
 {
     stop_join_t *j = calloc(1, sizeof(*j));
@@ -1343,7 +1401,9 @@ void sess_registry_stop(sess_registry_t *reg, void (*done)(void *arg), void *arg
     }
     j->done = done;
     j->arg = arg;
-    j->pending = 1; /* held until every stop has been started */
+    j->pending = 1 + reg->detaching; /* held until every stop has been started */
+    if (reg->detaching)
+        reg->stop_join = j;
     for (sess_t *s = reg->sessions; s; s = s->next) {
         if (s->ops && s->ops->stop) {
             j->pending++;

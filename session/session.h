@@ -222,6 +222,16 @@ typedef struct {
  * ops->destroy from sess_registry_free. */
 void sess_set_driver(sess_t *s, const sess_driver_ops_t *ops, void *drv);
 
+/* Stops the session's driver (its connection closes at once), then
+ * destroys it: the session has no driver afterwards (sess_start and the
+ * other operations give -1) until one is attached again. done(arg) runs on
+ * the loop thread when the driver is gone (may be NULL); a registry stop
+ * waits for it too. Returns 0, or -1 without a driver. Loop thread. */
+int sess_stop_driver(sess_t *s, void (*done)(void *arg), void *arg);
+
+/* 1 when a driver is attached. Loop thread. */
+int sess_has_driver(const sess_t *s);
+
 /* Starts the session (connect, log in or register). -1 without a driver. */
 int sess_start(sess_t *s);
 
@@ -356,6 +366,7 @@ sess_t *sess_registry_add_follower(sess_registry_t *reg, const char *name);
  * sess_publish is refused (-1). Before a driver starts on a session that
  * was followed, call sess_follow so that its seq continues the log's. */
 void sess_set_following(sess_t *s, int on);
+/* 1 for a follower. Any thread. */
 int sess_following(const sess_t *s);
 
 /* Catches up with the log: every stored event of the session after the

@@ -735,6 +735,51 @@ static int route_webhook_test(http_server_t *srv, h2o_req_t *req, const http_cal
     return 0;
 }
 
+/* --- the cluster --- */
+
+static void cancel_cluster(void *handle)
+{
+    api_cluster_status_cancel(handle);
+}
+
+static void on_cluster_status(void *arg, api_code_t code, char *json)
+{
+    waiting_t *w = arg;
+    waiting_done(w);
+    if (code == API_OK)
+        http_send_json(w->srv, w->req, METRICS_ROUTE_OTHER, 200, json);
+    else
+        http_send_error(w->srv, w->req, METRICS_ROUTE_OTHER, code,
+                        code == API_ERR_NOT_FOUND
+                            ? "This node is not part of a cluster (STORE_URL is SQLite)"
+                            : "The cluster's database cannot be read",
+                        NULL);
+}
+
+/* GET /api/cluster (admin): the nodes, their sessions and lease ages. */
+static int route_cluster(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    (void)c;
+    waiting_t *w = waiting_new(srv, req, cancel_cluster);
+    waiting_started(w, api_cluster_status(srv->opts.api, on_cluster_status, w));
+    return 0;
+}
+
+/* POST /api/cluster/rebalance (admin): every node sheds its excess. */
+static int route_cluster_rebalance(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
+{
+    (void)c;
+    api_code_t code = api_cluster_rebalance(srv->opts.api);
+    if (code == API_OK)
+        http_send_json(srv, req, METRICS_ROUTE_OTHER, 202,
+                       api_json_message("Rebalancing: nodes above their fair share hand sessions "
+                                        "over"));
+    else
+        http_send_error(srv, req, METRICS_ROUTE_OTHER, code,
+                        "This node is not part of a cluster (STORE_URL is SQLite)", NULL);
+    return 0;
+}
+
 /* --- the route table --- */
 
 typedef int (*route_fn)(http_server_t *srv, h2o_req_t *req, const http_call_t *c);
@@ -768,56 +813,65 @@ typedef struct {
     int api; /* answers CORS preflights (OPTIONS) */
     metrics_route_t metric;
     route_fn fn;
+    int forward; /* cluster: a command (POST, DELETE) the session's node carries out */
 } route_t;
 
 #define GET_HEAD (M_GET | M_HEAD)
 
 static const route_t routes[] = {
     {"/status", AT_SESSION, GET_HEAD, "GET, HEAD, OPTIONS", AUTH_OPTIONAL, 1, METRICS_ROUTE_STATUS,
-     route_status},
-    {"/qr", AT_SESSION, GET_HEAD, "GET, HEAD, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_QR, route_qr},
+     route_status, 0},
+    {"/qr", AT_SESSION, GET_HEAD, "GET, HEAD, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_QR, route_qr, 0},
     {"/reconnect", AT_SESSION, M_POST, "POST, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_RECONNECT,
-     route_reconnect},
+     route_reconnect, 1},
     {"/logout", AT_SESSION, M_POST, "POST, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_LOGOUT,
-     route_logout},
+     route_logout, 1},
     {"/pairing-code", AT_SESSION, M_POST, "POST, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_PAIRING_CODE,
-     route_pairing_code},
-    {"/events", AT_SESSION, M_GET, "GET, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_EVENTS, route_events},
-    {"/ws", AT_SESSION, M_GET, "GET, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_EVENTS, route_ws},
+     route_pairing_code, 1},
+    {"/events", AT_SESSION, M_GET, "GET, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_EVENTS, route_events,
+     0},
+    {"/ws", AT_SESSION, M_GET, "GET, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_EVENTS, route_ws, 0},
     {"/passkey", AT_SESSION, GET_HEAD | M_POST, "GET, HEAD, POST, OPTIONS", AUTH_KEY, 1,
-     METRICS_ROUTE_OTHER, route_passkey},
+     METRICS_ROUTE_OTHER, route_passkey, 1},
     {"", AT_NAMED, GET_HEAD, "GET, HEAD, DELETE, OPTIONS", AUTH_OPTIONAL, 1, METRICS_ROUTE_STATUS,
-     route_status},
+     route_status, 0},
     {"", AT_NAMED, M_DELETE, "GET, HEAD, DELETE, OPTIONS", AUTH_ADMIN, 1, METRICS_ROUTE_OTHER,
-     route_session_delete},
-    {"/key", AT_NAMED, M_POST, "POST, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_OTHER,
-     route_session_key},
+     route_session_delete, 1},
+    {"/key", AT_NAMED, M_POST, "POST, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_OTHER, route_session_key,
+     0},
     {"/api/sessions", AT_ROOT, GET_HEAD, "GET, HEAD, POST, OPTIONS", AUTH_KEY, 1,
-     METRICS_ROUTE_OTHER, route_sessions_list},
+     METRICS_ROUTE_OTHER, route_sessions_list, 0},
     {"/api/sessions", AT_ROOT, M_POST, "GET, HEAD, POST, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_OTHER,
-     route_sessions_create},
+     route_sessions_create, 0},
     {"/api/events", AT_ROOT, M_GET, "GET, OPTIONS", AUTH_KEY, 1, METRICS_ROUTE_EVENTS,
-     route_events_all},
+     route_events_all, 0},
     {"/api/webhooks", AT_ROOT, GET_HEAD, "GET, HEAD, POST, OPTIONS", AUTH_PRINCIPAL, 1,
-     METRICS_ROUTE_OTHER, route_webhooks_list},
+     METRICS_ROUTE_OTHER, route_webhooks_list, 0},
     {"/api/webhooks", AT_ROOT, M_POST, "GET, HEAD, POST, OPTIONS", AUTH_PRINCIPAL, 1,
-     METRICS_ROUTE_OTHER, route_webhooks_create},
+     METRICS_ROUTE_OTHER, route_webhooks_create, 0},
     {"", AT_WEBHOOK, M_DELETE, "DELETE, OPTIONS", AUTH_PRINCIPAL, 1, METRICS_ROUTE_OTHER,
-     route_webhook_delete},
+     route_webhook_delete, 0},
     {"/test", AT_WEBHOOK, M_POST, "POST, OPTIONS", AUTH_PRINCIPAL, 1, METRICS_ROUTE_OTHER,
-     route_webhook_test},
+     route_webhook_test, 0},
     {"/replay", AT_WEBHOOK, M_POST, "POST, OPTIONS", AUTH_PRINCIPAL, 1, METRICS_ROUTE_OTHER,
-     route_webhook_replay},
-    {"/healthz", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_HEALTH, route_healthz},
-    {"/readyz", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_HEALTH, route_readyz},
-    {"/metrics", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_METRICS,
-     route_metrics},
+     route_webhook_replay, 0},
+    {"/api/cluster", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_ADMIN, 1, METRICS_ROUTE_OTHER,
+     route_cluster, 0},
+    {"/api/cluster/rebalance", AT_ROOT, M_POST, "POST, OPTIONS", AUTH_ADMIN, 1, METRICS_ROUTE_OTHER,
+     route_cluster_rebalance, 0},
+    {"/healthz", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_HEALTH, route_healthz,
+     0},
+    {"/readyz", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_HEALTH, route_readyz,
+     0},
+    {"/metrics", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_METRICS, route_metrics,
+     0},
     {"/openapi.json", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_OTHER,
-     route_openapi},
-    {"/", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_PAGE, route_page},
-    {"/index.html", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_PAGE, route_page},
+     route_openapi, 0},
+    {"/", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_PAGE, route_page, 0},
+    {"/index.html", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_PAGE, route_page,
+     0},
     {"/demo/config", AT_ROOT, GET_HEAD, "GET, HEAD", AUTH_NONE, 0, METRICS_ROUTE_PAGE,
-     route_demo_config},
+     route_demo_config, 0},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -994,6 +1048,22 @@ int http_on_req(h2o_handler_t *self, h2o_req_t *req)
                 http_add_header_str(req, "retry-after", "60");
             http_send_error(srv, req, r->metric, auth, NULL, NULL);
             return 0;
+        }
+    }
+    if (r->forward && (method & (M_POST | M_DELETE)) && call.session) {
+        /* cluster: a command for a session another node runs goes there,
+         * unless it comes from another node already */
+        h2o_iovec_t v;
+        if (http_header_value(req, "x-wagw-node-secret", &v)) {
+            if (!api_node_secret_ok(srv->opts.api, v.base, v.len)) {
+                http_send_error(srv, req, r->metric, API_ERR_FORBIDDEN,
+                                "Wrong node secret (X-WAGW-Node-Secret)", NULL);
+                return 0;
+            }
+        } else {
+            char owner[256];
+            if (api_forward_to(srv->opts.api, call.session, owner, sizeof(owner)))
+                return http_forward(srv, req, owner, r->metric);
         }
     }
     return r->fn(srv, req, &call);

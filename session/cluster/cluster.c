@@ -40,7 +40,15 @@ typedef enum {
     CMD_STOP
 } cmd_kind_t;
 
-typedef enum { EV_ACQUIRE, EV_LOSE, EV_SHED, EV_EVENTS, EV_SESSIONS, EV_STATUS, EV_READY } ev_kind_t;
+typedef enum {
+    EV_ACQUIRE,
+    EV_LOSE,
+    EV_SHED,
+    EV_EVENTS,
+    EV_SESSIONS,
+    EV_STATUS,
+    EV_READY
+} ev_kind_t;
 
 typedef struct msg {
     int kind;
@@ -85,7 +93,7 @@ struct clu {
     msg_t *out_head, *out_tail;
     uv_timer_t fence_timer;
     lease_set_t owned; /* what the loop runs */
-    int handles_open;
+    int handles_open, stop_called;
     void (*stop_done)(void *);
     void *stop_arg;
     void (*drain_done)(void *);
@@ -94,10 +102,18 @@ struct clu {
     int drain_timer_open;
     int last_ready;
 
-    /* both */
-    int64_t valid_until;          /* monotonic ms the leases are surely ours until (atomic) */
-    int ready_db;                 /* connected and renewed (atomic) */
-    int draining_flag;            /* (atomic) */
+    /* both: who holds which session, as of the last pass (sorted by name) */
+    pthread_mutex_t own_mu;
+    struct owner_row {
+        char name[NAME_MAX_];
+        char *url; /* the holder's advertise URL */
+        int self;
+    } * owners;
+    size_t nowners;
+
+    int64_t valid_until; /* monotonic ms the leases are surely ours until (atomic) */
+    int ready_db;        /* connected and renewed (atomic) */
+    int draining_flag;   /* (atomic) */
     uint64_t claims, lost, released, self_fences, renew_failures, fenced_writes; /* atomics */
     size_t owned_n;                                                              /* atomic */
 };
@@ -225,8 +241,7 @@ static void db_close(clu_t *c)
 
 static int db_connect(clu_t *c)
 {
-    const char *keys[] = {"dbname", "connect_timeout", "application_name", "keepalives_idle",
-                          NULL};
+    const char *keys[] = {"dbname", "connect_timeout", "application_name", "keepalives_idle", NULL};
     const char *vals[] = {c->url, "5", "wa-gateway-cluster", "5", NULL};
     c->db = PQconnectdbParams(keys, vals, 1);
     if (!c->db || PQstatus(c->db) != CONNECTION_OK) {
@@ -236,11 +251,12 @@ static int db_connect(clu_t *c)
         db_close(c);
         return -1;
     }
-    PGresult *r = q(c,
-                    "SET statement_timeout = 5000; LISTEN wagw_events; LISTEN wagw_sessions;"
-                    " LISTEN wagw_leases; LISTEN wagw_rebalance",
-                    0, NULL);
-    if (!r) {
+    /* (several statements: the simple query protocol) */
+    PGresult *r = PQexec(c->db, "SET statement_timeout = 5000; LISTEN wagw_events;"
+                                " LISTEN wagw_sessions; LISTEN wagw_leases; LISTEN wagw_rebalance");
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        LOG_WARN("cluster", "database: %s", PQresultErrorMessage(r));
+        PQclear(r);
         db_close(c);
         return -1;
     }
@@ -289,8 +305,10 @@ static int renew(clu_t *c, int64_t t0)
     if (!r)
         return -1;
     PQclear(r);
-    if (!c->held.n)
+    if (!c->held.n) { /* what this pass claims is held at least until then */
+        __atomic_store_n(&c->valid_until, t0 + c->lease_ms, __ATOMIC_RELEASE);
         return 0;
+    }
     char *names, *epochs;
     if (held_arrays(c, &names, &epochs) != 0)
         return -1;
@@ -378,6 +396,65 @@ static void claim(clu_t *c, long want, int64_t t0)
     (void)t0;
 }
 
+static int owner_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct owner_row *)a)->name, ((const struct owner_row *)b)->name);
+}
+
+static void owners_free(struct owner_row *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i].url);
+    free(v);
+}
+
+/* Reads who holds each session (for commands sent to another node). */
+static void refresh_owners(clu_t *c)
+{
+    PGresult *r = q(c,
+                    "SELECT l.session, n.advertise_url, l.owner = $1 FROM leases l"
+                    " JOIN nodes n ON n.id = l.owner WHERE l.expires_at > now()",
+                    1, (const char *[]){c->node_id});
+    if (!r)
+        return;
+    size_t n = (size_t)PQntuples(r), k = 0;
+    struct owner_row *v = calloc(n ? n : 1, sizeof(*v));
+    for (size_t i = 0; v && i < n; i++) {
+        snprintf(v[k].name, sizeof(v[k].name), "%s", PQgetvalue(r, (int)i, 0));
+        v[k].url = strdup(PQgetvalue(r, (int)i, 1));
+        v[k].self = PQgetvalue(r, (int)i, 2)[0] == 't';
+        if (v[k].url)
+            k++;
+    }
+    PQclear(r);
+    if (!v)
+        return;
+    qsort(v, k, sizeof(*v), owner_cmp);
+    pthread_mutex_lock(&c->own_mu);
+    struct owner_row *old = c->owners;
+    size_t nold = c->nowners;
+    c->owners = v;
+    c->nowners = k;
+    pthread_mutex_unlock(&c->own_mu);
+    owners_free(old, nold);
+}
+
+int clu_owner_url(clu_t *c, const char *session, char *url, size_t len)
+{
+    struct owner_row key;
+    snprintf(key.name, sizeof(key.name), "%s", session);
+    int rc = -1;
+    pthread_mutex_lock(&c->own_mu);
+    struct owner_row *o =
+        c->owners ? bsearch(&key, c->owners, c->nowners, sizeof(key), owner_cmp) : NULL;
+    if (o && !o->self && o->url[0] && strlen(o->url) < len) {
+        snprintf(url, len, "%s", o->url);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&c->own_mu);
+    return rc;
+}
+
 /* Asks the loop to hand over what this node holds above `target`. */
 static void shed(clu_t *c, long target)
 {
@@ -430,6 +507,7 @@ static void pass(clu_t *c)
     }
     if ((long)c->held.n < fair)
         claim(c, fair - (long)c->held.n, t0);
+    refresh_owners(c);
 }
 
 static void release(clu_t *c, const char *name, uint64_t epoch)
@@ -474,13 +552,14 @@ static char *status_json(clu_t *c)
 {
     char lease[24];
     snprintf(lease, sizeof(lease), "%u", c->lease_ms);
-    PGresult *nr = q(c,
-                     "SELECT id, advertise_url,"
-                     " (extract(epoch from now() - heartbeat_at) * 1000)::bigint,"
-                     " heartbeat_at > now() - $1::bigint * interval '1 millisecond', draining,"
-                     " (SELECT count(*) FROM leases l WHERE l.owner = n.id AND l.expires_at > now())"
-                     " FROM nodes n ORDER BY id",
-                     1, (const char *[]){lease});
+    PGresult *nr =
+        q(c,
+          "SELECT id, advertise_url,"
+          " (extract(epoch from now() - heartbeat_at) * 1000)::bigint,"
+          " heartbeat_at > now() - $1::bigint * interval '1 millisecond', draining,"
+          " (SELECT count(*) FROM leases l WHERE l.owner = n.id AND l.expires_at > now())"
+          " FROM nodes n ORDER BY id",
+          1, (const char *[]){lease});
     PGresult *lr = nr ? q(c,
                           "SELECT session, owner, epoch,"
                           " coalesce((extract(epoch from now() - acquired_at) * 1000)::bigint, -1),"
@@ -659,7 +738,7 @@ static void set_ready(clu_t *c)
         c->last_ready = r;
         LOG_INFO("cluster", "node %s %s", c->node_id, r ? "ready" : "not ready");
         if (c->cb.on_ready)
-            c->cb.on_ready(c->cb.arg, r);
+            c->cb.on_ready(c->cb.ready_arg, r);
     }
 }
 
@@ -788,6 +867,7 @@ int clu_new(const clu_opts_t *o, clu_t **out, char *err, size_t errlen)
     c->last_ready = -1;
     pthread_mutex_init(&c->cmd_mu, NULL);
     pthread_mutex_init(&c->out_mu, NULL);
+    pthread_mutex_init(&c->own_mu, NULL);
     if (!c->url || !c->node_id || !c->advertise_url || c->wake_fd < 0) {
         snprintf(err, errlen, "out of memory");
         clu_free(c);
@@ -932,8 +1012,21 @@ static void on_handle_closed(uv_handle_t *h)
         c->stop_done(c->stop_arg);
 }
 
+static void stop_noop(void *arg)
+{
+    (void)arg;
+}
+
 void clu_stop(clu_t *c, void (*done)(void *arg), void *arg)
 {
+    if (c->stop_called) {
+        if (done)
+            done(arg);
+        return;
+    }
+    c->stop_called = 1;
+    if (!done)
+        done = stop_noop;
     c->stop_done = done;
     c->stop_arg = arg;
     if (c->started) {
@@ -969,6 +1062,8 @@ void clu_free(clu_t *c)
         close(c->wake_fd);
     pthread_mutex_destroy(&c->cmd_mu);
     pthread_mutex_destroy(&c->out_mu);
+    pthread_mutex_destroy(&c->own_mu);
+    owners_free(c->owners, c->nowners);
     free(c->held.v);
     free(c->owned.v);
     free(c->url);

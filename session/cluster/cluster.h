@@ -44,9 +44,10 @@ typedef struct {
     void (*on_events)(void *arg, const char *session);
     /* Sessions were added or deleted (reload the list). */
     void (*on_sessions)(void *arg);
-    /* The node's readiness changed (see clu_ready). */
-    void (*on_ready)(void *arg, int ready);
     void *arg;
+    /* The node's readiness changed (see clu_ready); called with ready_arg. */
+    void (*on_ready)(void *ready_arg, int ready);
+    void *ready_arg;
 } clu_callbacks_t;
 
 typedef struct {
@@ -101,6 +102,12 @@ void clu_fenced(clu_t *c, const char *session);
  * thread. */
 void clu_kick(clu_t *c);
 
+/* The advertise URL of the node that holds `session` (as the last pass
+ * read it; renewed every RENEW_MS and whenever leases move) into url.
+ * Returns 0, or -1 when no other node holds it (unowned, this node, or a
+ * URL longer than len). Any thread. */
+int clu_owner_url(clu_t *c, const char *session, char *url, size_t len);
+
 /* Drain (SIGTERM): the node stops claiming, marks itself draining, sheds
  * every session (on_shed for each; the others claim them), and calls
  * done(arg) on the loop thread when it holds nothing more, or after
@@ -130,7 +137,8 @@ void clu_stats(const clu_t *c, clu_stats_t *out);
 void clu_count_fenced(clu_t *c);
 
 /* Stops the thread (the leases are left to expire unless released) and
- * closes the loop handles; done(arg) once they are closed. Loop thread. */
+ * closes the loop handles; done(arg) once they are closed (done may be
+ * NULL; a second call only calls done). Loop thread. */
 void clu_stop(clu_t *c, void (*done)(void *arg), void *arg);
 
 /* Frees the node after clu_stop completed (or when never started). NULL is

@@ -10,7 +10,7 @@
 
 #include "session/store/store_internal.h"
 
-int store_events_last_seq(store_t *st, const char *session, uint64_t *seq)
+int sq_events_last_seq(store_t *st, const char *session, uint64_t *seq)
 {
     sqlite3_stmt *s = NULL;
     *seq = 0;
@@ -58,7 +58,7 @@ static int append_one(store_t *st, append_stmts_t *a, store_event_t *e)
     return sqlite3_step(a->outbox) == SQLITE_DONE ? 0 : STORE_EIO;
 }
 
-int store_events_append(store_t *st, store_event_t *ev, size_t n)
+int sq_events_append(store_t *st, store_event_t *ev, size_t n)
 {
     if (n == 0)
         return 0;
@@ -89,16 +89,6 @@ int store_events_append(store_t *st, store_event_t *ev, size_t n)
             ev[i].id = 0;
     }
     return rc;
-}
-
-void store_events_free(store_event_t *ev, size_t n)
-{
-    for (size_t i = 0; ev && i < n; i++) {
-        free(ev[i].session);
-        free(ev[i].type);
-        free(ev[i].body);
-        memset(&ev[i], 0, sizeof(ev[i]));
-    }
 }
 
 /* Fills one event from a row (id, session, seq, ts, type, body). */
@@ -136,8 +126,8 @@ static int read_pruned(sqlite3 *db, const char *session, uint64_t *pruned)
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : STORE_EIO;
 }
 
-int store_events_read(store_t *st, const char *session, uint64_t after, size_t max,
-                      store_event_t *out, size_t *n, uint64_t *pruned)
+int sq_events_read(store_t *st, const char *session, uint64_t after, size_t max, store_event_t *out,
+                   size_t *n, uint64_t *pruned)
 {
     *n = 0;
     *pruned = 0;
@@ -175,7 +165,7 @@ int store_events_read(store_t *st, const char *session, uint64_t after, size_t m
     return rc;
 }
 
-int store_event_get(store_t *st, uint64_t id, store_event_t *out)
+int sq_event_get(store_t *st, uint64_t id, store_event_t *out)
 {
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&st->rd_mu);
@@ -195,7 +185,7 @@ int store_event_get(store_t *st, uint64_t id, store_event_t *out)
     return rc;
 }
 
-int store_events_count(store_t *st, uint64_t *n)
+int sq_events_count(store_t *st, uint64_t *n)
 {
     sqlite3_stmt *s = NULL;
     *n = 0;
@@ -241,8 +231,8 @@ static const char prune_apply[] =
     " SELECT '', 0, max(id) FROM prune_ids WHERE session IS NOT NULL HAVING count(*) > 0"
     " ON CONFLICT (session) DO UPDATE SET pruned_seq = max(pruned_seq, excluded.pruned_seq);";
 
-int store_events_prune(store_t *st, uint64_t max_count, int64_t max_age_ms, int64_t now_ms,
-                       size_t batch, size_t *deleted)
+int sq_events_prune(store_t *st, uint64_t max_count, int64_t max_age_ms, int64_t now_ms,
+                    size_t batch, size_t *deleted)
 {
     *deleted = 0;
     int rc = store_exec(st, "BEGIN IMMEDIATE");

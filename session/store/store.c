@@ -82,34 +82,21 @@ static const char *const migrations[] = {
     /* a target's next pending delivery in O(log n), whatever its dead
      * backlog (session/webhook reads only the head of each target) */
     "CREATE INDEX webhook_deliveries_next ON webhook_deliveries (target, state, event_id);",
+    /* 4 -> 5: several nodes on one PostgreSQL database (design.md, "Several
+     * nodes"): the nodes and each session's lease (owner, epoch, expiry).
+     * Unused by SQLite, created so that both backends have one schema; times
+     * are milliseconds since the epoch. Every session has its lease row. */
+    "CREATE TABLE nodes ("
+    " id TEXT PRIMARY KEY, advertise_url TEXT, started_at INTEGER, heartbeat_at INTEGER,"
+    " draining INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE leases ("
+    " session TEXT PRIMARY KEY, owner TEXT, epoch INTEGER NOT NULL DEFAULT 0,"
+    " expires_at INTEGER, acquired_at INTEGER);"
+    "CREATE INDEX leases_by_owner ON leases (owner);"
+    "INSERT INTO leases (session) SELECT name FROM sessions;",
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
-
-const char *store_strerror(int code)
-{
-    switch (code) {
-    case STORE_OK:
-        return "ok";
-    case STORE_ENOTFOUND:
-        return "no credentials";
-    case STORE_EIO:
-        return "database error";
-    case STORE_ECORRUPT:
-        return "database file is corrupt";
-    case STORE_ENEWER:
-        return "database written by a newer version";
-    case STORE_ENOMEM:
-        return "out of memory";
-    case STORE_EINVAL:
-        return "invalid credential record";
-    case STORE_EEXISTS:
-        return "already exists";
-    case STORE_EPERM:
-        return "store not private to this service's user";
-    }
-    return "unknown store error";
-}
 
 sqlite3_stmt *store_stmt(store_t *st, int which, const char *sql)
 {
@@ -364,6 +351,7 @@ int store_open(const char *dir, store_t **out, char *err, size_t errlen)
         return STORE_ENOMEM;
     }
     snprintf(st->path, plen, "%s/%s", dir, STORE_FILE_NAME);
+    st->be = &store_sqlite_backend;
     if (errlen)
         err[0] = 0;
     int rc = 0;
@@ -460,33 +448,13 @@ static int scrub_wal(store_t *st)
     return rc;
 }
 
-void store_close(store_t *st)
+static void sq_close(store_t *st)
 {
-    if (!st)
-        return;
     sqlite3_close(st->rd);
     pthread_mutex_destroy(&st->rd_mu);
     for (int i = 0; i < STORE_STMT_COUNT; i++)
         sqlite3_finalize(st->stmt[i]);
     sqlite3_close(st->db);
-    free(st->path);
-    free(st);
-}
-
-const char *store_path(const store_t *st)
-{
-    return st->path;
-}
-
-void store_creds_free(store_creds_t *c)
-{
-    free(c->account);
-    free(c->jid);
-    free(c->lid);
-    free(c->push_name);
-    free(c->platform);
-    free(c->business_name);
-    explicit_bzero(c, sizeof(*c));
 }
 
 static int blob(sqlite3_stmt *s, int col, uint8_t *dst, size_t len)
@@ -506,7 +474,7 @@ char *store_text_dup(sqlite3_stmt *s, int col)
     return t ? strdup((const char *)t) : NULL;
 }
 
-int store_load(store_t *st, const char *session, store_creds_t *c)
+int sq_load(store_t *st, const char *session, store_creds_t *c)
 {
     memset(c, 0, sizeof(*c));
     sqlite3_stmt *s;
@@ -584,7 +552,7 @@ int store_run_tx(store_t *st, sqlite3_stmt *s)
     return 0;
 }
 
-int store_save(store_t *st, const char *session, const store_creds_t *c)
+int sq_save(store_t *st, const char *session, const store_creds_t *c)
 {
     if (!c->jid != !c->account)
         return STORE_EINVAL;
@@ -635,9 +603,9 @@ int store_save(store_t *st, const char *session, const store_creds_t *c)
     return store_run_tx(st, s);
 }
 
-int store_save_pairing(store_t *st, const char *session, const uint8_t *account, size_t account_len,
-                       const char *jid, const char *lid, const char *platform,
-                       const char *business_name, const char *push_name)
+int sq_save_pairing(store_t *st, const char *session, const uint8_t *account, size_t account_len,
+                    const char *jid, const char *lid, const char *platform,
+                    const char *business_name, const char *push_name)
 {
     if (!account || !jid)
         return STORE_EINVAL;
@@ -661,7 +629,7 @@ int store_save_pairing(store_t *st, const char *session, const uint8_t *account,
     return rc;
 }
 
-int store_confirm_pairing(store_t *st, const char *session)
+int sq_confirm_pairing(store_t *st, const char *session)
 {
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(st->db, "UPDATE creds SET confirmed=1 WHERE session=? AND confirmed=0",
@@ -671,7 +639,7 @@ int store_confirm_pairing(store_t *st, const char *session)
     return store_run_tx(st, s);
 }
 
-int store_wipe(store_t *st, const char *session)
+int sq_wipe(store_t *st, const char *session)
 {
     sqlite3_stmt *a = NULL, *b = NULL;
     if (store_exec(st, "BEGIN IMMEDIATE"))
@@ -710,8 +678,8 @@ static int exec_session(store_t *st, const char *sql, const char *session)
     return ok ? 0 : STORE_EIO;
 }
 
-int store_session_add(store_t *st, const char *name, const uint8_t key_hash[32],
-                      const char *device_name)
+int sq_session_add(store_t *st, const char *name, const uint8_t key_hash[32],
+                   const char *device_name)
 {
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(st->db,
@@ -725,13 +693,26 @@ int store_session_add(store_t *st, const char *name, const uint8_t key_hash[32],
     else
         sqlite3_bind_null(s, 2);
     store_bind_opt_text(s, 3, device_name);
-    int rc = store_run_tx(st, s);
-    if (rc == 0 && sqlite3_changes(st->db) != 1)
-        return STORE_EEXISTS;
-    return rc;
+    if (store_exec(st, "BEGIN IMMEDIATE")) {
+        sqlite3_finalize(s);
+        return STORE_EIO;
+    }
+    int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : STORE_EIO;
+    sqlite3_finalize(s);
+    if (!rc && sqlite3_changes(st->db) != 1)
+        rc = STORE_EEXISTS;
+    /* its lease row (schema 5), in the same transaction */
+    if (!rc)
+        rc = exec_session(st, "INSERT INTO leases (session) VALUES (?) ON CONFLICT DO NOTHING",
+                          name);
+    if (rc || store_exec(st, "COMMIT")) {
+        store_exec(st, "ROLLBACK");
+        return rc ? rc : STORE_EIO;
+    }
+    return 0;
 }
 
-int store_session_set_key(store_t *st, const char *name, const uint8_t key_hash[32])
+int sq_session_set_key(store_t *st, const char *name, const uint8_t key_hash[32])
 {
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(st->db, "UPDATE sessions SET key_hash=? WHERE name=?", -1, &s, NULL) !=
@@ -761,7 +742,7 @@ static void session_row(sqlite3_stmt *s, store_session_t *r)
     r->created_at = sqlite3_column_int64(s, 3);
 }
 
-int store_session_get(store_t *st, const char *name, store_session_t *out)
+int sq_session_get(store_t *st, const char *name, store_session_t *out)
 {
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(st->db,
@@ -777,7 +758,7 @@ int store_session_get(store_t *st, const char *name, store_session_t *out)
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? STORE_ENOTFOUND : STORE_EIO;
 }
 
-int store_sessions_list(store_t *st, store_session_t **out, size_t *n)
+int sq_sessions_list(store_t *st, store_session_t **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
@@ -815,7 +796,7 @@ int store_sessions_list(store_t *st, store_session_t **out, size_t *n)
     return 0;
 }
 
-int store_session_delete(store_t *st, const char *name)
+int sq_session_delete(store_t *st, const char *name)
 {
     if (store_exec(st, "BEGIN IMMEDIATE"))
         return STORE_EIO;
@@ -825,6 +806,8 @@ int store_session_delete(store_t *st, const char *name)
     if (!rc)
         rc = exec_session(st, "DELETE FROM meta WHERE session=?", name);
     if (!rc)
+        rc = exec_session(st, "DELETE FROM leases WHERE session=?", name);
+    if (!rc)
         rc = exec_session(st, "DELETE FROM sessions WHERE name=?", name);
     if (rc || store_exec(st, "COMMIT")) {
         store_exec(st, "ROLLBACK");
@@ -833,7 +816,7 @@ int store_session_delete(store_t *st, const char *name)
     return scrub_wal(st); /* its keys are gone from the WAL too */
 }
 
-int store_retire(store_t *st, const char *session)
+int sq_retire(store_t *st, const char *session)
 {
     if (store_exec(st, "BEGIN IMMEDIATE"))
         return STORE_EIO;
@@ -853,7 +836,7 @@ int store_retire(store_t *st, const char *session)
     return scrub_wal(st); /* what stays is in removals, until store_removal_done */
 }
 
-int store_removals_list(store_t *st, store_removal_t *out, size_t max, size_t *n)
+int sq_removals_list(store_t *st, store_removal_t *out, size_t max, size_t *n)
 {
     *n = 0;
     sqlite3_stmt *s;
@@ -881,7 +864,7 @@ int store_removals_list(store_t *st, store_removal_t *out, size_t max, size_t *n
     return rc;
 }
 
-int store_removal_done(store_t *st, int64_t id)
+int sq_removal_done(store_t *st, int64_t id)
 {
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(st->db, "DELETE FROM removals WHERE id=?", -1, &s, NULL) != SQLITE_OK)
@@ -891,7 +874,7 @@ int store_removal_done(store_t *st, int64_t id)
     return rc ? rc : scrub_wal(st);
 }
 
-int store_meta_set(store_t *st, const char *session, const char *key, const void *value, size_t len)
+int sq_meta_set(store_t *st, const char *session, const char *key, const void *value, size_t len)
 {
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(st->db,
@@ -905,7 +888,7 @@ int store_meta_set(store_t *st, const char *session, const char *key, const void
     return store_run_tx(st, s);
 }
 
-int store_meta_get(store_t *st, const char *session, const char *key, uint8_t **value, size_t *len)
+int sq_meta_get(store_t *st, const char *session, const char *key, uint8_t **value, size_t *len)
 {
     *value = NULL;
     *len = 0;
@@ -935,7 +918,7 @@ int store_meta_get(store_t *st, const char *session, const char *key, uint8_t **
     return 0;
 }
 
-int store_prekeys_add(store_t *st, const char *session, const store_prekey_t *keys, size_t n)
+int sq_prekeys_add(store_t *st, const char *session, const store_prekey_t *keys, size_t n)
 {
     if (store_exec(st, "BEGIN IMMEDIATE"))
         return STORE_EIO;
@@ -972,8 +955,7 @@ int store_prekeys_add(store_t *st, const char *session, const store_prekey_t *ke
     return 0;
 }
 
-int store_prekeys_pending(store_t *st, const char *session, store_prekey_t *out, size_t max,
-                          size_t *n)
+int sq_prekeys_pending(store_t *st, const char *session, store_prekey_t *out, size_t max, size_t *n)
 {
     *n = 0;
     sqlite3_stmt *s;
@@ -997,7 +979,7 @@ int store_prekeys_pending(store_t *st, const char *session, store_prekey_t *out,
     return rc;
 }
 
-int store_prekeys_mark_uploaded(store_t *st, const char *session, uint32_t max_id)
+int sq_prekeys_mark_uploaded(store_t *st, const char *session, uint32_t max_id)
 {
     sqlite3_stmt *s;
     if (sqlite3_prepare_v2(st->db, "UPDATE prekeys SET uploaded=1 WHERE session=? AND id<=?", -1,
@@ -1008,7 +990,7 @@ int store_prekeys_mark_uploaded(store_t *st, const char *session, uint32_t max_i
     return store_run_tx(st, s);
 }
 
-int store_prekeys_count(store_t *st, const char *session, size_t *n)
+int sq_prekeys_count(store_t *st, const char *session, size_t *n)
 {
     sqlite3_stmt *s;
     *n = 0;
@@ -1022,7 +1004,7 @@ int store_prekeys_count(store_t *st, const char *session, size_t *n)
     return 0;
 }
 
-int store_check(store_t *st, char *err, size_t errlen)
+int sq_check(store_t *st, char *err, size_t errlen)
 {
     sqlite3_stmt *s;
     int bad = 0;
@@ -1057,3 +1039,10 @@ int store_check(store_t *st, char *err, size_t errlen)
     }
     return bad ? STORE_ECORRUPT : 0;
 }
+
+const store_backend_t store_sqlite_backend = {
+#define STORE_OP_ENTRY(name, params, args) .name = sq_##name,
+    STORE_WRITER_OPS(STORE_OP_ENTRY) STORE_READER_OPS(STORE_OP_ENTRY)
+#undef STORE_OP_ENTRY
+        .close = sq_close,
+};

@@ -1,12 +1,28 @@
 /* The durable credential store: one SQLite file (DATA_DIR/wa-gateway.db,
- * mode 0600, WAL, synchronous FULL) holding, per named session, the device
+ * mode 0600, WAL, synchronous FULL), or a PostgreSQL database shared by
+ * several nodes (store_open_url), holding, per named session, the device
  * identity (noise, identity and signed pre-key key pairs, registration id,
  * adv secret), what pairing gave (signed account identity, JID, LID, names)
  * and the one-time pre-keys; small per-session values (meta) and the
  * devices whose removal still has to reach WhatsApp. Every change is one transaction, so a crash at
  * any point leaves either the old or the new record, never half of one. A
  * corrupt file or a schema newer than this code is refused and left as is.
- * Key bytes are never logged. A handle is used from one thread. */
+ * Key bytes are never logged. A handle is used from one thread (except the
+ * readers that say otherwise).
+ *
+ * Both backends have the same tables, columns and migrations (schema
+ * version in PRAGMA user_version on SQLite, in the one-row table
+ * schema_version on PostgreSQL). What is said below of files (modes,
+ * links, zeroed deleted bytes, WAL, integrity checks) is SQLite's: on
+ * PostgreSQL the database server's storage, its WAL and its backups hold
+ * the keys, and protecting them is the operator's part.
+ *
+ * On PostgreSQL every call is synchronous: it blocks the calling thread
+ * until the server answers, at most about STORE_PG_TIMEOUT_MS per statement
+ * (a server-side statement_timeout plus a client-side bound; then
+ * STORE_EIO), and up to the connect timeout when a broken connection is
+ * re-established. A connection found broken by a call's first statement
+ * is reset once and the call retried. */
 #ifndef WG_SESSION_STORE_STORE_H
 #define WG_SESSION_STORE_STORE_H
 
@@ -23,10 +39,11 @@ enum {
     STORE_EINVAL = -5,  /* a record with wrong key sizes */
     STORE_EEXISTS = -6, /* a session of that name exists already */
     STORE_EPERM = -7,   /* DATA_DIR or the file is not private to this user, or a link */
+    STORE_EFENCED = -8, /* the write's session is not owned by this node with that epoch */
 };
 
 /* The schema version this code writes. */
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 /* The file name inside DATA_DIR. */
 #define STORE_FILE_NAME "wa-gateway.db"
@@ -67,11 +84,60 @@ const char *store_strerror(int code);
  * files are untouched. */
 int store_open(const char *dir, store_t **out, char *err, size_t errlen);
 
+/* Opens the store named by `url`: NULL, "" or "sqlite:" is the SQLite file
+ * in data_dir (exactly store_open); "postgres://..." or "postgresql://..."
+ * is a PostgreSQL database (a libpq connection URI; its password, user
+ * and options as libpq takes them), connected with a connect timeout and
+ * TCP keepalives, a statement_timeout of STORE_PG_TIMEOUT_MS, and migrated
+ * (in one transaction, under an advisory lock: several nodes may open the
+ * same database at once); data_dir is then unused. A schema newer than
+ * this code is refused (STORE_ENEWER), any other scheme is STORE_EINVAL.
+ * On error returns a negative code with a one-line message in err, which
+ * never holds the password (nor does anything logged). */
+int store_open_url(const char *url, const char *data_dir, store_t **out, char *err, size_t errlen);
+
+/* The bound of one PostgreSQL statement (server statement_timeout), ms. */
+#define STORE_PG_TIMEOUT_MS 5000
+
+/* 1 when the store is on PostgreSQL, 0 on SQLite. */
+int store_is_pg(const store_t *st);
+
 /* Closes the store. NULL is ignored. */
 void store_close(store_t *st);
 
-/* The database file's path (owned by the store). */
+/* The database file's path, or on PostgreSQL the URL with its password
+ * replaced by "***" (owned by the store). */
 const char *store_path(const store_t *st);
+
+/* --- cluster mode: fencing (PostgreSQL) ---
+ *
+ * On PostgreSQL, once a node id is set, every write of a session's
+ * credentials (store_save, store_save_pairing, store_confirm_pairing,
+ * store_wipe, store_retire), pre-keys (store_prekeys_add,
+ * store_prekeys_mark_uploaded), values (store_meta_set, except the
+ * service-wide session "") and events (store_events_append) first checks,
+ * in its transaction, that the session's lease row has this node as owner,
+ * the epoch given by store_fence_set and an expiry after the database's
+ * now() (taking a share lock on the row until the commit). When it does
+ * not, the transaction is rolled back, the store_on_fenced callback runs
+ * and the call returns STORE_EFENCED with nothing written. Session create
+ * and delete, webhook targets and the outbox are not fenced. */
+
+/* Cluster mode: the node's id (owner column of leases); copied. Before it
+ * is set (or after NULL / ""), writes are not fenced. PostgreSQL only;
+ * SQLite ignores it. 0 or STORE_ENOMEM. */
+int store_set_node(store_t *st, const char *node_id);
+
+/* The lease epoch this node holds for `session` (0 = it holds none: every
+ * fenced write of that session is refused). The name is copied; out of
+ * memory, the session is left holding none (its writes are refused). */
+void store_fence_set(store_t *st, const char *session, uint64_t epoch);
+
+/* Called (on the writer's thread, after the refused transaction rolled
+ * back) whenever a fenced write is refused, with the session's name; the
+ * cluster layer closes that session's WhatsApp connection at once. cb NULL
+ * removes it. */
+void store_on_fenced(store_t *st, void (*cb)(void *arg, const char *session), void *arg);
 
 /* Loads `session`'s credentials into *out (caller frees with
  * store_creds_free). Returns 0, STORE_ENOTFOUND or a negative code. */
@@ -94,7 +160,9 @@ int store_confirm_pairing(store_t *st, const char *session);
 /* Deletes the session's credentials and pre-keys in one transaction; the
  * deleted bytes are zeroed and the WAL checkpointed and truncated, so no
  * key byte stays in either file (STORE_EIO when the checkpoint could not
- * complete). */
+ * complete). On PostgreSQL it deletes the rows, nothing more: the server
+ * keeps the old row versions until VACUUM, in its WAL and in backups;
+ * protecting PostgreSQL's own storage and backups is the operator's part. */
 int store_wipe(store_t *st, const char *session);
 
 /* Adds one-time pre-keys and advances next_prekey_id past them, atomically. */
@@ -124,8 +192,10 @@ typedef struct {
     int64_t created_at;   /* Unix seconds */
 } store_session_t;
 
-/* Records a new session; key_hash and device_name may be NULL. Returns 0,
- * STORE_EEXISTS or a negative code. */
+/* Records a new session with its lease row (no owner, epoch 0) in one
+ * transaction; key_hash and device_name may be NULL. Returns 0,
+ * STORE_EEXISTS or a negative code. On PostgreSQL it notifies the channel
+ * wagw_sessions with the name (delivered at the commit). */
 int store_session_add(store_t *st, const char *name, const uint8_t key_hash[32],
                       const char *device_name);
 
@@ -139,8 +209,9 @@ int store_session_get(store_t *st, const char *name, store_session_t *out);
 /* Every session, oldest first, in a malloc'd array (caller frees). */
 int store_sessions_list(store_t *st, store_session_t **out, size_t *n);
 
-/* Deletes a session with its credentials, pre-keys and values in one
- * transaction (pending removals stay until they reach WhatsApp). */
+/* Deletes a session with its credentials, pre-keys, values and lease row in
+ * one transaction (pending removals stay until they reach WhatsApp). On
+ * PostgreSQL it notifies wagw_sessions with the name. */
 int store_session_delete(store_t *st, const char *name);
 
 /* A device logged out while the service could not reach WhatsApp: what the
@@ -199,7 +270,16 @@ int store_events_last_seq(store_t *st, const char *session, uint64_t *seq);
 
 /* Appends `n` events (session, seq, ts_ms, type, body set; the strings are
  * only read) with their webhook deliveries in one transaction; sets each
- * one's id. A seq must be above the session's last one (STORE_EINVAL). */
+ * one's id. A seq must be above the session's last one (STORE_EINVAL; then
+ * nothing is stored and every id is 0). On PostgreSQL the transaction
+ * notifies the channel wagw_events once per session with events, payload
+ * the session's name (service-wide events notify nothing), so listeners on
+ * other nodes wake after the commit.
+ * Fencing (cluster mode, see above): each session's events are fenced on
+ * their own. The events of a refused session are not stored (their id
+ * stays 0) while those of the other sessions are committed; the call then
+ * returns STORE_EFENCED after calling the callback once per refused
+ * session. */
 int store_events_append(store_t *st, store_event_t *ev, size_t n);
 
 /* Reads up to `max` events after `after`, oldest first: of `session` with

@@ -21,7 +21,7 @@ static int prep(store_t *st, const char *sql, sqlite3_stmt **s)
     return 0;
 }
 
-int store_webhook_put(store_t *st, const store_webhook_t *t)
+int sq_webhook_put(store_t *st, const store_webhook_t *t)
 {
     if (!t || !t->id[0] || !t->url || !*t->url || !t->secret || !t->secret_len)
         return STORE_EINVAL;
@@ -41,7 +41,7 @@ int store_webhook_put(store_t *st, const store_webhook_t *t)
     return store_run_tx(st, s);
 }
 
-int store_webhook_delete(store_t *st, const char *id)
+int sq_webhook_delete(store_t *st, const char *id)
 {
     sqlite3_stmt *s;
     if (prep(st, "UPDATE webhook_targets SET deleting = 1 WHERE id = ?1 AND deleting = 0", &s))
@@ -53,20 +53,7 @@ int store_webhook_delete(store_t *st, const char *id)
     return sqlite3_changes(st->db) > 0 ? 0 : STORE_ENOTFOUND;
 }
 
-void store_webhooks_free(store_webhook_t *v, size_t n)
-{
-    for (size_t i = 0; v && i < n; i++) {
-        free(v[i].url);
-        if (v[i].secret)
-            explicit_bzero(v[i].secret, v[i].secret_len);
-        free(v[i].secret);
-        free(v[i].session);
-        free(v[i].events);
-    }
-    free(v);
-}
-
-int store_webhooks_list(store_t *st, store_webhook_t **out, size_t *n)
+int sq_webhooks_list(store_t *st, store_webhook_t **out, size_t *n)
 {
     *out = NULL;
     *n = 0;
@@ -126,8 +113,8 @@ int store_webhooks_list(store_t *st, store_webhook_t **out, size_t *n)
     return 0;
 }
 
-int store_webhook_next(store_t *st, const char *target, uint64_t after, int want_body,
-                       store_delivery_t *out)
+int sq_webhook_next(store_t *st, const char *target, uint64_t after, int want_body,
+                    store_delivery_t *out)
 {
     memset(out, 0, sizeof(*out));
     sqlite3_stmt *s = store_stmt(st, STORE_STMT_WH_NEXT,
@@ -177,20 +164,20 @@ static int set_state(store_t *st, const char *target, uint64_t event_id, int sta
     return store_run_tx(st, s);
 }
 
-int store_webhook_failed(store_t *st, const char *target, uint64_t event_id, uint32_t attempts,
-                         int64_t next_at_ms, const char *error)
+int sq_webhook_failed(store_t *st, const char *target, uint64_t event_id, uint32_t attempts,
+                      int64_t next_at_ms, const char *error)
 {
     return set_state(st, target, event_id, STORE_DELIVERY_PENDING, attempts, next_at_ms, error);
 }
 
-int store_webhook_dead(store_t *st, const char *target, uint64_t event_id, uint32_t attempts,
-                       const char *error)
+int sq_webhook_dead(store_t *st, const char *target, uint64_t event_id, uint32_t attempts,
+                    const char *error)
 {
     return set_state(st, target, event_id, STORE_DELIVERY_DEAD, attempts, 0, error);
 }
 
-int store_webhook_delivered(store_t *st, const char *const *targets, const uint64_t *event_ids,
-                            size_t n)
+int sq_webhook_delivered(store_t *st, const char *const *targets, const uint64_t *event_ids,
+                         size_t n)
 {
     if (n == 0)
         return 0;
@@ -215,7 +202,7 @@ int store_webhook_delivered(store_t *st, const char *const *targets, const uint6
     return rc;
 }
 
-int store_webhook_replay(store_t *st, const char *target, uint64_t since_id, uint64_t *n)
+int sq_webhook_replay(store_t *st, const char *target, uint64_t since_id, uint64_t *n)
 {
     *n = 0;
     sqlite3_stmt *dead = NULL, *since = NULL;
@@ -260,7 +247,7 @@ int store_webhook_replay(store_t *st, const char *target, uint64_t since_id, uin
     return rc;
 }
 
-int store_webhook_count(store_t *st, const char *target, int state, uint64_t *n)
+int sq_webhook_count(store_t *st, const char *target, int state, uint64_t *n)
 {
     *n = 0;
     sqlite3_stmt *s;
@@ -275,8 +262,7 @@ int store_webhook_count(store_t *st, const char *target, int state, uint64_t *n)
     return rc;
 }
 
-int store_webhook_enqueue_batch(store_t *st, const char *const *targets, store_event_t *evs,
-                                size_t n)
+int sq_webhook_enqueue_batch(store_t *st, const char *const *targets, store_event_t *evs, size_t n)
 {
     if (n == 0)
         return 0;
@@ -328,7 +314,7 @@ int store_webhook_enqueue_batch(store_t *st, const char *const *targets, store_e
     return rc;
 }
 
-int store_webhook_purge(store_t *st, size_t batch, size_t *deleted, int *more)
+int sq_webhook_purge(store_t *st, size_t batch, size_t *deleted, int *more)
 {
     *deleted = 0;
     *more = 0;
@@ -376,11 +362,4 @@ int store_webhook_purge(store_t *st, size_t batch, size_t *deleted, int *more)
         *deleted = 0;
     }
     return rc;
-}
-
-int store_webhook_enqueue(store_t *st, const char *target, store_event_t *ev)
-{
-    if (!ev)
-        return STORE_EINVAL;
-    return store_webhook_enqueue_batch(st, &target, ev, 1);
 }

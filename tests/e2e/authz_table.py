@@ -83,6 +83,8 @@ ROWS += [
     Row("http", "DELETE", "/api/webhooks/{w}", None, WH_OWN(200), (WEBHOOK,)),
     Row("http", "POST", "/api/webhooks/{w}/test", None, WH_OWN(200), (WEBHOOK,)),
     Row("http", "POST", "/api/webhooks/{w}/replay", None, WH_OWN(200), (WEBHOOK,)),
+    Row("http", "GET", "/api/cluster", None, ADMIN(404)),
+    Row("http", "POST", "/api/cluster/rebalance", None, ADMIN(404)),
     Row("http", "GET", "/healthz", None, OK4),
     Row("http", "GET", "/readyz", None, OK4),
     Row("http", "GET", "/metrics", None, OK4),

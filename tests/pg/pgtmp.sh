@@ -1,8 +1,9 @@
 #!/bin/bash
 # A throwaway PostgreSQL 15 cluster for tests: Debian's postgresql-15 in a
 # fresh temporary directory, run by an unprivileged user (the caller, or
-# `nobody` when the caller is root: initdb refuses root), listening on
-# 127.0.0.1 only (its Unix socket inside the directory), with password
+# when the caller is root `nobody`, or uid 1000 of a nested user namespace:
+# initdb refuses root; see owner_mode), listening on 127.0.0.1 only (its
+# Unix socket inside the directory), with password
 # authentication for a random password, fsync off (nothing here must
 # survive a power cut). Torn down by `stop` (immediate shutdown, directory
 # removed).
@@ -15,12 +16,30 @@
 set -eu -o pipefail
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 
-as_owner() {
-    if [ "$(id -u)" -eq 0 ]; then
-        setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$@"
+# How the cluster's processes drop root: "self" (not root: run as is),
+# "setpriv" (root: as nobody), or "userns" (root inside a user namespace
+# where nobody is not mapped, as in Bazel's linux-sandbox: a nested user
+# namespace where our uid is seen as 1000, so that initdb and postgres do
+# not run as root; the files stay ours outside).
+owner_mode() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo self
+    elif setpriv --reuid=nobody --regid=nogroup --clear-groups -- true 2>/dev/null; then
+        echo setpriv
+    elif unshare --user --map-user=1000 --map-group=1000 -- true 2>/dev/null; then
+        echo userns
     else
-        "$@"
+        echo "pgtmp: running as root and cannot switch to another user" >&2
+        return 1
     fi
+}
+
+as_owner() {
+    case "$MODE" in
+    setpriv) setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$@" ;;
+    userns) unshare --user --map-user=1000 --map-group=1000 -- "$@" ;;
+    *) "$@" ;;
+    esac
 }
 
 free_port() {
@@ -33,7 +52,7 @@ start() {
     chmod 700 "$dir"
     pw=$(head -c 18 /dev/urandom | base64 | tr '+/' 'xy')
     printf '%s\n' "$pw" >"$dir/pw"
-    [ "$(id -u)" -eq 0 ] && chown -R nobody:nogroup "$dir"
+    [ "$MODE" = setpriv ] && chown -R nobody:nogroup "$dir"
     if ! as_owner "$PGBIN/initdb" -D "$dir/data" -U wagw --pwfile="$dir/pw" \
         --auth=scram-sha-256 --no-sync -E UTF8 --locale=C >"$dir/initdb.log" 2>&1; then
         cat "$dir/initdb.log" >&2
@@ -70,6 +89,7 @@ stop() {
     rm -rf "$dir"
 }
 
+MODE=$(owner_mode)
 case "${1:-}" in
 start) start ;;
 stop) stop "${2:?usage: pgtmp.sh stop DIR}" ;;

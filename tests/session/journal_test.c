@@ -18,6 +18,7 @@
 #include "session/journal.h"
 #include "session/session.h"
 #include "session/store/store.h"
+#include "tests/store/testdb.h"
 
 typedef struct {
     char dir[256];
@@ -38,7 +39,7 @@ static void open_all(fx_t *fx, uint64_t count, int64_t age_ms)
 {
     char err[256];
     uv_loop_init(&fx->loop);
-    assert_int_equal(store_open(fx->dir, &fx->store, err, sizeof(err)), 0);
+    assert_int_equal(testdb_open(fx->dir, &fx->store, err, sizeof(err)), 0);
     sess_jstore_opts_t o = {.retention_count = count, .retention_age_ms = age_ms};
     fx->j = sess_jstore_new(&fx->loop, fx->store, &o);
     assert_non_null(fx->j);
@@ -66,6 +67,7 @@ static int setup(void **state)
     snprintf(fx->dir, sizeof(fx->dir), "%s/jXXXXXX",
              getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp");
     assert_non_null(mkdtemp(fx->dir));
+    assert_int_equal(testdb_reset(), 0);
     open_all(fx, 0, 0);
     *state = fx;
     return 0;

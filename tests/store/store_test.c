@@ -23,9 +23,13 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <poll.h>
+#include <pthread.h>
+#include <postgresql/libpq-fe.h>
 #include <sqlite3.h>
 
 #include "session/store/store.h"
+#include "tests/store/testdb.h"
 
 static char dir[512];
 
@@ -35,7 +39,7 @@ static int setup(void **state)
     snprintf(dir, sizeof(dir), "%s/storeXXXXXX",
              getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp");
     assert_non_null(mkdtemp(dir));
-    return 0;
+    return testdb_reset();
 }
 
 static int teardown(void **state)
@@ -66,9 +70,9 @@ static store_t *open_ok(void)
 {
     store_t *st;
     char err[512];
-    int rc = store_open(dir, &st, err, sizeof(err));
+    int rc = testdb_open(dir, &st, err, sizeof(err));
     if (rc)
-        fail_msg("store_open: %s", err);
+        fail_msg("store_open_url: %s", err);
     return st;
 }
 
@@ -111,7 +115,7 @@ static void test_round_trip_and_modes(void **state)
     assert_int_equal(store_save(st, "other", &c), STORE_EINVAL);
     /* file modes: the db and its WAL companions are 0600 */
     const char *suffixes[] = {"", "-wal", "-shm"};
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; !testdb_is_pg() && i < 3; i++) {
         char p[700];
         snprintf(p, sizeof(p), "%s/%s%s", dir, STORE_FILE_NAME, suffixes[i]);
         struct stat sb;
@@ -669,6 +673,11 @@ static void test_sigkill_consistency(void **state)
 
 static int count_rows(const char *sql)
 {
+    if (testdb_is_pg()) {
+        long long v = 0;
+        assert_int_equal(testdb_pg_exec(sql, &v), 0);
+        return (int)v;
+    }
     char path[600];
     snprintf(path, sizeof(path), "%s/" STORE_FILE_NAME, dir);
     sqlite3 *db;
@@ -684,6 +693,10 @@ static int count_rows(const char *sql)
 
 static void exec_sql(const char *sql)
 {
+    if (testdb_is_pg()) {
+        assert_int_equal(testdb_pg_exec(sql, NULL), 0);
+        return;
+    }
     char path[600];
     snprintf(path, sizeof(path), "%s/" STORE_FILE_NAME, dir);
     sqlite3 *db;
@@ -701,11 +714,12 @@ static void test_events_and_outbox(void **state)
 {
     (void)state;
     store_t *st = open_ok();
-    exec_sql("INSERT INTO webhook_targets (id, url, secret) VALUES ('all', 'https://a', x'00');"
+    /* (a key written as a string: a blob literal in both dialects) */
+    exec_sql("INSERT INTO webhook_targets (id, url, secret) VALUES ('all', 'https://a', 'k');"
              "INSERT INTO webhook_targets (id, url, secret, session) VALUES"
-             " ('other', 'https://b', x'00', 'other');"
+             " ('other', 'https://b', 'k', 'other');"
              "INSERT INTO webhook_targets (id, url, secret, events) VALUES"
-             " ('typed', 'https://c', x'00', ' message.received ');");
+             " ('typed', 'https://c', 'k', ' message.received ');");
     uint64_t seq = 9;
     assert_int_equal(store_events_last_seq(st, "default", &seq), 0);
     assert_int_equal(seq, 0);
@@ -776,20 +790,521 @@ static void test_events_and_outbox(void **state)
     store_close(st);
 }
 
+/* Migration 4 -> 5 (SQLite): a store of schema 4 gets the cluster tables
+ * and a lease row (no owner, epoch 0) for each of its sessions. */
+static void test_migration_4_to_5(void **state)
+{
+    (void)state;
+    store_t *st = open_ok();
+    assert_int_equal(store_session_add(st, "a", NULL, NULL), 0);
+    assert_int_equal(store_session_add(st, "b", NULL, NULL), 0);
+    store_close(st);
+    exec_sql("DROP TABLE leases; DROP TABLE nodes; PRAGMA user_version=4;");
+    assert_int_equal(count_rows("PRAGMA user_version"), 4);
+    st = open_ok();
+    assert_int_equal(count_rows("PRAGMA user_version"), 5);
+    assert_int_equal(count_rows("SELECT count(*) FROM leases WHERE owner IS NULL AND epoch = 0"
+                                " AND session IN ('a', 'b')"),
+                     2);
+    assert_int_equal(count_rows("SELECT count(*) FROM nodes"), 0);
+    /* from now on a session comes and goes with its lease row */
+    assert_int_equal(store_session_add(st, "c", NULL, NULL), 0);
+    assert_int_equal(count_rows("SELECT count(*) FROM leases"), 3);
+    assert_int_equal(store_session_delete(st, "a"), 0);
+    assert_int_equal(count_rows("SELECT count(*) FROM leases WHERE session = 'a'"), 0);
+    char err[256];
+    assert_int_equal(store_check(st, err, sizeof(err)), 0);
+    store_close(st);
+}
+
+/* A session's lease row comes and goes with it (both backends). */
+static void test_session_lease_rows(void **state)
+{
+    (void)state;
+    store_t *st = open_ok();
+    assert_int_equal(store_session_add(st, "x", NULL, NULL), 0);
+    assert_int_equal(
+        count_rows(
+            "SELECT count(*) FROM leases WHERE session = 'x' AND owner IS NULL AND epoch = 0"),
+        1);
+    assert_int_equal(store_session_add(st, "x", NULL, NULL), STORE_EEXISTS);
+    assert_int_equal(count_rows("SELECT count(*) FROM leases"), 1);
+    assert_int_equal(store_session_delete(st, "x"), 0);
+    assert_int_equal(count_rows("SELECT count(*) FROM leases"), 0);
+    store_close(st);
+}
+
+/* SQLite ignores the cluster settings: writes are never fenced. */
+static void test_sqlite_not_fenced(void **state)
+{
+    (void)state;
+    store_t *st = open_ok();
+    assert_false(store_is_pg(st));
+    assert_int_equal(store_set_node(st, "n1"), 0);
+    store_fence_set(st, "s", 0);
+    store_creds_t c;
+    fill(&c, 1);
+    assert_int_equal(store_save(st, "s", &c), 0);
+    assert_int_equal(store_meta_set(st, "s", "k", "v", 1), 0);
+    store_close(st);
+}
+
+/* No password in an error message nor in store_path, wherever it is in
+ * the URL; schemes other than sqlite: and postgres(ql):// are refused. */
+static void test_password_redacted(void **state)
+{
+    (void)state;
+    static const char *const urls[] = {
+        "postgres://wagw:s3cretPW@127.0.0.1:1/wagw?connect_timeout=3",
+        "postgresql://wagw@127.0.0.1:1/wagw?password=s3cretPW&connect_timeout=3",
+        "postgres://wagw:s3cret%50W@127.0.0.1:1/wagw?connect_timeout=3",
+        "postgres://wagw:s3cretPW@127.0.0.1:1/wagw?connect_timeout=nonsense",
+        "mysql://wagw:s3cretPW@127.0.0.1/wagw",
+        "sqlite:s3cretPW",
+        "postgres://wagw:*@127.0.0.1:1/wagw?connect_timeout=3", /* scrubbing ends */
+    };
+    for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
+        store_t *st = NULL;
+        char err[512] = "";
+        int rc = store_open_url(urls[i], dir, &st, err, sizeof(err));
+        assert_true(rc < 0);
+        assert_null(st);
+        assert_true(err[0]);
+        if (strstr(err, "s3cret"))
+            fail_msg("URL %zu: the password is in the message: %s", i, err);
+        assert_null(strchr(err, '\n'));
+        if (i < 3)
+            assert_non_null(strstr(err, "***"));
+    }
+    if (!testdb_is_pg())
+        return;
+    /* the right server with a wrong password */
+    char url[600];
+    snprintf(url, sizeof(url), "%s", testdb_url());
+    char *at = strrchr(url, '@'), *colon = strchr(strstr(url, "://") + 3, ':');
+    assert_non_null(at);
+    assert_non_null(colon);
+    char wrong[700];
+    snprintf(wrong, sizeof(wrong), "%.*s:Wr0ngS3cret%s", (int)(colon - url), url, at);
+    store_t *st = NULL;
+    char err[512];
+    assert_int_equal(store_open_url(wrong, dir, &st, err, sizeof(err)), STORE_EIO);
+    assert_null(strstr(err, "Wr0ngS3cret"));
+    assert_non_null(strstr(err, "password"));
+    /* and the right one: not in store_path either */
+    st = open_ok();
+    assert_true(store_is_pg(st));
+    *at = 0;
+    assert_null(strstr(store_path(st), colon + 1));
+    assert_non_null(strstr(store_path(st), "***"));
+    store_close(st);
+}
+
+/* --- PostgreSQL only --- */
+
+static void test_pg_newer_refused(void **state)
+{
+    (void)state;
+    store_t *st = open_ok();
+    store_close(st);
+    assert_int_equal(count_rows("SELECT version FROM schema_version"), STORE_SCHEMA_VERSION);
+    exec_sql("UPDATE schema_version SET version = 99");
+    char err[512];
+    assert_int_equal(testdb_open(dir, &st, err, sizeof(err)), STORE_ENEWER);
+    assert_non_null(strstr(err, "newer"));
+    assert_int_equal(count_rows("SELECT version FROM schema_version"), 99);
+}
+
+typedef struct {
+    int rc;
+    char err[256];
+    store_t *st;
+} opener_t;
+
+static void *open_thread(void *arg)
+{
+    opener_t *o = arg;
+    o->rc = testdb_open(dir, &o->st, o->err, sizeof(o->err));
+    return NULL;
+}
+
+/* Several nodes start at once on an empty database: one migrates, the
+ * others wait for it (advisory lock) and find the schema done. */
+static void test_pg_concurrent_migration(void **state)
+{
+    (void)state;
+    enum { N = 4 };
+    opener_t o[N];
+    pthread_t t[N];
+    memset(o, 0, sizeof(o));
+    for (int i = 0; i < N; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, open_thread, &o[i]), 0);
+    for (int i = 0; i < N; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < N; i++)
+        if (o[i].rc)
+            fail_msg("opener %d: %d %s", i, o[i].rc, o[i].err);
+    assert_int_equal(count_rows("SELECT count(*) FROM schema_version"), 1);
+    assert_int_equal(count_rows("SELECT version FROM schema_version"), STORE_SCHEMA_VERSION);
+    /* every handle works on the one schema */
+    assert_int_equal(store_session_add(o[0].st, "s", NULL, NULL), 0);
+    store_session_t ss;
+    assert_int_equal(store_session_get(o[N - 1].st, "s", &ss), 0);
+    for (int i = 0; i < N; i++)
+        store_close(o[i].st);
+}
+
+typedef struct {
+    int calls;
+    char last[72];
+} fenced_log_t;
+
+static void on_fenced(void *arg, const char *session)
+{
+    fenced_log_t *l = arg;
+    l->calls++;
+    snprintf(l->last, sizeof(l->last), "%s", session);
+}
+
+/* Gives the lease of `session` to `owner` with `epoch`, valid for a minute
+ * by the database clock. */
+static void grant(const char *session, const char *owner, int epoch)
+{
+    char sql[300];
+    snprintf(sql, sizeof(sql),
+             "UPDATE leases SET owner = '%s', epoch = %d, expires_at = now() + interval '1 min',"
+             " acquired_at = now() WHERE session = '%s'",
+             owner, epoch, session);
+    exec_sql(sql);
+}
+
+/* Expects every fenced write of `session` to be refused with nothing
+ * written and the callback called each time. */
+static void expect_all_fenced(store_t *st, const char *session, fenced_log_t *log)
+{
+    int before = log->calls;
+    store_creds_t c;
+    fill(&c, 99);
+    static const uint8_t acc[] = {5};
+    store_prekey_t k = {.id = 50};
+    store_event_t e = {.session = (char *)session,
+                       .seq = 1000,
+                       .ts_ms = 1,
+                       .type = "t",
+                       .body = "{}",
+                       .body_len = 2};
+    assert_int_equal(store_save(st, session, &c), STORE_EFENCED);
+    assert_int_equal(store_save_pairing(st, session, acc, 1, "9@s", NULL, NULL, NULL, NULL),
+                     STORE_EFENCED);
+    assert_int_equal(store_confirm_pairing(st, session), STORE_EFENCED);
+    assert_int_equal(store_prekeys_add(st, session, &k, 1), STORE_EFENCED);
+    assert_int_equal(store_prekeys_mark_uploaded(st, session, 100), STORE_EFENCED);
+    assert_int_equal(store_meta_set(st, session, "k", "new", 3), STORE_EFENCED);
+    assert_int_equal(store_events_append(st, &e, 1), STORE_EFENCED);
+    assert_int_equal(e.id, 0);
+    assert_int_equal(store_wipe(st, session), STORE_EFENCED);
+    assert_int_equal(store_retire(st, session), STORE_EFENCED);
+    assert_int_equal(log->calls, before + 9);
+    assert_string_equal(log->last, session);
+    /* nothing was written */
+    store_creds_t back;
+    assert_int_equal(store_load(st, session, &back), 0);
+    assert_int_equal(back.noise_priv[0], 1);
+    assert_null(back.jid);
+    store_creds_free(&back);
+    size_t n;
+    assert_int_equal(store_prekeys_count(st, session, &n), 0);
+    assert_int_equal(n, 1);
+    store_prekey_t pk[4];
+    assert_int_equal(store_prekeys_pending(st, session, pk, 4, &n), 0);
+    assert_int_equal(n, 1);
+    uint8_t *v;
+    assert_int_equal(store_meta_get(st, session, "k", &v, &n), 0);
+    assert_memory_equal(v, "old", 3);
+    free(v);
+    uint64_t seq;
+    assert_int_equal(store_events_last_seq(st, session, &seq), 0);
+    assert_int_equal(seq, 1);
+    assert_int_equal(count_rows("SELECT count(*) FROM removals"), 0);
+}
+
+/* Cluster mode: a write goes through only while this node holds the
+ * session's lease with the epoch it was given and before its expiry by
+ * the database clock. */
+static void test_pg_fencing(void **state)
+{
+    (void)state;
+    store_t *st = open_ok();
+    fenced_log_t log = {0};
+    store_on_fenced(st, on_fenced, &log);
+    assert_int_equal(store_session_add(st, "s", NULL, NULL), 0);
+    /* before a node id is set nothing is fenced */
+    store_creds_t c;
+    fill(&c, 1);
+    assert_int_equal(store_save(st, "s", &c), 0);
+    store_prekey_t k = {.id = 1};
+    assert_int_equal(store_prekeys_add(st, "s", &k, 1), 0);
+    assert_int_equal(store_meta_set(st, "s", "k", "old", 3), 0);
+    store_event_t e = {
+        .session = "s", .seq = 1, .ts_ms = 1, .type = "t", .body = "{}", .body_len = 2};
+    assert_int_equal(store_events_append(st, &e, 1), 0);
+    assert_int_equal(store_set_node(st, "n1"), 0);
+    /* holding none (epoch 0) */
+    expect_all_fenced(st, "s", &log);
+    /* the lease is n1's with epoch 3; this node believes 2 */
+    grant("s", "n1", 3);
+    store_fence_set(st, "s", 2);
+    expect_all_fenced(st, "s", &log);
+    /* the right epoch: writes go through */
+    store_fence_set(st, "s", 3);
+    fill(&c, 2);
+    assert_int_equal(store_save(st, "s", &c), 0);
+    assert_int_equal(store_meta_set(st, "s", "k", "old", 3), 0);
+    assert_int_equal(store_prekeys_mark_uploaded(st, "s", 0), 0);
+    fill(&c, 1);
+    assert_int_equal(store_save(st, "s", &c), 0);
+    /* the service-wide values are not a session's */
+    assert_int_equal(store_meta_set(st, "", "wa_version", "2.3", 3), 0);
+    int calls = log.calls;
+    /* expired by the database clock */
+    exec_sql("UPDATE leases SET expires_at = now() - interval '1 s' WHERE session = 's'");
+    expect_all_fenced(st, "s", &log);
+    /* taken over by another node (a higher epoch) */
+    grant("s", "n2", 4);
+    store_fence_set(st, "s", 4);
+    expect_all_fenced(st, "s", &log);
+    assert_true(log.calls > calls);
+    /* not fenced: session create and delete, webhooks */
+    uint8_t key[16] = {1};
+    store_webhook_t t = {.url = "https://x.example/", .secret = key, .secret_len = 16};
+    snprintf(t.id, sizeof(t.id), "w");
+    assert_int_equal(store_webhook_put(st, &t), 0);
+    assert_int_equal(store_session_add(st, "other", NULL, NULL), 0);
+    assert_int_equal(store_session_delete(st, "other"), 0);
+    /* back to this node */
+    grant("s", "n1", 5);
+    store_fence_set(st, "s", 5);
+    assert_int_equal(store_wipe(st, "s"), 0);
+    store_close(st);
+}
+
+/* store_events_append with two sessions, one fenced: the other's events
+ * are committed, the fenced one's are not (id 0), STORE_EFENCED, one
+ * callback for the fenced session. */
+static void test_pg_append_partly_fenced(void **state)
+{
+    (void)state;
+    store_t *st = open_ok();
+    fenced_log_t log = {0};
+    store_on_fenced(st, on_fenced, &log);
+    assert_int_equal(store_session_add(st, "mine", NULL, NULL), 0);
+    assert_int_equal(store_session_add(st, "lost", NULL, NULL), 0);
+    assert_int_equal(store_set_node(st, "n1"), 0);
+    grant("mine", "n1", 7);
+    grant("lost", "n2", 8);
+    store_fence_set(st, "mine", 7);
+    store_fence_set(st, "lost", 7);
+    store_event_t ev[5] = {
+        {.session = "mine", .seq = 1, .ts_ms = 1, .type = "t", .body = "{}", .body_len = 2},
+        {.session = "lost", .seq = 1, .ts_ms = 1, .type = "t", .body = "{}", .body_len = 2},
+        {.session = "mine", .seq = 2, .ts_ms = 1, .type = "t", .body = "{}", .body_len = 2},
+        {.session = "lost", .seq = 2, .ts_ms = 1, .type = "t", .body = "{}", .body_len = 2},
+        {.session = NULL, .seq = 0, .ts_ms = 1, .type = "svc", .body = "{}", .body_len = 2},
+    };
+    assert_int_equal(store_events_append(st, ev, 5), STORE_EFENCED);
+    assert_true(ev[0].id > 0);
+    assert_true(ev[2].id > ev[0].id);
+    assert_true(ev[4].id > 0);
+    assert_int_equal(ev[1].id, 0);
+    assert_int_equal(ev[3].id, 0);
+    assert_int_equal(log.calls, 1);
+    assert_string_equal(log.last, "lost");
+    assert_int_equal(count_rows("SELECT count(*) FROM events WHERE session = 'mine'"), 2);
+    assert_int_equal(count_rows("SELECT count(*) FROM events WHERE session = 'lost'"), 0);
+    uint64_t seq;
+    assert_int_equal(store_events_last_seq(st, "lost", &seq), 0);
+    assert_int_equal(seq, 0);
+    store_close(st);
+}
+
+/* Waits up to 5 s for a notification on c; 1 with its channel and payload
+ * copied, else 0. */
+static int next_notify(PGconn *c, char *channel, char *payload)
+{
+    for (int i = 0; i < 100; i++) {
+        PQconsumeInput(c);
+        PGnotify *n = PQnotifies(c);
+        if (n) {
+            snprintf(channel, 64, "%s", n->relname);
+            snprintf(payload, 128, "%s", n->extra);
+            PQfreemem(n);
+            return 1;
+        }
+        struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+        poll(&pfd, 1, 50);
+    }
+    return 0;
+}
+
+/* Listeners on other connections (other nodes) wake after the commit of
+ * an append (one notification per session) and of a session's creation
+ * and deletion. */
+static void test_pg_notify(void **state)
+{
+    (void)state;
+    store_t *st = open_ok();
+    PGconn *l = PQconnectdb(testdb_url());
+    assert_int_equal(PQstatus(l), CONNECTION_OK);
+    PGresult *r = PQexec(l, "LISTEN wagw_events; LISTEN wagw_sessions");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    char ch[64], pl[128];
+    assert_int_equal(store_session_add(st, "alpha", NULL, NULL), 0);
+    assert_true(next_notify(l, ch, pl));
+    assert_string_equal(ch, "wagw_sessions");
+    assert_string_equal(pl, "alpha");
+    store_event_t ev[3] = {
+        {.session = "alpha", .seq = 1, .ts_ms = 1, .type = "t", .body = "{}", .body_len = 2},
+        {.session = "alpha", .seq = 2, .ts_ms = 1, .type = "t", .body = "{}", .body_len = 2},
+        {.session = "beta", .seq = 1, .ts_ms = 1, .type = "t", .body = "{}", .body_len = 2},
+    };
+    assert_int_equal(store_events_append(st, ev, 3), 0);
+    int alpha = 0, beta = 0;
+    while (next_notify(l, ch, pl)) {
+        assert_string_equal(ch, "wagw_events");
+        alpha += !strcmp(pl, "alpha");
+        beta += !strcmp(pl, "beta");
+        if (alpha + beta == 2)
+            break;
+    }
+    assert_int_equal(alpha, 1);
+    assert_int_equal(beta, 1);
+    assert_int_equal(store_session_delete(st, "alpha"), 0);
+    assert_true(next_notify(l, ch, pl));
+    assert_string_equal(ch, "wagw_sessions");
+    assert_string_equal(pl, "alpha");
+    /* a refused append notifies nothing */
+    store_event_t bad = {
+        .session = "alpha", .seq = 1, .ts_ms = 1, .type = "t", .body = "{}", .body_len = 2};
+    assert_true(store_events_append(st, &bad, 1) < 0);
+    PQconsumeInput(l);
+    PGnotify *n = PQnotifies(l);
+    assert_null(n);
+    PQfinish(l);
+    store_close(st);
+}
+
+/* The server drops the store's connections (a restart, a failover): the
+ * next call reconnects once and goes through, on the writer and on the
+ * readers' connection. */
+static void test_pg_reconnect(void **state)
+{
+    (void)state;
+    store_t *st = open_ok();
+    assert_int_equal(store_session_add(st, "s", NULL, NULL), 0);
+    store_event_t e = {
+        .session = "s", .seq = 1, .ts_ms = 1, .type = "t", .body = "{}", .body_len = 2};
+    assert_int_equal(store_events_append(st, &e, 1), 0);
+    for (int round = 0; round < 2; round++) {
+        long long killed = 0;
+        assert_int_equal(
+            testdb_pg_exec("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                           " WHERE application_name = 'wa-gateway'",
+                           &killed),
+            0);
+        assert_int_equal(killed, 2);
+        store_session_t ss;
+        assert_int_equal(store_session_get(st, "s", &ss), 0);
+        store_event_t out[2];
+        size_t n;
+        uint64_t pruned;
+        assert_int_equal(store_events_read(st, "s", 0, 2, out, &n, &pruned), 0);
+        assert_int_equal(n, 1);
+        store_events_free(out, n);
+    }
+    store_close(st);
+}
+
+/* A server that does not answer gives STORE_EIO in bounded time, never a
+ * hang: a lock held elsewhere (the server's statement_timeout), then the
+ * store's server processes stopped (the client-side bound); once they run
+ * again the next call reconnects. */
+static void test_pg_hung_server(void **state)
+{
+    (void)state;
+    store_t *st = open_ok();
+    assert_int_equal(store_session_add(st, "s", NULL, NULL), 0);
+    PGconn *l = PQconnectdb(testdb_url());
+    assert_int_equal(PQstatus(l), CONNECTION_OK);
+    PGresult *r = PQexec(l, "BEGIN; LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    store_session_t ss;
+    assert_int_equal(store_session_get(st, "s", &ss), STORE_EIO);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long ms = (t1.tv_sec - t0.tv_sec) * 1000L + (t1.tv_nsec - t0.tv_nsec) / 1000000L;
+    assert_true(ms >= STORE_PG_TIMEOUT_MS - 500 && ms < STORE_PG_TIMEOUT_MS + 3000);
+    PQfinish(l); /* the lock goes */
+    assert_int_equal(store_session_get(st, "s", &ss), 0);
+    /* the store's server processes stop answering */
+    r = PQexec(l = PQconnectdb(testdb_url()),
+               "SELECT pid FROM pg_stat_activity WHERE application_name = 'wa-gateway'");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(r), 2);
+    pid_t pids[2] = {(pid_t)atoi(PQgetvalue(r, 0, 0)), (pid_t)atoi(PQgetvalue(r, 1, 0))};
+    PQclear(r);
+    PQfinish(l);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(kill(pids[i], SIGSTOP), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(store_session_get(st, "s", &ss), STORE_EIO);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ms = (t1.tv_sec - t0.tv_sec) * 1000L + (t1.tv_nsec - t0.tv_nsec) / 1000000L;
+    assert_true(ms >= STORE_PG_TIMEOUT_MS && ms < 3 * STORE_PG_TIMEOUT_MS);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(kill(pids[i], SIGCONT), 0);
+    assert_int_equal(store_session_get(st, "s", &ss), 0);
+    store_close(st);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
+    /* on PostgreSQL (STORE_TEST_URL set), only the tests not about SQLite
+     * files, and those of what is PostgreSQL's alone */
+    const struct CMUnitTest both[] = {
         cmocka_unit_test_setup_teardown(test_round_trip_and_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wipe_and_prekeys, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_newer_and_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_save_keeps_prekeys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sessions_meta_removals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_and_outbox, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_lease_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_password_redacted, setup, teardown),
+    };
+    const struct CMUnitTest sqlite_only[] = {
+        cmocka_unit_test_setup_teardown(test_newer_and_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wipe_leaves_no_key_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_store_untouched, setup, teardown),
         cmocka_unit_test_setup_teardown(test_private_and_no_links, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migration_from_v1, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migration_4_to_5, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sigkill_consistency, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sessions_meta_removals, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_events_and_outbox, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sqlite_not_fenced, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest pg_only[] = {
+        cmocka_unit_test_setup_teardown(test_pg_newer_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_concurrent_migration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_fencing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_append_partly_fenced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_notify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_reconnect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_hung_server, setup, teardown),
+    };
+    int failed = cmocka_run_group_tests_name("both backends", both, NULL, NULL);
+    if (testdb_is_pg())
+        failed += cmocka_run_group_tests_name("postgresql", pg_only, NULL, NULL);
+    else
+        failed += cmocka_run_group_tests_name("sqlite", sqlite_only, NULL, NULL);
+    return failed;
 }

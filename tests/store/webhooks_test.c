@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "session/store/store.h"
+#include "tests/store/testdb.h"
 
 static char dir[512];
 
@@ -26,7 +27,7 @@ static int setup(void **state)
     snprintf(dir, sizeof(dir), "%s/whstoreXXXXXX",
              getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp");
     assert_non_null(mkdtemp(dir));
-    return 0;
+    return testdb_reset();
 }
 
 static int teardown(void **state)
@@ -41,7 +42,7 @@ static store_t *open_store(void)
 {
     store_t *st = NULL;
     char err[256];
-    assert_int_equal(store_open(dir, &st, err, sizeof(err)), 0);
+    assert_int_equal(testdb_open(dir, &st, err, sizeof(err)), 0);
     return st;
 }
 

@@ -117,6 +117,36 @@ static void test_invalid_values(void **state)
     assert_int_equal(load(&cfg, NULL, 2, level, err), -1);
 }
 
+/* STORE_URL: unset by default (SQLite in DATA_DIR); sqlite:, postgres://
+ * and postgresql:// are taken; anything else is refused without the value
+ * in the message (it may hold a password). */
+static void test_store_url(void **state)
+{
+    (void)state;
+    cfg_t cfg;
+    char err[256];
+    const char *argv[] = {"x"};
+    assert_int_equal(load(&cfg, NULL, 1, argv, err), 0);
+    assert_null(cfg.store_url);
+    cfg_free(&cfg);
+    static const char *const good[] = {"sqlite:", "postgres://u:pw@db:5432/wagw",
+                                       "POSTGRESQL://u@db/wagw?sslmode=require"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        const char *env[] = {"STORE_URL", good[i], NULL};
+        assert_int_equal(load(&cfg, env, 1, argv, err), 0);
+        assert_string_equal(cfg.store_url, good[i]);
+        cfg_free(&cfg);
+    }
+    const char *bad_env[] = {"STORE_URL", "mysql://u:Secr3tPw@db/wagw", NULL};
+    assert_int_equal(load(&cfg, bad_env, 1, argv, err), -1);
+    assert_non_null(strstr(err, "STORE_URL"));
+    assert_null(strstr(err, "Secr3tPw"));
+    const char *bad_flag[] = {"x", "--store-url=postgres:/u:Secr3tPw@db"};
+    assert_int_equal(load(&cfg, NULL, 2, bad_flag, err), -1);
+    assert_non_null(strstr(err, "--store-url"));
+    assert_null(strstr(err, "Secr3tPw"));
+}
+
 static void test_help_flag(void **state)
 {
     (void)state;
@@ -218,6 +248,7 @@ int main(void)
         cmocka_unit_test(test_invalid_values),  cmocka_unit_test(test_help_flag),
         cmocka_unit_test(test_version_options), cmocka_unit_test(test_validate),
         cmocka_unit_test(test_loopback),        cmocka_unit_test(test_short_key_warning),
+        cmocka_unit_test(test_store_url),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,6 +38,7 @@
 
 #include "common/httpc.h"
 #include "session/store/store.h"
+#include "tests/store/testdb.h"
 #include "session/webhook/webhook.h"
 #include "tests/webhook/receiver.h"
 
@@ -96,7 +97,7 @@ static void on_created(void *arg, int rc, const char *why, const wh_target_info_
 static void fx_open_sender(fx_t *f)
 {
     char err[256];
-    assert_int_equal(store_open(f->dir, &f->st, err, sizeof(err)), 0);
+    assert_int_equal(testdb_open(f->dir, &f->st, err, sizeof(err)), 0);
     assert_int_equal(uv_loop_init(&f->loop), 0);
     wh_opts_t o = {
         .loop = &f->loop, .store = f->st, .allow_private = 1, .commit_gap_ms = f->gap_ms};
@@ -121,6 +122,7 @@ static int setup(void **state)
     snprintf(f->dir, sizeof(f->dir), "%s/whbatchXXXXXX",
              getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp");
     assert_non_null(mkdtemp(f->dir));
+    assert_int_equal(testdb_reset(), 0);
     pthread_mutex_init(&f->rcv.mu, NULL);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t al = sizeof(a);

@@ -1,0 +1,211 @@
+/* The store's public functions (store.h) that do not depend on the
+ * backend, and the entry points of those that do: each calls the handle's
+ * backend table (store_backend_t: SQLite in store.c, events.c and
+ * webhooks.c; PostgreSQL in pg.c, pg_events.c and pg_webhooks.c). Also the
+ * handle's cluster state: the node id, the lease epochs it holds and the
+ * callback told of a refused (fenced) write. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "session/store/store_internal.h"
+
+#define STORE_OP_PUBLIC(name, params, args)                                                        \
+    int store_##name params                                                                        \
+    {                                                                                              \
+        return st->be->name args;                                                                  \
+    }
+STORE_WRITER_OPS(STORE_OP_PUBLIC)
+STORE_READER_OPS(STORE_OP_PUBLIC)
+#undef STORE_OP_PUBLIC
+
+const char *store_strerror(int code)
+{
+    switch (code) {
+    case STORE_OK:
+        return "ok";
+    case STORE_ENOTFOUND:
+        return "no credentials";
+    case STORE_EIO:
+        return "database error";
+    case STORE_ECORRUPT:
+        return "database file is corrupt";
+    case STORE_ENEWER:
+        return "database written by a newer version";
+    case STORE_ENOMEM:
+        return "out of memory";
+    case STORE_EINVAL:
+        return "invalid credential record";
+    case STORE_EEXISTS:
+        return "already exists";
+    case STORE_EPERM:
+        return "store not private to this service's user";
+    case STORE_EFENCED:
+        return "session not owned by this node (lease lost)";
+    }
+    return "unknown store error";
+}
+
+/* 1 when `url` starts with `scheme` (ASCII case-insensitive). */
+static int has_scheme(const char *url, const char *scheme)
+{
+    size_t n = strlen(scheme);
+    for (size_t i = 0; i < n; i++) {
+        char c = url[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c - 'A' + 'a');
+        if (c != scheme[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* 0: SQLite (NULL, "" or "sqlite:"), 1: PostgreSQL, -1: neither. */
+static int url_kind(const char *url)
+{
+    if (!url || !*url || has_scheme(url, "sqlite:"))
+        return url && *url && url[7] ? -1 : 0; /* "sqlite:" takes nothing after it */
+    if (has_scheme(url, "postgres://") || has_scheme(url, "postgresql://"))
+        return 1;
+    return -1;
+}
+
+int store_open_url(const char *url, const char *data_dir, store_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    switch (url_kind(url)) {
+    case 0:
+        return store_open(data_dir, out, err, errlen);
+    case 1:
+        return pg_open(url, out, err, errlen);
+    }
+    /* the URL is not echoed: it may hold a password */
+    snprintf(err, errlen, "STORE_URL must be empty, sqlite:, postgres://... or postgresql://...");
+    return STORE_EINVAL;
+}
+
+void store_close(store_t *st)
+{
+    if (!st)
+        return;
+    st->be->close(st);
+    for (size_t i = 0; i < st->nfences; i++)
+        free(st->fences[i].session);
+    free(st->fences);
+    free(st->node_id);
+    free(st->path);
+    free(st);
+}
+
+const char *store_path(const store_t *st)
+{
+    return st->path;
+}
+
+int store_is_pg(const store_t *st)
+{
+    return st && st->be == &store_pg_backend;
+}
+
+int store_set_node(store_t *st, const char *node_id)
+{
+    char *copy = NULL;
+    if (node_id && *node_id && !(copy = strdup(node_id)))
+        return STORE_ENOMEM;
+    free(st->node_id);
+    st->node_id = copy;
+    return 0;
+}
+
+static store_fence_t *fence_find(const store_t *st, const char *session)
+{
+    for (size_t i = 0; i < st->nfences; i++)
+        if (!strcmp(st->fences[i].session, session))
+            return &st->fences[i];
+    return NULL;
+}
+
+void store_fence_set(store_t *st, const char *session, uint64_t epoch)
+{
+    store_fence_t *f = fence_find(st, session);
+    if (f && epoch) {
+        f->epoch = epoch;
+        return;
+    }
+    if (f) {
+        free(f->session);
+        *f = st->fences[--st->nfences];
+    }
+    if (!epoch)
+        return;
+    if (st->nfences == st->capfences) {
+        size_t nc = st->capfences ? st->capfences * 2 : 16;
+        store_fence_t *nv = realloc(st->fences, nc * sizeof(*nv));
+        if (!nv)
+            return; /* holds none: fail closed */
+        st->fences = nv;
+        st->capfences = nc;
+    }
+    char *name = strdup(session);
+    if (name)
+        st->fences[st->nfences++] = (store_fence_t){.session = name, .epoch = epoch};
+}
+
+void store_on_fenced(store_t *st, void (*cb)(void *arg, const char *session), void *arg)
+{
+    st->on_fenced = cb;
+    st->on_fenced_arg = arg;
+}
+
+uint64_t store_fence_epoch(const store_t *st, const char *session)
+{
+    const store_fence_t *f = fence_find(st, session);
+    return f ? f->epoch : 0;
+}
+
+void store_fenced(store_t *st, const char *session)
+{
+    if (st->on_fenced)
+        st->on_fenced(st->on_fenced_arg, session);
+}
+
+void store_creds_free(store_creds_t *c)
+{
+    free(c->account);
+    free(c->jid);
+    free(c->lid);
+    free(c->push_name);
+    free(c->platform);
+    free(c->business_name);
+    explicit_bzero(c, sizeof(*c));
+}
+
+void store_events_free(store_event_t *ev, size_t n)
+{
+    for (size_t i = 0; ev && i < n; i++) {
+        free(ev[i].session);
+        free(ev[i].type);
+        free(ev[i].body);
+        memset(&ev[i], 0, sizeof(ev[i]));
+    }
+}
+
+void store_webhooks_free(store_webhook_t *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++) {
+        free(v[i].url);
+        if (v[i].secret)
+            explicit_bzero(v[i].secret, v[i].secret_len);
+        free(v[i].secret);
+        free(v[i].session);
+        free(v[i].events);
+    }
+    free(v);
+}
+
+int store_webhook_enqueue(store_t *st, const char *target, store_event_t *ev)
+{
+    if (!ev)
+        return STORE_EINVAL;
+    return store_webhook_enqueue_batch(st, &target, ev, 1);
+}
