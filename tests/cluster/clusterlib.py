@@ -23,6 +23,7 @@ from wsclient import WS  # noqa: E402
 PGTMP = os.path.join(SRC, "tests/pg/pgtmp.sh")
 KEY = "cluster-admin-key-0123456789abcdef"
 A = {"X-API-Key": KEY}
+SECRET = "cluster-node-secret-0123456789abcdefghij"  # CLUSTER_SECRET: commands forwarded to the owner
 SESSIONS = int(os.environ.get("CLUSTER_SESSIONS", "300"))
 NODES = int(os.environ.get("CLUSTER_NODES", "3"))
 T0 = time.time()
@@ -297,7 +298,8 @@ class Node:
                  LEASE_MS=str(c.lease_ms), RENEW_MS=str(c.renew_ms), PORT=str(self.port),
                  GRPC_PORT=str(self.gport), DATA_DIR=self.data, API_KEY=KEY, WA_URL=c.fw["WA_URL"],
                  WA_ROOT_KEY=c.fw["WA_ROOT_KEY"], CONNECT_RATE=str(c.connect_rate),
-                 MAX_SESSIONS=str(c.nsessions + 20), HEARTBEAT_MS="2000", LOG_LEVEL=c.log_level)
+                 MAX_SESSIONS=str(c.nsessions + 20), HEARTBEAT_MS="2000", LOG_LEVEL=c.log_level,
+                 CLUSTER_SECRET=SECRET)
         e.update(c.node_env)
         return e
 
