@@ -287,7 +287,8 @@ class Node:
         self.port, self.gport = free_port(), free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         self.data = os.path.join(TMP, "data-" + nid)
-        self.logpath = os.path.join(TMP, "node-%s.log" % nid)
+        # kept with the test's outputs (bazel-testlogs/.../test.outputs) when bazel runs it
+        self.logpath = os.path.join(os.environ.get("TEST_UNDECLARED_OUTPUTS_DIR") or TMP, "node-%s.log" % nid)
         self.proc = None
         self.starts = 0
         self.stopped = False  # SIGSTOPped
