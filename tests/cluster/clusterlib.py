@@ -476,7 +476,23 @@ class Cluster:
             st, b = node.req("POST", "/api/sessions", {"name": name}, timeout=15)
             if st != 201:
                 fail("POST /api/sessions %s on %s: %s %s" % (name, node.id, st, str(b)[:200]))
-        log("%d sessions created in %.1f s" % (len(self.names) - 1, time.time() - t))
+        t1 = time.time()
+        log("%d sessions created in %.1f s" % (len(self.names) - 1, t1 - t))
+        # a session created on one node reaches the others' lists through NOTIFY: not at once
+        for node in self.serving():
+            end = time.time() + 10
+            while True:
+                try:
+                    missing = set(self.names) - set(self.states(node))
+                except (OSError, http.client.HTTPException, ValueError):
+                    missing = {"?"}
+                if not missing:
+                    break
+                if time.time() > end:
+                    fail("%s does not list %d sessions created on other nodes 10 s later: %s"
+                         % (node.id, len(missing), sorted(missing)[:10]))
+                time.sleep(0.05)
+        log("every node lists every session %.2f s after the last was created" % (time.time() - t1))
 
     def link_all(self, secs=120):
         """Scans each session's QR (read from a random node) with its own

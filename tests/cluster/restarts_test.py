@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """CLUSTER_CYCLES (default 50) kill -9 / restart cycles of random nodes
 (LEASE_MS 4000, RENEW_MS 1000): each cycle kills one node, restarts it
-after 0 to 1 s and lets it serve 0.5 to 2.5 s, bounded to 40 s per cycle.
+after 0 to 0.6 s and lets it serve 0.3 to 1.5 s once ready (a restarted
+node takes its sessions back at once, with a new epoch), bounded to 40 s
+per cycle.
 Throughout, the fake server never sees two live connections for one device
 (doubleLive 0, checked after every kill and every restart); at the end
 every session is CONNECTED at its owner as the device it was linked as,
@@ -31,11 +33,11 @@ for i in range(CYCLES):
     kills[victim.id] += 1
     fs = cl.fw_state()
     check(fs["doubleLive"] == 0, "cycle %d: doubleLive %d after killing %s" % (i, fs["doubleLive"], victim.id))
-    time.sleep(random.uniform(0, 1.0))
+    time.sleep(random.uniform(0, 0.6))
     ts = time.time()
     victim.start()
     starts.append(time.time() - ts)
-    time.sleep(random.uniform(0.5, 2.5))
+    time.sleep(random.uniform(0.3, 1.5))
     fs = cl.fw_state()
     check(fs["doubleLive"] == 0, "cycle %d: doubleLive %d after restarting %s" % (i, fs["doubleLive"], victim.id))
     q = poll.qrs()
