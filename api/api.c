@@ -880,11 +880,21 @@ static void on_cluster_status(void *arg, char *json)
 api_cluster_call_t *
 api_cluster_status(api_t *api, void (*done)(void *arg, api_code_t code, char *json), void *arg)
 {
-    api_cluster_call_t *call = api->cluster ? calloc(1, sizeof(*call)) : NULL;
-    if (!call || (call->done = done, call->arg = arg,
-                  clu_status(api->cluster, on_cluster_status, call) != 0)) {
+    if (!api->cluster) { /* one node on SQLite */
+        char *json = strdup("{\"clustered\":false,\"nodes\":[],\"sessions\":[]}");
+        done(arg, json ? API_OK : API_ERR_INTERNAL, json);
+        return NULL;
+    }
+    api_cluster_call_t *call = calloc(1, sizeof(*call));
+    if (!call) {
+        done(arg, API_ERR_INTERNAL, NULL);
+        return NULL;
+    }
+    call->done = done;
+    call->arg = arg;
+    if (clu_status(api->cluster, on_cluster_status, call) != 0) {
         free(call);
-        done(arg, api->cluster ? API_ERR_INTERNAL : API_ERR_NOT_FOUND, NULL);
+        done(arg, API_ERR_INTERNAL, NULL);
         return NULL;
     }
     return call;
@@ -899,7 +909,7 @@ void api_cluster_status_cancel(api_cluster_call_t *call)
 api_code_t api_cluster_rebalance(api_t *api)
 {
     if (!api->cluster)
-        return API_ERR_NOT_FOUND;
+        return API_ERR_CONFLICT;
     clu_rebalance(api->cluster);
     return API_OK;
 }

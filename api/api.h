@@ -554,13 +554,20 @@ sess_render_hooks_t api_render_hooks(void);
 typedef struct api_cluster_call api_cluster_call_t;
 
 /* Reads the cluster's state (nodes, their sessions, lease ages; see
- * clu_status for the JSON) and calls done(arg, code, json) once on the loop
- * thread: API_OK with a malloc'd JSON object the callee frees after use
- * (the callback owns it), API_ERR_NOT_FOUND when this node is not part of
- * a cluster (SQLite), API_ERR_UNREACHABLE when the database cannot be
- * read. Returns a handle to cancel with (NULL when done already ran). */
+ * clu_status for the JSON, with "clustered":true) and calls done(arg, code,
+ * json) once on the loop thread: API_OK with a malloc'd JSON object the
+ * callback owns ({"clustered":false,"nodes":[],"sessions":[]} for a single
+ * node on SQLite), API_ERR_UNREACHABLE when the database cannot be read.
+ * Returns a handle to cancel with (NULL when done already ran). */
 api_cluster_call_t *
 api_cluster_status(api_t *api, void (*done)(void *arg, api_code_t code, char *json), void *arg);
+
+/* The caller went away: done is not called. */
+void api_cluster_status_cancel(api_cluster_call_t *call);
+
+/* Asks every node to shed what it holds above its fair share (the others
+ * claim it): API_OK, or API_ERR_CONFLICT when not a cluster. */
+api_code_t api_cluster_rebalance(api_t *api);
 
 /* 1 when `v` (len bytes) is the cluster's node secret (constant time); 0
  * otherwise or when none is configured. Any thread. */
@@ -575,12 +582,5 @@ const char *api_node_secret(const api_t *api);
  * session, no other node is known to, or there is no cluster). Any
  * thread. */
 int api_forward_to(api_t *api, const char *session, char *url, size_t len);
-
-/* The caller went away: done is not called. */
-void api_cluster_status_cancel(api_cluster_call_t *call);
-
-/* Asks every node to shed what it holds above its fair share (the others
- * claim it): API_OK, or API_ERR_NOT_FOUND when not a cluster. */
-api_code_t api_cluster_rebalance(api_t *api);
 
 #endif

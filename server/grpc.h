@@ -37,6 +37,11 @@ typedef struct {
     /* A stream whose message the client has not taken for this long is
      * cancelled (0 = 30000). */
     unsigned stall_ms;
+    /* Readiness for grpc.health.v1 (as /readyz): returns 1 when serving,
+     * else 0 with *why set. Any thread. NULL = always serving. Health/Watch
+     * streams get the new status within a second of a change. */
+    int (*ready)(void *arg, const char **why);
+    void *ready_arg;
 } grpc_srv_opts_t;
 
 #define GRPC_SRV_MAX_STREAMS 1000

@@ -472,7 +472,9 @@ int main(int argc, char **argv)
                              .max_unauth_streams = (size_t)app.cfg.grpc_max_unauth_streams,
                              .stall_ms = (unsigned)app.cfg.stall_timeout_ms,
                              .tls_cert_file = app.cfg.tls_cert,
-                             .tls_key_file = app.cfg.tls_key};
+                             .tls_key_file = app.cfg.tls_key,
+                             .ready = ready,
+                             .ready_arg = &app};
     if (grpc_srv_start(&app.grpc, app.cfg.host, app.cfg.grpc_port, &gopts, err, sizeof(err)) != 0) {
         fprintf(stderr, "wa-gateway: %s\n", err);
         rc = 1;

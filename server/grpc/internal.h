@@ -117,6 +117,8 @@ struct grpc_srv_call {
     /* Reconnect's wait for its QR (loop thread) */
     api_wait_t *wait;
     int wait_over; /* answered or cancelled */
+    /* Health/Watch: the serving status last sent (guarded by mu; 0 = none) */
+    int health_status;
     grpc_srv_tag_t t_new, t_recv, t_sent, t_close, t_done;
 };
 
@@ -193,6 +195,19 @@ sess_sub_opts_t grpc_srv_stream_opts(grpc_srv_call_t *c);
  * subscription ends the call (NOT_FOUND when the session was deleted,
  * UNAVAILABLE when the service stops: api_pb_stream_end). Takes sub. */
 void grpc_srv_stream(grpc_srv_call_t *c, sess_sub_t *sub);
+
+/* --- health (methods.c) --- */
+
+/* The service's serving status now (a Grpc__Health__V1__HealthCheckResponse
+ * ServingStatus: SERVING or NOT_SERVING, from the ready option). */
+int grpc_srv_health_status(grpc_srv_t *s);
+
+/* 1 for a Health/Watch call. */
+int grpc_srv_is_health_watch(const grpc_srv_call_t *c);
+
+/* A serialized HealthCheckResponse with `status` (NULL when out of
+ * memory). */
+grpc_byte_buffer *grpc_srv_health_message(int status);
 
 /* --- reflection (reflection.c) --- */
 

@@ -603,23 +603,59 @@ static void test_webhook(grpc_srv_call_t *c, const ProtobufCMessage *req)
 
 /* --- health (grpc.health.v1) --- */
 
+static void health_watch(grpc_srv_call_t *c, const ProtobufCMessage *req);
+
+int grpc_srv_health_status(grpc_srv_t *s)
+{
+    const char *why = NULL;
+    return !s->o.ready || s->o.ready(s->o.ready_arg, &why)
+               ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+               : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+}
+
+grpc_byte_buffer *grpc_srv_health_message(int status)
+{
+    Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    r.status = (Grpc__Health__V1__HealthCheckResponse__ServingStatus)status;
+    size_t len = protobuf_c_message_get_packed_size(&r.base);
+    uint8_t buf[16];
+    if (len > sizeof(buf))
+        return NULL;
+    protobuf_c_message_pack(&r.base, buf);
+    grpc_slice sl = grpc_slice_from_copied_buffer((const char *)buf, len);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+    grpc_slice_unref(sl);
+    return bb;
+}
+
 static void health(grpc_srv_call_t *c, const ProtobufCMessage *req, int watch)
 {
     const char *service = ((const Grpc__Health__V1__HealthCheckRequest *)req)->service;
     Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
     int known = !service || !*service || !strcmp(service, "wagateway.v1.Gateway");
-    r.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    r.status = (Grpc__Health__V1__HealthCheckResponse__ServingStatus)grpc_srv_health_status(c->srv);
     if (!known && !watch) {
         grpc_srv_finish(c, NULL, GRPC_STATUS_NOT_FOUND, "unknown service");
         return;
     }
     if (!known)
         r.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
-    if (!watch)
+    if (!watch) {
         grpc_srv_finish(c, &r.base, GRPC_STATUS_OK, "");
-    else /* the status now; the stream stays open until the client leaves or
-          * the server stops (then NOT_SERVING is implied by UNAVAILABLE) */
-        grpc_srv_send(c, &r.base);
+        return;
+    }
+    /* the status now; a change (draining, leases not renewed) is sent by the
+     * server's sweep; the stream stays open until the client leaves or the
+     * server stops (then NOT_SERVING is implied by UNAVAILABLE) */
+    pthread_mutex_lock(&c->mu);
+    c->health_status = known ? (int)r.status : 0;
+    pthread_mutex_unlock(&c->mu);
+    grpc_srv_send(c, &r.base);
+}
+
+int grpc_srv_is_health_watch(const grpc_srv_call_t *c)
+{
+    return c->m && c->m->handle == health_watch;
 }
 
 static void health_check(grpc_srv_call_t *c, const ProtobufCMessage *req)

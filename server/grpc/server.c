@@ -521,12 +521,19 @@ static void sweep_stalled(grpc_srv_t *s)
     if (now - s->last_sweep_ms < 1000)
         return;
     s->last_sweep_ms = now;
+    int health = grpc_srv_health_status(s);
     pthread_mutex_lock(&s->mu);
     for (grpc_srv_call_t *c = s->calls; c; c = c->live_next) {
         pthread_mutex_lock(&c->mu);
         int stalled = c->sending && !c->stall_cancelled && now - c->sending_since > s->o.stall_ms;
         if (stalled)
             c->stall_cancelled = 1;
+        /* a Health/Watch stream gets a change of the serving status (one
+         * message in flight: a busy one gets it on a later sweep) */
+        if (!stalled && c->health_status && c->health_status != health && !c->sending &&
+            grpc_srv_is_health_watch(c) &&
+            send_buffer_locked(c, grpc_srv_health_message(health)) == 0)
+            c->health_status = health;
         pthread_mutex_unlock(&c->mu);
         if (stalled) {
             metrics_limit(s->o.metrics, METRICS_LIMIT_STALLED);

@@ -749,11 +749,9 @@ static void on_cluster_status(void *arg, api_code_t code, char *json)
     if (code == API_OK)
         http_send_json(w->srv, w->req, METRICS_ROUTE_OTHER, 200, json);
     else
-        http_send_error(w->srv, w->req, METRICS_ROUTE_OTHER, code,
-                        code == API_ERR_NOT_FOUND
-                            ? "This node is not part of a cluster (STORE_URL is SQLite)"
-                            : "The cluster's database cannot be read",
-                        NULL);
+        http_send_error(
+            w->srv, w->req, METRICS_ROUTE_OTHER, code,
+            code == API_ERR_UNREACHABLE ? "The cluster's database cannot be read" : NULL, NULL);
 }
 
 /* GET /api/cluster (admin): the nodes, their sessions and lease ages. */

@@ -377,7 +377,8 @@ static void claim(clu_t *c, long want, int64_t t0)
                     " FROM (SELECT session FROM leases WHERE owner IS NULL OR expires_at IS NULL"
                     "  OR expires_at <= now() OR (owner = $1 AND NOT (session = ANY($4::text[])))"
                     "  ORDER BY random() LIMIT $3::bigint FOR UPDATE SKIP LOCKED) f"
-                    " WHERE l.session = f.session RETURNING l.session, l.epoch",
+                    " WHERE l.session = f.session"
+                    " RETURNING l.session, l.epoch, pg_notify('wagw_leases', l.session)",
                     4, (const char *[]){c->node_id, lease, lim, names});
     free(names);
     free(epochs);
@@ -571,6 +572,7 @@ static char *status_json(clu_t *c)
     yajl_gen g = nr && lr ? yajl_gen_alloc(NULL) : NULL;
     if (g) {
         yajl_gen_map_open(g);
+        json_bool(g, "clustered", 1);
         json_str(g, "node", c->node_id);
         json_int(g, "leaseMs", c->lease_ms);
         json_int(g, "renewMs", c->renew_ms);
@@ -688,7 +690,7 @@ static void run_notifications(clu_t *c, int *want_pass)
             to_loop(c, msg_new(EV_SESSIONS, n->extra, 0));
             *want_pass = 1;
         } else if (!strcmp(n->relname, "wagw_leases")) {
-            *want_pass = 1;
+            *want_pass = 1; /* released: claim it; claimed: learn the owner */
         } else if (!strcmp(n->relname, "wagw_rebalance")) {
             c->rebalance = 1;
             *want_pass = 1;

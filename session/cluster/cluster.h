@@ -121,7 +121,7 @@ void clu_rebalance(clu_t *c);
 /* Reads the cluster's state from the database and calls done(arg, json) on
  * the loop thread with a malloc'd JSON object (caller frees; NULL when the
  * database cannot be read):
- *   {"node":"n1","leaseMs":10000,"renewMs":3000,"ready":true,
+ *   {"clustered":true,"node":"n1","leaseMs":10000,"renewMs":3000,"ready":true,
  *    "nodes":[{"id":"n1","advertiseUrl":"http://...","heartbeatAgeMs":120,
  *              "live":true,"draining":false,"sessions":100,"self":true}],
  *    "sessions":[{"name":"s1","owner":"n1","epoch":3,"leaseAgeMs":5000,
