@@ -540,9 +540,14 @@ class Cluster:
         log("%d sessions linked in %.1f s (%d scans)" % (len(self.names), time.time() - t, scans))
 
     def setup(self, link_secs=180):
+        """Creates and links every session; returns when each is CONNECTED
+        at its owner and live once at the fake server, doubleLive 0."""
         self.create_all()
         self.link_all(link_secs)
         self.wait_owned()
+        self.wait_settled(30, "after linking")
+        self.wait_fw_settled(15, "after linking")
+        self.check_fw("after linking")
 
     def wait_owned(self, secs=30):
         """Until /api/cluster shows every session owned by a serving node."""
