@@ -89,6 +89,7 @@ bench:
 	@tests/bench/footprint_bench.sh
 	@tests/bench/sessions_bench.sh
 	@tests/bench/webhooks_bench.sh
+	@tests/bench/cluster_bench.sh
 
 # libFuzzer targets (clang), FUZZ_SECONDS each (default 60). Not part of `make test`.
 FUZZ_SECONDS ?= 60

@@ -33,6 +33,7 @@ typedef struct {
     int retry_open;
     int relink_after_logout; /* reconnect (unlink) then register anew */
     int stopping;
+    int client_closing; /* stopped: waiting for the connection to be gone */
     void (*stop_done)(void *);
     void *stop_arg;
     sess_gate_ticket_t ticket; /* place in the connection gate */
@@ -865,7 +866,7 @@ static void pc_handover(drv_t *d)
  * job is running. */
 static void maybe_stop_done(drv_t *d)
 {
-    if (d->retry_open || d->removal_open || d->job || !d->stop_done)
+    if (d->retry_open || d->removal_open || d->job || d->client_closing || !d->stop_done)
         return;
     void (*done)(void *) = d->stop_done;
     d->stop_done = NULL;
@@ -886,6 +887,15 @@ static void on_removal_stopped(void *arg)
     maybe_stop_done(d);
 }
 
+/* The WhatsApp connection is really closed: the stop may complete (the
+ * session's next connection, maybe on another node, cannot overlap it). */
+static void on_client_gone(void *arg)
+{
+    drv_t *d = arg;
+    d->client_closing = 0;
+    maybe_stop_done(d);
+}
+
 static void op_stop(void *arg, void (*done)(void *), void *darg)
 {
     drv_t *d = arg;
@@ -895,8 +905,10 @@ static void op_stop(void *arg, void (*done)(void *), void *darg)
     d->waiting_version = d->checking_version = 0;
     sess_version_cancel(d->o.version, d);
     if (d->client) {
-        wa_client_close(d->client);
+        wa_client_t *c = d->client;
         d->client = NULL;
+        d->client_closing = 1;
+        wa_client_close_then(c, on_client_gone, d);
     }
     if (d->pc_done && !d->pc_asked) /* it was waiting for a connection */
         on_code(d, WA_CLIENT_PC_ECLOSED, NULL, 0);

@@ -1042,6 +1042,12 @@ void clu_stop(clu_t *c, void (*done)(void *arg), void *arg)
     }
     /* the statuses asked and not answered still get their callback */
     on_async(&c->async);
+    for (msg_t *m = take_all(&c->cmd_mu, &c->cmd_head, &c->cmd_tail), *next; m; m = next) {
+        next = m->next;
+        if (m->kind == CMD_STATUS)
+            m->status_cb(m->status_arg, NULL);
+        free(m);
+    }
     uv_close((uv_handle_t *)&c->async, on_handle_closed);
     uv_close((uv_handle_t *)&c->fence_timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->drain_timer, on_handle_closed);

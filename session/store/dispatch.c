@@ -209,3 +209,24 @@ int store_webhook_enqueue(store_t *st, const char *target, store_event_t *ev)
         return STORE_EINVAL;
     return store_webhook_enqueue_batch(st, &target, ev, 1);
 }
+
+/* The consistency checks store_check runs on both backends: a query that
+ * counts the rows in the wrong, and what it means. */
+const char *const store_checks[][2] = {
+    {"SELECT count(*) FROM creds WHERE length(noise_priv)!=32 OR length(noise_pub)!=32 OR"
+     " length(ident_priv)!=32 OR length(ident_pub)!=32 OR length(spk_priv)!=32 OR"
+     " length(spk_pub)!=32 OR length(spk_sig)!=64 OR length(adv_secret)!=32",
+     "a credential record has keys of the wrong size"},
+    {"SELECT count(*) FROM creds WHERE (jid IS NULL) != (account IS NULL)",
+     "a half-written pairing record"},
+    {"SELECT count(*) FROM prekeys WHERE session NOT IN (SELECT session FROM creds)",
+     "pre-keys without a session"},
+    {"SELECT count(*) FROM prekeys p JOIN creds c USING (session)"
+     " WHERE p.id >= c.next_prekey_id",
+     "pre-key ids beyond the session's counter"},
+    {"SELECT count(*) FROM removals WHERE length(noise_priv)!=32 OR length(noise_pub)!=32",
+     "a pending device removal has keys of the wrong size"},
+    {"SELECT count(*) FROM sessions WHERE name NOT IN (SELECT session FROM leases)",
+     "a session without its lease row"},
+};
+const size_t store_nchecks = sizeof(store_checks) / sizeof(store_checks[0]);

@@ -588,7 +588,7 @@ int pg_fence(store_t *st, const char *session)
     pg_p_i64(&p, (int64_t)epoch);
     PGresult *r = pg_run(&st->pgw, PG_STMT_FENCE,
                          "SELECT 1 FROM leases WHERE session = $1 AND owner = $2 AND epoch = $3"
-                         " AND expires_at > now() FOR SHARE",
+                         " AND expires_at > clock_timestamp() FOR SHARE",
                          &p);
     if (!r)
         return STORE_EIO;
@@ -1016,27 +1016,10 @@ int pg_prekeys_count(store_t *st, const char *session, size_t *n)
 
 int pg_check(store_t *st, char *err, size_t errlen)
 {
-    static const char *const checks[][2] = {
-        {"SELECT count(*) FROM creds WHERE length(noise_priv)!=32 OR length(noise_pub)!=32 OR"
-         " length(ident_priv)!=32 OR length(ident_pub)!=32 OR length(spk_priv)!=32 OR"
-         " length(spk_pub)!=32 OR length(spk_sig)!=64 OR length(adv_secret)!=32",
-         "a credential record has keys of the wrong size"},
-        {"SELECT count(*) FROM creds WHERE (jid IS NULL) != (account IS NULL)",
-         "a half-written pairing record"},
-        {"SELECT count(*) FROM prekeys WHERE session NOT IN (SELECT session FROM creds)",
-         "pre-keys without a session"},
-        {"SELECT count(*) FROM prekeys p JOIN creds c USING (session)"
-         " WHERE p.id >= c.next_prekey_id",
-         "pre-key ids beyond the session's counter"},
-        {"SELECT count(*) FROM removals WHERE length(noise_priv)!=32 OR length(noise_pub)!=32",
-         "a pending device removal has keys of the wrong size"},
-        {"SELECT count(*) FROM sessions WHERE name NOT IN (SELECT session FROM leases)",
-         "a session without its lease row"},
-    };
-    for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
+    for (size_t i = 0; i < store_nchecks; i++) {
         uint64_t n = 0;
-        if (count_of(&st->pgw, checks[i][0], NULL, &n) || n != 0) {
-            snprintf(err, errlen, "%s", checks[i][1]);
+        if (count_of(&st->pgw, store_checks[i][0], NULL, &n) || n != 0) {
+            snprintf(err, errlen, "%s", store_checks[i][1]);
             return STORE_ECORRUPT;
         }
     }

@@ -1015,25 +1015,10 @@ int sq_check(store_t *st, char *err, size_t errlen)
         bad = 1;
     }
     sqlite3_finalize(s);
-    static const char *const checks[][2] = {
-        {"SELECT count(*) FROM creds WHERE length(noise_priv)!=32 OR length(noise_pub)!=32 OR"
-         " length(ident_priv)!=32 OR length(ident_pub)!=32 OR length(spk_priv)!=32 OR"
-         " length(spk_pub)!=32 OR length(spk_sig)!=64 OR length(adv_secret)!=32",
-         "a credential record has keys of the wrong size"},
-        {"SELECT count(*) FROM creds WHERE (jid IS NULL) != (account IS NULL)",
-         "a half-written pairing record"},
-        {"SELECT count(*) FROM prekeys WHERE session NOT IN (SELECT session FROM creds)",
-         "pre-keys without a session"},
-        {"SELECT count(*) FROM prekeys p JOIN creds c USING (session)"
-         " WHERE p.id >= c.next_prekey_id",
-         "pre-key ids beyond the session's counter"},
-        {"SELECT count(*) FROM removals WHERE length(noise_priv)!=32 OR length(noise_pub)!=32",
-         "a pending device removal has keys of the wrong size"},
-    };
-    for (size_t i = 0; !bad && i < sizeof(checks) / sizeof(checks[0]); i++) {
+    for (size_t i = 0; !bad && i < store_nchecks; i++) {
         int n = 0;
-        if (pragma_int(st->db, checks[i][0], &n) != 0 || n != 0) {
-            snprintf(err, errlen, "%s", checks[i][1]);
+        if (pragma_int(st->db, store_checks[i][0], &n) != 0 || n != 0) {
+            snprintf(err, errlen, "%s", store_checks[i][1]);
             bad = 1;
         }
     }

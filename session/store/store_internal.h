@@ -93,11 +93,11 @@
 
 /* A backend: its operations and how to close a handle. */
 typedef struct {
+    void (*close)(store_t *st);
 #define STORE_OP_FIELD(name, params, args) int(*name) params;
     STORE_WRITER_OPS(STORE_OP_FIELD)
     STORE_READER_OPS(STORE_OP_FIELD)
 #undef STORE_OP_FIELD
-    void (*close)(store_t *st);
 } store_backend_t;
 
 /* The two backends (store.c with events.c and webhooks.c; pg.c with
@@ -272,5 +272,10 @@ uint8_t *pg_bytes_dup(const PGresult *r, int row, int col, size_t *len, int *err
  * connection broken on its first statement). */
 void pg_call_begin(pg_conn_t *c);
 int pg_call_retry(pg_conn_t *c);
+
+/* The consistency checks of store_check, shared by both backends (each
+ * row: a query counting the rows in the wrong, its message). */
+extern const char *const store_checks[][2];
+extern const size_t store_nchecks;
 
 #endif

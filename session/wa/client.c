@@ -55,9 +55,11 @@ static void fail_pending(wa_client_t *c)
     }
 }
 
-static void destroy(wa_client_t *c)
+static void destroy_then(wa_client_t *c, void (*gone)(void *), void *arg)
 {
-    if (c->sock)
+    if (gone)
+        wa_nsock_close_then(c->sock, gone, arg);
+    else if (c->sock)
         wa_nsock_close(c->sock);
     c->sock = NULL;
     fail_pending(c);
@@ -66,6 +68,11 @@ static void destroy(wa_client_t *c)
     uv_close((uv_handle_t *)&c->ka_timer, on_timer_closed);
     uv_close((uv_handle_t *)&c->wd_timer, on_timer_closed);
     uv_close((uv_handle_t *)&c->iq_timer, on_timer_closed);
+}
+
+static void destroy(wa_client_t *c)
+{
+    destroy_then(c, NULL, NULL);
 }
 
 void wa_client_finish(wa_client_t *c, const wa_verdict_t *v)
@@ -641,4 +648,15 @@ void wa_client_close(wa_client_t *c)
     c->done = 1;
     stop_timers(c);
     destroy(c);
+}
+
+void wa_client_close_then(wa_client_t *c, void (*gone)(void *arg), void *arg)
+{
+    if (!c || c->done) {
+        gone(arg);
+        return;
+    }
+    c->done = 1;
+    stop_timers(c);
+    destroy_then(c, gone, arg);
 }

@@ -206,4 +206,10 @@ int wa_client_request_pairing_code(wa_client_t *c, const char *phone, wa_client_
 /* Closes now; no hook runs after this returns. */
 void wa_client_close(wa_client_t *c);
 
+/* The same, and gone(arg) runs once the connection is really gone (the
+ * server sees it closed; see wa_fsock_close_then), at once when it is
+ * already. For handing a session over: the next connection of the device
+ * must not overlap this one. */
+void wa_client_close_then(wa_client_t *c, void (*gone)(void *arg), void *arg);
+
 #endif

@@ -66,8 +66,10 @@ struct wa_fsock {
     int peer_status; /* close status sent by the peer, 0 if none */
     char *tls_error; /* why the server certificate was refused (malloc'd), or NULL */
     out_msg_t *head, *tail;
-    int waiting_ca; /* wss:// connect deferred until the CAs are loaded */
-    int lws_ref;    /* the lws connection's reference is still held */
+    int waiting_ca;          /* wss:// connect deferred until the CAs are loaded */
+    int lws_ref;             /* the lws connection's reference is still held */
+    void (*gone)(void *arg); /* wa_fsock_close_then: once lws destroyed it */
+    void *gone_arg;
     int tls, port;
     /* the address, the path and the Host header, in one allocation: kept
      * exactly as long as needed, as thousands of idle connections each hold
@@ -310,7 +312,12 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             s->wsi = NULL;
             lws_set_wsi_user(wsi, NULL);
             s->lws_ref = 0;
+            void (*gone)(void *) = s->gone;
+            void *gone_arg = s->gone_arg;
+            s->gone = NULL;
             sock_unref(s);
+            if (gone)
+                gone(gone_arg);
         }
         return 0;
     default:
@@ -548,7 +555,12 @@ static int start_lws_connect(wa_fsock_t *s)
     close_timer(s);
     if (s->lws_ref) {
         s->lws_ref = 0;
+        void (*gone)(void *) = s->gone;
+        void *gone_arg = s->gone_arg;
+        s->gone = NULL;
         sock_unref(s);
+        if (gone)
+            gone(gone_arg);
     }
     return -1;
 }
@@ -653,6 +665,18 @@ int wa_fsock_send(wa_fsock_t *s, const uint8_t *payload, size_t len)
     if (s->open && s->wsi)
         lws_callback_on_writable(s->wsi);
     return 0;
+}
+
+void wa_fsock_close_then(wa_fsock_t *s, void (*gone)(void *arg), void *arg)
+{
+    if (!s || !s->lws_ref || s->gone) { /* nothing (more) to wait for */
+        wa_fsock_close(s);
+        gone(arg);
+        return;
+    }
+    s->gone = gone;
+    s->gone_arg = arg;
+    wa_fsock_close(s);
 }
 
 void wa_fsock_close(wa_fsock_t *s)

@@ -118,6 +118,13 @@ int wa_fsock_send(wa_fsock_t *s, const uint8_t *payload, size_t len);
  * and repeated calls are ignored. */
 void wa_fsock_close(wa_fsock_t *s);
 
+/* Closes as wa_fsock_close does, and calls gone(arg) on the loop thread
+ * once the connection is really gone (libwebsockets destroyed it: the peer
+ * sees no connection any more), from inside a libwebsockets callback:
+ * gone must not connect or close sockets itself. At once when nothing is
+ * left to close (s NULL, or already gone). */
+void wa_fsock_close_then(wa_fsock_t *s, void (*gone)(void *arg), void *arg);
+
 /* Returns a short English description (static) of a WA_FSOCK_* code. */
 const char *wa_fsock_strerror(int code);
 

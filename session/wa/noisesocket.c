@@ -19,6 +19,8 @@ struct wa_nsock {
     uint8_t *payload;
     size_t payload_len;
     int ready, done, in_frame, close_after;
+    void (*gone)(void *arg); /* wa_nsock_close_then, passed to the frame socket */
+    void *gone_arg;
     uv_timer_t timer;
     int timer_live;
     unsigned bad_nodes; /* stanzas dropped as malformed */
@@ -56,8 +58,11 @@ static void on_timer_closed(uv_handle_t *h)
 
 static void destroy(wa_nsock_t *s)
 {
-    if (s->fs)
+    if (s->gone)
+        wa_fsock_close_then(s->fs, s->gone, s->gone_arg);
+    else if (s->fs)
         wa_fsock_close(s->fs);
+    s->gone = NULL;
     s->fs = NULL;
     wa_noise_free(s->noise);
     s->noise = NULL;
@@ -245,6 +250,18 @@ int wa_nsock_send(wa_nsock_t *s, const wa_node_t *node)
     rc = wa_fsock_send(s->fs, ct, ctlen);
     free(ct);
     return rc;
+}
+
+void wa_nsock_close_then(wa_nsock_t *s, void (*gone)(void *arg), void *arg)
+{
+    if (!s || s->done || s->gone) {
+        wa_nsock_close(s);
+        gone(arg);
+        return;
+    }
+    s->gone = gone;
+    s->gone_arg = arg;
+    wa_nsock_close(s);
 }
 
 void wa_nsock_close(wa_nsock_t *s)

@@ -70,4 +70,8 @@ int wa_nsock_send(wa_nsock_t *s, const wa_node_t *node);
 /* Closes the connection; no callback runs after this returns. */
 void wa_nsock_close(wa_nsock_t *s);
 
+/* The same, and gone(arg) runs once the connection is really gone (see
+ * wa_fsock_close_then; at once when nothing is left to close). */
+void wa_nsock_close_then(wa_nsock_t *s, void (*gone)(void *arg), void *arg);
+
 #endif

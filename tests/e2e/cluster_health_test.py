@@ -195,6 +195,9 @@ own2, epoch2 = owner()
 check(epoch2 > epoch1, "claimed anew: epoch %d -> %d" % (epoch1, epoch2))
 st = json.loads(req(cport, "GET", "/control/state")[1])
 check(not qr_seen, "no QR for the linked session")
+if st["doubleLive"]:
+    for n in nodes.values():
+        sys.stderr.write(open(n[3]).read()[-6000:])
 check(st["doubleLive"] == 0, "never two live connections for one device: %s" % st["doubleLive"])
 
 # SIGTERM drains: the other node runs the session afterwards, no QR

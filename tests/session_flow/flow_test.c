@@ -501,7 +501,13 @@ static void test_paircode_tries_and_rate(void **state)
     char why[128], wrong[16];
     snprintf(wrong, sizeof(wrong), "%s", a.code);
     for (int i = 0; i < 3; i++) {
-        wrong[8] = wrong[8] == 'Z' ? (char)('2' + i) : 'Z';
+        /* a different character each time, never the code's own (which
+         * would make the "wrong" code right) */
+        const char *alt = "ZYXW";
+        size_t k = (size_t)i;
+        while (alt[k] == a.code[8])
+            k++;
+        wrong[8] = alt[k];
         assert_int_equal(fakewa_wa_pair_code(fx->srv, wrong, why, sizeof(why)), 0);
         wait_count(fx, &st->paircode_refused, i + 1, "a wrong code refused");
     }
