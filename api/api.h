@@ -569,6 +569,10 @@ void api_cluster_status_cancel(api_cluster_call_t *call);
  * claim it): API_OK, or API_ERR_CONFLICT when not a cluster. */
 api_code_t api_cluster_rebalance(api_t *api);
 
+/* The header that carries the node secret on a forwarded command (HTTP
+ * and gRPC forward over HTTP). */
+#define API_NODE_SECRET_HEADER "X-WAGW-Node-Secret"
+
 /* 1 when `v` (len bytes) is the cluster's node secret (constant time); 0
  * otherwise or when none is configured. Any thread. */
 int api_node_secret_ok(const api_t *api, const char *v, size_t len);

@@ -2,7 +2,9 @@
  * wagateway.v1.Gateway (proto/gateway.proto) through the same api/ handlers
  * as HTTP, the standard grpc.health.v1.Health service, and server
  * reflection (v1alpha and v1) for grpcurl and buf curl. The implementation
- * is in server/grpc/ (server.c, methods.c: the method table, reflection.c).
+ * is in server/grpc/ (server.c, methods.c: the method table, reflection.c,
+ * forward.c: in a cluster, the commands for a session another node runs go
+ * to that node's HTTP API).
  *
  * Threads: one completion-queue thread completes every call's batches. It
  * answers reads (status, QR, health, reflection) itself from immutable
@@ -17,6 +19,7 @@
 #include <stddef.h>
 
 #include "api/api.h"
+#include "common/httpc.h"
 #include "server/metrics.h"
 
 /* Largest request message accepted; bigger ones end with
@@ -42,6 +45,12 @@ typedef struct {
      * streams get the new status within a second of a change. */
     int (*ready)(void *arg, const char **why);
     void *ready_arg;
+    /* Cluster: the client that passes a command (Reconnect, Logout,
+     * RequestPairingCode, SendPasskeyAssertion, DeleteSession) for a
+     * session another node runs on to that node's HTTP API (the same one
+     * HTTP forwards with); NULL = such commands are answered
+     * FAILED_PRECONDITION here. Loop thread. */
+    httpc_t *httpc;
 } grpc_srv_opts_t;
 
 #define GRPC_SRV_MAX_STREAMS 1000

@@ -97,6 +97,25 @@ static void on_sessions_stopped_cluster(void *arg)
     clu_stop(app->cluster, on_cluster_stopped, app);
 }
 
+/* Cluster: this node delivers the webhooks, or another one does. */
+static void on_leader(void *arg, int leader)
+{
+    app_t *app = arg;
+    wh_set_sending(app->wh, leader);
+}
+
+static void on_webhooks_changed(void *arg)
+{
+    app_t *app = arg;
+    wh_reload(app->wh);
+}
+
+static void on_log_grew(void *arg)
+{
+    app_t *app = arg;
+    wh_wake(app->wh);
+}
+
 static void shut_down(app_t *app)
 {
     app->pending = 2;
@@ -146,6 +165,10 @@ static int start_cluster(app_t *app, char *err, size_t errlen)
                      .lease_ms = (unsigned)app->cfg.lease_ms,
                      .renew_ms = (unsigned)app->cfg.renew_ms};
     sess_mgr_cluster_callbacks(app->mgr, &co.cb);
+    co.cb.on_leader = on_leader;
+    co.cb.on_webhooks = on_webhooks_changed;
+    co.cb.on_log = on_log_grew;
+    co.cb.app_arg = app;
     if (app->cfg.cluster_secret && strlen(app->cfg.cluster_secret) < 32) {
         snprintf(err, errlen, "CLUSTER_SECRET must be at least 32 characters");
         return -1;
@@ -428,6 +451,8 @@ int main(int argc, char **argv)
         rc = 2;
         goto out;
     }
+    if (app.cluster) /* until this node is the one that delivers */
+        wh_set_sending(app.wh, 0);
     metrics_set_webhooks(app.metrics, app.wh);
     if (app.cluster)
         metrics_set_cluster(app.metrics, app.cluster);
@@ -474,7 +499,8 @@ int main(int argc, char **argv)
                              .tls_cert_file = app.cfg.tls_cert,
                              .tls_key_file = app.cfg.tls_key,
                              .ready = ready,
-                             .ready_arg = &app};
+                             .ready_arg = &app,
+                             .httpc = app.fwd_httpc};
     if (grpc_srv_start(&app.grpc, app.cfg.host, app.cfg.grpc_port, &gopts, err, sizeof(err)) != 0) {
         fprintf(stderr, "wa-gateway: %s\n", err);
         rc = 1;

@@ -220,6 +220,9 @@ static void render_cluster(out_t *o, clu_t *c)
          "# HELP wagw_cluster_draining 1 while the node hands its sessions over.\n"
          "# TYPE wagw_cluster_draining gauge\n"
          "wagw_cluster_draining{node=\"%s\"} %d\n"
+         "# HELP wagw_cluster_webhook_leader 1 while this node delivers the cluster's webhooks.\n"
+         "# TYPE wagw_cluster_webhook_leader gauge\n"
+         "wagw_cluster_webhook_leader{node=\"%s\"} %d\n"
          "# HELP wagw_cluster_sessions_owned Sessions whose lease this node holds.\n"
          "# TYPE wagw_cluster_sessions_owned gauge\n"
          "wagw_cluster_sessions_owned{node=\"%s\"} %zu\n"
@@ -243,11 +246,12 @@ static void render_cluster(out_t *o, clu_t *c)
          "the session.\n"
          "# TYPE wagw_cluster_fenced_writes_total counter\n"
          "wagw_cluster_fenced_writes_total{node=\"%s\"} %llu\n",
-         clu_node_id(c), cs.ready, clu_node_id(c), cs.draining, clu_node_id(c), cs.owned,
-         clu_node_id(c), (unsigned long long)cs.claims, clu_node_id(c), (unsigned long long)cs.lost,
-         clu_node_id(c), (unsigned long long)cs.released, clu_node_id(c),
-         (unsigned long long)cs.self_fences, clu_node_id(c), (unsigned long long)cs.renew_failures,
-         clu_node_id(c), (unsigned long long)cs.fenced_writes);
+         clu_node_id(c), cs.ready, clu_node_id(c), cs.draining, clu_node_id(c), cs.leader,
+         clu_node_id(c), cs.owned, clu_node_id(c), (unsigned long long)cs.claims, clu_node_id(c),
+         (unsigned long long)cs.lost, clu_node_id(c), (unsigned long long)cs.released,
+         clu_node_id(c), (unsigned long long)cs.self_fences, clu_node_id(c),
+         (unsigned long long)cs.renew_failures, clu_node_id(c),
+         (unsigned long long)cs.fenced_writes);
 }
 
 /* Per webhook target (at most MAX_WEBHOOKS series sets; the id is the only

@@ -4,7 +4,9 @@
  *                 life (references, batches), authorization and the limits;
  *   methods.c     the method table: one row per method (full name, request
  *                 type, who may call it, metrics route, handler);
- *   reflection.c  the reflection index and its answers.
+ *   reflection.c  the reflection index and its answers;
+ *   forward.c     cluster mode: commands for a session another node runs,
+ *                 passed on to that node's HTTP API.
  *
  * A call's life: server.c accepts it, finds its row, has api/ look at its
  * key (no key or a wrong one is refused at once where one is needed),
@@ -86,6 +88,7 @@ typedef struct {
 } grpc_srv_tag_t;
 
 typedef struct grpc_srv_refl grpc_srv_refl_t;
+typedef struct grpc_srv_fwd grpc_srv_fwd_t;
 
 struct grpc_srv_call {
     grpc_srv_t *srv;
@@ -116,7 +119,10 @@ struct grpc_srv_call {
     grpc_srv_call_t *ready_next;
     /* Reconnect's wait for its QR (loop thread) */
     api_wait_t *wait;
-    int wait_over; /* answered or cancelled */
+    int wait_over; /* answered, or cancelled (any command whose client went away) */
+    /* a command passed on to the node that runs its session (loop thread;
+     * NULL when none is in progress) */
+    grpc_srv_fwd_t *fwd;
     /* Health/Watch: the serving status last sent (guarded by mu; 0 = none) */
     int health_status;
     grpc_srv_tag_t t_new, t_recv, t_sent, t_close, t_done;
@@ -150,6 +156,9 @@ struct grpc_srv {
         int32_t expires_in, code_expires_in;
         grpc_slice bytes;
     } watch_cache[2];
+    /* commands being passed on to other nodes (loop thread only) */
+    grpc_srv_fwd_t *fwds;
+    int fwd_stopped; /* the server stops: no more forwarding */
 };
 
 /* --- for the handlers (server.c) --- */
@@ -163,6 +172,10 @@ void grpc_srv_call_unref(grpc_srv_call_t *c);
  * thread. */
 void grpc_srv_finish(grpc_srv_call_t *c, const ProtobufCMessage *msg, int status,
                      const char *details);
+
+/* The caller's x-api-key metadata value (*len bytes, not NUL-terminated),
+ * or NULL when none came. Any thread, while the call is held. */
+const char *grpc_srv_call_key(grpc_srv_call_t *c, size_t *len);
 
 /* Ends the call with the gRPC code of `code` and `message` (NULL: the
  * code's default message). */
@@ -208,6 +221,53 @@ int grpc_srv_is_health_watch(const grpc_srv_call_t *c);
 /* A serialized HealthCheckResponse with `status` (NULL when out of
  * memory). */
 grpc_byte_buffer *grpc_srv_health_message(int status);
+
+/* --- forwarding to the session's node (forward.c; loop thread) --- */
+
+/* The commands that go to the node that runs their session. */
+typedef enum {
+    GRPC_SRV_FWD_RECONNECT,    /* POST /api/sessions/{name}/reconnect */
+    GRPC_SRV_FWD_LOGOUT,       /* POST /api/sessions/{name}/logout */
+    GRPC_SRV_FWD_PAIRING_CODE, /* POST /api/sessions/{name}/pairing-code */
+    GRPC_SRV_FWD_PASSKEY,      /* POST /api/sessions/{name}/passkey */
+    GRPC_SRV_FWD_DELETE,       /* DELETE /api/sessions/{name} */
+} grpc_srv_fwd_kind_t;
+
+/* What a forwarded command carries besides its session (borrowed: copied
+ * into the request's body before grpc_srv_forward returns). */
+typedef struct {
+    int keep;              /* Reconnect: keep_credentials */
+    unsigned wait_ms;      /* Reconnect: wait_ms (0 = the owner's default) */
+    const char *phone;     /* RequestPairingCode: the normalised digits */
+    const char *assertion; /* SendPasskeyAssertion: the assertion JSON, as given */
+    const char *name;      /* DeleteSession: the session to delete */
+} grpc_srv_fwd_args_t;
+
+/* Decides where the command `kind` of call c is carried out: returns 0 when
+ * this node does it (it runs the session, there is no cluster, no node
+ * secret or no HTTP client), or 1 when the call is answered otherwise: it
+ * is passed on to the owner's HTTP API (with the caller's key and the node
+ * secret) and ended with the owner's answer, mapped back to gRPC (errors:
+ * the HTTP status as its api_code_t's gRPC code, the answer's message as
+ * the details; success: the reply the local handler gives, built from this
+ * node's follower snapshot once it has caught up with the owner's answer,
+ * waiting at most GRPC_SRV_FWD_CATCH_UP_MS); or the call had already been
+ * cancelled, or the server stops (UNAVAILABLE). Loop thread. */
+int grpc_srv_forward(grpc_srv_call_t *c, grpc_srv_fwd_kind_t kind, const grpc_srv_fwd_args_t *a);
+
+/* How long a forwarded command's success waits for this node's snapshot to
+ * show what the owner answered. */
+#define GRPC_SRV_FWD_CATCH_UP_MS 2000
+
+/* The client of a call went away: its forwarded command, if any, is
+ * abandoned (the HTTP request cancelled; nothing is answered). Loop
+ * thread. */
+void grpc_srv_fwd_cancel(grpc_srv_call_t *c);
+
+/* The server stops: every forwarded command still in progress is ended
+ * with UNAVAILABLE and abandoned, and no new one starts. Loop thread (from
+ * grpc_srv_stop). */
+void grpc_srv_fwd_stop(grpc_srv_t *s);
 
 /* --- reflection (reflection.c) --- */
 

@@ -85,6 +85,9 @@ static void loop_reconnect(grpc_srv_call_t *c, void *arg)
     free(arg);
     if (c->wait_over) /* the client cancelled before it started */
         return;
+    if (grpc_srv_forward(c, GRPC_SRV_FWD_RECONNECT,
+                         &(grpc_srv_fwd_args_t){.keep = a.keep, .wait_ms = a.wait_ms}))
+        return;
     metrics_reconnect(c->srv->o.metrics);
     grpc_srv_call_ref(c); /* the wait's, dropped by on_reconnected or the cancel */
     api_wait_t *w = api_reconnect(c->srv->o.api, c->session, a.keep, a.wait_ms, on_reconnected, c);
@@ -110,11 +113,13 @@ static void reconnect(grpc_srv_call_t *c, const ProtobufCMessage *req)
         free(a);
 }
 
-/* The client of a Reconnect went away (cancelled, deadline): its wait is
- * cancelled at once instead of running to its end. Loop thread. */
-static void loop_cancel_wait(grpc_srv_call_t *c, void *arg)
+/* The client of a command went away (cancelled, deadline): a Reconnect's
+ * wait is cancelled at once instead of running to its end, a command
+ * passed on to another node is abandoned. Loop thread. */
+static void loop_cancel_command(grpc_srv_call_t *c, void *arg)
 {
     (void)arg;
+    grpc_srv_fwd_cancel(c);
     if (c->wait_over)
         return;
     c->wait_over = 1;
@@ -125,10 +130,11 @@ static void loop_cancel_wait(grpc_srv_call_t *c, void *arg)
     }
 }
 
-static void reconnect_cancel(grpc_srv_call_t *c)
+static void command_cancel(grpc_srv_call_t *c)
 {
-    /* when the loop is closing, its end answers the wait */
-    grpc_srv_post(c, loop_cancel_wait, NULL);
+    /* when the loop is closing, its end answers the wait, and the server's
+     * stop the forwarded commands */
+    grpc_srv_post(c, loop_cancel_command, NULL);
 }
 
 /* --- Logout (loop thread) --- */
@@ -136,6 +142,8 @@ static void reconnect_cancel(grpc_srv_call_t *c)
 static void loop_logout(grpc_srv_call_t *c, void *arg)
 {
     (void)arg;
+    if (grpc_srv_forward(c, GRPC_SRV_FWD_LOGOUT, &(grpc_srv_fwd_args_t){0}))
+        return;
     api_result_t r = api_logout(c->srv->o.api, c->session);
     if (r.code != API_OK) {
         grpc_srv_finish_result(c, &r);
@@ -170,9 +178,14 @@ static void on_pairing_code(api_result_t r, const char *code, int expires_in, vo
 }
 
 /* The call is not cancelled when its client goes away: the code is
- * published all the same, and the reply is then dropped by gRPC. */
+ * published all the same, and the reply is then dropped by gRPC (a request
+ * passed on to another node is abandoned, though). */
 static void loop_pairing_code(grpc_srv_call_t *c, void *arg)
 {
+    if (grpc_srv_forward(c, GRPC_SRV_FWD_PAIRING_CODE, &(grpc_srv_fwd_args_t){.phone = arg})) {
+        free(arg);
+        return;
+    }
     grpc_srv_call_ref(c); /* on_pairing_code's */
     api_pairing_code(c->srv->o.api, c->session, arg, on_pairing_code, c);
     free(arg);
@@ -213,6 +226,10 @@ static void on_passkey_done(api_result_t r, void *arg)
 static void loop_passkey(grpc_srv_call_t *c, void *arg)
 {
     char *json = arg;
+    if (grpc_srv_forward(c, GRPC_SRV_FWD_PASSKEY, &(grpc_srv_fwd_args_t){.assertion = json})) {
+        free(json);
+        return;
+    }
     grpc_srv_call_ref(c); /* on_passkey_done's */
     api_passkey_response(c->srv->o.api, c->session, json, strlen(json), on_passkey_done, c);
     free(json);
@@ -339,9 +356,14 @@ static void on_session_deleted(api_result_t r, void *arg)
 }
 
 /* The deletion goes on when the client goes away (the answer is then
- * dropped by gRPC). */
+ * dropped by gRPC; the owner of a session another node runs goes on
+ * too). */
 static void loop_delete_session(grpc_srv_call_t *c, void *arg)
 {
+    if (grpc_srv_forward(c, GRPC_SRV_FWD_DELETE, &(grpc_srv_fwd_args_t){.name = arg})) {
+        free(arg);
+        return;
+    }
     grpc_srv_call_ref(c); /* on_session_deleted's */
     api_session_delete(c->srv->o.api, arg, on_session_deleted, c);
     free(arg);
@@ -691,23 +713,25 @@ static const grpc_srv_method_t methods[] = {
     {GW "GetQR", &wagateway__v1__get_qrrequest__descriptor, GRPC_SRV_AUTH_SESSION, GRPC_SRV_UNARY,
      0, METRICS_ROUTE_GRPC_GETQR, get_qr, NULL},
     {GW "Reconnect", &wagateway__v1__reconnect_request__descriptor, GRPC_SRV_AUTH_SESSION,
-     GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_RECONNECT, reconnect, reconnect_cancel},
+     GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_RECONNECT, reconnect, command_cancel},
     {GW "Logout", &wagateway__v1__logout_request__descriptor, GRPC_SRV_AUTH_SESSION, GRPC_SRV_UNARY,
-     0, METRICS_ROUTE_GRPC_LOGOUT, logout, NULL},
+     0, METRICS_ROUTE_GRPC_LOGOUT, logout, command_cancel},
     {GW "WatchStatus", &wagateway__v1__watch_status_request__descriptor, GRPC_SRV_AUTH_SESSION,
      GRPC_SRV_STREAM, 0, METRICS_ROUTE_GRPC_WATCH, watch_status, NULL},
     {GW "GetPasskeyOptions", &wagateway__v1__passkey_options_request__descriptor,
      GRPC_SRV_AUTH_SESSION, GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_OTHER, get_passkey_options, NULL},
     {GW "SendPasskeyAssertion", &wagateway__v1__passkey_assertion_request__descriptor,
-     GRPC_SRV_AUTH_SESSION, GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_OTHER, passkey_assertion, NULL},
+     GRPC_SRV_AUTH_SESSION, GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_OTHER, passkey_assertion,
+     command_cancel},
     {GW "RequestPairingCode", &wagateway__v1__pairing_code_request__descriptor,
-     GRPC_SRV_AUTH_SESSION, GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_PAIRING_CODE, pairing_code, NULL},
+     GRPC_SRV_AUTH_SESSION, GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_PAIRING_CODE, pairing_code,
+     command_cancel},
     {GW "CreateSession", &wagateway__v1__create_session_request__descriptor, GRPC_SRV_AUTH_ADMIN,
      GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_OTHER, create_session, NULL},
     {GW "ListSessions", &wagateway__v1__list_sessions_request__descriptor, GRPC_SRV_AUTH_ADMIN,
      GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_OTHER, list_sessions, NULL},
     {GW "DeleteSession", &wagateway__v1__delete_session_request__descriptor, GRPC_SRV_AUTH_ADMIN,
-     GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_OTHER, delete_session, NULL},
+     GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_OTHER, delete_session, command_cancel},
     {GW "RotateSessionKey", &wagateway__v1__rotate_session_key_request__descriptor,
      GRPC_SRV_AUTH_SESSION, GRPC_SRV_UNARY, 0, METRICS_ROUTE_GRPC_OTHER, rotate_key, NULL},
     {GW "WatchSessions", &wagateway__v1__watch_sessions_request__descriptor, GRPC_SRV_AUTH_ADMIN,

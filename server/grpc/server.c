@@ -388,6 +388,13 @@ static const grpc_slice *key_of(grpc_srv_call_t *c)
     return NULL;
 }
 
+const char *grpc_srv_call_key(grpc_srv_call_t *c, size_t *len)
+{
+    const grpc_slice *k = key_of(c);
+    *len = k ? GRPC_SLICE_LENGTH(*k) : 0;
+    return k ? (const char *)GRPC_SLICE_START_PTR(*k) : NULL;
+}
+
 /* Asks api/ about the caller (its key, its address as gRPC gives it) for
  * `session` (NULL: the service as a whole); *refused says whether api/
  * refused the presented key (for the metrics). */
@@ -868,6 +875,7 @@ void grpc_srv_stop(grpc_srv_t *s)
 {
     if (!s || !s->thread_started)
         return;
+    grpc_srv_fwd_stop(s); /* (the loop thread) */
     grpc_server_shutdown_and_notify(s->server, s->cq, &s->shutdown_tag);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

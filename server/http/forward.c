@@ -80,7 +80,7 @@ int http_forward(http_server_t *srv, h2o_req_t *req, const char *base, metrics_r
     if (http_header_value(req, "content-type", &v))
         headers[nh++] = header_line(req, "Content-Type", v.base, v.len);
     const char *secret = api_node_secret(srv->opts.api);
-    headers[nh++] = header_line(req, HTTP_NODE_SECRET_HEADER, secret, strlen(secret));
+    headers[nh++] = header_line(req, API_NODE_SECRET_HEADER, secret, strlen(secret));
     headers[nh++] = "Expect:"; /* no 100-continue round trip for a small body */
     headers[nh] = NULL;
     fwd_t *f = h2o_mem_alloc_shared(&req->pool, sizeof(*f), fwd_dispose);

@@ -161,10 +161,6 @@ void http_body_cache_clear(http_server_t *srv);
 /* A request header by lower-case name; returns 1 and its value, or 0. */
 int http_header_value(h2o_req_t *req, const char *name, h2o_iovec_t *out);
 
-/* The header that carries the cluster's node secret on a forwarded
- * command (forward.c). */
-#define HTTP_NODE_SECRET_HEADER "X-WAGW-Node-Secret"
-
 /* Passes a command on to the node that runs its session (`base`: that
  * node's ADVERTISE_URL) and answers with that node's answer (502 when it
  * cannot be reached). Returns 0 (the request is answered later). */

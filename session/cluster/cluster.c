@@ -47,8 +47,13 @@ typedef enum {
     EV_EVENTS,
     EV_SESSIONS,
     EV_STATUS,
-    EV_READY
+    EV_READY,
+    EV_LEADER,
+    EV_WEBHOOKS
 } ev_kind_t;
+
+/* The advisory lock the webhook leader holds (a constant of our own). */
+#define LEADER_LOCK "7760611827"
 
 typedef struct msg {
     int kind;
@@ -86,6 +91,7 @@ struct clu {
     PGconn *db;
     lease_set_t held; /* what the database says this node holds */
     int draining, rebalance, stop;
+    int leader; /* this connection holds the leader lock */
 
     /* loop side */
     uv_async_t async;
@@ -101,6 +107,7 @@ struct clu {
     uv_timer_t drain_timer;
     int drain_timer_open;
     int last_ready;
+    int leader_loop; /* what the loop was told */
 
     /* both: who holds which session, as of the last pass (sorted by name) */
     pthread_mutex_t own_mu;
@@ -116,6 +123,7 @@ struct clu {
     int draining_flag;   /* (atomic) */
     uint64_t claims, lost, released, self_fences, renew_failures, fenced_writes; /* atomics */
     size_t owned_n;                                                              /* atomic */
+    int leader_flag;                                                             /* atomic */
 };
 
 static int64_t mono_ms(void)
@@ -231,11 +239,24 @@ static PGresult *q(clu_t *c, const char *sql, int n, const char *const *params)
     return NULL;
 }
 
+static void set_leader(clu_t *c, int on)
+{
+    if (c->leader == on)
+        return;
+    c->leader = on;
+    msg_t *m = msg_new(EV_LEADER, NULL, (uint64_t)on);
+    if (m) {
+        push(&c->out_mu, &c->out_head, &c->out_tail, m);
+        uv_async_send(&c->async);
+    }
+}
+
 static void db_close(clu_t *c)
 {
     if (c->db)
-        PQfinish(c->db);
+        PQfinish(c->db); /* the leader lock goes with the connection */
     c->db = NULL;
+    set_leader(c, 0);
     __atomic_store_n(&c->ready_db, 0, __ATOMIC_RELEASE);
 }
 
@@ -253,7 +274,8 @@ static int db_connect(clu_t *c)
     }
     /* (several statements: the simple query protocol) */
     PGresult *r = PQexec(c->db, "SET statement_timeout = 5000; LISTEN wagw_events;"
-                                " LISTEN wagw_sessions; LISTEN wagw_leases; LISTEN wagw_rebalance");
+                                " LISTEN wagw_sessions; LISTEN wagw_leases; LISTEN wagw_rebalance;"
+                                " LISTEN wagw_webhooks");
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
         LOG_WARN("cluster", "database: %s", PQresultErrorMessage(r));
         PQclear(r);
@@ -495,8 +517,21 @@ static void pass(clu_t *c)
     if (!__atomic_exchange_n(&c->ready_db, 1, __ATOMIC_ACQ_REL))
         to_loop(c, msg_new(EV_READY, NULL, 0));
     if (c->draining) {
+        if (c->leader) { /* another node delivers the webhooks from now on */
+            PGresult *u = q(c, "SELECT pg_advisory_unlock(" LEADER_LOCK ")", 0, NULL);
+            PQclear(u);
+            set_leader(c, 0);
+        }
         shed(c, 0);
         return;
+    }
+    if (!c->leader) {
+        PGresult *l = q(c, "SELECT pg_try_advisory_lock(" LEADER_LOCK ")", 0, NULL);
+        if (l && PQgetvalue(l, 0, 0)[0] == 't') {
+            LOG_INFO("cluster", "node %s delivers the webhooks", c->node_id);
+            set_leader(c, 1);
+        }
+        PQclear(l);
     }
     long fair = fair_share(c);
     if (fair < 0)
@@ -691,6 +726,8 @@ static void run_notifications(clu_t *c, int *want_pass)
             *want_pass = 1;
         } else if (!strcmp(n->relname, "wagw_leases")) {
             *want_pass = 1; /* released: claim it; claimed: learn the owner */
+        } else if (!strcmp(n->relname, "wagw_webhooks")) {
+            to_loop(c, msg_new(EV_WEBHOOKS, NULL, 0));
         } else if (!strcmp(n->relname, "wagw_rebalance")) {
             c->rebalance = 1;
             *want_pass = 1;
@@ -740,7 +777,7 @@ static void set_ready(clu_t *c)
         c->last_ready = r;
         LOG_INFO("cluster", "node %s %s", c->node_id, r ? "ready" : "not ready");
         if (c->cb.on_ready)
-            c->cb.on_ready(c->cb.ready_arg, r);
+            c->cb.on_ready(c->cb.app_arg, r);
     }
 }
 
@@ -799,6 +836,20 @@ static void on_async(uv_async_t *a)
         case EV_EVENTS:
             if (!set_find(&c->owned, m->name) && c->cb.on_events)
                 c->cb.on_events(c->cb.arg, m->name);
+            if (c->cb.on_log)
+                c->cb.on_log(c->cb.app_arg);
+            break;
+        case EV_LEADER:
+            __atomic_store_n(&c->leader_flag, (int)m->epoch, __ATOMIC_RELAXED);
+            if ((int)m->epoch != c->leader_loop) {
+                c->leader_loop = (int)m->epoch;
+                if (c->cb.on_leader && !c->stop_done)
+                    c->cb.on_leader(c->cb.app_arg, c->leader_loop);
+            }
+            break;
+        case EV_WEBHOOKS:
+            if (c->cb.on_webhooks && !c->stop_done)
+                c->cb.on_webhooks(c->cb.app_arg);
             break;
         case EV_SESSIONS:
             if (c->cb.on_sessions)
@@ -1000,6 +1051,7 @@ void clu_stats(const clu_t *c, clu_stats_t *o)
     o->owned = __atomic_load_n(&m->owned_n, __ATOMIC_RELAXED);
     o->ready = clu_ready(c);
     o->draining = __atomic_load_n(&m->draining_flag, __ATOMIC_RELAXED);
+    o->leader = __atomic_load_n(&m->leader_flag, __ATOMIC_RELAXED);
 }
 
 void clu_count_fenced(clu_t *c)

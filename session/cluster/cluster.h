@@ -10,7 +10,10 @@
  * deadline by its own monotonic clock, so a stalled database or a stopped
  * process never leaves two live connections for one device. LISTEN/NOTIFY
  * wakes the node when a session's event log grows, when sessions are added
- * or deleted, when leases are released, and for rebalancing.
+ * or deleted, when leases are released or claimed, when webhook targets
+ * change, and for rebalancing. One node at a time delivers the webhooks
+ * (the leader: it holds an advisory lock on its database connection; when
+ * the connection goes, so does the lock, and another node takes it).
  *
  * The database work runs on a thread of its own with its own libpq
  * connection (blocking calls there, never on the event loop); what it
@@ -45,9 +48,18 @@ typedef struct {
     /* Sessions were added or deleted (reload the list). */
     void (*on_sessions)(void *arg);
     void *arg;
-    /* The node's readiness changed (see clu_ready); called with ready_arg. */
-    void (*on_ready)(void *ready_arg, int ready);
-    void *ready_arg;
+    /* The service's callbacks, called with app_arg (each may be NULL): */
+    /* the node's readiness changed (see clu_ready); */
+    void (*on_ready)(void *app_arg, int ready);
+    /* the node became (1) or stopped being (0) the one that delivers the
+     * webhooks of the cluster (one node at a time: a PostgreSQL advisory
+     * lock held by its database connection); */
+    void (*on_leader)(void *app_arg, int leader);
+    /* webhook targets were created or deleted (on any node); */
+    void (*on_webhooks)(void *app_arg);
+    /* the event log grew (a session of another node). */
+    void (*on_log)(void *app_arg);
+    void *app_arg;
 } clu_callbacks_t;
 
 typedef struct {
@@ -64,7 +76,7 @@ typedef struct {
 typedef struct {
     uint64_t claims, lost, released, self_fences, renew_failures, fenced_writes;
     size_t owned;
-    int ready, draining;
+    int ready, draining, leader;
 } clu_stats_t;
 
 /* Checks the options (lease > 2 x renew, lease >= 1000 ms) and creates the

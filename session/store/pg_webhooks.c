@@ -19,11 +19,13 @@ int pg_webhook_put(store_t *st, const store_webhook_t *t)
     pg_p_bytes(&p, t->secret, t->secret_len);
     pg_p_text(&p, t->session);
     pg_p_text(&p, t->events ? t->events : "");
+    /* the other nodes reload their targets (wagw_webhooks) */
     return pg_cmd(&st->pgw, -1,
-                  "INSERT INTO webhook_targets (id, url, secret, session, events)"
+                  "WITH t AS (INSERT INTO webhook_targets (id, url, secret, session, events)"
                   " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET url = excluded.url,"
                   " secret = excluded.secret, session = excluded.session,"
-                  " events = excluded.events, deleting = 0",
+                  " events = excluded.events, deleting = 0 RETURNING id)"
+                  " SELECT pg_notify('wagw_webhooks', id) FROM t",
                   &p, NULL);
 }
 
@@ -33,8 +35,9 @@ int pg_webhook_delete(store_t *st, const char *id)
     pg_p_text(&p, id);
     uint64_t changed = 0;
     int rc = pg_cmd(&st->pgw, -1,
-                    "UPDATE webhook_targets SET deleting = 1 WHERE id = $1 AND deleting = 0", &p,
-                    &changed); /* the queue goes by store_webhook_purge */
+                    "WITH t AS (UPDATE webhook_targets SET deleting = 1 WHERE id = $1"
+                    " AND deleting = 0 RETURNING id) SELECT pg_notify('wagw_webhooks', id) FROM t",
+                    &p, &changed); /* the queue goes by store_webhook_purge */
     return !rc && changed == 0 ? STORE_ENOTFOUND : rc;
 }
 

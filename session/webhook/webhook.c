@@ -122,6 +122,7 @@ struct wh {
     unsigned commit_gap_ms;  /* wh_opts_t's, or the default */
     uint64_t rnd;            /* xorshift state for the jitter */
     int closed;
+    int paused; /* wh_set_sending(0): another node delivers (cluster) */
 };
 
 const char *wh_strerror(int rc)
@@ -499,7 +500,7 @@ static void send_head(target_t *t)
 static void pump(target_t *t)
 {
     wh_t *wh = t->wh;
-    for (int round = 0; !wh->closed && !t->req && !t->waiting; round++) {
+    for (int round = 0; !wh->closed && !wh->paused && !t->req && !t->waiting; round++) {
         if (round == PUMP_DEAD_BATCH) { /* many dead letters: yield to the loop */
             t->waiting = 1;
             uv_timer_start(&t->timer, on_retry_timer, 0, 0);
@@ -563,12 +564,67 @@ static void on_purge(uv_timer_t *tm)
     wh_t *wh = tm->data;
     size_t deleted = 0;
     int more = 0;
+    if (wh->paused)
+        return; /* the delivering node purges (wh_set_sending restarts it) */
     int rc = store_webhook_purge(wh->o.store, PURGE_BATCH, &deleted, &more);
     if (rc)
         LOG_WARN("webhook", "cannot delete the queue of a deleted target: %s (retried)",
                  store_strerror(rc));
     if (rc || more)
         uv_timer_start(&wh->purge, on_purge, rc ? POLL_MS : 0, 0);
+}
+
+int wh_reload(wh_t *wh)
+{
+    if (!wh || wh->closed)
+        return WH_ECLOSED;
+    store_webhook_t *v = NULL;
+    size_t n = 0;
+    if (store_webhooks_list(wh->o.store, &v, &n) != 0)
+        return WH_EIO;
+    int dropped = 0;
+    for (target_t *t = wh->targets, *next; t; t = next) {
+        next = t->next;
+        size_t i = 0;
+        while (i < n && strcmp(v[i].id, t->id))
+            i++;
+        if (i == n) { /* deleted on another node */
+            LOG_INFO("webhook", "target %s (%s) deleted", t->id, t->host);
+            target_drop(wh, t);
+            dropped = 1;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (find(wh, v[i].id))
+            continue;
+        target_t *t = target_new(wh, &v[i]); /* created on another node */
+        if (!t) {
+            LOG_WARN("webhook", "target %s: unusable stored target skipped", v[i].id);
+            continue;
+        }
+        uint64_t dead = 0;
+        if (store_webhook_count(wh->o.store, t->id, STORE_DELIVERY_DEAD, &dead) == 0)
+            t->dead = dead;
+        target_link(wh, t);
+    }
+    store_webhooks_free(v, n);
+    if (dropped && !wh->paused)
+        uv_timer_start(&wh->purge, on_purge, 0, 0);
+    if (!wh->paused)
+        pump_all(wh);
+    return WH_OK;
+}
+
+void wh_set_sending(wh_t *wh, int on)
+{
+    if (!wh || wh->closed || wh->paused == !on)
+        return;
+    wh->paused = !on;
+    LOG_INFO("webhook", on ? "delivering the webhooks" : "webhooks delivered by another node");
+    if (on) { /* what other nodes created meanwhile, then the queues */
+        wh_reload(wh);
+        uv_timer_start(&wh->purge, on_purge, 0, 0);
+    }
 }
 
 void wh_wake(wh_t *wh)

@@ -97,6 +97,17 @@ int wh_new(const wh_opts_t *o, wh_t **out, char *err, size_t errlen);
  * and a closed sender are ignored. */
 void wh_wake(wh_t *wh);
 
+/* Cluster: whether this node delivers (one node does: the leader, see
+ * session/cluster). Off, nothing is sent and no queue purged; the targets
+ * are still created, listed and deleted here. Turned on, the targets are
+ * read again from the store (wh_reload) and the queues pumped. On by
+ * default. */
+void wh_set_sending(wh_t *wh, int on);
+
+/* Reads the targets again from the store: those created on another node are
+ * added, those deleted there dropped. 0, WH_EIO or WH_ECLOSED. */
+int wh_reload(wh_t *wh);
+
 /* Stops: abandons requests in flight (they stay pending), writes the
  * delivered rows not written yet, closes the handles (run the loop
  * afterwards). Test waits are answered with WH_ECLOSED. NULL is ignored. */

@@ -11,8 +11,11 @@ again (a new epoch) and CONNECTED without a QR. Also: GET /api/cluster shows
 both nodes; a command sent to the node that does not run the session is
 forwarded to the one that does (and a wrong node secret is refused 403);
 a key rotated on one node is the only one either node accepts; a session
-created on one node is seen by the other."""
-import http.client, json, os, signal, subprocess, sys, threading, time
+created on one node is seen by the other. Webhooks: a target created on
+one node is listed on the other, and only one node (the leader) delivers:
+every event reaches the receiver once, not once per node; deleting the
+target on the other node stops the deliveries."""
+import http.client, http.server, json, os, signal, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2elib
@@ -68,12 +71,30 @@ def data(port, path):
     return json.loads(d).get("data", {}) if st == 200 else {}
 
 
+# the webhook receiver: counts each webhook-id
+got = {}
+got_lock = threading.Lock()
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with got_lock:
+            wid = self.headers.get("webhook-id")
+            got.setdefault(wid, []).append(json.loads(body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+rsrv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+threading.Thread(target=rsrv.serve_forever, daemon=True).start()
+RECV = "http://127.0.0.1:%d/hook" % rsrv.server_address[1]
+
 nodes = {}
 for name in ("a", "b"):
     port, gport = free_port(), free_port()
     env = dict(gateway_env(fw), STORE_URL=URL, NODE_ID="node-" + name,
                ADVERTISE_URL="http://127.0.0.1:%d" % port, CLUSTER_SECRET=SECRET,
-               LEASE_MS=str(LEASE), RENEW_MS=str(RENEW), API_KEY=KEY)
+               LEASE_MS=str(LEASE), RENEW_MS=str(RENEW), API_KEY=KEY, WEBHOOK_ALLOW_PRIVATE="1")
     p, port, gport, log = start_gateway(fw, "cl-" + name, [], port=port, gport=gport, env=env)
     nodes[name] = (p, port, gport, log)
 A, B = nodes["a"][1], nodes["b"][1]
@@ -132,6 +153,18 @@ threading.Thread(target=watch_states, daemon=True).start()
 other = B if own == "node-a" else A
 runner = A if own == "node-a" else B
 
+# a webhook target created on the node that does not run the session: listed
+# on both; the session's events are delivered once each (by one node)
+st, d = req(other, "POST", "/api/webhooks", json.dumps({"url": RECV, "session": "sales"}).encode())
+check(st == 201, "webhook created: %d %s" % (st, d))
+wid = json.loads(d).get("data", json.loads(d)).get("id")
+wait("the target on both nodes", lambda: all(
+    wid in req(n, "GET", "/api/webhooks")[1].decode() for n in (A, B)))
+metrics = [req(n, "GET", "/metrics")[1].decode() for n in (A, B)]
+leaders = [m for m in metrics if any(l.startswith("wagw_cluster_webhook_leader") and l.endswith(" 1")
+                                     for l in m.splitlines())]
+check(len(leaders) == 1, "exactly one node delivers the webhooks: %d" % len(leaders))
+
 # a command on the other node is forwarded; a wrong node secret is refused
 st, d = req(other, "POST", "/api/sessions/sales/reconnect", b'{"keepCredentials":true}')
 check(st == 200, "forwarded reconnect: %d %s" % (st, d))
@@ -139,6 +172,23 @@ st, d = req(other, "POST", "/api/sessions/sales/reconnect", b'{"keepCredentials"
             {"X-WAGW-Node-Secret": "wrong"})
 check(st == 403, "wrong node secret: %d %s" % (st, d))
 wait("CONNECTED after the reconnect", lambda: data(other, "/api/sessions/sales/status").get("state") == "CONNECTED")
+
+# the reconnect's events reached the receiver, each once
+def sales_events():
+    with got_lock:
+        return {k: v for k, v in got.items() if v[0].get("session") == "sales"}
+wait("webhooks of the reconnect", lambda: len(sales_events()) >= 2)
+time.sleep(1.5)  # a second node delivering would have sent its copies by now
+ev = sales_events()
+dups = {k: len(v) for k, v in ev.items() if len(v) > 1}
+check(not dups, "every event delivered once, not once per node: %s" % dups)
+seqs = sorted(v[0]["seq"] for v in ev.values())
+check(seqs == list(range(seqs[0], seqs[0] + len(seqs))), "in order, no gap: %s" % seqs)
+# deleted on the runner: listed nowhere
+st, d = req(runner, "DELETE", "/api/webhooks/" + wid)
+check(st == 200, "webhook deleted: %d %s" % (st, d))
+wait("the target gone on both nodes", lambda: not any(
+    wid in req(n, "GET", "/api/webhooks")[1].decode() for n in (A, B)))
 
 # a key rotated on one node: the other takes the new one only
 st, d = req(other, "POST", "/api/sessions/sales/key")
