@@ -21,23 +21,16 @@ from e2elib import SRC, check, fail, free_port, start_fakewa, start_gateway, gat
 KEY = "cluster-grpc-admin-key-0123456789"
 SECRET = "cluster-grpc-node-secret-0123456789-abcdef"
 LEASE, RENEW = 3000, 500
-PGTMP = os.path.join(SRC, "tests/pg/pgtmp.sh")
 PHONE = "+1 555-123-4567"  # the fake phone's number
 CODE_RE = re.compile(r"^[1-9A-HJ-NP-TV-Z]{4}-[1-9A-HJ-NP-TV-Z]{4}$")
 ELSEWHERE = "runs on another node"
 
-out = subprocess.run([PGTMP, "start"], capture_output=True, text=True, check=True).stdout
-kv = dict(l.split("=", 1) for l in out.split())
-PGDIR, URL = kv["PGTMP_DIR"], kv["PGTMP_URL"]
-
-import atexit
-atexit.register(lambda: subprocess.run([PGTMP, "stop", PGDIR]))
+URL, PGDIR = e2elib.start_pg()
 # an exception (a gRPC error not expected) fails the test like a check:
 # what it started is killed, the database stopped
 def on_exception(t, v, tb):
     import traceback
     traceback.print_exception(t, v, tb)
-    subprocess.run([PGTMP, "stop", PGDIR])
     fail("exception: %s" % v)
 sys.excepthook = on_exception
 

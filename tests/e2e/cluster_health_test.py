@@ -24,12 +24,8 @@ from e2elib import SRC, TMP, check, fail, free_port, start_fakewa, start_gateway
 KEY = "cluster-health-admin-key-0123456789"
 SECRET = "cluster-health-node-secret-0123456789-abcdef"
 LEASE, RENEW = 3000, 500
-PGTMP = os.path.join(SRC, "tests/pg/pgtmp.sh")
-
-out = subprocess.run([PGTMP, "start"], capture_output=True, text=True, check=True).stdout
-kv = dict(l.split("=", 1) for l in out.split())
-PGDIR, URL = kv["PGTMP_DIR"], kv["PGTMP_URL"]
-stopped = []
+URL, PGDIR = e2elib.start_pg()
+stopped = []  # PostgreSQL processes stopped (SIGSTOP) by the test
 
 
 def pg_pids():
@@ -39,17 +35,17 @@ def pg_pids():
     return [pm] + [int(k) for k in kids]
 
 
-def cleanup():
+def resume_pg():
     for p in stopped:
         try:
             os.kill(p, signal.SIGCONT)
         except OSError:
             pass
-    subprocess.run([PGTMP, "stop", PGDIR])
 
 
+e2elib.fail_hooks.insert(0, resume_pg)  # before the database is stopped
 import atexit
-atexit.register(cleanup)
+atexit.register(resume_pg)  # (atexit runs it before start_pg's stop: registered later)
 
 fw = start_fakewa()
 cport = fw["cport"]

@@ -16,11 +16,35 @@ KEEP_GOING = os.environ.get("E2E_KEEP_GOING") == "1"
 failed = []
 
 
+fail_hooks = []  # run by fail() (which skips atexit) after the processes are killed
+
+
 def fail(msg):
     print("FAIL:", msg, file=sys.stderr)
     for p in procs:
         p.kill()
+    for f in fail_hooks:
+        f()
     os._exit(1)
+
+
+def start_pg():
+    """Starts a throwaway PostgreSQL 15 (tests/pg/pgtmp.sh); returns its URL.
+    It is stopped and its directory removed at exit, also when a check
+    fails."""
+    pgtmp = os.path.join(SRC, "tests/pg/pgtmp.sh")
+    out = subprocess.run([pgtmp, "start"], capture_output=True, text=True, check=True).stdout
+    kv = dict(l.split("=", 1) for l in out.split())
+    done = []
+
+    def stop():
+        if not done:
+            done.append(1)
+            subprocess.run([pgtmp, "stop", kv["PGTMP_DIR"]])
+    import atexit
+    atexit.register(stop)
+    fail_hooks.append(stop)
+    return kv["PGTMP_URL"], kv["PGTMP_DIR"]
 
 
 def check(cond, msg):
