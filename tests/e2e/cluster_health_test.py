@@ -52,19 +52,11 @@ cport = fw["cport"]
 
 
 def req(port, method, path, body=None, headers=None, key=KEY):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    h = {"X-API-Key": key, "Content-Type": "application/json"}
-    h.update(headers or {})
-    c.request(method, path, body, h)
-    r = c.getresponse()
-    d = r.read()
-    c.close()
-    return r.status, d
+    return e2elib.api(port, method, path, body, key, headers)
 
 
 def data(port, path):
-    st, d = req(port, "GET", path)
-    return json.loads(d).get("data", {}) if st == 200 else {}
+    return e2elib.api_data(port, path, KEY)
 
 
 # the webhook receiver: counts each webhook-id

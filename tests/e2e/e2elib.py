@@ -1,7 +1,7 @@
 """Shared helpers of the Python end-to-end tests: paths of the programs under
 test in the runfiles, failing a test (killing what it started), free ports,
 the fake WhatsApp server, and plain HTTP requests."""
-import http.client, os, socket, subprocess, sys, time
+import http.client, json, os, socket, subprocess, sys, time
 
 SRC = os.path.join(os.environ["TEST_SRCDIR"], "wa_gateway")
 TMP = os.environ.get("TEST_TMPDIR", "/tmp")
@@ -94,6 +94,22 @@ def req(port, method, path, body=None, headers=None, timeout=5, tls_ctx=None):
     data = r.read()
     c.close()
     return r.status, dict((k.lower(), v) for k, v in r.getheaders()), data
+
+
+def api(port, method, path, body=None, key=None, headers=None, timeout=10):
+    """A JSON API call with `key` as X-API-Key; returns (status, body)."""
+    h = {"Content-Type": "application/json"}
+    if key:
+        h["X-API-Key"] = key
+    h.update(headers or {})
+    st, _, data = req(port, method, path, body, h, timeout)
+    return st, data
+
+
+def api_data(port, path, key=None):
+    """The "data" object of a GET (an empty dict unless 200)."""
+    st, d = api(port, "GET", path, key=key)
+    return json.loads(d).get("data", {}) if st == 200 else {}
 
 
 def grpc_stubs():
