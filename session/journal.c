@@ -145,8 +145,17 @@ typedef struct job {
     void (*done)(void *ctx, int rc);
     void *ctx;
     int rc, wake;
+    /* a read (j_read_async) instead of an append */
+    int read;
+    char *session;
+    uint64_t after;
+    size_t max, *nread;
+    uint64_t *pruned;
     struct job *next;
 } job_t;
+
+static int j_read(void *arg, const char *session, uint64_t after, size_t max, sess_event_t *out,
+                  size_t *n, uint64_t *pruned);
 
 static void *writer_main(void *arg)
 {
@@ -161,7 +170,9 @@ static void *writer_main(void *arg)
         j->todo = job->next;
         j->working = 1;
         pthread_mutex_unlock(&j->mu);
-        job->rc = append_core(j, job->ev, job->n, 1, &job->wake);
+        job->rc = job->read ? j_read(j, job->session, job->after, job->max, job->ev, job->nread,
+                                     job->pruned)
+                            : append_core(j, job->ev, job->n, 1, &job->wake);
         pthread_mutex_lock(&j->mu);
         j->working = 0;
         job->next = NULL;
@@ -190,6 +201,7 @@ static void run_done(sess_jstore_t *j)
         if (job->wake && j->commit_fn)
             j->commit_fn(j->commit_arg);
         job->done(job->ctx, job->rc);
+        free(job->session);
         free(job);
         job = next;
     }
@@ -200,6 +212,8 @@ static void on_written(uv_async_t *a)
     run_done(a->data);
 }
 
+static void enqueue(sess_jstore_t *j, job_t *job);
+
 static int j_append_async(void *arg, sess_event_t *ev, size_t n, void (*done)(void *, int),
                           void *ctx)
 {
@@ -208,6 +222,37 @@ static int j_append_async(void *arg, sess_event_t *ev, size_t n, void (*done)(vo
     if (!job)
         return -1;
     *job = (job_t){.ev = ev, .n = n, .done = done, .ctx = ctx};
+    enqueue(j, job);
+    return 0;
+}
+
+static int j_read_async(void *arg, const char *session, uint64_t after, size_t max,
+                        sess_event_t *out, size_t *n, uint64_t *pruned, void (*done)(void *, int),
+                        void *ctx)
+{
+    sess_jstore_t *j = arg;
+    job_t *job = calloc(1, sizeof(*job));
+    char *name = session ? strdup(session) : NULL;
+    if (!job || (session && !name)) {
+        free(job);
+        free(name);
+        return -1;
+    }
+    *job = (job_t){.ev = out,
+                   .done = done,
+                   .ctx = ctx,
+                   .read = 1,
+                   .session = name,
+                   .after = after,
+                   .max = max,
+                   .nread = n,
+                   .pruned = pruned};
+    enqueue(j, job);
+    return 0;
+}
+
+static void enqueue(sess_jstore_t *j, job_t *job)
+{
     pthread_mutex_lock(&j->mu);
     job_t **pp = &j->todo;
     while (*pp)
@@ -215,7 +260,6 @@ static int j_append_async(void *arg, sess_event_t *ev, size_t n, void (*done)(vo
     *pp = job;
     pthread_cond_broadcast(&j->cond);
     pthread_mutex_unlock(&j->mu);
-    return 0;
 }
 
 static void j_drain(void *arg)
@@ -301,6 +345,7 @@ void sess_jstore_attach(sess_jstore_t *j, sess_registry_t *reg)
             j->writer_on = 1;
             jr.append_async = j_append_async;
             jr.drain = j_drain;
+            jr.read_async = j_read_async;
         } else {
             uv_close((uv_handle_t *)&j->wake, NULL);
             pthread_cond_destroy(&j->cond);

@@ -536,7 +536,7 @@ static void on_handoff_stopped(void *arg)
     handoff_t *h = arg;
     sess_t *s = sess_registry_find(h->m->o.reg, h->name);
     if (s && sess_following(s) && !h->m->stopping)
-        sess_follow(s); /* the new owner's events */
+        sess_follow_later(s); /* the new owner's events */
     if (h->release_epoch && h->m->cluster)
         clu_release(h->m->cluster, h->name, h->release_epoch);
     free(h);
@@ -611,7 +611,7 @@ static void clu_on_events(void *arg, const char *name)
     sess_mgr_t *m = arg;
     sess_t *s = sess_registry_find(m->o.reg, name);
     if (s && sess_following(s))
-        sess_follow(s);
+        sess_follow_later(s); /* off the loop on PostgreSQL */
 }
 
 /* Sessions added or deleted on another node: followers come and go. */

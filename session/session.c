@@ -66,6 +66,7 @@ struct sess {
     int refs;          /* the registry's while listed, + sess_registry_get / subscriptions */
     int removed;       /* taken out of the registry (sess_registry_remove) */
     int following;     /* cluster: another node owns it; snapshots come from the log */
+    int follow_busy, follow_again; /* sess_follow_later: a read in flight, another due */
     void (*removed_done)(void *);
     void *removed_arg;
     sess_t *next;
@@ -558,6 +559,44 @@ int sess_following(const sess_t *s)
     return __atomic_load_n(&s->following, __ATOMIC_ACQUIRE);
 }
 
+static uint64_t delivered_seq(sess_t *s)
+{
+    pthread_mutex_lock(&s->sub_mu);
+    uint64_t seq = s->delivered ? s->delivered->seq : 0;
+    pthread_mutex_unlock(&s->sub_mu);
+    return seq;
+}
+
+/* Delivers the events read from the log after `after` (those above the
+ * newest delivered one: another read may have delivered some meanwhile)
+ * and clears them. Returns how many were delivered. Loop thread. */
+static int follow_deliver(sess_t *s, uint64_t after, sess_event_t *ev, size_t n, uint64_t pruned)
+{
+    int total = 0;
+    for (size_t i = 0; i < n; i++) {
+        sess_snapshot_t *snap = ev[i].seq > delivered_seq(s)
+                                    ? sess_event_parse(s->reg, ev[i].body, ev[i].body_len)
+                                    : NULL;
+        if (snap && snap->seq == ev[i].seq) {
+            __atomic_store_n(&snap->event_id_, ev[i].id, __ATOMIC_RELEASE);
+            if (after && pruned > after && ev[i].seq > after + 1 && i == 0) {
+                snap->gap_from = after + 1; /* retention took the ones between */
+                snap->gap_to = ev[i].seq - 1;
+            }
+            pthread_mutex_lock(&s->cur_mu);
+            sess_snapshot_t *old = s->current;
+            s->current = sess_snapshot_ref(snap);
+            pthread_mutex_unlock(&s->cur_mu);
+            sess_snapshot_unref(old);
+            deliver(s, snap);
+            total++;
+        }
+        sess_snapshot_unref(snap);
+        sess_event_clear(&ev[i]);
+    }
+    return total;
+}
+
 int sess_follow(sess_t *s)
 {
     sess_registry_t *reg = s->reg;
@@ -565,37 +604,81 @@ int sess_follow(sess_t *s)
         return -1;
     int total = 0;
     for (int page = 0; page < 1000; page++) { /* bounded: 64k events per call */
-        pthread_mutex_lock(&s->sub_mu);
-        uint64_t after = s->delivered ? s->delivered->seq : 0;
-        pthread_mutex_unlock(&s->sub_mu);
+        uint64_t after = delivered_seq(s);
         sess_event_t ev[REPLAY_PAGE];
         size_t n = 0;
         uint64_t pruned = 0;
         if (reg->journal.read(reg->journal.arg, s->name, after, REPLAY_PAGE, ev, &n, &pruned) != 0)
             return total ? total : -1;
-        for (size_t i = 0; i < n; i++) {
-            sess_snapshot_t *snap = sess_event_parse(reg, ev[i].body, ev[i].body_len);
-            if (snap && snap->seq == ev[i].seq) {
-                __atomic_store_n(&snap->event_id_, ev[i].id, __ATOMIC_RELEASE);
-                if (after && pruned > after && ev[i].seq > after + 1 && i == 0) {
-                    snap->gap_from = after + 1; /* retention took the ones between */
-                    snap->gap_to = ev[i].seq - 1;
-                }
-                pthread_mutex_lock(&s->cur_mu);
-                sess_snapshot_t *old = s->current;
-                s->current = sess_snapshot_ref(snap);
-                pthread_mutex_unlock(&s->cur_mu);
-                sess_snapshot_unref(old);
-                deliver(s, snap);
-                total++;
-            }
-            sess_snapshot_unref(snap);
-            sess_event_clear(&ev[i]);
-        }
+        total += follow_deliver(s, after, ev, n, pruned);
         if (n < REPLAY_PAGE)
             break;
     }
     return total;
+}
+
+/* One read of a follower's log in flight (sess_follow_later). */
+typedef struct {
+    sess_t *s; /* holds a reference */
+    uint64_t after;
+    sess_event_t ev[REPLAY_PAGE];
+    size_t n;
+    uint64_t pruned;
+} follow_read_t;
+
+static void follow_start(sess_t *s);
+
+static void on_follow_read(void *ctx, int rc)
+{
+    follow_read_t *f = ctx;
+    sess_t *s = f->s;
+    int more = 0;
+    if (rc == 0 && s->following && !s->removed && !s->reg->closing) {
+        follow_deliver(s, f->after, f->ev, f->n, f->pruned);
+        more = f->n == REPLAY_PAGE;
+    } else {
+        for (size_t i = 0; i < f->n; i++)
+            sess_event_clear(&f->ev[i]);
+    }
+    s->follow_busy = 0;
+    if ((more || s->follow_again) && s->following && !s->removed && !s->reg->closing)
+        follow_start(s);
+    sess_unref(s);
+    free(f);
+}
+
+static void follow_start(sess_t *s)
+{
+    sess_registry_t *reg = s->reg;
+    follow_read_t *f = calloc(1, sizeof(*f));
+    if (!f) {
+        sess_follow(s);
+        return;
+    }
+    s->follow_again = 0;
+    s->follow_busy = 1;
+    sess_ref(s);
+    f->s = s;
+    f->after = delivered_seq(s);
+    if (reg->journal.read_async(reg->journal.arg, s->name, f->after, REPLAY_PAGE, f->ev, &f->n,
+                                &f->pruned, on_follow_read, f) != 0) {
+        s->follow_busy = 0;
+        sess_unref(s);
+        free(f);
+        sess_follow(s);
+    }
+}
+
+void sess_follow_later(sess_t *s)
+{
+    if (!s->reg->has_journal || !s->reg->journal.read_async) {
+        sess_follow(s);
+        return;
+    }
+    if (s->follow_busy)
+        s->follow_again = 1; /* read again once this one is delivered */
+    else
+        follow_start(s);
 }
 
 uv_loop_t *sess_registry_loop(sess_registry_t *reg)

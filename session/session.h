@@ -351,6 +351,11 @@ typedef struct {
     /* With append_async: waits until nothing is in flight and runs the
      * done callbacks due, on the calling (loop) thread. */
     void (*drain)(void *arg);
+    /* Optional: read off the loop; out, n and pruned are filled before
+     * done(ctx, rc) runs on the loop thread (rc as read returns). < 0: not
+     * started (done is not called). */
+    int (*read_async)(void *arg, const char *session, uint64_t after, size_t max, sess_event_t *out,
+                      size_t *n, uint64_t *pruned, void (*done)(void *ctx, int rc), void *ctx);
     void *arg;
 } sess_journal_t;
 
@@ -389,6 +394,12 @@ int sess_follow(sess_t *s);
 /* 1 while published snapshots wait for the journal (pending or being
  * stored off the loop), else 0. Loop thread (tests wait on it). */
 int sess_registry_flushing(sess_registry_t *reg);
+
+/* Like sess_follow, off the loop when the journal reads asynchronously
+ * (read_async): the events are delivered later on the loop thread, in
+ * order; a call while a read is in flight reads again once it is
+ * delivered. Without read_async, sess_follow. */
+void sess_follow_later(sess_t *s);
 
 /* Frees the strings of an event filled by a journal's read. */
 void sess_event_clear(sess_event_t *ev);

@@ -387,6 +387,61 @@ static void test_retention_parse(void **state)
         assert_int_equal(sess_jstore_parse_retention(bad[i], &n, &age), -1);
 }
 
+/* A second registry on the same store, as another node would have: its
+ * follower of "default" delivers what the first one published, with the
+ * same seqs and ids, in order (sess_follow_later: off the loop on
+ * PostgreSQL), and a follower refuses to publish. */
+static void test_follower_sees_the_owner(void **state)
+{
+    fx_t *fx = *state;
+    churn(fx, 3);
+    settle(fx);
+    sess_registry_t *other = sess_registry_new(&fx->loop, NULL);
+    sess_jstore_t *oj = sess_jstore_new(&fx->loop, fx->store, NULL);
+    sess_jstore_attach(oj, other);
+    sess_t *f = sess_registry_add_follower(other, "default");
+    assert_non_null(f);
+    assert_true(sess_following(f));
+    sess_change_t c = {.state = SESS_CONNECTING};
+    assert_int_equal(sess_publish(f, &c), -1);
+    sess_snapshot_t *mine = sess_current(fx->s), *theirs = sess_current(f);
+    assert_int_equal(theirs->seq, mine->seq); /* the newest stored event */
+    assert_int_equal(sess_snapshot_event_id(theirs), sess_snapshot_event_id(mine));
+    sess_snapshot_unref(theirs);
+    uint64_t from = mine->seq + 1;
+    sess_snapshot_unref(mine);
+    sess_sub_opts_t so = {.max_queue = 1000};
+    sess_sub_t *sub = sess_subscribe(f, &so);
+    sess_snapshot_t *first;
+    assert_int_equal(sess_sub_next(sub, &first), SESS_SUB_OK); /* the current one */
+    sess_snapshot_unref(first);
+    churn(fx, 40);
+    settle(fx);
+    for (int i = 0; i < 3; i++) { /* the NOTIFY's work: read twice while one is in flight */
+        sess_follow_later(f);
+        sess_follow_later(f);
+    }
+    sess_snapshot_t *cur = NULL;
+    for (int i = 0; i < 5000; i++) {
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+        cur = sess_current(f);
+        int done = cur->seq == from + 39;
+        sess_snapshot_unref(cur);
+        if (done)
+            break;
+        usleep(1000);
+    }
+    int gaps = 0;
+    assert_int_equal(drain(sub, from, 0, &gaps), from + 40);
+    assert_int_equal(gaps, 0);
+    sess_unsubscribe(sub);
+    sess_registry_close(other);
+    sess_jstore_close(oj);
+    uv_run(&fx->loop, UV_RUN_NOWAIT);
+    sess_registry_free(other);
+    sess_jstore_free(oj);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -396,6 +451,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_slow_subscriber_catches_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_stream_resumes_by_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_json_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_follower_sees_the_owner, setup, teardown),
         cmocka_unit_test(test_retention_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
