@@ -650,6 +650,24 @@ static void clu_on_sessions(void *arg)
     free(all);
 }
 
+/* The cluster's connection came back: every follower reads what it missed,
+ * and the sessions added or deleted meanwhile come and go. */
+static void clu_on_resync(void *arg)
+{
+    sess_mgr_t *m = arg;
+    if (m->stopping)
+        return;
+    clu_on_sessions(m);
+    size_t k = 0;
+    sess_snapshot_t **v = sess_registry_snapshots(m->o.reg, &k);
+    for (size_t i = 0; v && i < k; i++) {
+        sess_t *s = sess_registry_find(m->o.reg, v[i]->session);
+        if (s && sess_following(s))
+            sess_follow_later(s);
+    }
+    sess_snapshots_free(v, k);
+}
+
 static void on_fenced_later(void *arg)
 {
     handoff_t *h = arg;
@@ -683,6 +701,7 @@ void sess_mgr_cluster_callbacks(sess_mgr_t *m, clu_callbacks_t *cb)
     cb->on_shed = clu_on_shed;
     cb->on_events = clu_on_events;
     cb->on_sessions = clu_on_sessions;
+    cb->on_resync = clu_on_resync;
     cb->arg = m;
     store_on_fenced(m->o.store, on_store_fenced, m);
 }

@@ -49,7 +49,8 @@ typedef enum {
     EV_STATUS,
     EV_READY,
     EV_LEADER,
-    EV_WEBHOOKS
+    EV_WEBHOOKS,
+    EV_RESYNC
 } ev_kind_t;
 
 /* The advisory lock the webhook leader holds (a constant of our own). */
@@ -263,7 +264,9 @@ static void db_close(clu_t *c)
 static int db_connect(clu_t *c)
 {
     const char *keys[] = {"dbname", "connect_timeout", "application_name", "keepalives_idle", NULL};
-    const char *vals[] = {c->url, "5", "wa-gateway-cluster", "5", NULL};
+    char app[64]; /* names the node in pg_stat_activity */
+    snprintf(app, sizeof(app), "wagw-cluster:%s", c->node_id);
+    const char *vals[] = {c->url, "5", app, "5", NULL};
     c->db = PQconnectdbParams(keys, vals, 1);
     if (!c->db || PQstatus(c->db) != CONNECTION_OK) {
         /* libpq's message never holds the password */
@@ -284,6 +287,8 @@ static int db_connect(clu_t *c)
     }
     PQclear(r);
     LOG_INFO("cluster", "node %s connected to the database", c->node_id);
+    /* what was notified while not listening is read from the log */
+    to_loop(c, msg_new(EV_RESYNC, NULL, 0));
     return 0;
 }
 
@@ -846,6 +851,12 @@ static void on_async(uv_async_t *a)
                 if (c->cb.on_leader && !c->stop_done)
                     c->cb.on_leader(c->cb.app_arg, c->leader_loop);
             }
+            break;
+        case EV_RESYNC:
+            if (c->cb.on_resync && !c->stop_done)
+                c->cb.on_resync(c->cb.arg);
+            if (c->cb.on_log && !c->stop_done)
+                c->cb.on_log(c->cb.app_arg);
             break;
         case EV_WEBHOOKS:
             if (c->cb.on_webhooks && !c->stop_done)

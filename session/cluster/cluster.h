@@ -47,6 +47,10 @@ typedef struct {
     void (*on_events)(void *arg, const char *session);
     /* Sessions were added or deleted (reload the list). */
     void (*on_sessions)(void *arg);
+    /* The node (re)connected to the database: notifications sent while it
+     * was not listening are lost, so every follower catches up with the
+     * log. */
+    void (*on_resync)(void *arg);
     void *arg;
     /* The service's callbacks, called with app_arg (each may be NULL): */
     /* the node's readiness changed (see clu_ready); */

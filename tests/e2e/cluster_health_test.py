@@ -11,7 +11,8 @@ again (a new epoch) and CONNECTED without a QR. Also: GET /api/cluster shows
 both nodes; a command sent to the node that does not run the session is
 forwarded to the one that does (and a wrong node secret is refused 403);
 a key rotated on one node is the only one either node accepts; a session
-created on one node is seen by the other. Webhooks: a target created on
+created on one node is seen by the other; a follower whose database
+connection drops reads the events it missed once reconnected. Webhooks: a target created on
 one node is listed on the other, and only one node (the leader) delivers:
 every event reaches the receiver once, not once per node; deleting the
 target on the other node stops the deliveries."""
@@ -177,6 +178,20 @@ st, d = req(runner, "DELETE", "/api/webhooks/" + wid)
 check(st == 200, "webhook deleted: %d %s" % (st, d))
 wait("the target gone on both nodes", lambda: not any(
     wid in req(n, "GET", "/api/webhooks")[1].decode() for n in (A, B)))
+
+# a follower whose database connection drops misses the notifications sent
+# meanwhile: once reconnected it reads what it missed from the log
+other_id = "node-a" if other == A else "node-b"
+subprocess.run(["/usr/lib/postgresql/15/bin/psql", URL, "-qAtc",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'wagw-cluster:%s'" % other_id],
+               check=True, capture_output=True)
+st, d = req(runner, "POST", "/api/sessions/sales/reconnect", b'{"keepCredentials":true}')
+check(st == 200, "reconnect on the owner: %d %s" % (st, d))
+owner_seq = data(runner, "/api/sessions/sales/status").get("seq", 0)
+check(owner_seq > 0, "the owner's seq")
+wait("the follower caught up after its reconnect to the database",
+     lambda: data(other, "/api/sessions/sales/status").get("seq", 0) >= owner_seq, 10)
 
 # a key rotated on one node: the other takes the new one only
 st, d = req(other, "POST", "/api/sessions/sales/key")
