@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/httpc.h"
 #include "session/cluster/cluster.h"
 #include "session/session.h"
 #include "session/webhook/webhook.h"
@@ -586,5 +587,35 @@ const char *api_node_secret(const api_t *api);
  * session, no other node is known to, or there is no cluster). Any
  * thread. */
 int api_forward_to(api_t *api, const char *session, char *url, size_t len);
+
+/* How long the node that runs a session may take to answer a forwarded
+ * command (a reconnect waits there for its QR, RECONNECT_WAIT_MS). */
+#define API_FORWARD_TIMEOUT_MS 65000
+
+/* A command passed on to the node that runs its session. */
+typedef struct {
+    const char *method; /* "POST", "DELETE" or "GET" */
+    const char *url;    /* that node's ADVERTISE_URL + the path (and query) */
+    const char *key;    /* the caller's X-API-Key (key_len bytes), or NULL */
+    size_t key_len;
+    const char *content_type; /* its Content-Type (ct_len bytes), or NULL: none */
+    size_t ct_len;
+    const void *body; /* the body (body_len bytes), or NULL */
+    size_t body_len;
+    unsigned timeout_ms; /* 0 = API_FORWARD_TIMEOUT_MS */
+} api_forward_req_t;
+
+/* Sends `r` through `httpc` (the one hop of HTTP and gRPC forwarding): the
+ * caller's key and content type, the node secret that marks the request
+ * as forwarded (API_NODE_SECRET_HEADER), connect within 2 s, an answer of
+ * at most 1 MiB, the connection kept for the next command. done(arg, res)
+ * runs once on the loop thread, as httpc's; *out is the handle to cancel
+ * (httpc_cancel). Returns API_OK; API_ERR_UNAUTHENTICATED when the key
+ * holds a control character; API_ERR_SHUTTING_DOWN when httpc is closing;
+ * API_ERR_INTERNAL without a node secret or memory (done is then not
+ * called). Loop thread. */
+api_code_t api_forward_send(api_t *api, httpc_t *httpc, const api_forward_req_t *r,
+                            void (*done)(void *arg, const httpc_result_t *res), void *arg,
+                            httpc_req_t **out);
 
 #endif

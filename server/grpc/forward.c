@@ -26,8 +26,8 @@
 #include "server/grpc/internal.h"
 
 /* How long the owner may take to answer (a reconnect waits there for its
- * QR, up to its wait_ms): at least this, or wait_ms + FWD_SLACK_MS. */
-#define FWD_TIMEOUT_MS 65000
+ * QR, up to its wait_ms): at least API_FORWARD_TIMEOUT_MS, or wait_ms +
+ * FWD_SLACK_MS. */
 #define FWD_SLACK_MS 5000
 /* How often the catch-up wait looks at the local snapshot. */
 #define FWD_POLL_MS 10
@@ -356,17 +356,6 @@ static int put_encoded(char *buf, size_t len, size_t *n, const char *s)
     return 0;
 }
 
-/* "Name: value" into buf; -1 when it does not fit or the value holds a
- * control character. */
-static int header_line(char *buf, size_t len, const char *name, const char *v, size_t vlen)
-{
-    for (size_t i = 0; i < vlen; i++)
-        if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
-            return -1;
-    int n = snprintf(buf, len, "%s: %.*s", name, (int)vlen, v);
-    return n < 0 || (size_t)n >= len ? -1 : 0;
-}
-
 int grpc_srv_forward(grpc_srv_call_t *c, grpc_srv_fwd_kind_t kind, const grpc_srv_fwd_args_t *a)
 {
     grpc_srv_t *s = c->srv;
@@ -390,28 +379,6 @@ int grpc_srv_forward(grpc_srv_call_t *c, grpc_srv_fwd_kind_t kind, const grpc_sr
         return 1;
     }
     memcpy(url + n, m->suffix, strlen(m->suffix) + 1);
-    char key_h[512], secret_h[512];
-    const char *headers[5];
-    size_t nh = 0;
-    size_t klen = 0;
-    const char *key = grpc_srv_call_key(c, &klen);
-    const char *secret = api_node_secret(s->o.api);
-    if (key) {
-        if (header_line(key_h, sizeof(key_h), "X-API-Key", key, klen) != 0) {
-            grpc_srv_finish_error(c, API_ERR_UNAUTHENTICATED, NULL);
-            return 1;
-        }
-        headers[nh++] = key_h;
-    }
-    if (!secret || header_line(secret_h, sizeof(secret_h), API_NODE_SECRET_HEADER, secret,
-                               strlen(secret)) != 0) {
-        grpc_srv_finish_error(c, API_ERR_INTERNAL, NULL);
-        return 1;
-    }
-    headers[nh++] = secret_h;
-    headers[nh++] = "Content-Type: application/json";
-    headers[nh++] = "Expect:"; /* no 100-continue round trip for a small body */
-    headers[nh] = NULL;
     int none = 0;
     char *body = m->body(a, &none);
     grpc_srv_fwd_t *f = calloc(1, sizeof(*f));
@@ -433,26 +400,24 @@ int grpc_srv_forward(grpc_srv_call_t *c, grpc_srv_fwd_kind_t kind, const grpc_sr
     if (s->fwds)
         s->fwds->prev = f;
     s->fwds = f;
-    unsigned timeout = FWD_TIMEOUT_MS;
+    unsigned timeout = API_FORWARD_TIMEOUT_MS;
     if (kind == GRPC_SRV_FWD_RECONNECT && a->wait_ms + FWD_SLACK_MS > timeout)
         timeout = a->wait_ms + FWD_SLACK_MS;
-    httpc_request_t r = {.method = m->method,
-                         .url = url,
-                         .headers = headers,
-                         .body = body,
-                         .body_len = body ? strlen(body) : 0,
-                         .timeout_ms = timeout,
-                         .connect_timeout_ms = 2000,
-                         .max_body = 1 << 20,
-                         .keep_alive = 1,
-                         .done = on_answer,
-                         .arg = f};
-    int rc = httpc_request(s->o.httpc, &r, &f->req);
+    size_t klen = 0;
+    const char *key = grpc_srv_call_key(c, &klen);
+    api_forward_req_t r = {.method = m->method,
+                           .url = url,
+                           .key = key,
+                           .key_len = klen,
+                           .content_type = "application/json",
+                           .ct_len = strlen("application/json"),
+                           .body = body,
+                           .body_len = body ? strlen(body) : 0,
+                           .timeout_ms = timeout};
+    api_code_t code = api_forward_send(s->o.api, s->o.httpc, &r, on_answer, f, &f->req);
     free(body);
-    if (rc != 0) {
-        f->req = NULL;
-        grpc_srv_finish_error(c, rc == HTTPC_ECLOSED ? API_ERR_SHUTTING_DOWN : API_ERR_INTERNAL,
-                              NULL);
+    if (code != API_OK) {
+        grpc_srv_finish_error(c, code, NULL);
         fwd_dispose(f);
     }
     return 1;

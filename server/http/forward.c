@@ -12,10 +12,6 @@
 #include "common/log.h"
 #include "server/http/http_internal.h"
 
-/* How long the owner may take to answer a forwarded command (a reconnect
- * waits up to RECONNECT_WAIT_MS for its QR there). */
-#define FORWARD_TIMEOUT_MS 65000
-
 typedef struct {
     http_server_t *srv;
     h2o_req_t *req;
@@ -53,16 +49,6 @@ static void on_answer(void *arg, const httpc_result_t *res)
     http_send_json(f->srv, f->req, f->metric, (int)res->status, body);
 }
 
-/* A header line "Name: value" in the request's pool (value copied as is;
- * h2o has already refused CR/LF in header values). */
-static const char *header_line(h2o_req_t *req, const char *name, const char *v, size_t len)
-{
-    size_t n = strlen(name) + 2 + len + 1;
-    char *line = h2o_mem_alloc_pool(&req->pool, n);
-    snprintf(line, n, "%s: %.*s", name, (int)len, v);
-    return line;
-}
-
 int http_forward(http_server_t *srv, h2o_req_t *req, const char *base, metrics_route_t metric)
 {
     if (!srv->opts.httpc) {
@@ -72,38 +58,25 @@ int http_forward(http_server_t *srv, h2o_req_t *req, const char *base, metrics_r
     size_t ulen = strlen(base) + req->path.len + 1;
     char *url = h2o_mem_alloc_pool(&req->pool, ulen);
     snprintf(url, ulen, "%s%.*s", base, (int)req->path.len, req->path.base);
-    const char *headers[5];
-    size_t nh = 0;
-    h2o_iovec_t v;
-    if (http_header_value(req, "x-api-key", &v))
-        headers[nh++] = header_line(req, "X-API-Key", v.base, v.len);
-    if (http_header_value(req, "content-type", &v))
-        headers[nh++] = header_line(req, "Content-Type", v.base, v.len);
-    const char *secret = api_node_secret(srv->opts.api);
-    headers[nh++] = header_line(req, API_NODE_SECRET_HEADER, secret, strlen(secret));
-    headers[nh++] = "Expect:"; /* no 100-continue round trip for a small body */
-    headers[nh] = NULL;
+    h2o_iovec_t key = {NULL, 0}, ct = {NULL, 0};
+    http_header_value(req, "x-api-key", &key);
+    http_header_value(req, "content-type", &ct);
     fwd_t *f = h2o_mem_alloc_shared(&req->pool, sizeof(*f), fwd_dispose);
     *f = (fwd_t){.srv = srv, .req = req, .metric = metric};
     int post = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("POST"));
     int del = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("DELETE"));
-    httpc_request_t r = {.method = post  ? "POST"
-                                   : del ? "DELETE"
-                                         : "GET",
-                         .url = url,
-                         .headers = headers,
-                         .body = req->entity.base,
-                         .body_len = req->entity.base ? req->entity.len : 0,
-                         .timeout_ms = FORWARD_TIMEOUT_MS,
-                         .connect_timeout_ms = 2000,
-                         .max_body = 1 << 20,
-                         .keep_alive = 1,
-                         .done = on_answer,
-                         .arg = f};
-    int rc = httpc_request(srv->opts.httpc, &r, &f->call);
-    if (rc != 0) {
-        f->call = NULL;
-        http_send_error(srv, req, metric, API_ERR_INTERNAL, NULL, NULL);
-    }
+    api_forward_req_t r = {.method = post  ? "POST"
+                                     : del ? "DELETE"
+                                           : "GET",
+                           .url = url,
+                           .key = key.base,
+                           .key_len = key.len,
+                           .content_type = ct.base,
+                           .ct_len = ct.len,
+                           .body = req->entity.base,
+                           .body_len = req->entity.len};
+    api_code_t code = api_forward_send(srv->opts.api, srv->opts.httpc, &r, on_answer, f, &f->call);
+    if (code != API_OK)
+        http_send_error(srv, req, metric, code, NULL, NULL);
     return 0;
 }
