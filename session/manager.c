@@ -570,7 +570,10 @@ static void clu_on_acquire(void *arg, const char *name, uint64_t epoch)
         return;
     sess_t *s = sess_registry_find(m->o.reg, name);
     store_session_t row;
-    if (!s && store_session_get(m->o.store, name, &row) == 0 && sess_mgr_name_ok(name))
+    int stored = store_session_get(m->o.store, name, &row) == 0;
+    if (!stored)
+        row.device_name[0] = 0;
+    if (!s && stored && sess_mgr_name_ok(name))
         s = add_session(m, name, NULL, row.has_key ? row.key_hash : NULL);
     if (!s || sess_has_driver(s)) {
         if (!s) /* deleted meanwhile: not ours to run */
@@ -579,8 +582,6 @@ static void clu_on_acquire(void *arg, const char *name, uint64_t epoch)
     }
     store_fence_set(m->o.store, name, epoch);
     sess_follow(s); /* the log is final: the previous owner is fenced */
-    if (store_session_get(m->o.store, name, &row) != 0)
-        row.device_name[0] = 0;
     if (attach_driver(m, s, row.device_name[0] ? row.device_name : NULL) != 0) {
         LOG_ERROR("session", "%s: cannot start the session here", name);
         let_go(m, name, epoch);

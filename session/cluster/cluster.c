@@ -245,11 +245,7 @@ static void set_leader(clu_t *c, int on)
     if (c->leader == on)
         return;
     c->leader = on;
-    msg_t *m = msg_new(EV_LEADER, NULL, (uint64_t)on);
-    if (m) {
-        push(&c->out_mu, &c->out_head, &c->out_tail, m);
-        uv_async_send(&c->async);
-    }
+    to_loop(c, msg_new(EV_LEADER, NULL, (uint64_t)on));
 }
 
 static void db_close(clu_t *c)
@@ -387,7 +383,7 @@ static long fair_share(clu_t *c)
     return (total + live - 1) / live;
 }
 
-static void claim(clu_t *c, long want, int64_t t0)
+static void claim(clu_t *c, long want)
 {
     char lease[24], lim[24];
     snprintf(lease, sizeof(lease), "%u", c->lease_ms);
@@ -421,7 +417,6 @@ static void claim(clu_t *c, long want, int64_t t0)
         to_loop(c, msg_new(EV_ACQUIRE, name, epoch));
     }
     PQclear(r);
-    (void)t0;
 }
 
 static int owner_cmp(const void *a, const void *b)
@@ -547,7 +542,7 @@ static void pass(clu_t *c)
         return;
     }
     if ((long)c->held.n < fair)
-        claim(c, fair - (long)c->held.n, t0);
+        claim(c, fair - (long)c->held.n);
     refresh_owners(c);
 }
 
