@@ -213,45 +213,39 @@ static void render_cluster(out_t *o, clu_t *c)
 {
     clu_stats_t cs;
     clu_stats(c, &cs);
-    outf(o,
-         "# HELP wagw_cluster_ready 1 while the node serves (leases renewed, not draining).\n"
-         "# TYPE wagw_cluster_ready gauge\n"
-         "wagw_cluster_ready{node=\"%s\"} %d\n"
-         "# HELP wagw_cluster_draining 1 while the node hands its sessions over.\n"
-         "# TYPE wagw_cluster_draining gauge\n"
-         "wagw_cluster_draining{node=\"%s\"} %d\n"
-         "# HELP wagw_cluster_webhook_leader 1 while this node delivers the cluster's webhooks.\n"
-         "# TYPE wagw_cluster_webhook_leader gauge\n"
-         "wagw_cluster_webhook_leader{node=\"%s\"} %d\n"
-         "# HELP wagw_cluster_sessions_owned Sessions whose lease this node holds.\n"
-         "# TYPE wagw_cluster_sessions_owned gauge\n"
-         "wagw_cluster_sessions_owned{node=\"%s\"} %zu\n"
-         "# HELP wagw_cluster_claims_total Leases claimed (unowned or expired sessions).\n"
-         "# TYPE wagw_cluster_claims_total counter\n"
-         "wagw_cluster_claims_total{node=\"%s\"} %llu\n"
-         "# HELP wagw_cluster_lost_total Leases lost (taken over, expired or fenced).\n"
-         "# TYPE wagw_cluster_lost_total counter\n"
-         "wagw_cluster_lost_total{node=\"%s\"} %llu\n"
-         "# HELP wagw_cluster_released_total Sessions handed over (drain, rebalance).\n"
-         "# TYPE wagw_cluster_released_total counter\n"
-         "wagw_cluster_released_total{node=\"%s\"} %llu\n"
-         "# HELP wagw_cluster_self_fences_total Times the node closed its sessions because it "
-         "could not renew in time.\n"
-         "# TYPE wagw_cluster_self_fences_total counter\n"
-         "wagw_cluster_self_fences_total{node=\"%s\"} %llu\n"
-         "# HELP wagw_cluster_renew_failures_total Renewal passes that failed.\n"
-         "# TYPE wagw_cluster_renew_failures_total counter\n"
-         "wagw_cluster_renew_failures_total{node=\"%s\"} %llu\n"
-         "# HELP wagw_cluster_fenced_writes_total Writes the store refused: another node held "
-         "the session.\n"
-         "# TYPE wagw_cluster_fenced_writes_total counter\n"
-         "wagw_cluster_fenced_writes_total{node=\"%s\"} %llu\n",
-         clu_node_id(c), cs.ready, clu_node_id(c), cs.draining, clu_node_id(c), cs.leader,
-         clu_node_id(c), cs.owned, clu_node_id(c), (unsigned long long)cs.claims, clu_node_id(c),
-         (unsigned long long)cs.lost, clu_node_id(c), (unsigned long long)cs.released,
-         clu_node_id(c), (unsigned long long)cs.self_fences, clu_node_id(c),
-         (unsigned long long)cs.renew_failures, clu_node_id(c),
-         (unsigned long long)cs.fenced_writes);
+    const struct {
+        const char *name, *type, *help;
+        unsigned long long value;
+    } series[] = {
+        {"ready", "gauge", "1 while the node serves (leases renewed, not draining).",
+         (unsigned long long)cs.ready},
+        {"draining", "gauge", "1 while the node hands its sessions over.",
+         (unsigned long long)cs.draining},
+        {"webhook_leader", "gauge", "1 while this node delivers the cluster's webhooks.",
+         (unsigned long long)cs.leader},
+        {"sessions_owned", "gauge", "Sessions whose lease this node holds.",
+         (unsigned long long)cs.owned},
+        {"claims_total", "counter", "Leases claimed (unowned or expired sessions).",
+         (unsigned long long)cs.claims},
+        {"lost_total", "counter", "Leases lost (taken over, expired or fenced).",
+         (unsigned long long)cs.lost},
+        {"released_total", "counter", "Sessions handed over (drain, rebalance).",
+         (unsigned long long)cs.released},
+        {"self_fences_total", "counter",
+         "Times the node closed its sessions because it could not renew in time.",
+         (unsigned long long)cs.self_fences},
+        {"renew_failures_total", "counter", "Renewal passes that failed.",
+         (unsigned long long)cs.renew_failures},
+        {"fenced_writes_total", "counter",
+         "Writes the store refused: another node held the session.",
+         (unsigned long long)cs.fenced_writes},
+    };
+    for (size_t i = 0; i < sizeof(series) / sizeof(series[0]); i++)
+        outf(o,
+             "# HELP wagw_cluster_%s %s\n# TYPE wagw_cluster_%s %s\n"
+             "wagw_cluster_%s{node=\"%s\"} %llu\n",
+             series[i].name, series[i].help, series[i].name, series[i].type, series[i].name,
+             clu_node_id(c), series[i].value);
 }
 
 /* Per webhook target (at most MAX_WEBHOOKS series sets; the id is the only
