@@ -23,6 +23,8 @@
 #include "session/session_internal.h"
 
 #define DEFAULT_MAX_QUEUE 256
+/* Events stored per group commit transaction. */
+#define FLUSH_BATCH 256
 /* Events read from the log per page while a stream catches up. */
 #define REPLAY_PAGE 64
 
@@ -106,9 +108,9 @@ struct sess_registry {
     struct {
         int busy;
         size_t n, m;
-        pend_t *batch[256];
-        sess_event_t ev[256];
-        size_t slot[256];
+        pend_t *batch[FLUSH_BATCH];
+        sess_event_t ev[FLUSH_BATCH];
+        size_t slot[FLUSH_BATCH];
     } inflight;
     /* Drivers detached by sess_stop_driver and still stopping (loop
      * thread); a registry stop waits for them too (stop_join). */
@@ -1260,8 +1262,6 @@ static void revert_current(sess_t *s)
 
 /* Group commit: stores every pending event in one journal transaction
  * (per batch), then delivers them in order. Loop thread. */
-#define FLUSH_BATCH 256
-
 /* Takes up to FLUSH_BATCH pending snapshots into batch[] with their events
  * in ev[] (slot[i]: batch[i]'s event, SIZE_MAX for none); sets *n, *m. */
 static void take_batch(sess_registry_t *reg, pend_t **batch, sess_event_t *ev, size_t *slot,
