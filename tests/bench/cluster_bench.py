@@ -637,6 +637,17 @@ def row(name, v):
     return "| %s | %d | %.2f | %.2f | %.2f | %.2f |" % (name, len(v), pct(v, 50), pct(v, 90), pct(v, 99), max(v))
 
 
+def compare(d):
+    """The table of the two paths of one command and their difference."""
+    diff = [pct(d["forwarded"], q) - pct(d["direct"], q) for q in (50, 90, 99)]
+    return ["| path | n | p50 | p90 | p99 | max |",
+            "|---|---|---|---|---|---|",
+            row("A (owner)", d["direct"]),
+            row("B -> A (forwarded)", d["forwarded"]),
+            "| difference | | %+.2f | %+.2f | %+.2f | %+.2f |"
+            % tuple(diff + [max(d["forwarded"]) - max(d["direct"])])]
+
+
 def statuses(d):
     return ", ".join("%d x %d" % (c, s) for s, c in sorted(d.items()))
 
@@ -699,13 +710,7 @@ lines = [
     % (len(pl["direct"]), r["pair_sessions"], r["pair_s"],
        statuses(r["pair_status"]["direct"]), statuses(r["pair_status"]["forwarded"])),
     "",
-    "| path | n | p50 | p90 | p99 | max |",
-    "|---|---|---|---|---|---|",
-    row("A (owner)", pl["direct"]),
-    row("B -> A (forwarded)", pl["forwarded"]),
-    "| difference | | %+.2f | %+.2f | %+.2f | %+.2f |" % (
-        pct(pl["forwarded"], 50) - pct(pl["direct"], 50), pct(pl["forwarded"], 90) - pct(pl["direct"], 90),
-        pair_d99, max(pl["forwarded"]) - max(pl["direct"])),
+    *compare(pl),
     "",
     "## Forwarding: POST /api/sessions/{name}/reconnect {\"keepCredentials\":true} (ms)",
     "",
@@ -714,13 +719,7 @@ lines = [
     % (len(rl["direct"]), pct(r["rec_back"], 50), r["rec_s"], statuses(r["rec_status"]["direct"]),
        statuses(r["rec_status"]["forwarded"])),
     "",
-    "| path | n | p50 | p90 | p99 | max |",
-    "|---|---|---|---|---|---|",
-    row("A (owner)", rl["direct"]),
-    row("B -> A (forwarded)", rl["forwarded"]),
-    "| difference | | %+.2f | %+.2f | %+.2f | %+.2f |" % (
-        pct(rl["forwarded"], 50) - pct(rl["direct"], 50), pct(rl["forwarded"], 90) - pct(rl["direct"], 90),
-        rec_d99, max(rl["forwarded"]) - max(rl["direct"])),
+    *compare(rl),
     "",
     "## Failover: kill -9 of A",
     "",
