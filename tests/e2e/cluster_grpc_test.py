@@ -220,6 +220,10 @@ for name, call in (("Logout", lambda: stub_c.Logout(ep.LogoutRequest(session="sa
                                                                   metadata=MD, timeout=10))):
     c, d = rpc_error(call)
     check(c == grpc.StatusCode.FAILED_PRECONDITION and ELSEWHERE in d, "%s without a secret: %s %r" % (name, c, d))
+for method, path in (("POST", "/api/sessions/sales/logout"), ("POST", "/api/sessions/sales/reconnect"),
+                     ("DELETE", "/api/sessions/sales")):
+    st, d = req(http_c, method, path, b"{}" if method == "POST" else None)
+    check(st == 409 and ELSEWHERE.encode() in d, "HTTP %s %s without a secret: %d %s" % (method, path, st, d))
 
 # every node stops cleanly
 for p in [v[0] for v in nodes.values()] + [pc]:

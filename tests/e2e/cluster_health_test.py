@@ -160,6 +160,10 @@ check(st == 200, "forwarded reconnect: %d %s" % (st, d))
 st, d = req(other, "POST", "/api/sessions/sales/reconnect", b'{"keepCredentials":true}',
             {"X-WAGW-Node-Secret": "wrong"})
 check(st == 403, "wrong node secret: %d %s" % (st, d))
+# a request that comes from another node (the right secret) is never forwarded again
+st, d = req(other, "POST", "/api/sessions/sales/reconnect", b'{"keepCredentials":true}',
+            {"X-WAGW-Node-Secret": SECRET})
+check(st == 409 and b"another node" in d, "a forwarded request forwarded again: %d %s" % (st, d))
 wait("CONNECTED after the reconnect", lambda: data(other, "/api/sessions/sales/status").get("state") == "CONNECTED")
 
 # the reconnect's events reached the receiver, each once
