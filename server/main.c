@@ -51,6 +51,7 @@ typedef struct {
     sess_registry_t *reg;
     wh_t *wh;               /* webhook delivery */
     sess_jstore_t *journal; /* the event log (store-backed journal of reg) */
+    sess_q_t *storeq;       /* the store's job queue: its round trips off the loop */
     api_t *api;
     metrics_t *metrics;
     http_server_t *http;
@@ -371,6 +372,9 @@ int main(int argc, char **argv)
         return 1;
     }
     uv_loop_init(&app.loop);
+    /* PostgreSQL: every store call is a network round trip, run by the
+     * queue's thread; SQLite: a local file, called inline as before */
+    app.storeq = sess_q_new(&app.loop, store_is_pg(app.store));
     sess_render_hooks_t hooks = api_render_hooks();
     app.reg = sess_registry_new(&app.loop, &hooks);
     app.metrics = metrics_new();
@@ -384,7 +388,7 @@ int main(int argc, char **argv)
         if (app.metrics)
             metrics_set_journal(app.metrics, app.journal);
     }
-    if (!app.reg || !app.metrics || !app.journal) {
+    if (!app.reg || !app.metrics || !app.journal || !app.storeq) {
         fprintf(stderr, "wa-gateway: cannot initialise: out of memory\n");
         rc = 1;
         goto out;
@@ -396,6 +400,7 @@ int main(int argc, char **argv)
     sess_version_opts_t vo = {.loop = &app.loop,
                               .http = app.httpc,
                               .store = app.store,
+                              .q = app.storeq,
                               .configured = app.cfg.wa_version,
                               .wa_url = app.cfg.wa_url,
                               .sw_url = app.cfg.wa_version_url,
@@ -410,6 +415,7 @@ int main(int argc, char **argv)
     sess_mgr_opts_t mo = {.loop = &app.loop,
                           .reg = app.reg,
                           .store = app.store,
+                          .q = app.storeq,
                           .version = app.version,
                           .wa_url = app.cfg.wa_url,
                           .root_key = app.cfg.wa_root_key_bin,
@@ -436,6 +442,7 @@ int main(int argc, char **argv)
     unsigned wh_connect = (unsigned)app.cfg.webhook_timeout_ms / 2;
     wh_opts_t who = {.loop = &app.loop,
                      .store = app.store,
+                     .q = app.storeq,
                      .ca_file = app.cfg.webhook_ca_file,
                      .allow_private = app.cfg.webhook_allow_private,
                      .max_targets = (unsigned)app.cfg.max_webhooks,
@@ -558,6 +565,7 @@ out:
         clu_stop(app.cluster, NULL, NULL); /* (a no-op after the shutdown's) */
     sess_mgr_close(app.mgr);
     wh_close(app.wh);
+    sess_q_close(app.storeq); /* what was queued is stored, and its callbacks run */
     sess_jstore_close(app.journal);
     sess_version_close(app.version);
     httpc_destroy(app.httpc, NULL, NULL);
@@ -580,6 +588,7 @@ out:
     sess_version_free(app.version); /* after the drivers, which refer to it */
     metrics_free(app.metrics);
     clu_free(app.cluster);
+    sess_q_free(app.storeq);
     store_close(app.store);
     cfg_free(&app.cfg);
     httpc_global_cleanup();

@@ -12,11 +12,13 @@
 #include "session/store/store.h"
 #include "session/version.h"
 #include "session/wa/client.h"
+#include "session/storeq.h"
 #include "session/wa/framesocket.h"
 
 typedef struct {
     wa_fsock_ctx_t *fsock;     /* shared WebSocket context (not owned) */
     store_t *store;            /* credential store (not owned) */
+    sess_q_t *q;               /* the store's job queue (not owned): every store call goes through it */
     wa_client_config_t client; /* URL, trusted root, version, lifetimes */
     /* The WhatsApp Web version policy (not owned): each connection waits
      * until it is ready and announces its current version, and a 405 asks

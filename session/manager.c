@@ -151,6 +151,7 @@ int sess_mgr_new(const sess_mgr_opts_t *opts, sess_mgr_t **out, char *err, size_
     }
     sess_driver_opts_t *d = &m->dopts;
     d->fsock = m->fsock;
+    d->q = opts->q;
     d->store = opts->store;
     d->version = opts->version;
     d->gate = m->gate;

@@ -19,6 +19,7 @@
 
 #include "session/cluster/cluster.h"
 #include "session/session.h"
+#include "session/storeq.h"
 #include "session/store/store.h"
 #include "session/version.h"
 
@@ -39,6 +40,7 @@ typedef struct {
     uv_loop_t *loop;
     sess_registry_t *reg;             /* borrowed */
     store_t *store;                   /* borrowed */
+    sess_q_t *q;                      /* the store's job queue (borrowed) */
     sess_version_t *version;          /* WhatsApp Web version policy (borrowed), NULL = built-in */
     const char *wa_url;               /* WhatsApp endpoint; NULL = the real one */
     const uint8_t *root_key;          /* 32 bytes: trusted root of the server certificates */

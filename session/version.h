@@ -34,6 +34,7 @@
 
 #include "common/httpc.h"
 #include "session/store/store.h"
+#include "session/storeq.h"
 #include "session/wa/version.h"
 
 typedef enum {
@@ -56,6 +57,7 @@ typedef struct {
     uv_loop_t *loop;
     httpc_t *http;             /* not owned; needed unless `configured` is set */
     store_t *store;            /* not owned; NULL: nothing stored or persisted */
+    sess_q_t *q;               /* the store's job queue (not owned); needed with store */
     const char *configured;    /* WA_VERSION, used as is; NULL = discover */
     const char *wa_url;        /* WA_URL, whose host serves sw.js; NULL = the default */
     const char *sw_url;        /* WA_VERSION_URL: http(s) URL overriding the derived one */

@@ -10,14 +10,25 @@
 
 #include "session/store/store_internal.h"
 
-#define STORE_OP_PUBLIC(name, params, args)                                                        \
+/* The writer's operations hold w_mu: the loop's thread and the store's
+ * job queue (session/storeq.h) may both call them. */
+#define STORE_OP_WRITER(name, params, args)                                                        \
+    int store_##name params                                                                        \
+    {                                                                                              \
+        pthread_mutex_lock(&st->w_mu);                                                             \
+        int rc = st->be->name args;                                                                \
+        pthread_mutex_unlock(&st->w_mu);                                                           \
+        return rc;                                                                                 \
+    }
+#define STORE_OP_READER(name, params, args)                                                        \
     int store_##name params                                                                        \
     {                                                                                              \
         return st->be->name args;                                                                  \
     }
-STORE_WRITER_OPS(STORE_OP_PUBLIC)
-STORE_READER_OPS(STORE_OP_PUBLIC)
-#undef STORE_OP_PUBLIC
+STORE_WRITER_OPS(STORE_OP_WRITER)
+STORE_READER_OPS(STORE_OP_READER)
+#undef STORE_OP_WRITER
+#undef STORE_OP_READER
 
 const char *store_strerror(int code)
 {
@@ -93,6 +104,7 @@ void store_close(store_t *st)
         free(st->fences[i].session);
     free(st->fences);
     pthread_mutex_destroy(&st->fence_mu);
+    pthread_mutex_destroy(&st->w_mu);
     free(st->node_id);
     free(st->path);
     free(st);
@@ -121,6 +133,11 @@ int store_set_node(store_t *st, const char *node_id)
 void store_init_common(store_t *st)
 {
     pthread_mutex_init(&st->fence_mu, NULL);
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&st->w_mu, &a);
+    pthread_mutexattr_destroy(&a);
 }
 
 static store_fence_t *fence_find(const store_t *st, const char *session)

@@ -176,6 +176,7 @@ struct store {
      * the epochs it holds, and who is told of a refused write. */
     char *node_id;
     pthread_mutex_t fence_mu; /* guards fences: the background appender reads them */
+    pthread_mutex_t w_mu;     /* recursive: held by each writer's operation (dispatch.c) */
     store_fence_t *fences;
     size_t nfences, capfences;
     void (*on_fenced)(void *arg, const char *session);

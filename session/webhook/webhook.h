@@ -36,6 +36,7 @@
 #include <uv.h>
 
 #include "session/store/store.h"
+#include "session/storeq.h"
 
 enum {
     WH_OK = 0,
@@ -70,7 +71,8 @@ typedef struct wh wh_t;
 
 typedef struct {
     uv_loop_t *loop;
-    store_t *store;          /* borrowed; the writer's thread is the loop's */
+    store_t *store;          /* borrowed */
+    sess_q_t *q;             /* the store's job queue (borrowed): the store is called through it */
     const char *ca_file;     /* PEM bundle trusted instead of the system CAs (tests) */
     int allow_private;       /* WEBHOOK_ALLOW_PRIVATE */
     unsigned max_targets;    /* MAX_WEBHOOKS; 0 = WH_MAX_TARGETS_DEFAULT */
