@@ -1,0 +1,170 @@
+#!/usr/bin/python3
+"""The event loop never waits on PostgreSQL. One gateway on a throwaway
+PostgreSQL 15 (tests/pg/pgtmp.sh) runs a linked session and a webhook
+target. Then every PostgreSQL process is stopped (SIGSTOP) and, while the
+database cannot answer, the test asks for what needs it (a new session, a
+key rotation, a webhook target, a dropped WhatsApp connection that
+reconnects) and for what does not (health, status, the session list,
+metrics, a WebSocket watcher's event). The second kind must be answered
+before the database comes back: a store call made on the loop thread would
+hold every request until then. After SIGCONT, everything that waited for the
+database completes, nothing lost."""
+import base64, json, os, signal, subprocess, sys, threading, time
+import http.server
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import e2elib
+from e2elib import check, fail, free_port, start_fakewa, start_gateway, gateway_env
+
+KEY = "store-frozen-admin-key-0123456789abc"
+URL, PGDIR = e2elib.start_pg()
+stopped = []  # PostgreSQL processes stopped by the test
+
+
+def pg_pids():
+    with open(os.path.join(PGDIR, "data", "postmaster.pid")) as f:
+        pm = int(f.readline())
+    kids = subprocess.run(["pgrep", "-P", str(pm)], capture_output=True, text=True).stdout.split()
+    return [pm] + [int(k) for k in kids]
+
+
+def resume_pg():
+    for p in stopped:
+        try:
+            os.kill(p, signal.SIGCONT)
+        except OSError:
+            pass
+    stopped.clear()
+
+
+e2elib.fail_hooks.insert(0, resume_pg)
+import atexit
+atexit.register(resume_pg)  # before start_pg's stop (registered later, runs first)
+
+fw = start_fakewa()
+cport = fw["cport"]
+
+# the webhook receiver
+got = []
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        got.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0")))))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+rsrv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+threading.Thread(target=rsrv.serve_forever, daemon=True).start()
+RECV = "http://127.0.0.1:%d/hook" % rsrv.server_address[1]
+SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
+
+# a long lease: the node keeps its sessions through the freeze (self-fencing
+# is cluster_health_test's subject)
+env = dict(gateway_env(fw), STORE_URL=URL, NODE_ID="frozen-1", API_KEY=KEY, LEASE_MS="60000",
+           RENEW_MS="3000", WEBHOOK_ALLOW_PRIVATE="1")
+p, port, gport, log = start_gateway(fw, "frozen", [], env=env)
+
+
+def api(method, path, body=None, timeout=10):
+    return e2elib.api(port, method, path, json.dumps(body).encode() if body is not None else None,
+                      KEY, timeout=timeout)
+
+
+def data(path):
+    return e2elib.api_data(port, path, KEY)
+
+
+def wait(what, cond, secs=30):
+    t0 = time.time()
+    while time.time() - t0 < secs:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    sys.stderr.write(open(log).read()[-4000:])
+    fail("timed out waiting for " + what)
+
+
+# a linked session and a webhook target, before the freeze
+st, d = api("POST", "/api/sessions", {"name": "s1"})
+check(st == 201, "create s1: %d %s" % (st, d))
+wait("s1 QR", lambda: data("/api/sessions/s1/status").get("state") == "QR_READY")
+st, raw = api("GET", "/api/sessions/s1/qr?format=raw")
+st, d = e2elib.api(cport, "POST", "/control/scan?phone=4915112345601", raw)
+check(st == 200, "scan: %d %s" % (st, d))
+wait("s1 CONNECTED", lambda: data("/api/sessions/s1/status").get("state") == "CONNECTED")
+st, d = api("POST", "/api/webhooks", {"url": RECV, "secret": SECRET, "session": "s1"})
+check(st == 201, "webhook target: %d %s" % (st, d))
+
+# a WebSocket watcher of s1, reading in the background
+from wsclient import WS
+ws = WS("127.0.0.1", port, "/api/sessions/s1/ws", headers={"X-API-Key": KEY})
+check(ws.status == 101, "WebSocket upgrade: %d" % ws.status)
+frames = []
+
+
+def read_ws():
+    try:
+        while True:
+            frames.append((time.time(), ws.recv()))
+    except (EOFError, OSError):
+        pass
+threading.Thread(target=read_ws, daemon=True).start()
+wait("the watcher's first event", lambda: frames, 10)
+
+# the freeze
+for pid in pg_pids():
+    os.kill(pid, signal.SIGSTOP)
+    stopped.append(pid)
+t_freeze = time.time()
+results = {}
+
+
+def later(name, method, path, body=None):
+    def run():
+        try:
+            results[name] = api(method, path, body, timeout=60)
+        except Exception as e:  # noqa: BLE001
+            results[name] = (0, str(e).encode())
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
+waiting = [later("create", "POST", "/api/sessions", {"name": "s2"}),
+           later("rotate", "POST", "/api/sessions/s1/key"),
+           later("webhook", "POST", "/api/webhooks", {"url": RECV, "secret": SECRET})]
+time.sleep(0.5)  # the requests above are in, waiting for the database
+# the phone's connection drops: the session reconnects, with what it stores
+st, d = e2elib.api(cport, "POST", "/control/fault", b"drop")
+check(st == 200, "drop: %d %s" % (st, d))
+
+# answered while the database is stopped
+for path in ("/healthz", "/api/sessions/s1/status", "/api/sessions", "/metrics", "/readyz"):
+    try:
+        st, _ = api("GET", path, timeout=3)
+    except OSError as e:
+        fail("%s not answered while the database is stopped: %s" % (path, e))
+    check(st in (200, 503), "%s answered: %d" % (path, st))
+def dropped(ev):
+    return ev.get("data", ev).get("state") in ("DISCONNECTED", "CONNECTING")
+wait("the watcher sees the drop while the database is stopped",
+     lambda: any(t > t_freeze and dropped(ev) for t, ev in frames), 3)
+check(time.time() - t_freeze < 8, "all answered within the freeze")
+check(not results, "nothing that needs the database finished while it was stopped: %s" % results)
+
+resume_pg()
+for t in waiting:
+    t.join(30)
+check(results.get("create", (0,))[0] == 201, "create after the freeze: %s" % (results.get("create"),))
+check(results.get("rotate", (0,))[0] == 200, "rotate after the freeze: %s" % (results.get("rotate"),))
+check(results.get("webhook", (0,))[0] == 201, "webhook after the freeze: %s" % (results.get("webhook"),))
+wait("s1 CONNECTED again", lambda: data("/api/sessions/s1/status").get("state") == "CONNECTED")
+wait("s2 listed with its QR", lambda: data("/api/sessions/s2/status").get("state") == "QR_READY")
+wait("the drop delivered to the webhook", lambda: any(dropped(e) for e in got), 20)
+st = json.loads(e2elib.api(cport, "GET", "/control/state")[1])
+check(st["doubleLive"] == 0, "one live connection per device: %s" % st)
+p.send_signal(signal.SIGTERM)
+check(p.wait(timeout=30) == 0, "stopped cleanly")
+print("ok: answered while PostgreSQL was stopped, and nothing lost after")
