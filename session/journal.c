@@ -73,6 +73,15 @@ int sess_jstore_parse_retention(const char *text, uint64_t *count, int64_t *age_
     return 0;
 }
 
+static int j_last_id(void *arg, uint64_t *id)
+{
+    sess_jstore_t *j = arg;
+    int rc = store_events_max_id(j->store, id);
+    if (rc < 0)
+        LOG_ERROR("events", "cannot read the newest event id: %s", store_strerror(rc));
+    return rc < 0 ? -1 : 0;
+}
+
 static int j_last_seq(void *arg, const char *session, uint64_t *seq)
 {
     sess_jstore_t *j = arg;
@@ -346,6 +355,7 @@ void sess_jstore_attach(sess_jstore_t *j, sess_registry_t *reg)
             jr.append_async = j_append_async;
             jr.drain = j_drain;
             jr.read_async = j_read_async;
+            jr.last_id = j_last_id;
         } else {
             uv_close((uv_handle_t *)&j->wake, NULL);
             pthread_cond_destroy(&j->cond);

@@ -47,7 +47,11 @@ struct sess_sub {
     uint64_t seam;         /* live events with a key <= seam were read from the log */
     uint64_t gap_since;    /* the first read checks for a gap after this key (0: done) */
     sess_registry_t *jreg; /* the registry when it has a journal, else NULL */
-    sess_sub_t *next;      /* in the session's list (guarded by sess->sub_mu) */
+    /* With journal.read_async: a page of the log is being read off the
+     * loop (reading); the subscriber went away meanwhile (gone: the read's
+     * callback frees it). Guarded by mu. */
+    int reading, gone;
+    sess_sub_t *next; /* in the session's list (guarded by sess->sub_mu) */
 };
 
 struct sess {
@@ -96,6 +100,18 @@ struct sess_registry {
     pthread_mutex_t all_mu; /* guards the registry-wide subscriptions and delivered_id */
     sess_sub_t *all_subs;
     uint64_t delivered_id; /* the event id of the newest snapshot delivered */
+    int reads;             /* atomic: reads of the log in flight (replays, the tail) */
+    /* With journal.read_async (PostgreSQL, several nodes writing the log):
+     * the registry-wide subscriptions are fed by reading the log in id
+     * order after `cursor`, so that their event ids only grow whichever
+     * node wrote each event (ids commit in order). Loop thread. */
+    struct {
+        int on, busy, again;
+        uint64_t cursor;
+        sess_event_t ev[REPLAY_PAGE];
+        size_t n;
+        uint64_t pruned;
+    } tail;
     sess_journal_t journal;
     int has_journal;
     uv_prepare_t flush;            /* commits the pending events once per loop iteration */
@@ -315,6 +331,11 @@ void sess_registry_set_journal(sess_registry_t *reg, const sess_journal_t *j)
 {
     reg->journal = *j;
     reg->has_journal = 1;
+    uint64_t id = 0;
+    if (j->read_async && j->last_id && j->last_id(j->arg, &id) == 0) {
+        reg->tail.on = 1; /* the log's order from its current end on */
+        reg->tail.cursor = reg->delivered_id = id;
+    }
 }
 
 int sess_registry_post(sess_registry_t *reg, void (*fn)(void *arg), void *arg)
@@ -346,6 +367,7 @@ static int sub_push_locked(sess_sub_t *sub, sess_snapshot_t *snap);
 static void flush_pending(sess_registry_t *reg);
 static void emit(sess_t *s, sess_snapshot_t *snap);
 static sess_t *find_locked(sess_registry_t *reg, const char *name);
+static void tail_kick(sess_registry_t *reg);
 
 /* Ends one subscription and wakes its consumer. */
 static void end_sub(sess_sub_t *sub)
@@ -635,6 +657,7 @@ static void on_follow_read(void *ctx, int rc)
     follow_read_t *f = ctx;
     sess_t *s = f->s;
     int more = 0;
+    __atomic_sub_fetch(&s->reg->reads, 1, __ATOMIC_ACQ_REL);
     if (rc == 0 && s->following && !s->removed && !s->reg->closing) {
         follow_deliver(s, f->after, f->ev, f->n, f->pruned);
         more = f->n == REPLAY_PAGE;
@@ -662,8 +685,10 @@ static void follow_start(sess_t *s)
     sess_ref(s);
     f->s = s;
     f->after = delivered_seq(s);
+    __atomic_add_fetch(&reg->reads, 1, __ATOMIC_ACQ_REL);
     if (reg->journal.read_async(reg->journal.arg, s->name, f->after, REPLAY_PAGE, f->ev, &f->n,
                                 &f->pruned, on_follow_read, f) != 0) {
+        __atomic_sub_fetch(&reg->reads, 1, __ATOMIC_ACQ_REL);
         s->follow_busy = 0;
         sess_unref(s);
         free(f);
@@ -1013,7 +1038,12 @@ sess_sub_t *sess_registry_subscribe_since(sess_registry_t *reg, uint64_t since,
         size_t i = n;
         for (sess_t *s = reg->sessions; v && s && i > 0; s = s->next) {
             pthread_mutex_lock(&s->sub_mu);
-            v[--i] = sess_snapshot_ref(s->delivered);
+            /* with the tail, an event beyond it comes through it */
+            if (!reg->tail.on || !s->delivered ||
+                sess_snapshot_event_id(s->delivered) <= reg->delivered_id)
+                v[--i] = sess_snapshot_ref(s->delivered);
+            else
+                v[--i] = NULL;
             pthread_mutex_unlock(&s->sub_mu);
         }
         pthread_rwlock_unlock(&reg->mu);
@@ -1038,19 +1068,21 @@ sess_sub_t *sess_registry_subscribe(sess_registry_t *reg, const sess_sub_opts_t 
     return sess_registry_subscribe_since(reg, 0, opts);
 }
 
-/* Reads the next page of the log into the queue (empty when called).
- * Returns the number of events read, or -1 when the log cannot be read. */
-static int replay_page(sess_sub_t *sub, uint64_t after, uint64_t gap_since)
+/* The events of a replay page per read: the ring's room, at most a page. */
+static size_t replay_max(const sess_sub_t *sub)
 {
-    size_t max = sub->max < REPLAY_PAGE ? sub->max : REPLAY_PAGE;
-    sess_event_t ev[REPLAY_PAGE];
+    return sub->max < REPLAY_PAGE ? sub->max : REPLAY_PAGE;
+}
+
+/* Queues a page read from the log after `after` (the queue was empty when
+ * it was asked for) and clears the events. */
+static void replay_apply(sess_sub_t *sub, uint64_t after, uint64_t gap_since, sess_event_t *ev,
+                         size_t n, uint64_t pruned)
+{
     sess_snapshot_t *snaps[REPLAY_PAGE];
-    size_t n = 0, k = 0;
-    uint64_t pruned = 0, last = after;
+    size_t k = 0;
+    uint64_t last = after;
     const char *session = sub->sess ? sub->sess->name : NULL;
-    const sess_journal_t *j = &sub->jreg->journal;
-    if (j->read(j->arg, session, after, max, ev, &n, &pruned) != 0)
-        return -1;
     for (size_t i = 0; i < n; i++) {
         last = session ? ev[i].seq : ev[i].id;
         sess_snapshot_t *snap = sess_event_parse(sub->jreg, ev[i].body, ev[i].body_len);
@@ -1076,7 +1108,94 @@ static int replay_page(sess_sub_t *sub, uint64_t after, uint64_t gap_since)
     sub->cursor = last;
     sub->gap_since = 0;
     pthread_mutex_unlock(&sub->mu);
+}
+
+/* Reads the next page of the log into the queue (empty when called), on
+ * the calling thread. Returns the number of events read, or -1 when the
+ * log cannot be read. */
+static int replay_page(sess_sub_t *sub, uint64_t after, uint64_t gap_since)
+{
+    sess_event_t ev[REPLAY_PAGE];
+    size_t n = 0;
+    uint64_t pruned = 0;
+    const sess_journal_t *j = &sub->jreg->journal;
+    if (j->read(j->arg, sub->sess ? sub->sess->name : NULL, after, replay_max(sub), ev, &n,
+                &pruned) != 0)
+        return -1;
+    replay_apply(sub, after, gap_since, ev, n, pruned);
     return (int)n;
+}
+
+static void try_go_live(sess_sub_t *sub);
+static void sub_free(sess_sub_t *sub);
+
+/* A replay page read off the loop (journal.read_async). */
+typedef struct {
+    sess_sub_t *sub;
+    sess_t *sess; /* the subscription's session (a reference), or NULL */
+    uint64_t after, gap_since;
+    sess_event_t ev[REPLAY_PAGE];
+    size_t n;
+    uint64_t pruned;
+} replay_read_t;
+
+/* The page is read (loop thread): queued, and the consumer woken to take
+ * it; a subscriber gone meanwhile is freed here (the read holds a
+ * reference to its session). */
+static void on_replay_read(void *ctx, int rc)
+{
+    replay_read_t *r = ctx;
+    sess_sub_t *sub = r->sub;
+    sess_registry_t *reg = sub->jreg;
+    pthread_mutex_lock(&sub->mu);
+    int gone = sub->gone;
+    if (!gone && rc != 0)
+        sub_end_locked(sub); /* the log cannot be read: end; the client resumes later */
+    pthread_mutex_unlock(&sub->mu);
+    if (!gone && rc == 0) {
+        replay_apply(sub, r->after, r->gap_since, r->ev, r->n, r->pruned);
+        if (r->n < replay_max(sub))
+            try_go_live(sub);
+    } else {
+        for (size_t i = 0; i < r->n; i++)
+            sess_event_clear(&r->ev[i]);
+    }
+    pthread_mutex_lock(&sub->mu);
+    sub->reading = 0;
+    gone = sub->gone;
+    if (!gone && sub->opts.notify) /* under mu: it cannot unsubscribe meanwhile */
+        sub->opts.notify(sub->opts.arg);
+    pthread_mutex_unlock(&sub->mu);
+    if (gone)
+        sub_free(sub);
+    __atomic_sub_fetch(&reg->reads, 1, __ATOMIC_ACQ_REL);
+    sess_unref(r->sess);
+    free(r);
+}
+
+/* Starts reading the next page off the loop; sub->reading is set (under
+ * mu) by the caller. 0, or -1 when it cannot start. */
+static int replay_start(sess_sub_t *sub, uint64_t after, uint64_t gap_since)
+{
+    replay_read_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        return -1;
+    r->sub = sub;
+    r->sess = sub->sess;
+    if (r->sess)
+        sess_ref(r->sess);
+    r->after = after;
+    r->gap_since = gap_since;
+    const sess_journal_t *j = &sub->jreg->journal;
+    __atomic_add_fetch(&sub->jreg->reads, 1, __ATOMIC_ACQ_REL);
+    if (j->read_async(j->arg, sub->sess ? sub->sess->name : NULL, after, replay_max(sub), r->ev,
+                      &r->n, &r->pruned, on_replay_read, r) != 0) {
+        __atomic_sub_fetch(&sub->jreg->reads, 1, __ATOMIC_ACQ_REL);
+        sess_unref(r->sess);
+        free(r);
+        return -1;
+    }
+    return 0;
 }
 
 /* After the log had nothing more: back to live delivery when every
@@ -1124,13 +1243,26 @@ int sess_sub_next(sess_sub_t *sub, sess_snapshot_t **out)
             return rc;
         }
         uint64_t after = sub->cursor, gap_since = sub->gap_since;
+        if (sub->jreg->journal.read_async) { /* off the loop: the read wakes the consumer */
+            int start = !sub->reading;
+            sub->reading = 1;
+            pthread_mutex_unlock(&sub->mu);
+            if (start && replay_start(sub, after, gap_since) != 0) {
+                pthread_mutex_lock(&sub->mu);
+                sub->reading = 0;
+                sub_end_locked(sub);
+                pthread_mutex_unlock(&sub->mu);
+                return SESS_SUB_ENDED;
+            }
+            return SESS_SUB_EMPTY;
+        }
         pthread_mutex_unlock(&sub->mu);
         int n = replay_page(sub, after, gap_since);
         if (n < 0) { /* the log cannot be read: end; the client resumes later */
             pthread_mutex_lock(&sub->mu);
             sub_end_locked(sub);
             pthread_mutex_unlock(&sub->mu);
-        } else if ((size_t)n < (sub->max < REPLAY_PAGE ? sub->max : REPLAY_PAGE)) {
+        } else if ((size_t)n < replay_max(sub)) {
             try_go_live(sub);
         }
     }
@@ -1172,6 +1304,17 @@ void sess_unsubscribe(sess_sub_t *sub)
         }
         pthread_mutex_unlock(&reg->all_mu);
     }
+    pthread_mutex_lock(&sub->mu);
+    int reading = sub->reading;
+    sub->gone = 1;
+    sub_clear_locked(sub, 0);
+    pthread_mutex_unlock(&sub->mu);
+    if (!reading) /* else the read's callback frees it */
+        sub_free(sub);
+}
+
+static void sub_free(sess_sub_t *sub)
+{
     sub_clear_locked(sub, 0);
     free(sub->ring);
     pthread_mutex_destroy(&sub->mu);
@@ -1206,12 +1349,69 @@ static void deliver(sess_t *s, sess_snapshot_t *snap)
     for (sess_sub_t *sub = s->subs; sub; sub = sub->next)
         sub_offer(sub, snap);
     pthread_mutex_unlock(&s->sub_mu);
-    if (id > reg->delivered_id)
-        reg->delivered_id = id;
-    for (sess_sub_t *sub = reg->all_subs; sub; sub = sub->next)
-        sub_offer(sub, snap);
+    if (!reg->tail.on) {
+        if (id > reg->delivered_id)
+            reg->delivered_id = id;
+        for (sess_sub_t *sub = reg->all_subs; sub; sub = sub->next)
+            sub_offer(sub, snap);
+    }
     pthread_mutex_unlock(&reg->all_mu);
     sess_snapshot_unref(old);
+    if (reg->tail.on && id)
+        tail_kick(reg); /* the registry-wide ones get it from the log, in id order */
+}
+
+/* The log's next page for the registry-wide subscriptions has been read:
+ * each event is delivered to them in id order. Loop thread. */
+static void on_tail_read(void *ctx, int rc)
+{
+    sess_registry_t *reg = ctx;
+    reg->tail.busy = 0;
+    __atomic_sub_fetch(&reg->reads, 1, __ATOMIC_ACQ_REL);
+    size_t n = rc == 0 ? reg->tail.n : 0;
+    for (size_t i = 0; i < reg->tail.n; i++) {
+        sess_event_t *ev = &reg->tail.ev[i];
+        sess_snapshot_t *snap =
+            i < n && !reg->closing ? sess_event_parse(reg, ev->body, ev->body_len) : NULL;
+        pthread_mutex_lock(&reg->all_mu);
+        if (i < n && ev->id > reg->tail.cursor)
+            reg->tail.cursor = ev->id;
+        if (snap) { /* an event this code cannot read is skipped */
+            __atomic_store_n(&snap->event_id_, ev->id, __ATOMIC_RELEASE);
+            if (ev->id > reg->delivered_id)
+                reg->delivered_id = ev->id;
+            for (sess_sub_t *sub = reg->all_subs; sub; sub = sub->next)
+                sub_offer(sub, snap);
+        }
+        pthread_mutex_unlock(&reg->all_mu);
+        sess_snapshot_unref(snap);
+        sess_event_clear(ev);
+    }
+    reg->tail.n = 0;
+    if (rc != 0)
+        reg->tail.again = 1; /* read again on the next kick */
+    if ((n == REPLAY_PAGE || reg->tail.again) && rc == 0 && !reg->closing)
+        tail_kick(reg);
+}
+
+static void tail_kick(sess_registry_t *reg)
+{
+    if (reg->closing)
+        return;
+    if (reg->tail.busy) {
+        reg->tail.again = 1; /* once this read is delivered */
+        return;
+    }
+    reg->tail.busy = 1;
+    reg->tail.again = 0;
+    reg->tail.n = 0;
+    __atomic_add_fetch(&reg->reads, 1, __ATOMIC_ACQ_REL);
+    if (reg->journal.read_async(reg->journal.arg, NULL, reg->tail.cursor, REPLAY_PAGE, reg->tail.ev,
+                                &reg->tail.n, &reg->tail.pruned, on_tail_read, reg) != 0) {
+        __atomic_sub_fetch(&reg->reads, 1, __ATOMIC_ACQ_REL);
+        reg->tail.busy = 0;
+        reg->tail.again = 1; /* not started: the next delivery tries again */
+    }
 }
 
 static void on_flush(uv_prepare_t *h)
@@ -1333,7 +1533,8 @@ static void start_async_batch(sess_registry_t *reg)
 
 int sess_registry_flushing(sess_registry_t *reg)
 {
-    return reg->pend_head != NULL || reg->inflight.busy;
+    return reg->pend_head != NULL || reg->inflight.busy ||
+           __atomic_load_n(&reg->reads, __ATOMIC_ACQUIRE) > 0;
 }
 
 static void flush_pending(sess_registry_t *reg)

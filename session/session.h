@@ -356,6 +356,14 @@ typedef struct {
      * started (done is not called). */
     int (*read_async)(void *arg, const char *session, uint64_t after, size_t max, sess_event_t *out,
                       size_t *n, uint64_t *pruned, void (*done)(void *ctx, int rc), void *ctx);
+    /* Optional, with read_async: the highest event id stored (0: none),
+     * asked once by sess_registry_set_journal. The registry-wide
+     * subscriptions are then fed from the log in id order from there on
+     * (several writers: a node's own events and those another node wrote
+     * reach it in different ways, the log has them in one order), and
+     * events the log refused never reach them. 0 or < 0 (then they get
+     * every delivered snapshot at once, as without read_async). */
+    int (*last_id)(void *arg, uint64_t *id);
     void *arg;
 } sess_journal_t;
 
@@ -392,7 +400,9 @@ int sess_following(const sess_t *s);
 int sess_follow(sess_t *s);
 
 /* 1 while published snapshots wait for the journal (pending or being
- * stored off the loop), else 0. Loop thread (tests wait on it). */
+ * stored off the loop) or reads of the log are in flight (a stream's
+ * catch-up, the registry-wide subscriptions' tail), else 0. Loop thread
+ * (tests wait on it). */
 int sess_registry_flushing(sess_registry_t *reg);
 
 /* Like sess_follow, off the loop when the journal reads asynchronously
@@ -463,9 +473,11 @@ enum {
 };
 
 /* Pops the oldest queued snapshot. While a stream catches up from the
- * event log this reads a page of stored events (a short synchronous read
- * of the journal). Any thread. Returns SESS_SUB_OK with a
- * reference in *out, SESS_SUB_EMPTY, or SESS_SUB_ENDED. */
+ * event log this reads a page of stored events: with the journal's
+ * read_async off the loop (SESS_SUB_EMPTY now; the subscriber's notify
+ * runs on the loop thread once the page is queued), else a short
+ * synchronous read. Any thread. Returns SESS_SUB_OK with a reference in
+ * *out, SESS_SUB_EMPTY, or SESS_SUB_ENDED. */
 int sess_sub_next(sess_sub_t *sub, sess_snapshot_t **out);
 
 /* Number of snapshots dropped by SESS_SLOW_COALESCE so far. */

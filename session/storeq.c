@@ -24,7 +24,7 @@ struct sess_q {
     job_t *todo, **todo_tail; /* guarded by mu */
     job_t *done, **done_tail; /* guarded by mu */
     job_t *running;           /* guarded by mu */
-    size_t pending;           /* loop thread */
+    size_t pending;           /* atomic: queued from any thread, done on the loop */
     uv_async_t wake;
 };
 
@@ -78,7 +78,7 @@ static void run_done(sess_q_t *q)
     pthread_mutex_unlock(&q->mu);
     while (job) {
         job_t *next = job->next;
-        q->pending--;
+        __atomic_sub_fetch(&q->pending, 1, __ATOMIC_ACQ_REL);
         job->done(job->arg, job->cancelled ? SESS_Q_CANCELLED : job->rc);
         free(job);
         job = next;
@@ -124,13 +124,13 @@ int sess_q_threaded(const sess_q_t *q)
 int sess_q_run(sess_q_t *q, const void *owner, int (*work)(void *arg),
                void (*done)(void *arg, int rc), void *arg)
 {
-    if (!q || q->closed)
+    if (!q || __atomic_load_n(&q->closed, __ATOMIC_ACQUIRE))
         return -1;
     job_t *job = calloc(1, sizeof(*job));
     if (!job)
         return -1;
     *job = (job_t){.owner = owner, .work = work, .done = done, .arg = arg};
-    q->pending++;
+    __atomic_add_fetch(&q->pending, 1, __ATOMIC_ACQ_REL);
     if (!q->threaded) {
         job->rc = work(arg);
         pthread_mutex_lock(&q->mu);
@@ -165,14 +165,14 @@ void sess_q_cancel(sess_q_t *q, const void *owner)
 
 size_t sess_q_pending(sess_q_t *q)
 {
-    return q ? q->pending : 0;
+    return q ? __atomic_load_n(&q->pending, __ATOMIC_ACQUIRE) : 0;
 }
 
 void sess_q_drain(sess_q_t *q)
 {
     if (!q)
         return;
-    while (q->pending) {
+    while (sess_q_pending(q)) {
         pthread_mutex_lock(&q->mu);
         while (q->todo || q->working)
             pthread_cond_wait(&q->cond, &q->mu);
@@ -186,7 +186,7 @@ void sess_q_close(sess_q_t *q)
     if (!q || q->closed)
         return;
     sess_q_drain(q);
-    q->closed = 1;
+    __atomic_store_n(&q->closed, 1, __ATOMIC_RELEASE);
     if (q->thread_on) {
         pthread_mutex_lock(&q->mu);
         q->stop = 1;

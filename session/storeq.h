@@ -34,7 +34,8 @@ int sess_q_threaded(const sess_q_t *q);
  * but arg and what is safe from another thread (the store); done owns arg
  * and frees it. done may queue further jobs. Returns 0, or -1 when out
  * of memory or closed (nothing runs then: the caller still owns arg).
- * Loop thread. */
+ * Any thread (threaded queues; an inline queue runs work on the caller's
+ * thread, so call it from the loop). */
 int sess_q_run(sess_q_t *q, const void *owner, int (*work)(void *arg),
                void (*done)(void *arg, int rc), void *arg);
 
@@ -43,7 +44,7 @@ int sess_q_run(sess_q_t *q, const void *owner, int (*work)(void *arg),
  * has not started is skipped. Loop thread. */
 void sess_q_cancel(sess_q_t *q, const void *owner);
 
-/* Jobs queued or running whose done has not run yet. Loop thread. */
+/* Jobs queued or running whose done has not run yet. Any thread. */
 size_t sess_q_pending(sess_q_t *q);
 
 /* Waits until every queued job has run and runs their done callbacks

@@ -185,11 +185,12 @@ int sq_event_get(store_t *st, uint64_t id, store_event_t *out)
     return rc;
 }
 
-int sq_events_count(store_t *st, uint64_t *n)
+/* One integer from `sql` (a single-row query) on the writer. */
+static int scalar(store_t *st, const char *sql, uint64_t *n)
 {
     sqlite3_stmt *s = NULL;
     *n = 0;
-    if (sqlite3_prepare_v2(st->db, "SELECT count(*) FROM events", -1, &s, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
         sqlite3_finalize(s);
         return STORE_EIO;
     }
@@ -198,6 +199,16 @@ int sq_events_count(store_t *st, uint64_t *n)
         *n = (uint64_t)sqlite3_column_int64(s, 0);
     sqlite3_finalize(s);
     return rc == SQLITE_ROW ? 0 : STORE_EIO;
+}
+
+int sq_events_count(store_t *st, uint64_t *n)
+{
+    return scalar(st, "SELECT count(*) FROM events", n);
+}
+
+int sq_events_max_id(store_t *st, uint64_t *id)
+{
+    return scalar(st, "SELECT COALESCE(max(id), 0) FROM events", id);
 }
 
 /* The prune, in SQL: the candidates are the events beyond the newest

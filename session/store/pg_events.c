@@ -235,15 +235,26 @@ int pg_event_get(store_t *st, uint64_t id, store_event_t *out)
     return rc;
 }
 
-int pg_events_count(store_t *st, uint64_t *n)
+/* One integer from `sql` (a single-row query) on the writer. */
+static int scalar(store_t *st, const char *sql, uint64_t *n)
 {
     *n = 0;
-    PGresult *r = pg_run(&st->pgw, -1, "SELECT count(*) FROM events", NULL);
+    PGresult *r = pg_run(&st->pgw, -1, sql, NULL);
     if (!r)
         return STORE_EIO;
     *n = (uint64_t)pg_i64(r, 0, 0);
     PQclear(r);
     return 0;
+}
+
+int pg_events_count(store_t *st, uint64_t *n)
+{
+    return scalar(st, "SELECT count(*) FROM events", n);
+}
+
+int pg_events_max_id(store_t *st, uint64_t *id)
+{
+    return scalar(st, "SELECT COALESCE(max(id), 0) FROM events", id);
 }
 
 /* The prune in one statement (events.c's, same rules): the picked events,

@@ -317,6 +317,10 @@ int store_events_prune(store_t *st, uint64_t max_count, int64_t max_age_ms, int6
 /* Number of stored events (all sessions). */
 int store_events_count(store_t *st, uint64_t *n);
 
+/* The highest event id in the log (0 when empty): where a reader of every
+ * session's events that starts now begins. 0 or STORE_EIO. */
+int store_events_max_id(store_t *st, uint64_t *id);
+
 /* --- webhook targets and their outbox (webhooks.c) ---
  *
  * A target (id, URL, signing key, session filter, event filter) and its

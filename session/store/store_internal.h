@@ -57,6 +57,7 @@
        size_t * deleted),                                                                          \
       (st, max_count, max_age_ms, now_ms, batch, deleted))                                         \
     X(events_count, (store_t * st, uint64_t * n), (st, n))                                         \
+    X(events_max_id, (store_t * st, uint64_t * id), (st, id))                                      \
     X(webhook_put, (store_t * st, const store_webhook_t *t), (st, t))                              \
     X(webhook_delete, (store_t * st, const char *id), (st, id))                                    \
     X(webhook_purge, (store_t * st, size_t batch, size_t * deleted, int *more),                    \

@@ -114,12 +114,25 @@ static void churn(fx_t *fx, int n)
     }
 }
 
+/* sess_sub_next, waiting (bounded) while a read of the log is in flight:
+ * on PostgreSQL a catch-up page is read off the loop. */
+static int next_wait(fx_t *fx, sess_sub_t *sub, sess_snapshot_t **out)
+{
+    int rc = sess_sub_next(sub, out);
+    for (int i = 0; i < 5000 && rc == SESS_SUB_EMPTY && sess_registry_flushing(fx->reg); i++) {
+        usleep(1000);
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+        rc = sess_sub_next(sub, out);
+    }
+    return rc;
+}
+
 /* Drains a subscription, checking that seqs (or event ids) follow one
  * another from `expect`; returns the next expected key. */
-static uint64_t drain(sess_sub_t *sub, uint64_t expect, int by_id, int *gaps)
+static uint64_t drain(fx_t *fx, sess_sub_t *sub, uint64_t expect, int by_id, int *gaps)
 {
     sess_snapshot_t *snap;
-    while (sess_sub_next(sub, &snap) == SESS_SUB_OK) {
+    while (next_wait(fx, sub, &snap) == SESS_SUB_OK) {
         uint64_t key = by_id ? sess_snapshot_event_id(snap) : snap->seq;
         if (snap->gap_to) {
             (*gaps)++;
@@ -164,11 +177,11 @@ static void test_resume_every_seq_once(void **state)
     for (uint64_t since = 1; since < 40; since += 7) {
         sess_sub_t *sub = sess_subscribe_since(fx->s, since, NULL);
         int gaps = 0;
-        uint64_t next = drain(sub, since + 1, 0, &gaps);
+        uint64_t next = drain(fx, sub, since + 1, 0, &gaps);
         churn(fx, 3); /* published: pending */
-        next = drain(sub, next, 0, &gaps);
+        next = drain(fx, sub, next, 0, &gaps);
         settle(fx); /* committed and delivered */
-        next = drain(sub, next, 0, &gaps);
+        next = drain(fx, sub, next, 0, &gaps);
         sess_snapshot_t *cur = sess_current(fx->s);
         assert_int_equal(next, cur->seq + 1);
         sess_snapshot_unref(cur);
@@ -179,17 +192,17 @@ static void test_resume_every_seq_once(void **state)
     sess_snapshot_t *cur = sess_current(fx->s);
     sess_sub_t *sub = sess_subscribe_since(fx->s, cur->seq, NULL);
     sess_snapshot_t *snap;
-    assert_int_equal(sess_sub_next(sub, &snap), SESS_SUB_EMPTY);
+    assert_int_equal(next_wait(fx, sub, &snap), SESS_SUB_EMPTY);
     publish(fx, SESS_CONNECTING, "x");
     settle(fx);
-    assert_int_equal(sess_sub_next(sub, &snap), SESS_SUB_OK);
+    assert_int_equal(next_wait(fx, sub, &snap), SESS_SUB_OK);
     assert_int_equal(snap->seq, cur->seq + 1);
     sess_snapshot_unref(snap);
     sess_snapshot_unref(cur);
     sess_unsubscribe(sub);
     /* a seq from the future (another incarnation): the current state */
     sub = sess_subscribe_since(fx->s, 1000000, NULL);
-    assert_int_equal(sess_sub_next(sub, &snap), SESS_SUB_OK);
+    assert_int_equal(next_wait(fx, sub, &snap), SESS_SUB_OK);
     cur = sess_current(fx->s);
     assert_int_equal(snap->seq, cur->seq);
     sess_snapshot_unref(cur);
@@ -212,13 +225,13 @@ static void test_retention_gives_a_gap(void **state)
     sess_snapshot_unref(cur);
     sess_sub_t *sub = sess_subscribe_since(fx->s, 2, NULL);
     sess_snapshot_t *snap;
-    assert_int_equal(sess_sub_next(sub, &snap), SESS_SUB_OK);
+    assert_int_equal(next_wait(fx, sub, &snap), SESS_SUB_OK);
     assert_int_equal(snap->gap_from, 3);
     assert_int_equal(snap->gap_to, snap->seq - 1);
     assert_int_equal(snap->seq, last - 4);
     sess_snapshot_unref(snap);
     int gaps = 0;
-    assert_int_equal(drain(sub, last - 3, 0, &gaps), last + 1);
+    assert_int_equal(drain(fx, sub, last - 3, 0, &gaps), last + 1);
     assert_int_equal(gaps, 0);
     sess_unsubscribe(sub);
     /* age: everything older goes, but never the newest */
@@ -242,14 +255,14 @@ static void test_slow_subscriber_catches_up(void **state)
         .notify = wake_count, .arg = &wakes, .max_queue = 8, .policy = SESS_SLOW_COALESCE};
     sess_sub_t *sub = sess_subscribe(fx->s, &o);
     sess_snapshot_t *first;
-    assert_int_equal(sess_sub_next(sub, &first), SESS_SUB_OK);
+    assert_int_equal(next_wait(fx, sub, &first), SESS_SUB_OK);
     uint64_t expect = first->seq + 1;
     sess_snapshot_unref(first);
     for (int round = 0; round < 5; round++) {
         churn(fx, 50); /* far more than the queue holds */
         settle(fx);
         int gaps = 0;
-        expect = drain(sub, expect, 0, &gaps);
+        expect = drain(fx, sub, expect, 0, &gaps);
         assert_int_equal(gaps, 0);
     }
     assert_int_equal(sess_sub_dropped(sub), 0);
@@ -274,7 +287,7 @@ static void test_registry_stream_resumes_by_id(void **state)
     sess_snapshot_t *snap;
     uint64_t mid = 0;
     int n = 0;
-    while (sess_sub_next(all, &snap) == SESS_SUB_OK) { /* the current state of both */
+    while (next_wait(fx, all, &snap) == SESS_SUB_OK) { /* the current state of both */
         n++;
         sess_snapshot_unref(snap);
     }
@@ -293,7 +306,7 @@ static void test_registry_stream_resumes_by_id(void **state)
     all = sess_registry_subscribe_since(fx->reg, mid, NULL);
     uint64_t prev = mid;
     n = 0;
-    while (sess_sub_next(all, &snap) == SESS_SUB_OK) {
+    while (next_wait(fx, all, &snap) == SESS_SUB_OK) {
         assert_true(sess_snapshot_event_id(snap) > prev);
         prev = sess_snapshot_event_id(snap);
         n++;
@@ -322,8 +335,8 @@ static void test_event_json_round_trip(void **state)
     settle(fx);
     sess_sub_t *sub = sess_subscribe_since(fx->s, 1, NULL);
     sess_snapshot_t *qr, *conn;
-    assert_int_equal(sess_sub_next(sub, &qr), SESS_SUB_OK);
-    assert_int_equal(sess_sub_next(sub, &conn), SESS_SUB_OK);
+    assert_int_equal(next_wait(fx, sub, &qr), SESS_SUB_OK);
+    assert_int_equal(next_wait(fx, sub, &conn), SESS_SUB_OK);
     assert_int_equal(qr->state, SESS_QR_READY);
     assert_string_equal(qr->qr->text, "2@ref,noise,ident,adv");
     assert_int_equal(qr->qr->expires_at_ms, 1796000000123LL);
@@ -413,7 +426,7 @@ static void test_follower_sees_the_owner(void **state)
     sess_sub_opts_t so = {.max_queue = 1000};
     sess_sub_t *sub = sess_subscribe(f, &so);
     sess_snapshot_t *first;
-    assert_int_equal(sess_sub_next(sub, &first), SESS_SUB_OK); /* the current one */
+    assert_int_equal(next_wait(fx, sub, &first), SESS_SUB_OK); /* the current one */
     sess_snapshot_unref(first);
     churn(fx, 40);
     settle(fx);
@@ -432,9 +445,74 @@ static void test_follower_sees_the_owner(void **state)
         usleep(1000);
     }
     int gaps = 0;
-    assert_int_equal(drain(sub, from, 0, &gaps), from + 40);
+    assert_int_equal(drain(fx, sub, from, 0, &gaps), from + 40);
     assert_int_equal(gaps, 0);
     sess_unsubscribe(sub);
+    sess_registry_close(other);
+    sess_jstore_close(oj);
+    uv_run(&fx->loop, UV_RUN_NOWAIT);
+    sess_registry_free(other);
+    sess_jstore_free(oj);
+}
+
+/* Two writers on one log (two nodes): a registry-wide stream sees the
+ * events of its own sessions and those another node wrote in the log's id
+ * order, every one of them once, even though it learns of the others'
+ * later (the NOTIFY comes after its own commits). PostgreSQL only. */
+static void test_two_writers_one_order(void **state)
+{
+    fx_t *fx = *state;
+    if (!store_is_pg(fx->store))
+        skip();
+    settle(fx);
+    sess_registry_t *other = sess_registry_new(&fx->loop, NULL);
+    sess_jstore_t *oj = sess_jstore_new(&fx->loop, fx->store, NULL);
+    sess_jstore_attach(oj, other);
+    sess_t *b = sess_registry_add(other, "b1"); /* the other node owns b1 */
+    assert_non_null(b);
+    for (int i = 0; i < 5000 && sess_registry_flushing(other); i++) {
+        usleep(1000);
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+    }
+    sess_t *f = sess_registry_add_follower(fx->reg, "b1");
+    assert_non_null(f);
+    settle(fx);
+    sess_sub_opts_t so = {.max_queue = 10000};
+    sess_sub_t *all = sess_registry_subscribe(fx->reg, &so);
+    sess_snapshot_t *snap;
+    while (next_wait(fx, all, &snap) == SESS_SUB_OK) /* the current states */
+        sess_snapshot_unref(snap);
+    for (int k = 0; k < 30; k++) {
+        sess_change_t cb = {.state = k % 2 ? SESS_CONNECTING : SESS_DISCONNECTED};
+        assert_int_equal(sess_publish(b, &cb), 0); /* stored first */
+        for (int i = 0; i < 5000 && sess_registry_flushing(other); i++) {
+            usleep(1000);
+            uv_run(&fx->loop, UV_RUN_NOWAIT);
+        }
+        publish(fx, k % 2 ? SESS_CONNECTING : SESS_DISCONNECTED, "mine");
+        settle(fx);
+        if (k % 10 == 9)
+            sess_follow_later(f); /* the NOTIFY of b1's events, late */
+    }
+    for (int i = 0; i < 5000 && sess_registry_flushing(fx->reg); i++) {
+        usleep(1000);
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+    }
+    uint64_t prev = 0;
+    int mine = 0, theirs = 0;
+    while (next_wait(fx, all, &snap) == SESS_SUB_OK) {
+        uint64_t id = sess_snapshot_event_id(snap);
+        assert_true(id > prev); /* never back, never twice */
+        prev = id;
+        if (!strcmp(snap->session, "b1"))
+            theirs++;
+        else
+            mine++;
+        sess_snapshot_unref(snap);
+    }
+    assert_int_equal(mine, 30);
+    assert_int_equal(theirs, 30);
+    sess_unsubscribe(all);
     sess_registry_close(other);
     sess_jstore_close(oj);
     uv_run(&fx->loop, UV_RUN_NOWAIT);
@@ -452,6 +530,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_registry_stream_resumes_by_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_json_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follower_sees_the_owner, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_writers_one_order, setup, teardown),
         cmocka_unit_test(test_retention_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -720,9 +720,11 @@ static void test_events_and_outbox(void **state)
              " ('other', 'https://b', 'k', 'other');"
              "INSERT INTO webhook_targets (id, url, secret, events) VALUES"
              " ('typed', 'https://c', 'k', ' message.received ');");
-    uint64_t seq = 9;
+    uint64_t seq = 9, max_id = 9;
     assert_int_equal(store_events_last_seq(st, "default", &seq), 0);
     assert_int_equal(seq, 0);
+    assert_int_equal(store_events_max_id(st, &max_id), 0);
+    assert_int_equal(max_id, 0);
     store_event_t ev[10];
     for (int i = 0; i < 10; i++)
         ev[i] = (store_event_t){.session = "default",
@@ -734,6 +736,8 @@ static void test_events_and_outbox(void **state)
     assert_int_equal(store_events_append(st, ev, 10), 0);
     for (int i = 1; i < 10; i++)
         assert_true(ev[i].id > ev[i - 1].id);
+    assert_int_equal(store_events_max_id(st, &max_id), 0);
+    assert_int_equal(max_id, ev[9].id);
     assert_int_equal(store_events_last_seq(st, "default", &seq), 0);
     assert_int_equal(seq, 10);
     /* only the target of every session with no filter wants them */
