@@ -23,8 +23,10 @@
  *
  * The cursor (the highest event id delivered or dead since the last
  * replay) lets the next head be read before the batched deletions are
- * written. Wake-ups come from the journal (wh_wake, an async handle) and
- * from a slow poll timer, so a missed wake-up only delays.
+ * written. A dead letter whose record failed is still pending in the
+ * store: the target then reads its queue again from the start once it is
+ * idle (after a poll interval), and gives it up again. Wake-ups come from the journal (wh_wake, an
+ * async handle) and from a slow poll timer, so a missed wake-up only delays.
  *
  * Test calls (wh_test) are stored by a group commit, as the journal's
  * events are (session/session.c): the test events asked for during one
@@ -82,6 +84,7 @@ struct target {
     int again;       /* pumped while reading: read again when it finds nothing */
     unsigned epoch;  /* bumped by a replay: a read queued before it is stale */
     int deleting;    /* its deletion is queued: no longer found by id */
+    int rescan;      /* a dead letter could not be recorded: read from the start when idle */
     httpc_req_t *req;
     uv_timer_t timer; /* the retry wait */
     int waiting;
@@ -537,6 +540,7 @@ typedef struct {
     wh_t *wh;
     store_t *st;
     int dead; /* 1: store_webhook_dead, else store_webhook_failed */
+    uint64_t serial;
     char target[40];
     uint64_t event_id;
     uint32_t attempts;
@@ -558,8 +562,14 @@ static void mark_done(void *arg, int rc)
     wh_t *wh = a->wh;
     if (rc)
         LOG_WARN("webhook", "target %s: cannot record a %s: %s", a->target,
-                 a->dead ? "dead letter (it will come back after a restart)" : "failed attempt",
+                 a->dead ? "dead letter (retried)" : "failed attempt",
                  rc == SESS_Q_CANCELLED ? "cancelled" : store_strerror(rc));
+    target_t *t = rc && a->dead && !wh->closed ? by_serial(wh, a->serial) : NULL;
+    if (t) { /* still pending in the store: found again once the queue is idle */
+        if (t->dead)
+            t->dead--;
+        t->rescan = 1;
+    }
     free(a);
     job_end(wh);
 }
@@ -573,6 +583,7 @@ static int mark_head(target_t *t, int dead, const char *why)
     *a = (mark_job_t){.wh = t->wh,
                       .st = t->wh->o.store,
                       .dead = dead,
+                      .serial = t->serial,
                       .event_id = t->head.event_id,
                       .attempts = t->head.attempts,
                       .next_at_ms = t->head.next_at_ms};
@@ -842,8 +853,15 @@ static void next_done(void *arg, int rc)
         if (a->epoch != t->epoch || t->has_head) { /* a replay came since: read again */
             pump(t);
         } else if (rc == STORE_ENOTFOUND) {
-            if (t->again)
+            int rescan = t->rescan && t->cursor;
+            t->rescan = 0;
+            if (rescan) {       /* a dead letter to record again: from the start, soon */
+                flush_done(wh); /* delivered rows first: they are not read again */
+                t->cursor = 0;
+                retry_later(t, POLL_MS);
+            } else if (t->again) {
                 pump(t);
+            }
         } else if (rc) {
             LOG_WARN("webhook", "target %s: cannot read the outbox: %s", t->id, store_strerror(rc));
             retry_later(t, POLL_MS);

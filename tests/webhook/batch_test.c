@@ -21,7 +21,9 @@
  *     queued-only calls get their id (when the queue is closed), the
  *     waiting ones WH_ECLOSED.
  *   - Replay and deletion answer through their callbacks; wh_free before
- *     the queue ran the sender's jobs is safe. */
+ *     the queue ran the sender's jobs is safe.
+ *   - PostgreSQL: a dead letter whose record failed is recorded later,
+ *     without a restart. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -530,6 +532,62 @@ static void test_replay_and_free_with_jobs_queued(void **state)
     f->st = NULL;
 }
 
+static uint64_t dead_of(fx_t *f, const char *id)
+{
+    uint64_t c = 0;
+    sess_q_drain(f->q); /* the queue's thread is idle: the store is ours */
+    assert_int_equal(store_webhook_count(f->st, id, STORE_DELIVERY_DEAD, &c), 0);
+    return c;
+}
+
+/* PostgreSQL: a dead letter whose record fails (a constraint refuses the
+ * state for a while) is still pending: the target reads its queue again
+ * once idle and records it then, without a restart. */
+static void test_dead_record_retried(void **state)
+{
+    fx_t *f = *state;
+    if (!testdb_is_pg())
+        return; /* no way to make one write fail on SQLite here */
+    fx_close_sender(f);
+    f->max_attempts = 1;
+    fx_open_sender(f);
+    char id[40] = "";
+    wh_target_spec_t spec = {.url = "http://127.0.0.1:1/refused"};
+    assert_int_equal(wh_target_create(f->wh, &spec, on_created, id), 0);
+    for (int k = 0; k < 10000 && !id[0]; k++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    assert_true(id[0] != 0);
+    assert_int_equal(testdb_pg_exec("ALTER TABLE webhook_deliveries ADD CONSTRAINT no_dead "
+                                    "CHECK (state <> 2)",
+                                    NULL),
+                     0);
+    answer_t a = {0};
+    assert_non_null(wh_test(f->wh, id, 0, on_answer, &a));
+    run_until_called(f, &a.calls);
+    assert_int_equal(a.r.rc, WH_OK);
+    for (int k = 0; k < 300; k++) { /* its attempt fails, its death is refused */
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    assert_int_equal(dead_of(f, id), 0);
+    assert_int_equal(testdb_pg_exec("ALTER TABLE webhook_deliveries DROP CONSTRAINT no_dead", NULL),
+                     0);
+    uint64_t dead = 0;
+    for (int k = 0; k < 100 && !dead; k++) {
+        for (int j = 0; j < 50; j++) {
+            uv_run(&f->loop, UV_RUN_NOWAIT);
+            usleep(1000);
+        }
+        dead = dead_of(f, id);
+    }
+    assert_int_equal(dead, 1);
+    wh_target_info_t info;
+    assert_int_equal(wh_target_get(f->wh, id, &info), WH_OK);
+    assert_int_equal(info.dead, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -539,6 +597,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_commit_gap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_stores_pending, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replay_and_free_with_jobs_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_record_retried, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
