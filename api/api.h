@@ -491,18 +491,30 @@ void api_webhook_create(api_t *api, const api_principal_t *who, const api_webhoo
                         api_webhook_created_cb cb, void *arg);
 
 /* The targets the caller may see (all for the admin, its session's for a
- * session key), malloc'd in *out (caller frees). */
+ * session key), malloc'd in *out (caller frees), from the sender's memory
+ * (no store round trip). API_OK or API_ERR_INTERNAL. */
 api_code_t api_webhook_list(api_t *api, const api_principal_t *who, wh_target_info_t **out,
                             size_t *n);
 
-/* Deletes a target with its queue. API_ERR_NOT_FOUND for an unknown id or
- * one the caller may not see. */
-api_code_t api_webhook_delete(api_t *api, const api_principal_t *who, const char *id);
+/* Deletes a target with its queue (DELETE /api/webhooks/{id},
+ * DeleteWebhook). cb runs once on the loop thread (possibly before this
+ * returns) with r.code API_OK (r.message "Webhook deleted"), or
+ * API_ERR_NOT_FOUND (r.message "No such webhook": an unknown id or one
+ * the caller may not see), API_ERR_SHUTTING_DOWN or API_ERR_INTERNAL (the
+ * store failed). r.snap is NULL. `id` is copied. Loop thread. */
+void api_webhook_delete(api_t *api, const api_principal_t *who, const char *id, api_done_cb cb,
+                        void *arg);
+
+/* Completion of api_webhook_replay: API_OK with n, how many deliveries are
+ * pending again, or the error and its message (NULL: the code's). */
+typedef void (*api_webhook_replay_cb)(void *arg, api_code_t code, const char *message, uint64_t n);
 
 /* Re-queues the target's dead letters (and with since_id > 0 the stored
- * events after that id); *n is how many. */
-api_code_t api_webhook_replay(api_t *api, const api_principal_t *who, const char *id,
-                              uint64_t since_id, uint64_t *n);
+ * events after that id) (POST /api/webhooks/{id}/replay, ReplayWebhook).
+ * cb runs once on the loop thread (possibly before this returns). Errors
+ * as api_webhook_delete's. `id` is copied. Loop thread. */
+void api_webhook_replay(api_t *api, const api_principal_t *who, const char *id, uint64_t since_id,
+                        api_webhook_replay_cb cb, void *arg);
 
 /* Completion of api_webhook_test (API_OK: r says what the attempt gave). */
 typedef void (*api_webhook_test_cb)(void *arg, api_code_t code, const char *message,

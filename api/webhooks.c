@@ -259,24 +259,78 @@ api_code_t api_webhook_list(api_t *api, const api_principal_t *who, wh_target_in
     return API_OK;
 }
 
-api_code_t api_webhook_delete(api_t *api, const api_principal_t *who, const char *id)
+/* The message of an error of the delete and replay calls. */
+static const char *message_of(api_code_t code)
 {
-    wh_target_info_t t;
-    api_code_t c = lookup(api, who, id, &t);
-    if (c != API_OK)
-        return c;
-    return code_of(wh_target_delete(api_webhooks(api), id));
+    return code == API_ERR_NOT_FOUND ? "No such webhook" : NULL;
 }
 
-api_code_t api_webhook_replay(api_t *api, const api_principal_t *who, const char *id,
-                              uint64_t since_id, uint64_t *n)
+typedef struct {
+    api_done_cb cb;
+    void *arg;
+} delete_ctx_t;
+
+static void on_webhook_deleted(void *arg, int rc)
 {
-    *n = 0;
+    delete_ctx_t c = *(delete_ctx_t *)arg;
+    free(arg);
+    api_code_t code = code_of(rc);
+    api_result_t r = {code, code == API_OK ? "Webhook deleted" : message_of(code), NULL};
+    c.cb(r, c.arg);
+}
+
+void api_webhook_delete(api_t *api, const api_principal_t *who, const char *id, api_done_cb cb,
+                        void *arg)
+{
     wh_target_info_t t;
-    api_code_t c = lookup(api, who, id, &t);
-    if (c != API_OK)
-        return c;
-    return code_of(wh_replay(api_webhooks(api), id, since_id, n));
+    api_code_t code = lookup(api, who, id, &t);
+    delete_ctx_t *c = code == API_OK ? malloc(sizeof(*c)) : NULL;
+    if (c) {
+        c->cb = cb;
+        c->arg = arg;
+        int rc = wh_target_delete(api_webhooks(api), id, on_webhook_deleted, c);
+        if (rc == WH_OK)
+            return;
+        free(c);
+        code = code_of(rc);
+    } else if (code == API_OK) {
+        code = API_ERR_INTERNAL;
+    }
+    api_result_t r = {code, message_of(code), NULL};
+    cb(r, arg);
+}
+
+typedef struct {
+    api_webhook_replay_cb cb;
+    void *arg;
+} replay_ctx_t;
+
+static void on_webhook_replayed(void *arg, int rc, uint64_t n)
+{
+    replay_ctx_t c = *(replay_ctx_t *)arg;
+    free(arg);
+    api_code_t code = code_of(rc);
+    c.cb(c.arg, code, message_of(code), n);
+}
+
+void api_webhook_replay(api_t *api, const api_principal_t *who, const char *id, uint64_t since_id,
+                        api_webhook_replay_cb cb, void *arg)
+{
+    wh_target_info_t t;
+    api_code_t code = lookup(api, who, id, &t);
+    replay_ctx_t *c = code == API_OK ? malloc(sizeof(*c)) : NULL;
+    if (c) {
+        c->cb = cb;
+        c->arg = arg;
+        int rc = wh_replay(api_webhooks(api), id, since_id, on_webhook_replayed, c);
+        if (rc == WH_OK)
+            return;
+        free(c);
+        code = code_of(rc);
+    } else if (code == API_OK) {
+        code = API_ERR_INTERNAL;
+    }
+    cb(arg, code, message_of(code), 0);
 }
 
 struct api_webhook_wait {

@@ -249,7 +249,8 @@ static void render_cluster(out_t *o, clu_t *c)
 }
 
 /* Per webhook target (at most MAX_WEBHOOKS series sets; the id is the only
- * label: never the URL, which may carry a token). */
+ * label: never the URL, which may carry a token). The counters come from
+ * the sender's memory (wh_targets): a scrape never waits on the store. */
 static void render_webhooks(metrics_t *m, out_t *o)
 {
     wh_target_info_t *v = NULL;

@@ -509,17 +509,27 @@ static char *id_arg(grpc_srv_call_t *c, const char *id)
     return a;
 }
 
-static void loop_delete_webhook(grpc_srv_call_t *c, void *arg)
+static void on_webhook_deleted(api_result_t r, void *arg)
 {
-    api_code_t code = api_webhook_delete(c->srv->o.api, &c->who, arg);
-    free(arg);
-    if (code != API_OK) {
-        grpc_srv_finish_error(c, code, code == API_ERR_NOT_FOUND ? "No such webhook" : NULL);
+    grpc_srv_call_t *c = arg;
+    if (r.code != API_OK) {
+        grpc_srv_finish_error(c, r.code, r.message);
     } else {
         Wagateway__V1__DeleteWebhookReply rep = WAGATEWAY__V1__DELETE_WEBHOOK_REPLY__INIT;
         rep.message = "Webhook deleted";
         grpc_srv_finish(c, &rep.base, GRPC_STATUS_OK, "");
     }
+    api_result_clear(&r);
+    grpc_srv_call_unref(c);
+}
+
+/* The deletion goes on when the client goes away (the answer is then
+ * dropped by gRPC). */
+static void loop_delete_webhook(grpc_srv_call_t *c, void *arg)
+{
+    grpc_srv_call_ref(c); /* on_webhook_deleted's */
+    api_webhook_delete(c->srv->o.api, &c->who, arg, on_webhook_deleted, c);
+    free(arg);
 }
 
 static void delete_webhook(grpc_srv_call_t *c, const ProtobufCMessage *req)
@@ -534,21 +544,28 @@ typedef struct {
     uint64_t since;
 } replay_args_t;
 
-static void loop_replay_webhook(grpc_srv_call_t *c, void *arg)
+static void on_webhook_replayed(void *arg, api_code_t code, const char *message, uint64_t n)
 {
-    replay_args_t *a = arg;
-    uint64_t n = 0;
-    api_code_t code = api_webhook_replay(c->srv->o.api, &c->who, a->id, a->since, &n);
-    free(a->id);
-    free(a);
+    grpc_srv_call_t *c = arg;
     if (code != API_OK) {
-        grpc_srv_finish_error(c, code, code == API_ERR_NOT_FOUND ? "No such webhook" : NULL);
+        grpc_srv_finish_error(c, code, message);
     } else {
         Wagateway__V1__ReplayWebhookReply rep = WAGATEWAY__V1__REPLAY_WEBHOOK_REPLY__INIT;
         rep.message = "Deliveries queued again";
         rep.requeued = n;
         grpc_srv_finish(c, &rep.base, GRPC_STATUS_OK, "");
     }
+    grpc_srv_call_unref(c);
+}
+
+/* As the deletion: goes on when the client goes away. */
+static void loop_replay_webhook(grpc_srv_call_t *c, void *arg)
+{
+    replay_args_t *a = arg;
+    grpc_srv_call_ref(c); /* on_webhook_replayed's */
+    api_webhook_replay(c->srv->o.api, &c->who, a->id, a->since, on_webhook_replayed, c);
+    free(a->id);
+    free(a);
 }
 
 static void replay_webhook(grpc_srv_call_t *c, const ProtobufCMessage *req)

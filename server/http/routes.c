@@ -227,8 +227,9 @@ static int route_reconnect(http_server_t *srv, h2o_req_t *req, const http_call_t
 /* --- the passkey step of linking --- */
 
 /* A request waiting for an api/ callback that cannot be cancelled (a
- * passkey assertion, a session's deletion): held by the request's pool and
- * by the callback, freed by the last of them. */
+ * passkey assertion, a session's deletion, a webhook's creation, deletion
+ * or replay): held by the request's pool and by the callback, freed by the
+ * last of them. */
 typedef struct {
     http_server_t *srv;
     h2o_req_t *req; /* NULL once the client went away */
@@ -644,20 +645,41 @@ static int route_webhooks_list(http_server_t *srv, h2o_req_t *req, const http_ca
     return 0;
 }
 
-/* DELETE /api/webhooks/{id}: the target and its queue. */
+static void on_webhook_deleted(api_result_t r, void *arg)
+{
+    pending_t *pr = arg;
+    if (pr->req && r.code == API_OK)
+        http_send_json(pr->srv, pr->req, METRICS_ROUTE_OTHER, 200,
+                       api_json_message("Webhook deleted"));
+    else if (pr->req)
+        http_send_error(pr->srv, pr->req, METRICS_ROUTE_OTHER, r.code, r.message, NULL);
+    api_result_clear(&r);
+    pending_unref(pr);
+}
+
+/* DELETE /api/webhooks/{id}: the target and its queue; answered once the
+ * store has it. */
 static int route_webhook_delete(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
 {
-    api_code_t code = api_webhook_delete(srv->opts.api, &c->who, c->id);
-    if (code != API_OK)
-        http_send_error(srv, req, METRICS_ROUTE_OTHER, code,
-                        code == API_ERR_NOT_FOUND ? "No such webhook" : NULL, NULL);
-    else
-        http_send_json(srv, req, METRICS_ROUTE_OTHER, 200, api_json_message("Webhook deleted"));
+    pending_t *pr = pending_new(srv, req);
+    if (pr)
+        api_webhook_delete(srv->opts.api, &c->who, c->id, on_webhook_deleted, pr);
     return 0;
 }
 
+static void on_webhook_replayed(void *arg, api_code_t code, const char *message, uint64_t n)
+{
+    pending_t *pr = arg;
+    if (pr->req && code == API_OK)
+        http_send_json(pr->srv, pr->req, METRICS_ROUTE_OTHER, 200, api_json_webhook_replay(n));
+    else if (pr->req)
+        http_send_error(pr->srv, pr->req, METRICS_ROUTE_OTHER, code, message, NULL);
+    pending_unref(pr);
+}
+
 /* POST /api/webhooks/{id}/replay [{"sinceEventId":N}]: dead letters (and
- * the stored events after N) queued again. */
+ * the stored events after N) queued again; answered once the store has
+ * them. */
 static int route_webhook_replay(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
 {
     uint64_t since = 0;
@@ -679,13 +701,9 @@ static int route_webhook_replay(http_server_t *srv, h2o_req_t *req, const http_c
             return 0;
         }
     }
-    uint64_t n = 0;
-    api_code_t code = api_webhook_replay(srv->opts.api, &c->who, c->id, since, &n);
-    if (code != API_OK)
-        http_send_error(srv, req, METRICS_ROUTE_OTHER, code,
-                        code == API_ERR_NOT_FOUND ? "No such webhook" : NULL, NULL);
-    else
-        http_send_json(srv, req, METRICS_ROUTE_OTHER, 200, api_json_webhook_replay(n));
+    pending_t *pr = pending_new(srv, req);
+    if (pr)
+        api_webhook_replay(srv->opts.api, &c->who, c->id, since, on_webhook_replayed, pr);
     return 0;
 }
 

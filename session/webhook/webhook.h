@@ -10,7 +10,12 @@
  *     budget (attempts, age) is spent: then it becomes a dead letter and the
  *     next one goes. wh_replay makes dead letters pending again.
  *   - Memory: only each target's head (one event body) is held; the next
- *     head is read from SQLite through an index, never the backlog.
+ *     head is read from the store through an index, never the backlog.
+ *   - The store: called only through its job queue (wh_opts_t.q,
+ *     session/storeq.h), so that the loop never waits on the database
+ *     (PostgreSQL: a network round trip per call). Hence the completion
+ *     callbacks of wh_target_create, wh_target_delete and wh_replay; what
+ *     the API lists (targets and their counters) is kept in memory.
  *   - At-least-once: a delivered row is deleted in a batch shortly after the
  *     2xx; after a crash the same event may come again, with the same
  *     webhook-id (evt_<event id>).
@@ -72,7 +77,9 @@ typedef struct wh wh_t;
 typedef struct {
     uv_loop_t *loop;
     store_t *store;          /* borrowed */
-    sess_q_t *q;             /* the store's job queue (borrowed): the store is called through it */
+    sess_q_t *q;             /* the store's job queue (borrowed, required): the store is called
+                                only through it; it must outlive the sender's jobs (close it
+                                after wh_close) */
     const char *ca_file;     /* PEM bundle trusted instead of the system CAs (tests) */
     int allow_private;       /* WEBHOOK_ALLOW_PRIVATE */
     unsigned max_targets;    /* MAX_WEBHOOKS; 0 = WH_MAX_TARGETS_DEFAULT */
@@ -83,15 +90,18 @@ typedef struct {
     unsigned timeout_ms;     /* whole request; 0 = default */
     unsigned connect_timeout_ms;
     /* The least time between two group commits of test calls (wh_test):
-     * each commit's fsync blocks the loop, and so the deliveries; at most
-     * 1000 / commit_gap_ms commits a second. 0 = WH_COMMIT_GAP_MS_DEFAULT. */
+     * at most 1000 / commit_gap_ms transactions a second.
+     * 0 = WH_COMMIT_GAP_MS_DEFAULT. */
     unsigned commit_gap_ms;
 } wh_opts_t;
 
 /* Creates the sender: loads the targets from the store and starts
- * delivering what is pending. Returns 0 and *out, or a WH_E* code with a
- * one-line message in err. Close with wh_close, run the loop, then
- * wh_free. */
+ * delivering what is pending. The start only: it waits for the store
+ * through o->q (sess_q_drain, which blocks the loop), so call it before
+ * the loop serves requests. Returns 0 and *out, or a WH_E* code with a
+ * one-line message in err (WH_EINVAL without loop, store or q; WH_EIO when
+ * the targets cannot be read). Close with wh_close, close the queue
+ * (sess_q_close), run the loop, then wh_free. */
 int wh_new(const wh_opts_t *o, wh_t **out, char *err, size_t errlen);
 
 /* Events were committed to the store: look for new deliveries. Cheap,
@@ -106,24 +116,33 @@ void wh_wake(wh_t *wh);
  * default. */
 void wh_set_sending(wh_t *wh, int on);
 
-/* Reads the targets again from the store: those created on another node are
- * added, those deleted there dropped. 0, WH_EIO or WH_ECLOSED. */
+/* Queues a reading of the targets from the store: once it is in (later, on
+ * the loop), those created on another node are added, those deleted there
+ * dropped (a failed read is logged). Called again while one is queued, it
+ * reads once more after it. 0, WH_ENOMEM or WH_ECLOSED. */
 int wh_reload(wh_t *wh);
 
-/* Stops: abandons requests in flight (they stay pending), writes the
- * delivered rows not written yet, closes the handles (run the loop
- * afterwards). Test waits are answered with WH_ECLOSED. NULL is ignored. */
+/* Stops: abandons requests in flight (they stay pending), queues the
+ * writes not queued yet (delivered rows, test events), cancels the
+ * sender's queued reads (sess_q_cancel), closes the handles (run the loop
+ * afterwards). Test waits are answered with WH_ECLOSED, but for wait-0
+ * calls whose event is being stored: they get its id once it is. Writes
+ * still queued complete (their callbacks answer with their outcome, or
+ * WH_ECLOSED for a creation). NULL is ignored. */
 void wh_close(wh_t *wh);
 
-/* Frees the sender after wh_close and the loop ran. NULL is ignored. */
+/* Frees the sender after wh_close and the loop ran. When some of its jobs
+ * are still queued, the memory is freed by the last one's done callback
+ * (close the queue to run them). NULL is ignored. */
 void wh_free(wh_t *wh);
 
 /* Configures the global target from WEBHOOK_URL and WEBHOOK_SECRET
  * ("whsec_<base64 key>"): inserted or updated under WH_GLOBAL_ID, every
  * session, every event type. With url NULL or "" the global target is
  * removed with its queue. The URL is checked as wh_url_check (literal
- * addresses; a host name is checked at each connect). Returns 0 or a WH_E*
- * code with a one-line message (never the secret) in err. */
+ * addresses; a host name is checked at each connect). The start only, as
+ * wh_new: it waits for the store through the queue (sess_q_drain). Returns
+ * 0 or a WH_E* code with a one-line message (never the secret) in err. */
 int wh_set_global(wh_t *wh, const char *url, const char *secret, char *err, size_t errlen);
 
 /* What a target is, and what it has done since the service started. */
@@ -151,28 +170,47 @@ typedef struct {
 
 /* Creates a target after checking the URL (wh_url_check, then the host's
  * addresses through the resolver when it is a name, unless
- * allow_private), the secret and the filter. `cb` runs once, on the loop
- * (possibly before this returns), with rc 0 and the target's info and, when
- * the key was generated, the secret ("whsec_..."; shown once: the callee
- * wipes it after the callback), or a WH_E* code with a reason. Returns 0,
- * or a WH_E* code (then cb is not called). */
+ * allow_private), the secret and the filter, then stores it through the
+ * queue. `cb` runs once, on the loop (before this returns when a check
+ * fails), with rc 0 and the target's info and, when the key was
+ * generated, the secret ("whsec_..."; shown once: the callee wipes it
+ * after the callback), or a WH_E* code with a reason (WH_EIO: the store
+ * failed; WH_ECLOSED: wh_close came first). Everything is borrowed for the
+ * callback. Returns 0, or a WH_E* code (then cb is not called). */
 typedef void (*wh_created_cb)(void *arg, int rc, const char *why, const wh_target_info_t *t,
                               const char *secret);
 int wh_target_create(wh_t *wh, const wh_target_spec_t *spec, wh_created_cb cb, void *arg);
 
-/* Deletes a target and its queue. 0, WH_ENOTFOUND or WH_EIO. */
-int wh_target_delete(wh_t *wh, const char *id);
+/* Completion of wh_target_delete: rc 0 or a WH_E* code. */
+typedef void (*wh_done_cb)(void *arg, int rc);
 
-/* Every target's info (oldest first), malloc'd (caller frees). */
+/* Deletes a target and its queue, through the store's queue: from then on
+ * the target is no longer found by id (wh_target_get, wh_test, ...) nor
+ * listed; cb runs once, later, on the loop, with 0 (the target is gone,
+ * its queue purged in the background) or WH_EIO (the store failed: the
+ * target stays). Returns 0, or WH_ENOTFOUND, WH_ECLOSED, WH_EINVAL (no
+ * cb) or WH_ENOMEM, and then cb is not called. */
+int wh_target_delete(wh_t *wh, const char *id, wh_done_cb cb, void *arg);
+
+/* Every target's info (oldest first), malloc'd (caller frees), from memory
+ * (the store is not read: the dead letters are counted when a target is
+ * loaded and kept up to date since). 0 or WH_ENOMEM. */
 int wh_targets(wh_t *wh, wh_target_info_t **out, size_t *n);
 
-/* One target's info. 0 or WH_ENOTFOUND. */
+/* One target's info, from memory. 0 or WH_ENOTFOUND. */
 int wh_target_get(wh_t *wh, const char *id, wh_target_info_t *out);
+
+/* Completion of wh_replay: rc 0 with n, the deliveries made pending, or
+ * a WH_E* code (n 0). */
+typedef void (*wh_replay_cb)(void *arg, int rc, uint64_t n);
 
 /* Makes the target's dead letters pending again, and with since_id > 0
  * queues again the stored events after that id (see store_webhook_replay);
- * they go next, in id order. *n says how many. 0, WH_ENOTFOUND, WH_EIO. */
-int wh_replay(wh_t *wh, const char *id, uint64_t since_id, uint64_t *n);
+ * they go next, in id order. Through the store's queue: cb runs once,
+ * later, on the loop, with 0 and how many, or WH_EIO. Returns 0, or
+ * WH_ENOTFOUND, WH_ECLOSED, WH_EINVAL (no cb) or WH_ENOMEM, and then cb is
+ * not called. */
+int wh_replay(wh_t *wh, const char *id, uint64_t since_id, wh_replay_cb cb, void *arg);
 
 /* The outcome of a test call. */
 typedef struct {
@@ -189,17 +227,18 @@ typedef struct wh_test wh_test_t;
 /* Queues a service-wide event {"type":"webhook.test",...} to target `id`
  * only, through the outbox (after whatever it has pending), and calls `cb`
  * once. The event is stored by a group commit: every test event asked for
- * during one loop iteration goes into one transaction with its delivery
- * row, at the end of the iteration (before the loop polls again) or, when
- * the last commit is less than commit_gap_ms old, when that gap is over
- * (then the calls of several iterations share it), or at once when 4,096
- * wait; event ids in the order of the calls; only then is the target
- * woken. With
+ * during one loop iteration goes into one transaction (a job of the
+ * store's queue) with its delivery row, queued at the end of the
+ * iteration (before the loop polls again) or, when the last commit is
+ * less than commit_gap_ms old, when that gap is over (then the calls of
+ * several iterations share it), or at once when 4,096 wait; event ids in
+ * the order of the calls; only once stored is the target woken. With
  * wait_ms 0, cb runs once the event is stored (answered = 0, event_id
  * set); else when its first attempt finished, or after wait_ms
- * (answered = 0: it stays queued). Returns a handle for wh_test_cancel, or
- * NULL when cb already ran (WH_ENOTFOUND, WH_ECLOSED, WH_ENOMEM); a failed
- * commit answers WH_EIO. */
+ * (answered = 0: it stays queued; when the event is not stored yet by
+ * then, the answer comes once it is, with its id). Returns a handle for
+ * wh_test_cancel, or NULL when cb already ran (WH_ENOTFOUND, WH_ECLOSED,
+ * WH_ENOMEM); a failed commit answers WH_EIO. */
 typedef void (*wh_test_cb)(void *arg, const wh_test_result_t *r);
 wh_test_t *wh_test(wh_t *wh, const char *id, unsigned wait_ms, wh_test_cb cb, void *arg);
 
@@ -207,7 +246,7 @@ wh_test_t *wh_test(wh_t *wh, const char *id, unsigned wait_ms, wh_test_cb cb, vo
  * NULL is ignored. */
 void wh_test_cancel(wh_test_t *t);
 
-/* The number of targets. */
+/* The number of targets in memory (those being deleted included). */
 size_t wh_count(const wh_t *wh);
 
 /* A short English description of a WH_E* code. */

@@ -30,6 +30,7 @@
 
 #include "common/httpc.h"
 #include "session/store/store.h"
+#include "session/storeq.h"
 #include "session/webhook/webhook.h"
 #include "tests/webhook/receiver.h"
 
@@ -105,10 +106,9 @@ static void on_created(void *arg, int rc, const char *why, const wh_target_info_
 {
     (void)t;
     (void)secret;
-    if (rc) {
+    if (rc)
         fprintf(stderr, "wh-latency: cannot create the target: %s\n", why ? why : "");
-        *(int *)arg = 1;
-    }
+    *(int *)arg = rc ? 1 : 2;
 }
 
 static void on_tick(uv_timer_t *tm)
@@ -211,7 +211,15 @@ int main(int argc, char **argv)
     }
     uv_loop_t loop;
     uv_loop_init(&loop);
-    wh_opts_t o = {.loop = &loop, .store = st, .allow_private = 1};
+    /* the store's queue as the service has it on SQLite (inline); WH_THREADED=1
+     * puts it on a thread of its own, as on PostgreSQL */
+    const char *threaded = getenv("WH_THREADED");
+    sess_q_t *q = sess_q_new(&loop, threaded && *threaded == '1');
+    if (!q) {
+        fprintf(stderr, "wh-latency: cannot create the store queue\n");
+        return 1;
+    }
+    wh_opts_t o = {.loop = &loop, .store = st, .q = q, .allow_private = 1};
     wh_t *wh = NULL;
     if (wh_new(&o, &wh, err, sizeof(err)) != 0) {
         fprintf(stderr, "wh-latency: %s\n", err);
@@ -221,8 +229,11 @@ int main(int argc, char **argv)
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/hook", ntohs(a.sin_port));
     int bad = 0;
     wh_target_spec_t spec = {.url = url};
-    wh_target_create(wh, &spec, on_created, &bad);
-    if (bad)
+    if (wh_target_create(wh, &spec, on_created, &bad) != 0)
+        return 1;
+    while (!bad) /* stored through the queue */
+        uv_run(&loop, UV_RUN_ONCE);
+    if (bad == 1)
         return 1;
     gen_t g = {.b = &b, .wh = wh, .st = st, .rate = rate, .seconds = seconds};
     g.start = mono_ms() + 100;
@@ -235,7 +246,9 @@ int main(int argc, char **argv)
     double took = (mono_ms() - g.start) / 1e3;
     uv_close((uv_handle_t *)&g.tick, NULL);
     wh_close(wh);
+    sess_q_close(q);
     uv_run(&loop, UV_RUN_DEFAULT);
+    sess_q_free(q);
     wh_free(wh);
     uv_loop_close(&loop);
     store_close(st);

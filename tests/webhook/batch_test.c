@@ -1,22 +1,29 @@
 /* Tests of the test call's group commit (session/webhook/webhook.c, wh_test):
- * the real store and sender on a libuv loop, two targets whose receiver is
- * a plain HTTP/1.1 server on threads of this process.
+ * the real store and sender on a libuv loop, the store called through its
+ * job queue (a thread of its own on PostgreSQL, inline on SQLite, as the
+ * service does), two targets whose receiver is a plain HTTP/1.1 server on
+ * threads of this process.
  *
  *   - Many calls in one loop iteration: nothing is stored before the
- *     iteration's commit; then every event is stored, ids in the order of
+ *     iteration's commit; then (once the queue ran it) every event is stored, ids in the order of
  *     the calls, "queued only" calls (wait 0) answered with their id, the
  *     waiting ones with their delivery; cancelled calls still have their
  *     event delivered; each target receives exactly its events, in id
  *     order, none lost, none twice. A second round while the first is
  *     being delivered keeps the order behind it.
- *   - A wait shorter than the iteration: the timer stores the event itself
- *     before it answers (an id, never 0).
+ *   - A wait shorter than the iteration: the timer queues the event itself
+ *     and the answer waits until it is stored (an id, never 0).
  *   - A target deleted between the call and the commit: ENOTFOUND, nothing
  *     stored.
  *   - Commits at least commit_gap_ms apart: a call soon after a commit
  *     waits for the gap (a timer), then is stored and answered.
  *   - wh_close with calls not committed: their events are stored; the
- *     queued-only calls get their id, the waiting ones WH_ECLOSED. */
+ *     queued-only calls get their id (when the queue is closed), the
+ *     waiting ones WH_ECLOSED.
+ *   - Replay and deletion answer through their callbacks; wh_free before
+ *     the queue ran the sender's jobs is safe.
+ *   - PostgreSQL: a dead letter whose record failed is recorded later,
+ *     without a restart. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -38,6 +45,7 @@
 
 #include "common/httpc.h"
 #include "session/store/store.h"
+#include "session/storeq.h"
 #include "tests/store/testdb.h"
 #include "session/webhook/webhook.h"
 #include "tests/webhook/receiver.h"
@@ -77,12 +85,14 @@ typedef struct {
     char dir[512];
     store_t *st;
     uv_loop_t loop;
+    sess_q_t *q;
     wh_t *wh;
     char id[2][40];
     rcv_t rcv;
     pthread_t acc;
     int port;
-    unsigned gap_ms; /* wh_opts_t.commit_gap_ms */
+    unsigned gap_ms;       /* wh_opts_t.commit_gap_ms */
+    unsigned max_attempts; /* wh_opts_t.max_attempts */
 } fx_t;
 
 static void on_created(void *arg, int rc, const char *why, const wh_target_info_t *t,
@@ -99,15 +109,24 @@ static void fx_open_sender(fx_t *f)
     char err[256];
     assert_int_equal(testdb_open(f->dir, &f->st, err, sizeof(err)), 0);
     assert_int_equal(uv_loop_init(&f->loop), 0);
-    wh_opts_t o = {
-        .loop = &f->loop, .store = f->st, .allow_private = 1, .commit_gap_ms = f->gap_ms};
+    f->q = sess_q_new(&f->loop, testdb_is_pg());
+    assert_non_null(f->q);
+    wh_opts_t o = {.loop = &f->loop,
+                   .store = f->st,
+                   .q = f->q,
+                   .allow_private = 1,
+                   .max_attempts = f->max_attempts,
+                   .commit_gap_ms = f->gap_ms};
     assert_int_equal(wh_new(&o, &f->wh, err, sizeof(err)), 0);
 }
 
 static void fx_close_sender(fx_t *f)
 {
     wh_close(f->wh);
+    sess_q_close(f->q);
     uv_run(&f->loop, UV_RUN_DEFAULT);
+    sess_q_free(f->q);
+    f->q = NULL;
     wh_free(f->wh);
     assert_int_equal(uv_loop_close(&f->loop), 0);
     store_close(f->st);
@@ -140,7 +159,12 @@ static int setup(void **state)
         snprintf(url, sizeof(url), "http://127.0.0.1:%d/%s", f->port, i ? "b" : "a");
         wh_target_spec_t spec = {.url = url};
         assert_int_equal(wh_target_create(f->wh, &spec, on_created, f->id[i]), 0);
-        assert_true(f->id[i][0] != 0); /* literal address: created at once */
+        for (int k = 0; k < 10000 && !f->id[i][0]; k++) { /* stored through the queue */
+            uv_run(&f->loop, UV_RUN_NOWAIT);
+            if (!f->id[i][0])
+                usleep(1000);
+        }
+        assert_true(f->id[i][0] != 0);
     }
     *state = f;
     return 0;
@@ -200,9 +224,20 @@ static void run_until(fx_t *f, size_t want_a, size_t want_b)
     }
 }
 
+/* Runs the loop until *calls is set, or 10 s pass. */
+static void run_until_called(fx_t *f, const int *calls)
+{
+    for (int i = 0; i < 10000 && !*calls; i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        if (!*calls)
+            usleep(1000);
+    }
+}
+
 static uint64_t pending_of(fx_t *f, int which)
 {
     uint64_t c = 0;
+    sess_q_drain(f->q); /* the queue's thread is idle: the store is ours */
     assert_int_equal(store_webhook_count(f->st, f->id[which], STORE_DELIVERY_PENDING, &c), 0);
     return c;
 }
@@ -245,6 +280,8 @@ static void test_batch_order_and_loss(void **state)
         if (round == 0) {
             assert_int_equal(pending_of(f, 0) + pending_of(f, 1), 0); /* not stored yet */
             uv_run(&f->loop, UV_RUN_NOWAIT); /* one iteration: the group commit */
+            for (int i = 0; i < CALLS; i += 4)
+                run_until_called(f, &ans[i].calls);
             /* every queued-only call is answered with its id, in call order */
             uint64_t last = 0;
             for (int i = 0; i < CALLS; i++) {
@@ -320,6 +357,8 @@ static void test_short_wait_stores_first(void **state)
     assert_non_null(wh_test(f->wh, f->id[0], 0, on_answer, &b));
     usleep(20000); /* the timer is due before the loop's prepare phase */
     uv_run(&f->loop, UV_RUN_NOWAIT);
+    run_until_called(f, &a.calls);
+    run_until_called(f, &b.calls);
     assert_int_equal(a.calls, 1);
     assert_int_equal(a.r.rc, WH_OK);
     assert_true(a.r.event_id > 0);
@@ -330,14 +369,48 @@ static void test_short_wait_stores_first(void **state)
     check_received(f, 0, ids, 2);
 }
 
+/* A completion's rc (wh_target_delete, wh_replay). */
+typedef struct {
+    int calls;
+    int rc;
+    uint64_t n;
+} done_t;
+
+static void on_done(void *arg, int rc)
+{
+    done_t *d = arg;
+    d->calls++;
+    d->rc = rc;
+}
+
+static void on_replayed(void *arg, int rc, uint64_t n)
+{
+    done_t *d = arg;
+    d->calls++;
+    d->rc = rc;
+    d->n = n;
+}
+
 static void test_target_deleted_before_commit(void **state)
 {
     fx_t *f = *state;
     answer_t a = {0}, b = {0};
+    done_t d = {0};
     assert_non_null(wh_test(f->wh, f->id[1], 0, on_answer, &a));
     assert_non_null(wh_test(f->wh, f->id[0], 0, on_answer, &b));
-    assert_int_equal(wh_target_delete(f->wh, f->id[1]), WH_OK);
+    assert_int_equal(wh_target_delete(f->wh, f->id[1], on_done, &d), WH_OK);
+    assert_int_equal(d.calls, 0); /* never before the store has it */
+    /* gone at once for the API and the test calls */
+    wh_target_info_t info;
+    assert_int_equal(wh_target_get(f->wh, f->id[1], &info), WH_ENOTFOUND);
+    assert_int_equal(wh_target_delete(f->wh, f->id[1], on_done, &d), WH_ENOTFOUND);
     uv_run(&f->loop, UV_RUN_NOWAIT);
+    run_until_called(f, &a.calls);
+    run_until_called(f, &b.calls);
+    run_until_called(f, &d.calls);
+    assert_int_equal(d.calls, 1);
+    assert_int_equal(d.rc, WH_OK);
+    assert_int_equal(wh_count(f->wh), 1);
     assert_int_equal(a.calls, 1);
     assert_int_equal(a.r.rc, WH_ENOTFOUND);
     assert_int_equal(b.calls, 1);
@@ -356,6 +429,7 @@ static void test_commit_gap(void **state)
     answer_t a = {0}, b = {0}, c = {0};
     assert_non_null(wh_test(f->wh, f->id[0], 0, on_answer, &a));
     uv_run(&f->loop, UV_RUN_NOWAIT); /* the first commit: at once */
+    run_until_called(f, &a.calls);
     assert_int_equal(a.calls, 1);
     uint64_t t0 = uv_hrtime();
     assert_non_null(wh_test(f->wh, f->id[0], 0, on_answer, &b));
@@ -402,6 +476,118 @@ static void test_close_stores_pending(void **state)
     pthread_mutex_unlock(&f->rcv.mu);
 }
 
+/* A dead letter replayed through the queue: the answer comes from the
+ * callback with the count, and the counters follow. Then a replay still
+ * queued when the sender is closed and freed: its callback runs when the
+ * queue is closed, on memory still valid (ASan would tell). */
+static void test_replay_and_free_with_jobs_queued(void **state)
+{
+    fx_t *f = *state;
+    fx_close_sender(f);
+    f->max_attempts = 1;
+    fx_open_sender(f);
+    char id[40] = "";
+    wh_target_spec_t spec = {.url = "http://127.0.0.1:1/refused"};
+    assert_int_equal(wh_target_create(f->wh, &spec, on_created, id), 0);
+    for (int k = 0; k < 10000 && !id[0]; k++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    assert_true(id[0] != 0);
+    answer_t a = {0};
+    assert_non_null(wh_test(f->wh, id, 0, on_answer, &a));
+    wh_target_info_t info = {0};
+    for (int k = 0; k < 10000 && info.dead == 0; k++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        assert_int_equal(wh_target_get(f->wh, id, &info), WH_OK);
+        if (!info.dead)
+            usleep(1000);
+    }
+    assert_int_equal(info.dead, 1);
+    done_t d = {0};
+    assert_int_equal(wh_replay(f->wh, "wh_000000000000000000000000", 0, on_replayed, &d),
+                     WH_ENOTFOUND);
+    assert_int_equal(wh_replay(f->wh, id, 0, on_replayed, &d), WH_OK);
+    assert_int_equal(d.calls, 0); /* never before the store has it */
+    run_until_called(f, &d.calls);
+    assert_int_equal(d.calls, 1);
+    assert_int_equal(d.rc, WH_OK);
+    assert_int_equal(d.n, 1);
+    assert_int_equal(wh_target_get(f->wh, id, &info), WH_OK);
+    assert_true(info.dead <= 1); /* 0, or 1 again once retried */
+    /* closed and freed with a replay queued */
+    done_t e = {0};
+    assert_int_equal(wh_replay(f->wh, id, 0, on_replayed, &e), WH_OK);
+    wh_close(f->wh);
+    wh_free(f->wh);
+    f->wh = NULL;
+    sess_q_close(f->q);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    sess_q_free(f->q);
+    f->q = NULL;
+    assert_int_equal(e.calls, 1);
+    assert_int_equal(e.rc, WH_OK);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    store_close(f->st);
+    f->st = NULL;
+}
+
+static uint64_t dead_of(fx_t *f, const char *id)
+{
+    uint64_t c = 0;
+    sess_q_drain(f->q); /* the queue's thread is idle: the store is ours */
+    assert_int_equal(store_webhook_count(f->st, id, STORE_DELIVERY_DEAD, &c), 0);
+    return c;
+}
+
+/* PostgreSQL: a dead letter whose record fails (a constraint refuses the
+ * state for a while) is still pending: the target reads its queue again
+ * once idle and records it then, without a restart. */
+static void test_dead_record_retried(void **state)
+{
+    fx_t *f = *state;
+    if (!testdb_is_pg())
+        return; /* no way to make one write fail on SQLite here */
+    fx_close_sender(f);
+    f->max_attempts = 1;
+    fx_open_sender(f);
+    char id[40] = "";
+    wh_target_spec_t spec = {.url = "http://127.0.0.1:1/refused"};
+    assert_int_equal(wh_target_create(f->wh, &spec, on_created, id), 0);
+    for (int k = 0; k < 10000 && !id[0]; k++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    assert_true(id[0] != 0);
+    assert_int_equal(testdb_pg_exec("ALTER TABLE webhook_deliveries ADD CONSTRAINT no_dead "
+                                    "CHECK (state <> 2)",
+                                    NULL),
+                     0);
+    answer_t a = {0};
+    assert_non_null(wh_test(f->wh, id, 0, on_answer, &a));
+    run_until_called(f, &a.calls);
+    assert_int_equal(a.r.rc, WH_OK);
+    for (int k = 0; k < 300; k++) { /* its attempt fails, its death is refused */
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    assert_int_equal(dead_of(f, id), 0);
+    assert_int_equal(testdb_pg_exec("ALTER TABLE webhook_deliveries DROP CONSTRAINT no_dead", NULL),
+                     0);
+    uint64_t dead = 0;
+    for (int k = 0; k < 100 && !dead; k++) {
+        for (int j = 0; j < 50; j++) {
+            uv_run(&f->loop, UV_RUN_NOWAIT);
+            usleep(1000);
+        }
+        dead = dead_of(f, id);
+    }
+    assert_int_equal(dead, 1);
+    wh_target_info_t info;
+    assert_int_equal(wh_target_get(f->wh, id, &info), WH_OK);
+    assert_int_equal(info.dead, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -410,6 +596,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_target_deleted_before_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_gap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_stores_pending, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replay_and_free_with_jobs_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dead_record_retried, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
