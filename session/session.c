@@ -683,6 +683,77 @@ void sess_follow_later(sess_t *s)
         follow_start(s);
 }
 
+/* A complete catch-up in flight (sess_follow_async). */
+typedef struct {
+    sess_t *s; /* holds a reference */
+    uint64_t after;
+    sess_event_t ev[REPLAY_PAGE];
+    size_t n;
+    uint64_t pruned;
+    int total, pages;
+    void (*done)(void *arg, int rc);
+    void *arg;
+} catchup_t;
+
+static void catchup_end(catchup_t *c, int rc)
+{
+    void (*done)(void *, int) = c->done;
+    void *arg = c->arg;
+    sess_unref(c->s);
+    free(c);
+    done(arg, rc);
+}
+
+static void catchup_next(catchup_t *c);
+
+static void on_catchup_read(void *ctx, int rc)
+{
+    catchup_t *c = ctx;
+    sess_t *s = c->s;
+    if (rc != 0 || s->removed || s->reg->closing) {
+        for (size_t i = 0; i < c->n; i++)
+            sess_event_clear(&c->ev[i]);
+        catchup_end(c, rc != 0 && !c->total ? -1 : c->total);
+        return;
+    }
+    c->total += follow_deliver(s, c->after, c->ev, c->n, c->pruned);
+    if (c->n == REPLAY_PAGE && ++c->pages < 1000) /* bounded as sess_follow */
+        catchup_next(c);
+    else
+        catchup_end(c, c->total);
+}
+
+static void catchup_next(catchup_t *c)
+{
+    sess_registry_t *reg = c->s->reg;
+    c->after = delivered_seq(c->s);
+    c->n = 0;
+    c->pruned = 0;
+    if (reg->journal.read_async(reg->journal.arg, c->s->name, c->after, REPLAY_PAGE, c->ev, &c->n,
+                                &c->pruned, on_catchup_read, c) != 0)
+        catchup_end(c, c->total ? c->total : -1);
+}
+
+int sess_follow_async(sess_t *s, void (*done)(void *arg, int rc), void *arg)
+{
+    sess_registry_t *reg = s->reg;
+    if (!reg->has_journal || !reg->journal.read_async) {
+        done(arg, sess_follow(s));
+        return 0;
+    }
+    catchup_t *c = calloc(1, sizeof(*c));
+    if (!c) {
+        done(arg, sess_follow(s));
+        return 0;
+    }
+    sess_ref(s);
+    c->s = s;
+    c->done = done;
+    c->arg = arg;
+    catchup_next(c);
+    return 0;
+}
+
 uv_loop_t *sess_registry_loop(sess_registry_t *reg)
 {
     return reg->loop;

@@ -401,6 +401,15 @@ int sess_registry_flushing(sess_registry_t *reg);
  * delivered. Without read_async, sess_follow. */
 void sess_follow_later(sess_t *s);
 
+/* Catches up with the log completely, like sess_follow, but off the loop
+ * when the journal reads asynchronously (read_async): the events are
+ * delivered in order on the loop thread, page after page, then done(arg,
+ * rc) runs once with how many were delivered, or -1 when the log cannot
+ * be read. Without read_async it is sess_follow, and done runs before
+ * this returns. Stops early (done still runs) when the session is removed
+ * or the registry closes. Returns 0. Loop thread. */
+int sess_follow_async(sess_t *s, void (*done)(void *arg, int rc), void *arg);
+
 /* Frees the strings of an event filled by a journal's read. */
 void sess_event_clear(sess_event_t *ev);
 
