@@ -410,11 +410,8 @@ static void on_prune(uv_timer_t *t)
     *p = (prune_t){
         .j = j, .store = j->store, .count = j->count, .age_ms = j->age_ms, .now_ms = sess_now_ms()};
     j->prune_busy = 1;
-    if (sess_q_run(j->q, j, prune_work, prune_done, p) != 0) {
-        j->prune_busy = 0;
-        free(p);
-        uv_timer_start(&j->timer, on_prune, j->every_ms, 0);
-    }
+    if (sess_q_run(j->q, j, prune_work, prune_done, p) != 0)
+        prune_done(p, prune_work(p)); /* no queue (out of memory): on the loop */
 }
 
 void sess_jstore_attach(sess_jstore_t *j, sess_registry_t *reg)

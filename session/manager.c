@@ -34,6 +34,8 @@ struct sess_mgr {
     size_t del_storing;      /* deletions whose row is being deleted */
     int stop_deferred;       /* sess_mgr_stop waits for them to leave the registry */
     struct acq *acquiring;   /* cluster: sessions being started here */
+    size_t calls;            /* creations and key rotations whose done has not run */
+    int calls_awaited;       /* sess_mgr_stop waits for them (their callers' answers) */
     int stopping;
     size_t pending_stops;
     void (*stop_done)(void *);
@@ -278,6 +280,18 @@ int sess_mgr_restore(sess_mgr_t *m)
 
 /* --- creation and key rotation (the store through the job queue) --- */
 
+static void stop_part_done(void *arg);
+
+/* A creation's or rotation's done ran: sess_mgr_stop may be waiting for
+ * the last one (its caller answers before the servers stop). */
+static void call_ended(sess_mgr_t *m)
+{
+    if (--m->calls == 0 && m->calls_awaited) {
+        m->calls_awaited = 0;
+        stop_part_done(m);
+    }
+}
+
 /* A creation under way: its row is being stored. */
 typedef struct mk {
     sess_mgr_t *m;
@@ -365,6 +379,7 @@ static void create_done(void *arg, int rc)
         c->done(c->arg, rc, s);
     explicit_bzero(c, sizeof(*c));
     free(c);
+    call_ended(m);
 }
 
 int sess_mgr_create(sess_mgr_t *m, const char *name, const char *device_name,
@@ -402,6 +417,7 @@ int sess_mgr_create(sess_mgr_t *m, const char *name, const char *device_name,
     }
     c->next = m->creating;
     m->creating = c;
+    m->calls++;
     return 0;
 }
 
@@ -430,6 +446,7 @@ static int setkey_work(void *arg)
 static void setkey_done(void *arg, int rc)
 {
     setkey_t *k = arg;
+    sess_mgr_t *m = k->m;
     sess_t *s = rc ? NULL : sess_registry_find(k->m->o.reg, k->name);
     if (rc)
         rc = SESS_MGR_ESTORE;
@@ -441,6 +458,7 @@ static void setkey_done(void *arg, int rc)
         k->done(k->arg, rc);
     explicit_bzero(k, sizeof(*k));
     free(k);
+    call_ended(m);
 }
 
 int sess_mgr_set_key(sess_mgr_t *m, const char *name, const uint8_t key_hash[32],
@@ -470,6 +488,7 @@ int sess_mgr_set_key(sess_mgr_t *m, const char *name, const uint8_t key_hash[32]
         free(k);
         return SESS_MGR_ESTORE;
     }
+    m->calls++;
     return 0;
 }
 
@@ -675,6 +694,10 @@ void sess_mgr_stop(sess_mgr_t *m, void (*done)(void *arg), void *arg)
      * finish now */
     for (del_t *x = m->deleting; x; x = x->next) {
         x->awaited = 1;
+        m->pending_stops++;
+    }
+    if (m->calls) { /* creations and rotations under way answer first */
+        m->calls_awaited = 1;
         m->pending_stops++;
     }
     for (del_t *x = m->deleting, *next; x; x = next) {

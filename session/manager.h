@@ -158,7 +158,8 @@ void sess_mgr_cluster_callbacks(sess_mgr_t *m, clu_callbacks_t *cb);
 void sess_mgr_set_cluster(sess_mgr_t *m, clu_t *c);
 
 /* Stops every session and the manager's own connections; done(arg) when
- * all has stopped. */
+ * all has stopped, and every creation, key rotation and deletion under way
+ * has ended (their done callbacks ran). */
 void sess_mgr_stop(sess_mgr_t *m, void (*done)(void *arg), void *arg);
 
 /* Closes the manager's handles and starts the WebSocket context's

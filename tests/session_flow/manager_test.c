@@ -3,7 +3,8 @@
  * restored together after a restart without a QR, one deleted (the fake
  * server sees that device removed, the others unaffected), a deletion while
  * WhatsApp is out of reach (the removal sent later), and the limits (names,
- * MAX_SESSIONS, duplicates, "default", creations under way). Each runs
+ * MAX_SESSIONS, duplicates, "default", creations under way), and a stop
+ * that waits for a creation and a key rotation under way. Each runs
  * with the store's job queue inline (SQLite) and on a thread (as with
  * PostgreSQL). */
 #include <setjmp.h>
@@ -373,6 +374,48 @@ static void test_limits(void **state)
     assert_int_equal(sess_mgr_count(fx->mgr), 3);
 }
 
+/* A creation and a key rotation under way when the manager stops: both
+ * end (their callbacks run) before the stop does; the creation is not
+ * kept, the rotation is. */
+static void test_stop_waits_for_calls(void **state)
+{
+    fx_t *fx = *state;
+    start(fx);
+    uint8_t h[32];
+    memset(h, 7, 32);
+    call_t made = {0}, keyed = {0};
+    assert_int_equal(sess_mgr_create(fx->mgr, "late", NULL, NULL, on_created, &made), 0);
+    assert_int_equal(sess_mgr_set_key(fx->mgr, "default", h, on_done, &keyed), 0);
+    int stopped_ = 0;
+    sess_mgr_stop(fx->mgr, stopped, &stopped_);
+    for (int i = 0; i < 200 && !stopped_; i++)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_true(stopped_);
+    assert_true(made.ran);
+    assert_int_equal(made.rc, SESS_MGR_ESTORE);
+    assert_false(made.has_s);
+    assert_true(keyed.ran);
+    assert_int_equal(keyed.rc, 0);
+    /* as stop() does from here */
+    sess_registry_close(fx->reg);
+    sess_mgr_close(fx->mgr);
+    sess_q_close(fx->q);
+    for (int i = 0; i < 50; i++)
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+    sess_mgr_free(fx->mgr);
+    sess_q_free(fx->q);
+    sess_registry_free(fx->reg);
+    store_close(fx->store);
+    fx->mgr = NULL;
+    fx->q = NULL;
+    start(fx);
+    assert_null(sess_registry_get(fx->reg, "late"));
+    sess_t *d = sess_registry_get(fx->reg, "default");
+    assert_non_null(d);
+    assert_true(sess_key_matches(d, h));
+    sess_unref(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -383,6 +426,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_delete_while_offline, setup_threaded, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup_threaded, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_waits_for_calls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_waits_for_calls, setup_threaded, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
