@@ -227,8 +227,8 @@ static int route_reconnect(http_server_t *srv, h2o_req_t *req, const http_call_t
 /* --- the passkey step of linking --- */
 
 /* A request waiting for an api/ callback that cannot be cancelled (a
- * passkey assertion, a session's deletion): held by the request's pool and
- * by the callback, freed by the last of them. */
+ * passkey assertion, a session's creation, key rotation or deletion): held
+ * by the request's pool and by the callback, freed by the last of them. */
 typedef struct {
     http_server_t *srv;
     h2o_req_t *req; /* NULL once the client went away */
