@@ -167,13 +167,20 @@ void api_result_clear(api_result_t *r);
 int api_parse_session_body(const char *body, size_t len, char name[65], char device[65],
                            const char **why);
 
-/* Creates a session (POST /api/sessions, CreateSession) with a fresh key:
- * r.snap is its first snapshot and *key_out its key (malloc'd, shown once;
- * the caller wipes and frees it). Errors: API_ERR_BAD_REQUEST (name or
- * device name), API_ERR_CONFLICT (the name exists), API_ERR_LIMIT
- * (MAX_SESSIONS reached), API_ERR_INTERNAL. Loop thread. */
-api_result_t api_session_create(api_t *api, const char *name, const char *device_name,
-                                char **key_out);
+/* Completion of api_session_create and api_session_rotate_key: r.code
+ * API_OK with r.snap the session's snapshot and `key` its new key
+ * (malloc'd, shown once), or the error with key NULL. The callee owns r
+ * (api_result_clear) and the key (it wipes and frees it). */
+typedef void (*api_key_cb)(api_result_t r, char *key, void *arg);
+
+/* Creates a session (POST /api/sessions, CreateSession) with a fresh key;
+ * it is stored off the loop. cb runs once on the loop thread (possibly
+ * before this returns) with its first snapshot and its key. Errors:
+ * API_ERR_BAD_REQUEST (name or device name), API_ERR_CONFLICT (the name
+ * exists), API_ERR_LIMIT (MAX_SESSIONS reached), API_ERR_INTERNAL. Loop
+ * thread. */
+void api_session_create(api_t *api, const char *name, const char *device_name, api_key_cb cb,
+                        void *arg);
 
 /* The current snapshot of every session, oldest first, keeping only those
  * in `state` when it is not NULL ("QR_READY", ...; an unknown state is
@@ -192,11 +199,12 @@ typedef void (*api_done_cb)(api_result_t r, void *arg);
  * deleted). Loop thread. */
 void api_session_delete(api_t *api, const char *name, api_done_cb cb, void *arg);
 
-/* Rotates a session's key (POST /api/sessions/{name}/key): the old one
- * stops working at once; *key_out as in api_session_create. r.snap is the
- * session's snapshot. Errors: API_ERR_NOT_FOUND, API_ERR_INTERNAL. Loop
- * thread. */
-api_result_t api_session_rotate_key(api_t *api, const char *name, char **key_out);
+/* Rotates a session's key (POST /api/sessions/{name}/key): once the new
+ * hash is stored (off the loop) the old key stops working. cb runs once on
+ * the loop thread (possibly before this returns) with the session's
+ * snapshot and the new key. Errors: API_ERR_NOT_FOUND, API_ERR_INTERNAL.
+ * Loop thread. */
+void api_session_rotate_key(api_t *api, const char *name, api_key_cb cb, void *arg);
 
 /* Returns 1 when `name` is a valid session name ([a-z0-9_-]{1,64}), else 0:
  * a transport answers API_ERR_BAD_REQUEST for a malformed name in a path

@@ -113,55 +113,110 @@ static api_code_t mgr_code(int rc, const char **msg)
     }
 }
 
-/* The end of create and rotate: rc from the manager; on success the key
- * goes to the caller with the session's snapshot, else it is wiped. */
-static api_result_t with_key(sess_t *s, int rc, char *key, const char *message, char **key_out)
+/* A creation or rotation waiting for the manager: the new key goes to the
+ * caller with the session's snapshot, or is wiped. */
+typedef struct {
+    api_key_cb cb;
+    void *arg;
+    char *key;
+    const char *message;
+    sess_t *s; /* rotation: the session (referenced) */
+} key_req_t;
+
+static void key_req_end(key_req_t *k, int rc, sess_t *s)
 {
-    api_result_t r = {API_OK, message, NULL};
-    if (rc) {
+    api_result_t r = {API_OK, k->message, NULL};
+    char *key = k->key;
+    if (rc || !s) {
         explicit_bzero(key, strlen(key));
         free(key);
-        r.code = mgr_code(rc, &r.message);
-        return r;
+        key = NULL;
+        r.code = rc ? mgr_code(rc, &r.message) : API_ERR_INTERNAL;
+        if (!rc)
+            r.message = NULL;
+    } else {
+        r.snap = sess_current(s);
     }
-    r.snap = sess_current(s);
-    *key_out = key;
-    return r;
+    if (k->s)
+        sess_unref(k->s);
+    api_key_cb cb = k->cb;
+    void *arg = k->arg;
+    free(k);
+    cb(r, key, arg);
 }
 
-api_result_t api_session_create(api_t *api, const char *name, const char *device_name,
-                                char **key_out)
+static void on_created(void *arg, int rc, sess_t *s)
 {
-    api_result_t r = {API_ERR_INTERNAL, NULL, NULL};
-    *key_out = NULL;
-    sess_mgr_t *m = api_sessions(api);
+    key_req_end(arg, rc, s);
+}
+
+static void on_key_set(void *arg, int rc)
+{
+    key_req_t *k = arg;
+    key_req_end(k, rc, k->s);
+}
+
+/* A request for a fresh key: NULL (after cb with API_ERR_INTERNAL) when
+ * out of memory. h gets the key's hash. */
+static key_req_t *key_req_new(api_t *api, api_key_cb cb, void *arg, const char *message,
+                              uint8_t h[32])
+{
+    key_req_t *k = api_sessions(api) ? calloc(1, sizeof(*k)) : NULL;
+    if (k)
+        k->key = new_key(h);
+    if (!k || !k->key) {
+        free(k);
+        cb((api_result_t){API_ERR_INTERNAL, NULL, NULL}, NULL, arg);
+        return NULL;
+    }
+    k->cb = cb;
+    k->arg = arg;
+    k->message = message;
+    return k;
+}
+
+/* The manager refused at once: rc to the caller, the key wiped. */
+static void key_req_refused(key_req_t *k, int rc)
+{
+    if (k->s) {
+        sess_unref(k->s);
+        k->s = NULL;
+    }
+    key_req_end(k, rc, NULL);
+}
+
+void api_session_create(api_t *api, const char *name, const char *device_name, api_key_cb cb,
+                        void *arg)
+{
     uint8_t h[32];
-    char *key = m ? new_key(h) : NULL;
-    if (!key)
-        return r;
-    sess_t *s = NULL;
-    int rc = sess_mgr_create(m, name, device_name, h, &s);
+    key_req_t *k =
+        key_req_new(api, cb, arg, "Session created: keep its key, it is shown only once", h);
+    if (!k)
+        return;
+    int rc = sess_mgr_create(api_sessions(api), name ? name : "", device_name, h, on_created, k);
     explicit_bzero(h, sizeof(h));
-    return with_key(s, rc, key, "Session created: keep its key, it is shown only once", key_out);
+    if (rc)
+        key_req_refused(k, rc);
 }
 
-api_result_t api_session_rotate_key(api_t *api, const char *name, char **key_out)
+void api_session_rotate_key(api_t *api, const char *name, api_key_cb cb, void *arg)
 {
-    api_result_t r = {API_ERR_INTERNAL, NULL, NULL};
-    *key_out = NULL;
-    sess_mgr_t *m = api_sessions(api);
-    sess_t *s = name ? sess_registry_find(api_registry(api), name) : NULL;
+    sess_t *s = name ? sess_registry_get(api_registry(api), name) : NULL;
     if (!s) {
-        r.code = API_ERR_NOT_FOUND;
-        return r;
+        cb((api_result_t){API_ERR_NOT_FOUND, NULL, NULL}, NULL, arg);
+        return;
     }
     uint8_t h[32];
-    char *key = m ? new_key(h) : NULL;
-    if (!key)
-        return r;
-    int rc = sess_mgr_set_key(m, name, h);
+    key_req_t *k = key_req_new(api, cb, arg, "New session key: the old one no longer works", h);
+    if (!k) {
+        sess_unref(s);
+        return;
+    }
+    k->s = s;
+    int rc = sess_mgr_set_key(api_sessions(api), name, h, on_key_set, k);
     explicit_bzero(h, sizeof(h));
-    return with_key(s, rc, key, "New session key: the old one no longer works", key_out);
+    if (rc)
+        key_req_refused(k, rc);
 }
 
 api_code_t api_session_list(api_t *api, const char *state, sess_snapshot_t ***out, size_t *n)

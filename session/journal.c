@@ -1,7 +1,11 @@
 /* The session registry's journal on session/store (see journal.h): adapts
- * the registry's callbacks to store_events_*, counts what it stores, and
- * prunes the log on a timer in bounded batches so that a large backlog
- * never holds the loop for long. */
+ * the registry's callbacks to store_events_*, counts what it stores, keeps
+ * every session's last seq in memory (loaded in one query when it
+ * attaches, then raised by every append and read), and prunes the log on
+ * a timer in bounded batches. Its store calls go through a job queue of
+ * its own (session/storeq.h): on PostgreSQL the group commits, the reads
+ * of followers and the retention run on the queue's thread, off the loop;
+ * on SQLite appends and reads stay on the loop (a local file). */
 #include "session/journal.h"
 
 #include <errno.h>
@@ -10,10 +14,21 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "session/storeq.h"
 
 /* Rows deleted per prune transaction; the next batch waits for the next
  * loop iteration (a zero timer), so the loop keeps serving meanwhile. */
 #define PRUNE_BATCH 2000
+
+/* Buckets of the table of last seqs. */
+#define SEQ_BUCKETS 1024
+
+/* One session's last seq. */
+typedef struct seq_ent {
+    char *name;
+    uint64_t seq;
+    struct seq_ent *next;
+} seq_ent_t;
 
 struct sess_jstore {
     uv_loop_t *loop;
@@ -27,14 +42,11 @@ struct sess_jstore {
     void *commit_arg;
     uint64_t appended, failed, commits, pruned; /* atomics */
     int warned;
-    /* PostgreSQL: the writer thread that stores the group commits off the
-     * loop (todo -> done, guarded by mu; wake runs the done callbacks) */
-    pthread_t writer;
-    int writer_on, stop, working;
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    struct job *todo, *done;
-    uv_async_t wake;
+    sess_q_t *q;     /* created by attach: store calls, one at a time, in order */
+    int prune_busy;  /* a prune batch is queued */
+    int seqs_loaded; /* the table below holds every session's last seq */
+    pthread_mutex_t seq_mu;
+    seq_ent_t *seqs[SEQ_BUCKETS]; /* guarded by seq_mu (loop and queue thread) */
 };
 
 int sess_jstore_parse_retention(const char *text, uint64_t *count, int64_t *age_ms)
@@ -73,6 +85,70 @@ int sess_jstore_parse_retention(const char *text, uint64_t *count, int64_t *age_
     return 0;
 }
 
+/* --- each session's last seq, in memory --- */
+
+/* Finds (or, with add, adds) the entry of `session`; seq_mu held. NULL
+ * when absent (or out of memory). */
+static seq_ent_t *seq_find_locked(sess_jstore_t *j, const char *session, int add)
+{
+    size_t h = 5381;
+    for (const unsigned char *p = (const unsigned char *)session; *p; p++)
+        h = h * 33 + *p;
+    seq_ent_t **pp = &j->seqs[h % SEQ_BUCKETS];
+    for (seq_ent_t *e = *pp; e; e = e->next)
+        if (!strcmp(e->name, session))
+            return e;
+    if (!add)
+        return NULL;
+    seq_ent_t *e = calloc(1, sizeof(*e));
+    if (!e || !(e->name = strdup(session))) {
+        free(e);
+        return NULL;
+    }
+    e->next = *pp;
+    *pp = e;
+    return e;
+}
+
+/* The log holds seq `seq` of `session`: its last seq is at least that.
+ * Any thread. */
+static void seq_note(sess_jstore_t *j, const char *session, uint64_t seq)
+{
+    if (!session || !seq)
+        return;
+    pthread_mutex_lock(&j->seq_mu);
+    seq_ent_t *e = seq_find_locked(j, session, 1);
+    if (e && seq > e->seq)
+        e->seq = seq;
+    pthread_mutex_unlock(&j->seq_mu);
+}
+
+/* Loads every session's last seq (one query). 0 or -1. */
+static int seq_load(sess_jstore_t *j)
+{
+    store_seq_t *v = NULL;
+    size_t n = 0;
+    int rc = store_events_last_seqs(j->store, &v, &n);
+    if (rc != 0) {
+        LOG_WARN("events", "cannot read the last events of the sessions: %s", store_strerror(rc));
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        seq_note(j, v[i].session, v[i].seq);
+    store_seqs_free(v, n);
+    return 0;
+}
+
+static void seq_free(sess_jstore_t *j)
+{
+    for (size_t i = 0; i < SEQ_BUCKETS; i++)
+        for (seq_ent_t *e = j->seqs[i], *next; e; e = next) {
+            next = e->next;
+            free(e->name);
+            free(e);
+        }
+}
+
 static int j_last_id(void *arg, uint64_t *id)
 {
     sess_jstore_t *j = arg;
@@ -85,14 +161,26 @@ static int j_last_id(void *arg, uint64_t *id)
 static int j_last_seq(void *arg, const char *session, uint64_t *seq)
 {
     sess_jstore_t *j = arg;
+    *seq = 0;
+    if (j->seqs_loaded) { /* no round trip */
+        pthread_mutex_lock(&j->seq_mu);
+        seq_ent_t *e = seq_find_locked(j, session, 0);
+        *seq = e ? e->seq : 0;
+        pthread_mutex_unlock(&j->seq_mu);
+        return 0;
+    }
+    /* the table could not be loaded at start: ask the store */
     int rc = store_events_last_seq(j->store, session, seq);
-    if (rc < 0)
+    if (rc < 0) {
         LOG_ERROR("events", "cannot read the last event of session %s: %s", session,
                   store_strerror(rc));
-    return rc < 0 ? -1 : 0;
+        return -1;
+    }
+    seq_note(j, session, *seq);
+    return 0;
 }
 
-/* Stores n events (bg: from the writer thread, store_events_append_bg)
+/* Stores n events (bg: from the queue's thread, store_events_append_bg)
  * and counts them; returns what a journal's append returns. The commit
  * callback is the caller's to run (loop thread): *wake is set when events
  * were stored. */
@@ -114,6 +202,8 @@ static int append_core(sess_jstore_t *j, sess_event_t *ev, size_t n, int bg, int
     for (size_t i = 0; i < n; i++) {
         ev[i].id = sv[i].id;
         stored += sv[i].id != 0;
+        if (sv[i].id)
+            seq_note(j, ev[i].session, ev[i].seq);
     }
     free(sv);
     if (rc == STORE_EFENCED) { /* another node owns some of these sessions now */
@@ -146,82 +236,71 @@ static int j_append(void *arg, sess_event_t *ev, size_t n)
     return rc;
 }
 
-/* --- the writer thread (PostgreSQL): appends off the loop --- */
+static int j_read(void *arg, const char *session, uint64_t after, size_t max, sess_event_t *out,
+                  size_t *n, uint64_t *pruned)
+{
+    sess_jstore_t *j = arg;
+    store_event_t *sv = calloc(max ? max : 1, sizeof(*sv));
+    if (!sv)
+        return -1;
+    int rc = store_events_read(j->store, session, after, max, sv, n, pruned);
+    if (rc != 0) {
+        free(sv);
+        LOG_WARN("events", "cannot read the event log: %s", store_strerror(rc));
+        return -1;
+    }
+    for (size_t i = 0; i < *n; i++) { /* the strings move over */
+        out[i] = (sess_event_t){.id = sv[i].id,
+                                .session = sv[i].session,
+                                .seq = sv[i].seq,
+                                .ts_ms = sv[i].ts_ms,
+                                .type = sv[i].type,
+                                .body = sv[i].body,
+                                .body_len = sv[i].body_len};
+        seq_note(j, sv[i].session, sv[i].seq); /* another node's, maybe */
+    }
+    free(sv);
+    return 0;
+}
 
-typedef struct job {
+/* --- off the loop (PostgreSQL): appends and reads on the queue --- */
+
+/* An append or a read queued (its done runs on the loop thread). */
+typedef struct {
+    sess_jstore_t *j;
     sess_event_t *ev;
     size_t n;
     void (*done)(void *ctx, int rc);
     void *ctx;
-    int rc, wake;
+    int wake;
     /* a read (j_read_async) instead of an append */
     int read;
     char *session;
     uint64_t after;
     size_t max, *nread;
     uint64_t *pruned;
-    struct job *next;
 } job_t;
 
-static int j_read(void *arg, const char *session, uint64_t after, size_t max, sess_event_t *out,
-                  size_t *n, uint64_t *pruned);
-
-static void *writer_main(void *arg)
+static int job_work(void *arg)
 {
-    sess_jstore_t *j = arg;
-    pthread_mutex_lock(&j->mu);
-    for (;;) {
-        while (!j->todo && !j->stop)
-            pthread_cond_wait(&j->cond, &j->mu);
-        job_t *job = j->todo;
-        if (!job)
-            break; /* stopping, nothing left */
-        j->todo = job->next;
-        j->working = 1;
-        pthread_mutex_unlock(&j->mu);
-        job->rc = job->read ? j_read(j, job->session, job->after, job->max, job->ev, job->nread,
-                                     job->pruned)
-                            : append_core(j, job->ev, job->n, 1, &job->wake);
-        pthread_mutex_lock(&j->mu);
-        j->working = 0;
-        job->next = NULL;
-        job_t **pp = &j->done;
-        while (*pp)
-            pp = &(*pp)->next;
-        *pp = job;
-        pthread_cond_broadcast(&j->cond);
-        pthread_mutex_unlock(&j->mu);
-        uv_async_send(&j->wake);
-        pthread_mutex_lock(&j->mu);
-    }
-    pthread_mutex_unlock(&j->mu);
-    return NULL;
+    job_t *job = arg;
+    if (job->read)
+        return j_read(job->j, job->session, job->after, job->max, job->ev, job->nread, job->pruned);
+    return append_core(job->j, job->ev, job->n, 1, &job->wake);
 }
 
-/* Runs the done callbacks of the finished appends. Loop thread. */
-static void run_done(sess_jstore_t *j)
+static void job_done(void *arg, int rc)
 {
-    pthread_mutex_lock(&j->mu);
-    job_t *job = j->done;
-    j->done = NULL;
-    pthread_mutex_unlock(&j->mu);
-    while (job) {
-        job_t *next = job->next;
-        if (job->wake && j->commit_fn)
-            j->commit_fn(j->commit_arg);
-        job->done(job->ctx, job->rc);
-        free(job->session);
-        free(job);
-        job = next;
-    }
+    job_t *job = arg;
+    sess_jstore_t *j = job->j;
+    if (rc == SESS_Q_CANCELLED) /* (never cancelled: the queue is drained) */
+        rc = -1;
+    if (job->wake && j->commit_fn)
+        j->commit_fn(j->commit_arg);
+    job->done(job->ctx, rc);
+    free(job->session);
+    free(job);
 }
-
-static void on_written(uv_async_t *a)
-{
-    run_done(a->data);
-}
-
-static void enqueue(sess_jstore_t *j, job_t *job);
 
 static int j_append_async(void *arg, sess_event_t *ev, size_t n, void (*done)(void *, int),
                           void *ctx)
@@ -230,8 +309,11 @@ static int j_append_async(void *arg, sess_event_t *ev, size_t n, void (*done)(vo
     job_t *job = calloc(1, sizeof(*job));
     if (!job)
         return -1;
-    *job = (job_t){.ev = ev, .n = n, .done = done, .ctx = ctx};
-    enqueue(j, job);
+    *job = (job_t){.j = j, .ev = ev, .n = n, .done = done, .ctx = ctx};
+    if (sess_q_run(j->q, NULL, job_work, job_done, job) != 0) {
+        free(job);
+        return -1;
+    }
     return 0;
 }
 
@@ -247,7 +329,8 @@ static int j_read_async(void *arg, const char *session, uint64_t after, size_t m
         free(name);
         return -1;
     }
-    *job = (job_t){.ev = out,
+    *job = (job_t){.j = j,
+                   .ev = out,
                    .done = done,
                    .ctx = ctx,
                    .read = 1,
@@ -256,54 +339,18 @@ static int j_read_async(void *arg, const char *session, uint64_t after, size_t m
                    .max = max,
                    .nread = n,
                    .pruned = pruned};
-    enqueue(j, job);
+    if (sess_q_run(j->q, NULL, job_work, job_done, job) != 0) {
+        free(name);
+        free(job);
+        return -1;
+    }
     return 0;
-}
-
-static void enqueue(sess_jstore_t *j, job_t *job)
-{
-    pthread_mutex_lock(&j->mu);
-    job_t **pp = &j->todo;
-    while (*pp)
-        pp = &(*pp)->next;
-    *pp = job;
-    pthread_cond_broadcast(&j->cond);
-    pthread_mutex_unlock(&j->mu);
 }
 
 static void j_drain(void *arg)
 {
     sess_jstore_t *j = arg;
-    pthread_mutex_lock(&j->mu);
-    while (j->todo || j->working)
-        pthread_cond_wait(&j->cond, &j->mu);
-    pthread_mutex_unlock(&j->mu);
-    run_done(j);
-}
-
-static int j_read(void *arg, const char *session, uint64_t after, size_t max, sess_event_t *out,
-                  size_t *n, uint64_t *pruned)
-{
-    sess_jstore_t *j = arg;
-    store_event_t *sv = calloc(max ? max : 1, sizeof(*sv));
-    if (!sv)
-        return -1;
-    int rc = store_events_read(j->store, session, after, max, sv, n, pruned);
-    if (rc != 0) {
-        free(sv);
-        LOG_WARN("events", "cannot read the event log: %s", store_strerror(rc));
-        return -1;
-    }
-    for (size_t i = 0; i < *n; i++) /* the strings move over */
-        out[i] = (sess_event_t){.id = sv[i].id,
-                                .session = sv[i].session,
-                                .seq = sv[i].seq,
-                                .ts_ms = sv[i].ts_ms,
-                                .type = sv[i].type,
-                                .body = sv[i].body,
-                                .body_len = sv[i].body_len};
-    free(sv);
-    return 0;
+    sess_q_drain(j->q);
 }
 
 sess_jstore_t *sess_jstore_new(uv_loop_t *loop, store_t *store, const sess_jstore_opts_t *opts)
@@ -318,50 +365,76 @@ sess_jstore_t *sess_jstore_new(uv_loop_t *loop, store_t *store, const sess_jstor
                 : opts->retention_age_ms < 0     ? 0
                                                  : opts->retention_age_ms;
     j->every_ms = opts && opts->prune_every_ms ? opts->prune_every_ms : 60000;
+    pthread_mutex_init(&j->seq_mu, NULL);
     uv_timer_init(loop, &j->timer);
     j->timer.data = j;
     j->timer_on = 1;
     return j;
 }
 
-static void on_prune(uv_timer_t *t)
+/* --- retention --- */
+
+/* One prune batch (on the queue). */
+typedef struct {
+    sess_jstore_t *j;
+    store_t *store;
+    uint64_t count;
+    int64_t age_ms, now_ms;
+    size_t deleted;
+} prune_t;
+
+static int prune_work(void *arg)
 {
-    sess_jstore_t *j = t->data;
-    size_t deleted = 0;
-    int rc =
-        store_events_prune(j->store, j->count, j->age_ms, sess_now_ms(), PRUNE_BATCH, &deleted);
-    if (rc != 0 && !j->warned) {
+    prune_t *p = arg;
+    return store_events_prune(p->store, p->count, p->age_ms, p->now_ms, PRUNE_BATCH, &p->deleted);
+}
+
+static void on_prune(uv_timer_t *t);
+
+static void prune_done(void *arg, int rc)
+{
+    prune_t *p = arg;
+    sess_jstore_t *j = p->j;
+    j->prune_busy = 0;
+    if (rc != 0 && rc != SESS_Q_CANCELLED && !j->warned) {
         j->warned = 1;
         LOG_WARN("events", "cannot apply the event retention: %s", store_strerror(rc));
     }
-    __atomic_add_fetch(&j->pruned, deleted, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&j->pruned, p->deleted, __ATOMIC_RELAXED);
     /* a full batch: more to delete, soon; else wait for the next round */
-    uv_timer_start(&j->timer, on_prune, deleted >= PRUNE_BATCH ? 0 : j->every_ms, 0);
+    if (j->timer_on)
+        uv_timer_start(&j->timer, on_prune, p->deleted >= PRUNE_BATCH ? 0 : j->every_ms, 0);
+    free(p);
+}
+
+static void on_prune(uv_timer_t *t)
+{
+    sess_jstore_t *j = t->data;
+    prune_t *p = j->prune_busy ? NULL : calloc(1, sizeof(*p));
+    if (!p) {
+        if (!j->prune_busy)
+            uv_timer_start(&j->timer, on_prune, j->every_ms, 0);
+        return;
+    }
+    *p = (prune_t){
+        .j = j, .store = j->store, .count = j->count, .age_ms = j->age_ms, .now_ms = sess_now_ms()};
+    j->prune_busy = 1;
+    if (sess_q_run(j->q, j, prune_work, prune_done, p) != 0)
+        prune_done(p, prune_work(p)); /* no queue (out of memory): on the loop */
 }
 
 void sess_jstore_attach(sess_jstore_t *j, sess_registry_t *reg)
 {
     sess_journal_t jr = {.last_seq = j_last_seq, .append = j_append, .read = j_read, .arg = j};
-    if (store_is_pg(j->store) && !j->writer_on) {
-        /* PostgreSQL: the group commits are stored by a thread of their own
-         * (a network round trip or more each), the loop goes on */
-        pthread_mutex_init(&j->mu, NULL);
-        pthread_cond_init(&j->cond, NULL);
-        uv_async_init(j->loop, &j->wake, on_written);
-        j->wake.data = j;
-        uv_unref((uv_handle_t *)&j->wake); /* it never keeps the loop alive alone */
-        if (pthread_create(&j->writer, NULL, writer_main, j) == 0) {
-            j->writer_on = 1;
-            jr.append_async = j_append_async;
-            jr.drain = j_drain;
-            jr.read_async = j_read_async;
-            jr.last_id = j_last_id;
-        } else {
-            uv_close((uv_handle_t *)&j->wake, NULL);
-            pthread_cond_destroy(&j->cond);
-            pthread_mutex_destroy(&j->mu);
-        }
+    if (!j->q) /* PostgreSQL: a thread of its own (a network round trip or more each) */
+        j->q = sess_q_new(j->loop, store_is_pg(j->store));
+    if (sess_q_threaded(j->q)) { /* the group commits and reads go on it, the loop goes on */
+        jr.append_async = j_append_async;
+        jr.drain = j_drain;
+        jr.read_async = j_read_async;
+        jr.last_id = j_last_id;
     }
+    j->seqs_loaded = seq_load(j) == 0; /* at start: before the loop serves */
     sess_registry_set_journal(reg, &jr);
     uv_timer_start(&j->timer, on_prune, 0, 0);
     uv_unref((uv_handle_t *)&j->timer); /* it never keeps the loop alive alone */
@@ -383,25 +456,22 @@ void sess_jstore_stats(sess_jstore_t *j, sess_jstore_stats_t *out)
 
 void sess_jstore_close(sess_jstore_t *j)
 {
-    if (j && j->timer_on) {
+    if (!j)
+        return;
+    if (j->timer_on) {
         j->timer_on = 0;
         uv_close((uv_handle_t *)&j->timer, NULL);
     }
-    if (j && j->writer_on) { /* what was asked is stored, and its callbacks run */
-        pthread_mutex_lock(&j->mu);
-        j->stop = 1;
-        pthread_cond_broadcast(&j->cond);
-        pthread_mutex_unlock(&j->mu);
-        pthread_join(j->writer, NULL);
-        j->writer_on = 0;
-        run_done(j);
-        uv_close((uv_handle_t *)&j->wake, NULL);
-        pthread_cond_destroy(&j->cond);
-        pthread_mutex_destroy(&j->mu);
-    }
+    sess_q_cancel(j->q, j); /* a prune waiting to start is skipped */
+    sess_q_close(j->q);     /* what was asked is stored, and its callbacks run */
 }
 
 void sess_jstore_free(sess_jstore_t *j)
 {
+    if (!j)
+        return;
+    sess_q_free(j->q);
+    seq_free(j);
+    pthread_mutex_destroy(&j->seq_mu);
     free(j);
 }

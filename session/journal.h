@@ -2,8 +2,10 @@
  * session.h, "the event log") backed by session/store's events table,
  * with the retention that keeps it bounded (EVENT_RETENTION) and a hook
  * run after every commit (the webhook outbox is filled in the same
- * transaction; the hook wakes its dispatcher). Loop thread unless a
- * function says otherwise. */
+ * transaction; the hook wakes its dispatcher). On PostgreSQL its group
+ * commits, the followers' reads and the retention run on a thread of its
+ * own (session/storeq.h), off the loop.
+ * Loop thread unless a function says otherwise. */
 #ifndef WG_SESSION_JOURNAL_H
 #define WG_SESSION_JOURNAL_H
 
@@ -37,8 +39,13 @@ int sess_jstore_parse_retention(const char *text, uint64_t *count, int64_t *age_
  * and every subscription). Returns NULL when out of memory. */
 sess_jstore_t *sess_jstore_new(uv_loop_t *loop, store_t *store, const sess_jstore_opts_t *opts);
 
-/* Makes it the registry's journal (before any session is added) and starts
- * the retention timer (a first prune runs at once). */
+/* Makes it the registry's journal (before any session is added; at start,
+ * before the loop serves): creates the journal's own job queue (a thread
+ * on PostgreSQL, for the group commits, the followers' reads and the
+ * retention; inline on SQLite), loads every session's last seq in one
+ * query (last_seq then never asks the store; when that query fails, it
+ * asks the store each time), and starts the retention timer (a first
+ * prune runs at once). */
 void sess_jstore_attach(sess_jstore_t *j, sess_registry_t *reg);
 
 /* Sets the hook run on the loop thread after each commit that stored at
@@ -54,7 +61,9 @@ typedef struct {
 } sess_jstore_stats_t;
 void sess_jstore_stats(sess_jstore_t *j, sess_jstore_stats_t *out);
 
-/* Stops the retention timer; free after the loop has run its close. */
+/* Stops the retention timer and the journal's queue (what was queued is
+ * stored first, and its callbacks run); free after the loop has run its
+ * close. NULL is ignored. */
 void sess_jstore_close(sess_jstore_t *j);
 
 /* Frees the journal. NULL is ignored. */

@@ -30,6 +30,12 @@ struct sess_mgr {
     sess_driver_opts_t dopts;
     sess_removal_t *orphans; /* devices of deleted sessions */
     del_t *deleting;         /* deletions under way */
+    struct mk *creating;     /* creations under way (their rows being stored) */
+    size_t del_storing;      /* deletions whose row is being deleted */
+    int stop_deferred;       /* sess_mgr_stop waits for them to leave the registry */
+    struct acq *acquiring;   /* cluster: sessions being started here */
+    size_t calls;            /* creations and key rotations whose done has not run */
+    int calls_awaited;       /* sess_mgr_stop waits for them (their callers' answers) */
     int stopping;
     size_t pending_stops;
     void (*stop_done)(void *);
@@ -47,8 +53,25 @@ struct del {
     int awaited; /* sess_mgr_stop waits for its end */
     void (*done)(void *arg, int rc);
     void *arg;
+    store_t *store;               /* for the queue's thread */
+    char name[SESS_NAME_MAX + 1]; /* the session's */
     del_t *next;
 };
+
+/* A session being started here (clu_on_acquire): its row is read, then
+ * the log caught up with, both off the loop; a let_go meanwhile cancels
+ * it. */
+typedef struct acq {
+    sess_mgr_t *m;
+    store_t *store;
+    char name[SESS_NAME_MAX + 8];
+    uint64_t epoch;
+    int cancelled;
+    int stored;          /* the row was read */
+    store_session_t row; /* (work) */
+    sess_t *s;           /* referenced while catching up */
+    struct acq *next;
+} acq_t;
 
 const char *sess_mgr_strerror(int code)
 {
@@ -255,51 +278,217 @@ int sess_mgr_restore(sess_mgr_t *m)
     return started;
 }
 
-int sess_mgr_create(sess_mgr_t *m, const char *name, const char *device_name,
-                    const uint8_t key_hash[32], sess_t **out)
+/* --- creation and key rotation (the store through the job queue) --- */
+
+static void stop_part_done(void *arg);
+
+/* A creation's or rotation's done ran: sess_mgr_stop may be waiting for
+ * the last one (its caller answers before the servers stop). */
+static void call_ended(sess_mgr_t *m)
 {
-    if (out)
-        *out = NULL;
+    if (--m->calls == 0 && m->calls_awaited) {
+        m->calls_awaited = 0;
+        stop_part_done(m);
+    }
+}
+
+/* A creation under way: its row is being stored. */
+typedef struct mk {
+    sess_mgr_t *m;
+    store_t *store;
+    char name[SESS_NAME_MAX + 1];
+    char device[SESS_DEVICE_NAME_MAX + 1]; /* "" = the default one */
+    uint8_t key[32];
+    int has_key;
+    sess_mgr_create_cb done;
+    void *arg;
+    struct mk *next;
+} mk_t;
+
+/* A row to delete (a creation that could not be completed). */
+typedef struct {
+    store_t *store;
+    char name[SESS_NAME_MAX + 1];
+} unrow_t;
+
+static int unrow_work(void *arg)
+{
+    unrow_t *u = arg;
+    return store_session_delete(u->store, u->name);
+}
+
+static void unrow_done(void *arg, int rc)
+{
+    unrow_t *u = arg;
+    if (rc && rc != STORE_ENOTFOUND)
+        LOG_ERROR("session", "%s: cannot delete the session from the store", u->name);
+    free(u);
+}
+
+/* Deletes a stored row off the loop (nothing waits for it). */
+static void delete_row_later(sess_mgr_t *m, const char *name)
+{
+    unrow_t *u = calloc(1, sizeof(*u));
+    if (!u)
+        return;
+    u->store = m->o.store;
+    snprintf(u->name, sizeof(u->name), "%s", name);
+    if (sess_q_run(m->o.q, NULL, unrow_work, unrow_done, u) != 0) {
+        unrow_done(u, store_session_delete(u->store, u->name)); /* queue closed */
+    }
+}
+
+static int create_work(void *arg)
+{
+    mk_t *c = arg;
+    return store_session_add(c->store, c->name, c->has_key ? c->key : NULL,
+                             c->device[0] ? c->device : NULL);
+}
+
+static void create_done(void *arg, int rc)
+{
+    mk_t *c = arg;
+    sess_mgr_t *m = c->m;
+    for (mk_t **pp = &m->creating; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            break;
+        }
+    sess_t *s = NULL;
+    if (rc == STORE_EEXISTS) {
+        rc = SESS_MGR_EEXISTS;
+    } else if (rc) {
+        rc = SESS_MGR_ESTORE;
+    } else if (m->stopping) { /* too late to run it: not kept either */
+        delete_row_later(m, c->name);
+        rc = SESS_MGR_ESTORE;
+    } else if (m->cluster && (s = sess_registry_find(m->o.reg, c->name)) != NULL) {
+        /* the cluster listed the new row first: it is a follower already */
+        clu_kick(m->cluster);
+    } else if (!(s = add_session(m, c->name, c->device, c->has_key ? c->key : NULL))) {
+        delete_row_later(m, c->name);
+        rc = SESS_MGR_ESTORE;
+    } else {
+        LOG_INFO("session", "%s: session created", c->name);
+        if (m->cluster)
+            clu_kick(m->cluster); /* a node claims it (this one first) */
+        else
+            sess_start(s);
+    }
+    if (c->done)
+        c->done(c->arg, rc, s);
+    explicit_bzero(c, sizeof(*c));
+    free(c);
+    call_ended(m);
+}
+
+int sess_mgr_create(sess_mgr_t *m, const char *name, const char *device_name,
+                    const uint8_t key_hash[32], sess_mgr_create_cb done, void *arg)
+{
     if (!sess_mgr_name_ok(name))
         return SESS_MGR_ENAME;
     if (device_name && device_name[0] && !sess_mgr_device_name_ok(device_name))
         return SESS_MGR_EDEVICE;
     if (sess_registry_find(m->o.reg, name))
         return SESS_MGR_EEXISTS;
-    if (sess_registry_count(m->o.reg) >= m->o.max_sessions)
+    size_t creating = 0;
+    for (mk_t *c = m->creating; c; c = c->next, creating++)
+        if (!strcmp(c->name, name))
+            return SESS_MGR_EEXISTS;
+    if (sess_registry_count(m->o.reg) + creating >= m->o.max_sessions)
         return SESS_MGR_ELIMIT;
-    int rc = store_session_add(m->o.store, name, key_hash,
-                               device_name && device_name[0] ? device_name : NULL);
-    if (rc == STORE_EEXISTS)
-        return SESS_MGR_EEXISTS;
-    if (rc)
+    mk_t *c = calloc(1, sizeof(*c));
+    if (!c)
         return SESS_MGR_ESTORE;
-    sess_t *s = add_session(m, name, device_name, key_hash);
-    if (!s) {
-        store_session_delete(m->o.store, name);
+    c->m = m;
+    c->store = m->o.store;
+    snprintf(c->name, sizeof(c->name), "%s", name);
+    snprintf(c->device, sizeof(c->device), "%s", device_name ? device_name : "");
+    if (key_hash) {
+        memcpy(c->key, key_hash, 32);
+        c->has_key = 1;
+    }
+    c->done = done;
+    c->arg = arg;
+    if (sess_q_run(m->o.q, NULL, create_work, create_done, c) != 0) {
+        explicit_bzero(c, sizeof(*c));
+        free(c);
         return SESS_MGR_ESTORE;
     }
-    LOG_INFO("session", "%s: session created", name);
-    if (m->cluster)
-        clu_kick(m->cluster); /* a node claims it (this one first) */
-    else
-        sess_start(s);
-    if (out)
-        *out = s;
+    c->next = m->creating;
+    m->creating = c;
+    m->calls++;
     return 0;
 }
 
-int sess_mgr_set_key(sess_mgr_t *m, const char *name, const uint8_t key_hash[32])
+/* A key rotation under way. */
+typedef struct {
+    sess_mgr_t *m;
+    store_t *store;
+    char name[SESS_NAME_MAX + 1];
+    uint8_t key[32];
+    int has_key;
+    int may_add; /* a missing row is added (not while the session is being deleted) */
+    sess_mgr_done_cb done;
+    void *arg;
+} setkey_t;
+
+static int setkey_work(void *arg)
+{
+    setkey_t *k = arg;
+    const uint8_t *key = k->has_key ? k->key : NULL;
+    int rc = store_session_set_key(k->store, k->name, key);
+    if (rc == STORE_ENOTFOUND && k->may_add) /* restored sessions always have a row; be safe */
+        rc = store_session_add(k->store, k->name, key, NULL);
+    return rc;
+}
+
+static void setkey_done(void *arg, int rc)
+{
+    setkey_t *k = arg;
+    sess_mgr_t *m = k->m;
+    sess_t *s = rc ? NULL : sess_registry_find(k->m->o.reg, k->name);
+    if (rc)
+        rc = SESS_MGR_ESTORE;
+    else if (!s)
+        rc = SESS_MGR_ENOTFOUND;
+    else
+        sess_set_key_hash(s, k->has_key ? k->key : NULL);
+    if (k->done)
+        k->done(k->arg, rc);
+    explicit_bzero(k, sizeof(*k));
+    free(k);
+    call_ended(m);
+}
+
+int sess_mgr_set_key(sess_mgr_t *m, const char *name, const uint8_t key_hash[32],
+                     sess_mgr_done_cb done, void *arg)
 {
     sess_t *s = sess_registry_find(m->o.reg, name);
     if (!s)
         return SESS_MGR_ENOTFOUND;
-    int rc = store_session_set_key(m->o.store, name, key_hash);
-    if (rc == STORE_ENOTFOUND) /* restored sessions always have a row; be safe */
-        rc = store_session_add(m->o.store, name, key_hash, NULL);
-    if (rc)
+    setkey_t *k = calloc(1, sizeof(*k));
+    if (!k)
         return SESS_MGR_ESTORE;
-    sess_set_key_hash(s, key_hash);
+    k->m = m;
+    k->store = m->o.store;
+    snprintf(k->name, sizeof(k->name), "%s", name);
+    if (key_hash) {
+        memcpy(k->key, key_hash, 32);
+        k->has_key = 1;
+    }
+    k->may_add = 1;
+    for (del_t *x = m->deleting; x; x = x->next)
+        if (x->s == s)
+            k->may_add = 0;
+    k->done = done;
+    k->arg = arg;
+    if (sess_q_run(m->o.q, NULL, setkey_work, setkey_done, k) != 0) {
+        explicit_bzero(k, sizeof(*k));
+        free(k);
+        return SESS_MGR_ESTORE;
+    }
+    m->calls++;
     return 0;
 }
 
@@ -360,8 +549,32 @@ static void del_removed(void *arg)
         stop_part_done(m);
 }
 
+static int del_work(void *arg)
+{
+    del_t *x = arg;
+    return store_session_delete(x->store, x->name);
+}
+
+static void stop_registry(sess_mgr_t *m);
+
+/* The row is deleted (or could not be): the session leaves the registry. */
+static void del_stored(void *arg, int rc)
+{
+    del_t *x = arg;
+    sess_mgr_t *m = x->m;
+    if (rc)
+        LOG_ERROR("session", "%s: cannot delete the session from the store", x->name);
+    LOG_INFO("session", "%s: session deleted", x->name);
+    if (sess_registry_remove(m->o.reg, x->s, del_removed, x) != 0)
+        del_removed(x);
+    if (--m->del_storing == 0 && m->stop_deferred) {
+        m->stop_deferred = 0;
+        stop_registry(m);
+    }
+}
+
 /* The device is unlinked (or will be on the next connection): the session
- * goes. */
+ * goes, its row first (off the loop). */
 static void del_finish(del_t *x)
 {
     if (x->finished)
@@ -373,12 +586,11 @@ static void del_finish(del_t *x)
         x->sub = NULL;
     }
     sess_mgr_t *m = x->m;
-    const char *name = sess_name(x->s);
-    if (store_session_delete(m->o.store, name) != 0)
-        LOG_ERROR("session", "%s: cannot delete the session from the store", name);
-    LOG_INFO("session", "%s: session deleted", name);
-    if (sess_registry_remove(m->o.reg, x->s, del_removed, x) != 0)
-        del_removed(x);
+    x->store = m->o.store;
+    snprintf(x->name, sizeof(x->name), "%s", sess_name(x->s));
+    m->del_storing++;
+    if (sess_q_run(m->o.q, NULL, del_work, del_stored, x) != 0)
+        del_stored(x, del_work(x)); /* the queue is closed: at once */
 }
 
 static void del_check(del_t *x)
@@ -484,11 +696,25 @@ void sess_mgr_stop(sess_mgr_t *m, void (*done)(void *arg), void *arg)
         x->awaited = 1;
         m->pending_stops++;
     }
+    if (m->calls) { /* creations and rotations under way answer first */
+        m->calls_awaited = 1;
+        m->pending_stops++;
+    }
     for (del_t *x = m->deleting, *next; x; x = next) {
         next = x->next; /* del_finish may unlink x */
         if (!x->finished)
             del_finish(x);
     }
+    if (m->del_storing) /* they leave the registry before it stops */
+        m->stop_deferred = 1;
+    else
+        stop_registry(m);
+}
+
+/* The remover and the registry stop (sess_mgr_stop, once no deletion is
+ * waiting for the store). */
+static void stop_registry(sess_mgr_t *m)
+{
     sess_removal_stop(m->orphans, stop_part_done, m);
     sess_registry_stop(m->o.reg, stop_part_done, m);
 }
@@ -546,6 +772,9 @@ static void on_handoff_stopped(void *arg)
 /* Closes the session's connection at once and makes it a follower. */
 static void let_go(sess_mgr_t *m, const char *name, uint64_t release_epoch)
 {
+    for (struct acq *a = m->acquiring; a; a = a->next)
+        if (!strcmp(a->name, name))
+            a->cancelled = 1;                         /* not started here after all */
     store_fence_set(m->o.store, name, release_epoch); /* 0: nothing more is written */
     sess_t *s = sess_registry_find(m->o.reg, name);
     handoff_t *h = calloc(1, sizeof(*h));
@@ -564,34 +793,119 @@ static void let_go(sess_mgr_t *m, const char *name, uint64_t release_epoch)
         clu_release(m->cluster, name, release_epoch);
 }
 
+static void acq_free(acq_t *a)
+{
+    for (acq_t **pp = &a->m->acquiring; *pp; pp = &(*pp)->next)
+        if (*pp == a) {
+            *pp = a->next;
+            break;
+        }
+    if (a->s)
+        sess_unref(a->s);
+    explicit_bzero(a, sizeof(*a));
+    free(a);
+}
+
+/* The session's acquisition under way, or NULL. */
+static acq_t *acq_find(sess_mgr_t *m, const char *name)
+{
+    for (acq_t *a = m->acquiring; a; a = a->next)
+        if (!a->cancelled && !strcmp(a->name, name))
+            return a;
+    return NULL;
+}
+
+/* Caught up with the log (the previous owner is fenced: it is final): the
+ * driver starts, its seq continuing the log's. */
+static void acq_caught_up(void *arg, int rc)
+{
+    acq_t *a = arg;
+    sess_mgr_t *m = a->m;
+    sess_t *s = a->s;
+    (void)rc; /* unreadable: the journal logged it; the seq continues what was delivered */
+    if (a->cancelled || m->stopping || sess_has_driver(s) ||
+        sess_registry_find(m->o.reg, a->name) != s) {
+        if (!a->cancelled && !m->stopping && sess_registry_find(m->o.reg, a->name) != s)
+            clu_release(m->cluster, a->name, a->epoch); /* deleted meanwhile */
+        acq_free(a);
+        return;
+    }
+    if (attach_driver(m, s, a->row.device_name[0] ? a->row.device_name : NULL) != 0) {
+        LOG_ERROR("session", "%s: cannot start the session here", a->name);
+        char name[sizeof(a->name)];
+        uint64_t epoch = a->epoch;
+        snprintf(name, sizeof(name), "%s", a->name);
+        acq_free(a);
+        let_go(m, name, epoch);
+        return;
+    }
+    sess_set_following(s, 0);
+    LOG_INFO("session", "%s: running on this node (epoch %llu)", a->name,
+             (unsigned long long)a->epoch);
+    sess_start(s);
+    acq_free(a);
+}
+
+static int acq_work(void *arg)
+{
+    acq_t *a = arg;
+    a->stored = store_session_get(a->store, a->name, &a->row) == 0;
+    if (!a->stored)
+        a->row.device_name[0] = 0;
+    return 0;
+}
+
+static void acq_read(void *arg, int rc)
+{
+    acq_t *a = arg;
+    sess_mgr_t *m = a->m;
+    (void)rc;
+    if (a->cancelled || m->stopping) {
+        acq_free(a);
+        return;
+    }
+    sess_t *s = sess_registry_find(m->o.reg, a->name);
+    if (!s && a->stored && sess_mgr_name_ok(a->name))
+        s = add_session(m, a->name, NULL, a->row.has_key ? a->row.key_hash : NULL);
+    if (!s || sess_has_driver(s)) {
+        if (!s) /* deleted meanwhile: not ours to run */
+            clu_release(m->cluster, a->name, a->epoch);
+        acq_free(a);
+        return;
+    }
+    store_fence_set(m->o.store, a->name, a->epoch);
+    sess_ref(s);
+    a->s = s;
+    sess_follow_async(s, acq_caught_up, a); /* the log is final: the previous owner is fenced */
+}
+
 static void clu_on_acquire(void *arg, const char *name, uint64_t epoch)
 {
     sess_mgr_t *m = arg;
     if (m->stopping)
         return;
-    sess_t *s = sess_registry_find(m->o.reg, name);
-    store_session_t row;
-    int stored = store_session_get(m->o.store, name, &row) == 0;
-    if (!stored)
-        row.device_name[0] = 0;
-    if (!s && stored && sess_mgr_name_ok(name))
-        s = add_session(m, name, NULL, row.has_key ? row.key_hash : NULL);
-    if (!s || sess_has_driver(s)) {
-        if (!s) /* deleted meanwhile: not ours to run */
-            clu_release(m->cluster, name, epoch);
+    acq_t *a = acq_find(m, name);
+    if (a) { /* already starting: with the newest epoch */
+        if (epoch > a->epoch) {
+            a->epoch = epoch;
+            if (a->s)
+                store_fence_set(m->o.store, name, epoch);
+        }
         return;
     }
-    store_fence_set(m->o.store, name, epoch);
-    sess_follow(s); /* the log is final: the previous owner is fenced */
-    if (attach_driver(m, s, row.device_name[0] ? row.device_name : NULL) != 0) {
-        LOG_ERROR("session", "%s: cannot start the session here", name);
-        let_go(m, name, epoch);
+    a = calloc(1, sizeof(*a));
+    if (!a)
+        return;
+    a->m = m;
+    a->store = m->o.store;
+    snprintf(a->name, sizeof(a->name), "%s", name);
+    a->epoch = epoch;
+    if (sess_q_run(m->o.q, NULL, acq_work, acq_read, a) != 0) {
+        free(a);
         return;
     }
-    explicit_bzero(&row, sizeof(row));
-    sess_set_following(s, 0);
-    LOG_INFO("session", "%s: running on this node (epoch %llu)", name, (unsigned long long)epoch);
-    sess_start(s);
+    a->next = m->acquiring;
+    m->acquiring = a;
 }
 
 static void clu_on_lose(void *arg, const char *name)
@@ -616,14 +930,24 @@ static void clu_on_events(void *arg, const char *name)
         sess_follow_later(s); /* off the loop on PostgreSQL */
 }
 
-/* Sessions added or deleted on another node: followers come and go. */
-static void clu_on_sessions(void *arg)
+/* A listing of the stored sessions (clu_on_sessions, clu_on_resync). */
+typedef struct {
+    sess_mgr_t *m;
+    store_t *store;
+    int resync;
+    store_session_t *all;
+    size_t n;
+} list_t;
+
+static int list_work(void *arg)
 {
-    sess_mgr_t *m = arg;
-    store_session_t *all = NULL;
-    size_t n = 0;
-    if (m->stopping || store_sessions_list(m->o.store, &all, &n) != 0)
-        return;
+    list_t *l = arg;
+    return store_sessions_list(l->store, &l->all, &l->n);
+}
+
+/* Sessions added or deleted on another node: followers come and go. */
+static void apply_list(sess_mgr_t *m, store_session_t *all, size_t n)
+{
     for (size_t i = 0; i < n; i++) {
         sess_t *s = sess_registry_find(m->o.reg, all[i].name);
         if (s) /* a key rotated on another node */
@@ -642,32 +966,66 @@ static void clu_on_sessions(void *arg)
         int deleting = 0;
         for (del_t *x = m->deleting; x && s; x = x->next)
             deleting |= x->s == s;
-        if (s && sess_following(s) && !sess_has_driver(s) && !deleting) {
+        if (s && sess_following(s) && !sess_has_driver(s) && !deleting &&
+            !acq_find(m, v[i]->session)) {
             LOG_INFO("session", "%s: session deleted on another node", v[i]->session);
             sess_registry_remove(m->o.reg, s, NULL, NULL);
         }
     }
     sess_snapshots_free(v, k);
-    explicit_bzero(all, n * sizeof(*all));
-    free(all);
 }
 
-/* The cluster's connection came back: every follower reads what it missed,
- * and the sessions added or deleted meanwhile come and go. */
+static void list_done(void *arg, int rc)
+{
+    list_t *l = arg;
+    sess_mgr_t *m = l->m;
+    if (rc == 0 && !m->stopping)
+        apply_list(m, l->all, l->n);
+    if (l->resync && !m->stopping) {
+        /* every follower reads what it missed */
+        size_t k = 0;
+        sess_snapshot_t **v = sess_registry_snapshots(m->o.reg, &k);
+        for (size_t i = 0; v && i < k; i++) {
+            sess_t *s = sess_registry_find(m->o.reg, v[i]->session);
+            if (s && sess_following(s))
+                sess_follow_later(s);
+        }
+        sess_snapshots_free(v, k);
+    }
+    if (l->all)
+        explicit_bzero(l->all, l->n * sizeof(*l->all));
+    free(l->all);
+    free(l);
+}
+
+/* Lists the stored sessions off the loop, then applies the list. */
+static void list_later(sess_mgr_t *m, int resync)
+{
+    list_t *l = calloc(1, sizeof(*l));
+    if (!l)
+        return;
+    l->m = m;
+    l->store = m->o.store;
+    l->resync = resync;
+    if (sess_q_run(m->o.q, NULL, list_work, list_done, l) != 0)
+        free(l);
+}
+
+/* Sessions added or deleted on another node. */
+static void clu_on_sessions(void *arg)
+{
+    sess_mgr_t *m = arg;
+    if (!m->stopping)
+        list_later(m, 0);
+}
+
+/* The cluster's connection came back: the sessions added or deleted
+ * meanwhile come and go, and every follower reads what it missed. */
 static void clu_on_resync(void *arg)
 {
     sess_mgr_t *m = arg;
-    if (m->stopping)
-        return;
-    clu_on_sessions(m);
-    size_t k = 0;
-    sess_snapshot_t **v = sess_registry_snapshots(m->o.reg, &k);
-    for (size_t i = 0; v && i < k; i++) {
-        sess_t *s = sess_registry_find(m->o.reg, v[i]->session);
-        if (s && sess_following(s))
-            sess_follow_later(s);
-    }
-    sess_snapshots_free(v, k);
+    if (!m->stopping)
+        list_later(m, 1);
 }
 
 static void on_fenced_later(void *arg)

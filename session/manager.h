@@ -7,8 +7,10 @@
  * service's settings and its own device name, and keeps each session's key
  * hash where any thread can check it (sess_key_matches). main configures
  * the WhatsApp client through this header alone, with plain values; the
- * api/ layer creates and deletes sessions through it. Nothing here knows
- * HTTP or gRPC. Loop-thread only unless a function says otherwise. */
+ * api/ layer creates and deletes sessions through it. Once the service
+ * runs, every store call goes through the store's job queue (opts.q), so
+ * the loop never waits on the database. Nothing here knows HTTP or gRPC.
+ * Loop-thread only unless a function says otherwise. */
 #ifndef WG_SESSION_MANAGER_H
 #define WG_SESSION_MANAGER_H
 
@@ -82,31 +84,51 @@ int sess_mgr_new(const sess_mgr_opts_t *opts, sess_mgr_t **out, char *err, size_
 
 /* Restores every stored session (creating "default" when it is missing),
  * attaches their drivers and starts them; the gate spaces out the
- * connections. Returns the number of sessions, or a negative code. */
+ * connections. Synchronous (at start, before the loop serves). Returns the
+ * number of sessions, or a negative code. */
 int sess_mgr_restore(sess_mgr_t *m);
 
-/* Creates, persists and starts a session. `device_name` may be NULL or ""
- * (the default one); `key_hash` (SHA-256 of the session's key) may be
- * NULL. Returns 0 with the session in *out (owned by the registry; may be
- * NULL), or SESS_MGR_ENAME, SESS_MGR_EDEVICE, SESS_MGR_EEXISTS,
- * SESS_MGR_ELIMIT, SESS_MGR_ESTORE. */
+/* Completion of sess_mgr_create: rc 0 with the new session in s (owned by
+ * the registry; valid during the call, sess_ref to keep it; NULL when rc
+ * is not 0), or SESS_MGR_EEXISTS / SESS_MGR_ESTORE. */
+typedef void (*sess_mgr_create_cb)(void *arg, int rc, sess_t *s);
+
+/* Completion of sess_mgr_set_key: rc 0 or a negative SESS_MGR_E* code. */
+typedef void (*sess_mgr_done_cb)(void *arg, int rc);
+
+/* Creates, persists (off the loop, through the store's job queue) and
+ * starts a session. `device_name` may be NULL or "" (the default one);
+ * `key_hash` (SHA-256 of the session's key) may be NULL; both are copied.
+ * Returns 0 when started: done(arg, rc, s) then runs once, later, on the
+ * loop thread (never inside this call; done may be NULL). Returns at once,
+ * without calling done, SESS_MGR_ENAME, SESS_MGR_EDEVICE, SESS_MGR_EEXISTS
+ * (also while a creation of that name is under way), SESS_MGR_ELIMIT
+ * (creations under way count) or SESS_MGR_ESTORE (out of memory, queue
+ * closed). */
 int sess_mgr_create(sess_mgr_t *m, const char *name, const char *device_name,
-                    const uint8_t key_hash[32], sess_t **out);
+                    const uint8_t key_hash[32], sess_mgr_create_cb done, void *arg);
 
 /* Deletes a session: when it is linked and connected WhatsApp is asked to
  * remove the companion device first (waiting up to a few seconds); when it
  * is linked but offline the removal is kept and sent on the next connection
  * WhatsApp accepts; then its streams end, its driver stops, and its
- * credentials and row are deleted. done(arg, rc) runs once on the loop
+ * credentials and row are deleted (off the loop). done(arg, rc) runs once on the loop
  * thread when all of that is over (rc 0 or a negative code). Returns 0 when
  * started, or SESS_MGR_ENOTFOUND / SESS_MGR_EDEFAULT / SESS_MGR_EBUSY /
  * SESS_MGR_EELSEWHERE (cluster: the session runs on another node, which
  * alone can unlink it) without calling done. */
 int sess_mgr_delete(sess_mgr_t *m, const char *name, void (*done)(void *arg, int rc), void *arg);
 
-/* Replaces a session's key hash (NULL removes the key), in the store and in
- * memory. Returns 0, SESS_MGR_ENOTFOUND or SESS_MGR_ESTORE. */
-int sess_mgr_set_key(sess_mgr_t *m, const char *name, const uint8_t key_hash[32]);
+/* Replaces a session's key hash (NULL removes the key; copied): in the
+ * store (off the loop, through the store's job queue), then in memory.
+ * Returns 0 when started: done(arg, rc) then runs once, later, on the loop
+ * thread (never inside this call; done may be NULL) with 0,
+ * SESS_MGR_ENOTFOUND (deleted meanwhile) or SESS_MGR_ESTORE. Returns at
+ * once, without calling done, SESS_MGR_ENOTFOUND or SESS_MGR_ESTORE (out
+ * of memory, queue closed). Rotations of one session end in the order
+ * they were asked. */
+int sess_mgr_set_key(sess_mgr_t *m, const char *name, const uint8_t key_hash[32],
+                     sess_mgr_done_cb done, void *arg);
 
 /* Number of sessions and the limit. Any thread. */
 size_t sess_mgr_count(const sess_mgr_t *m);
@@ -136,7 +158,8 @@ void sess_mgr_cluster_callbacks(sess_mgr_t *m, clu_callbacks_t *cb);
 void sess_mgr_set_cluster(sess_mgr_t *m, clu_t *c);
 
 /* Stops every session and the manager's own connections; done(arg) when
- * all has stopped. */
+ * all has stopped, and every creation, key rotation and deletion under way
+ * has ended (their done callbacks ran). */
 void sess_mgr_stop(sess_mgr_t *m, void (*done)(void *arg), void *arg);
 
 /* Closes the manager's handles and starts the WebSocket context's

@@ -511,6 +511,7 @@ static sess_snapshot_t *newest_stored(sess_registry_t *reg, const char *name)
 
 static sess_t *registry_add(sess_registry_t *reg, const char *name, int follow);
 static void deliver(sess_t *s, sess_snapshot_t *snap);
+static int newest_later(sess_t *s, uint64_t last);
 
 sess_t *sess_registry_add(sess_registry_t *reg, const char *name)
 {
@@ -545,7 +546,9 @@ static sess_t *registry_add(sess_registry_t *reg, const char *name, int follow)
     s->current->state = SESS_DISCONNECTED;
     s->current->since_ms = s->current->changed_ms = sess_now_ms();
     s->following = follow;
-    if (follow) { /* as the log last saw it: the owner's newest event */
+    /* with read_async (PostgreSQL) the newest event is read off the loop */
+    int later = follow && reg->has_journal && reg->journal.read_async;
+    if (follow && !later) { /* as the log last saw it: the owner's newest event */
         sess_snapshot_t *newest = newest_stored(reg, name);
         if (newest) {
             sess_snapshot_unref(s->current);
@@ -566,9 +569,12 @@ static sess_t *registry_add(sess_registry_t *reg, const char *name, int follow)
     reg->sessions = s;
     reg->count++;
     pthread_rwlock_unlock(&reg->mu);
-    if (follow) /* stored already: delivered as it is */
+    if (later && newest_later(s, last) == 0) {
+        /* delivered once read */
+    } else if (follow) { /* stored already: delivered as it is */
         deliver(s, s->current);
-    else
+        sess_follow(s); /* and newer ones the journal's table did not know of */
+    } else
         emit(s, sess_snapshot_ref(s->current)); /* registry-wide watchers learn of it */
     return s;
 }
@@ -589,6 +595,69 @@ static uint64_t delivered_seq(sess_t *s)
     uint64_t seq = s->delivered ? s->delivered->seq : 0;
     pthread_mutex_unlock(&s->sub_mu);
     return seq;
+}
+
+/* A follower's newest stored event being read (registry_add, with
+ * read_async). */
+typedef struct {
+    sess_t *s;          /* holds a reference */
+    uint64_t last;      /* the journal's last seq when it was added */
+    sess_event_t ev[2]; /* from seq `last` on: a second one says the journal knew an older */
+    size_t n;
+    uint64_t pruned;
+} newest_read_t;
+
+/* The newest stored event is read: it becomes the follower's current
+ * snapshot and is delivered (nothing stored: the DISCONNECTED one it
+ * has). */
+static void on_newest_read(void *ctx, int rc)
+{
+    newest_read_t *f = ctx;
+    sess_t *s = f->s;
+    if (!s->removed && !s->reg->closing && !s->delivered) { /* (loop thread: its writer) */
+        sess_snapshot_t *snap =
+            rc == 0 && f->n ? sess_event_parse(s->reg, f->ev[0].body, f->ev[0].body_len) : NULL;
+        if (snap) {
+            __atomic_store_n(&snap->event_id_, f->ev[0].id, __ATOMIC_RELEASE);
+            pthread_mutex_lock(&s->cur_mu);
+            sess_snapshot_t *old = s->current;
+            s->current = sess_snapshot_ref(snap);
+            pthread_mutex_unlock(&s->cur_mu);
+            sess_snapshot_unref(old);
+            deliver(s, snap);
+            sess_snapshot_unref(snap);
+            if ((f->n > 1 || f->ev[0].seq != f->last) && s->following)
+                sess_follow_later(s); /* the journal knew an older one: read on */
+        } else {
+            sess_snapshot_t *cur = sess_current(s);
+            deliver(s, cur);
+            sess_snapshot_unref(cur);
+        }
+    }
+    for (size_t i = 0; i < f->n; i++)
+        sess_event_clear(&f->ev[i]);
+    sess_unref(s);
+    free(f);
+}
+
+/* Reads a new follower's newest stored event off the loop. 0, or -1 when
+ * it cannot start (nothing is called then). */
+static int newest_later(sess_t *s, uint64_t last)
+{
+    sess_registry_t *reg = s->reg;
+    newest_read_t *f = calloc(1, sizeof(*f));
+    if (!f)
+        return -1;
+    sess_ref(s);
+    f->s = s;
+    f->last = last;
+    if (reg->journal.read_async(reg->journal.arg, s->name, last ? last - 1 : 0, 2, f->ev, &f->n,
+                                &f->pruned, on_newest_read, f) != 0) {
+        sess_unref(s);
+        free(f);
+        return -1;
+    }
+    return 0;
 }
 
 /* Delivers the events read from the log after `after` (those above the
@@ -706,6 +775,77 @@ void sess_follow_later(sess_t *s)
         s->follow_again = 1; /* read again once this one is delivered */
     else
         follow_start(s);
+}
+
+/* A complete catch-up in flight (sess_follow_async). */
+typedef struct {
+    sess_t *s; /* holds a reference */
+    uint64_t after;
+    sess_event_t ev[REPLAY_PAGE];
+    size_t n;
+    uint64_t pruned;
+    int total, pages;
+    void (*done)(void *arg, int rc);
+    void *arg;
+} catchup_t;
+
+static void catchup_end(catchup_t *c, int rc)
+{
+    void (*done)(void *, int) = c->done;
+    void *arg = c->arg;
+    sess_unref(c->s);
+    free(c);
+    done(arg, rc);
+}
+
+static void catchup_next(catchup_t *c);
+
+static void on_catchup_read(void *ctx, int rc)
+{
+    catchup_t *c = ctx;
+    sess_t *s = c->s;
+    if (rc != 0 || s->removed || s->reg->closing) {
+        for (size_t i = 0; i < c->n; i++)
+            sess_event_clear(&c->ev[i]);
+        catchup_end(c, rc != 0 && !c->total ? -1 : c->total);
+        return;
+    }
+    c->total += follow_deliver(s, c->after, c->ev, c->n, c->pruned);
+    if (c->n == REPLAY_PAGE && ++c->pages < 1000) /* bounded as sess_follow */
+        catchup_next(c);
+    else
+        catchup_end(c, c->total);
+}
+
+static void catchup_next(catchup_t *c)
+{
+    sess_registry_t *reg = c->s->reg;
+    c->after = delivered_seq(c->s);
+    c->n = 0;
+    c->pruned = 0;
+    if (reg->journal.read_async(reg->journal.arg, c->s->name, c->after, REPLAY_PAGE, c->ev, &c->n,
+                                &c->pruned, on_catchup_read, c) != 0)
+        catchup_end(c, c->total ? c->total : -1);
+}
+
+int sess_follow_async(sess_t *s, void (*done)(void *arg, int rc), void *arg)
+{
+    sess_registry_t *reg = s->reg;
+    if (!reg->has_journal || !reg->journal.read_async) {
+        done(arg, sess_follow(s));
+        return 0;
+    }
+    catchup_t *c = calloc(1, sizeof(*c));
+    if (!c) {
+        done(arg, sess_follow(s));
+        return 0;
+    }
+    sess_ref(s);
+    c->s = s;
+    c->done = done;
+    c->arg = arg;
+    catchup_next(c);
+    return 0;
 }
 
 uv_loop_t *sess_registry_loop(sess_registry_t *reg)

@@ -326,7 +326,9 @@ typedef struct {
 /* Where events are stored. `last_seq` and `append` run on the loop thread;
  * `read` on any thread (concurrently with append). */
 typedef struct {
-    /* The highest seq ever given to `session` (0 when none). 0 or < 0. */
+    /* The highest seq ever given to `session` (0 when none). 0 or < 0.
+     * Called when a session is added, on the loop thread: it should not
+     * wait on a database (session/journal.c answers from memory). */
     int (*last_seq)(void *arg, const char *session, uint64_t *seq);
     /* Stores `n` events in one transaction and sets each one's id. 0,
      * SESS_JOURNAL_FENCED, or < 0 (then nothing is stored: the events are
@@ -382,8 +384,12 @@ typedef struct {
 
 /* Adds a follower: like sess_registry_add, but its current snapshot is the
  * newest stored event of that name (or an unstored DISCONNECTED one) and
- * nothing is appended to the log. NULL when the name exists or out of
- * memory. */
+ * nothing is appended to the log. With read_async (PostgreSQL) that event
+ * is read off the loop: until it is delivered, the current snapshot is an
+ * unstored DISCONNECTED one with the journal's last seq, and subscribers
+ * wait for the stored one; newer events than the journal's last_seq knew
+ * of are read next (sess_follow_later). NULL when the name exists or out
+ * of memory. */
 sess_t *sess_registry_add_follower(sess_registry_t *reg, const char *name);
 
 /* Makes the session a follower (1) or its owner's (0). A follower's
@@ -410,6 +416,15 @@ int sess_registry_flushing(sess_registry_t *reg);
  * order; a call while a read is in flight reads again once it is
  * delivered. Without read_async, sess_follow. */
 void sess_follow_later(sess_t *s);
+
+/* Catches up with the log completely, like sess_follow, but off the loop
+ * when the journal reads asynchronously (read_async): the events are
+ * delivered in order on the loop thread, page after page, then done(arg,
+ * rc) runs once with how many were delivered, or -1 when the log cannot
+ * be read. Without read_async it is sess_follow, and done runs before
+ * this returns. Stops early (done still runs) when the session is removed
+ * or the registry closes. Returns 0. Loop thread. */
+int sess_follow_async(sess_t *s, void (*done)(void *arg, int rc), void *arg);
 
 /* Frees the strings of an event filled by a journal's read. */
 void sess_event_clear(sess_event_t *ev);

@@ -280,12 +280,9 @@ static void free_create_args(create_args_t *a)
     free(a);
 }
 
-static void loop_create_session(grpc_srv_call_t *c, void *arg)
+static void on_session_created(api_result_t r, char *key, void *arg)
 {
-    create_args_t *a = arg;
-    char *key = NULL;
-    api_result_t r =
-        api_session_create(c->srv->o.api, a->name, a->device[0] ? a->device : NULL, &key);
+    grpc_srv_call_t *c = arg;
     if (r.code == API_OK && key) {
         api_pb_create_session_t v;
         api_pb_create_session(&v, &r, key, sess_now_ms());
@@ -297,6 +294,16 @@ static void loop_create_session(grpc_srv_call_t *c, void *arg)
         free(key);
     }
     api_result_clear(&r);
+    grpc_srv_call_unref(c);
+}
+
+/* Answered once the session is stored (the call held meanwhile). */
+static void loop_create_session(grpc_srv_call_t *c, void *arg)
+{
+    create_args_t *a = arg;
+    grpc_srv_call_ref(c); /* on_session_created's */
+    api_session_create(c->srv->o.api, a->name, a->device[0] ? a->device : NULL, on_session_created,
+                       c);
     free_create_args(a);
 }
 
@@ -379,11 +386,9 @@ static void delete_session(grpc_srv_call_t *c, const ProtobufCMessage *req)
         free(arg);
 }
 
-static void loop_rotate_key(grpc_srv_call_t *c, void *arg)
+static void on_key_rotated(api_result_t r, char *key, void *arg)
 {
-    (void)arg;
-    char *key = NULL;
-    api_result_t r = api_session_rotate_key(c->srv->o.api, c->session, &key);
+    grpc_srv_call_t *c = arg;
     if (r.code == API_OK && key) {
         api_pb_rotate_key_t v;
         api_pb_rotate_key(&v, &r, key, c->scope, sess_now_ms());
@@ -395,6 +400,15 @@ static void loop_rotate_key(grpc_srv_call_t *c, void *arg)
         free(key);
     }
     api_result_clear(&r);
+    grpc_srv_call_unref(c);
+}
+
+/* Answered once the new key's hash is stored (the call held meanwhile). */
+static void loop_rotate_key(grpc_srv_call_t *c, void *arg)
+{
+    (void)arg;
+    grpc_srv_call_ref(c); /* on_key_rotated's */
+    api_session_rotate_key(c->srv->o.api, c->session, on_key_rotated, c);
 }
 
 static void rotate_key(grpc_srv_call_t *c, const ProtobufCMessage *req)

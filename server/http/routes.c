@@ -227,9 +227,9 @@ static int route_reconnect(http_server_t *srv, h2o_req_t *req, const http_call_t
 /* --- the passkey step of linking --- */
 
 /* A request waiting for an api/ callback that cannot be cancelled (a
- * passkey assertion, a session's deletion, a webhook's creation, deletion
- * or replay): held by the request's pool and by the callback, freed by the
- * last of them. */
+ * passkey assertion, a session's creation, key rotation or deletion, a
+ * webhook's creation, deletion or replay): held by the request's pool and
+ * by the callback, freed by the last of them. */
 typedef struct {
     http_server_t *srv;
     h2o_req_t *req; /* NULL once the client went away */
@@ -516,19 +516,37 @@ static int route_sessions_list(http_server_t *srv, h2o_req_t *req, const http_ca
     return 0;
 }
 
-/* Sends the answer carrying a session's key (created, rotated), then wipes
- * and frees the key. */
-static void send_session_key(http_server_t *srv, h2o_req_t *req, int status, api_result_t *r,
-                             char *key)
+/* Answers a session's creation (201) or key rotation (200): the session's
+ * status and its key when r.code is API_OK, else the error; then wipes and
+ * frees the key. */
+static void send_session_key(pending_t *pr, int status, api_result_t r, char *key)
 {
-    http_send_json(srv, req, METRICS_ROUTE_OTHER, status,
-                   api_json_session_key(r->snap, r->message, key, sess_now_ms()));
-    explicit_bzero(key, strlen(key));
-    free(key);
+    if (pr->req && r.code == API_OK && key)
+        http_send_json(pr->srv, pr->req, METRICS_ROUTE_OTHER, status,
+                       api_json_session_key(r.snap, r.message, key, sess_now_ms()));
+    else if (pr->req)
+        http_send_error(pr->srv, pr->req, METRICS_ROUTE_OTHER,
+                        r.code != API_OK ? r.code : API_ERR_INTERNAL, r.message, r.snap);
+    if (key) {
+        explicit_bzero(key, strlen(key));
+        free(key);
+    }
+    api_result_clear(&r);
+    pending_unref(pr);
+}
+
+static void on_session_created(api_result_t r, char *key, void *arg)
+{
+    send_session_key(arg, 201, r, key);
+}
+
+static void on_session_key(api_result_t r, char *key, void *arg)
+{
+    send_session_key(arg, 200, r, key);
 }
 
 /* POST /api/sessions {"name":"sales"[,"deviceName":"..."]}: 201 with the
- * session's status and its own key (shown once). */
+ * session's status and its own key (shown once), once it is stored. */
 static int route_sessions_create(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
 {
     (void)c;
@@ -538,28 +556,19 @@ static int route_sessions_create(http_server_t *srv, h2o_req_t *req, const http_
         http_send_error(srv, req, METRICS_ROUTE_OTHER, API_ERR_BAD_REQUEST, why, NULL);
         return 0;
     }
-    char *key = NULL;
-    api_result_t r = api_session_create(srv->opts.api, name, device[0] ? device : NULL, &key);
-    if (r.code != API_OK || !key)
-        http_send_error(srv, req, METRICS_ROUTE_OTHER, r.code != API_OK ? r.code : API_ERR_INTERNAL,
-                        r.message, r.snap);
-    else
-        send_session_key(srv, req, 201, &r, key);
-    api_result_clear(&r);
+    pending_t *pr = pending_new(srv, req);
+    if (pr)
+        api_session_create(srv->opts.api, name, device[0] ? device : NULL, on_session_created, pr);
     return 0;
 }
 
-/* POST /api/sessions/{name}/key: a new key, the old one stops working. */
+/* POST /api/sessions/{name}/key: a new key, the old one stops working;
+ * answered once it is stored. */
 static int route_session_key(http_server_t *srv, h2o_req_t *req, const http_call_t *c)
 {
-    char *key = NULL;
-    api_result_t r = api_session_rotate_key(srv->opts.api, c->session, &key);
-    if (r.code != API_OK || !key)
-        http_send_error(srv, req, METRICS_ROUTE_OTHER, r.code != API_OK ? r.code : API_ERR_INTERNAL,
-                        r.message, r.snap);
-    else
-        send_session_key(srv, req, 200, &r, key);
-    api_result_clear(&r);
+    pending_t *pr = pending_new(srv, req);
+    if (pr)
+        api_session_rotate_key(srv->opts.api, c->session, on_session_key, pr);
     return 0;
 }
 

@@ -220,6 +220,13 @@ void store_creds_free(store_creds_t *c)
     explicit_bzero(c, sizeof(*c));
 }
 
+void store_seqs_free(store_seq_t *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i].session);
+    free(v);
+}
+
 void store_events_free(store_event_t *ev, size_t n)
 {
     for (size_t i = 0; ev && i < n; i++) {

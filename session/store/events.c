@@ -27,6 +27,51 @@ int sq_events_last_seq(store_t *st, const char *session, uint64_t *seq)
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : STORE_EIO;
 }
 
+int sq_events_last_seqs(store_t *st, store_seq_t **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT session, last_seq FROM event_heads"
+                           " WHERE session <> '' AND last_seq > 0",
+                           -1, &s, NULL) != SQLITE_OK) {
+        sqlite3_finalize(s);
+        return STORE_EIO;
+    }
+    store_seq_t *v = NULL;
+    size_t k = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (k == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            store_seq_t *nv = realloc(v, ncap * sizeof(*nv));
+            if (!nv)
+                goto nomem;
+            v = nv;
+            cap = ncap;
+        }
+        const char *name = (const char *)sqlite3_column_text(s, 0);
+        v[k].session = strdup(name ? name : "");
+        if (!v[k].session)
+            goto nomem;
+        v[k].seq = (uint64_t)sqlite3_column_int64(s, 1);
+        k++;
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE) {
+        store_seqs_free(v, k);
+        return STORE_EIO;
+    }
+    *out = v;
+    *n = k;
+    return 0;
+nomem:
+    sqlite3_finalize(s);
+    store_seqs_free(v, k);
+    return STORE_ENOMEM;
+}
+
 /* The statements of an append (kept prepared on the writer). */
 typedef struct {
     sqlite3_stmt *ins, *head, *outbox;

@@ -23,6 +23,37 @@ int pg_events_last_seq(store_t *st, const char *session, uint64_t *seq)
     return 0;
 }
 
+int pg_events_last_seqs(store_t *st, store_seq_t **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    PGresult *r = pg_run(&st->pgw, -1,
+                         "SELECT session, last_seq FROM event_heads"
+                         " WHERE session <> '' AND last_seq > 0",
+                         NULL);
+    if (!r)
+        return STORE_EIO;
+    int rows = PQntuples(r);
+    store_seq_t *v = calloc(rows ? (size_t)rows : 1, sizeof(*v));
+    if (!v) {
+        PQclear(r);
+        return STORE_ENOMEM;
+    }
+    for (int i = 0; i < rows; i++) {
+        v[i].session = strdup(PQgetvalue(r, i, 0));
+        v[i].seq = (uint64_t)pg_i64(r, i, 1);
+        if (!v[i].session) {
+            PQclear(r);
+            store_seqs_free(v, (size_t)i);
+            return STORE_ENOMEM;
+        }
+    }
+    PQclear(r);
+    *out = v;
+    *n = (size_t)rows;
+    return 0;
+}
+
 /* One event, its head and its deliveries in one statement: the event's id,
  * and whether the head moved (1; a seq not above the last one: 0). */
 static const char append_sql[] =

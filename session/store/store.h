@@ -268,6 +268,21 @@ typedef struct {
 /* The highest seq ever given to `session` (0 when none). */
 int store_events_last_seq(store_t *st, const char *session, uint64_t *seq);
 
+/* One session's highest seq (store_events_last_seqs). */
+typedef struct {
+    char *session;
+    uint64_t seq;
+} store_seq_t;
+
+/* The highest seq ever given to every session that has one (one query:
+ * the journal loads them all at start). *out is a malloc'd array of *n
+ * (free with store_seqs_free; NULL when none). Returns 0, STORE_EIO or
+ * STORE_ENOMEM (then *out is NULL and *n 0). */
+int store_events_last_seqs(store_t *st, store_seq_t **out, size_t *n);
+
+/* Frees what store_events_last_seqs returned. NULL is ignored. */
+void store_seqs_free(store_seq_t *v, size_t n);
+
 /* Appends `n` events (session, seq, ts_ms, type, body set; the strings are
  * only read) with their webhook deliveries in one transaction; sets each
  * one's id. A seq must be above the session's last one (STORE_EINVAL; then

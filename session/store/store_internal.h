@@ -51,6 +51,7 @@
       (store_t * st, const char *session, const char *key, uint8_t **value, size_t *len),          \
       (st, session, key, value, len))                                                              \
     X(events_last_seq, (store_t * st, const char *session, uint64_t *seq), (st, session, seq))     \
+    X(events_last_seqs, (store_t * st, store_seq_t * *out, size_t * n), (st, out, n))              \
     X(events_append, (store_t * st, store_event_t * ev, size_t n), (st, ev, n))                    \
     X(events_prune,                                                                                \
       (store_t * st, uint64_t max_count, int64_t max_age_ms, int64_t now_ms, size_t batch,         \

@@ -401,7 +401,8 @@ static void test_retention_parse(void **state)
 }
 
 /* A second registry on the same store, as another node would have: its
- * follower of "default" delivers what the first one published, with the
+ * follower of "default" starts from the newest stored event (read off the
+ * loop on PostgreSQL) and delivers what the first one published, with the
  * same seqs and ids, in order (sess_follow_later: off the loop on
  * PostgreSQL), and a follower refuses to publish. */
 static void test_follower_sees_the_owner(void **state)
@@ -417,8 +418,19 @@ static void test_follower_sees_the_owner(void **state)
     assert_true(sess_following(f));
     sess_change_t c = {.state = SESS_CONNECTING};
     assert_int_equal(sess_publish(f, &c), -1);
-    sess_snapshot_t *mine = sess_current(fx->s), *theirs = sess_current(f);
-    assert_int_equal(theirs->seq, mine->seq); /* the newest stored event */
+    sess_snapshot_t *mine = sess_current(fx->s), *theirs = NULL;
+    /* the newest stored event (read off the loop on PostgreSQL) */
+    for (int i = 0; i < 5000; i++) {
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+        theirs = sess_current(f);
+        if (sess_snapshot_event_id(theirs))
+            break;
+        sess_snapshot_unref(theirs);
+        theirs = NULL;
+        usleep(1000);
+    }
+    assert_non_null(theirs);
+    assert_int_equal(theirs->seq, mine->seq);
     assert_int_equal(sess_snapshot_event_id(theirs), sess_snapshot_event_id(mine));
     sess_snapshot_unref(theirs);
     uint64_t from = mine->seq + 1;
@@ -483,7 +495,8 @@ static void test_two_writers_one_order(void **state)
     while (next_wait(fx, all, &snap) == SESS_SUB_OK) /* the current states */
         sess_snapshot_unref(snap);
     for (int k = 0; k < 30; k++) {
-        sess_change_t cb = {.state = k % 2 ? SESS_CONNECTING : SESS_DISCONNECTED};
+        sess_change_t cb = {.state = k % 2 ? SESS_CONNECTING : SESS_DISCONNECTED,
+                            .detail = "theirs"};
         assert_int_equal(sess_publish(b, &cb), 0); /* stored first */
         for (int i = 0; i < 5000 && sess_registry_flushing(other); i++) {
             usleep(1000);
@@ -504,15 +517,72 @@ static void test_two_writers_one_order(void **state)
         uint64_t id = sess_snapshot_event_id(snap);
         assert_true(id > prev); /* never back, never twice */
         prev = id;
-        if (!strcmp(snap->session, "b1"))
+        if (!strcmp(snap->session, "b1") && !strcmp(snap->detail, "theirs"))
             theirs++;
-        else
+        else if (!strcmp(snap->session, "default") && !strcmp(snap->detail, "mine"))
             mine++;
         sess_snapshot_unref(snap);
     }
     assert_int_equal(mine, 30);
     assert_int_equal(theirs, 30);
     sess_unsubscribe(all);
+    sess_registry_close(other);
+    sess_jstore_close(oj);
+    uv_run(&fx->loop, UV_RUN_NOWAIT);
+    sess_registry_free(other);
+    sess_jstore_free(oj);
+}
+
+/* The follower's node attached its journal (and loaded every session's
+ * last seq) before the owner published more: the follower still starts
+ * from the owner's newest event, and once it owns the session its seq
+ * continues the log's (the store refuses a seq it has given). */
+static void test_follower_after_the_journal_attached(void **state)
+{
+    fx_t *fx = *state;
+    churn(fx, 3);
+    settle(fx);
+    sess_registry_t *other = sess_registry_new(&fx->loop, NULL);
+    sess_jstore_t *oj = sess_jstore_new(&fx->loop, fx->store, NULL);
+    sess_jstore_attach(oj, other);
+    churn(fx, 5); /* the table `other` loaded is stale now */
+    settle(fx);
+    sess_snapshot_t *mine = sess_current(fx->s);
+    sess_t *f = sess_registry_add_follower(other, "default");
+    assert_non_null(f);
+    sess_snapshot_t *theirs = NULL;
+    for (int i = 0; i < 5000; i++) {
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+        theirs = sess_current(f);
+        if (theirs->seq == mine->seq && sess_snapshot_event_id(theirs))
+            break;
+        sess_snapshot_unref(theirs);
+        theirs = NULL;
+        usleep(1000);
+    }
+    assert_non_null(theirs);
+    assert_int_equal(sess_snapshot_event_id(theirs), sess_snapshot_event_id(mine));
+    sess_snapshot_unref(theirs);
+    /* it takes over: the next event is stored with the next seq */
+    sess_set_following(f, 1);
+    assert_true(sess_follow(f) >= 0);
+    sess_set_following(f, 0);
+    sess_change_t c = {.state = SESS_CONNECTING, .detail = "taken"};
+    assert_int_equal(sess_publish(f, &c), 0);
+    for (int i = 0; i < 5000; i++) { /* stored: it has an id */
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+        theirs = sess_current(f);
+        if (sess_snapshot_event_id(theirs))
+            break;
+        sess_snapshot_unref(theirs);
+        theirs = NULL;
+        usleep(1000);
+    }
+    assert_non_null(theirs);
+    assert_int_equal(theirs->seq, mine->seq + 1);
+    assert_true(sess_snapshot_event_id(theirs) > sess_snapshot_event_id(mine));
+    sess_snapshot_unref(theirs);
+    sess_snapshot_unref(mine);
     sess_registry_close(other);
     sess_jstore_close(oj);
     uv_run(&fx->loop, UV_RUN_NOWAIT);
@@ -531,6 +601,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_event_json_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follower_sees_the_owner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_writers_one_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_follower_after_the_journal_attached, setup, teardown),
         cmocka_unit_test(test_retention_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,7 +3,10 @@
  * restored together after a restart without a QR, one deleted (the fake
  * server sees that device removed, the others unaffected), a deletion while
  * WhatsApp is out of reach (the removal sent later), and the limits (names,
- * MAX_SESSIONS, duplicates, "default"). */
+ * MAX_SESSIONS, duplicates, "default", creations under way), and a stop
+ * that waits for a creation and a key rotation under way. Each runs
+ * with the store's job queue inline (SQLite) and on a thread (as with
+ * PostgreSQL). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,11 +27,13 @@ typedef struct {
     store_t *store;
     sess_registry_t *reg;
     sess_mgr_t *mgr;
+    sess_q_t *q;
     uv_timer_t guard;
     int timed_out;
     char dir[512];
     char url[128];
     size_t max_sessions;
+    int threaded; /* the store's job queue on a thread of its own */
 } fx_t;
 
 static void on_guard(uv_timer_t *t)
@@ -76,14 +81,69 @@ static int all_in(fx_t *fx, const void *arg)
     return 1;
 }
 
+/* The end of an asynchronous manager call: its rc (1 until it ran). */
+typedef struct {
+    int ran, rc;
+    int has_s;
+} call_t;
+
+static void on_created(void *arg, int rc, sess_t *s)
+{
+    call_t *c = arg;
+    c->ran = 1;
+    c->rc = rc;
+    c->has_s = s != NULL;
+}
+
+static void on_done(void *arg, int rc)
+{
+    call_t *c = arg;
+    c->ran = 1;
+    c->rc = rc;
+}
+
+static int call_ran(fx_t *fx, const void *arg)
+{
+    (void)fx;
+    return ((const call_t *)arg)->ran;
+}
+
+/* sess_mgr_create to its end: its rc (done never runs inside the call). */
+static int create(fx_t *fx, const char *name, const char *device)
+{
+    call_t c = {0};
+    int rc = sess_mgr_create(fx->mgr, name, device, NULL, on_created, &c);
+    if (rc)
+        return rc;
+    assert_false(c.ran);
+    assert_true(run_until(fx, call_ran, &c, 5000));
+    assert_true(c.rc != 0 || c.has_s);
+    return c.rc;
+}
+
+/* sess_mgr_set_key to its end. */
+static int set_key(fx_t *fx, const char *name, const uint8_t h[32])
+{
+    call_t c = {0};
+    int rc = sess_mgr_set_key(fx->mgr, name, h, on_done, &c);
+    if (rc)
+        return rc;
+    assert_false(c.ran);
+    assert_true(run_until(fx, call_ran, &c, 5000));
+    return c.rc;
+}
+
 static void start(fx_t *fx)
 {
     char err[512];
     assert_int_equal(store_open(fx->dir, &fx->store, err, sizeof(err)), 0);
     fx->reg = sess_registry_new(&fx->loop, NULL);
+    fx->q = sess_q_new(&fx->loop, fx->threaded);
+    assert_non_null(fx->q);
     sess_mgr_opts_t o = {.loop = &fx->loop,
                          .reg = fx->reg,
                          .store = fx->store,
+                         .q = fx->q,
                          .wa_url = fx->url,
                          .root_key = fakewa_root_pub(fakewa_wa_transport(fx->srv)),
                          .qr_first_ms = 20000,
@@ -112,9 +172,12 @@ static void stop(fx_t *fx)
         uv_run(&fx->loop, UV_RUN_ONCE);
     sess_registry_close(fx->reg);
     sess_mgr_close(fx->mgr);
+    sess_q_close(fx->q);
     for (int i = 0; i < 50; i++)
         uv_run(&fx->loop, UV_RUN_NOWAIT);
     sess_mgr_free(fx->mgr);
+    sess_q_free(fx->q);
+    fx->q = NULL;
     sess_registry_free(fx->reg);
     store_close(fx->store);
     fx->mgr = NULL;
@@ -139,6 +202,14 @@ static int setup(void **state)
              fakewa_port(fakewa_wa_transport(fx->srv)));
     fx->max_sessions = 8;
     *state = fx;
+    return 0;
+}
+
+/* The same with the store's job queue on a thread (as on PostgreSQL). */
+static int setup_threaded(void **state)
+{
+    setup(state);
+    ((fx_t *)*state)->threaded = 1;
     return 0;
 }
 
@@ -184,8 +255,7 @@ static void test_three_linked_restored_one_deleted(void **state)
     start(fx);
     static const char *const names[] = {"sales", "support", "ops"};
     for (int i = 0; i < 3; i++)
-        assert_int_equal(
-            sess_mgr_create(fx->mgr, names[i], i == 0 ? "Sales desk" : NULL, NULL, NULL), 0);
+        assert_int_equal(create(fx, names[i], i == 0 ? "Sales desk" : NULL), 0);
     want_t qr = {names, 3, SESS_QR_READY};
     assert_true(run_until(fx, all_in, &qr, 5000));
     for (int i = 0; i < 3; i++)
@@ -242,7 +312,7 @@ static void test_delete_while_offline(void **state)
     fx_t *fx = *state;
     start(fx);
     static const char *const names[] = {"temp"};
-    assert_int_equal(sess_mgr_create(fx->mgr, "temp", NULL, NULL, NULL), 0);
+    assert_int_equal(create(fx, "temp", NULL), 0);
     assert_true(run_until(fx, all_in, &(want_t){names, 1, SESS_QR_READY}, 5000));
     scan(fx, "temp");
     assert_true(run_until(fx, all_in, &(want_t){names, 1, SESS_CONNECTED}, 5000));
@@ -268,20 +338,29 @@ static void test_limits(void **state)
     fx_t *fx = *state;
     fx->max_sessions = 3;
     start(fx);
-    assert_int_equal(sess_mgr_create(fx->mgr, "Bad", NULL, NULL, NULL), SESS_MGR_ENAME);
-    assert_int_equal(sess_mgr_create(fx->mgr, "", NULL, NULL, NULL), SESS_MGR_ENAME);
-    assert_int_equal(sess_mgr_create(fx->mgr, "ok", "bad\nname", NULL, NULL), SESS_MGR_EDEVICE);
-    assert_int_equal(sess_mgr_create(fx->mgr, "a", NULL, NULL, NULL), 0);
-    assert_int_equal(sess_mgr_create(fx->mgr, "a", NULL, NULL, NULL), SESS_MGR_EEXISTS);
-    assert_int_equal(sess_mgr_create(fx->mgr, "default", NULL, NULL, NULL), SESS_MGR_EEXISTS);
-    assert_int_equal(sess_mgr_create(fx->mgr, "b", NULL, NULL, NULL), 0);
-    assert_int_equal(sess_mgr_create(fx->mgr, "c", NULL, NULL, NULL), SESS_MGR_ELIMIT);
+    assert_int_equal(sess_mgr_create(fx->mgr, "Bad", NULL, NULL, NULL, NULL), SESS_MGR_ENAME);
+    assert_int_equal(sess_mgr_create(fx->mgr, "", NULL, NULL, NULL, NULL), SESS_MGR_ENAME);
+    assert_int_equal(sess_mgr_create(fx->mgr, "ok", "bad\nname", NULL, NULL, NULL),
+                     SESS_MGR_EDEVICE);
+    /* creations under way count: the same name twice, and the limit */
+    call_t ca = {0}, cb = {0};
+    assert_int_equal(sess_mgr_create(fx->mgr, "a", NULL, NULL, on_created, &ca), 0);
+    assert_int_equal(sess_mgr_create(fx->mgr, "a", NULL, NULL, on_created, NULL), SESS_MGR_EEXISTS);
+    assert_int_equal(sess_mgr_create(fx->mgr, "default", NULL, NULL, NULL, NULL), SESS_MGR_EEXISTS);
+    assert_int_equal(sess_mgr_create(fx->mgr, "b", NULL, NULL, on_created, &cb), 0);
+    assert_int_equal(sess_mgr_create(fx->mgr, "c", NULL, NULL, NULL, NULL), SESS_MGR_ELIMIT);
+    assert_true(run_until(fx, call_ran, &ca, 5000));
+    assert_true(run_until(fx, call_ran, &cb, 5000));
+    assert_int_equal(ca.rc, 0);
+    assert_int_equal(cb.rc, 0);
+    assert_int_equal(create(fx, "a", NULL), SESS_MGR_EEXISTS);
+    assert_int_equal(create(fx, "c", NULL), SESS_MGR_ELIMIT);
     assert_int_equal(sess_mgr_delete(fx->mgr, "default", NULL, NULL), SESS_MGR_EDEFAULT);
     assert_int_equal(sess_mgr_delete(fx->mgr, "nope", NULL, NULL), SESS_MGR_ENOTFOUND);
     uint8_t h[32];
     memset(h, 5, 32);
-    assert_int_equal(sess_mgr_set_key(fx->mgr, "a", h), 0);
-    assert_int_equal(sess_mgr_set_key(fx->mgr, "zz", h), SESS_MGR_ENOTFOUND);
+    assert_int_equal(set_key(fx, "a", h), 0);
+    assert_int_equal(set_key(fx, "zz", h), SESS_MGR_ENOTFOUND);
     sess_t *a = sess_registry_get(fx->reg, "a");
     assert_true(sess_key_matches(a, h));
     sess_unref(a);
@@ -295,12 +374,60 @@ static void test_limits(void **state)
     assert_int_equal(sess_mgr_count(fx->mgr), 3);
 }
 
+/* A creation and a key rotation under way when the manager stops: both
+ * end (their callbacks run) before the stop does; the creation is not
+ * kept, the rotation is. */
+static void test_stop_waits_for_calls(void **state)
+{
+    fx_t *fx = *state;
+    start(fx);
+    uint8_t h[32];
+    memset(h, 7, 32);
+    call_t made = {0}, keyed = {0};
+    assert_int_equal(sess_mgr_create(fx->mgr, "late", NULL, NULL, on_created, &made), 0);
+    assert_int_equal(sess_mgr_set_key(fx->mgr, "default", h, on_done, &keyed), 0);
+    int stopped_ = 0;
+    sess_mgr_stop(fx->mgr, stopped, &stopped_);
+    for (int i = 0; i < 200 && !stopped_; i++)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    assert_true(stopped_);
+    assert_true(made.ran);
+    assert_int_equal(made.rc, SESS_MGR_ESTORE);
+    assert_false(made.has_s);
+    assert_true(keyed.ran);
+    assert_int_equal(keyed.rc, 0);
+    /* as stop() does from here */
+    sess_registry_close(fx->reg);
+    sess_mgr_close(fx->mgr);
+    sess_q_close(fx->q);
+    for (int i = 0; i < 50; i++)
+        uv_run(&fx->loop, UV_RUN_NOWAIT);
+    sess_mgr_free(fx->mgr);
+    sess_q_free(fx->q);
+    sess_registry_free(fx->reg);
+    store_close(fx->store);
+    fx->mgr = NULL;
+    fx->q = NULL;
+    start(fx);
+    assert_null(sess_registry_get(fx->reg, "late"));
+    sess_t *d = sess_registry_get(fx->reg, "default");
+    assert_non_null(d);
+    assert_true(sess_key_matches(d, h));
+    sess_unref(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_three_linked_restored_one_deleted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_while_offline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_three_linked_restored_one_deleted, setup_threaded,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_delete_while_offline, setup_threaded, teardown),
+        cmocka_unit_test_setup_teardown(test_limits, setup_threaded, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_waits_for_calls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_waits_for_calls, setup_threaded, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1273,6 +1273,44 @@ static void test_pg_hung_server(void **state)
     store_close(st);
 }
 
+/* Every session's last seq in one query: none at first, then each
+ * session's highest, unchanged by a refused append. */
+static void test_events_last_seqs(void **state)
+{
+    (void)state;
+    store_t *st = open_ok();
+    store_seq_t *v = NULL;
+    size_t n = 9;
+    assert_int_equal(store_events_last_seqs(st, &v, &n), 0);
+    assert_int_equal(n, 0);
+    store_seqs_free(v, n);
+    store_event_t ev[5];
+    for (int i = 0; i < 5; i++)
+        ev[i] = (store_event_t){.session = i < 2 ? "alpha" : "beta",
+                                .seq = i < 2 ? (uint64_t)i + 1 : (uint64_t)i + 5,
+                                .ts_ms = 1000 + i,
+                                .type = "session.status",
+                                .body = "{}",
+                                .body_len = 2};
+    assert_int_equal(store_events_append(st, ev, 5), 0);
+    store_event_t old = {
+        .session = "alpha", .seq = 1, .ts_ms = 1, .type = "t", .body = "{}", .body_len = 2};
+    assert_true(store_events_append(st, &old, 1) < 0);
+    assert_int_equal(store_events_last_seqs(st, &v, &n), 0);
+    assert_int_equal(n, 2);
+    uint64_t alpha = 0, beta = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(v[i].session, "alpha"))
+            alpha = v[i].seq;
+        else if (!strcmp(v[i].session, "beta"))
+            beta = v[i].seq;
+    }
+    assert_int_equal(alpha, 2);
+    assert_int_equal(beta, 9);
+    store_seqs_free(v, n);
+    store_close(st);
+}
+
 int main(void)
 {
     /* on PostgreSQL (STORE_TEST_URL set), only the tests not about SQLite
@@ -1283,6 +1321,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_save_keeps_prekeys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sessions_meta_removals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_and_outbox, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_last_seqs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_lease_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_password_redacted, setup, teardown),
     };
