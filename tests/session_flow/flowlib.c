@@ -87,6 +87,12 @@ int flow_run_until(flow_t *fx, int (*cond)(flow_t *fx), unsigned ms)
     return ok;
 }
 
+void flow_settle(flow_t *fx)
+{
+    sess_q_drain(fx->q);
+    flow_drain(fx);
+}
+
 void flow_must(flow_t *fx, int idx, const char *what)
 {
     if (idx >= 0)
@@ -100,10 +106,14 @@ void flow_start(flow_t *fx)
 {
     char err[512];
     assert_int_equal(store_open(fx->dir, &fx->store, err, sizeof(err)), 0);
+    const char *th = getenv("FLOW_THREADED_Q");
+    fx->q = sess_q_new(&fx->loop, fx->q_threaded || (th && th[0] == '1'));
+    assert_non_null(fx->q);
     fx->reg = sess_registry_new(&fx->loop, NULL);
     fx->s = sess_registry_add(fx->reg, "default");
     sess_driver_opts_t o = {.fsock = fx->fsock,
                             .store = fx->store,
+                            .q = fx->q,
                             .gate = fx->gate,
                             .backoff_min_ms = 50,
                             .backoff_max_ms = 400};
@@ -146,6 +156,10 @@ void flow_stop(flow_t *fx)
         uv_run(&fx->loop, UV_RUN_NOWAIT);
     sess_registry_free(fx->reg);
     fx->reg = NULL;
+    sess_q_close(fx->q); /* what was queued is stored */
+    uv_run(&fx->loop, UV_RUN_NOWAIT);
+    sess_q_free(fx->q);
+    fx->q = NULL;
     store_close(fx->store);
     fx->store = NULL;
 }
