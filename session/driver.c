@@ -132,12 +132,12 @@ struct djob {
     drv_life_t *life;
     store_t *st;
     char *name;
-    int write;                                 /* counted in d->writes */
+    int write;                                 /* a write: a stop waits for it */
+    int counted;                               /* queued, counted in d->writes */
     int (*work)(djob_t *j);                    /* the store calls (queue's thread) */
     void (*then)(drv_t *d, djob_t *j, int rc); /* on the loop, driver alive; may be NULL */
     store_creds_t creds;                       /* to save, or loaded */
     int have_creds;
-    int fresh;        /* creds is a new identity to save when none is paired */
     int want_routing; /* load: read routing_info too */
     uint8_t *buf;     /* routing info to store, or loaded */
     size_t len;
@@ -207,7 +207,7 @@ static void job_done(void *arg, int rc)
     drv_life_t *life = j->life;
     life->refs++; /* kept past job_free */
     drv_t *d = life->d;
-    int write = j->write;
+    int write = j->counted;
     if (d && write)
         d->writes--;
     if (d && rc != SESS_Q_CANCELLED && j->then)
@@ -224,10 +224,14 @@ static void job_done(void *arg, int rc)
  * job runs at once on the loop, as the store calls did before the queue. */
 static void job_run(drv_t *d, djob_t *j, int cancellable)
 {
-    if (j->write)
+    j->counted = j->write && d->o.q;
+    if (j->counted)
         d->writes++;
     if (d->o.q && sess_q_run(d->o.q, cancellable ? d : NULL, job_work, job_done, j) == 0)
         return;
+    if (j->counted)
+        d->writes--;
+    j->counted = 0;
     job_done(j, job_work(j));
 }
 
@@ -466,7 +470,6 @@ static int work_load(djob_t *j)
     if (rc == 0 && c.jid) {
         store_creds_free(&j->creds);
         j->creds = c;
-        j->fresh = 0;
         return 0;
     }
     if (rc == 0)
@@ -523,7 +526,6 @@ static void load_then_connect(drv_t *d)
         return;
     }
     j->have_creds = 1;
-    j->fresh = 1;
     j->want_routing = !d->routing;
     d->loading = 1;
     d->load_stale = 0;
@@ -560,6 +562,7 @@ static void pairing_lost(drv_t *d)
     }
     if (!d->stopping)
         publish(d, SESS_DISCONNECTED, "store_error");
+    pc_handover(d); /* a pairing-code request waiting: it fails */
 }
 
 static void then_paired(drv_t *d, djob_t *j, int rc)

@@ -25,6 +25,7 @@ struct sess_removal {
     sess_q_t *q; /* borrowed, may be NULL (the store is then called inline) */
     rm_life_t *life;
     int listing; /* a read of the pending removals is queued */
+    int relist;  /* kicked meanwhile: read again once it is done */
     wa_client_config_t cfg;
     sess_version_t *version; /* borrowed, may be NULL */
     char *url, *session;     /* session NULL: orphans, chosen by accept */
@@ -82,7 +83,11 @@ static void rm_done(void *arg, int rc)
         r->listing = 0;
         if (rc != 0)
             j->n = 0;
+        int again = r->relist;
+        r->relist = 0;
         start(r, j->list, j->n);
+        if (again) /* something was queued after that read: read again */
+            next(r);
     }
     if (j->list) {
         explicit_bzero(j->list, RM_LIST * sizeof(*j->list));
@@ -172,7 +177,11 @@ static void on_closed(void *arg, const wa_verdict_t *v)
 /* Reads the pending removals (a job); start takes the session's oldest. */
 static void next(sess_removal_t *r)
 {
-    if (r->client || r->stopping || r->listing || uv_is_active((uv_handle_t *)&r->retry))
+    if (r->listing) {
+        r->relist = 1;
+        return;
+    }
+    if (r->client || r->stopping || uv_is_active((uv_handle_t *)&r->retry))
         return;
     r->listing = 1;
     rm_run(r, 0);
@@ -285,7 +294,7 @@ void sess_removal_stop(sess_removal_t *r, void (*done)(void *arg), void *arg)
 {
     r->stopping = 1;
     sess_q_cancel(r->q, r); /* a read under way: nothing starts from it */
-    r->listing = 0;
+    r->listing = r->relist = 0;
     if (r->client) {
         wa_client_close(r->client);
         r->client = NULL;

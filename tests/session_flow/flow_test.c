@@ -888,6 +888,35 @@ static void test_stall_detected_within_60s_at_defaults(void **state)
     assert_true(took >= 20000); /* not before two pings could fail */
 }
 
+/* Stopped and freed while its first store jobs (the load of the identity)
+ * are still queued: their callbacks end without the driver; the next
+ * start loads what is stored and links as usual. Then a logout while
+ * offline, stopped before its write has been made: the write is made
+ * anyway (the stop waits for it). */
+static void test_stop_with_jobs_pending(void **state)
+{
+    fx_t *fx = *state;
+    flow_start(fx); /* nothing run: the load's callback is pending */
+    flow_stop(fx);
+    flow_start(fx);
+    int c = flow_pair(fx);
+    fakewa_wa_fault(fx->srv, FAKEWA_OFFLINE);
+    flow_must(fx, flow_wait_for(fx, c + 1, SESS_DISCONNECTED, NULL, 3000), "DISCONNECTED");
+    assert_int_equal(sess_logout(fx->s), 0);
+    flow_stop(fx); /* at once */
+    char err[256];
+    store_t *st;
+    assert_int_equal(store_open(fx->dir, &st, err, sizeof(err)), 0);
+    store_creds_t cr;
+    assert_int_equal(store_load(st, "default", &cr), STORE_ENOTFOUND);
+    store_removal_t rm[4];
+    size_t n = 0;
+    assert_int_equal(store_removals_list(st, rm, 4, &n), 0);
+    assert_int_equal(n, 1);
+    store_close(st);
+    fakewa_wa_fault(fx->srv, FAKEWA_ONLINE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -925,6 +954,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refresh_redraws_qr, setup, teardown),
         cmocka_unit_test_setup_teardown(test_edge_routing_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_logout_while_offline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_with_jobs_pending, setup, teardown),
     };
     /* the slow one runs as its own target (flow_keepalive_test) */
     const struct CMUnitTest slow[] = {

@@ -109,6 +109,8 @@ void flow_start(flow_t *fx)
     const char *th = getenv("FLOW_THREADED_Q");
     fx->q = sess_q_new(&fx->loop, fx->q_threaded || (th && th[0] == '1'));
     assert_non_null(fx->q);
+    if (sess_q_threaded(fx->q))
+        fprintf(stderr, "flow: the store's queue runs on its thread\n");
     fx->reg = sess_registry_new(&fx->loop, NULL);
     fx->s = sess_registry_add(fx->reg, "default");
     sess_driver_opts_t o = {.fsock = fx->fsock,
