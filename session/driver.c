@@ -703,13 +703,21 @@ static void then_prekeys(drv_t *d, djob_t *j, int rc)
     }
     if (j->gen != d->creds_gen || d->stopping)
         return; /* for credentials wiped meanwhile */
-    ready_clear(d);
-    d->ready = j->keys;
-    d->ready_n = j->n;
-    j->keys = NULL;
-    j->n = 0;
+    /* added to what is left (stored keys are never dropped unused) */
+    store_prekey_t *all = malloc((d->ready_n + j->n) * sizeof(*all));
+    if (!all) {
+        LOG_WARN("session", "out of memory keeping stored pre-keys");
+        return;
+    }
+    size_t n = d->ready_n;
+    if (n)
+        memcpy(all, d->ready, n * sizeof(*all));
+    memcpy(all + n, j->keys, j->n * sizeof(*all));
+    ready_clear(d); /* (wipes the old copy) */
+    d->ready = all;
+    d->ready_n = n + j->n;
     if (d->client && d->client == j->client)
-        (void)wa_client_upload_prekeys(d->client, d->ready_n, j->first);
+        (void)wa_client_upload_prekeys(d->client, j->n, j->first);
 }
 
 /* Gives the generated keys their ids and queues them to the store. */

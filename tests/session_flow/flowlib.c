@@ -142,14 +142,22 @@ void flow_start(flow_t *fx)
 
 static void stopped(void *arg)
 {
-    (void)arg;
+    *(int *)arg = 1;
 }
 
 void flow_stop(flow_t *fx)
 {
     if (!fx->reg)
         return;
-    sess_registry_stop(fx->reg, stopped, NULL);
+    int done = 0;
+    sess_registry_stop(fx->reg, stopped, &done);
+    /* the drivers' stops wait for their store writes (on the queue's
+     * thread, maybe) and for their connections to be gone */
+    flow_guard(fx, 5000);
+    while (!done && !fx->timed_out)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    uv_timer_stop(&fx->guard);
+    assert_true(done);
     flow_drain(fx);
     sess_unsubscribe(fx->sub);
     fx->sub = NULL;
