@@ -42,7 +42,8 @@ struct sess_version {
     sess_version_stats_t stats;
     waiter_t *waiters;
     waiter_t *dispatching; /* waiters being called back (cancel looks here too) */
-    int storing;           /* a write of the discovered version is queued */
+    unsigned storing;      /* writes of a discovered version queued */
+    wa_version_t queued;   /* the last one queued */
 };
 
 /* The write of a discovered version, off the loop. */
@@ -64,7 +65,7 @@ static void store_done(void *arg, int rc)
     store_job_t *j = arg;
     if (rc != SESS_Q_CANCELLED) {
         sess_version_t *p = j->p;
-        p->storing = 0;
+        p->storing--;
         if (rc == 0) {
             p->stored = j->v;
             p->have_stored = 1;
@@ -76,10 +77,12 @@ static void store_done(void *arg, int rc)
 }
 
 /* Queues the write of `v` ("2.3000.N" in s) unless it is stored already or
- * being stored. Without a queue it is written at once. */
+ * being stored (jobs run in order: the last one queued is what stays).
+ * Without a queue it is written at once. */
 static void store_version(sess_version_t *p, const wa_version_t *v, const char *s)
 {
-    if (!p->o.store || p->storing || (p->have_stored && wa_version_cmp(&p->stored, v) == 0))
+    if (!p->o.store || (p->storing && wa_version_cmp(&p->queued, v) == 0) ||
+        (!p->storing && p->have_stored && wa_version_cmp(&p->stored, v) == 0))
         return;
     store_job_t *j = calloc(1, sizeof(*j));
     if (!j) {
@@ -90,7 +93,8 @@ static void store_version(sess_version_t *p, const wa_version_t *v, const char *
     j->st = p->o.store;
     j->v = *v;
     snprintf(j->s, sizeof(j->s), "%s", s);
-    p->storing = 1;
+    p->storing++;
+    p->queued = *v;
     if (p->o.q && sess_q_run(p->o.q, p, store_work, store_done, j) == 0)
         return;
     store_done(j, store_work(j));
