@@ -3,7 +3,11 @@
  * client reports into snapshots (DISCONNECTED / CONNECTING / QR_READY /
  * CONNECTED + detail), reconnects with capped exponential backoff and jitter,
  * wipes the credentials on a logged-out verdict, and never loops on QR
- * expiry or on being replaced. Loop-thread only. */
+ * expiry or on being replaced. Its store calls run as jobs on the store's
+ * queue (session/storeq.h), so the loop never waits on the database: a
+ * connection starts only once the credentials it uses are stored, and jobs
+ * run in the order queued (a load sees every save queued before it).
+ * Loop-thread only. */
 #ifndef WG_SESSION_DRIVER_H
 #define WG_SESSION_DRIVER_H
 
@@ -16,9 +20,12 @@
 #include "session/wa/framesocket.h"
 
 typedef struct {
-    wa_fsock_ctx_t *fsock;     /* shared WebSocket context (not owned) */
-    store_t *store;            /* credential store (not owned) */
-    sess_q_t *q;               /* the store's job queue (not owned): every store call goes through it */
+    wa_fsock_ctx_t *fsock; /* shared WebSocket context (not owned) */
+    store_t *store;        /* credential store (not owned) */
+    /* The store's job queue (not owned; it must outlive the driver's jobs:
+     * close it after the sessions are freed): every store call goes through
+     * it. NULL: the store is called at once on the loop thread. */
+    sess_q_t *q;
     wa_client_config_t client; /* URL, trusted root, version, lifetimes */
     /* The WhatsApp Web version policy (not owned): each connection waits
      * until it is ready and announces its current version, and a 405 asks
@@ -31,7 +38,10 @@ typedef struct {
 
 /* Attaches a driver to `s` (sess_set_driver); the session then owns it. The
  * options are copied (the URL string too). Returns 0 or -1 (out of memory).
- * Nothing connects until sess_start. */
+ * Nothing connects until sess_start. The driver's stop completes once the
+ * writes it queued have been made (a pending load is cancelled); destroying
+ * it cancels what it queued, and the jobs still running then end without
+ * touching it. */
 int sess_driver_attach(sess_t *s, const sess_driver_opts_t *opts);
 
 /* The delay before retry number `attempt` (0-based): min * 2^attempt capped

@@ -11,6 +11,7 @@
 #define WG_SESSION_REMOVAL_H
 
 #include "session/store/store.h"
+#include "session/storeq.h"
 #include "session/version.h"
 #include "session/wa/client.h"
 #include "session/wa/framesocket.h"
@@ -36,18 +37,27 @@ sess_removal_t *sess_removal_new_orphans(wa_fsock_ctx_t *fsock, store_t *store,
  * version instead of cfg->version (`v` borrowed; NULL = cfg->version). */
 void sess_removal_set_version(sess_removal_t *r, sess_version_t *v);
 
-/* Looks for pending removals of the session and works through them now if
- * it is idle (no attempt running or waiting for its retry). */
+/* Runs the remover's store calls (reading the pending removals, forgetting
+ * one once sent) as jobs on `q` (borrowed; it must outlive the remover's
+ * jobs: close it after freeing the remover). Before this is called, or with
+ * NULL, they run at once on the loop thread. */
+void sess_removal_set_queue(sess_removal_t *r, sess_q_t *q);
+
+/* Looks for pending removals of the session (a read queued to the store;
+ * it sees every write queued before it) and works through them if it is
+ * idle (no read or attempt running, none waiting for its retry). */
 void sess_removal_kick(sess_removal_t *r);
 
 /* Number of removals sent to WhatsApp and forgotten so far. */
 unsigned sess_removal_done_count(const sess_removal_t *r);
 
-/* Closes the connection and the timer; `done(arg)` runs once they are
- * closed (the remover may be freed then). */
+/* Closes the connection and the timer and cancels a pending read of the
+ * removals; `done(arg)` runs once they are closed (the remover may be freed
+ * then: its jobs still queued end without touching it). */
 void sess_removal_stop(sess_removal_t *r, void (*done)(void *arg), void *arg);
 
-/* Frees a stopped remover. NULL is ignored. */
+/* Frees a stopped remover; its queued jobs are cancelled (a removal being
+ * forgotten still is). NULL is ignored. */
 void sess_removal_free(sess_removal_t *r);
 
 #endif

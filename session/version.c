@@ -1,7 +1,9 @@
 /* The WhatsApp Web version policy (see version.h): the current version and
  * its source, sw.js fetches through common/httpc with backoff and periodic
  * refresh, the start-up wait, and the callbacks of connections waiting for
- * it or asking after a 405. */
+ * it or asking after a 405. The stored version is read once at creation
+ * (before the loop serves); a discovered one is written by a job on the
+ * store's queue (session/storeq.h). */
 #include "session/version.h"
 
 #include <stdio.h>
@@ -40,7 +42,63 @@ struct sess_version {
     sess_version_stats_t stats;
     waiter_t *waiters;
     waiter_t *dispatching; /* waiters being called back (cancel looks here too) */
+    unsigned storing;      /* writes of a discovered version queued */
+    wa_version_t queued;   /* the last one queued */
 };
+
+/* The write of a discovered version, off the loop. */
+typedef struct {
+    sess_version_t *p; /* not touched when the job is cancelled (closed) */
+    store_t *st;
+    wa_version_t v;
+    char s[WA_VERSION_STRLEN];
+} store_job_t;
+
+static int store_work(void *arg)
+{
+    store_job_t *j = arg;
+    return store_meta_set(j->st, "", STORE_KEY, j->s, strlen(j->s));
+}
+
+static void store_done(void *arg, int rc)
+{
+    store_job_t *j = arg;
+    if (rc != SESS_Q_CANCELLED) {
+        sess_version_t *p = j->p;
+        p->storing--;
+        if (rc == 0) {
+            p->stored = j->v;
+            p->have_stored = 1;
+        } else {
+            LOG_WARN("version", "cannot store the discovered WhatsApp Web version");
+        }
+    }
+    free(j);
+}
+
+/* Queues the write of `v` ("2.3000.N" in s) unless it is stored already or
+ * being stored (jobs run in order: the last one queued is what stays).
+ * Without a queue it is written at once. */
+static void store_version(sess_version_t *p, const wa_version_t *v, const char *s)
+{
+    if (!p->o.store || (p->storing && wa_version_cmp(&p->queued, v) == 0) ||
+        (!p->storing && p->have_stored && wa_version_cmp(&p->stored, v) == 0))
+        return;
+    store_job_t *j = calloc(1, sizeof(*j));
+    if (!j) {
+        LOG_WARN("version", "cannot store the discovered WhatsApp Web version");
+        return;
+    }
+    j->p = p;
+    j->st = p->o.store;
+    j->v = *v;
+    snprintf(j->s, sizeof(j->s), "%s", s);
+    p->storing++;
+    p->queued = *v;
+    if (p->o.q && sess_q_run(p->o.q, p, store_work, store_done, j) == 0)
+        return;
+    store_done(j, store_work(j));
+}
 
 const char *sess_version_source_name(sess_version_source_t src)
 {
@@ -265,14 +323,7 @@ static void fetch_ok(sess_version_t *p, uint32_t revision)
     char s[WA_VERSION_STRLEN];
     wa_version_format(&v, s, sizeof(s));
     LOG_DEBUG("version", "%s announces client_revision %u", p->sw_url, revision);
-    if (p->o.store && (!p->have_stored || wa_version_cmp(&p->stored, &v) != 0)) {
-        if (store_meta_set(p->o.store, "", STORE_KEY, s, strlen(s)) == 0) {
-            p->stored = v;
-            p->have_stored = 1;
-        } else {
-            LOG_WARN("version", "cannot store the discovered WhatsApp Web version");
-        }
-    }
+    store_version(p, &v, s);
     set_current(p, &v, SESS_VERSION_DISCOVERED);
     uv_timer_start(&p->next_timer, on_next_timer, p->o.refresh_ms, 0);
 }
@@ -425,6 +476,8 @@ void sess_version_close(sess_version_t *p)
     if (!p || p->closed)
         return;
     p->closed = 1;
+    sess_q_cancel(p->o.q, p); /* a write not started is dropped; no done touches p */
+    p->storing = 0;
     httpc_cancel(p->fetch);
     p->fetch = NULL;
     drop(&p->waiters, NULL);

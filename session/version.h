@@ -57,7 +57,8 @@ typedef struct {
     uv_loop_t *loop;
     httpc_t *http;             /* not owned; needed unless `configured` is set */
     store_t *store;            /* not owned; NULL: nothing stored or persisted */
-    sess_q_t *q;               /* the store's job queue (not owned); needed with store */
+    sess_q_t *q;               /* the store's job queue (not owned): a discovered version is
+                                * written by a job on it (NULL: written at once, on the loop) */
     const char *configured;    /* WA_VERSION, used as is; NULL = discover */
     const char *wa_url;        /* WA_URL, whose host serves sw.js; NULL = the default */
     const char *sw_url;        /* WA_VERSION_URL: http(s) URL overriding the derived one */
@@ -80,7 +81,8 @@ typedef struct {
 } sess_version_stats_t;
 
 /* Creates the policy: parses `configured` strictly, derives the sw.js URL
- * (or checks `sw_url` is http/https), reads the stored version. Strings are
+ * (or checks `sw_url` is http/https), reads the stored version (one
+ * synchronous store read: call it before the loop serves). Strings are
  * copied. Returns 0 with *out, or -1 with a one-line message in err (a
  * malformed WA_VERSION or WA_VERSION_URL, a WA_URL sw.js cannot be derived
  * from, no http client for discovery, out of memory). */
@@ -117,9 +119,11 @@ void sess_version_cancel(sess_version_t *p, void *arg);
 /* Counters. */
 sess_version_stats_t sess_version_stats(const sess_version_t *p);
 
-/* Shutdown, first half: cancels a fetch in flight, drops the pending
- * callbacks and closes the timers (run the loop afterwards). The current
- * version stays readable. NULL is ignored. */
+/* Shutdown, first half: cancels a fetch in flight and the policy's store
+ * jobs (a write of the version not started yet is dropped: close the
+ * queue first to have it made), drops the pending callbacks and closes the
+ * timers (run the loop afterwards). The current version stays readable.
+ * NULL is ignored. */
 void sess_version_close(sess_version_t *p);
 
 /* Shutdown, second half: frees the policy once the loop has run after

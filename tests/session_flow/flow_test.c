@@ -208,6 +208,7 @@ static void bad_pairing(fx_t *fx, fakewa_fault_t f)
     assert_int_equal(fakewa_wa_stats(fx->srv)->pair_errors, 1);
     /* nothing was persisted: no account in the store */
     store_creds_t c;
+    flow_settle(fx);
     int rc = store_load(fx->store, "default", &c);
     if (rc == 0) {
         assert_null(c.jid);
@@ -244,6 +245,7 @@ static void fault_case(fx_t *fx, fakewa_fault_t f, const char *detail, int recon
         assert_int_equal(fx->seen[fx->nseen - 1], SESS_DISCONNECTED);
     }
     store_creds_t cr;
+    flow_settle(fx);
     int rc = store_load(fx->store, "default", &cr);
     if (wiped) {
         assert_int_equal(rc, STORE_ENOTFOUND);
@@ -324,6 +326,7 @@ static void test_fault_outdated_and_banned(void **state)
     flow_must(fx, flow_wait_for(fx, d + 1, SESS_DISCONNECTED, "account_locked", 4000),
               "account_locked");
     store_creds_t cr;
+    flow_settle(fx);
     assert_int_equal(store_load(fx->store, "default", &cr), STORE_ENOTFOUND);
 }
 
@@ -337,6 +340,7 @@ static void test_logout_wipes(void **state)
     flow_must(fx, d, "logged_out");
     assert_int_equal(fakewa_wa_stats(fx->srv)->logouts, 1);
     store_creds_t cr;
+    flow_settle(fx);
     assert_int_equal(store_load(fx->store, "default", &cr), STORE_ENOTFOUND);
     /* the next start shows a QR */
     flow_stop(fx);
@@ -787,6 +791,7 @@ static void test_refresh_redraws_qr(void **state)
     assert_memory_equal(fx->qr[q1], fx->qr[q2], strcspn(fx->qr[q1], ","));
     /* persisted before anyone can scan it */
     store_creds_t cr;
+    flow_settle(fx);
     assert_int_equal(store_load(fx->store, "default", &cr), 0);
     char *stored = wa_pair_b64(cr.adv_secret, 32);
     assert_string_equal(stored, b);
@@ -838,6 +843,7 @@ static void test_logout_while_offline(void **state)
     assert_false(s->linked);
     sess_snapshot_unref(s);
     store_creds_t cr;
+    flow_settle(fx);
     assert_int_equal(store_load(fx->store, "default", &cr), STORE_ENOTFOUND);
     store_removal_t rm[4];
     size_t n = 0;
@@ -855,6 +861,7 @@ static void test_logout_while_offline(void **state)
     char *js = fakewa_wa_state_json(fx->srv);
     assert_non_null(strstr(js, "\"devices\":[]"));
     free(js);
+    flow_settle(fx);
     assert_int_equal(store_removals_list(fx->store, rm, 4, &n), 0);
     assert_int_equal(n, 0);
     s = sess_current(fx->s);
@@ -879,6 +886,35 @@ static void test_stall_detected_within_60s_at_defaults(void **state)
     fprintf(stderr, "stall noticed after %lld ms\n", (long long)took);
     assert_true(took <= 60000);
     assert_true(took >= 20000); /* not before two pings could fail */
+}
+
+/* Stopped and freed while its first store jobs (the load of the identity)
+ * are still queued: their callbacks end without the driver; the next
+ * start loads what is stored and links as usual. Then a logout while
+ * offline, stopped before its write has been made: the write is made
+ * anyway (the stop waits for it). */
+static void test_stop_with_jobs_pending(void **state)
+{
+    fx_t *fx = *state;
+    flow_start(fx); /* nothing run: the load's callback is pending */
+    flow_stop(fx);
+    flow_start(fx);
+    int c = flow_pair(fx);
+    fakewa_wa_fault(fx->srv, FAKEWA_OFFLINE);
+    flow_must(fx, flow_wait_for(fx, c + 1, SESS_DISCONNECTED, NULL, 3000), "DISCONNECTED");
+    assert_int_equal(sess_logout(fx->s), 0);
+    flow_stop(fx); /* at once */
+    char err[256];
+    store_t *st;
+    assert_int_equal(store_open(fx->dir, &st, err, sizeof(err)), 0);
+    store_creds_t cr;
+    assert_int_equal(store_load(st, "default", &cr), STORE_ENOTFOUND);
+    store_removal_t rm[4];
+    size_t n = 0;
+    assert_int_equal(store_removals_list(st, rm, 4, &n), 0);
+    assert_int_equal(n, 1);
+    store_close(st);
+    fakewa_wa_fault(fx->srv, FAKEWA_ONLINE);
 }
 
 int main(void)
@@ -918,6 +954,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refresh_redraws_qr, setup, teardown),
         cmocka_unit_test_setup_teardown(test_edge_routing_prefix, setup, teardown),
         cmocka_unit_test_setup_teardown(test_logout_while_offline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stop_with_jobs_pending, setup, teardown),
     };
     /* the slow one runs as its own target (flow_keepalive_test) */
     const struct CMUnitTest slow[] = {

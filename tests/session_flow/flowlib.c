@@ -87,6 +87,12 @@ int flow_run_until(flow_t *fx, int (*cond)(flow_t *fx), unsigned ms)
     return ok;
 }
 
+void flow_settle(flow_t *fx)
+{
+    sess_q_drain(fx->q);
+    flow_drain(fx);
+}
+
 void flow_must(flow_t *fx, int idx, const char *what)
 {
     if (idx >= 0)
@@ -100,10 +106,16 @@ void flow_start(flow_t *fx)
 {
     char err[512];
     assert_int_equal(store_open(fx->dir, &fx->store, err, sizeof(err)), 0);
+    const char *th = getenv("FLOW_THREADED_Q");
+    fx->q = sess_q_new(&fx->loop, fx->q_threaded || (th && th[0] == '1'));
+    assert_non_null(fx->q);
+    if (sess_q_threaded(fx->q))
+        fprintf(stderr, "flow: the store's queue runs on its thread\n");
     fx->reg = sess_registry_new(&fx->loop, NULL);
     fx->s = sess_registry_add(fx->reg, "default");
     sess_driver_opts_t o = {.fsock = fx->fsock,
                             .store = fx->store,
+                            .q = fx->q,
                             .gate = fx->gate,
                             .backoff_min_ms = 50,
                             .backoff_max_ms = 400};
@@ -130,14 +142,22 @@ void flow_start(flow_t *fx)
 
 static void stopped(void *arg)
 {
-    (void)arg;
+    *(int *)arg = 1;
 }
 
 void flow_stop(flow_t *fx)
 {
     if (!fx->reg)
         return;
-    sess_registry_stop(fx->reg, stopped, NULL);
+    int done = 0;
+    sess_registry_stop(fx->reg, stopped, &done);
+    /* the drivers' stops wait for their store writes (on the queue's
+     * thread, maybe) and for their connections to be gone */
+    flow_guard(fx, 5000);
+    while (!done && !fx->timed_out)
+        uv_run(&fx->loop, UV_RUN_ONCE);
+    uv_timer_stop(&fx->guard);
+    assert_true(done);
     flow_drain(fx);
     sess_unsubscribe(fx->sub);
     fx->sub = NULL;
@@ -146,6 +166,10 @@ void flow_stop(flow_t *fx)
         uv_run(&fx->loop, UV_RUN_NOWAIT);
     sess_registry_free(fx->reg);
     fx->reg = NULL;
+    sess_q_close(fx->q); /* what was queued is stored */
+    uv_run(&fx->loop, UV_RUN_NOWAIT);
+    sess_q_free(fx->q);
+    fx->q = NULL;
     store_close(fx->store);
     fx->store = NULL;
 }

@@ -2,7 +2,9 @@
  * WhatsApp server (tests/fakewa) on loopback, a credential store in a
  * temporary directory, a registry with the session "default" driven by the
  * real driver and client, and a subscriber recording every state it sees,
- * so tests assert sequences of states. Loop-thread only. */
+ * so tests assert sequences of states. The driver's store calls go through
+ * a store queue (inline, or on a thread of its own when FLOW_THREADED_Q is
+ * set in the environment or q_threaded is). Loop-thread only. */
 #ifndef WG_TESTS_SESSION_FLOW_FLOWLIB_H
 #define WG_TESTS_SESSION_FLOW_FLOWLIB_H
 
@@ -12,6 +14,7 @@
 #include "session/gate.h"
 #include "session/session.h"
 #include "session/store/store.h"
+#include "session/storeq.h"
 #include "tests/fakewa/whatsapp.h"
 
 #define FLOW_MAX_SEEN 256
@@ -21,6 +24,8 @@ typedef struct {
     fakewa_wa_t *srv;
     wa_fsock_ctx_t *fsock;
     store_t *store;
+    sess_q_t *q;    /* the store's job queue, from flow_start to flow_stop */
+    int q_threaded; /* 1: flow_start makes a threaded queue */
     sess_registry_t *reg;
     sess_t *s; /* "default" */
     sess_sub_t *sub;
@@ -55,8 +60,13 @@ void flow_free(flow_t *fx);
  * harness's settings, subscribes and starts it. */
 void flow_start(flow_t *fx);
 
-/* Stops and frees the registry and the store (the fake server stays). */
+/* Stops and frees the registry, closes and frees the store's queue (what
+ * was queued is run), then closes the store (the fake server stays). */
 void flow_stop(flow_t *fx);
+
+/* Waits until every job queued to the store has run and their callbacks
+ * too, so the test may read the store. */
+void flow_settle(flow_t *fx);
 
 /* Records what the subscriber has queued. */
 void flow_drain(flow_t *fx);

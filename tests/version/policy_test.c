@@ -19,6 +19,7 @@
 
 #include "common/httpc.h"
 #include "session/store/store.h"
+#include "session/storeq.h"
 #include "session/version.h"
 #include "tests/httpc/testhttpd.h"
 
@@ -52,6 +53,7 @@ typedef struct {
     httpc_t *http;
     testhttpd_t *srv;
     store_t *store;
+    sess_q_t *q; /* the store's queue, threaded: the version is written off the loop */
     char dir[256];
     char wa_url[128];
     int changes;
@@ -111,6 +113,8 @@ static int setup(void **state)
     char err[256];
     assert_int_equal(mkdir(f->dir, 0700), 0);
     assert_int_equal(store_open(f->dir, &f->store, err, sizeof(err)), 0);
+    f->q = sess_q_new(&f->loop, 1);
+    assert_non_null(f->q);
     f->http = httpc_new(&f->loop, NULL, err, sizeof(err));
     assert_non_null(f->http);
     f->srv = testhttpd_start(0, NULL, handler, NULL);
@@ -125,8 +129,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fx_t *f = *state;
+    sess_q_close(f->q);
     httpc_destroy(f->http, NULL, NULL);
     uv_run(&f->loop, UV_RUN_DEFAULT);
+    sess_q_free(f->q);
     assert_int_equal(uv_loop_close(&f->loop), 0);
     testhttpd_stop(f->srv);
     store_close(f->store);
@@ -142,6 +148,7 @@ static sess_version_opts_t opts(fx_t *f)
     sess_version_opts_t o = {.loop = &f->loop,
                              .http = f->http,
                              .store = f->store,
+                             .q = f->q,
                              .wa_url = f->wa_url,
                              .start_wait_ms = 3000,
                              .fetch_timeout_ms = 2000,
@@ -163,6 +170,7 @@ static sess_version_t *make(fx_t *f, const sess_version_opts_t *o)
 
 static void finish(fx_t *f, sess_version_t *p)
 {
+    sess_q_drain(f->q); /* what was discovered is stored */
     sess_version_close(p);
     uv_run(&f->loop, UV_RUN_NOWAIT);
     sess_version_cancel(p, f); /* still safe after close */
@@ -217,6 +225,7 @@ static void test_discovered_and_stored(void **state)
     assert_int_equal(f->last_src, SESS_VERSION_DISCOVERED);
     uint8_t *val;
     size_t len;
+    sess_q_drain(f->q);
     assert_int_equal(store_meta_get(f->store, "", "wa_version", &val, &len), 0);
     assert_string_equal((char *)val, "2.3000.1047770001");
     free(val);
