@@ -197,6 +197,7 @@ int sess_mgr_new(const sess_mgr_opts_t *opts, sess_mgr_t **out, char *err, size_
         goto fail;
     }
     sess_removal_set_version(m->orphans, opts->version);
+    sess_removal_set_queue(m->orphans, opts->q);
     *out = m;
     return 0;
 fail:
