@@ -5,10 +5,11 @@ target. Then every PostgreSQL process is stopped (SIGSTOP) and, while the
 database cannot answer, the test asks for what needs it (a new session, a
 key rotation, a webhook target, a dropped WhatsApp connection that
 reconnects) and for what does not (health, status, the session list,
-metrics, a WebSocket watcher's event). The second kind must be answered
-before the database comes back: a store call made on the loop thread would
-hold every request until then. After SIGCONT, everything that waited for the
-database completes, nothing lost."""
+metrics). The second kind must be answered before the database comes back:
+a store call made on the loop thread would hold every request until then.
+A WebSocket watcher gets the drop only once it is stored (after SIGCONT):
+events are durable before any stream shows them. After SIGCONT, everything
+that waited for the database completes, nothing lost."""
 import base64, json, os, signal, subprocess, sys, threading, time
 import http.server
 
@@ -149,12 +150,17 @@ for path in ("/healthz", "/api/sessions/s1/status", "/api/sessions", "/metrics",
     check(st in (200, 503), "%s answered: %d" % (path, st))
 def dropped(ev):
     return ev.get("data", ev).get("state") in ("DISCONNECTED", "CONNECTING")
-wait("the watcher sees the drop while the database is stopped",
-     lambda: any(t > t_freeze and dropped(ev) for t, ev in frames), 3)
+# the status shows the drop at once; a stream shows it once it is stored
+wait("the status shows the drop while the database is stopped",
+     lambda: dropped(data("/api/sessions/s1/status")), 3)
+time.sleep(0.5)
+check(not any(t > t_freeze and dropped(ev) for t, ev in frames),
+      "a stream showed an event before it was stored: %s" % frames[-3:])
 check(time.time() - t_freeze < 8, "all answered within the freeze")
 check(not results, "nothing that needs the database finished while it was stopped: %s" % results)
 
 resume_pg()
+wait("the watcher gets the drop once it is stored", lambda: any(dropped(ev) for t, ev in frames), 20)
 for t in waiting:
     t.join(30)
 check(results.get("create", (0,))[0] == 201, "create after the freeze: %s" % (results.get("create"),))
