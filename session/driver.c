@@ -60,6 +60,8 @@ typedef struct {
     int connect_waiting;         /* connect once `saving` is 0 */
     int in_hook;                 /* inside a client hook's store job (inline queue) */
     int hook_rc;                 /* what that job answered */
+    int hook_ran;                /* that job ended inside the hook */
+    unsigned pair_seq;           /* counts pairings: the one the client waits to answer */
     int64_t passkey_deadline_ms; /* when the passkey step times out */
     /* the pairing-code request waiting for its code (NULL when none) */
     void (*pc_done)(void *arg, int rc, const char *code, int64_t expires_at_ms);
@@ -149,6 +151,7 @@ struct djob {
     size_t account_len;
     int result;          /* a detail for then (e.g. retired or not) */
     unsigned gen;        /* d->creds_gen when queued */
+    unsigned pair_seq;   /* save_pairing: d->pair_seq when queued */
     wa_client_t *client; /* pre-keys: the connection that asked */
     int first;
 };
@@ -571,16 +574,21 @@ static void then_paired(drv_t *d, djob_t *j, int rc)
         LOG_ERROR("session", "%s: cannot save the pairing: %s", j->name, store_strerror(rc));
     if (d->in_hook) { /* inline: on_paired answers */
         d->hook_rc = rc;
+        d->hook_ran = 1;
         if (d->saving)
             d->saving--;
         return;
     }
+    /* the client waits for this to answer the phone (its pairing only) */
+    wa_client_t *waiting = j->pair_seq == d->pair_seq ? d->client : NULL;
     if (rc != 0 && j->gen == d->creds_gen) {
         if (d->saving)
             d->saving--;
+        wa_client_pair_answer(waiting, 0); /* an error to the phone; closed below */
         pairing_lost(d);
         return;
     }
+    wa_client_pair_answer(waiting, rc == 0);
     save_settled(d);
 }
 
@@ -637,9 +645,11 @@ static int on_paired(void *arg, const wa_pair_result_t *r)
     c->push_name = NULL;
     c->confirmed = 0;
     j->gen = d->creds_gen;
+    j->pair_seq = ++d->pair_seq;
     d->saving++;
     d->in_hook = 1;
     d->hook_rc = 0;
+    d->hook_ran = 0;
     job_run(d, j, 0);
     d->in_hook = 0;
     if (d->hook_rc != 0) { /* inline and refused: answer with an error */
@@ -651,7 +661,8 @@ static int on_paired(void *arg, const wa_pair_result_t *r)
     LOG_INFO("session", "linked to %s (%s)", d->creds.jid ? d->creds.jid : "?",
              r->platform ? r->platform : "unknown platform");
     publish(d, SESS_CONNECTING, "paired");
-    return 0;
+    /* queued: the phone is answered once it is stored (then_paired) */
+    return d->hook_ran ? 0 : WA_CLIENT_PAIR_PENDING;
 }
 
 /* The server completed the pairing: stored (a job) and noted. */

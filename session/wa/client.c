@@ -63,6 +63,7 @@ static void destroy_then(wa_client_t *c, void (*gone)(void *), void *arg)
         wa_nsock_close(c->sock);
     c->sock = NULL;
     fail_pending(c);
+    wa_client_pair_drop(c);
     wa_client_paircode_end(c);
     uv_close((uv_handle_t *)&c->qr_timer, on_timer_closed);
     uv_close((uv_handle_t *)&c->ka_timer, on_timer_closed);

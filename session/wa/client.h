@@ -96,8 +96,11 @@ typedef struct {
     void (*on_open)(void *arg);
     /* A new QR to show, valid until expires_at_ms (wall clock). */
     void (*on_qr)(void *arg, const char *qr, int64_t expires_at_ms);
-    /* pair-success verified: persist it now (before we answer) and return 0;
-     * a non-zero return makes us answer with an error and close. */
+    /* pair-success verified: persist it before we answer. Return 0 when it
+     * is stored (we answer now), WA_CLIENT_PAIR_PENDING when it is being
+     * stored (res is borrowed for the call only: copy it; the answer waits
+     * for wa_client_pair_answer), anything else to answer with an error
+     * and close. */
     int (*on_paired)(void *arg, const wa_pair_result_t *res);
     /* Logged in: `lid` from the success node (may be NULL). */
     void (*on_connected)(void *arg, const char *lid);
@@ -136,6 +139,16 @@ wa_client_t *wa_client_connect(wa_fsock_ctx_t *ctx, const wa_client_config_t *cf
 /* Sends the remove-companion-device request (when logged in) and closes;
  * on_closed follows with detail "logged_out". */
 void wa_client_logout(wa_client_t *c);
+
+/* What on_paired returns when the pairing is being stored. */
+#define WA_CLIENT_PAIR_PENDING 1
+
+/* The pairing that on_paired left pending is stored (ok 1): the phone is
+ * answered with the countersigned device identity, as on_paired returning
+ * 0 would have. ok 0: it could not be stored: the phone is answered with an
+ * error, and the owner closes the client. Nothing happens when no pairing
+ * is pending on `c`. Loop thread. */
+void wa_client_pair_answer(wa_client_t *c, int ok);
 
 /* Uploads up to `want` pre-keys now (asking get_prekeys for them), as the
  * client does by itself when the server runs low. For owners whose

@@ -57,10 +57,15 @@ struct wa_client {
     int timers_open;
 
     /* connection state */
-    int open;        /* handshake completed */
-    int logged_in;   /* <success> seen on a login connection */
-    int done;        /* finished: no hook runs any more */
-    int paired;      /* pair-device-sign sent; a restart is expected */
+    int open;      /* handshake completed */
+    int logged_in; /* <success> seen on a login connection */
+    int done;      /* finished: no hook runs any more */
+    int paired;    /* pair-device-sign sent; a restart is expected */
+    /* pair-success stored off the loop (on_paired said pending): the iq id
+     * and the result the answer needs, kept until wa_client_pair_answer */
+    int pair_pending;
+    char *pair_id;
+    wa_pair_result_t pair_res;
     int logging_out; /* remove-companion-device sent */
     uint32_t id_counter;
     uint16_t id_prefix[2];
@@ -160,6 +165,9 @@ void wa_client_qr_redraw(wa_client_t *c);
 /* <iq><pair-success>: verify with the current adv secret, persist through
  * on_paired, answer with pair-device-sign (or an error and close). */
 void wa_client_pair_success(wa_client_t *c, const wa_node_t *iq);
+
+/* Frees a pairing still waiting for its answer (the client goes away). */
+void wa_client_pair_drop(wa_client_t *c);
 
 /* Replaces the adv secret the next pair-success is checked against (after a
  * refresh, or derived by the pairing-code flow). Persists it through the

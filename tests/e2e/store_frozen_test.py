@@ -4,7 +4,8 @@ PostgreSQL 15 (tests/pg/pgtmp.sh) runs a linked session and a webhook
 target. Then every PostgreSQL process is stopped (SIGSTOP) and, while the
 database cannot answer, the test asks for what needs it (a new session, a
 key rotation, a webhook target, a dropped WhatsApp connection that
-reconnects) and for what does not (health, status, the session list,
+reconnects, a QR scanned: the phone is answered only once the pairing is
+stored) and for what does not (health, status, the session list,
 metrics). The second kind must be answered before the database comes back:
 a store call made on the loop thread would hold every request until then.
 A WebSocket watcher gets the drop only once it is stored (after SIGCONT):
@@ -98,6 +99,20 @@ wait("s1 CONNECTED", lambda: data("/api/sessions/s1/status").get("state") == "CO
 st, d = api("POST", "/api/webhooks", {"url": RECV, "secret": SECRET, "session": "s1"})
 check(st == 201, "webhook target: %d %s" % (st, d))
 
+# s3 waits for its scan (scanned while the database is stopped)
+st, d = api("POST", "/api/sessions", {"name": "s3"})
+check(st == 201, "create s3: %d %s" % (st, d))
+wait("s3 QR", lambda: data("/api/sessions/s3/status").get("state") == "QR_READY")
+st, raw3 = api("GET", "/api/sessions/s3/qr?format=raw")
+check(st == 200, "s3 QR: %d" % st)
+
+
+def fw_state():
+    return json.loads(e2elib.api(cport, "GET", "/control/state")[1])
+
+
+paired0 = fw_state()["paired"]
+
 # a WebSocket watcher of s1, reading in the background
 from wsclient import WS
 ws = WS("127.0.0.1", port, "/api/sessions/s1/ws", headers={"X-API-Key": KEY})
@@ -136,9 +151,12 @@ def later(name, method, path, body=None):
 waiting = [later("create", "POST", "/api/sessions", {"name": "s2"}),
            later("rotate", "POST", "/api/sessions/s1/key"),
            later("webhook", "POST", "/api/webhooks", {"url": RECV, "secret": SECRET})]
+# the phone scans s3's QR: the pairing is answered only once it is stored
+st, d = e2elib.api(cport, "POST", "/control/scan?phone=4915112345603", raw3)
+check(st == 200, "scan s3: %d %s" % (st, d))
 time.sleep(0.5)  # the requests above are in, waiting for the database
-# the phone's connection drops: the session reconnects, with what it stores
-st, d = e2elib.api(cport, "POST", "/control/fault", b"drop")
+# s1's phone connection drops: the session reconnects, with what it stores
+st, d = e2elib.api(cport, "POST", "/control/fault", b"drop 4915112345601")
 check(st == 200, "drop: %d %s" % (st, d))
 
 # answered while the database is stopped
@@ -158,6 +176,9 @@ check(not any(t > t_freeze and dropped(ev) for t, ev in frames),
       "a stream showed an event before it was stored: %s" % frames[-3:])
 check(time.time() - t_freeze < 8, "all answered within the freeze")
 check(not results, "nothing that needs the database finished while it was stopped: %s" % results)
+check(fw_state()["paired"] == paired0,
+      "the phone was answered before the pairing was stored (paired %d -> %d)"
+      % (paired0, fw_state()["paired"]))
 
 resume_pg()
 wait("the watcher gets the drop once it is stored", lambda: any(dropped(ev) for t, ev in frames), 20)
@@ -167,6 +188,9 @@ check(results.get("create", (0,))[0] == 201, "create after the freeze: %s" % (re
 check(results.get("rotate", (0,))[0] == 200, "rotate after the freeze: %s" % (results.get("rotate"),))
 check(results.get("webhook", (0,))[0] == 201, "webhook after the freeze: %s" % (results.get("webhook"),))
 wait("s1 CONNECTED again", lambda: data("/api/sessions/s1/status").get("state") == "CONNECTED")
+wait("s3 paired and CONNECTED once its pairing is stored",
+     lambda: data("/api/sessions/s3/status").get("state") == "CONNECTED")
+check(fw_state()["paired"] == paired0 + 1, "one pairing: %s" % fw_state()["paired"])
 wait("s2 listed with its QR", lambda: data("/api/sessions/s2/status").get("state") == "QR_READY")
 wait("the drop delivered to the webhook", lambda: any(dropped(e) for e in got), 20)
 st = json.loads(e2elib.api(cport, "GET", "/control/state")[1])
