@@ -795,6 +795,7 @@ class WSWatcher:
     def __init__(self, node, name, since=None):
         self.node, self.name = node, name
         self.events, self.errors, self.stop = [], [], threading.Event()
+        self.ids = []  # each event's SSE id (int, or None), beside events
         self.opens = 0
         self.last = since
         self.t = threading.Thread(target=self.run, daemon=True)
@@ -845,6 +846,7 @@ class SSEWatcher:
     def __init__(self, cl, node, follow=False):
         self.cl, self.node, self.follow = cl, node, follow
         self.events, self.errors, self.stop = [], [], threading.Event()
+        self.ids = []  # each event's SSE id (int, or None), beside events
         self.opens = 0
         self.last_id = None
         self.ready = threading.Event()
@@ -899,6 +901,7 @@ class SSEWatcher:
                             elif line.startswith(b"data: "):
                                 data = json.loads(line[6:])
                         if data is not None:
+                            self.ids.append(int(eid) if eid and eid.isdigit() else None)
                             self.events.append((now, data))
                         if eid and eid.isdigit():
                             self.last_id = int(eid)

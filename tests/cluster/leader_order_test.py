@@ -12,32 +12,15 @@ While commands make events on sessions owned by every node:
   serving node when its node goes away, sees event ids strictly increasing
   and misses no stored event: the id cursor is safe to resume from on any
   node, whichever node wrote the event."""
-import base64, http.client, http.server, json, os, random, sys, threading, time
+import base64, os, random, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from clusterlib import A, Cluster, check, fail, log, route, try_req  # noqa: E402
+from clusterlib import Cluster, SSEWatcher, check, fail, log, route, try_req  # noqa: E402
 
 # the receiver: every delivery with its webhook-id
-got = []
-got_lock = threading.Lock()
-
-
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
-        with got_lock:
-            got.append((self.headers.get("webhook-id"), body))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *a):
-        pass
-
-
-rsrv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-threading.Thread(target=rsrv.serve_forever, daemon=True).start()
-RECV = "http://127.0.0.1:%d/hook" % rsrv.server_address[1]
+import e2elib  # noqa: E402
+recv = e2elib.Receiver()
+RECV = recv.url
 SECRET = "whsec_" + base64.b64encode(b"leader-order-secret-32-bytes-abc").decode()
 
 cl = Cluster(nodes=3, sessions=30, lease_ms=4000, renew_ms=1000,
@@ -69,54 +52,14 @@ def wait_leader(exclude, what, secs=20):
          % (what, [n.id for n in cl.serving()], secs, [n.id for n in leaders()]))
 
 
-# the all-sessions stream, resumed by id on any serving node
-sse = []  # (id, session, seq, node, open)
-sse_stop = threading.Event()
-sse_opens = [0]
+# the all-sessions stream, resumed by id (Last-Event-ID) on any serving node
+sse = SSEWatcher(cl, cl.nodes[0], follow=True)
 
 
-def read_sse():
-    last = None
-    while not sse_stop.is_set():
-        live = cl.serving()
-        if not live:
-            time.sleep(0.2)
-            continue
-        node = random.choice(live)
-        h = dict(A)
-        if last is not None:
-            h["Last-Event-ID"] = str(last)
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
-            c.request("GET", "/api/events", headers=h)
-            r = c.getresponse()
-            if r.status != 200:
-                time.sleep(0.3)
-                continue
-            sse_opens[0] += 1
-            buf = b""
-            while not sse_stop.is_set():
-                chunk = r.read1(65536)
-                if not chunk:
-                    break
-                buf += chunk
-                while b"\n\n" in buf:
-                    block, buf = buf.split(b"\n\n", 1)
-                    eid, data = None, None
-                    for line in block.split(b"\n"):
-                        if line.startswith(b"id: "):
-                            eid = line[4:].decode()
-                        elif line.startswith(b"data: "):
-                            data = json.loads(line[6:])
-                    if data is not None and eid and eid.isdigit():
-                        sse.append((int(eid), data.get("session"), data.get("seq"), node.id, sse_opens[0]))
-                        last = int(eid)
-            c.close()
-        except (OSError, http.client.HTTPException, ValueError):
-            time.sleep(0.1)
+def sse_events():
+    """(id, session, seq) of every event the watcher got."""
+    return [(i, e.get("session"), e.get("seq")) for i, (_, e) in zip(list(sse.ids), sse.snapshot())]
 
-
-threading.Thread(target=read_sse, daemon=True).start()
 
 # events on sessions of every node: reconnects sent to random nodes (forwarded to the owner)
 load_stop = threading.Event()
@@ -166,8 +109,7 @@ log("%d events stored since the start of the load" % len(want))
 
 
 def delivered():
-    with got_lock:
-        return {(b.get("session"), b.get("seq")) for _, b in got}
+    return {(b.get("session"), b.get("seq")) for _, b in recv.snapshot()}
 
 
 end = time.time() + 60
@@ -175,34 +117,33 @@ while time.time() < end and not want <= delivered():
     time.sleep(0.5)
 missing = sorted(want - delivered())
 check(not missing, "%d stored events never delivered to the webhook: %s" % (len(missing), missing[:10]))
-with got_lock:
-    ids = [w for w, _ in got]
-    firsts = {}
-    order_bad = []
-    for w, b in got:
-        k = (b.get("session"), b.get("seq"))
-        if k in firsts or k[0] is None:
-            continue
-        firsts[k] = 1
-        prev = [q for (s, q) in firsts if s == k[0] and q > k[1]]
-        if prev:
-            order_bad.append(k)
+got = recv.snapshot()
+ids = [w for w, _ in got]
+firsts = {}
+order_bad = []
+for w, b in got:
+    k = (b.get("session"), b.get("seq"))
+    if k in firsts or k[0] is None:
+        continue
+    firsts[k] = 1
+    if [q for (s_, q) in firsts if s_ == k[0] and q > k[1]]:
+        order_bad.append(k)
 check(not order_bad, "first deliveries out of seq order: %s" % order_bad[:10])
 log("webhook: %d deliveries, %d distinct ids, every stored event at least once, in order per session"
     % (len(ids), len(set(ids))))
 
 # the stream: ids strictly increasing, nothing missing
 end = time.time() + 30
-while time.time() < end and not want <= {(e[1], e[2]) for e in sse}:
+while time.time() < end and not want <= {(e[1], e[2]) for e in sse_events()}:
     time.sleep(0.5)
-sse_stop.set()
+sse.close()
 # (a fresh stream starts with every session's current state, at `base`: not checked)
-evs = [e for e in sse if e[1] in base and e[2] > base[e[1]]]
+evs = [e for e in sse_events() if e[1] in base and e[2] > base[e[1]]]
 back = [(evs[i - 1], evs[i]) for i in range(1, len(evs)) if evs[i][0] <= evs[i - 1][0]]
 check(not back, "the all-sessions stream went back in id (%d times): %s" % (len(back), back[:10]))
 lost = sorted(want - {(e[1], e[2]) for e in evs})
 check(not lost, "the all-sessions stream (resumed by id, %d opens) missed %d stored events: %s"
-      % (sse_opens[0], len(lost), lost[:10]))
-log("stream: %d events over %d opens, ids increasing, none missed" % (len(evs), sse_opens[0]))
+      % (sse.opens, len(lost), lost[:10]))
+log("stream: %d events over %d opens, ids increasing, none missed" % (len(evs), sse.opens))
 cl.check_fw("at the end", double_live=0)
 print("PASS")

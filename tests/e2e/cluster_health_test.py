@@ -16,7 +16,7 @@ connection drops reads the events it missed once reconnected. Webhooks: a target
 one node is listed on the other, and only one node (the leader) delivers:
 every event reaches the receiver once, not once per node; deleting the
 target on the other node stops the deliveries."""
-import http.client, http.server, json, os, signal, subprocess, sys, threading, time
+import http.client, json, os, signal, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2elib
@@ -26,27 +26,7 @@ KEY = "cluster-health-admin-key-0123456789"
 SECRET = "cluster-health-node-secret-0123456789-abcdef"
 LEASE, RENEW = 3000, 500
 URL, PGDIR = e2elib.start_pg()
-stopped = []  # PostgreSQL processes stopped (SIGSTOP) by the test
-
-
-def pg_pids():
-    with open(os.path.join(PGDIR, "data", "postmaster.pid")) as f:
-        pm = int(f.readline())
-    kids = subprocess.run(["pgrep", "-P", str(pm)], capture_output=True, text=True).stdout.split()
-    return [pm] + [int(k) for k in kids]
-
-
-def resume_pg():
-    for p in stopped:
-        try:
-            os.kill(p, signal.SIGCONT)
-        except OSError:
-            pass
-
-
-e2elib.fail_hooks.insert(0, resume_pg)  # before the database is stopped
-import atexit
-atexit.register(resume_pg)  # (atexit runs it before start_pg's stop: registered later)
+pg = e2elib.PgFreezer(PGDIR)
 
 fw = start_fakewa()
 cport = fw["cport"]
@@ -60,23 +40,9 @@ def data(port, path):
     return e2elib.api_data(port, path, KEY)
 
 
-# the webhook receiver: counts each webhook-id
-got = {}
-got_lock = threading.Lock()
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        with got_lock:
-            wid = self.headers.get("webhook-id")
-            got.setdefault(wid, []).append(json.loads(body))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-    def log_message(self, *a):
-        pass
-rsrv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-threading.Thread(target=rsrv.serve_forever, daemon=True).start()
-RECV = "http://127.0.0.1:%d/hook" % rsrv.server_address[1]
+# the webhook receiver
+recv = e2elib.Receiver()
+RECV = recv.url
 
 nodes = {}
 for name in ("a", "b"):
@@ -168,8 +134,10 @@ wait("CONNECTED after the reconnect", lambda: data(other, "/api/sessions/sales/s
 
 # the reconnect's events reached the receiver, each once
 def sales_events():
-    with got_lock:
-        return {k: v for k, v in got.items() if v[0].get("session") == "sales"}
+    by_id = {}  # webhook-id -> its deliveries
+    for wid, body in recv.snapshot():
+        by_id.setdefault(wid, []).append(body)
+    return {k: v for k, v in by_id.items() if v[0].get("session") == "sales"}
 wait("webhooks of the reconnect", lambda: len(sales_events()) >= 2)
 time.sleep(1.5)  # a second node delivering would have sent its copies by now
 ev = sales_events()
@@ -224,10 +192,7 @@ threading.Thread(target=watch, daemon=True).start()
 wait("Watch: SERVING", lambda: seen and seen[-1][1] == hp.HealthCheckResponse.SERVING)
 
 # the database stops: both nodes self-fence before the lease can expire
-pids = pg_pids()
-for p in pids:
-    os.kill(p, signal.SIGSTOP)
-    stopped.append(p)
+pg.freeze()
 t_stop = time.time()
 wait("no live connection at the fake server", lambda: json.loads(req(cport, "GET", "/control/state")[1])["live"] == 0, 10)
 t_closed = time.time() - t_stop
@@ -241,9 +206,7 @@ check("wagw_cluster_self_fences_total" in m and
       "self-fence counted")
 
 # the database is back: ready again, the session is claimed anew (new epoch), no QR
-for p in pids:
-    os.kill(p, signal.SIGCONT)
-stopped.clear()
+pg.thaw()
 wait("Watch: SERVING again", lambda: seen and seen[-1][1] == hp.HealthCheckResponse.SERVING, 20)
 for n in (A, B):
     wait("ready again", lambda: req(n, "GET", "/readyz")[0] == 200)

@@ -1,7 +1,7 @@
 """Shared helpers of the Python end-to-end tests: paths of the programs under
 test in the runfiles, failing a test (killing what it started), free ports,
 the fake WhatsApp server, and plain HTTP requests."""
-import http.client, json, os, socket, subprocess, sys, time
+import http.client, json, os, signal, socket, subprocess, sys, time
 
 SRC = os.path.join(os.environ["TEST_SRCDIR"], "wa_gateway")
 TMP = os.environ.get("TEST_TMPDIR", "/tmp")
@@ -45,6 +45,67 @@ def start_pg():
     atexit.register(stop)
     fail_hooks.append(stop)
     return kv["PGTMP_URL"], kv["PGTMP_DIR"]
+
+
+class PgFreezer:
+    """Stops (SIGSTOP) and resumes every process of the throwaway PostgreSQL
+    in `pgdir`; whatever is stopped is resumed when a check fails and at
+    exit (before start_pg's stop, which is registered earlier)."""
+
+    def __init__(self, pgdir):
+        self.pgdir, self.stopped = pgdir, []
+        fail_hooks.insert(0, self.thaw)
+        import atexit
+        atexit.register(self.thaw)
+
+    def pids(self):
+        with open(os.path.join(self.pgdir, "data", "postmaster.pid")) as f:
+            pm = int(f.readline())
+        kids = subprocess.run(["pgrep", "-P", str(pm)], capture_output=True, text=True).stdout.split()
+        return [pm] + [int(k) for k in kids]
+
+    def freeze(self):
+        for p in self.pids():
+            os.kill(p, signal.SIGSTOP)
+            self.stopped.append(p)
+
+    def thaw(self):
+        for p in self.stopped:
+            try:
+                os.kill(p, signal.SIGCONT)
+            except OSError:
+                pass
+        self.stopped = []
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 (answers 200): `got` lists each
+    delivery as (webhook-id, body parsed as JSON), guarded by `lock`."""
+
+    def __init__(self):
+        import http.server, threading
+        self.got, self.lock = [], threading.Lock()
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+                with outer.lock:
+                    outer.got.append((self.headers.get("webhook-id"), body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+        self.url = "http://127.0.0.1:%d/hook" % self.srv.server_address[1]
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.got)
 
 
 def check(cond, msg):

@@ -11,8 +11,7 @@ a store call made on the loop thread would hold every request until then.
 A WebSocket watcher gets the drop only once it is stored (after SIGCONT):
 events are durable before any stream shows them. After SIGCONT, everything
 that waited for the database completes, nothing lost."""
-import base64, json, os, signal, subprocess, sys, threading, time
-import http.server
+import base64, json, os, signal, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2elib
@@ -20,45 +19,14 @@ from e2elib import check, fail, free_port, start_fakewa, start_gateway, gateway_
 
 KEY = "store-frozen-admin-key-0123456789abc"
 URL, PGDIR = e2elib.start_pg()
-stopped = []  # PostgreSQL processes stopped by the test
-
-
-def pg_pids():
-    with open(os.path.join(PGDIR, "data", "postmaster.pid")) as f:
-        pm = int(f.readline())
-    kids = subprocess.run(["pgrep", "-P", str(pm)], capture_output=True, text=True).stdout.split()
-    return [pm] + [int(k) for k in kids]
-
-
-def resume_pg():
-    for p in stopped:
-        try:
-            os.kill(p, signal.SIGCONT)
-        except OSError:
-            pass
-    stopped.clear()
-
-
-e2elib.fail_hooks.insert(0, resume_pg)
-import atexit
-atexit.register(resume_pg)  # before start_pg's stop (registered later, runs first)
+pg = e2elib.PgFreezer(PGDIR)
 
 fw = start_fakewa()
 cport = fw["cport"]
 
 # the webhook receiver
-got = []
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        got.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0")))))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-    def log_message(self, *a):
-        pass
-rsrv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-threading.Thread(target=rsrv.serve_forever, daemon=True).start()
-RECV = "http://127.0.0.1:%d/hook" % rsrv.server_address[1]
+recv = e2elib.Receiver()
+RECV = recv.url
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
 
 # a long lease: the node keeps its sessions through the freeze (self-fencing
@@ -130,9 +98,7 @@ threading.Thread(target=read_ws, daemon=True).start()
 wait("the watcher's first event", lambda: frames, 10)
 
 # the freeze
-for pid in pg_pids():
-    os.kill(pid, signal.SIGSTOP)
-    stopped.append(pid)
+pg.freeze()
 t_freeze = time.time()
 results = {}
 
@@ -180,7 +146,7 @@ check(fw_state()["paired"] == paired0,
       "the phone was answered before the pairing was stored (paired %d -> %d)"
       % (paired0, fw_state()["paired"]))
 
-resume_pg()
+pg.thaw()
 wait("the watcher gets the drop once it is stored", lambda: any(dropped(ev) for t, ev in frames), 20)
 for t in waiting:
     t.join(30)
@@ -192,7 +158,7 @@ wait("s3 paired and CONNECTED once its pairing is stored",
      lambda: data("/api/sessions/s3/status").get("state") == "CONNECTED")
 check(fw_state()["paired"] == paired0 + 1, "one pairing: %s" % fw_state()["paired"])
 wait("s2 listed with its QR", lambda: data("/api/sessions/s2/status").get("state") == "QR_READY")
-wait("the drop delivered to the webhook", lambda: any(dropped(e) for e in got), 20)
+wait("the drop delivered to the webhook", lambda: any(dropped(e) for _, e in recv.snapshot()), 20)
 st = json.loads(e2elib.api(cport, "GET", "/control/state")[1])
 check(st["doubleLive"] == 0, "one live connection per device: %s" % st)
 p.send_signal(signal.SIGTERM)

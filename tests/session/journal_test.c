@@ -85,17 +85,23 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Runs the loop until the pending events are committed and delivered. */
-static void settle(fx_t *fx)
+/* Runs the loop until `reg`'s pending events are committed and delivered
+ * (bounded: 5 s). */
+static void settle_reg(fx_t *fx, sess_registry_t *reg)
 {
     for (int i = 0; i < 3; i++)
         uv_run(&fx->loop, UV_RUN_NOWAIT);
     /* on PostgreSQL the commits are stored off the loop: wait for them */
-    for (int i = 0; i < 5000 && sess_registry_flushing(fx->reg); i++) {
+    for (int i = 0; i < 5000 && sess_registry_flushing(reg); i++) {
         usleep(1000);
         uv_run(&fx->loop, UV_RUN_NOWAIT);
     }
     uv_run(&fx->loop, UV_RUN_NOWAIT);
+}
+
+static void settle(fx_t *fx)
+{
+    settle_reg(fx, fx->reg);
 }
 
 static void publish(fx_t *fx, sess_state_t st, const char *detail)
@@ -482,10 +488,7 @@ static void test_two_writers_one_order(void **state)
     sess_jstore_attach(oj, other);
     sess_t *b = sess_registry_add(other, "b1"); /* the other node owns b1 */
     assert_non_null(b);
-    for (int i = 0; i < 5000 && sess_registry_flushing(other); i++) {
-        usleep(1000);
-        uv_run(&fx->loop, UV_RUN_NOWAIT);
-    }
+    settle_reg(fx, other);
     sess_t *f = sess_registry_add_follower(fx->reg, "b1");
     assert_non_null(f);
     settle(fx);
@@ -498,19 +501,13 @@ static void test_two_writers_one_order(void **state)
         sess_change_t cb = {.state = k % 2 ? SESS_CONNECTING : SESS_DISCONNECTED,
                             .detail = "theirs"};
         assert_int_equal(sess_publish(b, &cb), 0); /* stored first */
-        for (int i = 0; i < 5000 && sess_registry_flushing(other); i++) {
-            usleep(1000);
-            uv_run(&fx->loop, UV_RUN_NOWAIT);
-        }
+        settle_reg(fx, other);
         publish(fx, k % 2 ? SESS_CONNECTING : SESS_DISCONNECTED, "mine");
         settle(fx);
         if (k % 10 == 9)
             sess_follow_later(f); /* the NOTIFY of b1's events, late */
     }
-    for (int i = 0; i < 5000 && sess_registry_flushing(fx->reg); i++) {
-        usleep(1000);
-        uv_run(&fx->loop, UV_RUN_NOWAIT);
-    }
+    settle(fx);
     uint64_t prev = 0;
     int mine = 0, theirs = 0;
     while (next_wait(fx, all, &snap) == SESS_SUB_OK) {
