@@ -176,9 +176,9 @@ static void stop(fx_t *fx)
     for (int i = 0; i < 50; i++)
         uv_run(&fx->loop, UV_RUN_NOWAIT);
     sess_mgr_free(fx->mgr);
+    sess_registry_free(fx->reg); /* its drivers cancel their jobs: before the queue goes */
     sess_q_free(fx->q);
     fx->q = NULL;
-    sess_registry_free(fx->reg);
     store_close(fx->store);
     fx->mgr = NULL;
     fx->reg = NULL;
@@ -403,8 +403,8 @@ static void test_stop_waits_for_calls(void **state)
     for (int i = 0; i < 50; i++)
         uv_run(&fx->loop, UV_RUN_NOWAIT);
     sess_mgr_free(fx->mgr);
-    sess_q_free(fx->q);
     sess_registry_free(fx->reg);
+    sess_q_free(fx->q);
     store_close(fx->store);
     fx->mgr = NULL;
     fx->q = NULL;
