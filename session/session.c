@@ -100,7 +100,7 @@ struct sess_registry {
     pthread_mutex_t all_mu; /* guards the registry-wide subscriptions and delivered_id */
     sess_sub_t *all_subs;
     uint64_t delivered_id; /* the event id of the newest snapshot delivered */
-    int reads;             /* atomic: reads of the log in flight (replays, the tail) */
+    int reads;             /* atomic: reads of the log in flight (log_read) */
     /* With journal.read_async (PostgreSQL, several nodes writing the log):
      * the registry-wide subscriptions are fed by reading the log in id
      * order after `cursor`, so that their event ids only grow whichever
@@ -597,6 +597,43 @@ static uint64_t delivered_seq(sess_t *s)
     return seq;
 }
 
+/* A read of the log off the loop in flight (log_read). */
+typedef struct {
+    sess_registry_t *reg;
+    void (*done)(void *ctx, int rc);
+    void *ctx;
+} log_read_t;
+
+static void on_log_read(void *arg, int rc)
+{
+    log_read_t r = *(log_read_t *)arg;
+    free(arg);
+    r.done(r.ctx, rc);
+    /* after done, which may start the next read: never 0 in between */
+    __atomic_sub_fetch(&r.reg->reads, 1, __ATOMIC_ACQ_REL);
+}
+
+/* journal.read_async, counted in reads while in flight (what
+ * sess_registry_flushing reports). 0, or -1 when it cannot start (done is
+ * not called then). Any thread. */
+static int log_read(sess_registry_t *reg, const char *session, uint64_t after, size_t max,
+                    sess_event_t *out, size_t *n, uint64_t *pruned, void (*done)(void *ctx, int rc),
+                    void *ctx)
+{
+    log_read_t *r = malloc(sizeof(*r));
+    if (!r)
+        return -1;
+    *r = (log_read_t){reg, done, ctx};
+    __atomic_add_fetch(&reg->reads, 1, __ATOMIC_ACQ_REL);
+    if (reg->journal.read_async(reg->journal.arg, session, after, max, out, n, pruned, on_log_read,
+                                r) != 0) {
+        __atomic_sub_fetch(&reg->reads, 1, __ATOMIC_ACQ_REL);
+        free(r);
+        return -1;
+    }
+    return 0;
+}
+
 /* A follower's newest stored event being read (registry_add, with
  * read_async). */
 typedef struct {
@@ -651,8 +688,8 @@ static int newest_later(sess_t *s, uint64_t last)
     sess_ref(s);
     f->s = s;
     f->last = last;
-    if (reg->journal.read_async(reg->journal.arg, s->name, last ? last - 1 : 0, 2, f->ev, &f->n,
-                                &f->pruned, on_newest_read, f) != 0) {
+    if (log_read(reg, s->name, last ? last - 1 : 0, 2, f->ev, &f->n, &f->pruned, on_newest_read,
+                 f) != 0) {
         sess_unref(s);
         free(f);
         return -1;
@@ -726,7 +763,6 @@ static void on_follow_read(void *ctx, int rc)
     follow_read_t *f = ctx;
     sess_t *s = f->s;
     int more = 0;
-    __atomic_sub_fetch(&s->reg->reads, 1, __ATOMIC_ACQ_REL);
     if (rc == 0 && s->following && !s->removed && !s->reg->closing) {
         follow_deliver(s, f->after, f->ev, f->n, f->pruned);
         more = f->n == REPLAY_PAGE;
@@ -754,10 +790,8 @@ static void follow_start(sess_t *s)
     sess_ref(s);
     f->s = s;
     f->after = delivered_seq(s);
-    __atomic_add_fetch(&reg->reads, 1, __ATOMIC_ACQ_REL);
-    if (reg->journal.read_async(reg->journal.arg, s->name, f->after, REPLAY_PAGE, f->ev, &f->n,
-                                &f->pruned, on_follow_read, f) != 0) {
-        __atomic_sub_fetch(&reg->reads, 1, __ATOMIC_ACQ_REL);
+    if (log_read(reg, s->name, f->after, REPLAY_PAGE, f->ev, &f->n, &f->pruned, on_follow_read,
+                 f) != 0) {
         s->follow_busy = 0;
         sess_unref(s);
         free(f);
@@ -823,8 +857,8 @@ static void catchup_next(catchup_t *c)
     c->after = delivered_seq(c->s);
     c->n = 0;
     c->pruned = 0;
-    if (reg->journal.read_async(reg->journal.arg, c->s->name, c->after, REPLAY_PAGE, c->ev, &c->n,
-                                &c->pruned, on_catchup_read, c) != 0)
+    if (log_read(reg, c->s->name, c->after, REPLAY_PAGE, c->ev, &c->n, &c->pruned, on_catchup_read,
+                 c) != 0)
         catchup_end(c, c->total ? c->total : -1);
 }
 
@@ -1286,7 +1320,6 @@ static void on_replay_read(void *ctx, int rc)
 {
     replay_read_t *r = ctx;
     sess_sub_t *sub = r->sub;
-    sess_registry_t *reg = sub->jreg;
     pthread_mutex_lock(&sub->mu);
     int gone = sub->gone;
     if (!gone && rc != 0)
@@ -1308,7 +1341,6 @@ static void on_replay_read(void *ctx, int rc)
     pthread_mutex_unlock(&sub->mu);
     if (gone)
         sub_free(sub);
-    __atomic_sub_fetch(&reg->reads, 1, __ATOMIC_ACQ_REL);
     sess_unref(r->sess);
     free(r);
 }
@@ -1326,11 +1358,8 @@ static int replay_start(sess_sub_t *sub, uint64_t after, uint64_t gap_since)
         sess_ref(r->sess);
     r->after = after;
     r->gap_since = gap_since;
-    const sess_journal_t *j = &sub->jreg->journal;
-    __atomic_add_fetch(&sub->jreg->reads, 1, __ATOMIC_ACQ_REL);
-    if (j->read_async(j->arg, sub->sess ? sub->sess->name : NULL, after, replay_max(sub), r->ev,
-                      &r->n, &r->pruned, on_replay_read, r) != 0) {
-        __atomic_sub_fetch(&sub->jreg->reads, 1, __ATOMIC_ACQ_REL);
+    if (log_read(sub->jreg, sub->sess ? sub->sess->name : NULL, after, replay_max(sub), r->ev,
+                 &r->n, &r->pruned, on_replay_read, r) != 0) {
         sess_unref(r->sess);
         free(r);
         return -1;
@@ -1507,7 +1536,6 @@ static void on_tail_read(void *ctx, int rc)
 {
     sess_registry_t *reg = ctx;
     reg->tail.busy = 0;
-    __atomic_sub_fetch(&reg->reads, 1, __ATOMIC_ACQ_REL);
     size_t n = rc == 0 ? reg->tail.n : 0;
     for (size_t i = 0; i < reg->tail.n; i++) {
         sess_event_t *ev = &reg->tail.ev[i];
@@ -1545,10 +1573,8 @@ static void tail_kick(sess_registry_t *reg)
     reg->tail.busy = 1;
     reg->tail.again = 0;
     reg->tail.n = 0;
-    __atomic_add_fetch(&reg->reads, 1, __ATOMIC_ACQ_REL);
-    if (reg->journal.read_async(reg->journal.arg, NULL, reg->tail.cursor, REPLAY_PAGE, reg->tail.ev,
-                                &reg->tail.n, &reg->tail.pruned, on_tail_read, reg) != 0) {
-        __atomic_sub_fetch(&reg->reads, 1, __ATOMIC_ACQ_REL);
+    if (log_read(reg, NULL, reg->tail.cursor, REPLAY_PAGE, reg->tail.ev, &reg->tail.n,
+                 &reg->tail.pruned, on_tail_read, reg) != 0) {
         reg->tail.busy = 0;
         reg->tail.again = 1; /* not started: the next delivery tries again */
     }
