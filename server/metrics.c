@@ -316,9 +316,14 @@ char *metrics_render(metrics_t *m, const sess_snapshot_t *snap)
              "wagw_events_commits_total %llu\n"
              "# HELP wagw_events_pruned_total Events deleted by EVENT_RETENTION.\n"
              "# TYPE wagw_events_pruned_total counter\n"
-             "wagw_events_pruned_total %llu\n",
+             "wagw_events_pruned_total %llu\n"
+             "# HELP wagw_events_store_retries_total Event log transactions PostgreSQL ended "
+             "(a deadlock it broke, a serialization failure) and that were run again.\n"
+             "# TYPE wagw_events_store_retries_total counter\n"
+             "wagw_events_store_retries_total %llu\n",
              (unsigned long long)js.appended, (unsigned long long)js.failed,
-             (unsigned long long)js.commits, (unsigned long long)js.pruned);
+             (unsigned long long)js.commits, (unsigned long long)js.pruned,
+             (unsigned long long)js.retried);
     }
     if (m->cluster)
         render_cluster(&o, m->cluster);

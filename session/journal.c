@@ -196,7 +196,8 @@ static int append_core(sess_jstore_t *j, sess_event_t *ev, size_t n, int bg, int
                                 .ts_ms = ev[i].ts_ms,
                                 .type = (char *)ev[i].type,
                                 .body = (char *)ev[i].body,
-                                .body_len = ev[i].body_len};
+                                .body_len = ev[i].body_len,
+                                .epoch = ev[i].epoch};
     int rc = bg ? store_events_append_bg(j->store, sv, n) : store_events_append(j->store, sv, n);
     size_t stored = 0;
     for (size_t i = 0; i < n; i++) {
@@ -452,6 +453,7 @@ void sess_jstore_stats(sess_jstore_t *j, sess_jstore_stats_t *out)
     out->failed = __atomic_load_n(&j->failed, __ATOMIC_RELAXED);
     out->commits = __atomic_load_n(&j->commits, __ATOMIC_RELAXED);
     out->pruned = __atomic_load_n(&j->pruned, __ATOMIC_RELAXED);
+    out->retried = store_events_retries(j->store);
 }
 
 void sess_jstore_close(sess_jstore_t *j)

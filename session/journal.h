@@ -58,6 +58,7 @@ typedef struct {
     uint64_t failed;   /* events that could not be stored (delivered live only) */
     uint64_t commits;  /* transactions */
     uint64_t pruned;   /* events deleted by retention */
+    uint64_t retried;  /* transactions run again after a deadlock or serialization failure */
 } sess_jstore_stats_t;
 void sess_jstore_stats(sess_jstore_t *j, sess_jstore_stats_t *out);
 

@@ -875,6 +875,7 @@ static void acq_read(void *arg, int rc)
         return;
     }
     store_fence_set(m->o.store, a->name, a->epoch);
+    sess_set_epoch(s, a->epoch); /* what it published under an older lease is refused */
     sess_ref(s);
     a->s = s;
     sess_follow_async(s, acq_caught_up, a); /* the log is final: the previous owner is fenced */
@@ -889,8 +890,10 @@ static void clu_on_acquire(void *arg, const char *name, uint64_t epoch)
     if (a) { /* already starting: with the newest epoch */
         if (epoch > a->epoch) {
             a->epoch = epoch;
-            if (a->s)
+            if (a->s) {
                 store_fence_set(m->o.store, name, epoch);
+                sess_set_epoch(a->s, epoch);
+            }
         }
         return;
     }

@@ -73,6 +73,9 @@ struct sess {
     int removed;       /* taken out of the registry (sess_registry_remove) */
     int following;     /* cluster: another node owns it; snapshots come from the log */
     int follow_busy, follow_again; /* sess_follow_later: a read in flight, another due */
+    uint64_t epoch; /* cluster: the lease epoch its events are made under (loop thread) */
+    size_t pending; /* its events waiting for the journal (loop thread) */
+    void *parked;   /* a catch-up waiting for `pending` to reach 0 (sess_follow_async) */
     void (*removed_done)(void *);
     void *removed_arg;
     sess_t *next;
@@ -82,6 +85,7 @@ struct sess {
 typedef struct pend {
     sess_t *sess; /* holds a reference */
     sess_snapshot_t *snap;
+    uint64_t epoch; /* the session's when it was published */
     struct pend *next;
 } pend_t;
 
@@ -589,6 +593,11 @@ int sess_following(const sess_t *s)
     return __atomic_load_n(&s->following, __ATOMIC_ACQUIRE);
 }
 
+void sess_set_epoch(sess_t *s, uint64_t epoch)
+{
+    s->epoch = epoch;
+}
+
 static uint64_t delivered_seq(sess_t *s)
 {
     pthread_mutex_lock(&s->sub_mu);
@@ -832,7 +841,7 @@ static void catchup_end(catchup_t *c, int rc)
     done(arg, rc);
 }
 
-static void catchup_next(catchup_t *c);
+static void catchup_next(void *arg);
 
 static void on_catchup_read(void *ctx, int rc)
 {
@@ -851,8 +860,9 @@ static void on_catchup_read(void *ctx, int rc)
         catchup_end(c, c->total);
 }
 
-static void catchup_next(catchup_t *c)
+static void catchup_next(void *arg)
 {
+    catchup_t *c = arg;
     sess_registry_t *reg = c->s->reg;
     c->after = delivered_seq(c->s);
     c->n = 0;
@@ -878,6 +888,12 @@ int sess_follow_async(sess_t *s, void (*done)(void *arg, int rc), void *arg)
     c->s = s;
     c->done = done;
     c->arg = arg;
+    if (s->pending && !s->parked) {
+        /* what it published itself settles first (stored, or refused by
+         * the fence and taken back): the log is then all it has shown */
+        s->parked = c;
+        return 0;
+    }
     catchup_next(c);
     return 0;
 }
@@ -1600,7 +1616,9 @@ static void emit(sess_t *s, sess_snapshot_t *snap)
     sess_ref(s);
     p->sess = s;
     p->snap = snap;
+    p->epoch = s->epoch;
     p->next = NULL;
+    s->pending++;
     if (reg->pend_tail)
         reg->pend_tail->next = p;
     else
@@ -1653,7 +1671,8 @@ static void take_batch(sess_registry_t *reg, pend_t **batch, sess_event_t *ev, s
                                .ts_ms = snap->changed_ms,
                                .type = SESS_EVENT_STATUS,
                                .body = body,
-                               .body_len = len};
+                               .body_len = len,
+                               .epoch = batch[i]->epoch};
         slot[i] = m++;
     }
     *n_out = n;
@@ -1729,6 +1748,24 @@ static void flush_pending(sess_registry_t *reg)
         uv_prepare_stop(&reg->flush);
 }
 
+static void catchup_next(void *c);
+
+/* A pending event is settled (stored, refused or failed): frees it; the
+ * session's catch-up parked until its events settled goes on. Loop
+ * thread. */
+static void pend_done(pend_t *p)
+{
+    sess_t *s = p->sess;
+    sess_snapshot_unref(p->snap);
+    if (s->pending && --s->pending == 0 && s->parked) {
+        void *c = s->parked;
+        s->parked = NULL;
+        catchup_next(c);
+    }
+    sess_unref(s);
+    free(p);
+}
+
 /* Sets the ids the journal gave, delivers in order (dropping what the
  * fence refused) and frees the batch. Loop thread. */
 static void finish_batch(pend_t **batch, sess_event_t *ev, const size_t *slot, size_t n, size_t m,
@@ -1742,17 +1779,13 @@ static void finish_batch(pend_t **batch, sess_event_t *ev, const size_t *slot, s
                  * published is not the session's history; back to the
                  * newest snapshot the log has (the owner's come next) */
                 revert_current(p->sess);
-                sess_snapshot_unref(p->snap);
-                sess_unref(p->sess);
-                free(p);
+                pend_done(p);
                 continue;
             }
             if (slot[i] != SIZE_MAX && (rc == 0 || rc == SESS_JOURNAL_FENCED))
                 __atomic_store_n(&p->snap->event_id_, ev[slot[i]].id, __ATOMIC_RELEASE);
             deliver(p->sess, p->snap);
-            sess_snapshot_unref(p->snap);
-            sess_unref(p->sess);
-            free(p);
+            pend_done(p);
         }
         for (size_t i = 0; i < m; i++)
             free((char *)ev[i].body);

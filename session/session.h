@@ -321,6 +321,7 @@ typedef struct {
     const char *type;    /* "session.status" */
     const char *body;    /* its JSON view (sess_event_json) */
     size_t body_len;
+    uint64_t epoch; /* cluster: the lease epoch it was published under (sess_set_epoch); 0 */
 } sess_event_t;
 
 /* Where events are stored. `last_seq` and `append` run on the loop thread;
@@ -399,6 +400,13 @@ void sess_set_following(sess_t *s, int on);
 /* 1 for a follower. Any thread. */
 int sess_following(const sess_t *s);
 
+/* Cluster: the lease epoch the session's next events are made under. The
+ * store stores an event only while that lease is still held with that
+ * epoch: an event made under an older lease is refused even when this node
+ * holds the session again (its log never gets a hole). 0 (the default):
+ * the store's own idea of the epoch (store_fence_set). Loop thread. */
+void sess_set_epoch(sess_t *s, uint64_t epoch);
+
 /* Catches up with the log: every stored event of the session after the
  * newest one delivered becomes, in order, its current snapshot and is
  * delivered to its subscribers (bounded: at most 64,000 per call). Returns
@@ -422,8 +430,11 @@ void sess_follow_later(sess_t *s);
  * delivered in order on the loop thread, page after page, then done(arg,
  * rc) runs once with how many were delivered, or -1 when the log cannot
  * be read. Without read_async it is sess_follow, and done runs before
- * this returns. Stops early (done still runs) when the session is removed
- * or the registry closes. Returns 0. Loop thread. */
+ * this returns. With read_async, while events the session published itself
+ * still wait for the journal, the reading starts once they are settled
+ * (stored, or refused by the fence and taken back), so the log is then
+ * everything it showed. Stops early (done still runs) when the session is
+ * removed or the registry closes. Returns 0. Loop thread. */
 int sess_follow_async(sess_t *s, void (*done)(void *arg, int rc), void *arg);
 
 /* Frees the strings of an event filled by a journal's read. */

@@ -336,10 +336,16 @@ static int renew(clu_t *c, int64_t t0)
     if (held_arrays(c, &names, &epochs) != 0)
         return -1;
     r = q(c,
+          /* the rows are locked in the order the event log's appends lock
+           * them FOR SHARE (strcmp, i.e. COLLATE "C"): never a deadlock */
           "UPDATE leases l SET expires_at = now() + $2::bigint * interval '1 millisecond'"
-          " FROM unnest($3::text[], $4::bigint[]) AS h(session, epoch)"
-          " WHERE l.session = h.session AND l.epoch = h.epoch AND l.owner = $1"
-          " AND l.expires_at > now() RETURNING l.session",
+          " FROM (SELECT k.session FROM leases k"
+          "  JOIN unnest($3::text[], $4::bigint[]) AS h(session, epoch)"
+          "  ON k.session = h.session AND k.epoch = h.epoch"
+          "  WHERE k.owner = $1 AND k.expires_at > now()"
+          "  ORDER BY k.session COLLATE \"C\" FOR UPDATE OF k) f"
+          " WHERE l.session = f.session AND l.owner = $1 AND l.expires_at > now()"
+          " RETURNING l.session",
           4, (const char *[]){c->node_id, lease, names, epochs});
     free(names);
     free(epochs);

@@ -203,6 +203,11 @@ int store_events_append_bg(store_t *st, store_event_t *ev, size_t n)
     return pg_events_append_bg(st, ev, n);
 }
 
+uint64_t store_events_retries(store_t *st)
+{
+    return __atomic_load_n(&st->append_retries, __ATOMIC_RELAXED);
+}
+
 void store_fenced(store_t *st, const char *session)
 {
     if (st->on_fenced)

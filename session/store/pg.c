@@ -320,8 +320,11 @@ static PGresult *wait_results(pg_conn_t *c)
             break;
         ExecStatusType s = PQresultStatus(r);
         if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
-            if (!failed)
+            if (!failed) {
                 log_failure(c->conn, r);
+                const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+                snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", code ? code : "");
+            }
             failed = 1;
         }
         PQclear(last);
@@ -582,9 +585,20 @@ int pg_fence(store_t *st, const char *session)
 
 int pg_fence_on(store_t *st, pg_conn_t *c, const char *session)
 {
+    return pg_fence_epoch_on(st, c, session, 0);
+}
+
+int pg_transient(const pg_conn_t *c)
+{
+    return !strcmp(c->sqlstate, "40P01") || !strcmp(c->sqlstate, "40001");
+}
+
+int pg_fence_epoch_on(store_t *st, pg_conn_t *c, const char *session, uint64_t epoch)
+{
     if (!st->node_id || !session || !*session)
         return 0;
-    uint64_t epoch = store_fence_epoch(st, session);
+    if (!epoch)
+        epoch = store_fence_epoch(st, session);
     if (epoch == 0)
         return STORE_EFENCED;
     pg_params_t p = {0};

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "session/store/store_internal.h"
 
 int pg_events_last_seq(store_t *st, const char *session, uint64_t *seq)
@@ -95,51 +96,78 @@ int pg_events_append(store_t *st, store_event_t *ev, size_t n)
     return pg_events_append_on(st, &st->pgw, ev, n);
 }
 
-int pg_events_append_on(store_t *st, pg_conn_t *c, store_event_t *ev, size_t n)
+/* The events of one session made under one epoch, within a batch. */
+typedef struct {
+    const char *session;
+    uint64_t epoch;
+    int fenced; /* refused: not stored */
+    int stale;  /* made under an epoch this node no longer holds */
+} fence_group_t;
+
+static int group_cmp(const void *a, const void *b)
 {
-    if (n == 0)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        ev[i].id = 0;
-    /* the distinct sessions of the batch, and which ones are fenced */
-    const char **names = malloc(n * sizeof(*names));
-    int *fenced = calloc(n, sizeof(*fenced));
+    const fence_group_t *x = a, *y = b;
+    int c = strcmp(x->session, y->session);
+    return c ? c : (x->epoch > y->epoch) - (x->epoch < y->epoch);
+}
+
+/* The group of event e (it is there: groups_of made it). */
+static fence_group_t *group_of(fence_group_t *g, size_t k, const store_event_t *e)
+{
+    fence_group_t key = {.session = e->session, .epoch = e->epoch};
+    return bsearch(&key, g, k, sizeof(*g), group_cmp);
+}
+
+/* The distinct (session, epoch) of the batch, sorted (strcmp): the lease
+ * rows are locked in that order. */
+static size_t groups_of(const store_event_t *ev, size_t n, fence_group_t *g)
+{
     size_t k = 0;
-    int rc = names && fenced ? 0 : STORE_ENOMEM;
-    for (size_t i = 0; !rc && i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (!ev[i].session)
             continue;
         size_t j = 0;
-        while (j < k && strcmp(names[j], ev[i].session))
+        while (j < k && (strcmp(g[j].session, ev[i].session) || g[j].epoch != ev[i].epoch))
             j++;
         if (j == k)
-            names[k++] = ev[i].session;
+            g[k++] = (fence_group_t){.session = ev[i].session, .epoch = ev[i].epoch};
     }
-    if (!rc && pg_begin_events(c))
-        rc = STORE_EIO;
+    qsort(g, k, sizeof(*g), group_cmp);
+    return k;
+}
+
+/* One attempt of pg_events_append_on: its transaction, committed or rolled
+ * back. 0, STORE_EFENCED (some groups refused: their ids stay 0) or
+ * STORE_EIO. */
+static int append_once(store_t *st, pg_conn_t *c, store_event_t *ev, size_t n, fence_group_t *g,
+                       size_t k)
+{
+    for (size_t i = 0; i < n; i++)
+        ev[i].id = 0;
+    int rc = pg_begin_events(c) ? STORE_EIO : 0;
     int any_fenced = 0;
     for (size_t j = 0; !rc && j < k; j++) {
-        int f = pg_fence_on(st, c, names[j]);
-        if (f == STORE_EFENCED)
-            fenced[j] = any_fenced = 1;
-        else
+        /* an event made under an older lease than the one held now (or
+         * after the lease went) is refused without asking: the session's
+         * log goes on from what the newer holder read, never past a hole */
+        uint64_t held = st->node_id ? store_fence_epoch(st, g[j].session) : 0;
+        g[j].stale = st->node_id && g[j].epoch && g[j].epoch != held;
+        int f = g[j].stale ? STORE_EFENCED : pg_fence_epoch_on(st, c, g[j].session, g[j].epoch);
+        g[j].fenced = f == STORE_EFENCED;
+        any_fenced |= g[j].fenced;
+        if (f != STORE_EFENCED)
             rc = f;
     }
     for (size_t i = 0; !rc && i < n; i++) {
-        if (ev[i].session) {
-            size_t j = 0;
-            while (strcmp(names[j], ev[i].session))
-                j++;
-            if (fenced[j])
-                continue; /* not stored: its id stays 0 */
-        }
+        if (ev[i].session && group_of(g, k, &ev[i])->fenced)
+            continue; /* not stored: its id stays 0 */
         rc = append_one(c, &ev[i]);
     }
     for (size_t j = 0; !rc && j < k; j++) {
-        if (fenced[j])
-            continue;
+        if (g[j].fenced || (j && !strcmp(g[j - 1].session, g[j].session) && !g[j - 1].fenced))
+            continue; /* once per session stored */
         pg_params_t p = {0};
-        pg_p_text(&p, names[j]);
+        pg_p_text(&p, g[j].session);
         rc = pg_cmd(c, -1, "SELECT pg_notify('wagw_events', $1)", &p, NULL);
     }
     if (!rc && pg_commit(c))
@@ -148,14 +176,39 @@ int pg_events_append_on(store_t *st, pg_conn_t *c, store_event_t *ev, size_t n)
         pg_rollback(c);
         for (size_t i = 0; i < n; i++)
             ev[i].id = 0;
-    } else if (any_fenced) {
-        for (size_t j = 0; j < k; j++)
-            if (fenced[j])
-                store_fenced(st, names[j]);
-        rc = STORE_EFENCED;
+        return rc;
     }
-    free(names);
-    free(fenced);
+    return any_fenced ? STORE_EFENCED : 0;
+}
+
+/* Attempts of one append when PostgreSQL ends it for a reason a retry
+ * cures (a deadlock it broke, a serialization failure). */
+#define APPEND_ATTEMPTS 5
+
+int pg_events_append_on(store_t *st, pg_conn_t *c, store_event_t *ev, size_t n)
+{
+    if (n == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        ev[i].id = 0;
+    fence_group_t *g = calloc(n, sizeof(*g));
+    if (!g)
+        return STORE_ENOMEM;
+    size_t k = groups_of(ev, n, g);
+    int rc = STORE_EIO;
+    for (int attempt = 0; attempt < APPEND_ATTEMPTS; attempt++) {
+        c->sqlstate[0] = 0;
+        rc = append_once(st, c, ev, n, g, k);
+        if (rc != STORE_EIO || !pg_transient(c))
+            break;
+        __atomic_add_fetch(&st->append_retries, 1, __ATOMIC_RELAXED);
+        LOG_WARN("store", "postgres: storing %zu event(s) again (attempt %d)", n, attempt + 2);
+    }
+    if (rc == STORE_EFENCED)
+        for (size_t j = 0; j < k; j++)
+            if (g[j].fenced && !g[j].stale)
+                store_fenced(st, g[j].session); /* the lease held now is gone */
+    free(g);
     return rc;
 }
 

@@ -263,7 +263,16 @@ typedef struct {
     char *type;
     char *body;
     size_t body_len;
+    /* Cluster mode, on append: the lease epoch of `session` this node held
+     * when the event was made; the event is stored only while the lease
+     * still has it (0: the epoch store_fence_set gave). Not read back. */
+    uint64_t epoch;
 } store_event_t;
+
+/* How many event appends PostgreSQL ended for a reason a retry cures (a
+ * deadlock it broke, a serialization failure) and were run again (each
+ * append tries up to 5 times before it fails). 0 on SQLite. Any thread. */
+uint64_t store_events_retries(store_t *st);
 
 /* The highest seq ever given to `session` (0 when none). */
 int store_events_last_seq(store_t *st, const char *session, uint64_t *seq);

@@ -149,6 +149,7 @@ typedef struct {
     int retry;                   /* the call's first statement found the connection broken */
     int broken;                  /* a statement timed out: reset before the next call */
     int timeout_ms;              /* the client-side bound of one statement */
+    char sqlstate[6]; /* SQLSTATE of the last failure (kept until the caller clears it) */
 } pg_conn_t;
 
 /* A session's lease epoch held by this node (store_fence_set). */
@@ -172,7 +173,8 @@ struct store {
      * appender's (store_events_append_bg: opened on first use with url, the
      * URL as given, wiped on close). */
     pg_conn_t pgw, pgr, pga;
-    pthread_mutex_t bg_mu; /* for pga */
+    uint64_t append_retries; /* appends run again after a transient failure (atomic) */
+    pthread_mutex_t bg_mu;   /* for pga */
     char *url;
     /* Cluster mode (PostgreSQL): this node's id (NULL: writes not fenced),
      * the epochs it holds, and who is told of a refused write. */
@@ -270,6 +272,16 @@ int pg_fence(store_t *st, const char *session);
 
 /* The same check on connection `c` (the background appender's). */
 int pg_fence_on(store_t *st, pg_conn_t *c, const char *session);
+
+/* pg_fence_on for a given epoch (0: the one store_fence_set gave): the
+ * lease row is locked FOR SHARE until the transaction ends. Callers that
+ * check several sessions in one transaction do so in strcmp order, the
+ * order the cluster's renewal locks them in (no deadlock between them). */
+int pg_fence_epoch_on(store_t *st, pg_conn_t *c, const char *session, uint64_t epoch);
+
+/* 1 when the last statement that failed on `c` failed for a reason that
+ * retrying its transaction can cure (a deadlock, a serialization failure). */
+int pg_transient(const pg_conn_t *c);
 
 /* store_events_append's work on connection `c`, inside its own transaction
  * (pg_events.c). */

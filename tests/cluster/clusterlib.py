@@ -703,6 +703,9 @@ class Cluster:
                 fail("%s: %s's stored events since %d have a gap: %s" % (what, name, self.linked_seq[name], gaps[0]))
             seqs = [e["seq"] for e in evs]
             if seqs != list(range(self.linked_seq[name] + 1, upto + 1)):
+                for n in self.nodes:  # what each node said of it, and of the log
+                    for line in grep_log(n, r"\b%s\b|cannot store|deadlock|again \(attempt" % name)[-15:]:
+                        print("%s: %s" % (n.id, line), file=sys.stderr)
                 fail("%s: %s's stored events since %d are not every seq up to %d: %s"
                      % (what, name, self.linked_seq[name], upto, seqs[:40]))
             qr = [e for e in evs if e.get("state") == "QR_READY" or e.get("hasQR")]

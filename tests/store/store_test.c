@@ -1131,6 +1131,121 @@ static void test_pg_append_partly_fenced(void **state)
     store_close(st);
 }
 
+/* Events made under an older epoch than the lease this node holds now are
+ * refused without calling the fenced callback (the node holds the session:
+ * only those events are stale), whatever the lease row says; events made
+ * under the epoch held are stored; epoch 0 means the one store_fence_set
+ * gave. */
+static void test_pg_stale_epoch_refused(void **state)
+{
+    (void)state;
+    store_t *st = open_ok();
+    fenced_log_t log = {0};
+    store_on_fenced(st, on_fenced, &log);
+    assert_int_equal(store_session_add(st, "s", NULL, NULL), 0);
+    assert_int_equal(store_set_node(st, "n1"), 0);
+    grant("s", "n1", 6);
+    store_fence_set(st, "s", 6);
+    store_event_t ev[3] = {
+        {.session = "s", .seq = 1, .ts_ms = 1, .type = "t", .body = "{}", .body_len = 2},
+        {.session = "s",
+         .seq = 2,
+         .ts_ms = 1,
+         .type = "t",
+         .body = "{}",
+         .body_len = 2,
+         .epoch = 5},
+        {.session = "s",
+         .seq = 3,
+         .ts_ms = 1,
+         .type = "t",
+         .body = "{}",
+         .body_len = 2,
+         .epoch = 6},
+    };
+    assert_int_equal(store_events_append(st, ev, 3), STORE_EFENCED);
+    assert_true(ev[0].id > 0);
+    assert_int_equal(ev[1].id, 0);
+    assert_true(ev[2].id > ev[0].id);
+    assert_int_equal(log.calls, 0);
+    /* the lease went (another node, epoch 7): the held epoch's events are
+     * refused and the callback says so */
+    grant("s", "n2", 7);
+    store_event_t e = {
+        .session = "s", .seq = 4, .ts_ms = 1, .type = "t", .body = "{}", .body_len = 2, .epoch = 6};
+    assert_int_equal(store_events_append(st, &e, 1), STORE_EFENCED);
+    assert_int_equal(e.id, 0);
+    assert_int_equal(log.calls, 1);
+    assert_int_equal(count_rows("SELECT count(*) FROM events WHERE session = 's'"), 2);
+    assert_int_equal(store_events_retries(st), 0);
+    store_close(st);
+}
+
+/* What the lock-order test's other transaction did. */
+typedef struct {
+    store_t *st;
+    store_event_t ev[2];
+    int rc;
+} order_append_t;
+
+static void *order_append(void *arg)
+{
+    order_append_t *a = arg;
+    a->rc = store_events_append(a->st, a->ev, 2);
+    return NULL;
+}
+
+/* The lease rows an append locks FOR SHARE are locked in the order the
+ * cluster's renewal locks them (by name): a transaction holding "a" and
+ * then updating "b" (as a renewal does) while an append of "b" then "a"
+ * waits never deadlocks; both complete, nothing retried. */
+static void test_pg_append_locks_in_order(void **state)
+{
+    (void)state;
+    store_t *st = open_ok();
+    assert_int_equal(store_session_add(st, "a", NULL, NULL), 0);
+    assert_int_equal(store_session_add(st, "b", NULL, NULL), 0);
+    assert_int_equal(store_set_node(st, "n1"), 0);
+    grant("a", "n1", 1);
+    grant("b", "n1", 1);
+    store_fence_set(st, "a", 1);
+    store_fence_set(st, "b", 1);
+    PGconn *x = PQconnectdb(testdb_url());
+    assert_int_equal(PQstatus(x), CONNECTION_OK);
+    PGresult *r = PQexec(x, "BEGIN; UPDATE leases SET expires_at = expires_at WHERE session = 'a'");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    order_append_t a = {
+        .st = st,
+        .ev = {{.session = "b", .seq = 1, .ts_ms = 1, .type = "t", .body = "{}", .body_len = 2},
+               {.session = "a", .seq = 1, .ts_ms = 1, .type = "t", .body = "{}", .body_len = 2}}};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, order_append, &a), 0);
+    /* until the append waits for "a" */
+    long long waiting = 0;
+    for (int i = 0; i < 500 && !waiting; i++) {
+        usleep(10000);
+        assert_int_equal(testdb_pg_exec("SELECT count(*) FROM pg_stat_activity"
+                                        " WHERE wait_event_type = 'Lock'",
+                                        &waiting),
+                         0);
+    }
+    assert_true(waiting > 0);
+    r = PQexec(x, "UPDATE leases SET expires_at = expires_at WHERE session = 'b'");
+    ExecStatusType upd = PQresultStatus(r);
+    if (upd != PGRES_COMMAND_OK)
+        fprintf(stderr, "the renewal's update: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    PQclear(PQexec(x, upd == PGRES_COMMAND_OK ? "COMMIT" : "ROLLBACK"));
+    assert_int_equal(pthread_join(t, NULL), 0);
+    PQfinish(x);
+    assert_int_equal(upd, PGRES_COMMAND_OK);
+    assert_int_equal(a.rc, 0);
+    assert_true(a.ev[0].id > 0 && a.ev[1].id > 0);
+    assert_int_equal(store_events_retries(st), 0);
+    store_close(st);
+}
+
 /* Waits up to 5 s for a notification on c; 1 with its channel and payload
  * copied, else 0. */
 static int next_notify(PGconn *c, char *channel, char *payload)
@@ -1340,6 +1455,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pg_concurrent_migration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_fencing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_append_partly_fenced, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_stale_epoch_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_append_locks_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_notify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_reconnect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_hung_server, setup, teardown),
