@@ -122,17 +122,14 @@ static fence_group_t *group_of(fence_group_t *g, size_t k, const store_event_t *
  * rows are locked in that order. */
 static size_t groups_of(const store_event_t *ev, size_t n, fence_group_t *g)
 {
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!ev[i].session)
-            continue;
-        size_t j = 0;
-        while (j < k && (strcmp(g[j].session, ev[i].session) || g[j].epoch != ev[i].epoch))
-            j++;
-        if (j == k)
-            g[k++] = (fence_group_t){.session = ev[i].session, .epoch = ev[i].epoch};
-    }
-    qsort(g, k, sizeof(*g), group_cmp);
+    size_t m = 0, k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ev[i].session)
+            g[m++] = (fence_group_t){.session = ev[i].session, .epoch = ev[i].epoch};
+    qsort(g, m, sizeof(*g), group_cmp);
+    for (size_t i = 0; i < m; i++)
+        if (!k || group_cmp(&g[k - 1], &g[i]))
+            g[k++] = g[i];
     return k;
 }
 

@@ -12,7 +12,7 @@ test itself is SIGKILLed (bazel's timeout). Every wait is bounded.
 
 Environment: CLUSTER_SESSIONS (default 300) linked sessions, "default"
 included; CLUSTER_NODES (default 3)."""
-import atexit, http.client, json, os, random, re, signal, socket, subprocess, sys, threading, time
+import atexit, concurrent.futures, http.client, json, os, random, re, signal, socket, subprocess, sys, threading, time
 
 SRC = os.path.join(os.environ["TEST_SRCDIR"], "wa_gateway")
 sys.path.insert(0, os.path.join(SRC, "tests/e2e"))
@@ -26,6 +26,7 @@ A = {"X-API-Key": KEY}
 SECRET = "cluster-node-secret-0123456789abcdefghij"  # CLUSTER_SECRET: commands forwarded to the owner
 SESSIONS = int(os.environ.get("CLUSTER_SESSIONS", "300"))
 NODES = int(os.environ.get("CLUSTER_NODES", "3"))
+CONCURRENCY = 6  # requests in flight while the sessions are created and linked
 T0 = time.time()
 
 _procs = {}  # pid -> Popen of every process started here
@@ -471,11 +472,17 @@ class Cluster:
 
     def create_all(self):
         t = time.time()
-        for i, name in enumerate(self.names[1:]):
-            node = self.serving()[i % len(self.serving())]
-            st, b = node.req("POST", "/api/sessions", {"name": name}, timeout=15)
-            if st != 201:
-                fail("POST /api/sessions %s on %s: %s %s" % (name, node.id, st, str(b)[:200]))
+        serving = self.serving()
+
+        def create(i_name):  # a few at a time, spread over the nodes
+            i, name = i_name
+            node = serving[i % len(serving)]
+            return (name, node.id) + node.req("POST", "/api/sessions", {"name": name}, timeout=15)
+
+        with concurrent.futures.ThreadPoolExecutor(CONCURRENCY) as ex:
+            for name, nid, st, b in ex.map(create, enumerate(self.names[1:])):
+                if st != 201:
+                    fail("POST /api/sessions %s on %s: %s %s" % (name, nid, st, str(b)[:200]))
         t1 = time.time()
         log("%d sessions created in %.1f s" % (len(self.names) - 1, t1 - t))
         # a session created on one node reaches the others' lists through NOTIFY: not at once
@@ -513,16 +520,18 @@ class Cluster:
             todo = [n for n in self.names if st[n]["state"] != "CONNECTED"]
             if not todo:
                 break
-            for name in todo:
-                if st[name]["state"] != "QR_READY":
-                    continue
+
+            def scan(name):  # its QR read from a random node, scanned by its phone
                 node = self.any()
                 code, raw = try_req(node.port, "GET", route(name) + "/qr?format=raw")
                 if code != 200 or not isinstance(raw, bytes) or raw == scanned.get(name):
-                    continue
-                code, b = self.control("POST", "/scan?phone=" + self.phone[name], raw)
+                    return 0
+                self.control("POST", "/scan?phone=" + self.phone[name], raw)
                 scanned[name] = raw
-                scans += 1
+                return 1
+
+            with concurrent.futures.ThreadPoolExecutor(CONCURRENCY) as ex:
+                scans += sum(ex.map(scan, [n for n in todo if st[n]["state"] == "QR_READY"]))
             time.sleep(0.3)
         else:
             st = self.states()
