@@ -92,7 +92,9 @@ struct clu {
     PGconn *db;
     lease_set_t held; /* what the database says this node holds */
     int draining, rebalance, stop;
-    int leader; /* this connection holds the leader lock */
+    int leader;      /* this connection holds the leader lock */
+    int node_locked; /* this connection holds the NODE_ID lock (node_lock) */
+    int dup_told;    /* the NODE_ID-in-use error was logged (once until it clears) */
 
     /* loop side */
     uv_async_t async;
@@ -251,8 +253,9 @@ static void set_leader(clu_t *c, int on)
 static void db_close(clu_t *c)
 {
     if (c->db)
-        PQfinish(c->db); /* the leader lock goes with the connection */
+        PQfinish(c->db); /* the leader and NODE_ID locks go with the connection */
     c->db = NULL;
+    c->node_locked = 0;
     set_leader(c, 0);
     __atomic_store_n(&c->ready_db, 0, __ATOMIC_RELEASE);
 }
@@ -271,8 +274,12 @@ static int db_connect(clu_t *c)
         db_close(c);
         return -1;
     }
-    /* (several statements: the simple query protocol) */
-    PGresult *r = PQexec(c->db, "SET statement_timeout = 5000; LISTEN wagw_events;"
+    /* (several statements: the simple query protocol). The server's
+     * keepalives end this connection (and the NODE_ID lock below) within
+     * about 11 s when this host vanishes without closing it. */
+    PGresult *r = PQexec(c->db, "SET statement_timeout = 5000; SET tcp_keepalives_idle = 5;"
+                                " SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3;"
+                                " LISTEN wagw_events;"
                                 " LISTEN wagw_sessions; LISTEN wagw_leases; LISTEN wagw_rebalance;"
                                 " LISTEN wagw_webhooks");
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
@@ -503,6 +510,36 @@ static void shed(clu_t *c, long target)
     }
 }
 
+/* One live process per NODE_ID: the connection takes a lock named after
+ * it, released with the connection (a process killed lets the next one in
+ * at once). Two processes with one NODE_ID would each take the other's
+ * leases for its own stale ones, over and over; the second one waits here,
+ * not ready and holding nothing, until the first is gone. 0 once held, -1
+ * while another process holds it or the database cannot be asked. */
+static int node_lock(clu_t *c)
+{
+    PGresult *r = q(c, "SELECT pg_try_advisory_lock(hashtextextended('wagw-node:' || $1, 0))", 1,
+                    (const char *[]){c->node_id});
+    if (!r)
+        return -1;
+    c->node_locked = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (!c->node_locked) {
+        if (!c->dup_told)
+            LOG_ERROR("cluster",
+                      "NODE_ID %s is in use by another live process: this one stays out of the "
+                      "cluster (not ready, no sessions) until that one is gone; every node needs "
+                      "its own NODE_ID",
+                      c->node_id);
+        c->dup_told = 1;
+        return -1;
+    }
+    if (c->dup_told)
+        LOG_INFO("cluster", "NODE_ID %s is free again: this process joins", c->node_id);
+    c->dup_told = 0;
+    return 0;
+}
+
 /* One pass: heartbeat and renew, then claim up to the fair share (or shed
  * down to it when draining or rebalancing). */
 static void pass(clu_t *c)
@@ -510,6 +547,14 @@ static void pass(clu_t *c)
     int64_t t0 = mono_ms();
     if (!c->db && db_connect(c) != 0) {
         __atomic_add_fetch(&c->renew_failures, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    if (!c->node_locked && node_lock(c) != 0) {
+        __atomic_add_fetch(&c->renew_failures, 1, __ATOMIC_RELAXED);
+        if (PQstatus(c->db) != CONNECTION_OK)
+            db_close(c);
+        if (__atomic_exchange_n(&c->ready_db, 0, __ATOMIC_ACQ_REL))
+            to_loop(c, msg_new(EV_READY, NULL, 0));
         return;
     }
     if (renew(c, t0) != 0) {
@@ -752,7 +797,9 @@ static void *thread_main(void *arg)
         if (now >= next) {
             pass(c);
             last = mono_ms();
-            next = last + (c->db ? c->renew_ms : 1000);
+            /* (the NODE_ID lock is asked for again sooner: a killed
+             * predecessor's connection ends within moments) */
+            next = last + (!c->db ? 1000 : c->node_locked ? c->renew_ms : 250);
             continue;
         }
         struct pollfd p[2] = {{.fd = c->wake_fd, .events = POLLIN},

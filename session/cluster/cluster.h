@@ -89,7 +89,9 @@ typedef struct {
 int clu_new(const clu_opts_t *opts, clu_t **out, char *err, size_t errlen);
 
 /* Starts the database thread (it connects, listens, heartbeats, claims).
- * 0 or -1. */
+ * The thread first takes a lock named after NODE_ID on its connection:
+ * while another live process holds it, this node logs an error once, stays
+ * not ready and claims nothing, asking again every 250 ms. 0 or -1. */
 int clu_start(clu_t *c);
 
 /* The node's id and lease settings. */
