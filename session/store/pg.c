@@ -93,6 +93,13 @@ _Static_assert(NMIGRATIONS == STORE_SCHEMA_VERSION, "one migration per schema ve
 /* The advisory lock key the migrations run under (any constant; "wagw"). */
 #define PG_MIGRATION_LOCK "2003265399"
 
+/* How long the server lets one of our transactions sit idle before it ends
+ * it (and the connection): ours run their statements back to back, so
+ * only a frozen process (SIGSTOP, a paused VM) gets there. Its locks
+ * would otherwise keep the lease rows it had locked FOR SHARE from being
+ * claimed (the claim skips locked rows) for as long as it is frozen. */
+#define PG_IDLE_TX_TIMEOUT_MS 5000
+
 /* The client-side bound of a statement: the server's statement_timeout
  * plus time for the answer to come back; of the migration transaction. */
 #define PG_CLIENT_TIMEOUT_MS (STORE_PG_TIMEOUT_MS + 5000)
@@ -448,8 +455,8 @@ static int setup_conn(pg_conn_t *c)
     char sql[160];
     snprintf(sql, sizeof(sql),
              "SET statement_timeout = %d; SET client_min_messages = warning;"
-             " SET idle_in_transaction_session_timeout = 60000",
-             STORE_PG_TIMEOUT_MS);
+             " SET idle_in_transaction_session_timeout = %d",
+             STORE_PG_TIMEOUT_MS, PG_IDLE_TX_TIMEOUT_MS);
     int rc = pg_cmd(c, -1, sql, NULL, NULL);
     c->sent = sent;
     return rc;
