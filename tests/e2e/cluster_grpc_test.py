@@ -46,14 +46,7 @@ def data(port, path):
     return e2elib.api_data(port, path, KEY)
 
 
-def wait(what, cond, secs=20):
-    t0 = time.time()
-    while time.time() - t0 < secs:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    fail("timed out waiting for " + what)
+wait = e2elib.wait_until
 
 
 def start_node(name, secret):

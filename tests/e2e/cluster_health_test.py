@@ -20,7 +20,7 @@ import http.client, json, os, signal, subprocess, sys, threading, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2elib
-from e2elib import SRC, TMP, check, fail, free_port, start_fakewa, start_gateway, gateway_env
+from e2elib import SRC, TMP, check, free_port, start_fakewa, start_gateway, gateway_env
 
 KEY = "cluster-health-admin-key-0123456789"
 SECRET = "cluster-health-node-secret-0123456789-abcdef"
@@ -55,14 +55,7 @@ for name in ("a", "b"):
 A, B = nodes["a"][1], nodes["b"][1]
 
 
-def wait(what, cond, secs=20):
-    t0 = time.time()
-    while time.time() - t0 < secs:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    fail("timed out waiting for " + what)
+wait = e2elib.wait_until
 
 
 # both nodes listed, both ready

@@ -14,7 +14,7 @@ import json, os, signal, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import e2elib
-from e2elib import check, fail, free_port, start_fakewa, start_gateway, gateway_env
+from e2elib import check, free_port, start_fakewa, start_gateway, gateway_env
 
 KEY = "cluster-node-id-admin-key-0123456789"
 LEASE, RENEW = 3000, 500
@@ -27,14 +27,7 @@ def req(port, method, path, body=None):
     return e2elib.api(port, method, path, body, KEY)
 
 
-def wait(what, cond, secs=20):
-    t0 = time.time()
-    while time.time() - t0 < secs:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    fail("timed out waiting for " + what)
+wait = e2elib.wait_until
 
 
 def start(tag):

@@ -108,6 +108,21 @@ class Receiver:
             return list(self.got)
 
 
+def wait_until(what, cond, secs=20, on_timeout=None):
+    """Calls cond() every 0.1 s until it returns something true, which is
+    returned; after `secs` runs on_timeout() (when given: to show a log)
+    and fails with "timed out waiting for <what>"."""
+    t0 = time.time()
+    while time.time() - t0 < secs:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    if on_timeout:
+        on_timeout()
+    fail("timed out waiting for " + what)
+
+
 def check(cond, msg):
     if not cond:
         if KEEP_GOING:

@@ -46,14 +46,7 @@ def data(path):
 
 
 def wait(what, cond, secs=30):
-    t0 = time.time()
-    while time.time() - t0 < secs:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.1)
-    sys.stderr.write(open(log).read()[-4000:])
-    fail("timed out waiting for " + what)
+    return e2elib.wait_until(what, cond, secs, lambda: sys.stderr.write(open(log).read()[-4000:]))
 
 
 # a linked session and a webhook target, before the freeze
