@@ -208,8 +208,9 @@ static void outf(out_t *o, const char *fmt, ...)
     }
 }
 
-/* The cluster node's series. */
-static void render_cluster(out_t *o, clu_t *c)
+/* The cluster node's series (fenced_writes: the store's count of refused
+ * writes). */
+static void render_cluster(out_t *o, clu_t *c, uint64_t fenced_writes)
 {
     clu_stats_t cs;
     clu_stats(c, &cs);
@@ -237,8 +238,8 @@ static void render_cluster(out_t *o, clu_t *c)
         {"renew_failures_total", "counter", "Renewal passes that failed.",
          (unsigned long long)cs.renew_failures},
         {"fenced_writes_total", "counter",
-         "Writes the store refused: another node held the session.",
-         (unsigned long long)cs.fenced_writes},
+         "Writes and events the store refused: this node no longer held the session.",
+         (unsigned long long)fenced_writes},
     };
     for (size_t i = 0; i < sizeof(series) / sizeof(series[0]); i++)
         outf(o,
@@ -300,9 +301,11 @@ char *metrics_render(metrics_t *m, const sess_snapshot_t *snap)
         n = snap ? 1 : 0;
     static const sess_state_t states[] = {SESS_DISCONNECTED, SESS_CONNECTING, SESS_QR_READY,
                                           SESS_CONNECTED};
+    uint64_t fenced = 0;
     if (m->journal) {
         sess_jstore_stats_t js;
         sess_jstore_stats(m->journal, &js);
+        fenced = js.fenced;
         outf(&o,
              "# HELP wagw_events_stored_total Events written to the event log.\n"
              "# TYPE wagw_events_stored_total counter\n"
@@ -326,7 +329,7 @@ char *metrics_render(metrics_t *m, const sess_snapshot_t *snap)
              (unsigned long long)js.retried);
     }
     if (m->cluster)
-        render_cluster(&o, m->cluster);
+        render_cluster(&o, m->cluster, fenced);
     outf(&o,
          "# HELP wagw_sessions Sessions (WhatsApp accounts) held.\n"
          "# TYPE wagw_sessions gauge\n"

@@ -454,6 +454,7 @@ void sess_jstore_stats(sess_jstore_t *j, sess_jstore_stats_t *out)
     out->commits = __atomic_load_n(&j->commits, __ATOMIC_RELAXED);
     out->pruned = __atomic_load_n(&j->pruned, __ATOMIC_RELAXED);
     out->retried = store_events_retries(j->store);
+    out->fenced = store_fenced_writes(j->store);
 }
 
 void sess_jstore_close(sess_jstore_t *j)

@@ -59,6 +59,7 @@ typedef struct {
     uint64_t commits;  /* transactions */
     uint64_t pruned;   /* events deleted by retention */
     uint64_t retried;  /* transactions run again after a deadlock or serialization failure */
+    uint64_t fenced;   /* writes the cluster fence refused (store_fenced_writes) */
 } sess_jstore_stats_t;
 void sess_jstore_stats(sess_jstore_t *j, sess_jstore_stats_t *out);
 

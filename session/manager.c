@@ -1035,10 +1035,8 @@ static void clu_on_resync(void *arg)
 static void on_fenced_later(void *arg)
 {
     handoff_t *h = arg;
-    if (h->m->cluster && !h->m->stopping) {
-        clu_count_fenced(h->m->cluster);
+    if (h->m->cluster && !h->m->stopping)
         clu_fenced(h->m->cluster, h->name); /* on_lose: let_go */
-    }
     free(h);
 }
 

@@ -124,9 +124,9 @@ struct clu {
     int64_t valid_until; /* monotonic ms the leases are surely ours until (atomic) */
     int ready_db;        /* connected and renewed (atomic) */
     int draining_flag;   /* (atomic) */
-    uint64_t claims, lost, released, self_fences, renew_failures, fenced_writes; /* atomics */
-    size_t owned_n;                                                              /* atomic */
-    int leader_flag;                                                             /* atomic */
+    uint64_t claims, lost, released, self_fences, renew_failures; /* atomics */
+    size_t owned_n;                                               /* atomic */
+    int leader_flag;                                              /* atomic */
 };
 
 static int64_t mono_ms(void)
@@ -1106,16 +1106,10 @@ void clu_stats(const clu_t *c, clu_stats_t *o)
     o->released = __atomic_load_n(&m->released, __ATOMIC_RELAXED);
     o->self_fences = __atomic_load_n(&m->self_fences, __ATOMIC_RELAXED);
     o->renew_failures = __atomic_load_n(&m->renew_failures, __ATOMIC_RELAXED);
-    o->fenced_writes = __atomic_load_n(&m->fenced_writes, __ATOMIC_RELAXED);
     o->owned = __atomic_load_n(&m->owned_n, __ATOMIC_RELAXED);
     o->ready = clu_ready(c);
     o->draining = __atomic_load_n(&m->draining_flag, __ATOMIC_RELAXED);
     o->leader = __atomic_load_n(&m->leader_flag, __ATOMIC_RELAXED);
-}
-
-void clu_count_fenced(clu_t *c)
-{
-    __atomic_add_fetch(&c->fenced_writes, 1, __ATOMIC_RELAXED);
 }
 
 static void on_handle_closed(uv_handle_t *h)

@@ -78,7 +78,7 @@ typedef struct {
 
 /* What the node has done so far (any thread). */
 typedef struct {
-    uint64_t claims, lost, released, self_fences, renew_failures, fenced_writes;
+    uint64_t claims, lost, released, self_fences, renew_failures;
     size_t owned;
     int ready, draining, leader;
 } clu_stats_t;
@@ -149,10 +149,6 @@ int clu_status(clu_t *c, void (*done)(void *arg, char *json), void *arg);
 
 /* The counters (any thread). */
 void clu_stats(const clu_t *c, clu_stats_t *out);
-
-/* Counts a write the store refused as fenced (for the metrics). Any
- * thread. */
-void clu_count_fenced(clu_t *c);
 
 /* Stops the thread (the leases are left to expire unless released) and
  * closes the loop handles; done(arg) once they are closed (done may be

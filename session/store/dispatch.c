@@ -208,6 +208,16 @@ uint64_t store_events_retries(store_t *st)
     return __atomic_load_n(&st->append_retries, __ATOMIC_RELAXED);
 }
 
+uint64_t store_fenced_writes(store_t *st)
+{
+    return __atomic_load_n(&st->fenced_writes, __ATOMIC_RELAXED);
+}
+
+void store_count_fenced(store_t *st, size_t n)
+{
+    __atomic_add_fetch(&st->fenced_writes, n, __ATOMIC_RELAXED);
+}
+
 void store_fenced(store_t *st, const char *session)
 {
     if (st->on_fenced)

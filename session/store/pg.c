@@ -633,8 +633,10 @@ static int begin_fenced(store_t *st, const char *session)
     int rc = pg_fence(st, session);
     if (rc) {
         pg_rollback(&st->pgw);
-        if (rc == STORE_EFENCED)
+        if (rc == STORE_EFENCED) {
+            store_count_fenced(st, 1);
             store_fenced(st, session);
+        }
     }
     return rc;
 }

@@ -186,8 +186,6 @@ int pg_events_append_on(store_t *st, pg_conn_t *c, store_event_t *ev, size_t n)
 {
     if (n == 0)
         return 0;
-    for (size_t i = 0; i < n; i++)
-        ev[i].id = 0;
     fence_group_t *g = calloc(n, sizeof(*g));
     if (!g)
         return STORE_ENOMEM;
@@ -201,10 +199,15 @@ int pg_events_append_on(store_t *st, pg_conn_t *c, store_event_t *ev, size_t n)
         __atomic_add_fetch(&st->append_retries, 1, __ATOMIC_RELAXED);
         LOG_WARN("store", "postgres: storing %zu event(s) again (attempt %d)", n, attempt + 2);
     }
-    if (rc == STORE_EFENCED)
+    if (rc == STORE_EFENCED) {
+        size_t refused = 0;
+        for (size_t i = 0; i < n; i++)
+            refused += ev[i].session && !ev[i].id;
+        store_count_fenced(st, refused);
         for (size_t j = 0; j < k; j++)
             if (g[j].fenced && !g[j].stale)
                 store_fenced(st, g[j].session); /* the lease held now is gone */
+    }
     free(g);
     return rc;
 }

@@ -274,6 +274,13 @@ typedef struct {
  * append tries up to 5 times before it fails). 0 on SQLite. Any thread. */
 uint64_t store_events_retries(store_t *st);
 
+/* How many writes the fence refused since the store opened: each event
+ * and each other write of a session whose lease this node did not hold
+ * (any longer, or not with the epoch the event was made under), whether
+ * or not the store_on_fenced callback ran for it. 0 on SQLite. Any
+ * thread. */
+uint64_t store_fenced_writes(store_t *st);
+
 /* The highest seq ever given to `session` (0 when none). */
 int store_events_last_seq(store_t *st, const char *session, uint64_t *seq);
 

@@ -174,6 +174,7 @@ struct store {
      * URL as given, wiped on close). */
     pg_conn_t pgw, pgr, pga;
     uint64_t append_retries; /* appends run again after a transient failure (atomic) */
+    uint64_t fenced_writes;  /* writes and events refused by the fence (atomic) */
     pthread_mutex_t bg_mu;   /* for pga */
     char *url;
     /* Cluster mode (PostgreSQL): this node's id (NULL: writes not fenced),
@@ -220,6 +221,10 @@ uint64_t store_fence_epoch(store_t *st, const char *session);
 /* Tells the on_fenced callback (if any) that a write of `session` was
  * refused. */
 void store_fenced(store_t *st, const char *session);
+
+/* Counts n writes (an event each) the fence refused, whether or not the
+ * callback runs (store_fenced_writes). */
+void store_count_fenced(store_t *st, size_t n);
 
 /* --- PostgreSQL helpers (pg.c) --- */
 

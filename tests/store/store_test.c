@@ -987,6 +987,7 @@ static void grant(const char *session, const char *owner, int epoch)
 static void expect_all_fenced(store_t *st, const char *session, fenced_log_t *log)
 {
     int before = log->calls;
+    uint64_t refused = store_fenced_writes(st);
     store_creds_t c;
     fill(&c, 99);
     static const uint8_t acc[] = {5};
@@ -1009,6 +1010,7 @@ static void expect_all_fenced(store_t *st, const char *session, fenced_log_t *lo
     assert_int_equal(store_wipe(st, session), STORE_EFENCED);
     assert_int_equal(store_retire(st, session), STORE_EFENCED);
     assert_int_equal(log->calls, before + 9);
+    assert_int_equal(store_fenced_writes(st), refused + 9); /* counted for the metrics */
     assert_string_equal(log->last, session);
     /* nothing was written */
     store_creds_t back;
@@ -1122,6 +1124,7 @@ static void test_pg_append_partly_fenced(void **state)
     assert_int_equal(ev[1].id, 0);
     assert_int_equal(ev[3].id, 0);
     assert_int_equal(log.calls, 1);
+    assert_int_equal(store_fenced_writes(st), 2); /* an event each */
     assert_string_equal(log.last, "lost");
     assert_int_equal(count_rows("SELECT count(*) FROM events WHERE session = 'mine'"), 2);
     assert_int_equal(count_rows("SELECT count(*) FROM events WHERE session = 'lost'"), 0);
@@ -1168,6 +1171,7 @@ static void test_pg_stale_epoch_refused(void **state)
     assert_int_equal(ev[1].id, 0);
     assert_true(ev[2].id > ev[0].id);
     assert_int_equal(log.calls, 0);
+    assert_int_equal(store_fenced_writes(st), 1); /* counted, no callback */
     /* the lease went (another node, epoch 7): the held epoch's events are
      * refused and the callback says so */
     grant("s", "n2", 7);
@@ -1176,6 +1180,7 @@ static void test_pg_stale_epoch_refused(void **state)
     assert_int_equal(store_events_append(st, &e, 1), STORE_EFENCED);
     assert_int_equal(e.id, 0);
     assert_int_equal(log.calls, 1);
+    assert_int_equal(store_fenced_writes(st), 2);
     assert_int_equal(count_rows("SELECT count(*) FROM events WHERE session = 's'"), 2);
     assert_int_equal(store_events_retries(st), 0);
     store_close(st);
