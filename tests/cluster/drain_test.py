@@ -4,7 +4,14 @@ at once, its sessions are handed over and it exits 0; each of its sessions
 is down at most 5 s, measured by an SSE watcher of every session on
 another node (from the event that leaves CONNECTED to the next CONNECTED);
 none showed a QR; the fake server never saw two live connections for one
-device and ends with one per session."""
+device and ends with one per session.
+
+Then the rebalance, on the same cluster: the drained node, started again,
+takes only unowned and expired sessions, so it runs none (the others took
+its leases); POST /api/cluster/rebalance (admin) evens ownership out: every
+node holds its fair share (ceil(sessions / nodes), give or take the
+hysteresis of one pass), every session CONNECTED at its owner, moved without
+a QR, never two live connections for one device."""
 import os, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -73,4 +80,32 @@ n = cl.no_qr_in_log("after the drain")
 log("%d stored events since linking read back, none a QR; doubleLive %d" % (n, fs["doubleLive"]))
 check(fs["doubleLive"] == 0, "the fake server saw two live connections for one device during the hand-over "
       "(doubleLive %d): a new owner logged in before the drained node's connection was closed" % fs["doubleLive"])
+
+# --- the rebalance -----------------------------------------------------------
+total = len(cl.owners())
+victim.start()
+time.sleep(3)  # a few passes: the restarted node finds nothing to claim
+counts = {n.id: len(cl.owned_by(n.id)) for n in cl.nodes}
+log("owners after %s started again: %s" % (victim.id, counts))
+check(counts[victim.id] == 0, "the restarted node claimed owned sessions: %s" % counts)
+
+poll = Poller(cl)
+st, body = watch_on.req("POST", "/api/cluster/rebalance", b"")
+check(st == 202, "rebalance: %d %s" % (st, body))
+fair = -(-total // len(cl.nodes))
+t0 = time.time()
+while time.time() - t0 < 60:
+    counts = {n.id: len(cl.owned_by(n.id)) for n in cl.nodes}
+    if all(c >= fair - 1 for c in counts.values()):
+        break
+    time.sleep(0.5)
+log("owners after the rebalance: %s (fair share %d), %.1f s" % (counts, fair, time.time() - t0))
+check(all(fair - 1 <= c <= fair + 1 for c in counts.values()),
+      "not even after the rebalance: %s (fair %d)" % (counts, fair))
+cl.wait_settled(60, "every session after the rebalance")
+cl.wait_fw_settled(15, "after the rebalance")
+cl.check_fw("after the rebalance")
+poll.close()
+check(not poll.qrs(), "the poller saw a QR during the rebalance: %s" % poll.qrs()[:3])
+cl.no_qr_in_log("after the rebalance")
 print("PASS")

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """CLUSTER_CYCLES (default 50) kill -9 / restart cycles of random nodes
 (LEASE_MS 4000, RENEW_MS 1000): each cycle kills one node, restarts it
-after 0 to 0.6 s and lets it serve 0.3 to 1.5 s once ready (a restarted
+after 0 to 0.6 s and lets it serve 0.2 to 1.0 s once ready (a restarted
 node takes its sessions back at once, with a new epoch), bounded to 40 s
 per cycle.
 Throughout, the fake server never sees two live connections for one device
@@ -37,7 +37,7 @@ for i in range(CYCLES):
     ts = time.time()
     victim.start()
     starts.append(time.time() - ts)
-    time.sleep(random.uniform(0.3, 1.5))
+    time.sleep(random.uniform(0.2, 1.0))
     fs = cl.fw_state()
     check(fs["doubleLive"] == 0, "cycle %d: doubleLive %d after restarting %s" % (i, fs["doubleLive"], victim.id))
     q = poll.qrs()
