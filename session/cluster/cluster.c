@@ -368,8 +368,7 @@ static int renew(clu_t *c, int64_t t0)
             continue;
         }
         LOG_WARN("cluster", "%s: lease lost (taken over or expired)", c->held.v[i].name);
-        to_loop(c, msg_new(EV_LOSE, c->held.v[i].name, 0));
-        __atomic_add_fetch(&c->lost, 1, __ATOMIC_RELAXED);
+        to_loop(c, msg_new(EV_LOSE, c->held.v[i].name, 0)); /* counted there */
         c->held.v[i] = c->held.v[--c->held.n];
     }
     PQclear(r);
@@ -834,14 +833,16 @@ static void set_ready(clu_t *c)
     }
 }
 
-static void lose(clu_t *c, const char *name, int counted)
+/* Drops `name` from the sessions this node runs (on_lose lets it go) and
+ * counts the loss, once: the self-fence, a fenced write and the renewal's
+ * answer may each report the same lease. */
+static void lose(clu_t *c, const char *name)
 {
     if (!set_find(&c->owned, name))
-        return;
+        return; /* lost already (a self-fence before the renewal said so) */
     set_del(&c->owned, name);
     __atomic_store_n(&c->owned_n, c->owned.n, __ATOMIC_RELAXED);
-    if (!counted)
-        __atomic_add_fetch(&c->lost, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&c->lost, 1, __ATOMIC_RELAXED);
     if (c->cb.on_lose)
         c->cb.on_lose(c->cb.arg, name);
 }
@@ -875,7 +876,7 @@ static void on_async(uv_async_t *a)
             }
             break;
         case EV_LOSE:
-            lose(c, m->name, 1);
+            lose(c, m->name);
             break;
         case EV_SHED: {
             lease_t *l = set_find(&c->owned, m->name);
@@ -942,7 +943,7 @@ static void on_fence_timer(uv_timer_t *t)
         while (c->owned.n) {
             char name[NAME_MAX_];
             snprintf(name, sizeof(name), "%s", c->owned.v[0].name);
-            lose(c, name, 0);
+            lose(c, name);
         }
     }
     set_ready(c);
@@ -1050,7 +1051,7 @@ void clu_release(clu_t *c, const char *session, uint64_t epoch)
 void clu_fenced(clu_t *c, const char *session)
 {
     to_thread(c, msg_new(CMD_DROP, session, 0));
-    lose(c, session, 0);
+    lose(c, session);
     check_drained(c);
 }
 

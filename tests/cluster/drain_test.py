@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from clusterlib import Cluster, Poller, SSEWatcher, check, first_qr, log, outages, summary, try_req  # noqa: E402
 
 DOWN = 5.0
-cl = Cluster(lease_ms=4000, renew_ms=1000, connect_rate=50)
+cl = Cluster(lease_ms=4000, renew_ms=1000, connect_rate=50, prekeys_uploaded=True)
 cl.setup()
 victim = cl.nodes[0]
 watch_on = cl.nodes[1]

@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from clusterlib import Cluster, Poller, SSEWatcher, check, fail, first_qr, log, outages, summary  # noqa: E402
 
 BOUND = 30.0
-cl = Cluster(lease_ms=10000, renew_ms=3000, connect_rate=25)
+cl = Cluster(lease_ms=10000, renew_ms=3000, connect_rate=25, prekeys_uploaded=True)
 cl.setup()
 old = cl.owners()
 counts = {n.id: sum(1 for o in old.values() if o[0] == n.id) for n in cl.nodes}

@@ -21,7 +21,7 @@ from clusterlib import (Cluster, OwnerHistory, Poller, check, fail, grep_log, lo
 # what the node logs when it closes its sessions for want of renewals
 # ("could not renew its leases in time"), loses a lease, or a write is fenced
 FENCE_LOG = r"fenc|could not renew|lease lost"
-cl = Cluster(lease_ms=4000, renew_ms=1000, connect_rate=50)
+cl = Cluster(lease_ms=4000, renew_ms=1000, connect_rate=50, prekeys_uploaded=True)
 cl.setup()
 victim = cl.nodes[0]
 others = cl.nodes[1:]
@@ -107,6 +107,10 @@ lost = sum(v for k, v in fence.items() if "lost" in k)
 check(any(v > 0 for k, v in fence.items() if "fence" in k) or lost >= len(mine),
       "%s's metrics show no fenced write, no self-fence and %d of its %d leases lost: %s"
       % (victim.id, lost, len(mine), {k: v for k, v in m1.items() if k.startswith("wagw_cluster_")}))
+# each lease is lost once, however the self-fence and the renewal's answer meet
+claims = sum(v - m0.get(k, 0) for k, v in m1.items() if k.startswith("wagw_cluster_claims_total"))
+check(lost <= len(mine) + claims, "%s counts %d leases lost; it held %d and claimed %d since"
+      % (victim.id, lost, len(mine), claims))
 lines = [l for l in victim.log_text()[logsize:].split("\n") if re.search(FENCE_LOG, l, re.I)]
 check(lines, "%s's log says nothing of fencing after SIGCONT (/%s/)" % (victim.id, FENCE_LOG))
 log("its log: %d lines on fencing, first: %s" % (len(lines), lines[0][:200]))

@@ -17,7 +17,7 @@ from clusterlib import Cluster, Poller, SSEWatcher, check, fail, first_qr, log, 
 
 CYCLES = int(os.environ.get("CLUSTER_CYCLES", "50"))
 CYCLE_BOUND = 40.0
-cl = Cluster(lease_ms=4000, renew_ms=1000, connect_rate=50)
+cl = Cluster(lease_ms=4000, renew_ms=1000, connect_rate=50, prekeys_uploaded=True)
 cl.setup()
 poll = Poller(cl)
 sse = SSEWatcher(cl, cl.nodes[0], follow=True)
