@@ -1748,8 +1748,6 @@ static void flush_pending(sess_registry_t *reg)
         uv_prepare_stop(&reg->flush);
 }
 
-static void catchup_next(void *c);
-
 /* A pending event is settled (stored, refused or failed): frees it; the
  * session's catch-up parked until its events settled goes on. Loop
  * thread. */

@@ -539,6 +539,17 @@ static int node_lock(clu_t *c)
     return 0;
 }
 
+/* A pass that could not renew: counted, the connection dropped if it is
+ * broken, and the node not ready (the loop told once). */
+static void pass_failed(clu_t *c)
+{
+    __atomic_add_fetch(&c->renew_failures, 1, __ATOMIC_RELAXED);
+    if (PQstatus(c->db) != CONNECTION_OK)
+        db_close(c);
+    if (__atomic_exchange_n(&c->ready_db, 0, __ATOMIC_ACQ_REL))
+        to_loop(c, msg_new(EV_READY, NULL, 0));
+}
+
 /* One pass: heartbeat and renew, then claim up to the fair share (or shed
  * down to it when draining or rebalancing). */
 static void pass(clu_t *c)
@@ -548,20 +559,8 @@ static void pass(clu_t *c)
         __atomic_add_fetch(&c->renew_failures, 1, __ATOMIC_RELAXED);
         return;
     }
-    if (!c->node_locked && node_lock(c) != 0) {
-        __atomic_add_fetch(&c->renew_failures, 1, __ATOMIC_RELAXED);
-        if (PQstatus(c->db) != CONNECTION_OK)
-            db_close(c);
-        if (__atomic_exchange_n(&c->ready_db, 0, __ATOMIC_ACQ_REL))
-            to_loop(c, msg_new(EV_READY, NULL, 0));
-        return;
-    }
-    if (renew(c, t0) != 0) {
-        __atomic_add_fetch(&c->renew_failures, 1, __ATOMIC_RELAXED);
-        if (PQstatus(c->db) != CONNECTION_OK)
-            db_close(c);
-        __atomic_store_n(&c->ready_db, 0, __ATOMIC_RELEASE);
-        to_loop(c, msg_new(EV_READY, NULL, 0));
+    if ((!c->node_locked && node_lock(c) != 0) || renew(c, t0) != 0) {
+        pass_failed(c);
         return;
     }
     if (!__atomic_exchange_n(&c->ready_db, 1, __ATOMIC_ACQ_REL))

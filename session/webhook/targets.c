@@ -121,15 +121,24 @@ static int delete_queue(wh_t *wh, const char *id, target_t *t, wh_done_cb cb, vo
     return 0;
 }
 
-int wh_target_delete(wh_t *wh, const char *id, wh_done_cb cb, void *arg)
+/* The target `id` a call is about, in *out; WH_OK or the call's error
+ * (WH_EINVAL: no wh or no callback (has_cb 0), WH_ECLOSED, WH_ENOTFOUND). */
+static int target_for(wh_t *wh, const char *id, int has_cb, target_t **out)
 {
-    if (!wh || !cb)
+    if (!wh || !has_cb)
         return WH_EINVAL;
     if (wh->closed)
         return WH_ECLOSED;
-    target_t *t = id ? wh_find(wh, id) : NULL;
-    if (!t)
-        return WH_ENOTFOUND;
+    *out = id ? wh_find(wh, id) : NULL;
+    return *out ? WH_OK : WH_ENOTFOUND;
+}
+
+int wh_target_delete(wh_t *wh, const char *id, wh_done_cb cb, void *arg)
+{
+    target_t *t;
+    int rc = target_for(wh, id, cb != NULL, &t);
+    if (rc != WH_OK)
+        return rc;
     return delete_queue(wh, id, t, cb, arg) ? WH_ENOMEM : WH_OK;
 }
 
@@ -183,13 +192,10 @@ static void replay_done(void *arg, int rc)
 
 int wh_replay(wh_t *wh, const char *id, uint64_t since_id, wh_replay_cb cb, void *arg)
 {
-    if (!wh || !cb)
-        return WH_EINVAL;
-    if (wh->closed)
-        return WH_ECLOSED;
-    target_t *t = id ? wh_find(wh, id) : NULL;
-    if (!t)
-        return WH_ENOTFOUND;
+    target_t *t;
+    int rc = target_for(wh, id, cb != NULL, &t);
+    if (rc != WH_OK)
+        return rc;
     replay_job_t *a = calloc(1, sizeof(*a));
     if (!a)
         return WH_ENOMEM;
