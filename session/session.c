@@ -41,11 +41,17 @@ struct sess_sub {
     /* The event log (guarded by mu; the list lock also guards the switch
      * from replay to live). Keys are seqs on a session's stream, global
      * event ids on the registry-wide one. */
-    int replay;            /* catching up from the log: live events are not queued */
-    uint64_t cursor;       /* replay: the key of the last event read from the log */
-    uint64_t handed;       /* the key of the last snapshot handed out (or before the first) */
-    uint64_t seam;         /* live events with a key <= seam were read from the log */
-    uint64_t gap_since;    /* the first read checks for a gap after this key (0: done) */
+    int replay;         /* catching up from the log: live events are not queued */
+    uint64_t cursor;    /* replay: the key of the last event read from the log */
+    uint64_t handed;    /* the key of the last snapshot handed out (or before the first) */
+    uint64_t seam;      /* live events with a key <= seam were read from the log */
+    uint64_t gap_since; /* the first read checks for a gap after this key (0: done) */
+    /* A resume from a key above what was delivered (0: none): a key the
+     * log has (a stream that read it from the log before it was delivered
+     * here) or one of another incarnation of the store. The first read
+     * starts at the key itself and tells which: the key's own event is
+     * dropped; nothing at or after it makes it a fresh start. */
+    uint64_t probe;
     sess_registry_t *jreg; /* the registry when it has a journal, else NULL */
     /* With journal.read_async: a page of the log is being read off the
      * loop (reading); the subscriber went away meanwhile (gone: the read's
@@ -1165,13 +1171,15 @@ sess_sub_t *sess_subscribe_since(sess_t *s, uint64_t since, const sess_sub_opts_
     uint64_t head = d ? d->seq : 0;
     pthread_mutex_lock(&sub->mu);
     int wake = 0;
-    if (since == 0 || since > head) { /* fresh, or a seq of another incarnation */
+    if (since == 0 || (since > head && !sub->jreg)) { /* fresh, or another incarnation's */
         if (d)
             wake = sub_push_locked(sub, d);
         sub->handed = head ? head - 1 : 0;
     } else if (sub->jreg) {
         sub->replay = 1;
         sub->cursor = sub->handed = sub->gap_since = since;
+        if (since > head) /* read from the log before it was delivered here? */
+            sub->cursor = sub->handed = (sub->probe = since) - 1;
         wake = 1;
     } else {
         if (since < head) {
@@ -1202,6 +1210,41 @@ sess_sub_t *sess_subscribe(sess_t *s, const sess_sub_opts_t *opts)
     return sess_subscribe_since(s, 0, opts);
 }
 
+/* Queues every session's current state on a registry-wide subscription
+ * and makes it live from there (reg->all_mu held, so that no session can be
+ * added or deliver meanwhile). Returns 1 when something was queued. */
+static int push_current_all_locked(sess_registry_t *reg, sess_sub_t *sub)
+{
+    int wake = 0;
+    pthread_rwlock_rdlock(&reg->mu);
+    size_t n = 0;
+    for (sess_t *s = reg->sessions; s; s = s->next)
+        n++;
+    sess_snapshot_t **v = calloc(n ? n : 1, sizeof(*v));
+    size_t i = n;
+    for (sess_t *s = reg->sessions; v && s && i > 0; s = s->next) {
+        pthread_mutex_lock(&s->sub_mu);
+        /* with the tail, an event beyond it comes through it */
+        if (!reg->tail.on || !s->delivered ||
+            sess_snapshot_event_id(s->delivered) <= reg->delivered_id)
+            v[--i] = sess_snapshot_ref(s->delivered);
+        else
+            v[--i] = NULL;
+        pthread_mutex_unlock(&s->sub_mu);
+    }
+    pthread_rwlock_unlock(&reg->mu);
+    pthread_mutex_lock(&sub->mu);
+    for (size_t k = 0; v && k < n; k++)
+        if (v[k])
+            wake |= sub_push_locked(sub, v[k]);
+    sub->handed = reg->delivered_id;
+    sub->replay = 0;
+    sub->probe = 0;
+    pthread_mutex_unlock(&sub->mu);
+    sess_snapshots_free(v, n);
+    return wake;
+}
+
 sess_sub_t *sess_registry_subscribe_since(sess_registry_t *reg, uint64_t since,
                                           const sess_sub_opts_t *opts)
 {
@@ -1213,37 +1256,16 @@ sess_sub_t *sess_registry_subscribe_since(sess_registry_t *reg, uint64_t since,
      * between the first snapshots and the stream */
     pthread_mutex_lock(&reg->all_mu);
     int wake = 0;
-    if (since && sub->jreg && since <= reg->delivered_id) {
+    if (since && sub->jreg) {
         pthread_mutex_lock(&sub->mu);
         sub->replay = 1;
         sub->cursor = sub->handed = sub->gap_since = since;
+        if (since > reg->delivered_id) /* read from the log before it was delivered here? */
+            sub->cursor = sub->handed = (sub->probe = since) - 1;
         pthread_mutex_unlock(&sub->mu);
         wake = 1;
     } else {
-        pthread_rwlock_rdlock(&reg->mu);
-        size_t n = 0;
-        for (sess_t *s = reg->sessions; s; s = s->next)
-            n++;
-        sess_snapshot_t **v = calloc(n ? n : 1, sizeof(*v));
-        size_t i = n;
-        for (sess_t *s = reg->sessions; v && s && i > 0; s = s->next) {
-            pthread_mutex_lock(&s->sub_mu);
-            /* with the tail, an event beyond it comes through it */
-            if (!reg->tail.on || !s->delivered ||
-                sess_snapshot_event_id(s->delivered) <= reg->delivered_id)
-                v[--i] = sess_snapshot_ref(s->delivered);
-            else
-                v[--i] = NULL;
-            pthread_mutex_unlock(&s->sub_mu);
-        }
-        pthread_rwlock_unlock(&reg->mu);
-        pthread_mutex_lock(&sub->mu);
-        for (size_t k = 0; v && k < n; k++)
-            if (v[k])
-                wake |= sub_push_locked(sub, v[k]);
-        sub->handed = reg->delivered_id;
-        pthread_mutex_unlock(&sub->mu);
-        sess_snapshots_free(v, n);
+        wake = push_current_all_locked(reg, sub);
     }
     sub->next = reg->all_subs;
     reg->all_subs = sub;
@@ -1264,6 +1286,30 @@ static size_t replay_max(const sess_sub_t *sub)
     return sub->max < REPLAY_PAGE ? sub->max : REPLAY_PAGE;
 }
 
+/* A probed resume key the log does not have: the subscription starts
+ * afresh, with the current state (of its session, or of every session),
+ * then live. */
+static void fresh_start(sess_sub_t *sub)
+{
+    sess_t *s = sub->sess;
+    if (!s) {
+        pthread_mutex_lock(&sub->reg->all_mu);
+        push_current_all_locked(sub->reg, sub);
+        pthread_mutex_unlock(&sub->reg->all_mu);
+        return;
+    }
+    pthread_mutex_lock(&s->sub_mu);
+    sess_snapshot_t *d = s->delivered;
+    uint64_t head = d ? d->seq : 0;
+    pthread_mutex_lock(&sub->mu);
+    if (d && !sub->ended)
+        sub_push_locked(sub, d);
+    sub->handed = head ? head - 1 : 0;
+    sub->replay = 0;
+    pthread_mutex_unlock(&sub->mu);
+    pthread_mutex_unlock(&s->sub_mu);
+}
+
 /* Queues a page read from the log after `after` (the queue was empty when
  * it was asked for) and clears the events. */
 static void replay_apply(sess_sub_t *sub, uint64_t after, uint64_t gap_since, sess_event_t *ev,
@@ -1273,8 +1319,20 @@ static void replay_apply(sess_sub_t *sub, uint64_t after, uint64_t gap_since, se
     size_t k = 0;
     uint64_t last = after;
     const char *session = sub->sess ? sub->sess->name : NULL;
+    pthread_mutex_lock(&sub->mu);
+    uint64_t probe = sub->probe;
+    sub->probe = 0;
+    pthread_mutex_unlock(&sub->mu);
+    if (probe && n == 0) { /* nothing at or after it: another incarnation's key */
+        fresh_start(sub);
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         last = session ? ev[i].seq : ev[i].id;
+        if (last <= probe) { /* the resumed-from event itself: the client has it */
+            sess_event_clear(&ev[i]);
+            continue;
+        }
         sess_snapshot_t *snap = sess_event_parse(sub->jreg, ev[i].body, ev[i].body_len);
         if (snap) { /* an event this code cannot read is skipped */
             __atomic_store_n(&snap->event_id_, ev[i].id, __ATOMIC_RELEASE);

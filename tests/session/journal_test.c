@@ -4,7 +4,8 @@
  * restart; a stream resumed from any seq sees every later event exactly
  * once across the seam between the log and live delivery; retention gives
  * an explicit gap; a slow subscriber catches up from the log instead of
- * losing events; the registry-wide stream resumes by global event id; the
+ * losing events; the registry-wide stream resumes by global event id, also
+ * from an event stored but not yet delivered; the
  * event JSON view round-trips and malformed ones are refused. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -324,6 +325,74 @@ static void test_registry_stream_resumes_by_id(void **state)
     settle(fx);
 }
 
+/* What the commit hook of test_resume_ahead_of_delivery subscribed. */
+typedef struct {
+    fx_t *fx;
+    sess_sub_t *all, *one;
+    uint64_t id, seq; /* the newest stored event's */
+} ahead_t;
+
+/* Runs between the commit of an event and its delivery: subscribes, on
+ * the session and registry-wide, resuming from that event (as a client
+ * that read it from the log before it was delivered here reconnects). */
+static void subscribe_ahead(void *arg)
+{
+    ahead_t *a = arg;
+    if (a->all)
+        return;
+    store_event_t ev[32];
+    size_t got = 0;
+    uint64_t pruned;
+    assert_int_equal(store_events_read(a->fx->store, NULL, 0, 32, ev, &got, &pruned), 0);
+    assert_true(got > 0 && got < 32);
+    a->id = ev[got - 1].id;
+    a->seq = ev[got - 1].seq;
+    store_events_free(ev, got);
+    a->all = sess_registry_subscribe_since(a->fx->reg, a->id, NULL);
+    a->one = sess_subscribe_since(a->fx->s, a->seq, NULL);
+    assert_non_null(a->all);
+    assert_non_null(a->one);
+}
+
+/* A stream resumed from an event the log has but this node has not
+ * delivered yet gets neither the older current state (stale, out of
+ * order) nor that event again: the next event is the first it sees. A key
+ * the log does not have at all (another incarnation) starts afresh with
+ * every session's current state. */
+static void test_resume_ahead_of_delivery(void **state)
+{
+    fx_t *fx = *state;
+    churn(fx, 3);
+    settle(fx);
+    ahead_t a = {.fx = fx};
+    sess_jstore_on_commit(fx->j, subscribe_ahead, &a);
+    publish(fx, SESS_CONNECTING, "ahead");
+    settle(fx);
+    sess_jstore_on_commit(fx->j, on_commit, fx);
+    assert_non_null(a.all);
+    publish(fx, SESS_DISCONNECTED, "next");
+    settle(fx);
+    sess_sub_t *subs[2] = {a.one, a.all};
+    for (int i = 0; i < 2; i++) {
+        sess_snapshot_t *snap;
+        assert_int_equal(next_wait(fx, subs[i], &snap), SESS_SUB_OK);
+        assert_int_equal(snap->seq, a.seq + 1);
+        assert_string_equal(snap->detail, "next");
+        assert_true(sess_snapshot_event_id(snap) > a.id);
+        sess_snapshot_unref(snap);
+        assert_int_equal(next_wait(fx, subs[i], &snap), SESS_SUB_EMPTY);
+        sess_unsubscribe(subs[i]);
+    }
+    /* an event id from the future: the current state */
+    sess_sub_t *all = sess_registry_subscribe_since(fx->reg, a.id + 1000000, NULL);
+    sess_snapshot_t *snap;
+    assert_int_equal(next_wait(fx, all, &snap), SESS_SUB_OK);
+    assert_int_equal(snap->seq, a.seq + 1);
+    sess_snapshot_unref(snap);
+    assert_int_equal(next_wait(fx, all, &snap), SESS_SUB_EMPTY);
+    sess_unsubscribe(all);
+}
+
 static void test_event_json_round_trip(void **state)
 {
     fx_t *fx = *state;
@@ -574,6 +643,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retention_gives_a_gap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_slow_subscriber_catches_up, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_stream_resumes_by_id, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resume_ahead_of_delivery, setup, teardown),
         cmocka_unit_test_setup_teardown(test_event_json_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_follower_sees_the_owner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_writers_one_order, setup, teardown),
