@@ -1157,6 +1157,18 @@ static sess_snapshot_t *gap_copy(sess_registry_t *reg, const sess_snapshot_t *sn
     return c;
 }
 
+/* Queues the session's current (delivered) snapshot `d`, if any, and makes
+ * the subscription live from there (s->sub_mu and sub->mu held). Returns 1
+ * when something was queued. */
+static int push_current_locked(sess_sub_t *sub, sess_snapshot_t *d)
+{
+    int wake = d && !sub->ended ? sub_push_locked(sub, d) : 0;
+    sub->handed = d && d->seq ? d->seq - 1 : 0;
+    sub->replay = 0;
+    sub->probe = 0;
+    return wake;
+}
+
 sess_sub_t *sess_subscribe_since(sess_t *s, uint64_t since, const sess_sub_opts_t *opts)
 {
     sess_sub_t *sub = sub_new(s->reg, opts, DEFAULT_MAX_QUEUE);
@@ -1172,9 +1184,7 @@ sess_sub_t *sess_subscribe_since(sess_t *s, uint64_t since, const sess_sub_opts_
     pthread_mutex_lock(&sub->mu);
     int wake = 0;
     if (since == 0 || (since > head && !sub->jreg)) { /* fresh, or another incarnation's */
-        if (d)
-            wake = sub_push_locked(sub, d);
-        sub->handed = head ? head - 1 : 0;
+        wake = push_current_locked(sub, d);
     } else if (sub->jreg) {
         sub->replay = 1;
         sub->cursor = sub->handed = sub->gap_since = since;
@@ -1299,13 +1309,8 @@ static void fresh_start(sess_sub_t *sub)
         return;
     }
     pthread_mutex_lock(&s->sub_mu);
-    sess_snapshot_t *d = s->delivered;
-    uint64_t head = d ? d->seq : 0;
     pthread_mutex_lock(&sub->mu);
-    if (d && !sub->ended)
-        sub_push_locked(sub, d);
-    sub->handed = head ? head - 1 : 0;
-    sub->replay = 0;
+    push_current_locked(sub, s->delivered);
     pthread_mutex_unlock(&sub->mu);
     pthread_mutex_unlock(&s->sub_mu);
 }
